@@ -1,0 +1,3 @@
+from calmtunes.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Audio output: a ring buffer filled ahead, and the sinks that drain it."""

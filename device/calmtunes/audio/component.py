@@ -1,0 +1,144 @@
+"""The audio component: renders phrases into the ring ahead of the sink, and keeps a sink open.
+
+Its thread takes phrases from the composer when the scheduled music runs short, renders blocks
+into the ring until it holds ``audio.buffer_ms``, and checks the sink: a sound card that vanished
+is reopened with back-off while rendering goes on (so the composer and everything upstream keep
+running, and the music resumes where it would have been).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from calmtunes.audio.ring import AudioRing
+from calmtunes.audio.sinks import Sink, make_sink
+from calmtunes.component import Component
+from calmtunes.config import Config
+from calmtunes.hub import Hub
+from calmtunes.music.controls import Controls
+from calmtunes.music.engine import ComposerComponent
+from calmtunes.music.mixer import Mixer
+
+log = logging.getLogger(__name__)
+
+CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
+
+
+class AudioComponent(Component):
+    name = "audio"
+    heartbeat_timeout_s = 5.0
+
+    def __init__(self, config: Config, hub: Hub, composer: ComposerComponent,
+                 sink: Sink | None = None) -> None:
+        super().__init__(config, hub)
+        a = config.audio
+        self.sample_rate = a.sample_rate
+        self.block = int(a.sample_rate * a.block_ms / 1000)
+        self.ring = AudioRing(int(a.sample_rate * a.buffer_ms / 1000) + self.block)
+        self.target_fill = int(a.sample_rate * a.buffer_ms / 1000)
+        self.composer = composer
+        self.mixer = Mixer(a.sample_rate, config)
+        self.sink = sink or make_sink(
+            a.backend, self.ring, a.sample_rate, device=a.device, wav_path=a.wav_path,
+            realtime=a.realtime,
+        )
+        self._sink_open = False
+        self._next_reopen = 0.0
+        self._reopen_delay = 1.0
+        self._pending_crossfade = False
+        self.started_at = time.monotonic()
+        self.sink_failures = 0
+        self.mixer.fade_in(a.fade_in_s)
+
+    # -- control (any thread) ----------------------------------------------------------------
+    def set_controls(self, controls: Controls) -> None:
+        self.mixer.set_controls(controls)
+
+    def change_preset(self) -> None:
+        """The next phrase crossfades in now instead of waiting for the phrase boundary."""
+        self._pending_crossfade = True
+        self.wake()
+
+    def fade_out(self, seconds: float | None = None) -> None:
+        self.mixer.fade_out(self.config.audio.fade_out_s if seconds is None else seconds)
+
+    def fade_in(self, seconds: float | None = None) -> None:
+        self.mixer.fade_in(self.config.audio.fade_in_s if seconds is None else seconds)
+
+    @property
+    def faded_out(self) -> bool:
+        return self.mixer.faded_out
+
+    @property
+    def first_frame_at(self) -> float | None:
+        return self.sink.first_frame_at
+
+    # -- component ---------------------------------------------------------------------------
+    def step(self, now: float) -> float:
+        self._keep_sink(now)
+        period = self.block / self.sample_rate
+        if not self._sink_open:
+            # No sound card: keep time as if playing, so the music is where it should be when
+            # the card comes back (and the composer upstream keeps running).
+            self._feed_phrases()
+            self.mixer.render(self.block)
+            return period
+        while self.ring.free >= self.block and self.ring.available < self.target_fill:
+            self._feed_phrases()
+            self.ring.write(self.mixer.render(self.block))
+        if not self.config.audio.realtime:
+            self.ring.wait_for_space(self.block, timeout=0.1)  # as fast as the sink drains
+            return 0.0
+        return period / 2  # wake when about half a block has drained
+
+    def _feed_phrases(self) -> None:
+        if self._pending_crossfade:
+            self._pending_crossfade = False
+            phrase = self.composer.take_phrase() or self.composer.compose_now()
+            start = self.mixer.position
+            self.mixer.schedule(phrase, start, crossfade_s=CROSSFADE_S)
+            return
+        horizon = self.mixer.position + self.block
+        while self.mixer.scheduled_until <= horizon + self.sample_rate:
+            phrase = self.composer.take_phrase() or self.composer.compose_now()
+            self.mixer.schedule(phrase)
+
+    def _keep_sink(self, now: float) -> None:
+        if self._sink_open and not self.sink.is_alive():
+            self.sink_failures += 1
+            log.error("audio output stopped (%s); reopening", self.sink.description)
+            self.degrade("audio output lost; reopening")
+            self._close_sink()
+            self._next_reopen = now
+        if not self._sink_open and now >= self._next_reopen:
+            try:
+                self.sink.open()
+            except Exception as exc:
+                log.error("audio output unavailable: %s (retrying in %.0f s)", exc,
+                          self._reopen_delay)
+                self.degrade(f"no audio output: {exc}")
+                self._next_reopen = now + self._reopen_delay
+                self._reopen_delay = min(self._reopen_delay * 2, self.config.audio.reopen_max_s)
+                return
+            self._sink_open = True
+            self._reopen_delay = 1.0
+            self.mark_ok(self.sink.description)
+
+    def _close_sink(self) -> None:
+        try:
+            self.sink.close()
+        except Exception as exc:
+            log.debug("closing sink: %s", exc)
+        self._sink_open = False
+
+    def close(self) -> None:
+        self._close_sink()
+
+    def status(self) -> dict:
+        return {
+            "output": self.sink.description,
+            "underruns": self.ring.underruns,
+            "played_s": round(self.sink.frames_played / self.sample_rate, 1),
+            "sink_failures": self.sink_failures,
+        }

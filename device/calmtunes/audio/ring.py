@@ -1,0 +1,79 @@
+"""A single-producer, single-consumer ring of stereo float32 frames.
+
+The producer (the music engine's render thread) writes whole blocks; the consumer (the sound
+card's callback) reads into the buffer PortAudio hands it. ``read_into`` never allocates, locks
+or logs: it copies what is there, fills the rest with silence and counts an underrun. The two
+indices are only ever advanced by their own side, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class AudioRing:
+    def __init__(self, capacity_frames: int, channels: int = 2) -> None:
+        if capacity_frames < 2:
+            raise ValueError("capacity_frames must be at least 2")
+        self.capacity = int(capacity_frames)
+        self.channels = channels
+        self._buf = np.zeros((self.capacity, channels), dtype=np.float32)
+        self._written = 0  # total frames ever written (producer only)
+        self._read = 0  # total frames ever read (consumer only)
+        self.underruns = 0  # callbacks that found too little audio
+        self.frames_out = 0  # frames handed to the output, silence included
+        self._space = threading.Event()
+
+    @property
+    def available(self) -> int:
+        return self._written - self._read
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.available
+
+    def write(self, block: np.ndarray) -> int:
+        """Copy as much of ``block`` as fits; return the frames written."""
+        n = min(len(block), self.free)
+        if n <= 0:
+            return 0
+        start = self._written % self.capacity
+        first = min(n, self.capacity - start)
+        self._buf[start : start + first] = block[:first]
+        if n > first:
+            self._buf[: n - first] = block[first:n]
+        self._written += n
+        return n
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Fill ``out`` (frames × channels); return the frames of real audio copied."""
+        want = len(out)
+        n = min(want, self.available)
+        start = self._read % self.capacity
+        first = min(n, self.capacity - start)
+        out[:first] = self._buf[start : start + first]
+        if n > first:
+            out[first:n] = self._buf[: n - first]
+        if n < want:
+            out[n:] = 0.0
+            if self._written > 0:
+                self.underruns += 1
+        self._read += n
+        self.frames_out += want
+        self._space.set()
+        return n
+
+    def wait_for_space(self, frames: int, timeout: float) -> bool:
+        """Block the producer until ``frames`` fit or ``timeout`` s pass."""
+        if self.free >= frames:
+            return True
+        self._space.clear()
+        if self.free >= frames:
+            return True
+        return self._space.wait(timeout) and self.free >= frames
+
+    def clear(self) -> None:
+        """Drop what is buffered (consumer side; only when the output is stopped)."""
+        self._read = self._written

@@ -1,0 +1,270 @@
+"""The ``calmtunes`` command.
+
+Exit statuses: 0 success; 1 a check failed (selftest) or the request was refused; 2 wrong usage;
+69 the daemon is not running (status and other requests); 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from calmtunes import __version__, config as config_mod
+from calmtunes.errors import EX_CONFIG, EX_UNAVAILABLE, ConfigError
+
+log = logging.getLogger("calmtunes")
+
+
+def setup_logging(level: str = "info") -> None:
+    """Logs go to stderr without timestamps: journald adds its own."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def sim_dirs() -> tuple[str, str]:
+    """State and runtime folders for simulation on a workstation (never /var or /run)."""
+    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "calmtunes-sim"
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/calmtunes-{os.getuid()}") / "calmtunes-sim"
+    return str(state), str(runtime)
+
+
+def load_config(path: str | None) -> tuple[config_mod.Config, str | None]:
+    if path is None and config_mod.DEFAULT_PATH.exists():
+        path = str(config_mod.DEFAULT_PATH)
+    return config_mod.load(path), path
+
+
+def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> config_mod.Config:
+    state, runtime = sim_dirs()
+    audio: dict = {}
+    if getattr(args, "out", None):
+        audio = {"backend": "wav", "wav_path": str(args.out), "realtime": True}
+    sim: dict = {}
+    if getattr(args, "scenario", None):
+        sim["scenario"] = args.scenario
+    if getattr(args, "seed", None) is not None:
+        sim["seed"] = args.seed
+    return cfg.replace(
+        device={"simulate": True, "state_dir": state, "runtime_dir": runtime},
+        pulse={"backend": "sim"},
+        scene={"backend": "sim"},
+        panel={"backend": "mock"},
+        audio=audio,
+        sim=sim,
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from calmtunes.daemon import Daemon
+
+    cfg, path = load_config(args.config)
+    setup_logging(cfg.device.log_level)
+    if path is None:
+        log.warning("no config file (%s); running on defaults", config_mod.DEFAULT_PATH)
+    daemon = Daemon(cfg, path)
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from calmtunes.daemon import Daemon
+
+    cfg, path = load_config(args.config)
+    cfg = simulation_config(cfg, args)
+    setup_logging(cfg.device.log_level)
+    log.info("simulation: scenario %r, audio to %s", cfg.sim.scenario,
+             args.out or "the default sound device")
+    daemon = Daemon(cfg, path)
+    daemon.install_signal_handlers()
+    return daemon.run(duration=args.duration)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from calmtunes.render import render_offline
+
+    cfg, _ = load_config(args.config)
+    setup_logging(cfg.device.log_level)
+    music: dict = {}
+    if args.seed is not None:
+        music["seed"] = args.seed
+    if args.preset is not None:
+        if args.preset not in cfg.music.presets:
+            print(f"calmtunes render: no preset {args.preset!r} (have: "
+                  f"{', '.join(cfg.music.presets)})", file=sys.stderr)
+            return 2
+    cfg = cfg.replace(music=music)
+
+    def progress(fraction: float) -> None:
+        if sys.stderr.isatty() or args.progress:
+            bar = "#" * int(fraction * 40)
+            print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
+
+    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset, progress=progress)
+    if sys.stderr.isatty() or args.progress:
+        print(file=sys.stderr)
+    print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
+    return 0
+
+
+def _socket_candidates(args: argparse.Namespace) -> list[Path]:
+    from calmtunes.control import socket_path
+
+    if args.runtime_dir:
+        return [socket_path(args.runtime_dir)]
+    paths = []
+    try:
+        cfg, _ = load_config(args.config)
+        paths.append(socket_path(cfg.device.runtime_dir))
+    except ConfigError:
+        paths.append(socket_path(config_mod.DeviceConfig().runtime_dir))
+    paths.append(socket_path(sim_dirs()[1]))
+    return paths
+
+
+def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
+    from calmtunes.control import request
+
+    errors = []
+    for path in _socket_candidates(args):
+        try:
+            return request(path, cmd, **extra)
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror or exc}")
+    print("calmtunes: the daemon is not running (or its socket is not readable by you):\n  "
+          + "\n  ".join(errors)
+          + "\n  check `systemctl status calmtunes`; are you in the calmtunes group?",
+          file=sys.stderr)
+    return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reply = _request(args, "status")
+    if reply is None:
+        return EX_UNAVAILABLE
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    print(format_status(reply))
+    return 0
+
+
+def format_status(s: dict) -> str:
+    def fmt(v, unit="", nd=0):
+        return "—" if v is None else f"{v:.{nd}f}{unit}"
+
+    pulse = s.get("pulse") or {}
+    scene = s.get("scene") or {}
+    up = s.get("uptime_s", 0)
+    lines = [
+        f"calmtunes {s.get('version')}  up {int(up // 3600)}h{int(up % 3600 // 60):02d}m",
+        f"preset     {s.get('preset')}  ({'playing' if s.get('playing') else 'paused'}), "
+        f"volume {s.get('volume_db', 0):+.1f} dB",
+        f"pulse      {'finger on' if pulse.get('finger') else 'no finger'}, "
+        f"HR {fmt(pulse.get('hr_bpm'), ' bpm')}, quality {fmt(pulse.get('quality'), '', 2)}, "
+        f"breathing {fmt(pulse.get('breathing_rate'), '/min', 1)}, "
+        f"stress {fmt(pulse.get('stress'), '', 2)}",
+        f"scene      {scene.get('label', '—')}" + (
+            f", {scene.get('people')} people, light {fmt(scene.get('luminance'), '', 2)}"
+            if scene else ""),
+    ]
+    audio = s.get("components", {}).get("audio", {})
+    lines.append(f"audio      {audio.get('output', '—')}, underruns {audio.get('underruns', '—')}")
+    lines.append("components:")
+    for name, c in s.get("components", {}).items():
+        lines.append(f"  {name:<10} {c.get('state')}" + (f"  {c['detail']}" if c.get("detail") else ""))
+    return "\n".join(lines)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    extra = {"arg": args.value} if getattr(args, "value", None) is not None else {}
+    reply = _request(args, args.request, **extra)
+    if reply is None:
+        return EX_UNAVAILABLE
+    if not reply.get("ok"):
+        print(f"calmtunes: {reply.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from calmtunes.selftest import format_table, run_checks
+
+    cfg, _ = load_config(args.config)
+    results = run_checks(cfg)
+    print(format_table(results))
+    return 1 if any(r.ok is False for r in results) else 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help=f"config file (default {config_mod.DEFAULT_PATH} if present)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw):
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # every command takes --config
+
+    s = sub.add_parser("run", help="run the daemon (what systemd starts)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("simulate", help="run the whole daemon on the emulated sensor and camera")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
+    s.add_argument("--seed", type=int, help="seed of the simulated listener")
+    s.add_argument("--out", help="write to this WAV file instead of the sound card")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")
+    s.add_argument("--minutes", type=float, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--preset")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--progress", action="store_true", help="show the progress bar even when not a terminal")
+    s.set_defaults(func=cmd_render)
+
+    s = sub.add_parser("status", help="ask the running daemon how it is")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--runtime-dir", help="where the daemon's socket is")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("preset", help="switch the running daemon to a preset")
+    s.add_argument("value", metavar="NAME")
+    s.add_argument("--runtime-dir")
+    s.set_defaults(func=cmd_send, request="preset")
+
+    s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")
+    s.set_defaults(func=cmd_selftest)
+
+    s = sub.add_parser("debug", help="fault injection (simulation only)")
+    dsub = s.add_subparsers(dest="debug_command", required=True)
+    h = dsub.add_parser("hang", parents=[common], help="make a component stop responding")
+    h.add_argument("value", metavar="COMPONENT")
+    h.add_argument("--runtime-dir")
+    h.set_defaults(func=cmd_send, request="hang")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"calmtunes: configuration error in {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,211 @@
+"""The base of every part the supervisor runs: start, stop, health and a heartbeat.
+
+A component's work happens in :meth:`Component.step`, called by its own thread; ``step`` returns
+the seconds until it wants to run again (Klipper's habit: no drift, no spinning). Each call beats
+the heart; the supervisor pings systemd's watchdog only while every running component's heart is
+fresh. An exception from ``step`` is a passing fault: it is logged (once per distinct message),
+the component is marked degraded and retried with exponential back-off, and it never reaches the
+supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from calmtunes.config import Config
+    from calmtunes.hub import Hub
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+STARTING = "starting"
+DEGRADED = "degraded"
+FAILED = "failed"
+STOPPED = "stopped"
+DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # one of OK, STARTING, DEGRADED, FAILED, STOPPED, DISABLED
+    detail: str = ""
+    heartbeat_age_s: float | None = None  # None when the component has no thread
+
+    @property
+    def usable(self) -> bool:
+        return self.state in (OK, DEGRADED)
+
+
+class Component:
+    """Subclass and implement :meth:`step` (and :meth:`open`/:meth:`close` if needed)."""
+
+    name = "component"
+    #: a component whose heart has not beaten for this long is taken as hung
+    heartbeat_timeout_s = 10.0
+    #: longest wait between retries after a fault, in s
+    max_backoff_s = 30.0
+
+    def __init__(self, config: Config, hub: Hub) -> None:
+        self.config = config
+        self.hub = hub
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._hang = threading.Event()  # fault injection (simulation only)
+        self._heartbeat = time.monotonic()
+        self._state = STOPPED
+        self._detail = ""
+        self._failures = 0
+        self._last_error = ""
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._set_state(STARTING, "")
+        self._heartbeat = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to end and wait; may be called twice."""
+        thread = self._thread
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s: thread did not stop within %.1f s", self.name, timeout)
+        self._thread = None
+        try:
+            self.close()
+        except Exception:
+            log.exception("%s: error while closing", self.name)
+        if self._state != DISABLED:
+            self._set_state(STOPPED, "")
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a new, already validated config without stopping (SIGHUP)."""
+        self.config = config
+
+    # -- for subclasses -----------------------------------------------------------------------
+    def open(self) -> None:
+        """Acquire hardware; called in the component's thread before the first step and again
+        after a fault. Raise to retry later with back-off."""
+
+    def close(self) -> None:
+        """Release hardware; called after a fault and on stop."""
+
+    def step(self, now: float) -> float:
+        """Do one unit of work; return seconds until the next call."""
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        """A few facts for ``calmtunes status`` (small, JSON-serialisable)."""
+        return {}
+
+    # -- health ---------------------------------------------------------------------------------
+    def health(self) -> Health:
+        age = time.monotonic() - self._heartbeat if self._thread is not None else None
+        return Health(self._state, self._detail, age)
+
+    def heartbeat_fresh(self, now: float | None = None) -> bool:
+        if self._thread is None:
+            return True  # not running: nothing to hang
+        now = time.monotonic() if now is None else now
+        return now - self._heartbeat <= self.heartbeat_timeout_s
+
+    def beat(self) -> None:
+        self._heartbeat = time.monotonic()
+
+    def wake(self) -> None:
+        """Run the next step now instead of at its scheduled time."""
+        self._wake.set()
+
+    def inject_hang(self) -> None:
+        """Make the thread stop beating as if it hung (fault injection, simulation only)."""
+        log.warning("%s: hang injected on request", self.name)
+        self._hang.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _set_state(self, state: str, detail: str) -> None:
+        if (state, detail) != (self._state, self._detail):
+            self._state, self._detail = state, detail
+            self.hub.publish("health", (self.name, state, detail))
+
+    def degrade(self, detail: str) -> None:
+        """Mark the component degraded with a reason (it keeps running)."""
+        self._set_state(DEGRADED, detail)
+
+    def mark_ok(self, detail: str = "") -> None:
+        self._set_state(OK, detail)
+
+    def disable(self, detail: str) -> None:
+        self._set_state(DISABLED, detail)
+
+    # -- the thread -------------------------------------------------------------------------------
+    def _sleep(self, delay: float) -> bool:
+        """Wait ``delay`` s (or until woken), beating at least once a second; False on stop."""
+        deadline = time.monotonic() + delay
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._wake.wait(min(remaining, 1.0)):
+                self._wake.clear()
+                return not self._stopping.is_set()
+            if self._stopping.is_set():
+                return False
+            if self._hang.is_set():
+                return True
+            self.beat()
+
+    def _run(self) -> None:
+        opened = False
+        delay = 0.0
+        while not self._stopping.is_set():
+            if self._hang.is_set():
+                self._stopping.wait()  # a hung thread: no more heartbeats
+                break
+            if delay > 0 and not self._sleep(delay):
+                break
+            self.beat()
+            try:
+                if not opened:
+                    self.open()
+                    opened = True
+                    if self._state == STARTING or self._failures:
+                        self.mark_ok()
+                delay = self.step(time.monotonic())
+                if self._failures:
+                    log.info("%s: recovered after %d failure(s)", self.name, self._failures)
+                    self._failures = 0
+                    self._last_error = ""
+                    if self._state == DEGRADED:
+                        self.mark_ok()
+            except Exception as exc:
+                self._failures += 1
+                message = f"{type(exc).__name__}: {exc}"
+                if message != self._last_error:
+                    log.error("%s: %s (retrying)", self.name, message)
+                    if self._failures == 1 and not isinstance(exc, OSError):
+                        log.debug("%s: traceback", self.name, exc_info=True)
+                self._last_error = message
+                self.degrade(message)
+                if opened:
+                    try:
+                        self.close()
+                    except Exception:
+                        log.debug("%s: close after fault failed", self.name, exc_info=True)
+                    opened = False
+                delay = min(self.max_backoff_s, 0.5 * 2 ** min(self._failures - 1, 10))
+        self.beat()

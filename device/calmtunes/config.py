@@ -1,0 +1,550 @@
+"""Typed configuration, validated up front.
+
+The configuration is YAML (``/etc/calmtunes/config.yaml`` on the device, ``--config PATH``
+anywhere). Each section is a frozen dataclass; every field carries its default, its type and its
+allowed range or choices in ``opt(...)``. :func:`load` reads a file, :func:`parse` a mapping; both
+check everything and raise one :class:`ConfigError` listing every problem with its key path, so a
+technician fixes the file in one go. Unknown keys are refused with a "did you mean" suggestion.
+
+Sections belong to the parts of the daemon that read them; a part adds a field by adding it to
+its own section below (and to ``config.example.yaml``, which a test keeps in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calmtunes.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/calmtunes/config.yaml")
+
+
+def opt(
+    default: Any,
+    *,
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """A config field: its default, what it means (with its unit) and what values it takes."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: _copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    state_dir: str = opt(
+        "/var/lib/calmtunes",
+        help="where the small persistent state (last preset, volume) and sessions live",
+    )
+    runtime_dir: str = opt(
+        "/run/calmtunes", help="where the control socket lives (mode 0660)"
+    )
+    log_level: str = opt(
+        "info", help="log verbosity", choices=("debug", "info", "warning", "error")
+    )
+    simulate: bool = opt(
+        False,
+        help="run on the emulated sensor and camera (set by `calmtunes simulate`); also allows "
+        "fault injection over the control socket",
+    )
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    backend: str = opt(
+        "sounddevice",
+        help="where sound goes: the sound card (PortAudio), a WAV file, or nowhere",
+        choices=("sounddevice", "wav", "null"),
+    )
+    device: str = opt(
+        "",
+        help="part of the output device's name, case-insensitive (e.g. 'hifiberry'); "
+        "empty for the system default",
+    )
+    sample_rate: int = opt(48000, help="output rate in Hz", choices=(44100, 48000))
+    block_ms: float = opt(
+        20.0, help="the producer renders this much audio at a time, in ms", min=5.0, max=100.0
+    )
+    buffer_ms: float = opt(
+        250.0,
+        help="audio kept rendered ahead of the sound card, in ms (more is safer against "
+        "underruns, less makes buttons answer sooner)",
+        min=60.0,
+        max=2000.0,
+    )
+    wav_path: str = opt("calmtunes.wav", help="output file for the 'wav' backend")
+    realtime: bool = opt(
+        True,
+        help="for the 'wav' and 'null' backends: pace output by the clock (false runs as fast "
+        "as the CPU allows, for soaks and offline renders)",
+    )
+    fade_in_s: float = opt(3.0, help="fade-in at start, in seconds", min=0.0, max=30.0)
+    fade_out_s: float = opt(
+        1.5, help="fade-out on stop, in seconds (systemd waits at most 2 s)", min=0.05, max=1.9
+    )
+    reopen_max_s: float = opt(
+        30.0,
+        help="longest wait between attempts to reopen a vanished sound card, in seconds",
+        min=1.0,
+        max=600.0,
+    )
+
+
+DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
+    "calm": {
+        "tempo_bpm": 66.0,
+        "mode": "major",
+        "density": 0.45,
+        "register": 0.5,
+        "brightness": 0.5,
+        "bed_level": 0.35,
+        "breath_rate": 6.0,
+        "led": "calm",
+    },
+    "sleep": {
+        "tempo_bpm": 60.0,
+        "mode": "minor",
+        "density": 0.25,
+        "register": 0.35,
+        "brightness": 0.3,
+        "bed_level": 0.5,
+        "breath_rate": 6.0,
+        "led": "sleep",
+    },
+    "uplift": {
+        "tempo_bpm": 76.0,
+        "mode": "major",
+        "density": 0.6,
+        "register": 0.6,
+        "brightness": 0.65,
+        "bed_level": 0.2,
+        "breath_rate": 8.0,
+        "led": "uplift",
+    },
+}
+
+PRESET_KEYS: dict[str, tuple[type, float | None, float | None]] = {
+    # key: (type, min, max)
+    "tempo_bpm": (float, 50.0, 90.0),
+    "mode": (str, None, None),
+    "density": (float, 0.0, 1.0),
+    "register": (float, 0.0, 1.0),
+    "brightness": (float, 0.0, 1.0),
+    "bed_level": (float, 0.0, 1.0),
+    "breath_rate": (float, 4.0, 20.0),
+    "led": (str, None, None),
+}
+
+
+@dataclass(frozen=True)
+class MusicConfig:
+    generator: str = opt(
+        "onnx",
+        help="the composer: the on-device neural generator (falls back to 'procedural' by "
+        "itself if the model cannot be used) or the rule-based one",
+        choices=("onnx", "procedural"),
+    )
+    model_path: str = opt(
+        "",
+        help="the generator model; empty for the one installed with calmtunes",
+    )
+    default_preset: str = opt("calm", help="preset on first start (later: the last one used)")
+    seed: int = opt(0, help="random seed for composition; 0 picks one per start", min=0)
+    lookahead_s: float = opt(
+        8.0, help="music composed ahead of the playhead, in seconds", min=2.0, max=60.0
+    )
+    target_lufs: float = opt(
+        -30.0,
+        help="integrated loudness at 0 dB volume, in LUFS (ITU-R BS.1770); a bedside is quiet",
+        min=-50.0,
+        max=-14.0,
+    )
+    volume_db: float = opt(
+        -6.0, help="volume on first start, in dB relative to target_lufs", min=-40.0, max=6.0
+    )
+    max_volume_db: float = opt(
+        0.0,
+        help="the loudest the buttons can go, in dB relative to target_lufs",
+        min=-20.0,
+        max=6.0,
+    )
+    min_volume_db: float = opt(-30.0, help="the quietest volume step, in dB", min=-60.0, max=-6.0)
+    volume_step_db: float = opt(3.0, help="one press of volume up/down, in dB", min=0.5, max=6.0)
+    presets: dict = opt(
+        DEFAULT_PRESETS,
+        help="mood presets by name; each sets tempo_bpm (50–90), mode (major/minor), density, "
+        "register, brightness, bed_level (0–1), breath_rate (breaths/min) and led",
+    )
+
+
+@dataclass(frozen=True)
+class SoundConfig:
+    bed: str = opt(
+        "surf", help="ambient bed texture", choices=("surf", "wind", "rain", "none")
+    )
+    reverb: float = opt(0.35, help="reverb wet level (0 dry – 1 wet)", min=0.0, max=1.0)
+    breath_pacing: bool = opt(True, help="let the bed and pad swell at the paced breathing rate")
+    breath_depth_db: float = opt(
+        3.0, help="depth of the breath-pacing swell, in dB", min=0.0, max=9.0
+    )
+    entrainment: str = opt(
+        "off",
+        help="opt-in brainwave entrainment (limited evidence; see README): isochronic pulses or "
+        "binaural beats (headphones only)",
+        choices=("off", "isochronic", "binaural"),
+    )
+    entrainment_hz: float = opt(
+        8.0, help="entrainment beat frequency, in Hz (alpha 8–12, theta 4–8)", min=4.0, max=12.0
+    )
+    entrainment_level_db: float = opt(
+        -24.0, help="entrainment level relative to the music, in dB", min=-40.0, max=-12.0
+    )
+
+
+@dataclass(frozen=True)
+class PulseConfig:
+    backend: str = opt(
+        "max30102",
+        help="pulse sensor: the MAX30102 on I2C, the emulated one, or none",
+        choices=("max30102", "sim", "none"),
+    )
+    i2c_bus: int = opt(1, help="I2C bus number (/dev/i2c-N)", min=0, max=20)
+    address: int = opt(0x57, help="MAX30102 I2C address (0x57 on every board)", min=0x08, max=0x77)
+    int_pin: int = opt(
+        -1,
+        help="BCM GPIO wired to the sensor's INT line (FIFO almost full); -1 to poll instead",
+        min=-1,
+        max=27,
+    )
+    sample_rate: int = opt(
+        100, help="sensor sample rate in samples/s", choices=(50, 100, 200, 400)
+    )
+    pulse_width_us: int = opt(
+        411, help="LED pulse width in µs (sets ADC resolution)", choices=(69, 118, 215, 411)
+    )
+    adc_range_na: int = opt(
+        4096, help="ADC full scale in nA", choices=(2048, 4096, 8192, 16384)
+    )
+    led_current_ma: float = opt(
+        7.0, help="initial LED current in mA (adjusted automatically)", min=0.0, max=51.0
+    )
+    auto_led: bool = opt(True, help="keep the signal in the ADC's useful range automatically")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    backend: str = opt(
+        "opencv",
+        help="camera: a USB camera through OpenCV, the Pi camera through picamera2, the emulated "
+        "one, or none",
+        choices=("opencv", "picamera2", "sim", "none"),
+    )
+    enabled: bool = opt(True, help="use the camera at all (the privacy button also turns it off)")
+    device: int = opt(0, help="V4L2 camera index for the opencv backend (/dev/videoN)", min=0)
+    width: int = opt(320, help="analysis width in pixels", min=80, max=1920)
+    height: int = opt(240, help="analysis height in pixels", min=60, max=1080)
+    interval_s: float = opt(1.0, help="seconds between analysed frames", min=0.2, max=60.0)
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    backend: str = opt(
+        "gpio",
+        help="buttons and LEDs: real GPIO through gpiozero, gpiozero's mock pins, or none",
+        choices=("gpio", "mock", "none"),
+    )
+    buttons: dict = opt(
+        {
+            "calm": 5,
+            "sleep": 6,
+            "uplift": 13,
+            "volume_up": 16,
+            "volume_down": 26,
+            "play_pause": 12,
+            "privacy": 25,
+        },
+        help="BCM GPIO pin of each button (wired to ground; internal pull-ups used)",
+    )
+    leds: dict = opt(
+        {"calm": 17, "sleep": 27, "uplift": 22, "pulse": 23, "camera": 24},
+        help="BCM GPIO pin of each LED (through a resistor to ground)",
+    )
+    debounce_ms: float = opt(30.0, help="button debounce, in ms", min=5.0, max=200.0)
+    long_press_s: float = opt(
+        2.0, help="hold play/pause this long for the long-press action, in s", min=0.5, max=10.0
+    )
+    long_press_action: str = opt(
+        "sleep_timer",
+        help="what a long press on play/pause does",
+        choices=("sleep_timer", "shutdown", "none"),
+    )
+    sleep_timer_min: float = opt(
+        30.0, help="sleep timer: fade out after this many minutes", min=1.0, max=240.0
+    )
+
+
+@dataclass(frozen=True)
+class ConductorConfig:
+    glide_bpm_per_min: float = opt(
+        2.0, help="fastest tempo change while leading the listener, in bpm per minute",
+        min=0.1, max=10.0,
+    )
+    start_tempo_min: float = opt(
+        55.0, help="lowest tempo to start at, whatever the heart rate, in bpm", min=40.0, max=80.0
+    )
+    start_tempo_max: float = opt(
+        90.0, help="highest tempo to start at, whatever the heart rate, in bpm", min=60.0, max=120.0
+    )
+    target_breath_rate: float = opt(
+        6.0, help="breath pacing leads toward this rate, in breaths/min", min=4.0, max=12.0
+    )
+    breath_glide_per_min: float = opt(
+        1.0, help="fastest change of the paced breathing rate, in breaths/min per minute",
+        min=0.1, max=5.0,
+    )
+    min_quality: float = opt(
+        0.5, help="pulse signal quality below which the conductor ignores readings (0–1)",
+        min=0.0, max=1.0,
+    )
+    scene_influence: float = opt(
+        0.5, help="how much the camera's scene may steer the music (0 none – 1 full)",
+        min=0.0, max=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    enabled: bool = opt(True, help="keep per-session summaries (no raw signals, no images)")
+    retention_days: int = opt(30, help="delete sessions older than this, in days", min=1, max=3650)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    scenario: str = opt(
+        "stressed",
+        help="simulated listener scenario (see `calmtunes simulate --help`)",
+    )
+    seed: int = opt(0, help="seed of the simulated listener and room", min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    music: MusicConfig = field(default_factory=MusicConfig)
+    sound: SoundConfig = field(default_factory=SoundConfig)
+    pulse: PulseConfig = field(default_factory=PulseConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    conductor: ConductorConfig = field(default_factory=ConductorConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some options changed: ``cfg.replace(audio={"backend": "wav"})``."""
+        data = to_dict(self)
+        for name, values in sections.items():
+            data[name].update(values)
+        return parse(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _suggest(key: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(t: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}.get(
+        t, getattr(t, "__name__", str(t))
+    )
+
+
+def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str]) -> Any:
+    """Check one value against its declared type and range; return it converted, or None."""
+    if ftype is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = (
+        isinstance(value, ftype)
+        and not (ftype in (int, float) and isinstance(value, bool))
+    )
+    if not ok:
+        errors.append(f"{path}: expected {_type_name(ftype)}, got {value!r}")
+        return None
+    if ftype is float and value != value:  # NaN
+        errors.append(f"{path}: expected a number, got NaN")
+        return None
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        errors.append(f"{path}: {value!r} is not one of {shown}")
+        return None
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        errors.append(f"{path}: {value!r} is below the minimum {lo!r}")
+        return None
+    if hi is not None and value > hi:
+        errors.append(f"{path}: {value!r} is above the maximum {hi!r}")
+        return None
+    return value
+
+
+def _resolve(t: Any) -> Any:
+    if isinstance(t, str):
+        return {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}[t]
+    if isinstance(t, types.GenericAlias):
+        return typing.get_origin(t)
+    return t
+
+
+def _parse_section(name: str, cls: type, raw: Any, errors: list[str]) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{name}: expected a mapping of options, got {raw!r}")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{name}.{key}"
+        if key not in fields:
+            errors.append(f"{path}: unknown option{_suggest(str(key), fields)}")
+            continue
+        f = fields[key]
+        checked = _check_value(path, value, _resolve(f.type), dict(f.metadata), errors)
+        if checked is not None:
+            values[key] = checked
+    section = cls(**values)
+    _check_section(name, section, errors)
+    return section
+
+
+def _check_section(name: str, section: Any, errors: list[str]) -> None:
+    """Checks that span several options or look inside mappings."""
+    if isinstance(section, MusicConfig):
+        if not section.presets:
+            errors.append("music.presets: at least one preset is needed")
+        for pname, preset in section.presets.items():
+            ppath = f"music.presets.{pname}"
+            if not isinstance(preset, dict):
+                errors.append(f"{ppath}: expected a mapping, got {preset!r}")
+                continue
+            for key, value in preset.items():
+                if key not in PRESET_KEYS:
+                    errors.append(f"{ppath}.{key}: unknown option{_suggest(str(key), PRESET_KEYS)}")
+                    continue
+                t, lo, hi = PRESET_KEYS[key]
+                meta = {"min": lo, "max": hi}
+                if key == "mode":
+                    meta["choices"] = ("major", "minor")
+                _check_value(f"{ppath}.{key}", value, t, meta, errors)
+            missing = [k for k in ("tempo_bpm", "mode") if k not in preset]
+            if missing:
+                errors.append(f"{ppath}: missing {', '.join(missing)}")
+        if section.presets and section.default_preset not in section.presets:
+            errors.append(
+                f"music.default_preset: no preset named {section.default_preset!r}"
+                f"{_suggest(section.default_preset, section.presets)}"
+            )
+        if section.min_volume_db >= section.max_volume_db:
+            errors.append("music.min_volume_db: must be below music.max_volume_db")
+        if section.volume_db > section.max_volume_db:
+            errors.append("music.volume_db: must not exceed music.max_volume_db")
+    if isinstance(section, PanelConfig):
+        used: dict[int, str] = {}
+        for kind, mapping in (("buttons", section.buttons), ("leds", section.leds)):
+            for role, pin in mapping.items():
+                path = f"panel.{kind}.{role}"
+                if not isinstance(pin, int) or isinstance(pin, bool) or not 0 <= pin <= 27:
+                    errors.append(f"{path}: expected a BCM GPIO number 0–27, got {pin!r}")
+                    continue
+                if pin in used:
+                    errors.append(f"{path}: GPIO{pin} is already used by {used[pin]}")
+                used[pin] = path
+        # GPIO2/3 carry I2C to the MAX30102; GPIO18/19/21 carry I2S to the DAC.
+        reserved = {2: "I2C SDA", 3: "I2C SCL", 18: "I2S BCK", 19: "I2S LRCK", 21: "I2S DOUT"}
+        for pin, path in used.items():
+            if pin in reserved:
+                errors.append(f"{path}: GPIO{pin} is taken by {reserved[pin]}; choose another pin")
+    if isinstance(section, ConductorConfig) and section.start_tempo_min >= section.start_tempo_max:
+        errors.append("conductor.start_tempo_min: must be below conductor.start_tempo_max")
+
+
+def parse(data: Any, source: str = "config") -> Config:
+    """Validate a mapping (as read from YAML) into a :class:`Config`."""
+    errors: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"the top level must be a mapping of sections, got {data!r}"])
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    parsed: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in sections:
+            errors.append(f"{key}: unknown section{_suggest(str(key), sections)}")
+            continue
+        parsed[key] = _parse_section(key, sections[key].default_factory, raw, errors)  # type: ignore[misc]
+    if errors:
+        raise ConfigError(source, errors)
+    return Config(**parsed)
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate a YAML file; ``None`` means the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), ["file not found; copy config.example.yaml there"]) from None
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(p), [f"{where}not valid YAML ({problem})"]) from None
+    return parse(data, source=str(p))
+
+
+def to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(config)
+
+
+def describe() -> typing.Iterator[tuple[str, Any, str]]:
+    """Every option as (``section.key``, default, help), for docs and the example file."""
+    for sf in dataclasses.fields(Config):
+        for f in dataclasses.fields(sf.default_factory):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            yield f"{sf.name}.{f.name}", default, f.metadata.get("help", "")

@@ -1,0 +1,273 @@
+"""The daemon: builds the parts from the config, runs them under the supervisor, and obeys.
+
+Start order is chosen so sound comes first: the composer (procedural at once, the generator
+loading behind it), then audio, then the senses (pulse, scene) and the panel. Signals:
+SIGTERM/SIGINT fade the music out (≤ 2 s) and exit 0; SIGHUP reloads the config (a bad one is
+refused and the old one kept); SIGUSR1 logs every thread's stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from calmtunes import __version__, config as config_mod
+from calmtunes.audio.component import AudioComponent
+from calmtunes.audio.sinks import Sink
+from calmtunes.component import Component
+from calmtunes.config import Config
+from calmtunes.control import ControlServer, socket_path
+from calmtunes.errors import ConfigError
+from calmtunes.hub import Command, Hub
+from calmtunes.music.conductor import Conductor
+from calmtunes.music.engine import ComposerComponent
+from calmtunes.notify import Notifier
+from calmtunes.state import StateStore
+from calmtunes.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | None = None,
+                 notifier: Notifier | None = None, sink: Sink | None = None,
+                 composer_loader: Any = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.hub = Hub()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.exit_code = 0
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None
+
+        m = config.music
+        self.state = StateStore(
+            Path(config.device.state_dir) / STATE_FILE,
+            {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True},
+        )
+        saved = self.state.load()
+        self.conductor = self._make_conductor(saved)
+        kwargs = {"generator_loader": composer_loader} if composer_loader else {}
+        self.composer = ComposerComponent(config, self.hub, self.conductor.controls, **kwargs)
+        self.audio = AudioComponent(config, self.hub, self.composer, sink=sink)
+        self.audio.set_controls(self.conductor.controls())
+        self.components: list[Component] = [self.composer, self.audio, *self._make_senses()]
+        self.supervisor = Supervisor(self.components, self.notifier)
+        self.control = ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
+        self.hub.subscribe("command", self.handle_command)
+
+    # -- construction (kept apart so the closed loop can extend it) ---------------------------
+    def _make_conductor(self, saved: dict) -> Conductor:
+        conductor = Conductor(self.config, saved["preset"], saved["volume_db"])
+        conductor.playing = bool(saved.get("playing", True))
+        return conductor
+
+    def _make_senses(self) -> list[Component]:
+        from calmtunes.panel.component import make_component as make_panel
+        from calmtunes.pulse.component import make_component as make_pulse
+        from calmtunes.scene.component import make_component as make_scene
+
+        parts = []
+        for make in (make_pulse, make_scene, make_panel):
+            try:
+                parts.append(make(self.config, self.hub))
+            except Exception:
+                log.exception("cannot build a component; carrying on without it")
+        return parts
+
+    # -- running -------------------------------------------------------------------------------
+    def request_stop(self, code: int = 0) -> None:
+        self.exit_code = code
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop(0))
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop(0))
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGUSR1, lambda *_: dump_threads())
+
+    def run(self, duration: float | None = None) -> int:
+        """Run until asked to stop (or for ``duration`` s of wall time); return the exit code."""
+        log.info("calmtunes %s starting", __version__)
+        self.supervisor.start()
+        try:
+            self.control.start()
+        except OSError as exc:
+            log.error("control socket unavailable (%s); `calmtunes status` will not answer", exc)
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.ready_at is None and self.audio.first_frame_at is not None:
+                    self.ready_at = now
+                    log.info("audio flowing %.2f s after start", self.audio.first_frame_at - self.started_at)
+                    self.notifier.ready(self.summary())
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                self.supervisor.tick(now, self.summary())
+                self.save_state()
+                if deadline is not None and now >= deadline:
+                    break
+                self._stop.wait(0.25)
+        finally:
+            self.shutdown()
+        return self.exit_code
+
+    def shutdown(self) -> None:
+        self.notifier.stopping("fading out")
+        self.audio.fade_out()
+        limit = time.monotonic() + self.config.audio.fade_out_s + 0.3
+        while not self.audio.faded_out and time.monotonic() < limit:
+            time.sleep(0.02)
+        # Let the faded tail already in the ring reach the output.
+        time.sleep(min(0.3, self.config.audio.buffer_ms / 1000))
+        self.save_state()
+        self.control.stop()
+        self.supervisor.stop(timeout=1.0)
+        log.info("stopped")
+
+    def reload(self) -> None:
+        if self.config_path is None:
+            log.info("SIGHUP: no config file to reload")
+            return
+        self.notifier.reloading()
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            self.notifier.status("config reload refused: see the journal")
+            return
+        keep = {"device": self.config.device.simulate}
+        if new.device.simulate != keep["device"]:
+            new = new.replace(device={"simulate": keep["device"]})
+        self.config = new
+        self.conductor.reconfigure(new)
+        for c in self.components:
+            try:
+                c.reconfigure(new)
+            except Exception:
+                log.exception("%s could not take the new config", c.name)
+        self.audio.mixer.reconfigure(new)
+        self.apply_controls()
+        log.info("config reloaded from %s", self.config_path)
+
+    # -- commands -------------------------------------------------------------------------------
+    def apply_controls(self) -> None:
+        self.audio.set_controls(self.conductor.controls())
+
+    def save_state(self) -> None:
+        self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
+                         "playing": self.conductor.playing})
+
+    def handle_command(self, command: Command) -> None:
+        name, arg = command.name, command.arg
+        step = self.config.music.volume_step_db
+        if name == "preset":
+            if self.conductor.set_preset(str(arg)):
+                log.info("preset %s (%s)", arg, command.source)
+                self.composer.flush()
+                self.audio.change_preset()
+            if not self.conductor.playing:
+                self._set_playing(True)
+        elif name in ("volume_up", "volume_down"):
+            db = self.conductor.set_volume_db(self.conductor.volume_db + (step if name == "volume_up" else -step))
+            log.info("volume %+.1f dB (%s)", db, command.source)
+        elif name == "volume":
+            self.conductor.set_volume_db(float(arg))
+        elif name == "play_pause":
+            self._set_playing(not self.conductor.playing)
+        elif name == "stop":
+            self.request_stop(0)
+        else:
+            log.warning("unknown command %r ignored", name)
+            return
+        self.apply_controls()
+
+    def _set_playing(self, playing: bool) -> None:
+        self.conductor.playing = playing
+        if playing:
+            self.audio.fade_in(1.0)
+        else:
+            self.audio.fade_out(1.5)
+        log.info("%s", "playing" if playing else "paused")
+
+    def summary(self) -> str:
+        c = self.conductor
+        state = "playing" if c.playing else "paused"
+        return f"{state} {c.preset}, volume {c.volume_db:+.0f} dB"
+
+    def status(self) -> dict[str, Any]:
+        pulse = self.hub.latest("pulse")
+        scene = self.hub.latest("scene")
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "preset": self.conductor.preset,
+            "volume_db": self.conductor.volume_db,
+            "playing": self.conductor.playing,
+            "controls": _public(self.hub.latest("controls") or self.conductor.controls()),
+            "pulse": _public(pulse),
+            "scene": _public(scene),
+            "components": {
+                c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
+                for c in self.components
+            },
+        }
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause"):
+            self.hub.command(cmd, request.get("arg"), source="socket")
+            return {"ok": True}
+        if cmd == "reload":
+            self.request_reload()
+            return {"ok": True}
+        if cmd == "hang":
+            if not self.config.device.simulate:
+                return {"ok": False, "error": "fault injection is only accepted in simulation mode"}
+            try:
+                self.supervisor.by_name(str(request.get("arg"))).inject_hang()
+            except KeyError:
+                names = ", ".join(c.name for c in self.components)
+                return {"ok": False, "error": f"no component {request.get('arg')!r} (have: {names})"}
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _public(record: Any) -> Any:
+    """A dataclass record as a JSON-friendly dict (floats rounded)."""
+    import dataclasses
+
+    if record is None or not dataclasses.is_dataclass(record):
+        return record
+    out = {}
+    for k, v in dataclasses.asdict(record).items():
+        out[k] = round(v, 2) if isinstance(v, float) else v
+    return out
+
+
+def dump_threads() -> None:
+    """SIGUSR1: every thread's stack, to the log."""
+    frames = sys._current_frames()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    lines = []
+    for ident, frame in frames.items():
+        lines.append(f"--- thread {names.get(ident, ident)}")
+        lines.extend(line.rstrip() for line in traceback.format_stack(frame))
+    log.warning("thread dump (SIGUSR1):\n%s", "\n".join(lines))

@@ -1,0 +1,1 @@
+"""Music: what to play (composers, the conductor) and how it sounds (instruments, mixer)."""

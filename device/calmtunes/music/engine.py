@@ -1,0 +1,143 @@
+"""The composer component: keeps phrases written ahead of the playhead.
+
+It starts with the procedural composer, so the first sound comes at once, then loads the
+neural generator in the background (when configured) and hands over at the next phrase. If the
+generator fails at any point, the procedural composer takes over with a clear log line and the
+music does not stop. The audio component takes phrases from :meth:`take_phrase`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from calmtunes.component import Component
+from calmtunes.config import Config
+from calmtunes.hub import Hub
+from calmtunes.music.composer import Composer
+from calmtunes.music.controls import Controls
+from calmtunes.music.events import Phrase
+from calmtunes.music.fallback import ProceduralComposer
+
+log = logging.getLogger(__name__)
+
+
+def load_generator(config: Config, seed: int | None) -> Composer:
+    """The neural generator, or an exception saying why it cannot be used."""
+    from calmtunes.music.generator import NeuralComposer  # onnxruntime is imported there
+
+    return NeuralComposer.from_config(config, seed=seed)
+
+
+class ComposerComponent(Component):
+    name = "composer"
+    heartbeat_timeout_s = 10.0
+
+    def __init__(self, config: Config, hub: Hub, controls: Callable[[], Controls],
+                 generator_loader: Callable[[Config, int | None], Composer] = load_generator) -> None:
+        super().__init__(config, hub)
+        self._controls = controls
+        self._loader = generator_loader
+        seed = config.music.seed or None
+        self.fallback = ProceduralComposer(seed)
+        self.composer: Composer = self.fallback
+        self._queue: collections.deque[Phrase] = collections.deque()
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped by flush(); phrases of older generations are dropped
+        self._loader_thread: threading.Thread | None = None
+        self.phrases_composed = 0
+        self.fallbacks = 0
+
+    # -- interface for the audio component ---------------------------------------------------
+    def take_phrase(self) -> Phrase | None:
+        with self._lock:
+            phrase = self._queue.popleft() if self._queue else None
+        if phrase is not None:
+            self.wake()
+        return phrase
+
+    def flush(self) -> None:
+        """Drop phrases written for old controls (a preset change); compose anew at once."""
+        with self._lock:
+            self._queue.clear()
+            self._generation += 1
+        self.wake()
+
+    def compose_now(self) -> Phrase:
+        """One phrase for the current controls, written in the caller's thread (used when the
+        audio component finds the queue empty: never silence for want of a phrase)."""
+        return self._compose(self._controls())
+
+    @property
+    def queued_seconds(self) -> float:
+        with self._lock:
+            return sum(p.seconds for p in self._queue)
+
+    # -- component ---------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.config.music.generator == "onnx" and self._loader_thread is None:
+            self._loader_thread = threading.Thread(
+                target=self._load_generator, name="generator-load", daemon=True
+            )
+            self._loader_thread.start()
+        if self.config.music.generator == "procedural":
+            self.mark_ok("procedural composer")
+
+    def _load_generator(self) -> None:
+        try:
+            composer = self._loader(self.config, self.config.music.seed or None)
+        except Exception as exc:
+            self.fallbacks += 1
+            log.error("generator unavailable (%s); playing the procedural composer", exc)
+            self.degrade(f"generator unavailable: {exc}")
+            return
+        self.composer = composer
+        log.info("generator loaded; it takes over at the next phrase")
+        self.mark_ok(f"{composer.name} generator")
+
+    def step(self, now: float) -> float:
+        if self.queued_seconds >= self.config.music.lookahead_s:
+            return 0.5
+        with self._lock:
+            generation = self._generation
+        phrase = self._compose(self._controls())
+        with self._lock:
+            if generation == self._generation:
+                self._queue.append(phrase)
+        return 0.0
+
+    def _compose(self, controls: Controls) -> Phrase:
+        composer = self.composer
+        try:
+            phrase = composer.next_phrase(controls)
+        except Exception as exc:
+            if composer is self.fallback:
+                raise
+            self.fallbacks += 1
+            log.error("generator failed (%s: %s); the procedural composer takes over",
+                      type(exc).__name__, exc)
+            self.composer = self.fallback
+            self.degrade(f"generator failed: {exc}")
+            phrase = self.fallback.next_phrase(controls)
+        self.phrases_composed += 1
+        return phrase
+
+    def status(self) -> dict:
+        return {
+            "composer": self.composer.name,
+            "queued_s": round(self.queued_seconds, 1),
+            "phrases": self.phrases_composed,
+            "fallbacks": self.fallbacks,
+        }
+
+    def wait_until_ready(self, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._queue:
+                    return True
+            time.sleep(0.005)
+        return False

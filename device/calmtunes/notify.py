@@ -1,0 +1,73 @@
+"""systemd's notification protocol (sd_notify(3)), spoken over an AF_UNIX datagram socket.
+
+Silent when ``NOTIFY_SOCKET`` is unset (run by hand, in tests). ``WATCHDOG_USEC`` (set by
+systemd from ``WatchdogSec=``) gives the interval; we ping at half of it, as sd_watchdog_enabled(3)
+advises, and only when the supervisor finds every component healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self._address = env.get("NOTIFY_SOCKET") or None
+        if self._address and self._address.startswith("@"):
+            self._address = "\0" + self._address[1:]  # abstract namespace
+        self._sock: socket.socket | None = None
+        usec = env.get("WATCHDOG_USEC")
+        pid = env.get("WATCHDOG_PID")
+        self.watchdog_usec: int | None = None
+        if usec and (not pid or pid == str(os.getpid())):
+            try:
+                self.watchdog_usec = int(usec) if int(usec) > 0 else None
+            except ValueError:
+                log.warning("ignoring WATCHDOG_USEC=%r: not an integer", usec)
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    @property
+    def watchdog_interval_s(self) -> float | None:
+        """Seconds between pings (half the watchdog timeout), or None without a watchdog."""
+        return self.watchdog_usec / 2e6 if self.watchdog_usec else None
+
+    def send(self, *fields: str) -> bool:
+        if self._address is None:
+            return False
+        message = "\n".join(fields).encode()
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.sendto(message, self._address)
+            return True
+        except OSError as exc:
+            log.debug("sd_notify failed: %s", exc)
+            return False
+
+    def ready(self, status: str = "") -> bool:
+        return self.send("READY=1", *( [f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> bool:
+        return self.send(f"STATUS={text}")
+
+    def watchdog(self) -> bool:
+        return self.send("WATCHDOG=1")
+
+    def reloading(self) -> bool:
+        return self.send("RELOADING=1")
+
+    def stopping(self, status: str = "stopping") -> bool:
+        return self.send("STOPPING=1", f"STATUS={status}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,1 @@
+"""The control panel: mood-preset and volume buttons, status LEDs (gpiozero)."""

@@ -1,0 +1,1 @@
+"""Scene context from the camera: a handful of numbers, never an image."""
