@@ -465,7 +465,9 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
                 meta = {"min": lo, "max": hi}
                 if key == "mode":
                     meta["choices"] = ("major", "minor")
-                _check_value(f"{ppath}.{key}", value, t, meta, errors)
+                checked = _check_value(f"{ppath}.{key}", value, t, meta, errors)
+                if checked is not None:
+                    preset[key] = checked  # ints widened to float
             missing = [k for k in ("tempo_bpm", "mode") if k not in preset]
             if missing:
                 errors.append(f"{ppath}: missing {', '.join(missing)}")
@@ -548,3 +550,43 @@ def describe() -> typing.Iterator[tuple[str, Any, str]]:
         for f in dataclasses.fields(sf.default_factory):  # type: ignore[arg-type]
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             yield f"{sf.name}.{f.name}", default, f.metadata.get("help", "")
+
+
+def example_yaml() -> str:
+    """The fully commented example config: every option, its meaning, unit, range and default.
+
+    ``config.example.yaml`` is this text; a test keeps the file and the schema in step."""
+    out = [
+        "# calmtunes configuration: /etc/calmtunes/config.yaml on the device.",
+        "# Every option is shown with its default; delete what you do not change.",
+        "# Check a file with `calmtunes selftest --config FILE`; reload with",
+        "# `systemctl reload calmtunes` (a broken file is refused and the old one kept).",
+        "",
+    ]
+    for sf in dataclasses.fields(Config):
+        cls = sf.default_factory  # type: ignore[misc]
+        doc = (cls.__doc__ or "").strip()
+        out.append(f"{sf.name}:" + (f"  # {doc}" if doc and not doc.startswith(cls.__name__) else ""))
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            meta = f.metadata
+            note = meta.get("help", "")
+            if meta.get("choices"):
+                note += "; one of " + ", ".join(str(c) for c in meta["choices"])
+            elif meta.get("min") is not None or meta.get("max") is not None:
+                lo = "" if meta.get("min") is None else f"{meta['min']:g}"
+                hi = "" if meta.get("max") is None else f"{meta['max']:g}"
+                note += f"; range {lo}…{hi}"
+            for line in _wrap(note, 94):
+                out.append(f"  # {line}")
+            text = yaml.safe_dump({f.name: default}, default_flow_style=False, sort_keys=False,
+                                  allow_unicode=True).rstrip()
+            out.extend("  " + line for line in text.splitlines())
+        out.append("")
+    return "\n".join(out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]

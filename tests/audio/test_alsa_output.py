@@ -1,0 +1,67 @@
+"""The real audio path: sounddevice → PortAudio → ALSA, captured by an ALSA `file` PCM.
+
+The test gives a subprocess its own HOME with an ~/.asoundrc whose default PCM is a `file`
+plugin writing WAV (over the `null` plugin, which takes audio as fast as it is given: there is no
+sound card here, so the capture is not paced by a clock and may contain underrun gaps)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sd = pytest.importorskip("sounddevice", exc_type=OSError)
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from calmtunes.config import Config
+    from calmtunes.daemon import Daemon
+    cfg = Config().replace(
+        device={"state_dir": sys.argv[1] + "/state", "runtime_dir": sys.argv[1] + "/run"},
+        audio={"backend": "sounddevice", "device": "default", "fade_in_s": 0.05},
+        music={"generator": "procedural", "seed": 1},
+        pulse={"backend": "none"}, scene={"backend": "none"}, panel={"backend": "none"})
+    d = Daemon(cfg)
+    import threading
+    t = threading.Thread(target=d.run, daemon=True); t.start()
+    time.sleep(0.6)
+    s = d.status()["components"]["audio"]
+    print("OUTPUT", s["output"], s["state"])
+    d.request_stop(); t.join(5)
+""")
+
+
+def test_daemon_audio_reaches_alsa(tmp_path: Path):
+    capture = tmp_path / "capture.wav"
+    (tmp_path / ".asoundrc").write_text(textwrap.dedent(f"""
+        pcm.!default {{
+            type file
+            slave.pcm "null"
+            file "{capture}"
+            format "wav"
+        }}
+    """))
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("ALSA_CONFIG_PATH", None)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "OUTPUT sounddevice:default ok" in proc.stdout, proc.stdout + proc.stderr
+    with wave.open(str(capture)) as w:
+        assert w.getframerate() == 48000
+        assert w.getnchannels() == 2
+        # Read only the first frames: the unpaced null device lets the file grow fast.
+        frames = min(w.getnframes(), 48000 * 20)
+        raw = w.readframes(frames)
+        width = w.getsampwidth()
+    capture.unlink()  # hundreds of MB: the null device is not paced
+    dtype = {2: "<i2", 4: "<i4"}[width]
+    audio = np.frombuffer(raw, dtype).astype(np.float64) / float(2 ** (8 * width - 1))
+    assert np.sqrt(np.mean(audio**2)) > 1e-4, "capture is silent"
+    assert np.abs(audio).max() < 0.99, "capture is clipped"

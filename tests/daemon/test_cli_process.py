@@ -1,0 +1,98 @@
+"""The calmtunes command as a process: exit statuses, signals, offline render."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+CALMTUNES = [sys.executable, "-m", "calmtunes"]
+
+
+def env_for(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), XDG_RUNTIME_DIR=str(tmp_path / "run"),
+               HOME=str(tmp_path))
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def read_wav(path: Path) -> tuple[int, np.ndarray]:
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels())
+    return rate, data.astype(np.float64) / 32768.0
+
+
+def test_config_error_exits_78_listing_every_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("audio:\n  sample_rate: 1000\n  devise: x\npulse:\n  address: 999\n")
+    proc = subprocess.run([*CALMTUNES, "run", "--config", str(bad)], capture_output=True,
+                          text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 78
+    assert "3 problems" in proc.stderr
+    assert "audio.devise: unknown option (did you mean 'device'?)" in proc.stderr
+    assert "pulse.address: 999 is above the maximum 119" in proc.stderr
+
+
+def test_sigterm_fades_out_and_exits_0_within_2s(tmp_path):
+    out = tmp_path / "sim.wav"
+    proc = subprocess.Popen([*CALMTUNES, "simulate", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True, env=env_for(tmp_path))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if out.exists() and out.stat().st_size > 48000 * 4 * 2:  # > 2 s of audio
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    log = proc.stderr.read()
+    assert code == 0, log
+    assert took < 2.5, f"stopping took {took:.2f} s"
+    assert "thread dump (SIGUSR1)" in log and "--- thread audio" in log
+    rate, audio = read_wav(out)
+    assert rate == 48000
+    tail = np.abs(audio[-2400:]).max()  # last 50 ms: faded to (near) silence
+    body = np.abs(audio[: len(audio) // 2]).max()
+    assert body > 0.01 and tail < body / 20
+
+
+def test_render_writes_music_of_the_asked_length(tmp_path):
+    out = tmp_path / "r.wav"
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.25", "--out", str(out),
+                           "--preset", "sleep", "--seed", "3", "--progress"],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "100.0%" in proc.stderr
+    rate, audio = read_wav(out)
+    assert rate == 48000 and len(audio) == 15 * 48000
+    assert np.abs(audio).max() < 0.99
+    assert np.sqrt(np.mean(audio**2)) > 1e-3
+
+
+def test_render_refuses_an_unknown_preset(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.1", "--out",
+                           str(tmp_path / "x.wav"), "--preset", "disco"],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 2
+    assert "no preset 'disco'" in proc.stderr
+
+
+def test_status_without_a_daemon_exits_69(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "status", "--runtime-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 69
+    assert "daemon is not running" in proc.stderr

@@ -1,0 +1,126 @@
+"""The daemon assembled in-process: commands, state, reload, fallback, control socket."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import yaml
+
+from calmtunes.control import request, socket_path
+from calmtunes.daemon import Daemon
+from calmtunes.errors import ModelError
+
+
+def run_for(daemon: Daemon, seconds: float, during=None):
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(seconds)
+        return during() if during else None
+    finally:
+        daemon.request_stop()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_status_over_the_control_socket(tmp_config):
+    daemon = Daemon(tmp_config)
+
+    def ask():
+        path = socket_path(tmp_config.device.runtime_dir)
+        assert oct(path.stat().st_mode & 0o777) == "0o660"
+        return request(path, "status")
+
+    reply = run_for(daemon, 1.0, ask)
+    assert reply["ok"] and reply["preset"] == "calm"
+    assert reply["components"]["audio"]["state"] == "ok"
+    assert reply["components"]["audio"]["underruns"] == 0
+    assert reply["components"]["pulse"]["state"] in ("disabled", "ok", "degraded", "starting")
+
+
+def test_bad_requests_get_errors_not_crashes(tmp_config):
+    daemon = Daemon(tmp_config)
+
+    def ask():
+        path = socket_path(tmp_config.device.runtime_dir)
+        return [request(path, "teleport"), request(path, "hang", arg="nothing"),
+                request(path, "status")["ok"]]
+
+    unknown, hang, still = run_for(daemon, 0.5, ask)
+    assert unknown == {"ok": False, "error": "unknown command 'teleport'"}
+    assert hang["ok"] is False and "no component 'nothing'" in hang["error"]
+    assert still is True
+
+
+def test_preset_and_volume_survive_a_restart(tmp_config):
+    daemon = Daemon(tmp_config)
+
+    def press():
+        daemon.hub.command("preset", "sleep")
+        daemon.hub.command("volume_down")
+        time.sleep(0.4)
+
+    run_for(daemon, 0.5, press)
+    again = Daemon(tmp_config)
+    assert again.conductor.preset == "sleep"
+    assert again.conductor.volume_db == tmp_config.music.volume_db - tmp_config.music.volume_step_db
+
+
+def test_unknown_preset_is_refused_and_music_goes_on(tmp_config, caplog):
+    daemon = Daemon(tmp_config)
+
+    def press():
+        daemon.hub.command("preset", "disco")
+        time.sleep(0.3)
+        return daemon.status()
+
+    status = run_for(daemon, 0.5, press)
+    assert status["preset"] == "calm"
+    assert "no preset named 'disco'" in caplog.text
+    assert status["components"]["audio"]["state"] == "ok"
+
+
+def test_volume_is_capped(tmp_config):
+    daemon = Daemon(tmp_config)
+    for _ in range(20):
+        daemon.hub.command("volume_up")
+    assert daemon.conductor.volume_db == tmp_config.music.max_volume_db
+
+
+def test_generator_failure_falls_back_without_silence(tmp_config, caplog):
+    cfg = tmp_config.replace(music={"generator": "onnx"})
+
+    def broken_loader(config, seed):
+        raise ModelError("model hash mismatch")
+
+    daemon = Daemon(cfg, composer_loader=broken_loader)
+    status = run_for(daemon, 1.0, daemon.status)
+    assert "generator unavailable (model hash mismatch)" in caplog.text
+    assert status["components"]["composer"]["composer"] == "procedural"
+    assert status["components"]["audio"]["underruns"] == 0
+
+
+def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_config, tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    data = {k: v for k, v in __import__("dataclasses").asdict(tmp_config).items()}
+    path.write_text(yaml.safe_dump(data))
+    daemon = Daemon(tmp_config, config_path=str(path))
+
+    def reload():
+        data["music"]["volume_step_db"] = 6.0
+        path.write_text(yaml.safe_dump(data))
+        daemon.request_reload()
+        time.sleep(0.6)
+        good = daemon.config.music.volume_step_db
+        path.write_text("music:\n  volume_step_db: 100\n  colour: red\n")
+        daemon.request_reload()
+        time.sleep(0.6)
+        return good, daemon.config.music.volume_step_db, daemon.status()
+
+    good, after_bad, status = run_for(daemon, 0.3, reload)
+    assert good == 6.0
+    assert after_bad == 6.0, "a bad config must not be applied, even partly"
+    assert "config reload refused" in caplog.text
+    assert "music.colour: unknown option" in caplog.text
+    assert status["components"]["audio"]["state"] == "ok"

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from calmtunes import config
+from calmtunes.errors import ConfigError
+
+EXAMPLE = Path(config.__file__).with_name("config.example.yaml")
+
+
+def problems(data) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.parse(data)
+    return info.value.problems
+
+
+def test_defaults_are_valid_and_complete():
+    cfg = config.parse({})
+    assert cfg == config.Config()
+    assert cfg.audio.sample_rate == 48000
+    assert set(cfg.music.presets) >= {"calm", "sleep", "uplift"}
+
+
+def test_example_file_matches_the_schema():
+    # The example is generated from the schema; regenerate with:
+    #   python -c "from calmtunes import config; print(config.example_yaml())" > ...
+    assert EXAMPLE.read_text() == config.example_yaml()
+    assert config.load(EXAMPLE) == config.Config()
+
+
+def test_unknown_keys_get_a_suggestion():
+    found = problems({"audio": {"devise": "hifiberry"}, "musik": {}})
+    assert "audio.devise: unknown option (did you mean 'device'?)" in found
+    assert "musik: unknown section (did you mean 'music'?)" in found
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems({
+        "audio": {"sample_rate": 12345, "buffer_ms": 5, "realtime": "yes"},
+        "pulse": {"i2c_bus": "one"},
+        "music": {"volume_db": 20},
+    })
+    assert len(found) == 5, found
+    assert any(p.startswith("audio.sample_rate: 12345 is not one of") for p in found)
+    assert "audio.buffer_ms: 5.0 is below the minimum 60.0" in found
+    assert "audio.realtime: expected true/false, got 'yes'" in found
+    assert "pulse.i2c_bus: expected an integer, got 'one'" in found
+    assert "music.volume_db: 20.0 is above the maximum 6.0" in found
+
+
+def test_bool_is_not_a_number_and_ints_widen_to_float():
+    assert problems({"pulse": {"i2c_bus": True}}) == ["pulse.i2c_bus: expected an integer, got True"]
+    assert config.parse({"audio": {"block_ms": 10}}).audio.block_ms == 10.0
+
+
+def test_presets_are_checked_inside():
+    found = problems({"music": {"presets": {"night": {"tempo_bpm": 200, "mode": "dorian",
+                                                      "tempo": 1}},
+                                "default_preset": "nite"}})
+    assert "music.presets.night.tempo_bpm: 200.0 is above the maximum 90.0" in found
+    assert any("music.presets.night.mode: 'dorian' is not one of" in p for p in found)
+    assert "music.presets.night.tempo: unknown option (did you mean 'tempo_bpm'?)" in found
+    assert "music.default_preset: no preset named 'nite' (did you mean 'night'?)" in found
+
+
+def test_pins_must_not_collide_or_take_bus_pins():
+    found = problems({"panel": {"buttons": {"calm": 2, "sleep": 6}, "leds": {"calm": 6}}})
+    assert "panel.buttons.calm: GPIO2 is taken by I2C SDA; choose another pin" in found
+    assert "panel.leds.calm: GPIO6 is already used by panel.buttons.sleep" in found
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("audio:\n  device: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(bad)
+    assert "line 3" in str(info.value) or "line 2" in str(info.value)
+    assert "not valid YAML" in str(info.value)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="copy config.example.yaml"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping():
+    assert problems([1, 2]) == ["the top level must be a mapping of sections, got [1, 2]"]
+
+
+def test_replace_validates():
+    cfg = config.Config().replace(audio={"backend": "wav"})
+    assert cfg.audio.backend == "wav"
+    with pytest.raises(ConfigError):
+        config.Config().replace(audio={"backend": "cassette"})

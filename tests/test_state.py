@@ -1,0 +1,42 @@
+import json
+import os
+
+from calmtunes.state import StateStore
+
+DEFAULTS = {"preset": "calm", "volume_db": -6.0, "playing": True}
+
+
+def test_round_trip(tmp_path):
+    store = StateStore(tmp_path / "s" / "state.json", DEFAULTS)
+    assert store.load() == DEFAULTS
+    store.save({"preset": "sleep", "volume_db": -12.0, "playing": False})
+    assert StateStore(tmp_path / "s" / "state.json", DEFAULTS).load() == {
+        "preset": "sleep", "volume_db": -12.0, "playing": False}
+
+
+def test_a_torn_or_corrupt_file_gives_defaults(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"preset": "sl')  # what a cut write would leave, were it not atomic
+    assert StateStore(path, DEFAULTS).load() == DEFAULTS
+    assert "unreadable" in caplog.text
+
+
+def test_wrong_types_and_unknown_keys_are_ignored(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"preset": 3, "volume_db": -3.0, "rogue": 1}))
+    assert StateStore(path, DEFAULTS).load() == {**DEFAULTS, "volume_db": -3.0}
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    store = StateStore(tmp_path / "state.json", DEFAULTS)
+    for i in range(5):
+        store.save({**DEFAULTS, "volume_db": float(-i)})
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_unwritable_folder_is_reported_not_raised(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = StateStore(blocker / "state.json", DEFAULTS)
+    store.save({**DEFAULTS, "preset": "sleep"})
+    assert "cannot save state" in caplog.text
