@@ -49,7 +49,8 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_bool_is_not_a_number_and_ints_widen_to_float():
-    assert problems({"pulse": {"i2c_bus": True}}) == ["pulse.i2c_bus: expected an integer, got True"]
+    found = problems({"pulse": {"i2c_bus": True}})
+    assert found == ["pulse.i2c_bus: expected an integer, got True"]
     assert config.parse({"audio": {"block_ms": 10}}).audio.block_ms == 10.0
 
 
@@ -79,7 +80,7 @@ def test_broken_yaml_names_the_line(tmp_path):
 
 
 def test_missing_file_says_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="copy config.example.yaml"):
+    with pytest.raises(ConfigError, match=r"copy config\.example\.yaml"):
         config.load(tmp_path / "nope.yaml")
 
 

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from calmtunes import __version__, config as config_mod
+from calmtunes import __version__
+from calmtunes import config as config_mod
 from calmtunes.errors import EX_CONFIG, EX_UNAVAILABLE, ConfigError
 
 log = logging.getLogger("calmtunes")
@@ -32,7 +33,8 @@ def setup_logging(level: str = "info") -> None:
 def sim_dirs() -> tuple[str, str]:
     """State and runtime folders for simulation on a workstation (never /var or /run)."""
     state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "calmtunes-sim"
-    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/calmtunes-{os.getuid()}") / "calmtunes-sim"
+    runtime_base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/calmtunes-{os.getuid()}"
+    runtime = Path(runtime_base) / "calmtunes-sim"
     return str(state), str(runtime)
 
 
@@ -96,11 +98,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     music: dict = {}
     if args.seed is not None:
         music["seed"] = args.seed
-    if args.preset is not None:
-        if args.preset not in cfg.music.presets:
-            print(f"calmtunes render: no preset {args.preset!r} (have: "
-                  f"{', '.join(cfg.music.presets)})", file=sys.stderr)
-            return 2
+    if args.preset is not None and args.preset not in cfg.music.presets:
+        print(f"calmtunes render: no preset {args.preset!r} (have: "
+              f"{', '.join(cfg.music.presets)})", file=sys.stderr)
+        return 2
     cfg = cfg.replace(music=music)
 
     def progress(fraction: float) -> None:
@@ -180,7 +181,8 @@ def format_status(s: dict) -> str:
     lines.append(f"audio      {audio.get('output', '—')}, underruns {audio.get('underruns', '—')}")
     lines.append("components:")
     for name, c in s.get("components", {}).items():
-        lines.append(f"  {name:<10} {c.get('state')}" + (f"  {c['detail']}" if c.get("detail") else ""))
+        detail = f"  {c['detail']}" if c.get("detail") else ""
+        lines.append(f"  {name:<10} {c.get('state')}{detail}")
     return "\n".join(lines)
 
 
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help=f"config file (default {config_mod.DEFAULT_PATH} if present)")
+    common.add_argument(
+        "--config", help=f"config file (default {config_mod.DEFAULT_PATH} if present)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add = sub.add_parser
 
@@ -233,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--preset")
     s.add_argument("--seed", type=int)
-    s.add_argument("--progress", action="store_true", help="show the progress bar even when not a terminal")
+    s.add_argument("--progress", action="store_true",
+                   help="show the progress bar even when not a terminal")
     s.set_defaults(func=cmd_render)
 
     s = sub.add_parser("status", help="ask the running daemon how it is")

@@ -383,9 +383,9 @@ def _suggest(key: str, known: typing.Iterable[str]) -> str:
 
 
 def _type_name(t: Any) -> str:
-    return {bool: "true/false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}.get(
-        t, getattr(t, "__name__", str(t))
-    )
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "text",
+             dict: "a mapping"}
+    return names.get(t, getattr(t, "__name__", str(t)))
 
 
 def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str]) -> Any:
@@ -566,7 +566,8 @@ def example_yaml() -> str:
     for sf in dataclasses.fields(Config):
         cls = sf.default_factory  # type: ignore[misc]
         doc = (cls.__doc__ or "").strip()
-        out.append(f"{sf.name}:" + (f"  # {doc}" if doc and not doc.startswith(cls.__name__) else ""))
+        out.append(f"{sf.name}:" + (f"  # {doc}" if doc and not doc.startswith(cls.__name__)
+                                    else ""))
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             meta = f.metadata

@@ -17,7 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from calmtunes import __version__, config as config_mod
+from calmtunes import __version__
+from calmtunes import config as config_mod
 from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
 from calmtunes.component import Component
@@ -113,7 +114,8 @@ class Daemon:
                 now = time.monotonic()
                 if self.ready_at is None and self.audio.first_frame_at is not None:
                     self.ready_at = now
-                    log.info("audio flowing %.2f s after start", self.audio.first_frame_at - self.started_at)
+                    log.info("audio flowing %.2f s after start",
+                             self.audio.first_frame_at - self.started_at)
                     self.notifier.ready(self.summary())
                 if self._reload.is_set():
                     self._reload.clear()
@@ -184,7 +186,8 @@ class Daemon:
             if not self.conductor.playing:
                 self._set_playing(True)
         elif name in ("volume_up", "volume_down"):
-            db = self.conductor.set_volume_db(self.conductor.volume_db + (step if name == "volume_up" else -step))
+            change = step if name == "volume_up" else -step
+            db = self.conductor.set_volume_db(self.conductor.volume_db + change)
             log.info("volume %+.1f dB (%s)", db, command.source)
         elif name == "volume":
             self.conductor.set_volume_db(float(arg))
@@ -245,7 +248,8 @@ class Daemon:
                 self.supervisor.by_name(str(request.get("arg"))).inject_hang()
             except KeyError:
                 names = ", ".join(c.name for c in self.components)
-                return {"ok": False, "error": f"no component {request.get('arg')!r} (have: {names})"}
+                error = f"no component {request.get('arg')!r} (have: {names})"
+                return {"ok": False, "error": error}
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 

@@ -51,12 +51,13 @@ CHECKS = [check_audio, check_state_dir]
 
 
 def run_checks(config: Config, extra: list[Check] | None = None) -> list[Check]:
-    results = [Check("config", True, "valid")] + list(extra or [])
+    results = [Check("config", True, "valid"), *(extra or [])]
     for fn in CHECKS:
         try:
             results.append(fn(config))
         except Exception as exc:  # a check never crashes the selftest
-            results.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {exc}"))
+            name = fn.__name__.removeprefix("check_")
+            results.append(Check(name, False, f"check crashed: {exc}"))
     return results
 
 

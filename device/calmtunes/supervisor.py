@@ -55,7 +55,8 @@ class Supervisor:
             h = c.health()
             if h.state == DISABLED:
                 continue
-            parts.append(f"{c.name} {h.state}" + (f" ({h.detail})" if h.detail and h.state != "ok" else ""))
+            detail = f" ({h.detail})" if h.detail and h.state != "ok" else ""
+            parts.append(f"{c.name} {h.state}{detail}")
         return "; ".join(parts)
 
     def tick(self, now: float | None = None, extra_status: str = "") -> None:

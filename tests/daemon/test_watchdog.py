@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -71,7 +72,7 @@ def test_ready_status_and_pings_at_the_interval(tmp_config, tmp_path, systemd):
     pings = systemd.times("WATCHDOG=1")
     # WATCHDOG_USEC=1 s: a ping every 0.5 s (half the timeout), checked every 0.25 s.
     assert 4 <= len(pings) <= 8, pings
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) < 1.0
     assert systemd.times("STOPPING=1")
 

@@ -37,7 +37,8 @@ class ComposerComponent(Component):
     heartbeat_timeout_s = 10.0
 
     def __init__(self, config: Config, hub: Hub, controls: Callable[[], Controls],
-                 generator_loader: Callable[[Config, int | None], Composer] = load_generator) -> None:
+                 generator_loader: Callable[[Config, int | None], Composer] = load_generator,
+                 ) -> None:
         super().__init__(config, hub)
         self._controls = controls
         self._loader = generator_loader

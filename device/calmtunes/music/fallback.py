@@ -30,7 +30,7 @@ class ProceduralComposer:
 
     def key_for(self, mode: str) -> int:
         if mode not in self._key:
-            self._key[mode] = int(self.rng.choice(CALM_KEYS[mode]))
+            self._key[mode] = self.rng.choice(CALM_KEYS[mode]).item()
         return self._key[mode]
 
     def next_phrase(self, controls: Controls) -> Phrase:
@@ -45,7 +45,7 @@ class ProceduralComposer:
         notes: list[NoteEvent] = []
         chords: list[Chord] = []
         scale = sorted(theory.scale_pcs(key, mode))
-        centre = 60 + int(round(controls.register * 14))  # melody centre, C4–D5
+        centre = 60 + round(controls.register * 14)  # melody centre, C4–D5
         density = float(np.clip(controls.density, 0.0, 1.0))
         for bar, (degree, quality) in enumerate(progression):
             start = bar * BEATS_PER_BAR
@@ -113,7 +113,8 @@ class ProceduralComposer:
         last = self._last_pitch if self._last_pitch is not None else centre
         # Prefer small steps, and drift back toward the centre.
         weights = np.array([
-            np.exp(-abs(p - last) / 2.5) * np.exp(-abs(p - centre) / 8.0) * (0.3 if p == last else 1.0)
+            np.exp(-abs(p - last) / 2.5) * np.exp(-abs(p - centre) / 8.0)
+            * (0.3 if p == last else 1.0)
             for p in candidates
         ])
         pitch = int(self.rng.choice(candidates, p=weights / weights.sum()))

@@ -15,7 +15,8 @@ class PulseReading:
     sdnn_ms: float | None = None  # HRV over the last 60 s, ms
     breathing_rate: float | None = None  # breaths per minute
     spo2: float | None = None  # %, from the ratio of ratios; NOT for clinical use
-    stress: float | None = None  # stress index relative to the listener's baseline, 0 calm – 1 stressed
+    # stress index relative to the listener's own baseline, 0 calm – 1 stressed
+    stress: float | None = None
     stress_sd: float | None = None  # uncertainty of the stress index (one standard deviation)
     reason: str = ""  # why figures are None, for logs and status
 
