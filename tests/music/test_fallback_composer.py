@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from calmtunes.config import DEFAULT_PRESETS
+from calmtunes.music import theory
+from calmtunes.music.controls import Controls
+from calmtunes.music.fallback import ProceduralComposer
+
+
+def phrases(controls: Controls, n: int = 8, seed: int = 1):
+    composer = ProceduralComposer(seed)
+    return [composer.next_phrase(controls) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_PRESETS))
+def test_every_preset_gives_music_in_key_at_its_tempo(name):
+    controls = Controls.from_preset(name, DEFAULT_PRESETS[name])
+    for p in phrases(controls):
+        assert p.tempo_bpm == controls.tempo_bpm
+        assert p.mode == controls.mode
+        pitches = [n.pitch for n in p.notes]
+        in_key = np.mean([theory.in_key(x, p.key_pc, p.mode) for x in pitches])
+        assert in_key == 1.0
+        voices = {n.voice for n in p.notes}
+        assert voices == {"melody", "pad", "bass"}
+        assert all(0 <= n.start_beat < p.beats and n.duration_beats > 0 for n in p.notes)
+        assert all(n.start_beat + n.duration_beats <= p.beats + 1e-9 for n in p.notes)
+        assert len(p.chords) == 4
+
+
+def test_the_key_holds_across_phrases_and_progressions_vary():
+    ps = phrases(Controls(), n=12)
+    assert len({p.key_pc for p in ps}) == 1
+    progressions = [tuple((c.root_pc, c.quality) for c in p.chords) for p in ps]
+    assert all(a != b for a, b in zip(progressions, progressions[1:]))
+
+
+def test_density_and_register_steer_the_melody():
+    def melody(controls):
+        notes = [n for p in phrases(controls, 10) for n in p.notes if n.voice == "melody"]
+        return len(notes), np.mean([n.pitch for n in notes])
+
+    sparse_n, low = melody(Controls(density=0.1, register=0.1))
+    busy_n, high = melody(Controls(density=0.9, register=0.9))
+    assert busy_n > 1.8 * sparse_n
+    assert high - low > 7
+
+
+def test_melody_moves_mostly_by_step():
+    notes = [n.pitch for p in phrases(Controls(density=0.7), 10) for n in p.notes
+             if n.voice == "melody"]
+    leaps = np.abs(np.diff(notes))
+    assert np.mean(leaps <= 4) > 0.7
+    assert leaps.max() <= 19
+
+
+def test_same_seed_same_music():
+    a = phrases(Controls(), 3, seed=5)
+    b = phrases(Controls(), 3, seed=5)
+    assert [p.notes for p in a] == [p.notes for p in b]
