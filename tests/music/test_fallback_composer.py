@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def test_the_key_holds_across_phrases_and_progressions_vary():
     ps = phrases(Controls(), n=12)
     assert len({p.key_pc for p in ps}) == 1
     progressions = [tuple((c.root_pc, c.quality) for c in p.chords) for p in ps]
-    assert all(a != b for a, b in zip(progressions, progressions[1:]))
+    assert all(a != b for a, b in itertools.pairwise(progressions))
 
 
 def test_density_and_register_steer_the_melody():
