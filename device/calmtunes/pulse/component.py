@@ -78,7 +78,7 @@ class PulseComponent(Component):
         self._bus_factory = bus_factory
         self._pin_factory = pin_factory
         self._clock = clock
-        self._sleep = sleep
+        self._sensor_sleep = sleep
         self.driver: MAX30102 | None = None
         self.analyser: Any = None
         self._bus: Any = None
@@ -122,7 +122,7 @@ class PulseComponent(Component):
             auto_led=p.auto_led,
         )
         driver = MAX30102(bus, p.address, int_pin=int_pin, pin_factory=self._pin_factory,
-                          clock=self._clock, sleep=self._sleep, settings=settings)
+                          clock=self._clock, sleep=self._sensor_sleep, settings=settings)
         try:
             driver.start()
         except Exception:
@@ -176,8 +176,10 @@ class PulseComponent(Component):
         reading = self.analyser.reading(now)
         self.hub.publish("pulse", reading)
         self.published += 1
-        # catch up without bursts if a step was late
-        self._next_publish = max(self._next_publish + self.publish_interval_s, now + 0.5)
+        # on a fixed 1 s grid (each reading at most one FIFO round late); skip missed slots
+        self._next_publish += self.publish_interval_s
+        if self._next_publish <= now:
+            self._next_publish = now + self.publish_interval_s
         if self._rate_mark is not None and self.driver is not None:
             t0, n0 = self._rate_mark
             if now > t0:

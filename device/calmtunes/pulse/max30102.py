@@ -323,14 +323,23 @@ class MAX30102:
         """
         if not self._started or self._failures >= self.reinit_after:
             self._reinit()
-        try:
-            block = self._read_fifo()
-        except SensorError as exc:
-            self._failures += 1
-            log.warning("MAX30102: %s (failure %d in a row)", exc, self._failures)
-            raise
-        self._failures = 0
-        return block
+        last: SensorError | None = None
+        for attempt in range(1 + self.retries):
+            try:
+                block = self._read_fifo()
+            except SensorError as exc:
+                # Each round starts again from the pointers, so samples a failed transfer may
+                # have popped show up as a gap in time and are counted as lost.
+                last = exc
+                if attempt < self.retries:
+                    self.sleep(self.backoff_s * 2**attempt)
+                continue
+            self._failures = 0
+            return block
+        assert last is not None
+        self._failures += 1
+        log.debug("MAX30102: %s (failure %d in a row)", last, self._failures)
+        raise last
 
     def _reinit(self) -> None:
         if self._started:
@@ -341,7 +350,7 @@ class MAX30102:
 
     def _read_fifo(self) -> SampleBlock:
         t_read = self.clock()
-        head = self._read_block(R.INT_STATUS_1, 7, "read status and FIFO pointers")
+        head = self._read_block(R.INT_STATUS_1, 7, "read status and FIFO pointers", retry=False)
         status1, status2, _, _, wr, ovf, rd = head
         if (wr | ovf | rd) & 0xE0 or (ovf and wr != rd):
             # bits 7:5 of the pointers read 0; an overflow leaves the FIFO full (WR == RD)
@@ -362,9 +371,8 @@ class MAX30102:
         data = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(n, 2, 3).astype(np.int64)
         if np.any(data[:, :, 0] & 0xFC):
             # bits 23:18 of every channel are unused and read 0
+            # the samples are gone: the next block's timestamps leave their gap, counted lost
             self.stats.corrupt += 1
-            self.stats.lost += n
-            self._t_last = None  # the samples are gone; re-anchor the timestamps
             raise SensorCorrupt(f"FIFO data with unused bits set in {n} samples; dropped them")
         values = (data[:, :, 0] << 16) | (data[:, :, 1] << 8) | data[:, :, 2]
         block = self._block(t_read, values.astype(np.float64), ovf)
@@ -381,24 +389,18 @@ class MAX30102:
                 if self._transfer == "rdwr" or not (
                     isinstance(cause, OSError) and cause.errno in (errno.EOPNOTSUPP, errno.ENOSYS)
                 ):
-                    self._t_last = None
-                    self.stats.lost += n
                     raise
                 log.info("MAX30102: adapter lacks combined transfers; using SMBus block reads")
                 self._transfer = "smbus"
         out: list[int] = []
         chunk = 5 * 2 * R.BYTES_PER_CHANNEL  # 30 bytes: whole samples under the 32-byte limit
-        try:
-            while len(out) < nbytes:
-                size = min(chunk, nbytes - len(out))
-                out += self._read_block(R.FIFO_DATA, size, "read FIFO", retry=False)
-        except SensorError:
-            self._t_last = None
-            self.stats.lost += n
-            raise
+        while len(out) < nbytes:
+            size = min(chunk, nbytes - len(out))
+            out += self._read_block(R.FIFO_DATA, size, "read FIFO", retry=False)
         return out
 
     def _rdwr_fifo(self, nbytes: int) -> list[int]:
+        """FIFO_DATA in one combined transfer: write the address, repeated start, read."""
         from smbus2 import i2c_msg  # pure Python; only needed for combined transfers
 
         def transfer() -> list[int]:
@@ -407,7 +409,8 @@ class MAX30102:
             self.bus.i2c_rdwr(write, read)
             return list(read)
 
-        # not retried: a failed FIFO read may already have popped samples from the chip
+        # not retried alone: a failed FIFO read may already have popped samples from the chip,
+        # so :meth:`read` starts again from the pointers
         return self._io("read FIFO", transfer, nbytes, retry=False)
 
     def _block(self, t_read: float, values: np.ndarray, ovf: int) -> SampleBlock:

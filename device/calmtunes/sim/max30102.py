@@ -181,7 +181,7 @@ class MAX30102Chip:
         if now < self._next_conv:
             return
         period = 1.0 / self.sample_rate()
-        n = int((now - self._next_conv) / period) + 1
+        n = int((now - self._next_conv) / period + 1e-9) + 1  # a conversion due now is done
         times = self._next_conv + np.arange(n) * period
         self._next_conv = float(times[-1] + period)
         # after a long silence only the samples the FIFO can hold need converting; the rest
@@ -341,6 +341,8 @@ class MAX30102Chip:
         if reg == _TEMP_CONFIG and value & 0x01:
             self._temp_done = self.clock() + TEMP_CONVERSION_S
         self.regs[reg] = value
+        if reg in (_MODE, _SPO2, _FIFO_CONFIG):
+            self.update()  # conversions start (or stop) the moment the mode is written
 
     def set_pointer(self, reg: int) -> None:
         """The register address a write transaction starts with."""
@@ -484,3 +486,24 @@ def emulated_bus(
     listener = Listener(scenario, seed, trajectory)
     chip = MAX30102Chip(listener, clock, seed, part_id=part_id, rate_error=rate_error)
     return EmulatedBus({ADDRESS: chip}, faults, seed)
+
+
+class InterruptWire:
+    """Carries the emulated chip's INT line to a gpiozero mock pin (low while asserted).
+
+    Call :meth:`sync` whenever the emulated time moves (a ManualClock does not tick by itself):
+    ``wire = InterruptWire(bus.devices[0x57], MockFactory().pin(4))``.
+    """
+
+    def __init__(self, chip: MAX30102Chip, pin: Any) -> None:
+        self.chip = chip
+        self.pin = pin
+        self.sync()
+
+    def sync(self) -> bool:
+        asserted = self.chip.int_asserted()
+        if asserted:
+            self.pin.drive_low()  # open drain pulls the line low
+        else:
+            self.pin.drive_high()  # the pull-up wins
+        return asserted
