@@ -256,3 +256,16 @@ def test_adapter_without_combined_transfers_falls_back_to_block_reads():
     clock.advance(0.2)
     assert driver._transfer == "smbus"
     assert len(first) + len(driver.read()) >= 36
+
+
+def test_overflow_without_rollover_keeps_the_block_in_place_and_counts_the_gap_after():
+    driver, _bus, clock = make(settings=Settings(rollover=False))
+    driver.start()
+    _, t0, _ = run(driver, clock, 1.0)
+    clock.advance(1.0)  # 100 made, the oldest 32 kept, the rest dropped
+    block = driver.read()
+    assert len(block) == 32 and block.lost == 0
+    assert abs(block.t[0] - t0[-1] - 0.01) < 0.002  # continues from the previous block
+    clock.advance(0.1)
+    later = driver.read()
+    assert later.lost >= 60 and later.t[0] > block.t[-1] + 0.5

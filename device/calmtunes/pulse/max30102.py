@@ -352,8 +352,8 @@ class MAX30102:
         t_read = self.clock()
         head = self._read_block(R.INT_STATUS_1, 7, "read status and FIFO pointers", retry=False)
         status1, status2, _, _, wr, ovf, rd = head
-        if (wr | ovf | rd) & 0xE0 or (ovf and wr != rd):
-            # bits 7:5 of the pointers read 0; an overflow leaves the FIFO full (WR == RD)
+        if (wr | ovf | rd) & 0xE0:
+            # bits 7:5 of the three pointer registers always read 0
             self.stats.corrupt += 1
             raise SensorCorrupt(f"impossible FIFO pointers WR={wr:#04x} OVF={ovf:#04x} "
                                 f"RD={rd:#04x}; bus noise or a failing sensor")
@@ -425,6 +425,13 @@ class MAX30102:
         p = self._period
         lost = int(ovf)
         expected_newest = t_read - 0.5 * nominal
+        if ovf and not self.settings.rollover and self._t_last is not None:
+            # Rollover off: the FIFO kept its oldest samples and dropped the newer ones, so
+            # this block follows on from the last; the drop shows as a gap before the next.
+            t = self._t_last + (1 + np.arange(n)) * p
+            self._t_last = float(t[-1]) if n else self._t_last
+            self.stats.samples += n
+            return SampleBlock(t=t, red=values[:, 0].copy(), ir=values[:, 1].copy(), lost=0)
         if self._t_last is None:
             t = expected_newest - (n - 1 - np.arange(n)) * p
         else:

@@ -20,6 +20,9 @@ that any driver that follows the datasheet runs against it unchanged:
   left; the INT line is low while an enabled flag (or PWR_RDY) is set;
 - DIE_TEMP_CONFIG.TEMP_EN starts a 29 ms conversion into TINT (two's complement °C) and TFRAC
   (0.0625 °C steps), then self-clears and sets DIE_TEMP_RDY;
+- with rollover on, an overflowing FIFO overwrites its oldest sample and moves FIFO_RD_PTR along
+  with FIFO_WR_PTR, so a full FIFO always reads WR == RD with OVF_COUNTER > 0 (the datasheet
+  leaves this detail open; the driver does not depend on it);
 - ambient light beyond the cancellation limit sets ALC_OVF and leaks into the readings.
 
 Time comes from an injectable clock; samples are produced lazily when the bus is touched, so a
@@ -37,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from calmtunes.sim.physiology import EMPTY_COUPLING_NA_PER_MA, Listener, Trajectory
+from calmtunes.sim.physiology import EMPTY_COUPLING_NA_PER_MA, Listener, Scenario, Trajectory
 
 ADDRESS = 0x57
 PART_ID = 0x15
@@ -468,7 +471,7 @@ class EmulatedBus:
 
 
 def emulated_bus(
-    scenario: str = "rest",
+    scenario: str | Scenario = "rest",
     seed: int = 0,
     clock: Callable[[], float] | None = None,
     trajectory: Trajectory | None = None,
@@ -477,6 +480,8 @@ def emulated_bus(
     rate_error: float = 0.0,
 ) -> EmulatedBus:
     """A bus with one emulated MAX30102 at 0x57 watching a simulated listener.
+
+    ``scenario`` is a name from :data:`calmtunes.sim.physiology.SCENARIOS` or a Scenario.
 
     ``clock`` defaults to ``time.monotonic`` (real time); pass a ManualClock to run faster.
     ``trajectory`` overrides the scenario's heart/breathing trajectory (see
