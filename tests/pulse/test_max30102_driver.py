@@ -207,8 +207,12 @@ def test_chip_vanishes_and_comes_back_reinitialised():
     bus.devices[A]._power_on()  # it was power-cycled while away
     bus.faults = Faults()
     clock.advance(0.2)
-    driver.read()
+    assert len(driver.read()) == 0  # freshly reset: nothing sampled yet
     assert driver.stats.reinits == 1
+    clock.advance(0.3)
+    assert driver.read().lost >= 100  # the second away, counted with the first new block
+    clock.advance(0.3)
+    assert driver.read().lost == 0
     _, t, _ = run(driver, clock, 2.0)
     assert len(t) > 150
 

@@ -187,6 +187,7 @@ class MAX30102:
         self._started = False
         self._failures = 0
         self._t_last: float | None = None  # timestamp of the newest sample delivered
+        self._resume_after: float | None = None  # newest timestamp before a re-initialisation
         self._period = 1.0 / self.settings.fs
         self._last_read = clock()
         self._led_changed_at = -1e9
@@ -345,6 +346,8 @@ class MAX30102:
         if self._started:
             self.stats.reinits += 1
             log.warning("MAX30102: re-initialising after %d failed reads", self._failures)
+        if self._t_last is not None:
+            self._resume_after = self._t_last
         self._started = False
         self.start()
 
@@ -432,8 +435,14 @@ class MAX30102:
             self._t_last = float(t[-1]) if n else self._t_last
             self.stats.samples += n
             return SampleBlock(t=t, red=values[:, 0].copy(), ir=values[:, 1].copy(), lost=0)
+        if n == 0:
+            return SampleBlock(t=np.empty(0), red=np.empty(0), ir=np.empty(0), lost=0)
         if self._t_last is None:
             t = expected_newest - (n - 1 - np.arange(n)) * p
+            if self._resume_after is not None:
+                # the chip was re-initialised: what it would have sampled meanwhile is lost
+                lost += max(0, round((t[0] - self._resume_after) / nominal) - 1)
+                self._resume_after = None
         else:
             gap = expected_newest - (self._t_last + n * p)
             missing = round(gap / p) if gap > 1.5 * nominal else 0
@@ -448,8 +457,7 @@ class MAX30102:
                     self._period = min(max(p + 0.002 * gap / max(n, 1), 0.95 * nominal),
                                        1.05 * nominal)
                     t = t + 0.05 * gap * (np.arange(1, n + 1) / n)
-        if n:
-            self._t_last = float(t[-1])
+        self._t_last = float(t[-1])
         self.stats.samples += n
         self.stats.lost += lost
         return SampleBlock(t=np.asarray(t, dtype=np.float64), red=values[:, 0].copy(),
