@@ -7,6 +7,8 @@ import errno
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calmtunes.errors import HardwareError
 from calmtunes.pulse.max30102 import MAX30102, SensorError, Settings
@@ -273,3 +275,15 @@ def test_overflow_without_rollover_keeps_the_block_in_place_and_counts_the_gap_a
     clock.advance(0.1)
     later = driver.read()
     assert later.lost >= 60 and later.t[0] > block.t[-1] + 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 51.0), st.floats(0.0, 51.0))
+def test_any_led_current_in_range_starts_and_reads_back(red, ir):
+    driver, bus, _ = make(settings=Settings(red_ma=red, ir_ma=ir, auto_led=False))
+    driver.start()
+    assert abs(driver.settings.red_ma - red) <= 0.1 + 1e-9
+    assert abs(driver.settings.ir_ma - ir) <= 0.1 + 1e-9
+    assert driver.read_settings() == driver.settings
+    driver.set_led_current(red_ma=ir)
+    assert bus.devices[A].regs[0x0C] == round(ir / 0.2)

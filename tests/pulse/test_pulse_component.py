@@ -70,6 +70,13 @@ def test_reads_feeds_and_publishes_once_a_second():
     comp.close()
 
 
+def test_led_current_off_the_chip_grid_is_snapped_not_refused():
+    clock = ManualClock()
+    comp, _, _ = make(clock, led_current_ma=7.3)
+    comp.open()
+    assert comp.status()["led_red_ma"] in (7.2, 7.4)
+
+
 def test_bus_errors_degrade_then_recover():
     clock = ManualClock()
     comp, _hub, bus = make(clock)

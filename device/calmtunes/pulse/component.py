@@ -116,8 +116,8 @@ class PulseComponent(Component):
             sample_rate=p.sample_rate,
             pulse_width_us=p.pulse_width_us,
             adc_range_na=p.adc_range_na,
-            red_ma=round(p.led_current_ma / 0.2) * 0.2,
-            ir_ma=round(p.led_current_ma / 0.2) * 0.2,
+            red_ma=p.led_current_ma,  # the driver snaps it to the chip's 0.2 mA steps
+            ir_ma=p.led_current_ma,
             almost_full=p.almost_full,
             auto_led=p.auto_led,
         )

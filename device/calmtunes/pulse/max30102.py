@@ -104,6 +104,10 @@ class Settings:
             R.LED2_PA: R.IR_CURRENT.encode(0, self.ir_ma),
         }
 
+    def snapped(self) -> Settings:
+        """These settings as the chip will hold them (each value through its register)."""
+        return Settings.from_registers(self.registers(), self.auto_led)
+
     @classmethod
     def from_registers(cls, regs: dict[int, int], auto_led: bool = True) -> Settings:
         """The settings a chip holds, decoded from its register values."""
@@ -176,8 +180,10 @@ class MAX30102:
         self.pin_factory = pin_factory
         self.clock = clock
         self.sleep = sleep
-        self.settings = settings or Settings()
-        self.settings.registers()  # refuse impossible settings now, with the reason
+        settings = settings or Settings()
+        # refuse impossible settings now, with the reason, and hold the values the chip can
+        # represent (LED currents snap to 0.2 mA steps)
+        self.settings = settings.snapped()
         self._transfer = transfer
         self.stats = Stats()
         self.finger = False
@@ -282,12 +288,11 @@ class MAX30102:
     def set_led_current(self, red_ma: float | None = None, ir_ma: float | None = None) -> None:
         """Set the LED currents in mA (0–51, 0.2 mA steps)."""
         s = replace(self.settings,
-                    red_ma=self.settings.red_ma if red_ma is None else round(red_ma / 0.2) * 0.2,
-                    ir_ma=self.settings.ir_ma if ir_ma is None else round(ir_ma / 0.2) * 0.2)
+                    red_ma=self.settings.red_ma if red_ma is None else red_ma,
+                    ir_ma=self.settings.ir_ma if ir_ma is None else ir_ma).snapped()
         regs = s.registers()
         self._write_block(R.LED1_PA, [regs[R.LED1_PA], regs[R.LED2_PA]], "LED currents")
-        self.settings = replace(s, red_ma=R.RED_CURRENT.decode(regs[R.LED1_PA]),
-                                ir_ma=R.IR_CURRENT.decode(regs[R.LED2_PA]))
+        self.settings = s
 
     @property
     def fs(self) -> float:
