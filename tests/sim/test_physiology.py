@@ -96,3 +96,15 @@ def test_bad_scenarios_and_trajectories_say_what_is_wrong():
         Listener("rest", trajectory=object())
     with pytest.raises(ValueError, match="30–200 bpm"):
         Listener("rest", trajectory=Steady(400.0, 12.0)).optics(np.array([1.0]))
+
+
+def test_long_sessions_keep_bounded_history():
+    lis = Listener("stressed", seed=0)
+    lis.history_s = 60.0
+    for start in range(0, 1200, 10):
+        lis.optics(np.arange(start, start + 10, 0.01))
+    assert len(lis._bphase.values) < 2 * 60.0 / lis._BREATH_DT
+    assert len(lis._beats.values) < 2 * 60.0 * 100 / 60
+    assert 60 < lis.truth(1150, 1200).mean_hr() < 68
+    with pytest.raises(ValueError, match="history_s"):
+        lis.truth(0, 1200)

@@ -217,6 +217,37 @@ class GroundTruth:
         return float(np.sqrt(np.mean(np.diff(ibi) ** 2)) * 1000.0)
 
 
+class _Series:
+    """A float array that grows at its end and forgets its oldest part (bounded memory)."""
+
+    def __init__(self, first: float) -> None:
+        self._data = np.empty(1024)
+        self._data[0] = first
+        self._start, self._end = 0, 1
+
+    def append(self, value: float) -> None:
+        if self._end == len(self._data):
+            live = self._data[self._start : self._end]
+            size = max(1024, 2 * len(live))
+            data = np.empty(size)
+            data[: len(live)] = live
+            self._data, self._start, self._end = data, 0, len(live)
+        self._data[self._end] = value
+        self._end += 1
+
+    def drop(self, count: int) -> None:
+        """Forget the oldest ``count`` values (never the newest one)."""
+        self._start = min(self._start + max(count, 0), self._end - 1)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._data[self._start : self._end]
+
+    @property
+    def last(self) -> float:
+        return float(self._data[self._end - 1])
+
+
 class Listener:
     """The physiology of one scenario, drawn lazily with a seeded generator.
 
@@ -224,6 +255,8 @@ class Listener:
     """
 
     _BREATH_DT = 0.05  # s, grid on which the breathing phase is integrated
+    #: seconds of beats and breathing kept for rendering and :meth:`truth` (bounded memory)
+    history_s = 3600.0
 
     def __init__(
         self, scenario: Scenario | str = "rest", seed: int = 0, trajectory: Trajectory | None = None
@@ -234,11 +267,12 @@ class Listener:
         self.trajectory = trajectory or self.scenario.trajectory
         self._rng = np.random.default_rng(seed)
         # breathing phase in cycles on a regular grid, extended as time goes on
-        self._bt = [0.0]
-        self._bphase = [float(self._rng.uniform())]
-        self._beats: list[float] = [float(self._rng.uniform(0.0, 0.8))]
-        self._ibis: list[float] = [math.nan]
-        self._ectopic: list[bool] = [False]
+        self._b0 = 0.0  # time of the oldest kept breathing-grid point, s
+        self._bphase = _Series(float(self._rng.uniform()))
+        self._beats = _Series(float(self._rng.uniform(0.0, 0.8)))
+        self._ibis = _Series(math.nan)
+        self._ectopic = _Series(0.0)
+        self._forgot = False  # beats older than history_s have been dropped
         self._lf_phase = float(self._rng.uniform(0.0, 2 * math.pi))
         # motion: a few incommensurate sinusoids per episode, drawn once (chunking-independent)
         self._motion = [
@@ -259,22 +293,30 @@ class Listener:
         return hr, br
 
     def _extend_breath(self, t_end: float) -> None:
-        while self._bt[-1] < t_end:
-            t = self._bt[-1]
+        dt = self._BREATH_DT
+        t = self._b0 + (len(self._bphase.values) - 1) * dt
+        while t < t_end:
             _, br = self._rates(t)
-            self._bt.append(t + self._BREATH_DT)
-            self._bphase.append(self._bphase[-1] + br / 60.0 * self._BREATH_DT)
+            self._bphase.append(self._bphase.last + br / 60.0 * dt)
+            t += dt
+        old = int((t - self.history_s - self._b0) / dt)
+        if old > 0:
+            self._bphase.drop(old)
+            self._b0 += old * dt
 
     def breath_phase(self, t: np.ndarray | float) -> np.ndarray:
         """Breathing phase in cycles (integer part counts breaths; 0 = start of inhalation)."""
         t = np.asarray(t, dtype=float)
         self._extend_breath(float(np.max(t, initial=0.0)) + self._BREATH_DT)
-        return np.interp(t, self._bt, self._bphase)
+        phase = self._bphase.values
+        x = np.clip((t - self._b0) / self._BREATH_DT, 0.0, len(phase) - 1.000001)
+        i = x.astype(np.int64)
+        return phase[i] + (x - i) * (phase[np.minimum(i + 1, len(phase) - 1)] - phase[i])
 
     def _extend_beats(self, t_end: float) -> None:
         sc = self.scenario
-        while self._beats[-1] < t_end:
-            t = self._beats[-1]
+        while self._beats.last < t_end:
+            t = self._beats.last
             hr, _ = self._rates(t)
             ibi = 60.0 / hr
             # RSA: inhalation (phase 0–0.5) shortens intervals
@@ -282,15 +324,21 @@ class Listener:
             lf = sc.lf * math.sin(2 * math.pi * 0.1 * t + self._lf_phase)
             ibi *= 1.0 + rsa + lf + sc.jitter * float(self._rng.standard_normal())
             ectopic = False
-            if sc.ectopic_rate and not self._ectopic[-1] and self._rng.uniform() < sc.ectopic_rate:
+            after_ectopic = bool(self._ectopic.last)
+            if sc.ectopic_rate and not after_ectopic and self._rng.uniform() < sc.ectopic_rate:
                 ibi *= 0.65  # premature; the next interval compensates
                 ectopic = True
-            elif self._ectopic[-1]:
+            elif after_ectopic:
                 ibi *= 1.3
             ibi = max(ibi, 0.25)
             self._beats.append(t + ibi)
             self._ibis.append(ibi)
-            self._ectopic.append(ectopic)
+            self._ectopic.append(float(ectopic))
+        old = int(np.searchsorted(self._beats.values, t_end - self.history_s))
+        if old > 0:
+            for series in (self._beats, self._ibis, self._ectopic):
+                series.drop(old)
+            self._forgot = True
 
     # -- finger -------------------------------------------------------------------------------
     def finger_cover(self, t: np.ndarray) -> np.ndarray:
@@ -306,7 +354,7 @@ class Listener:
     def _pulse(self, t: np.ndarray) -> np.ndarray:
         """Blood-volume pulse 0 (diastole) – ~1 (systolic peak) at times t."""
         self._extend_beats(float(t.max(initial=0.0)) + 3.0)
-        beats = np.asarray(self._beats)
+        beats = self._beats.values
         idx = np.searchsorted(beats, t, side="right") - 1
         idx = np.clip(idx, 0, len(beats) - 2)
         start = beats[idx]
@@ -363,18 +411,23 @@ class Listener:
         if t1 < t0:
             raise ValueError(f"truth span ends ({t1}) before it starts ({t0})")
         self._extend_beats(t1 + 3.0)
-        beats = np.asarray(self._beats)
+        beats = self._beats.values
+        if self._forgot and t0 < beats[0]:
+            raise ValueError(
+                f"truth from {t0:.0f} s is older than the {self.history_s:.0f} s kept; "
+                "raise Listener.history_s for longer spans"
+            )
         sel = (beats >= t0) & (beats < t1)
-        grid = np.arange(max(t0 - 30.0, 0.0), t1 + self._BREATH_DT, self._BREATH_DT)
+        grid = np.arange(max(t0 - 30.0, self._b0), t1 + self._BREATH_DT, self._BREATH_DT)
         ph = self.breath_phase(grid)
         starts = grid[1:][np.floor(ph[1:]) > np.floor(ph[:-1])]
         spans = tuple((a, b) for a, b in self.scenario.finger if b > t0 and a < t1)
         return GroundTruth(
             t0=t0,
             t1=t1,
-            beat_times=beats[sel],
-            ibi_s=np.asarray(self._ibis)[sel],
-            ectopic=np.asarray(self._ectopic)[sel],
+            beat_times=beats[sel].copy(),
+            ibi_s=self._ibis.values[sel].copy(),
+            ectopic=self._ectopic.values[sel].astype(bool),
             breath_times=starts[(starts >= t0) & (starts < t1)],
             spo2=self.scenario.spo2,
             finger=spans,
