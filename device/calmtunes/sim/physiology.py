@@ -202,8 +202,9 @@ class GroundTruth:
     breath_times: np.ndarray  # s, start of each inhalation
     spo2: float  # %
     finger: tuple[tuple[float, float], ...]  # finger-on spans overlapping [t0, t1]
-    hr_bpm: Callable[[float], float] = field(repr=False)  # the trajectory's mean rate at t
-    breath_rate: Callable[[float], float] = field(repr=False)  # breaths/min at t
+    # the trajectory's mean rate at t, and breathing rate (these call the trajectory again)
+    hr_bpm: Callable[[float], float] = field(repr=False)
+    breath_rate: Callable[[float], float] = field(repr=False)
 
     def mean_hr(self) -> float | None:
         """Mean heart rate from the beats in the span (60 / mean IBI), bpm."""
