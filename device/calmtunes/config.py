@@ -253,6 +253,13 @@ class PulseConfig:
         7.0, help="initial LED current in mA (adjusted automatically)", min=0.0, max=51.0
     )
     auto_led: bool = opt(True, help="keep the signal in the ADC's useful range automatically")
+    almost_full: int = opt(
+        17,
+        help="samples waiting in the sensor's 32-sample FIFO when it raises INT (or the driver "
+        "polls); fewer means more I2C traffic, more means less slack before samples are lost",
+        min=17,
+        max=30,
+    )
 
 
 @dataclass(frozen=True)
