@@ -1,8 +1,16 @@
-"""The only thing that leaves calmtunes.scene: a small record, published on ``"scene"``."""
+"""The only thing that leaves calmtunes.scene: a small record, published on ``"scene"``.
+
+Also the per-frame measurements behind it. Every function here takes a frame (an 8-bit BGR
+``numpy`` array, OpenCV's layout, ``height × width × 3``) and returns plain numbers; none keeps the
+frame. :class:`MotionMeter` keeps one 80×60 grey thumbnail of the previous frame, in memory only,
+because motion is a difference between two frames; :meth:`MotionMeter.reset` drops it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 LABELS = ("night", "dim", "quiet_day", "active")
 
@@ -15,3 +23,131 @@ class SceneFeatures:
     motion: float  # motion energy from frame differences, 0 (still) – 1
     people: int  # people detected in view
     label: str  # one of LABELS, with hysteresis
+
+
+class FrameError(ValueError):
+    """A frame that cannot be analysed; ``kind`` is ``"corrupt"`` or ``"black"``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+# A frame whose 99th-percentile luma is at most this (of 255) carries no picture: a covered lens,
+# a sensor that lost its clock, a USB camera streaming zeros. A real dark room is never this
+# clean: sensor noise at high gain alone lifts the 99th percentile well above it.
+BLACK_P99 = 3
+
+
+def check_frame(frame: object, width: int, height: int) -> np.ndarray:
+    """Return ``frame`` as a ``height × width × 3`` uint8 BGR array, or raise :class:`FrameError`.
+
+    A frame of another size is resized (cameras do not always honour the size asked for); a
+    grey frame is expanded to three channels. Anything else that is not an 8-bit image — a
+    truncated buffer, the wrong number of channels, floats — is corrupt.
+    """
+    import cv2
+
+    if not isinstance(frame, np.ndarray):
+        raise FrameError("corrupt", f"frame is {type(frame).__name__}, not an image array")
+    if frame.dtype != np.uint8:
+        raise FrameError("corrupt", f"frame has dtype {frame.dtype}, expected uint8")
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 8 or frame.shape[1] < 8:
+        raise FrameError("corrupt", f"frame has shape {frame.shape}, expected (H, W, 3)")
+    if frame.shape[:2] != (height, width):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    """8-bit luma Y' = 0.299 R' + 0.587 G' + 0.114 B' (ITU-R BT.601, as ``cv2.cvtColor``)."""
+    import cv2
+
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def check_not_black(luma: np.ndarray) -> None:
+    # np.percentile sorts; a histogram is cheaper on 8-bit data.
+    hist = np.bincount(luma.ravel(), minlength=256)
+    p99 = int(np.searchsorted(np.cumsum(hist), 0.99 * luma.size))
+    if p99 <= BLACK_P99:
+        raise FrameError("black", f"black frame (99th percentile luma {p99}/255): lens covered "
+                         "or camera not delivering a picture")
+
+
+def mean_luminance(luma: np.ndarray) -> float:
+    """Mean luma of the frame, 0 (black) – 1 (white). Gamma-encoded, as the camera delivers it."""
+    return float(luma.mean()) / 255.0
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding, values 0–1."""
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+# Linear sRGB (D65) → CIE XYZ, IEC 61966-2-1.
+_RGB_TO_XYZ = np.array(
+    [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+)
+
+
+def colour_temperature(frame: np.ndarray, luma: np.ndarray | None = None) -> float | None:
+    """Correlated colour temperature of the light in the room, in K, or None when unknown.
+
+    Grey-world estimate: the mean colour of the well-exposed pixels (luma 8–95 %) is taken as
+    the colour of the illuminant, converted to CIE 1931 xy and then to CCT with McCamy's cubic
+    (McCamy 1992; within ±2 K of the Planckian locus for 2856–6504 K, usable 2000–12500 K).
+    None when fewer than 2 % of the pixels are usable (a dark room says nothing about its light)
+    or when the estimate falls outside 1500–15000 K (the scene is not lit by anything near white).
+    """
+    if luma is None:
+        luma = grey(frame)
+    mask = (luma > 20) & (luma < 242)
+    count = int(np.count_nonzero(mask))
+    if count < 0.02 * luma.size:
+        return None
+    bgr = frame[mask].mean(axis=0) / 255.0
+    rgb = _srgb_to_linear(bgr[::-1])
+    x_, y_, z_ = _RGB_TO_XYZ @ rgb
+    total = x_ + y_ + z_
+    if total <= 0:
+        return None
+    x, y = x_ / total, y_ / total
+    n = (x - 0.3320) / (0.1858 - y)
+    cct = 449.0 * n**3 + 3525.0 * n**2 + 6823.3 * n + 5520.33
+    if not 1500.0 <= cct <= 15000.0:
+        return None
+    return float(cct)
+
+
+class MotionMeter:
+    """Motion energy: the share of the view that changed since the previous frame, 0–1.
+
+    Frames are shrunk to 80×60 (INTER_AREA averages 4×4 blocks at 320×240, cutting sensor noise
+    fourfold) and the previous one is scaled by the change in mean brightness before the
+    difference, so a lamp switched on or off is not taken for movement. A pixel counts as
+    changed when it differs by more than ``threshold`` (of 255).
+    """
+
+    SIZE = (80, 60)
+
+    def __init__(self, threshold: float = 12.0) -> None:
+        self.threshold = threshold
+        self._previous: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame (after a gap, a reopen or privacy)."""
+        self._previous = None
+
+    def update(self, luma: np.ndarray) -> float:
+        import cv2
+
+        small = cv2.resize(luma, self.SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+        previous, self._previous = self._previous, small
+        if previous is None:
+            return 0.0
+        gain = (float(small.mean()) + 1.0) / (float(previous.mean()) + 1.0)
+        diff = np.abs(small - previous * gain)
+        return float(np.count_nonzero(diff > self.threshold)) / diff.size
