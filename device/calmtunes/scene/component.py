@@ -180,6 +180,7 @@ class SceneComponent(Component):
             "camera_active": bool(self._published and self._published[0]),
             "privacy": self._privacy,
             "frames": self.frames_analysed,
+            "people_detector": self._analyser is not None and self._analyser.detector is not None,
             "analysis_ms": round(self.analysis_ms, 1),
         }
 

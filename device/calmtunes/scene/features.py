@@ -8,6 +8,7 @@ because motion is a difference between two frames; :meth:`MotionMeter.reset` dro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,14 +94,44 @@ _RGB_TO_XYZ = np.array(
 )
 
 
+def planck_xy(cct: float) -> tuple[float, float]:
+    """CIE 1931 xy of a black body at ``cct`` K (Kim et al. 2002 cubic fit, 1667–25000 K)."""
+    t = float(cct)
+    if not 1667.0 <= t <= 25000.0:
+        raise ValueError(f"colour temperature {t} K outside 1667–25000 K")
+    if t <= 4000:
+        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
+    else:
+        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
+    if t <= 2222:
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+    elif t <= 4000:
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+    else:
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+    return x, y
+
+
+def _uv(x: float, y: float) -> tuple[float, float]:
+    """CIE 1960 UCS uv from 1931 xy."""
+    d = -2.0 * x + 12.0 * y + 3.0
+    return 4.0 * x / d, 6.0 * y / d
+
+
+#: farthest a colour may lie from the Planckian locus (CIE 1960 uv) and still be "white light";
+#: ANSI C78.377 allows lamps ±0.006, a grey-world estimate of a real room needs more
+MAX_DUV = 0.02
+
+
 def colour_temperature(frame: np.ndarray, luma: np.ndarray | None = None) -> float | None:
     """Correlated colour temperature of the light in the room, in K, or None when unknown.
 
     Grey-world estimate: the mean colour of the well-exposed pixels (luma 8–95 %) is taken as
     the colour of the illuminant, converted to CIE 1931 xy and then to CCT with McCamy's cubic
     (McCamy 1992; within ±2 K of the Planckian locus for 2856–6504 K, usable 2000–12500 K).
-    None when fewer than 2 % of the pixels are usable (a dark room says nothing about its light)
-    or when the estimate falls outside 1500–15000 K (the scene is not lit by anything near white).
+    None when fewer than 2 % of the pixels are usable (a dark room says nothing about its light),
+    when the estimate falls outside 1667–15000 K, or when the colour lies more than
+    :data:`MAX_DUV` from the Planckian locus (the scene is not lit by anything near white).
     """
     if luma is None:
         luma = grey(frame)
@@ -117,7 +148,11 @@ def colour_temperature(frame: np.ndarray, luma: np.ndarray | None = None) -> flo
     x, y = x_ / total, y_ / total
     n = (x - 0.3320) / (0.1858 - y)
     cct = 449.0 * n**3 + 3525.0 * n**2 + 6823.3 * n + 5520.33
-    if not 1500.0 <= cct <= 15000.0:
+    if not 1667.0 <= cct <= 15000.0:
+        return None
+    u, v = _uv(x, y)
+    pu, pv = _uv(*planck_xy(cct))
+    if math.hypot(u - pu, v - pv) > MAX_DUV:
         return None
     return float(cct)
 

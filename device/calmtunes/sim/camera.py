@@ -41,6 +41,7 @@ from typing import ClassVar
 import numpy as np
 
 from calmtunes.scene.backends import CameraError
+from calmtunes.scene.features import planck_xy
 
 SCENE_LABELS = {"day": "quiet_day", "empty_dim": "dim", "night": "night", "visitors": "active"}
 BLEND_S = 2.0  # cross-fade between scenes, s (lights dimming, visitors walking in)
@@ -69,24 +70,6 @@ class CameraUnplugged(CameraError):
 _XYZ_TO_RGB = np.array(
     [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
 )
-
-
-def planck_xy(cct: float) -> tuple[float, float]:
-    """CIE 1931 xy of a black body at ``cct`` K (Kim et al. 2002 cubic fit, 1667–25000 K)."""
-    t = float(cct)
-    if not 1667.0 <= t <= 25000.0:
-        raise ValueError(f"colour temperature {t} K outside 1667–25000 K")
-    if t <= 4000:
-        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
-    else:
-        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
-    if t <= 2222:
-        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
-    elif t <= 4000:
-        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
-    else:
-        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
-    return x, y
 
 
 def illuminant_rgb(cct: float) -> np.ndarray:
