@@ -2,9 +2,14 @@
 
 The capture is asked for the analysis size; a camera that cannot give it delivers its nearest
 mode and the analyser resizes. The driver's queue is cut to one buffer so a read returns the
-picture of now, not one taken seconds ago at 1 analysed frame per second. A camera unplugged
-mid-session makes ``read()`` fail (V4L2 answers ENODEV); that raises :class:`CameraError` and the
-component reopens it with back-off.
+picture of now, not one taken seconds ago at 1 analysed frame per second (V4L2 drops new frames
+while every buffer is full, so the one queued buffer is first discarded with ``grab()``). A
+camera unplugged mid-session makes ``read()`` fail (V4L2 answers ENODEV); that raises
+:class:`CameraError` and the component reopens it with back-off.
+
+Real cameras expose automatically: a dim room comes out brighter than it is, which moves the
+luminance bands of the labels. Where that matters, fix the exposure with
+``v4l2-ctl -c auto_exposure=1,exposure_time_absolute=...`` in the unit's ExecStartPre.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class OpenCVCamera:
     def read(self) -> np.ndarray:
         if self._cap is None:
             raise CameraError(f"{self.path}: read before open")
+        self._cap.grab()  # the queued frame is as old as the last read: discard it
         ok, frame = self._cap.read()
         if not ok or frame is None:
             gone = "" if os.path.exists(self.path) else " (the device has gone: unplugged?)"
