@@ -22,7 +22,7 @@ class SceneFeatures:
     luminance: float  # mean luminance, 0 (black) – 1 (white)
     colour_temp_k: float | None  # estimated correlated colour temperature, K
     motion: float  # motion energy from frame differences, 0 (still) – 1
-    people: int  # people detected in view
+    people: int  # faces in view (0 where this OpenCV has no face cascade: see scene.people)
     label: str  # one of LABELS, with hysteresis
 
 
