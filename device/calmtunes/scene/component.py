@@ -1,19 +1,189 @@
-"""The scene component (placeholder until its backends land): reports itself unavailable."""
+"""The scene component: about one frame per ``scene.interval_s``, a few numbers out.
+
+Each step reads one frame, measures it (:class:`~calmtunes.scene.analyser.SceneAnalyser`),
+drops it, and publishes the :class:`~calmtunes.scene.features.SceneFeatures` record on
+``"scene"`` — the only thing that leaves this package. The frame is a local of :meth:`step`:
+it is never stored, logged, written or published.
+
+The camera's state goes out on ``"camera"`` as ``{"active": bool, "reason": str}`` for the
+panel's camera LED: lit exactly while frames are being taken.
+
+Off switches: ``scene.enabled: false`` or ``scene.backend: none`` keep the camera closed; a
+``Command("privacy")`` on ``"command"`` toggles it (``arg`` True/False sets privacy on/off). In
+privacy the camera device is released, not merely ignored, and the last scene record is
+withdrawn (``"scene"`` becomes None) so nothing goes on acting on a picture of the past.
+
+Faults never stop the music: a camera that is absent or unplugged raises
+:class:`~calmtunes.scene.backends.CameraError`, which the component base logs, reports as
+degraded and retries with exponential back-off (0.5 s doubling to 30 s), reopening the camera.
+A single black or corrupt frame is skipped and the next one tried at once; three in a row count
+as a lost camera. While the camera is lost, ``"scene"`` is None: the conductor plays on without
+scene context.
+"""
 
 from __future__ import annotations
 
-from calmtunes.component import Component
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from calmtunes.component import OK, Component
 from calmtunes.config import Config
-from calmtunes.hub import Hub
+from calmtunes.hub import Command, Hub
+from calmtunes.scene.analyser import SceneAnalyser
+from calmtunes.scene.backends import Camera, CameraError, make_camera
+from calmtunes.scene.features import FrameError
+
+log = logging.getLogger(__name__)
+
+#: this many black or corrupt frames in a row and the camera is taken as lost and reopened
+BAD_FRAMES_TO_REOPEN = 3
+#: how often an idle (disabled or private) component looks at its switches again, s
+IDLE_S = 5.0
 
 
-class UnavailableSceneComponent(Component):
+class SceneComponent(Component):
     name = "scene"
 
+    def __init__(self, config: Config, hub: Hub, camera: Camera | None = None,
+                 analyser: SceneAnalyser | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, hub)
+        self._clock = clock
+        self._camera = camera
+        self._analyser = analyser
+        self._camera_open = False
+        self._privacy = False
+        self._bad_frames = 0
+        self._published: tuple[bool, str] | None = None
+        self.frames_analysed = 0
+        self.analysis_ms = 0.0  # CPU time of the last analysis, ms
+        self._rebuild = False
+        hub.subscribe("command", self._on_command)
+
+    # -- switches ------------------------------------------------------------------------------
+    @property
+    def privacy(self) -> bool:
+        return self._privacy
+
+    def _on_command(self, command: Any) -> None:
+        # Runs in the publisher's thread: set the switch and wake our thread, nothing more.
+        if not isinstance(command, Command) or command.name != "privacy":
+            return
+        self._privacy = (not self._privacy) if command.arg is None else bool(command.arg)
+        log.info("privacy %s (%s)", "on: camera off" if self._privacy else "off: camera on",
+                 command.source)
+        self.wake()
+
+    def reconfigure(self, config: Config) -> None:
+        changed = config.scene != self.config.scene or config.sim != self.config.sim
+        super().reconfigure(config)
+        if changed:
+            self._rebuild = True
+            self.wake()
+
+    # -- the work ------------------------------------------------------------------------------
     def step(self, now: float) -> float:
-        self.disable("not available in this build")
-        return 60.0
+        sc = self.config.scene
+        if self._rebuild:
+            self._rebuild = False
+            self._close_camera("reconfigured")
+            self._camera = self._analyser = None
+        off = self._off_reason()
+        if off:
+            self._close_camera(off)
+            self.disable(off)
+            return IDLE_S
+        if not self._camera_open:
+            self._open_camera()
+        assert self._camera is not None and self._analyser is not None
+        started = time.thread_time()
+        try:
+            frame = self._camera.read()
+        except CameraError as exc:
+            self._close_camera(f"camera lost: {exc}")
+            raise
+        try:
+            features = self._analyser.analyse(frame, now)
+        except FrameError as exc:
+            self._bad_frames += 1
+            if self._bad_frames >= BAD_FRAMES_TO_REOPEN:
+                reason = f"{self._bad_frames} bad frames in a row, last: {exc}"
+                self._close_camera(reason)
+                raise CameraError(reason) from None
+            self.degrade(str(exc))
+            return 0.0
+        finally:
+            del frame  # the picture ends here
+        self.analysis_ms = (time.thread_time() - started) * 1000.0
+        self._bad_frames = 0
+        self.frames_analysed += 1
+        self.hub.publish("scene", features)
+        self._publish_camera(True, "")
+        if self._state != OK:
+            self.mark_ok(self._analyser.people_note)
+        return max(0.0, sc.interval_s - (time.monotonic() - now))
+
+    def _off_reason(self) -> str:
+        sc = self.config.scene
+        if sc.backend == "none":
+            return "no camera configured (scene.backend: none)"
+        if not sc.enabled:
+            return "camera disabled in config (scene.enabled: false)"
+        if self._privacy:
+            return "camera off for privacy"
+        return ""
+
+    def _open_camera(self) -> None:
+        sc = self.config.scene
+        if self._analyser is None:
+            self._analyser = SceneAnalyser(sc.width, sc.height)
+        if self._camera is None:
+            self._camera = make_camera(self.config, clock=self._clock)
+        try:
+            self._camera.open()
+        except CameraError as exc:
+            self._publish_camera(False, f"camera unavailable: {exc}")
+            raise
+        self._camera_open = True
+        self._bad_frames = 0
+        self._analyser.reset()  # no motion against a frame from before the gap
+        log.info("camera %s open, %dx%d every %.1f s", self._camera.name, sc.width, sc.height,
+                 sc.interval_s)
+
+    def _close_camera(self, reason: str) -> None:
+        if self._camera_open and self._camera is not None:
+            try:
+                self._camera.close()
+            finally:
+                self._camera_open = False
+        if self._analyser is not None:
+            self._analyser.reset()
+        if self._published is None or self._published[0]:
+            self.hub.publish("scene", None)  # withdraw the last record: it is out of date
+        self._publish_camera(False, reason)
+
+    def _publish_camera(self, active: bool, reason: str) -> None:
+        if self._published != (active, reason):
+            self._published = (active, reason)
+            self.hub.publish("camera", {"active": active, "reason": reason})
+
+    def close(self) -> None:
+        """Release the camera (after a fault, and on stop)."""
+        if self._camera_open:
+            self._close_camera("stopped" if self.stopping else "camera closed after a fault")
+
+    def status(self) -> dict:
+        return {
+            "backend": self.config.scene.backend,
+            "camera_active": bool(self._published and self._published[0]),
+            "privacy": self._privacy,
+            "frames": self.frames_analysed,
+            "people_detector": self._analyser is not None and self._analyser.detector is not None,
+            "analysis_ms": round(self.analysis_ms, 1),
+        }
 
 
 def make_component(config: Config, hub: Hub) -> Component:
-    return UnavailableSceneComponent(config, hub)
+    return SceneComponent(config, hub)

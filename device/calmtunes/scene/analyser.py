@@ -1,0 +1,70 @@
+"""One frame in, one :class:`SceneFeatures` out; the frame is not kept.
+
+The analyser holds only what the next frame needs: the motion meter's 80×60 grey thumbnail and
+the label tracker's state. It never stores, logs or returns the frame or anything of its size.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from calmtunes.scene.features import (
+    MotionMeter,
+    SceneFeatures,
+    check_frame,
+    check_not_black,
+    colour_temperature,
+    grey,
+    mean_luminance,
+)
+from calmtunes.scene.labels import LabelTracker
+from calmtunes.scene.people import DetectorUnavailable, PeopleDetector
+
+log = logging.getLogger(__name__)
+
+
+class SceneAnalyser:
+    """Measures frames of ``width × height`` pixels (others are resized first).
+
+    ``detector`` counts people; by default OpenCV's face cascade, or none (people always 0,
+    with :attr:`people_note` saying why) where this OpenCV lacks it.
+    """
+
+    def __init__(self, width: int = 320, height: int = 240,
+                 detector: PeopleDetector | None = None, hold: int = 3) -> None:
+        self.width, self.height = width, height
+        self.motion = MotionMeter()
+        self.labels = LabelTracker(hold=hold)
+        self.people_note = ""
+        if detector is None:
+            try:
+                detector = PeopleDetector()
+            except DetectorUnavailable as exc:
+                self.people_note = f"no people count: {exc}"
+                log.warning("%s", self.people_note)
+        self.detector = detector
+
+    def reset(self) -> None:
+        """Forget the previous frame and the label (after a gap in the pictures)."""
+        self.motion.reset()
+        self.labels.reset()
+
+    def analyse(self, frame: np.ndarray, t: float) -> SceneFeatures:
+        """Measure one frame taken at monotonic time ``t`` (s).
+
+        Raises :class:`~calmtunes.scene.features.FrameError` for a corrupt or black frame,
+        before any state is touched.
+        """
+        frame = check_frame(frame, self.width, self.height)
+        luma = grey(frame)
+        check_not_black(luma)
+        luminance = mean_luminance(luma)
+        cct = colour_temperature(frame, luma)
+        del frame  # colour is done with; only the grey picture is needed below
+        motion = self.motion.update(luma)
+        people = self.detector.count(luma) if self.detector is not None else 0
+        label = self.labels.update(luminance, motion, people)
+        return SceneFeatures(t=t, luminance=luminance, colour_temp_k=cct, motion=motion,
+                             people=people, label=label)

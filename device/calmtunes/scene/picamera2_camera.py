@@ -1,0 +1,57 @@
+"""The Raspberry Pi's CSI camera through picamera2 (libcamera), imported only here.
+
+picamera2 comes with Raspberry Pi OS (``apt install python3-picamera2``), not from PyPI; where
+it is missing, ``open()`` says so and the component retries with back-off like any absent camera.
+The stream is configured as ``RGB888`` — in libcamera's naming that is 24 bits per pixel stored
+B, G, R, exactly OpenCV's BGR — at the analysis size, so no conversion or resize is needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calmtunes.scene.backends import CameraError
+
+
+class Picamera2Camera:
+    name = "picamera2"
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        self.width, self.height = width, height
+        self._cam = None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise CameraError("picamera2 is not installed: apt install python3-picamera2, "
+                              "or set scene.backend to opencv for a USB camera") from None
+        try:
+            if not Picamera2.global_camera_info():
+                raise CameraError("no CSI camera found: check the ribbon cable and "
+                                  "camera_auto_detect=1 in /boot/firmware/config.txt")
+            cam = Picamera2()
+            cam.configure(cam.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "RGB888"}, buffer_count=2))
+            cam.start()
+        except CameraError:
+            raise
+        except Exception as exc:  # libcamera raises RuntimeError and friends
+            raise CameraError(f"CSI camera did not start: {exc}") from exc
+        self._cam = cam
+
+    def read(self) -> np.ndarray:
+        if self._cam is None:
+            raise CameraError("CSI camera: read before open")
+        try:
+            return self._cam.capture_array("main")
+        except Exception as exc:
+            raise CameraError(f"CSI camera: no frame ({exc})") from exc
+
+    def close(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.stop()
+            finally:
+                cam.close()

@@ -1,0 +1,267 @@
+"""The scene component: publishing, the privacy switch, config switches, faults, no frame kept."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from calmtunes.component import DEGRADED, DISABLED, OK
+from calmtunes.config import Config
+from calmtunes.hub import Hub
+from calmtunes.scene.backends import CameraError, make_camera
+from calmtunes.scene.component import BAD_FRAMES_TO_REOPEN, SceneComponent, make_component
+from calmtunes.scene.features import LABELS, SceneFeatures
+from calmtunes.sim.camera import SimCamera
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def setup(scenario: str = "day", **scene) -> tuple[SceneComponent, Hub, SimCamera, Clock]:
+    config = Config().replace(scene={"backend": "sim", **scene}, sim={"scenario": scenario})
+    hub = Hub()
+    clock = Clock()
+    camera = SimCamera(config.scene.width, config.scene.height, scenario=scenario, clock=clock)
+    component = SceneComponent(config, hub, camera=camera, clock=clock)
+    return component, hub, camera, clock
+
+
+def run(component: SceneComponent, clock: Clock, seconds: int) -> None:
+    for _ in range(seconds):
+        clock.now += 1.0
+        component.step(clock.now)
+
+
+def record(hub: Hub, topic: str) -> list:
+    seen: list = []
+    hub.subscribe(topic, seen.append)
+    return seen
+
+
+def test_publishes_feature_records_and_lights_the_camera_led():
+    component, hub, _camera, clock = setup("night")
+    cameras = record(hub, "camera")
+    run(component, clock, 3)
+    features = hub.latest("scene")
+    assert isinstance(features, SceneFeatures)
+    assert features.label == "night" and features.label in LABELS
+    assert features.t == clock.now
+    assert 0.0 <= features.luminance < 0.12
+    assert cameras == [{"active": True, "reason": ""}]  # published once, not every frame
+    assert component.health().state == OK
+    assert component.status()["frames"] == 3
+
+
+def test_step_asks_for_the_next_frame_one_interval_later():
+    component, _, _, clock = setup(interval_s=2.0)
+    clock.now = time.monotonic()
+    delay = component.step(time.monotonic())
+    assert 1.5 < delay <= 2.0
+
+
+def test_privacy_command_turns_the_camera_off_and_on():
+    component, hub, camera, clock = setup()
+    cameras = record(hub, "camera")
+    run(component, clock, 2)
+    hub.command("privacy")
+    assert component.privacy
+    run(component, clock, 1)
+    assert not camera.is_open  # the device itself is released
+    assert hub.latest("scene") is None  # the last record is withdrawn
+    assert cameras[-1] == {"active": False, "reason": "camera off for privacy"}
+    assert component.health().state == DISABLED
+    opens, frames = camera.opens, component.frames_analysed
+    run(component, clock, 3)
+    assert (camera.opens, component.frames_analysed) == (opens, frames)  # nothing taken
+    hub.command("privacy")
+    run(component, clock, 1)
+    assert camera.is_open and isinstance(hub.latest("scene"), SceneFeatures)
+    assert cameras[-1] == {"active": True, "reason": ""}
+    assert component.health().state == OK
+
+
+def test_privacy_command_with_an_argument_sets_rather_than_toggles():
+    component, hub, _, _clock = setup()
+    hub.command("privacy", True)
+    hub.command("privacy", True)
+    assert component.privacy
+    hub.command("privacy", False)
+    assert not component.privacy
+    hub.command("volume_up")  # other commands are not ours
+    assert not component.privacy
+
+
+@pytest.mark.parametrize("scene, reason", [
+    ({"enabled": False}, "scene.enabled: false"),
+    ({"backend": "none"}, "scene.backend: none"),
+])
+def test_config_keeps_the_camera_off(scene, reason):
+    config = Config().replace(scene=scene)
+    hub = Hub()
+    component = make_component(config, hub)
+    assert isinstance(component, SceneComponent)
+    cameras = record(hub, "camera")
+    assert component.step(0.0) >= 1.0
+    assert component.health().state == DISABLED
+    assert reason in component.health().detail
+    assert cameras == [{"active": False, "reason": component.health().detail}]
+    assert component._camera is None  # no camera was ever made
+
+
+def test_reconfigure_to_disabled_closes_the_camera():
+    component, hub, camera, clock = setup()
+    run(component, clock, 1)
+    component.reconfigure(component.config.replace(scene={"enabled": False}))
+    run(component, clock, 1)
+    assert not camera.is_open
+    assert hub.latest("camera")["active"] is False
+
+
+def test_absent_camera_raises_for_back_off_and_says_why():
+    component, hub, camera, _clock = setup()
+    camera.present = False
+    with pytest.raises(CameraError, match="no camera"):
+        component.step(1.0)
+    assert hub.latest("camera") == {
+        "active": False, "reason": "camera unavailable: emulated camera: no camera connected"}
+
+
+def test_unplugged_mid_session_withdraws_the_scene_and_reopens_later():
+    component, hub, camera, clock = setup()
+    run(component, clock, 2)
+    camera.unplug()
+    with pytest.raises(CameraError, match="unplugged"):
+        run(component, clock, 1)
+    assert hub.latest("scene") is None
+    assert hub.latest("camera")["active"] is False
+    assert "unplugged" in hub.latest("camera")["reason"]
+    camera.plug_in()
+    run(component, clock, 1)
+    assert isinstance(hub.latest("scene"), SceneFeatures)
+    assert camera.opens == 2
+
+
+def test_a_black_frame_is_skipped_and_retried_at_once():
+    component, hub, camera, clock = setup()
+    run(component, clock, 2)
+    before = hub.latest("scene")
+    camera.inject("black")
+    clock.now += 1
+    assert component.step(clock.now) == 0.0
+    assert component.health().state == DEGRADED
+    assert "black" in component.health().detail
+    assert hub.latest("scene") is before  # nothing published from a black frame
+    run(component, clock, 1)
+    assert component.health().state == OK
+
+
+@pytest.mark.parametrize("kind", ["black", "corrupt"])
+def test_bad_frames_in_a_row_count_as_a_lost_camera(kind):
+    component, hub, camera, clock = setup()
+    run(component, clock, 1)
+    camera.inject(kind, BAD_FRAMES_TO_REOPEN)
+    for _ in range(BAD_FRAMES_TO_REOPEN - 1):
+        component.step(clock.now)
+    with pytest.raises(CameraError, match=f"{BAD_FRAMES_TO_REOPEN} bad frames in a row"):
+        component.step(clock.now)
+    assert hub.latest("scene") is None
+    assert not camera.is_open
+
+
+def test_faults_in_the_running_thread_degrade_then_recover():
+    component, hub, camera, clock = setup(interval_s=0.2)
+    clock.now = 10.0
+    states: list = []
+    hub.subscribe("health", states.append)
+    component.start()
+    try:
+        wait_for(lambda: component.frames_analysed >= 1)
+        camera.unplug()
+        wait_for(lambda: component.health().state == DEGRADED)
+        assert "unplugged" in component.health().detail
+        camera.plug_in()
+        frames = component.frames_analysed
+        wait_for(lambda: component.frames_analysed > frames and component.health().state == OK)
+    finally:
+        component.stop()
+    assert ("scene", DEGRADED) in {(name, state) for name, state, _ in states}
+    assert not camera.is_open
+    assert hub.latest("camera") == {"active": False, "reason": "stopped"}
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_no_frame_outlives_its_step():
+    """Nothing the component holds, or published, is anywhere near a frame's size."""
+    component, hub, _camera, clock = setup("visitors")
+    published: list = []
+    for topic in ("scene", "camera", "health"):
+        hub.subscribe(topic, published.append)
+    run(component, clock, 5)
+    frame_px = 320 * 240
+    seen: set[int] = set()
+
+    def arrays(obj, depth=0):
+        if id(obj) in seen or depth > 6:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            yield obj
+            return
+        if isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            children = list(obj)
+        elif hasattr(obj, "__dict__"):
+            children = list(vars(obj).values())
+        else:
+            return
+        for child in children:
+            yield from arrays(child, depth + 1)
+
+    analyser = component._analyser
+    held = [a for a in arrays(analyser) if a.size >= 80 * 60]
+    assert [a.shape for a in held] == [(60, 80)]  # only the motion meter's thumbnail
+    assert not any(a.size >= frame_px for a in held)
+    assert not list(arrays(published))  # records are numbers, not pictures
+    component._close_camera("test")
+    assert not [a for a in arrays(analyser) if a.size >= 80 * 60]  # dropped on close
+
+
+def test_make_camera_chooses_by_config():
+    config = Config().replace(scene={"backend": "sim"}, sim={"scenario": "night", "seed": 4})
+    cam = make_camera(config, clock=Clock())
+    assert isinstance(cam, SimCamera) and cam.timeline.scenario == "night"
+    with pytest.raises(ValueError, match="none"):
+        make_camera(Config().replace(scene={"backend": "none"}))
+
+
+def test_opencv_backend_without_a_camera_says_what_to_check():
+    cam = make_camera(Config().replace(scene={"backend": "opencv", "device": 63}))
+    with pytest.raises(CameraError, match="/dev/video63"):
+        cam.open()
+    cam.close()
+    cam.close()  # twice is fine
+
+
+def test_picamera2_backend_names_what_is_missing():
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        cam = make_camera(Config().replace(scene={"backend": "picamera2"}))
+        with pytest.raises(CameraError, match="python3-picamera2"):
+            cam.open()
+    else:
+        pytest.skip("picamera2 is installed here; the hardware test belongs on the Pi")
