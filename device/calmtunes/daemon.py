@@ -54,9 +54,11 @@ class Daemon:
         m = config.music
         self.state = StateStore(
             Path(config.device.state_dir) / STATE_FILE,
-            {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True},
+            {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
+             "privacy": False},
         )
         saved = self.state.load()
+        self.privacy = bool(saved["privacy"])  # camera off by the privacy button
         self.conductor = self._make_conductor(saved)
         kwargs = {"generator_loader": composer_loader} if composer_loader else {}
         self.composer = ComposerComponent(config, self.hub, self.conductor.controls, **kwargs)
@@ -104,6 +106,8 @@ class Daemon:
         """Run until asked to stop (or for ``duration`` s of wall time); return the exit code."""
         log.info("calmtunes %s starting", __version__)
         self.supervisor.start()
+        if self.privacy:  # the privacy button's state survives restarts and power cuts
+            self.hub.command("privacy", True, source="state")
         try:
             self.control.start()
         except OSError as exc:
@@ -173,7 +177,7 @@ class Daemon:
 
     def save_state(self) -> None:
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
-                         "playing": self.conductor.playing})
+                         "playing": self.conductor.playing, "privacy": self.privacy})
 
     def handle_command(self, command: Command) -> None:
         name, arg = command.name, command.arg
@@ -195,6 +199,11 @@ class Daemon:
             self._set_playing(not self.conductor.playing)
         elif name == "stop":
             self.request_stop(0)
+        elif name == "privacy":  # the scene component opens or closes the camera itself
+            self.privacy = (not self.privacy) if arg is None else bool(arg)
+            log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed",
+                     command.source)
+            return
         else:
             log.warning("unknown command %r ignored", name)
             return

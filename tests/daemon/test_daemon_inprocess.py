@@ -124,3 +124,21 @@ def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_config, tmp_path
     assert "config reload refused" in caplog.text
     assert "music.colour: unknown option" in caplog.text
     assert status["components"]["audio"]["state"] == "ok"
+
+
+def test_privacy_survives_a_restart_and_is_reapplied(tmp_config):
+    daemon = Daemon(tmp_config)
+    seen = []
+    daemon.hub.subscribe("command", lambda c: seen.append((c.name, c.arg, c.source)))
+
+    def press():
+        daemon.hub.command("privacy")
+        time.sleep(0.4)
+
+    run_for(daemon, 0.3, press)
+    assert daemon.privacy is True
+    again = Daemon(tmp_config)
+    seen2 = []
+    again.hub.subscribe("command", lambda c: seen2.append((c.name, c.arg, c.source)))
+    run_for(again, 0.3)
+    assert ("privacy", True, "state") in seen2
