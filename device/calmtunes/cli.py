@@ -101,6 +101,13 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"calmtunes render: no preset {args.preset!r} (have: "
                   f"{', '.join(cfg.music.presets)})", file=sys.stderr)
             return 2
+    if args.scenario is not None:
+        from calmtunes.sim.listener import SCENARIOS
+
+        if args.scenario not in SCENARIOS:
+            print(f"calmtunes render: no scenario {args.scenario!r} (have: "
+                  f"{', '.join(SCENARIOS)})", file=sys.stderr)
+            return 2
     cfg = cfg.replace(music=music)
 
     def progress(fraction: float) -> None:
@@ -108,10 +115,19 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar = "#" * int(fraction * 40)
             print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
 
-    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset, progress=progress)
+    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
+                             scenario=args.scenario, progress=progress)
     if sys.stderr.isatty() or args.progress:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
+    trace = summary.get("trace")
+    if trace is not None:
+        print(f"closed loop, listener {args.scenario!r}:")
+        print(" min  tempo plan  pacing   listener HR  breathing  stress  conductor")
+        for i in range(0, len(trace.t), 60):
+            print(f"{trace.t[i] / 60:4.0f}  {trace.tempo_plan[i]:6.1f} bpm"
+                  f"  {trace.breath_plan[i]:4.1f}/min  {trace.hr[i]:6.1f} bpm  {trace.br[i]:5.1f}/min  {trace.stress[i]:6.2f}"
+                  f"  {trace.mode[i]}")
     return 0
 
 
@@ -232,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--preset")
+    s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
+                   "sleepy, startled, unresponsive, restless)")
     s.add_argument("--seed", type=int)
     s.add_argument("--progress", action="store_true", help="show the progress bar even when not a terminal")
     s.set_defaults(func=cmd_render)
