@@ -211,6 +211,43 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from calmtunes.sessions import DB_NAME, SessionStore, format_rows
+
+    cfg, _ = load_config(args.config)
+    path = Path(cfg.device.state_dir) / DB_NAME
+    if not path.exists():
+        print(f"no sessions recorded ({path} does not exist)")
+        return 0
+    try:
+        store = SessionStore(path, cfg.sessions.retention_days)
+    except Exception as exc:
+        print(f"calmtunes sessions: cannot open {path}: {exc} (are you in the calmtunes group?)",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.forget:
+            n = len(store.rows())
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print("calmtunes sessions --forget: not a terminal; add --yes to confirm",
+                          file=sys.stderr)
+                    return 2
+                answer = input(f"delete all {n} session record(s) in {path}? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    print("nothing deleted")
+                    return 1
+            print(f"deleted {store.forget()} session record(s)")
+            return 0
+        if args.export == "csv":
+            store.export_csv(sys.stdout)
+            return 0
+        print(format_rows(store.rows()))
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     from calmtunes.selftest import format_table, run_checks
 
@@ -263,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value", metavar="NAME")
     s.add_argument("--runtime-dir")
     s.set_defaults(func=cmd_send, request="preset")
+
+    s = sub.add_parser("sessions", help="list the recorded sessions (summaries only)")
+    s.add_argument("--export", choices=("csv",), help="write every session as CSV to stdout")
+    s.add_argument("--forget", action="store_true", help="delete every session record")
+    s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
+    s.set_defaults(func=cmd_sessions)
 
     s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")
     s.set_defaults(func=cmd_selftest)
