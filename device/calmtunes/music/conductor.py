@@ -247,15 +247,14 @@ class Conductor:
             glide = c.glide_bpm_per_min * dt / 60.0
             if usable and self._hr is not None:
                 hr = self._hr
-                if not self._iso_done:
-                    if now - self._segment_start <= ISO_WINDOW_S:
-                        self._tempo = self._iso_tempo(hr)
-                        self.mode = "iso start"
-                        log.info("iso start: heart rate %.0f bpm, tempo %.1f bpm", hr, self._tempo)
-                    self._iso_done = True
                 lo, hi = hr - c.max_lead_bpm, hr + c.max_lead_bpm
                 rise = self._stress_rise()
-                if not lo - BAND_SLACK_BPM <= self._tempo <= hi + BAND_SLACK_BPM:
+                if not self._iso_done and now - self._segment_start <= ISO_WINDOW_S:
+                    self._tempo = self._iso_tempo(hr)
+                    self._iso_done = True
+                    self.mode = "iso start"
+                    log.info("iso start: heart rate %.0f bpm, tempo %.1f bpm", hr, self._tempo)
+                elif not lo - BAND_SLACK_BPM <= self._tempo <= hi + BAND_SLACK_BPM:
                     self._tempo = _toward(self._tempo, _clip(self._tempo, lo, hi),
                                           MATCH_RATE_FACTOR * glide)
                     self.mode = "matching"
@@ -269,6 +268,7 @@ class Conductor:
                 else:
                     self._tempo = _toward(self._tempo, _clip(target, lo, hi), glide)
                     self.mode = "leading"
+                self._iso_done = True  # past the window, a late pulse is met by matching
             else:
                 self._tempo = _toward(self._tempo, target, glide)
                 self.mode = "open"
@@ -370,7 +370,8 @@ class Conductor:
                 want["active"] = 1.0  # visitors: softer and less melodic, whatever the light
         if dt > 0:
             for k, v in want.items():
-                self._scene_w[k] = _ema(self._scene_w[k], v, dt, SCENE_TAU_S)
+                w = _ema(self._scene_w[k], v, dt, SCENE_TAU_S)
+                self._scene_w[k] = 0.0 if w < 1e-3 else 1.0 if w > 1 - 1e-3 else w
 
     def _scene_offsets(self) -> tuple[float, float, float, float, float, float, float]:
         s = self.config.conductor.scene_influence
