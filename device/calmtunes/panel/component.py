@@ -70,7 +70,7 @@ class PanelComponent(Component):
         self.factory: Any = None
         self.buttons: dict[str, Any] = {}
         self.leds: dict[str, Any] = {}
-        self._state: dict[str, _ButtonState] = {}
+        self._btn: dict[str, _ButtonState] = {}
         self._lock = threading.Lock()
         self._events: list[tuple[str, bool, float]] = []  # (role, pressed, monotonic t)
         self._no_gpio = ""
@@ -114,7 +114,7 @@ class PanelComponent(Component):
                 b.when_pressed = lambda _d=None, r=role: self._edge(r, True)
                 b.when_released = lambda _d=None, r=role: self._edge(r, False)
                 self.buttons[role] = b
-                self._state[role] = _ButtonState()
+                self._btn[role] = _ButtonState()
             for role, pin in p.leds.items():
                 if role not in led_roles:
                     log.warning("panel.leds.%s: nothing shows on an LED of that name (have: %s)",
@@ -140,7 +140,7 @@ class PanelComponent(Component):
                 log.debug("panel: closing %r: %s", dev, exc)
         self.buttons.clear()
         self.leds.clear()
-        self._state.clear()
+        self._btn.clear()
         self._pulse_led_mode = ("", 0.0)
         self._lit_preset = "?"
         self._camera_lit = None
@@ -173,7 +173,7 @@ class PanelComponent(Component):
             events, self._events = self._events, []
         debounce = self.config.panel.debounce_ms / 1000.0
         for role, pressed, t in events:
-            st = self._state.get(role)
+            st = self._btn.get(role)
             if st is None or pressed == st.down or t - st.last_edge < debounce:
                 continue  # bounce, or an edge we already have
             st.down, st.last_edge = pressed, t
@@ -184,11 +184,11 @@ class PanelComponent(Component):
             elif role == "play_pause" and not st.held:
                 self._pressed(role, t)
         # A bounce that ended in the other state: believe the pin once it has settled.
-        for role, st in self._state.items():
+        for role, st in self._btn.items():
             b = self.buttons.get(role)
             if b is not None and st.down != bool(b.is_pressed) and now - st.last_edge > debounce:
                 st.down, st.last_edge = bool(b.is_pressed), now
-        hold = self._state.get("play_pause")
+        hold = self._btn.get("play_pause")
         if hold is not None and hold.down and not hold.held and \
                 now - hold.pressed_at >= self.config.panel.long_press_s:
             hold.held = True
@@ -235,7 +235,7 @@ class PanelComponent(Component):
             self._volume_backlog += -1 if up else 1
             self._last_volume_sent = now
             self._send("volume_up" if up else "volume_down")
-        held = any(st.down for st in self._state.values())
+        held = any(st.down for st in self._btn.values())
         return held or self._pending_preset is not None or self._volume_backlog != 0
 
     def _send(self, name: str, arg: Any = None) -> None:
