@@ -90,9 +90,10 @@ class AudioConfig:
         20.0, help="the producer renders this much audio at a time, in ms", min=5.0, max=100.0
     )
     buffer_ms: float = opt(
-        250.0,
+        150.0,
         help="audio kept rendered ahead of the sound card, in ms (more is safer against "
-        "underruns, less makes buttons answer sooner)",
+        "underruns, less makes buttons answer sooner: a press is heard after about this much "
+        "plus a block and the card's own latency, and must be within 300 ms)",
         min=60.0,
         max=2000.0,
     )
