@@ -339,7 +339,7 @@ class Daemon:
         cmd = request["cmd"]
         if cmd == "status":
             return {"ok": True, **self.status()}
-        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause"):
+        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause", "sleep_timer"):
             self.hub.command(cmd, request.get("arg"), source="socket")
             return {"ok": True}
         if cmd == "reload":
