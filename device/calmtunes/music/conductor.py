@@ -58,7 +58,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -423,10 +422,3 @@ class Conductor:
             volume_db=_clip(self.volume_db + d_vol, m.min_volume_db, m.max_volume_db),
         )
 
-
-def cpu_per_update_ms(conductor: Conductor, readings: list[Any], scene: Any = None) -> float:
-    """Mean CPU time of :meth:`Conductor.update` over ``readings`` (for the benchmark), in ms."""
-    t0 = time.process_time()
-    for r in readings:
-        conductor.update(r.t, r, scene)
-    return (time.process_time() - t0) * 1000.0 / max(1, len(readings))
