@@ -102,6 +102,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"calmtunes render: no preset {args.preset!r} (have: "
               f"{', '.join(cfg.music.presets)})", file=sys.stderr)
         return 2
+    if args.scenario is not None:
+        from calmtunes.sim.listener import SCENARIOS
+
+        if args.scenario not in SCENARIOS:
+            print(f"calmtunes render: no scenario {args.scenario!r} (have: "
+                  f"{', '.join(SCENARIOS)})", file=sys.stderr)
+            return 2
     cfg = cfg.replace(music=music)
 
     def progress(fraction: float) -> None:
@@ -109,10 +116,20 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar = "#" * int(fraction * 40)
             print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
 
-    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset, progress=progress)
+    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
+                             scenario=args.scenario, progress=progress)
     if sys.stderr.isatty() or args.progress:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
+    trace = summary.get("trace")
+    if trace is not None:
+        print(f"closed loop, listener {args.scenario!r}:")
+        print(" min  tempo plan  pacing   listener HR  breathing  stress  conductor")
+        for i in range(0, len(trace.t), 60):
+            print(f"{trace.t[i] / 60:4.0f}  {trace.tempo_plan[i]:6.1f} bpm"
+                  f"  {trace.breath_plan[i]:4.1f}/min  {trace.hr[i]:6.1f} bpm"
+                  f"  {trace.br[i]:5.1f}/min  {trace.stress[i]:6.2f}"
+                  f"  {trace.mode[i]}")
     return 0
 
 
@@ -197,6 +214,43 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from calmtunes.sessions import DB_NAME, SessionStore, format_rows
+
+    cfg, _ = load_config(args.config)
+    path = Path(cfg.device.state_dir) / DB_NAME
+    if not path.exists():
+        print(f"no sessions recorded ({path} does not exist)")
+        return 0
+    try:
+        store = SessionStore(path, cfg.sessions.retention_days)
+    except Exception as exc:
+        print(f"calmtunes sessions: cannot open {path}: {exc} (are you in the calmtunes group?)",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.forget:
+            n = len(store.rows())
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print("calmtunes sessions --forget: not a terminal; add --yes to confirm",
+                          file=sys.stderr)
+                    return 2
+                answer = input(f"delete all {n} session record(s) in {path}? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    print("nothing deleted")
+                    return 1
+            print(f"deleted {store.forget()} session record(s)")
+            return 0
+        if args.export == "csv":
+            store.export_csv(sys.stdout)
+            return 0
+        print(format_rows(store.rows()))
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     from calmtunes.selftest import format_table, run_checks
 
@@ -235,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--preset")
+    s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
+                   "sleepy, startled, unresponsive, restless)")
     s.add_argument("--seed", type=int)
     s.add_argument("--progress", action="store_true",
                    help="show the progress bar even when not a terminal")
@@ -249,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value", metavar="NAME")
     s.add_argument("--runtime-dir")
     s.set_defaults(func=cmd_send, request="preset")
+
+    s = sub.add_parser("sessions", help="list the recorded sessions (summaries only)")
+    s.add_argument("--export", choices=("csv",), help="write every session as CSV to stdout")
+    s.add_argument("--forget", action="store_true", help="delete every session record")
+    s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
+    s.set_defaults(func=cmd_sessions)
 
     s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")
     s.set_defaults(func=cmd_selftest)

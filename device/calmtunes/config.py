@@ -90,9 +90,10 @@ class AudioConfig:
         20.0, help="the producer renders this much audio at a time, in ms", min=5.0, max=100.0
     )
     buffer_ms: float = opt(
-        250.0,
+        150.0,
         help="audio kept rendered ahead of the sound card, in ms (more is safer against "
-        "underruns, less makes buttons answer sooner)",
+        "underruns, less makes buttons answer sooner: a press is heard after about this much "
+        "plus a block and the card's own latency, and must be within 300 ms)",
         min=60.0,
         max=2000.0,
     )
@@ -341,6 +342,18 @@ class ConductorConfig:
         0.5, help="how much the camera's scene may steer the music (0 none – 1 full)",
         min=0.0, max=1.0,
     )
+    max_lead_bpm: float = opt(
+        10.0, help="the music's tempo stays within this many bpm of the listener's heart rate "
+        "while leading it (iso principle: lead, do not leave behind)", min=2.0, max=30.0,
+    )
+    stress_pause_rise: float = opt(
+        0.05, help="a rise of the stress index (0–1) over its slow average by this much pauses "
+        "the tempo glide", min=0.01, max=0.5,
+    )
+    stress_ease_rise: float = opt(
+        0.15, help="a rise of the stress index (0–1) by this much eases the tempo back toward "
+        "the heart rate", min=0.02, max=1.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -505,6 +518,10 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
                 errors.append(f"{path}: GPIO{pin} is taken by {reserved[pin]}; choose another pin")
     if isinstance(section, ConductorConfig) and section.start_tempo_min >= section.start_tempo_max:
         errors.append("conductor.start_tempo_min: must be below conductor.start_tempo_max")
+    if isinstance(section, ConductorConfig) and (
+        section.stress_pause_rise >= section.stress_ease_rise
+    ):
+        errors.append("conductor.stress_pause_rise: must be below conductor.stress_ease_rise")
 
 
 def parse(data: Any, source: str = "config") -> Config:

@@ -4,6 +4,22 @@ Start order is chosen so sound comes first: the composer (procedural at once, th
 loading behind it), then audio, then the senses (pulse, scene) and the panel. Signals:
 SIGTERM/SIGINT fade the music out (≤ 2 s) and exit 0; SIGHUP reloads the config (a bad one is
 refused and the old one kept); SIGUSR1 logs every thread's stack.
+
+The closed loop: the latest "pulse" and "scene" records feed :meth:`Conductor.update` once a
+second; the controls go to the audio component and are published on "controls".
+
+Commands beyond preset/volume/play_pause: ``sleep_timer`` (arg: minutes; none for
+``panel.sleep_timer_min``, 0 to cancel) fades out over :data:`SLEEP_FADE_S` when the time is up
+and pauses. ``shutdown`` (accepted only when ``panel.long_press_action`` is "shutdown") fades out
+and exits with :data:`EXIT_POWEROFF`. The daemon runs sandboxed without the right to power the
+machine off, so it only asks: the unit turns that exit status into a power-off with a privileged
+post-stop command, and does not restart on it::
+
+    RestartPreventExitStatus=78 10
+    ExecStopPost=+/bin/sh -c 'test "$EXIT_STATUS" = 10 && exec systemctl poweroff || true'
+
+Without such a unit (a workstation), the daemon just stops, saying so. "privacy" belongs to the
+scene component.
 """
 
 from __future__ import annotations
@@ -35,6 +51,9 @@ from calmtunes.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+EXIT_POWEROFF = 10  # "fade out and power off, please": see the module docstring
+SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
+CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
 
 
 class Daemon:
@@ -67,6 +86,12 @@ class Daemon:
         self.components: list[Component] = [self.composer, self.audio, *self._make_senses()]
         self.supervisor = Supervisor(self.components, self.notifier)
         self.control = ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
+        self._pulse = self._scene = None
+        self._next_conduct = 0.0
+        self.sleep_at: float | None = None  # monotonic time the sleep timer ends
+        self.sessions = self._make_sessions()
+        self.hub.subscribe("pulse", self._on_pulse)
+        self.hub.subscribe("scene", self._on_scene)
         self.hub.subscribe("command", self.handle_command)
 
     # -- construction (kept apart so the closed loop can extend it) ---------------------------
@@ -74,6 +99,14 @@ class Daemon:
         conductor = Conductor(self.config, saved["preset"], saved["volume_db"])
         conductor.playing = bool(saved.get("playing", True))
         return conductor
+
+    def _make_sessions(self):
+        from calmtunes.sessions import SessionRecorder
+
+        recorder = SessionRecorder.open(self.config)
+        if recorder is not None and self.conductor.playing:
+            recorder.start(time.time(), self.conductor.preset)
+        return recorder
 
     def _make_senses(self) -> list[Component]:
         from calmtunes.panel.component import make_component as make_panel
@@ -125,6 +158,7 @@ class Daemon:
                     self._reload.clear()
                     self.reload()
                 self.supervisor.tick(now, self.summary())
+                self.conduct(now)
                 self.save_state()
                 if deadline is not None and now >= deadline:
                     break
@@ -134,6 +168,12 @@ class Daemon:
         return self.exit_code
 
     def shutdown(self) -> None:
+        if self.exit_code == EXIT_POWEROFF:
+            log.warning("shutdown requested: fading out; exit status %d asks the service manager "
+                        "to power off", EXIT_POWEROFF)
+        if self.sessions is not None:
+            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
+                                else "stop")
         self.notifier.stopping("fading out")
         self.audio.fade_out()
         limit = time.monotonic() + self.config.audio.fade_out_s + 0.3
@@ -171,9 +211,37 @@ class Daemon:
         self.apply_controls()
         log.info("config reloaded from %s", self.config_path)
 
+    # -- the closed loop ---------------------------------------------------------------------------
+    def _on_pulse(self, reading: Any) -> None:
+        self._pulse = reading
+        if self.sessions is not None:
+            self.sessions.reading(time.time(), reading)
+
+    def _on_scene(self, features: Any) -> None:
+        self._scene = features
+
+    def conduct(self, now: float) -> None:
+        """Once a second: update the conductor, apply and publish its controls; the sleep timer;
+        the session record."""
+        if self.sleep_at is not None and now >= self.sleep_at:
+            self.sleep_at = None
+            log.info("sleep timer: fading out over %.0f s", SLEEP_FADE_S)
+            if self.conductor.playing:
+                self._set_playing(False, fade_s=SLEEP_FADE_S, why="sleep timer")
+        if now < self._next_conduct:
+            return
+        self._next_conduct = now + CONDUCT_EVERY_S
+        controls = self.conductor.update(now, self._pulse, self._scene)
+        self.audio.set_controls(controls)
+        self.hub.publish("controls", controls)
+        if self.sessions is not None:
+            self.sessions.tick(time.time())
+
     # -- commands -------------------------------------------------------------------------------
     def apply_controls(self) -> None:
-        self.audio.set_controls(self.conductor.controls())
+        controls = self.conductor.controls()
+        self.audio.set_controls(controls)
+        self.hub.publish("controls", controls)
 
     def save_state(self) -> None:
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
@@ -187,6 +255,8 @@ class Daemon:
                 log.info("preset %s (%s)", arg, command.source)
                 self.composer.flush()
                 self.audio.change_preset()
+                if self.sessions is not None:
+                    self.sessions.preset(str(arg))
             if not self.conductor.playing:
                 self._set_playing(True)
         elif name in ("volume_up", "volume_down"):
@@ -199,6 +269,16 @@ class Daemon:
             self._set_playing(not self.conductor.playing)
         elif name == "stop":
             self.request_stop(0)
+        elif name == "sleep_timer":
+            self._sleep_timer(arg)
+            return
+        elif name == "shutdown":
+            if self.config.panel.long_press_action != "shutdown":
+                log.warning("shutdown refused (%s): panel.long_press_action is %r, not 'shutdown'",
+                            command.source, self.config.panel.long_press_action)
+                return
+            self.request_stop(EXIT_POWEROFF)
+            return
         elif name == "privacy":  # the scene component opens or closes the camera itself
             self.privacy = (not self.privacy) if arg is None else bool(arg)
             log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed",
@@ -209,13 +289,35 @@ class Daemon:
             return
         self.apply_controls()
 
-    def _set_playing(self, playing: bool) -> None:
+    def _set_playing(self, playing: bool, fade_s: float = 1.5, why: str = "pause") -> None:
         self.conductor.playing = playing
         if playing:
             self.audio.fade_in(1.0)
         else:
-            self.audio.fade_out(1.5)
+            self.audio.fade_out(fade_s)
+            self.sleep_at = None
         log.info("%s", "playing" if playing else "paused")
+        if self.sessions is not None:
+            if playing:
+                self.sessions.start(time.time(), self.conductor.preset)
+            else:
+                self.sessions.end(time.time(), why)
+
+    def _sleep_timer(self, arg: Any) -> None:
+        try:
+            minutes = self.config.panel.sleep_timer_min if arg is None else float(arg)
+        except (TypeError, ValueError):
+            log.warning("sleep timer: %r is not a number of minutes; ignored", arg)
+            return
+        if not 0 <= minutes <= 24 * 60 or minutes != minutes:
+            log.warning("sleep timer: %r minutes is out of range (0–1440); ignored", arg)
+            return
+        if minutes == 0:
+            self.sleep_at = None
+            log.info("sleep timer cancelled")
+            return
+        self.sleep_at = time.monotonic() + minutes * 60.0
+        log.info("sleep timer: music fades out in %.0f min", minutes)
 
     def summary(self) -> str:
         c = self.conductor
@@ -232,6 +334,9 @@ class Daemon:
             "volume_db": self.conductor.volume_db,
             "playing": self.conductor.playing,
             "controls": _public(self.hub.latest("controls") or self.conductor.controls()),
+            "conductor": self.conductor.state(),
+            "sleep_timer_s": (None if self.sleep_at is None
+                              else round(self.sleep_at - time.monotonic())),
             "pulse": _public(pulse),
             "scene": _public(scene),
             "components": {
@@ -244,7 +349,7 @@ class Daemon:
         cmd = request["cmd"]
         if cmd == "status":
             return {"ok": True, **self.status()}
-        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause"):
+        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause", "sleep_timer"):
             self.hub.command(cmd, request.get("arg"), source="socket")
             return {"ok": True}
         if cmd == "reload":

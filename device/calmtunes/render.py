@@ -1,7 +1,14 @@
-"""Offline rendering: the composer and the mixer straight into a WAV file, no hardware, no clock."""
+"""Offline rendering: the composer and the mixer straight into a WAV file, no hardware, no clock.
+
+With a ``scenario`` the session is closed-loop: a :class:`~calmtunes.sim.listener.SimulatedListener`
+hears what is being rendered (the tempo and breath pacing of the phrase sounding at that moment),
+and once every simulated second the conductor is updated with the reading an analyser would
+publish, exactly as the daemon does with the live sensor, only faster than real time.
+"""
 
 from __future__ import annotations
 
+import bisect
 import logging
 import wave
 from collections.abc import Callable
@@ -12,10 +19,13 @@ import numpy as np
 from calmtunes.config import Config
 from calmtunes.music.conductor import Conductor
 from calmtunes.music.engine import load_generator
+from calmtunes.music.events import Phrase
 from calmtunes.music.fallback import ProceduralComposer
-from calmtunes.music.mixer import Mixer
+from calmtunes.music.mixer import _TIMBRES, Mixer
 
 log = logging.getLogger(__name__)
+
+_VOICE_NAMES = frozenset(_TIMBRES)  # the voices the mixer plays
 
 
 def to_pcm16(block: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -25,10 +35,34 @@ def to_pcm16(block: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def render_offline(config: Config, minutes: float, out: str | Path, *, preset: str | None = None,
+                   scenario: str | None = None,
                    progress: Callable[[float], None] | None = None) -> dict:
-    """Render ``minutes`` of music to ``out``; return a summary (composer, seconds, peak)."""
+    """Render ``minutes`` of music to ``out``; return a summary (composer, seconds, peak).
+
+    With ``scenario`` (a :data:`~calmtunes.sim.listener.SCENARIOS` name) the summary also holds
+    ``trace`` (a per-second :class:`~calmtunes.sim.listener.LoopTrace` of the conductor's plan and
+    the listener) and ``phrases``: for every phrase played, ``(start_s, beats, tempo_bpm,
+    onsets_s, onset_beats)``, the onsets being the note-on times the mixer actually scheduled."""
     sr = config.audio.sample_rate
     conductor = Conductor(config, preset or config.music.default_preset, config.music.volume_db)
+    listener = trace = None
+    played: list[tuple[int, Phrase]] = []  # (start frame, phrase), in order
+    phrases: list[tuple[float, float, float, list[float], list[float]]] = []
+    if scenario is not None:
+        from calmtunes.sim.listener import LoopTrace, MusicInput, SimulatedListener
+
+        listener = SimulatedListener(scenario, seed=config.sim.seed)
+        trace = LoopTrace()
+
+        def hearing(t: float) -> MusicInput | None:
+            frame = int(t * sr)
+            i = bisect.bisect_right([p[0] for p in played], frame) - 1
+            if i < 0:
+                return None
+            c = played[i][1].controls
+            return MusicInput(played[i][1].tempo_bpm, c.breath_rate)
+
+        listener.listen_to(hearing)
     composer = ProceduralComposer(config.music.seed or None)
     if config.music.generator == "onnx":
         try:
@@ -44,13 +78,30 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
     peak = 0.0
     done = 0
     fade_at = total - int(config.audio.fade_out_s * sr)
+    next_second = 0
     with wave.open(str(out), "wb") as wav:
         wav.setnchannels(2)
         wav.setsampwidth(2)
         wav.setframerate(sr)
         while done < total:
+            if listener is not None and done >= next_second * sr:
+                t = float(next_second)
+                controls = conductor.update(t, listener.reading(t), None)
+                mixer.set_controls(controls)
+                trace.add(t, controls.tempo_bpm, controls.breath_rate, listener.state,
+                          conductor.mode)
+                next_second += 1
             while mixer.scheduled_until <= mixer.position + block + sr:
-                mixer.schedule(composer.next_phrase(conductor.controls()))
+                phrase = composer.next_phrase(conductor.controls())
+                start, first_voice = mixer.scheduled_until, len(mixer._voices)
+                mixer.schedule(phrase)
+                played.append((start, phrase))
+                if listener is not None:
+                    voices = mixer._voices[first_voice:]
+                    beats = [n.start_beat for n in phrase.notes if n.voice in _VOICE_NAMES
+                             and 0 <= n.pitch <= 127 and n.duration_beats > 0]
+                    phrases.append((start / sr, phrase.beats, phrase.tempo_bpm,
+                                    [v.start / sr for v in voices], beats))
             if done >= fade_at and not mixer.faded_out:
                 mixer.fade_out(config.audio.fade_out_s)
             n = min(block, total - done)
@@ -60,4 +111,7 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
             done += n
             if progress is not None:
                 progress(done / total)
-    return {"composer": composer.name, "seconds": total / sr, "peak": peak}
+    summary = {"composer": composer.name, "seconds": total / sr, "peak": peak}
+    if listener is not None:
+        summary.update(trace=trace, phrases=phrases, scenario=scenario)
+    return summary

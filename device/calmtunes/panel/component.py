@@ -1,19 +1,291 @@
-"""The panel component (placeholder until its backends land): reports itself unavailable."""
+"""The panel: preset, volume, play/pause and privacy buttons, and the LEDs that answer them.
+
+Backends (``panel.backend``): ``gpio`` uses gpiozero's default pin factory (lgpio on a Pi;
+``GPIOZERO_PIN_FACTORY`` chooses another, e.g. ``mock``); ``mock`` uses gpiozero's own
+``MockFactory`` with PWM-capable mock pins (simulation); ``none`` runs without a panel.
+Buttons are wired to ground with the internal pull-ups (pressed = low); LEDs through a resistor
+to ground.
+
+**Buttons → hub commands.** A preset button sends ``hub.command("preset", name)``; the others
+``"volume_up"``, ``"volume_down"``, ``"play_pause"`` and ``"privacy"``. Holding play/pause for
+``panel.long_press_s`` sends the ``panel.long_press_action`` instead: ``"sleep_timer"`` with
+``panel.sleep_timer_min`` minutes, or ``"shutdown"``. Play/pause therefore acts on release (a
+hold means something else); every other button acts on press.
+
+Debouncing is done here, identically for every backend: an edge within ``panel.debounce_ms`` of
+the last accepted edge of the same button is contact bounce and ignored, so the first edge acts
+at once (no added latency). A storm of presses does not queue up: the first preset press is sent
+at once and, within :data:`PRESET_GUARD_S` after it, later ones are coalesced so the last one wins;
+volume steps are sent at most one per :data:`VOLUME_INTERVAL_S`, up and down presses cancelling
+out and at most :data:`MAX_VOLUME_BACKLOG` steps waiting; play/pause and privacy presses within
+:data:`TOGGLE_GUARD_S` of the last one sent are dropped.
+
+**LEDs.** The active preset's LED (the preset's ``led`` name, else its own name) is lit, from the
+``"controls"`` topic. The ``pulse`` LED (PWM) blinks softly at the heart rate while a usable pulse
+reading is there (the same test the conductor applies), glows slowly like breathing while a finger
+is on but no usable reading yet, and is off without a finger. The ``camera`` LED follows the
+``"camera"`` topic (``{"active": bool}``, published by the scene component).
+"""
 
 from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.hub import Hub
+from calmtunes.music.conductor import check_reading
+
+log = logging.getLogger(__name__)
+
+ACTION_BUTTONS = ("volume_up", "volume_down", "play_pause", "privacy")
+PRESET_GUARD_S = 0.5  # s after a preset is sent during which presses coalesce (last wins)
+VOLUME_INTERVAL_S = 0.15  # s between volume steps sent
+MAX_VOLUME_BACKLOG = 3  # volume steps that may wait; more presses are dropped
+TOGGLE_GUARD_S = 0.8  # s: play/pause or privacy again this soon is taken as a bounce or a slip
+PULSE_STALE_S = 5.0  # s: a pulse reading older than this no longer drives the LED
+HR_LED_CHANGE_BPM = 3.0  # the blink is re-timed only when the heart rate moves this much
+IDLE_STEP_S = 0.25
+BUSY_STEP_S = 0.02  # while a button is held or commands wait
 
 
-class UnavailablePanelComponent(Component):
+@dataclass
+class _ButtonState:
+    down: bool = False
+    last_edge: float = -1e9
+    pressed_at: float = 0.0
+    held: bool = False
+
+
+class PanelComponent(Component):
     name = "panel"
 
+    def __init__(self, config: Config, hub: Hub, pin_factory: Any = None) -> None:
+        super().__init__(config, hub)
+        self._factory_given = pin_factory
+        self.factory: Any = None
+        self.buttons: dict[str, Any] = {}
+        self.leds: dict[str, Any] = {}
+        self._btn: dict[str, _ButtonState] = {}
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, bool, float]] = []  # (role, pressed, monotonic t)
+        self._no_gpio = ""
+        self._pending_preset: str | None = None
+        self._pending_at = 0.0
+        self._last_preset_sent = -1e9
+        self._sent_preset: str | None = None
+        self._volume_backlog = 0
+        self._last_volume_sent = -1e9
+        self._last_toggle_sent: dict[str, float] = {}
+        self._pulse_led_mode: tuple[str, float] = ("", 0.0)
+        self._lit_preset: str | None = "?"
+        self._camera_lit: bool | None = None
+        self.commands_sent = 0
+        self.presses_dropped = 0
+
+    # -- component ----------------------------------------------------------------------------
+    def open(self) -> None:
+        p = self.config.panel
+        if p.backend == "none":
+            return
+        from gpiozero import LED, PWMLED, Button  # late: only where there is a panel
+        from gpiozero.exc import BadPinFactory
+
+        factory = self._factory_given
+        if factory is None and p.backend == "mock":
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+            factory = MockFactory(pin_class=MockPWMPin)
+        self.factory = factory
+        presets = self.config.music.presets
+        led_roles = {str(v.get("led", k)) for k, v in presets.items()} | {"pulse", "camera"}
+        try:
+            for role, pin in p.buttons.items():
+                if role not in presets and role not in ACTION_BUTTONS:
+                    log.warning("panel.buttons.%s: no preset or action of that name (have: %s); "
+                                "button on GPIO%d not used", role,
+                                ", ".join([*presets, *ACTION_BUTTONS]), pin)
+                    continue
+                b = Button(pin, pull_up=True, bounce_time=None, pin_factory=factory)
+                b.when_pressed = lambda _d=None, r=role: self._edge(r, True)
+                b.when_released = lambda _d=None, r=role: self._edge(r, False)
+                self.buttons[role] = b
+                self._btn[role] = _ButtonState()
+            for role, pin in p.leds.items():
+                if role not in led_roles:
+                    log.warning("panel.leds.%s: nothing shows on an LED of that name (have: %s)",
+                                role, ", ".join(sorted(led_roles)))
+                    continue
+                cls = PWMLED if role == "pulse" else LED
+                self.leds[role] = cls(pin, pin_factory=factory)
+        except BadPinFactory as exc:
+            self.close()
+            self._no_gpio = f"no GPIO access ({exc}); running without the panel"
+            log.error("panel: %s", self._no_gpio)
+            return
+        except Exception:
+            self.close()
+            raise
+        log.info("panel: %d buttons, %d LEDs (%s)", len(self.buttons), len(self.leds), p.backend)
+
+    def close(self) -> None:
+        for dev in [*self.buttons.values(), *self.leds.values()]:
+            try:
+                dev.close()
+            except Exception as exc:
+                log.debug("panel: closing %r: %s", dev, exc)
+        self.buttons.clear()
+        self.leds.clear()
+        self._btn.clear()
+        self._pulse_led_mode = ("", 0.0)
+        self._lit_preset = "?"
+        self._camera_lit = None
+
     def step(self, now: float) -> float:
-        self.disable("not available in this build")
-        return 60.0
+        if self.config.panel.backend == "none":
+            self.disable("panel.backend is none")
+            return 60.0
+        if self._no_gpio:
+            self.disable(self._no_gpio)
+            return 60.0
+        self._take_events(now)
+        busy = self._dispatch(now)
+        self._update_leds(now)
+        return BUSY_STEP_S if busy else IDLE_STEP_S
+
+    def status(self) -> dict:
+        return {"backend": self.config.panel.backend, "buttons": len(self.buttons),
+                "commands": self.commands_sent, "dropped": self.presses_dropped}
+
+    # -- buttons (gpiozero's thread) ----------------------------------------------------------
+    def _edge(self, role: str, pressed: bool) -> None:
+        with self._lock:
+            self._events.append((role, pressed, time.monotonic()))
+        self.wake()
+
+    # -- the component's thread ---------------------------------------------------------------
+    def _take_events(self, now: float) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        debounce = self.config.panel.debounce_ms / 1000.0
+        for role, pressed, t in events:
+            st = self._btn.get(role)
+            if st is None or pressed == st.down or t - st.last_edge < debounce:
+                continue  # bounce, or an edge we already have
+            st.down, st.last_edge = pressed, t
+            if pressed:
+                st.pressed_at, st.held = t, False
+                if role != "play_pause":
+                    self._pressed(role, t)
+            elif role == "play_pause" and not st.held:
+                self._pressed(role, t)
+        # A bounce that ended in the other state: believe the pin once it has settled.
+        for role, st in self._btn.items():
+            b = self.buttons.get(role)
+            if b is not None and st.down != bool(b.is_pressed) and now - st.last_edge > debounce:
+                st.down, st.last_edge = bool(b.is_pressed), now
+        hold = self._btn.get("play_pause")
+        if hold is not None and hold.down and not hold.held and \
+                now - hold.pressed_at >= self.config.panel.long_press_s:
+            hold.held = True
+            self._long_press()
+
+    def _pressed(self, role: str, t: float) -> None:
+        if role in self.config.music.presets:
+            self._pending_preset, self._pending_at = role, t  # the last one pressed wins
+        elif role in ("volume_up", "volume_down"):
+            step = 1 if role == "volume_up" else -1
+            backlog = self._volume_backlog + step
+            if abs(backlog) > MAX_VOLUME_BACKLOG:
+                self.presses_dropped += 1
+                return
+            self._volume_backlog = backlog
+        else:  # play_pause, privacy
+            if t - self._last_toggle_sent.get(role, -1e9) < TOGGLE_GUARD_S:
+                self.presses_dropped += 1
+                log.info("panel: %s pressed again within %.1f s; ignored", role, TOGGLE_GUARD_S)
+                return
+            self._last_toggle_sent[role] = t
+            self._send(role)
+
+    def _long_press(self) -> None:
+        p = self.config.panel
+        if p.long_press_action == "sleep_timer":
+            log.info("panel: long press, sleep timer %.0f min", p.sleep_timer_min)
+            self._send("sleep_timer", p.sleep_timer_min)
+        elif p.long_press_action == "shutdown":
+            log.warning("panel: long press, shutdown requested")
+            self._send("shutdown")
+
+    def _dispatch(self, now: float) -> bool:
+        """Send what is due; True while something still waits or a button is held."""
+        if self._pending_preset is not None and now - self._last_preset_sent >= PRESET_GUARD_S:
+            name, self._pending_preset = self._pending_preset, None
+            storm = self._pending_at - self._last_preset_sent < PRESET_GUARD_S
+            if not (storm and name == self._sent_preset):  # a storm that came back: nothing new
+                self._last_preset_sent = now
+                self._sent_preset = name
+                self._send("preset", name)
+        if self._volume_backlog and now - self._last_volume_sent >= VOLUME_INTERVAL_S:
+            up = self._volume_backlog > 0
+            self._volume_backlog += -1 if up else 1
+            self._last_volume_sent = now
+            self._send("volume_up" if up else "volume_down")
+        held = any(st.down for st in self._btn.values())
+        return held or self._pending_preset is not None or self._volume_backlog != 0
+
+    def _send(self, name: str, arg: Any = None) -> None:
+        self.commands_sent += 1
+        self.hub.command(name, arg, source="panel")
+
+    # -- LEDs ------------------------------------------------------------------------------------
+    def _update_leds(self, now: float) -> None:
+        controls = self.hub.latest("controls")
+        preset = getattr(controls, "preset", None)
+        if preset != self._lit_preset:
+            self._lit_preset = preset
+            presets = self.config.music.presets
+            lit = str(presets[preset].get("led", preset)) if preset in presets else None
+            for role in {str(v.get("led", k)) for k, v in presets.items()}:
+                if role in self.leds and role not in ("pulse", "camera"):
+                    self.leds[role].value = 1 if role == lit else 0
+        camera = self.hub.latest("camera")
+        active = bool(camera.get("active")) if isinstance(camera, dict) else False
+        if active != self._camera_lit and "camera" in self.leds:
+            self._camera_lit = active
+            self.leds["camera"].value = 1 if active else 0
+        self._update_pulse_led(now)
+
+    def _update_pulse_led(self, now: float) -> None:
+        led = self.leds.get("pulse")
+        if led is None:
+            return
+        r = self.hub.latest("pulse")
+        fresh = r is not None and isinstance(getattr(r, "t", None), (int, float)) and \
+            abs(now - r.t) <= PULSE_STALE_S
+        if fresh and check_reading(r, self.config.conductor.min_quality).ok:
+            mode, hr = "beat", float(r.hr_bpm)
+        elif fresh and getattr(r, "finger", False):
+            mode, hr = "glow", 0.0
+        else:
+            mode, hr = "off", 0.0
+        old_mode, old_hr = self._pulse_led_mode
+        if mode == old_mode and (mode != "beat" or abs(hr - old_hr) < HR_LED_CHANGE_BPM):
+            return
+        self._pulse_led_mode = (mode, hr)
+        if mode == "beat":
+            period = 60.0 / hr  # one soft blink per heartbeat
+            led.blink(on_time=0.1 * period, off_time=0.35 * period,
+                      fade_in_time=0.15 * period, fade_out_time=0.4 * period)
+        elif mode == "glow":
+            led.pulse(fade_in_time=2.0, fade_out_time=2.0)  # ~15 breaths/min of light
+        else:
+            led.off()
 
 
 def make_component(config: Config, hub: Hub) -> Component:
-    return UnavailablePanelComponent(config, hub)
+    return PanelComponent(config, hub)

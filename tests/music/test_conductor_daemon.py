@@ -1,0 +1,110 @@
+"""The daemon's side of the loop: pulse and scene in, controls out, sleep timer, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from calmtunes.config import Config
+from calmtunes.daemon import EXIT_POWEROFF, Daemon
+from calmtunes.pulse.reading import PulseReading
+from calmtunes.render import render_offline
+from calmtunes.scene.features import SceneFeatures
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    made = []
+
+    def build(**panel):
+        cfg = Config().replace(
+            device={"state_dir": str(tmp_path / "state"), "runtime_dir": str(tmp_path / "run")},
+            audio={"backend": "null"}, music={"generator": "procedural", "seed": 1},
+            pulse={"backend": "none"}, scene={"backend": "none"},
+            panel={"backend": "none", **panel})
+        d = Daemon(cfg)
+        made.append(d)
+        return d
+
+    yield build
+    for d in made:
+        if d.sessions is not None:
+            d.sessions.close(time.time())
+
+
+def test_pulse_and_scene_reach_the_audio_and_the_controls_topic(make_daemon):
+    d = make_daemon()
+    now = time.monotonic()
+    d.hub.publish("pulse", PulseReading(t=now, finger=True, quality=0.9, hr_bpm=84.0,
+                                        breathing_rate=15.0, stress=0.6, stress_sd=0.05))
+    d.hub.publish("scene", SceneFeatures(t=now, luminance=0.02, colour_temp_k=None, motion=0.0,
+                                         people=0, label="night"))
+    d.conduct(now)
+    published = d.hub.latest("controls")
+    assert published.tempo_bpm == pytest.approx(84.0)
+    assert d.audio.mixer.controls == published
+    assert d.conductor.state()["mode"] == "iso start"
+    d.conduct(now + 0.5)  # not yet a second: nothing new
+    assert d.hub.latest("controls") is published
+
+
+def test_sleep_timer_fades_out_and_pauses(make_daemon, caplog):
+    d = make_daemon()
+    d.hub.command("sleep_timer", 10)
+    assert d.sleep_at == pytest.approx(time.monotonic() + 600, abs=2)
+    d.conduct(d.sleep_at + 0.1)
+    assert not d.conductor.playing and d.sleep_at is None
+    assert d.audio.mixer._fade_target == 0.0
+    d.hub.command("sleep_timer", None)  # the configured default
+    assert d.sleep_at == pytest.approx(time.monotonic() + 60 * d.config.panel.sleep_timer_min,
+                                       abs=2)
+    d.hub.command("sleep_timer", 0)
+    assert d.sleep_at is None
+    with caplog.at_level(logging.WARNING):
+        d.hub.command("sleep_timer", "soon")
+        d.hub.command("sleep_timer", -5)
+    assert "soon" in caplog.text and "out of range" in caplog.text
+    assert d.sleep_at is None
+
+
+def test_shutdown_only_when_configured(make_daemon, caplog):
+    d = make_daemon()
+    with caplog.at_level(logging.WARNING):
+        d.hub.command("shutdown")
+    assert "refused" in caplog.text and not d._stop.is_set()
+    d2 = make_daemon(long_press_action="shutdown")
+    d2.hub.command("shutdown")
+    assert d2._stop.is_set() and d2.exit_code == EXIT_POWEROFF
+
+
+def test_privacy_is_not_an_unknown_command(make_daemon, caplog):
+    d = make_daemon()
+    with caplog.at_level(logging.WARNING):
+        d.hub.command("privacy")
+    assert "unknown" not in caplog.text
+
+
+def test_a_session_is_recorded_from_play_to_pause(make_daemon):
+    d = make_daemon()
+    assert d.sessions is not None and d.sessions.active
+    d.hub.command("preset", "sleep")
+    d.hub.command("play_pause")
+    [row] = d.sessions.store.rows()
+    assert row["presets"] == "calm,sleep" and row["ended_by"] == "pause"
+
+
+def test_offline_closed_loop_render_follows_the_plan(tmp_path):
+    cfg = Config().replace(music={"generator": "procedural", "seed": 2})
+    out = tmp_path / "loop.wav"
+    summary = render_offline(cfg, 2.0, out, scenario="stressed")
+    assert out.stat().st_size > 2 * 60 * 48000 * 4
+    trace, phrases = summary["trace"], summary["phrases"]
+    assert len(trace.t) == 120 and trace.tempo_plan[30] > 84  # iso start near ~90 bpm
+    for start_s, _beats, tempo, onsets, onset_beats in phrases[2:]:
+        plan = trace.tempo_plan[min(int(start_s), len(trace.t) - 1)]
+        assert abs(tempo - plan) < 2.0
+        # the onsets the mixer scheduled sit on that tempo's beat grid
+        for on, beat in zip(onsets, onset_beats):
+            assert on - start_s == pytest.approx(beat * 60.0 / tempo, abs=1.5 / 48000)
