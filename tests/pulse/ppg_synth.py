@@ -64,3 +64,35 @@ def to_counts(x: np.ndarray, dc: float = 120_000.0, ac: float = 0.01) -> np.ndar
     """Raw MAX30102-like IR counts: a large DC level, falling with blood volume."""
     span = float(np.ptp(x)) or 1.0
     return dc * (1.0 - ac * (x - x.min()) / span)
+
+
+def sensor_blocks(
+    ppg: SynthPPG,
+    finger_on_s: float = 0.0,
+    finger_off_s: float | None = None,
+    block_s: float = 0.25,
+    t0: float = 1000.0,
+    spo2_ratio: float = 0.6,
+    seed: int = 1,
+):
+    """Yield (block end time, SampleBlock) as a MAX30102 driver would, in raw 18-bit counts.
+
+    Before ``finger_on_s`` and after ``finger_off_s`` the sensor sees ambient light only (a few
+    hundred counts). The red AC/DC ratio is ``spo2_ratio`` times the IR one (ratio of ratios).
+    """
+    from calmtunes.pulse.samples import SampleBlock
+
+    rng = np.random.default_rng(seed)
+    fs = ppg.fs
+    n = len(ppg.x)
+    t = t0 + np.arange(n) / fs
+    ir = to_counts(ppg.x, dc=120_000.0, ac=0.01)
+    red = to_counts(ppg.x, dc=90_000.0, ac=0.01 * spo2_ratio)
+    rel = np.arange(n) / fs
+    off = (rel < finger_on_s) | ((rel >= finger_off_s) if finger_off_s is not None else False)
+    ir[off] = 300 + 20 * rng.standard_normal(np.count_nonzero(off))
+    red[off] = 250 + 20 * rng.standard_normal(np.count_nonzero(off))
+    step = max(1, int(block_s * fs))
+    for i in range(0, n, step):
+        sl = slice(i, min(n, i + step))
+        yield float(t[sl][-1]), SampleBlock(t=t[sl], red=np.round(red[sl]), ir=np.round(ir[sl]))

@@ -5,7 +5,7 @@ PulseAnalyser` calls it once a second on its ring of recent samples, so the benc
 exactly what the device runs. Steps:
 
 1. check the rate and the samples (flat, clipping, NaN, too short) — never raise, say why;
-2. band-pass 0.5–8 Hz, clip artefacts beyond 8 robust amplitudes, turn the pulse upright;
+2. band-pass 0.5–5 Hz, clip artefacts beyond 8 robust amplitudes, turn the pulse upright;
 3. dominant beat period from the autocorrelation (also the periodicity score);
 4. upstroke beats (:mod:`.beats`), artefact-corrected intervals (:mod:`.hrv`);
 5. quality index (:mod:`.quality`); figures refused below its floor;
@@ -103,7 +103,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     in_span = iv.beat_times[1:] >= duration - span
     ibi_span = iv.ibi_s[in_span]
     if len(ibi_span) >= 2:
-        ref = hrv.local_median(iv.ibi_s)[in_span]
+        ref = iv.reference[in_span]
         regular = float(np.mean(np.abs(ibi_span - ref) <= hrv.TOLERANCE * ref))
         regular *= 1.0 - (iv.missed + iv.extra) / max(1, len(iv.ibi_s))
     else:
@@ -135,12 +135,16 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         rmssd = sdnn = None
         notes.append(f"HRV needs at least {HRV_MIN_SECONDS:g} s of beats")
 
-    x_slow = filters.slow_band(x - x.mean(), fs)
-    if flipped:
-        x_slow = -x_slow
-    br, br_conf, why = respiration.breathing_rate(
-        x_slow, bt.index, iv.beat_times, iv.ibi_s, fs, period
-    )
+    if duration >= respiration.MIN_SECONDS:
+        x_slow = filters.slow_band(x - x.mean(), fs)
+        if flipped:
+            x_slow = -x_slow
+        br, br_conf, why = respiration.breathing_rate(
+            x_slow, bt.index, iv.beat_times, iv.ibi_s, fs, period
+        )
+    else:
+        br, br_conf = None, 0.0
+        why = f"breathing needs a window of at least {respiration.MIN_SECONDS:g} s"
     if why:
         notes.append(why)
     return PulseAnalysis(

@@ -69,4 +69,44 @@ def detect(x_up: np.ndarray, fs: float, period_s: float) -> Beats:
     off = np.clip(off, -0.5, 0.5)
     # slope d[i] sits between samples i and i + 1
     times = (peaks + 0.5 + off) / fs
+    # times = refine(x_up, peaks, times, fs, period_s)
     return Beats(times=times, index=peaks, heights=h)
+
+
+def refine(
+    x_up: np.ndarray, index: np.ndarray, times: np.ndarray, fs: float, period_s: float
+) -> np.ndarray:
+    """Re-time each beat by matching the whole upstroke against the window's mean upstroke.
+
+    The steepest-slope point rests on three samples and picks up their noise; the best lag of
+    the stretch from 0.2 T before to 0.3 T after it against the average of all beats uses every
+    sample of the upstroke, which cuts the timing jitter that inflates RMSSD on noisy sensors.
+    The lag is searched within ±0.1 T and interpolated by a parabola; beats too close to the
+    window's edges keep their slope timing.
+    """
+    if len(index) < 4 or not np.isfinite(period_s):
+        return times
+    a, b, k = int(0.2 * period_s * fs), int(0.3 * period_s * fs), int(0.1 * period_s * fs)
+    if a + b < 6 or k < 1:
+        return times
+    ok = (index - a - k >= 0) & (index + b + k < len(x_up))
+    if np.count_nonzero(ok) < 4:
+        return times
+    idx = index[ok]
+    span = np.arange(-a, b)
+    seg = x_up[idx[:, None] + span]
+    tmpl = (seg - seg.mean(axis=1, keepdims=True)).mean(axis=0)
+    lags = np.arange(-k, k + 1)
+    shifted = x_up[idx[:, None, None] + lags[None, :, None] + span[None, None, :]]
+    score = np.einsum("blj,j->bl", shifted, tmpl)  # tmpl is zero-mean: offsets cancel
+    best = np.clip(np.argmax(score, axis=1), 1, len(lags) - 2)
+    rows = np.arange(len(idx))
+    y0, y1, y2 = score[rows, best - 1], score[rows, best], score[rows, best + 1]
+    den = y0 - 2 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(den < 0, 0.5 * (y0 - y2) / den, 0.0)
+    shift = lags[best] + np.clip(off, -0.5, 0.5)
+    # keep the slope-based time scale: move each beat by its lag relative to the median lag
+    out = times.copy()
+    out[ok] = times[ok] + (shift - np.median(shift)) / fs
+    return out

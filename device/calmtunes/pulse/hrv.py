@@ -32,6 +32,7 @@ class Intervals:
     beat_times: np.ndarray  # s, after correction (inserted beats included, extra ones removed)
     ibi_s: np.ndarray  # interval ending at beat_times[1:], s
     clean: np.ndarray  # bool per interval: usable for HRV
+    reference: np.ndarray  # local median each interval was judged against, s
     missed: int  # beats put back
     extra: int  # beats removed
     ectopic: int  # intervals left out of HRV
@@ -42,13 +43,14 @@ class Intervals:
 
 
 def local_median(ibi: np.ndarray, half: int = HALF_WIDTH) -> np.ndarray:
-    """Median of each interval's neighbourhood (itself included), edges shrunk."""
+    """Median of each interval's neighbourhood (itself included), mirrored at the edges."""
     n = len(ibi)
-    if n == 0:
-        return ibi.copy()
-    pad = np.pad(ibi, half, mode="constant", constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
-    return np.nanmedian(win, axis=1)
+    if n < 3:
+        return np.full(n, np.median(ibi)) if n else ibi.copy()
+    h = min(half, n - 1)
+    j = np.abs(np.arange(n)[:, None] + np.arange(-h, h + 1))
+    j = np.where(j > n - 1, 2 * (n - 1) - j, j)
+    return np.sort(ibi[j], axis=1)[:, h]
 
 
 def correct(beat_times: np.ndarray) -> Intervals:
@@ -80,6 +82,7 @@ def correct(beat_times: np.ndarray) -> Intervals:
         ibi = np.diff(t)
         ref = local_median(ibi)
         k = np.rint(ibi / ref)
+        k[k < 1] = 1
         gap = (k >= 2) & (np.abs(ibi / k - ref) < TOLERANCE * ref) & (k <= 4)
         if np.any(gap):
             parts = [t[:1]]
@@ -96,13 +99,13 @@ def correct(beat_times: np.ndarray) -> Intervals:
             interp = np.concatenate(flags)
     ibi = np.diff(t)
     if len(ibi) == 0:
-        return Intervals(t, ibi, np.zeros(0, dtype=bool), missed, extra, 0)
+        return Intervals(t, ibi, np.zeros(0, dtype=bool), ibi.copy(), missed, extra, 0)
     ref = local_median(ibi)
     normal = np.abs(ibi - ref) <= TOLERANCE * ref
     touched = interp[1:] | interp[:-1]
     clean = normal & ~touched
     ectopic = int(np.count_nonzero(~normal & ~touched))
-    return Intervals(t, ibi, clean, missed, extra, ectopic)
+    return Intervals(t, ibi, clean, ref, missed, extra, ectopic)
 
 
 def heart_rate(iv: Intervals) -> float | None:

@@ -19,9 +19,8 @@ Needs a window of at least :data:`MIN_SECONDS`; None below that or when no peak 
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import sosfiltfilt
 
-from calmtunes.pulse.filters import highpass_sos
+from calmtunes.pulse.filters import filtfilt, highpass_sos
 
 #: band searched, in breaths per minute
 BAND_BPM = (6.0, 42.0)
@@ -77,7 +76,7 @@ def breathing_rate(
     hp = highpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ)
     fused = np.zeros(int(np.count_nonzero(band)))
     for s in series:
-        s = sosfiltfilt(hp, s - s.mean())
+        s = filtfilt(hp, s - s.mean())
         p = np.abs(np.fft.rfft(s * win, nfft))[band] ** 2
         total = p.sum()
         if total <= 0:
