@@ -39,7 +39,7 @@ def test_rmssd_and_sdnn_follow_the_true_intervals():
     assert r.sdnn_ms == pytest.approx(np.std(ibi, ddof=1), rel=0.2)
 
 
-@pytest.mark.parametrize("br", [9.0, 15.0, 22.0])
+@pytest.mark.parametrize("br", [6.0, 9.0, 15.0, 22.0])
 def test_breathing_rate_from_respiratory_modulation(br):
     ppg = make_ppg(seconds=60, fs=50, hr=70, br=br, seed=int(br))
     r = analyze(ppg.x, ppg.fs)

@@ -7,12 +7,13 @@ al., Physiol. Meas. 37(4), 2016):
 * **amplitude** (RIAV) – stroke volume falls on inspiration: peak minus foot of each beat;
 * **frequency** (RIFV) – respiratory sinus arrhythmia: the inter-beat intervals.
 
-Each per-beat series is resampled at 4 Hz, high-passed at 0.07 Hz (4 /min: slow drift and
+Each per-beat series is resampled at 4 Hz, high-passed at 0.1 Hz (6 /min, −6 dB: slow drift and
 vasomotor waves leak into the band otherwise), Hann-windowed and its power spectrum taken
-between 6 and 42 breaths/min. The three spectra are normalised to unit power in that band and
-summed, each weighted by how peaked it is (peak over mean power: a clean modulation is one sharp
-line, a missing one is flat), so the modulation that carries breathing in this listener dominates
-without any being trusted blindly. The rate is the interpolated peak of the fused spectrum.
+between 5 and 42 breaths/min, and below half the heart rate (each beat samples the modulation
+once: faster breathing would alias); a maximum on either edge is refused. The three spectra are
+normalised to unit power in that band and summed, each weighted by how peaked it is (peak over
+mean power: a clean modulation is one sharp line, a missing one is flat), so the modulation that
+carries breathing in this listener dominates without any being trusted blindly. The rate is the interpolated peak of the fused spectrum.
 Needs a window of at least :data:`MIN_SECONDS`; None below that or when no peak stands out.
 """
 
@@ -23,13 +24,13 @@ import numpy as np
 from calmtunes.pulse.filters import filtfilt, highpass_sos
 
 #: band searched, in breaths per minute
-BAND_BPM = (6.0, 42.0)
+BAND_BPM = (5.0, 42.0)
 #: resampling rate of the per-beat series, Hz
 RESAMPLE_HZ = 4.0
 #: shortest window giving a breathing rate, s (3 cycles at the slowest rate)
 MIN_SECONDS = 30.0
 #: drift below this is removed from the per-beat series, Hz
-DRIFT_CUTOFF_HZ = 0.07
+DRIFT_CUTOFF_HZ = 0.1
 #: the fused peak must exceed this multiple of the mean fused power in band
 MIN_PEAKEDNESS = 2.5
 
@@ -71,7 +72,11 @@ def breathing_rate(
     n = len(grid)
     nfft = max(1024, 1 << int(np.ceil(np.log2(4 * n))))
     freqs = np.fft.rfftfreq(nfft, 1.0 / RESAMPLE_HZ) * 60.0
-    band = (freqs >= BAND_BPM[0]) & (freqs <= BAND_BPM[1])
+    # sampled once a beat, breathing faster than half the heart rate would alias
+    top = min(BAND_BPM[1], 0.5 * 60.0 / period_s) if np.isfinite(period_s) else BAND_BPM[1]
+    band = (freqs >= BAND_BPM[0]) & (freqs <= top)
+    if np.count_nonzero(band) < 5:
+        return None, 0.0, "heart rate too slow to sample breathing"
     win = np.hanning(n)
     hp = highpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ)
     fused = np.zeros(int(np.count_nonzero(band)))
