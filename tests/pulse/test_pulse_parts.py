@@ -98,3 +98,34 @@ def test_ratio_of_ratios_from_raw_counts():
     red = 80_000 * (1 - 0.005 * pulse)
     assert spo2.ratio_of_ratios(red, ir, fs) == pytest.approx(0.5, rel=0.02)
     assert spo2.ratio_of_ratios(red[:50], ir[:50], fs) is None
+
+
+def _train(fs, ibis, second=0.0):
+    """Upright band-passed pulses at the given intervals; ``second`` adds a mid-beat wave."""
+    t = np.arange(int(sum(ibis) * fs) + int(fs)) / fs
+    x = np.zeros_like(t)
+    b = 0.3
+    for ibi in ibis:
+        x += np.exp(-0.5 * ((t - b) / 0.06) ** 2)
+        x += second * np.exp(-0.5 * ((t - b - ibi / 2) / 0.06) ** 2)
+        b += ibi
+    return filters.pulse_band(x, fs)
+
+
+def test_strong_mid_beat_wave_is_not_a_beat():
+    fs = 100.0
+    x = _train(fs, [0.6] * 16, second=0.4)  # 100 bpm with a big reflected wave in each beat
+    period, _ = filters.dominant_period(x, fs, 0.27, 2.0)
+    found = beats.detect(x, fs, period)
+    assert 60 / np.median(np.diff(found.times)) == pytest.approx(100, abs=2)
+
+
+def test_irregular_rhythm_keeps_every_beat():
+    fs = 100.0
+    rng = np.random.default_rng(4)
+    ibis = list(rng.uniform(0.45, 1.0, 14))  # atrial-fibrillation-like
+    x = _train(fs, ibis)
+    period, _ = filters.dominant_period(x, fs, 0.27, 2.0)
+    found = beats.detect(x, fs, period)
+    assert len(found.times) == len(ibis)  # one pulse per interval drawn
+    np.testing.assert_allclose(np.diff(found.times), ibis[:-1], atol=0.02)

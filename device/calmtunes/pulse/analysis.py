@@ -44,9 +44,6 @@ class PulseAnalysis:
     breathing_confidence: float = 0.0  # 0–1
     flipped: bool = False  # the input was upside down (raw sensor counts usually are)
 
-    def __bool__(self) -> bool:  # truthy when a heart rate was measured
-        return self.hr_bpm is not None
-
 
 def _refuse(reason: str, q: float = 0.0) -> PulseAnalysis:
     return PulseAnalysis(None, None, None, None, q, reason)
@@ -82,7 +79,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         return _refuse(why)
     notes = [note] if note else []
 
-    x_bp = filters.pulse_band(x - x.mean(), fs)
+    # any scale: bring the samples to ±1 so that sums of squares cannot overflow
+    x = x / float(np.max(np.abs(x)))
+    x = x - x.mean()
+    x_bp = filters.pulse_band(x, fs)
     scale = float(np.median(np.abs(x_bp)))
     if scale <= 0:
         return _refuse("no pulsatile component in the signal")
@@ -136,7 +136,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         notes.append(f"HRV needs at least {HRV_MIN_SECONDS:g} s of beats")
 
     if duration >= respiration.MIN_SECONDS:
-        x_slow = filters.slow_band(x - x.mean(), fs)
+        x_slow = filters.slow_band(x, fs)
         if flipped:
             x_slow = -x_slow
         br, br_conf, why = respiration.breathing_rate(

@@ -56,7 +56,8 @@ def input_problem(x: np.ndarray, fs: float) -> str | None:
     if len(x) < MIN_SECONDS * fs:
         return f"window of {len(x) / fs:.1f} s is too short; need at least {MIN_SECONDS:g} s"
     lo, hi = float(x.min()), float(x.max())
-    if hi - lo <= 1e-12 * max(abs(hi), abs(lo), 1e-300):
+    top = max(abs(hi), abs(lo))
+    if top == 0 or (hi / top - lo / top) <= 1e-12:  # relative span; no overflow at 1e308
         return "signal is flat (no finger, sensor off or LED off)"
     at_rail = max(np.count_nonzero(x == hi), np.count_nonzero(x == lo))
     if at_rail > MAX_CLIPPED * len(x):

@@ -13,8 +13,9 @@ between 5 and 42 breaths/min, and below half the heart rate (each beat samples t
 once: faster breathing would alias); a maximum on either edge is refused. The three spectra are
 normalised to unit power in that band and summed, each weighted by how peaked it is (peak over
 mean power: a clean modulation is one sharp line, a missing one is flat), so the modulation that
-carries breathing in this listener dominates without any being trusted blindly. The rate is the interpolated peak of the fused spectrum.
-Needs a window of at least :data:`MIN_SECONDS`; None below that or when no peak stands out.
+carries breathing in this listener dominates without any being trusted blindly. The rate is the
+interpolated peak of the fused spectrum. Needs a window of at least :data:`MIN_SECONDS`; None
+below that or when no peak stands out.
 """
 
 from __future__ import annotations
