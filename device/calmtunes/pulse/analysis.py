@@ -127,6 +127,9 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         hr = 60.0 / float(np.mean(ibi_span[clean_span]))
     else:
         hr = 60.0 / float(np.mean(ibi_span))
+    if not beats_mod.MIN_BPM <= hr <= beats_mod.MAX_BPM:
+        why = f"beats give {hr:.0f} bpm, outside {beats_mod.MIN_BPM:g}–{beats_mod.MAX_BPM:g} bpm"
+        return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
     if iv.beat_times[-1] - iv.beat_times[0] >= HRV_MIN_SECONDS:
         rmssd, sdnn = hrv.rmssd_ms(iv), hrv.sdnn_ms(iv)
         if rmssd is None or sdnn is None:
