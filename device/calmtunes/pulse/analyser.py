@@ -1,0 +1,159 @@
+"""The streaming analyser: raw sensor blocks in, one :class:`PulseReading` a second out.
+
+Samples go into a ring holding the last :data:`HISTORY_S` seconds (vectorised copies, no
+per-sample Python). Finger presence is decided per block from the IR level: a fingertip
+reflects most of the IR LED back (typically > 50 000 of 262 143 counts at the default LED
+current), an empty sensor only a few thousand; on/off thresholds with hysteresis sit between.
+
+:meth:`PulseAnalyser.reading` runs :func:`calmtunes.pulse.analysis.analyze` — the very function
+the benchmarks score — on the IR samples since the finger settled (at most the last 60 s), with
+the heart rate taken over the last 10 s. The analysis is cached per sample count, so calling
+``reading`` more often than samples arrive costs nothing. A gap in the samples (FIFO overflow,
+``lost`` > 0, or a jump in the timestamps) restarts the segment, because beat intervals across a
+gap would be wrong; so does placing the finger (after :data:`SETTLE_S` for the pressure
+transient). Every figure is None when it cannot be measured now, never a stale value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calmtunes.pulse import spo2 as spo2_mod
+from calmtunes.pulse.analysis import PulseAnalysis, analyze
+from calmtunes.pulse.reading import PulseReading
+from calmtunes.pulse.samples import SampleBlock
+from calmtunes.pulse.stress import StressIndex
+
+#: seconds of samples kept
+HISTORY_S = 64.0
+#: heart rate over the last this many seconds
+HR_SPAN_S = 10.0
+#: HRV and breathing over the last this many seconds
+HRV_SPAN_S = 60.0
+#: HRV is reported once the segment spans this long
+HRV_MIN_S = 30.0
+#: the first second after the finger lands is pressure transient, not pulse
+SETTLE_S = 1.0
+#: IR DC level (ADC counts of 262 143) above which a finger is taken as present …
+FINGER_ON_COUNTS = 25_000.0
+#: … and below which it is taken as removed (hysteresis)
+FINGER_OFF_COUNTS = 15_000.0
+#: no sample for this long means the sensor is silent, s
+STALE_S = 1.0
+#: gap between timestamps, in sample periods, taken as lost samples
+GAP_PERIODS = 3.0
+
+
+class PulseAnalyser:
+    """Streaming pulse analysis at a nominal ``fs`` samples/s (25–1000)."""
+
+    def __init__(self, fs: float, *, stress: StressIndex | None = None) -> None:
+        fs = float(fs)
+        if not np.isfinite(fs) or not 25.0 <= fs <= 1000.0:
+            raise ValueError(f"sample rate {fs:g} sps is outside 25–1000; pass the sensor's rate")
+        self.fs = fs
+        self._cap = int(HISTORY_S * fs) + 1
+        self._t = np.zeros(self._cap)
+        self._red = np.zeros(self._cap)
+        self._ir = np.zeros(self._cap)
+        self._count = 0  # samples written in total
+        self._finger = False
+        self._seg_start = -np.inf  # monotonic time the current clean segment starts
+        self._last_t = -np.inf
+        self._cache: tuple[int, float, PulseAnalysis, float | None, float] | None = None
+        self.stress = stress if stress is not None else StressIndex()
+
+    # -- input ---------------------------------------------------------------------------
+    def feed(self, block: SampleBlock) -> None:
+        """Take one block of raw samples (t in s monotonic, red/ir in ADC counts)."""
+        n = len(block)
+        if n == 0:
+            return
+        t = np.asarray(block.t, dtype=float)
+        red = np.asarray(block.red, dtype=float)
+        ir = np.asarray(block.ir, dtype=float)
+        if block.lost > 0 or t[0] - self._last_t > GAP_PERIODS / self.fs:
+            self._seg_start = float(t[0])
+        level = float(np.median(ir))
+        if self._finger and level < FINGER_OFF_COUNTS:
+            self._finger = False
+        elif not self._finger and level > FINGER_ON_COUNTS:
+            self._finger = True
+            self._seg_start = float(t[0])
+        if n > self._cap:
+            t, red, ir = t[-self._cap :], red[-self._cap :], ir[-self._cap :]
+            self._count += n - self._cap
+            n = self._cap
+        idx = (self._count + np.arange(n)) % self._cap
+        self._t[idx], self._red[idx], self._ir[idx] = t, red, ir
+        self._count += n
+        self._last_t = float(t[-1])
+
+    def _window(self, start: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = min(self._count, self._cap)
+        idx = (self._count - n + np.arange(n)) % self._cap
+        t = self._t[idx]
+        k = int(np.searchsorted(t, start))
+        return t[k:], self._red[idx[k:]], self._ir[idx[k:]]
+
+    # -- output --------------------------------------------------------------------------
+    @property
+    def finger(self) -> bool:
+        return self._finger
+
+    def beats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Beat times (s, monotonic) and the corrected intervals ending at them (ms)."""
+        if self._cache is None:
+            return np.zeros(0), np.zeros(0)
+        _, t0, res, _, _ = self._cache
+        return t0 + res.beat_times[1:], res.ibi_ms
+
+    def reading(self, now: float) -> PulseReading:
+        """The figures measurable now; None for every figure that is not."""
+        if self._count == 0 or now - self._last_t > STALE_S:
+            return PulseReading(t=now, finger=False, quality=0.0, reason="no samples from sensor")
+        if not self._finger:
+            return PulseReading(t=now, finger=False, quality=0.0, reason="no finger on the sensor")
+        start = max(self._seg_start + SETTLE_S, self._last_t - HRV_SPAN_S)
+        if self._cache is not None and self._cache[0] == self._count:
+            _, t0, res, spo2, span = self._cache
+        else:
+            t, red, ir = self._window(start)
+            if len(t) < 2:
+                return PulseReading(t=now, finger=True, quality=0.0, reason="finger settling")
+            span = float(t[-1] - t[0])
+            fs = self.fs
+            if span > 0:
+                measured = (len(t) - 1) / span
+                if abs(measured / fs - 1.0) < 0.1:
+                    fs = measured  # the sensor's own clock, a few % off nominal
+            res = analyze(ir, fs, hr_span_s=HR_SPAN_S)
+            spo2 = None
+            if res.hr_bpm is not None:
+                k = max(0, len(t) - int(HR_SPAN_S * fs))
+                spo2 = spo2_mod.spo2_percent(spo2_mod.ratio_of_ratios(red[k:], ir[k:], fs))
+            t0 = float(t[0])
+            self._cache = (self._count, t0, res, spo2, span)
+        rmssd, sdnn = res.rmssd_ms, res.sdnn_ms
+        reasons = [res.reason] if res.reason else []
+        if rmssd is not None and span < HRV_MIN_S:
+            rmssd = sdnn = None
+            reasons.append(f"HRV after {HRV_MIN_S:g} s of steady signal")
+        stress, stress_sd = (None, None)
+        if res.hr_bpm is not None:
+            stress, stress_sd = self.stress.update(now, res.hr_bpm, rmssd, res.breathing_rate)
+            if stress is None and self.stress.learning:
+                reasons.append("stress: learning the listener's baseline")
+        return PulseReading(
+            t=now,
+            finger=True,
+            quality=res.quality,
+            hr_bpm=res.hr_bpm,
+            rmssd_ms=rmssd,
+            sdnn_ms=sdnn,
+            breathing_rate=res.breathing_rate,
+            spo2=spo2,
+            stress=stress,
+            stress_sd=stress_sd,
+            reason="; ".join(reasons),
+        )

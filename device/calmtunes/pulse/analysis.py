@@ -1,0 +1,155 @@
+"""One window of PPG in, heart rate, HRV, breathing and quality out.
+
+:func:`analyze` is the whole algorithm; the streaming :class:`~calmtunes.pulse.analyser.
+PulseAnalyser` calls it once a second on its ring of recent samples, so the benchmarks measure
+exactly what the device runs. Steps:
+
+1. check the rate and the samples (flat, clipping, NaN, too short) — never raise, say why;
+2. band-pass 0.5–5 Hz, clip artefacts beyond 8 robust amplitudes, turn the pulse upright;
+3. dominant beat period from the autocorrelation (also the periodicity score);
+4. upstroke beats (:mod:`.beats`), artefact-corrected intervals (:mod:`.hrv`);
+5. quality index (:mod:`.quality`); figures refused below its floor;
+6. heart rate over the last ``hr_span_s`` (the whole window by default), RMSSD/SDNN over the
+   whole window, breathing from the respiratory modulations (:mod:`.respiration`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calmtunes.pulse import beats as beats_mod
+from calmtunes.pulse import filters, hrv, quality, respiration
+
+#: in band-passed units, samples beyond this many median absolute amplitudes are artefacts
+ARTEFACT_CLIP = 8.0
+#: HRV needs this many seconds of beats
+HRV_MIN_SECONDS = 8.0
+
+
+@dataclass(frozen=True)
+class PulseAnalysis:
+    """What one window yields. Every figure is None when it cannot be measured honestly."""
+
+    hr_bpm: float | None  # beats per minute over the HR span
+    rmssd_ms: float | None  # ms, over the window
+    sdnn_ms: float | None  # ms, over the window
+    breathing_rate: float | None  # breaths per minute, over the window
+    quality: float  # 0 (useless) – 1 (clean)
+    reason: str = ""  # why figures are None ("" when everything was measured)
+    beat_times: np.ndarray = field(default_factory=lambda: np.zeros(0))  # s from window start
+    ibi_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # corrected intervals, ms
+    clean: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # per interval
+    breathing_confidence: float = 0.0  # 0–1
+    flipped: bool = False  # the input was upside down (raw sensor counts usually are)
+
+
+def _refuse(reason: str, q: float = 0.0) -> PulseAnalysis:
+    return PulseAnalysis(None, None, None, None, q, reason)
+
+
+def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> PulseAnalysis:
+    """Analyse one window of PPG (any polarity and scale) sampled at ``fs`` Hz (25–1000).
+
+    ``hr_span_s`` restricts the heart rate (and the quality it is judged by) to the last that
+    many seconds of the window; HRV and breathing always use the whole window.
+    Never raises on bad data: the result carries None figures, low quality and the reason.
+    """
+    why = quality.check_fs(fs)
+    if why:
+        return _refuse(why)
+    fs = float(fs)
+    try:
+        x = np.asarray(signal, dtype=float)
+    except (TypeError, ValueError) as e:
+        return _refuse(f"signal is not numeric: {e}; pass a 1-D array of samples")
+    if x.ndim != 1:
+        if x.ndim == 2 and 1 in x.shape:
+            x = x.ravel()
+        else:
+            return _refuse(f"signal has shape {x.shape}; pass a 1-D array of samples")
+    if x.size == 0:
+        return _refuse("signal is empty")
+    x, note = quality.repair(x)
+    if x is None:
+        return _refuse(note)
+    why = quality.input_problem(x, fs)
+    if why:
+        return _refuse(why)
+    notes = [note] if note else []
+
+    # any scale: bring the samples to ±1 so that sums of squares cannot overflow
+    x = x / float(np.max(np.abs(x)))
+    x = x - x.mean()
+    x_bp = filters.pulse_band(x, fs)
+    scale = float(np.median(np.abs(x_bp)))
+    if scale <= 0:
+        return _refuse("no pulsatile component in the signal")
+    np.clip(x_bp, -ARTEFACT_CLIP * scale, ARTEFACT_CLIP * scale, out=x_bp)
+    x_up, flipped = beats_mod.orient(x_bp)
+
+    n = len(x_up)
+    duration = n / fs
+    span = duration if hr_span_s is None else min(duration, max(hr_span_s, quality.MIN_SECONDS))
+    s0 = n - int(span * fs)
+    period, periodicity = filters.dominant_period(
+        x_up[s0:], fs, 60.0 / beats_mod.MAX_BPM, 60.0 / beats_mod.MIN_BPM
+    )
+    if not np.isfinite(period):
+        return _refuse("no pulse rhythm between 30 and 220 bpm", 0.0)
+    bt = beats_mod.detect(x_up, fs, period)
+    iv = hrv.correct(bt.times)
+    in_span = iv.beat_times[1:] >= duration - span
+    ibi_span = iv.ibi_s[in_span]
+    if len(ibi_span) >= 2:
+        ref = iv.reference[in_span]
+        regular = float(np.mean(np.abs(ibi_span - ref) <= hrv.TOLERANCE * ref))
+        regular *= 1.0 - (iv.missed + iv.extra) / max(1, len(iv.ibi_s))
+    else:
+        regular = 0.0
+    morph = quality.morphology(x_up, bt.index[bt.index >= s0], fs, period)
+    q = quality.index(periodicity, morph, regular)
+    base = dict(
+        beat_times=iv.beat_times,
+        ibi_ms=iv.ibi_s * 1000.0,
+        clean=iv.clean,
+        flipped=flipped,
+    )
+    if q < quality.MIN_QUALITY or len(ibi_span) < 2:
+        why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
+        if len(ibi_span) < 2:
+            why = "fewer than three beats found"
+        return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
+
+    clean_span = iv.clean[in_span]
+    if np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
+        hr = 60.0 / float(np.mean(ibi_span[clean_span]))
+    else:
+        hr = 60.0 / float(np.mean(ibi_span))
+    if not beats_mod.MIN_BPM <= hr <= beats_mod.MAX_BPM:
+        why = f"beats give {hr:.0f} bpm, outside {beats_mod.MIN_BPM:g}–{beats_mod.MAX_BPM:g} bpm"
+        return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
+    if iv.beat_times[-1] - iv.beat_times[0] >= HRV_MIN_SECONDS:
+        rmssd, sdnn = hrv.rmssd_ms(iv), hrv.sdnn_ms(iv)
+        if rmssd is None or sdnn is None:
+            notes.append("too few clean intervals for HRV")
+    else:
+        rmssd = sdnn = None
+        notes.append(f"HRV needs at least {HRV_MIN_SECONDS:g} s of beats")
+
+    if duration >= respiration.MIN_SECONDS:
+        x_slow = filters.slow_band(x, fs)
+        if flipped:
+            x_slow = -x_slow
+        br, br_conf, why = respiration.breathing_rate(
+            x_slow, bt.index, iv.beat_times, iv.ibi_s, fs, period
+        )
+    else:
+        br, br_conf = None, 0.0
+        why = f"breathing needs a window of at least {respiration.MIN_SECONDS:g} s"
+    if why:
+        notes.append(why)
+    return PulseAnalysis(
+        hr, rmssd, sdnn, br, q, "; ".join(notes), breathing_confidence=br_conf, **base
+    )

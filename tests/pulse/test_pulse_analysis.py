@@ -1,0 +1,166 @@
+"""calmtunes.pulse.analyze on synthetic PPG with known truth, and on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from ppg_synth import make_ppg, to_counts
+
+from calmtunes.pulse import PulseAnalysis, analyze
+
+
+@pytest.mark.parametrize(
+    "hr, fs", [(45.0, 100.0), (62.0, 25.0), (75.0, 125.0), (110.0, 50.0), (150.0, 250.0)]
+)
+def test_heart_rate_matches_truth_across_rates(hr, fs):
+    ppg = make_ppg(seconds=20, fs=fs, hr=hr, seed=int(hr))
+    r = analyze(ppg.x, fs)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.0)
+    assert r.quality > 0.5
+
+
+def test_any_polarity_and_scale_gives_the_same_answer():
+    ppg = make_ppg(seconds=30, fs=100, hr=68)
+    ref = analyze(ppg.x, ppg.fs)
+    for sig in (-ppg.x, 1e-6 * ppg.x + 3.0, to_counts(ppg.x), 5e4 * ppg.x - 1e6):
+        r = analyze(sig, ppg.fs)
+        assert r.hr_bpm == pytest.approx(ref.hr_bpm, abs=0.3)
+    assert analyze(to_counts(ppg.x), ppg.fs).flipped  # raw counts fall with blood volume
+
+
+def test_rmssd_and_sdnn_follow_the_true_intervals():
+    ppg = make_ppg(seconds=60, fs=100, hr=65, rsa=0.06, jitter=0.02, noise=0.01, seed=3)
+    r = analyze(ppg.x, ppg.fs)
+    ibi = np.diff(ppg.beat_times) * 1000
+    assert r.rmssd_ms == pytest.approx(ppg.rmssd_ms, rel=0.25)
+    assert r.sdnn_ms == pytest.approx(np.std(ibi, ddof=1), rel=0.2)
+
+
+@pytest.mark.parametrize("br", [6.0, 9.0, 15.0, 22.0])
+def test_breathing_rate_from_respiratory_modulation(br):
+    ppg = make_ppg(seconds=60, fs=50, hr=70, br=br, seed=int(br))
+    r = analyze(ppg.x, ppg.fs)
+    assert r.breathing_rate == pytest.approx(br, abs=1.0)
+
+
+def test_short_window_reports_no_breathing_and_says_why():
+    ppg = make_ppg(seconds=10, fs=100)
+    r = analyze(ppg.x, ppg.fs)
+    assert r.hr_bpm is not None
+    assert r.breathing_rate is None
+    assert "breathing" in r.reason
+
+
+def test_missing_beat_amplitude_does_not_bias_heart_rate():
+    ppg = make_ppg(seconds=20, fs=100, hr=70, seed=5)
+    x = ppg.x.copy()
+    b = ppg.beat_times[8]
+    x[int(b * 100) : int((b + 0.8) * 100)] = x[int(b * 100)]  # one beat lost in a dropout
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=2.0)
+
+
+def test_hr_span_restricts_heart_rate_to_the_recent_beats():
+    a = make_ppg(seconds=30, fs=100, hr=60, seed=1).x
+    b = make_ppg(seconds=12, fs=100, hr=90, seed=2).x
+    r = analyze(np.concatenate([a, b]), 100, hr_span_s=10)
+    assert r.hr_bpm == pytest.approx(90, abs=3)
+
+
+# -- bad input: no exception, None, low quality, a reason ----------------------------------
+def _refused(r: PulseAnalysis, word: str) -> None:
+    assert r.hr_bpm is None and r.rmssd_ms is None and r.breathing_rate is None
+    assert r.quality < 0.2
+    assert word in r.reason.lower(), r.reason
+
+
+def test_flat_signal():
+    _refused(analyze(np.full(1000, 123.0), 100), "flat")
+
+
+def test_clipped_signal():
+    x = to_counts(make_ppg(seconds=20, fs=100).x)
+    _refused(analyze(np.clip(x, None, np.percentile(x, 60)), 100), "clips")
+
+
+def test_mostly_nan():
+    x = make_ppg(seconds=20, fs=100).x
+    x[::3] = np.nan
+    _refused(analyze(x, 100), "nan")
+
+
+def test_a_few_nans_are_bridged():
+    ppg = make_ppg(seconds=20, fs=100)
+    x = ppg.x.copy()
+    x[[100, 500, 501, 900]] = np.nan
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1)
+    assert "interpolated" in r.reason
+
+
+@pytest.mark.parametrize("fs", [0, -5, 10, 5000, float("nan"), "fast", None])
+def test_wrong_sampling_rate(fs):
+    _refused(analyze(make_ppg(seconds=10, fs=100).x, fs), "sampling rate")
+
+
+def test_few_samples():
+    _refused(analyze([1.0, 2.0, 3.0], 100), "too short")
+    _refused(analyze([], 100), "empty")
+
+
+def test_not_a_signal():
+    _refused(analyze(np.zeros((3, 4)), 100), "1-d")
+    _refused(analyze("abc", 100), "numeric")
+
+
+def test_white_noise_is_refused():
+    rng = np.random.default_rng(0)
+    r = analyze(rng.standard_normal(2000), 100)
+    assert r.hr_bpm is None and r.quality < 0.2
+
+
+def test_huge_artefacts_are_survived():
+    ppg = make_ppg(seconds=20, fs=100, hr=80)
+    x = ppg.x.copy()
+    x[700:720] += 500.0  # a knock on the sensor, 300 × the pulse
+    r = analyze(x, 100)
+    if r.hr_bpm is not None:
+        assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=3)
+    else:
+        assert r.reason
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    x=arrays(
+        np.float64,
+        st.integers(0, 1500),
+        elements=st.floats(allow_nan=True, allow_infinity=True, width=64),
+    ),
+    fs=st.one_of(st.floats(allow_nan=True), st.integers(-10, 2000)),
+)
+def test_random_input_never_raises(x, fs):
+    r = analyze(x, fs)
+    assert 0.0 <= r.quality <= 1.0
+    if r.hr_bpm is None:
+        assert r.reason  # every refusal says why
+    if r.hr_bpm is not None:
+        assert 30.0 <= r.hr_bpm <= 240.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.floats(1e-9, 1e9),
+    spikes=st.integers(0, 20),
+)
+def test_random_noisy_ppg_never_raises(seed, scale, spikes):
+    rng = np.random.default_rng(seed)
+    x = make_ppg(seconds=12, fs=50, hr=float(rng.uniform(40, 160)), seed=seed).x
+    idx = rng.integers(0, len(x), spikes)
+    x[idx] += rng.normal(0, 100, spikes)
+    r = analyze(scale * x, 50)
+    assert 0.0 <= r.quality <= 1.0

@@ -1,0 +1,141 @@
+"""PulseAnalyser fed raw sensor blocks: finger, timing, tracking, agreement with analyze()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ppg_synth import make_ppg, sensor_blocks
+
+from calmtunes.pulse import analyze
+from calmtunes.pulse.analyser import HR_SPAN_S, PulseAnalyser
+from calmtunes.pulse.samples import SampleBlock
+from calmtunes.pulse.stress import StressIndex
+
+T0 = 1000.0
+
+
+def run(ppg, analyser=None, **kw):
+    """Feed every block; take a reading once a second. Returns (seconds since start, reading)."""
+    a = analyser or PulseAnalyser(ppg.fs)
+    out, nxt = [], T0 + 1.0
+    for tend, block in sensor_blocks(ppg, t0=T0, **kw):
+        a.feed(block)
+        if tend >= nxt:
+            out.append((tend - T0, a.reading(tend)))
+            nxt += 1.0
+    return a, out
+
+
+def test_first_heart_rate_within_8_s_of_the_finger():
+    ppg = make_ppg(seconds=30, fs=100, hr=66)
+    _, out = run(ppg, finger_on_s=6.0)
+    assert all(not r.finger and r.hr_bpm is None for t, r in out if t < 6.0)
+    first = next(t for t, r in out if r.hr_bpm is not None)
+    assert first - 6.0 <= 8.0
+
+
+def test_finger_removal_reported_within_2_s_and_figures_cleared():
+    ppg = make_ppg(seconds=40, fs=100, hr=80)
+    _, out = run(ppg, finger_off_s=30.0)
+    gone = next(t for t, r in out if t > 30.0 and not r.finger)
+    assert gone - 30.0 <= 2.0
+    for t, r in out:
+        if t > gone:
+            assert r.hr_bpm is None and r.spo2 is None and r.stress is None
+            assert "finger" in r.reason
+
+
+def test_heart_rate_tracks_truth_once_locked():
+    ppg = make_ppg(seconds=90, fs=100, hr=58, rsa=0.03)
+    _, out = run(ppg)
+    hrs = [r.hr_bpm for t, r in out if t > 15]
+    assert all(h is not None for h in hrs)
+    assert np.max(np.abs(np.array(hrs) - ppg.hr_bpm)) < 2.0
+
+
+def test_hrv_breathing_and_spo2_appear_with_enough_signal():
+    ppg = make_ppg(seconds=70, fs=100, hr=70, br=12)
+    _, out = run(ppg, spo2_ratio=0.6)
+    early = dict(out)[min(t for t, _ in out if t > 12)]
+    assert early.rmssd_ms is None and early.breathing_rate is None  # not yet honest
+    last = out[-1][1]
+    assert last.rmssd_ms == pytest.approx(ppg.rmssd_ms, rel=0.3)
+    assert last.breathing_rate == pytest.approx(12, abs=1.0)
+    # R = 0.6 → −45.060·0.36 + 30.354·0.6 + 94.845
+    assert last.spo2 == pytest.approx(96.84, abs=1.0)
+
+
+def test_streaming_uses_the_batch_analysis():
+    ppg = make_ppg(seconds=45, fs=100, hr=75)
+    a, out = run(ppg)
+    t_last, r = out[-1]
+    # the same samples the analyser holds, since the finger settled
+    n = round(t_last * ppg.fs) + 1
+    start = round(1.0 * ppg.fs)  # SETTLE_S after the first block
+    ir = np.concatenate([b.ir for _, b in sensor_blocks(ppg, t0=T0)])[start:n]
+    batch = analyze(ir, ppg.fs, hr_span_s=HR_SPAN_S)
+    assert r.hr_bpm == pytest.approx(batch.hr_bpm, abs=0.2)
+    assert r.quality == pytest.approx(batch.quality, abs=0.05)
+    times, ibi = a.beats()
+    assert len(times) == len(ibi) > 30
+    assert np.all(np.diff(times) > 0)
+
+
+def test_lost_samples_restart_the_segment():
+    ppg = make_ppg(seconds=30, fs=100, hr=70)
+    a, out = run(ppg)
+    assert out[-1][1].hr_bpm is not None
+    t = T0 + 31.0 + np.arange(25) / 100
+    a.feed(SampleBlock(t=t, red=np.full(25, 9e4), ir=np.full(25, 1.2e5), lost=40))
+    r = a.reading(t[-1])
+    assert r.finger and r.hr_bpm is None
+
+
+def test_silent_sensor_is_not_a_finger():
+    ppg = make_ppg(seconds=12, fs=100)
+    a, _out = run(ppg)
+    r = a.reading(T0 + 20.0)
+    assert not r.finger and r.hr_bpm is None and "no samples" in r.reason
+
+
+def test_saturated_sensor_is_refused_with_reason():
+    a = PulseAnalyser(100)
+    t = T0 + np.arange(1500) / 100
+    a.feed(SampleBlock(t=t, red=np.full(1500, 262143.0), ir=np.full(1500, 262143.0)))
+    r = a.reading(t[-1])
+    assert r.finger and r.hr_bpm is None and r.quality == 0.0 and r.reason
+
+
+def test_bad_rate_is_refused_at_construction():
+    with pytest.raises(ValueError, match="25–1000"):
+        PulseAnalyser(5)
+
+
+def test_stress_index_learns_baseline_then_rises_with_arousal():
+    s = StressIndex(baseline_s=60, tau_s=10, min_baseline=30)
+    rng = np.random.default_rng(0)
+    for i in range(61):
+        hr, rmssd, br = 65 + rng.normal(0, 1), 45 + rng.normal(0, 3), 12 + rng.normal(0, 0.5)
+        v = s.update(float(i), hr, rmssd, br)
+        assert v == (None, None)
+    calm = [s.update(61.0 + i, 65.0, 45.0, 12.0) for i in range(30)][-1]
+    assert calm[0] == pytest.approx(0.5, abs=0.1)
+    assert 0 < calm[1] < 0.25
+    aroused = [s.update(91.0 + i, 80.0, 25.0, 18.0) for i in range(60)][-1]
+    assert aroused[0] > 0.9
+    relaxed = [s.update(151.0 + i, 58.0, 70.0, 8.0) for i in range(60)][-1]
+    assert relaxed[0] < 0.1
+    partial = s.update(212.0, 58.0, None, None)
+    assert partial[1] is not None
+
+
+def test_stress_uncertainty_grows_when_figures_are_missing():
+    s = StressIndex(baseline_s=10, min_baseline=10)
+    for i in range(12):
+        s.update(float(i), 60.0 + i % 3, 40.0 + i % 5, 12.0 + i % 2)
+    full = s.update(13.0, 60.0, 40.0, 12.0)[1]
+    s2 = StressIndex(baseline_s=10, min_baseline=10)
+    for i in range(12):
+        s2.update(float(i), 60.0 + i % 3, 40.0 + i % 5, 12.0 + i % 2)
+    hr_only = s2.update(13.0, 60.0, None, None)[1]
+    assert hr_only > full
