@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 EXIT_POWEROFF = 10  # "fade out and power off, please": see the module docstring
 SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
+SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
 
 
@@ -83,7 +84,9 @@ class Daemon:
         self.composer = ComposerComponent(config, self.hub, self.conductor.controls, **kwargs)
         self.audio = AudioComponent(config, self.hub, self.composer, sink=sink)
         self.audio.set_controls(self.conductor.controls())
-        self.components: list[Component] = [self.composer, self.audio, *self._make_senses()]
+        # The senses (pulse, scene, panel) are built once sound flows: their libraries (scipy,
+        # OpenCV, gpiozero) take a second or more to import on a Pi, and a nurse waits for sound.
+        self.components: list[Component] = [self.composer, self.audio]
         self.supervisor = Supervisor(self.components, self.notifier)
         self.control = ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
         self._pulse = self._scene = None
@@ -139,6 +142,10 @@ class Daemon:
         """Run until asked to stop (or for ``duration`` s of wall time); return the exit code."""
         log.info("calmtunes %s starting", __version__)
         self.supervisor.start()
+        self._wait_for_sound(SOUND_FIRST_S)
+        for part in self._make_senses():
+            self.components.append(part)
+            self.supervisor.add(part)
         if self.privacy:  # the privacy button's state survives restarts and power cuts
             self.hub.command("privacy", True, source="state")
         try:
@@ -166,6 +173,12 @@ class Daemon:
         finally:
             self.shutdown()
         return self.exit_code
+
+    def _wait_for_sound(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.audio.first_frame_at is None and time.monotonic() < deadline:
+            if self._stop.wait(0.01):
+                return
 
     def shutdown(self) -> None:
         if self.exit_code == EXIT_POWEROFF:

@@ -38,6 +38,16 @@ class Supervisor:
                 log.exception("%s failed to start; carrying on without it", c.name)
                 c._set_state(FAILED, f"start failed: {exc}")
 
+    def add(self, component: Component) -> None:
+        """Start one more component (after the ones already running)."""
+        if component not in self.components:
+            self.components.append(component)
+        try:
+            component.start()
+        except Exception as exc:
+            log.exception("%s failed to start; carrying on without it", component.name)
+            component._set_state(FAILED, f"start failed: {exc}")
+
     def stop(self, timeout: float = 2.0) -> None:
         for c in reversed(self.components):
             try:

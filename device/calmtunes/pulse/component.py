@@ -35,13 +35,19 @@ def default_analyser_factory() -> AnalyserFactory:
     return PulseAnalyser
 
 
-def open_bus(config: Config, clock: Callable[[], float] = time.monotonic) -> Any:
-    """The I2C bus for ``config.pulse.backend`` (``max30102`` or ``sim``)."""
+def open_bus(config: Config, clock: Callable[[], float] = time.monotonic,
+             hub: Hub | None = None) -> Any:
+    """The I2C bus for ``config.pulse.backend`` (``max30102`` or ``sim``).
+
+    In simulation, a listener scenario of :mod:`calmtunes.sim.listener` closes the loop: the
+    emulated finger's heart and breathing answer the music the hub says is playing."""
     p = config.pulse
     if p.backend == "sim":
+        from calmtunes.sim.closed_loop import sim_scenario
         from calmtunes.sim.max30102 import emulated_bus
 
-        return emulated_bus(scenario=config.sim.scenario, seed=config.sim.seed, clock=clock)
+        scenario = sim_scenario(config.sim.scenario, config.sim.seed, hub)
+        return emulated_bus(scenario=scenario, seed=config.sim.seed, clock=clock)
     from smbus2 import SMBus  # only on the device
 
     try:
@@ -107,7 +113,7 @@ class PulseComponent(Component):
             bus = self._bus_factory(self.config)
         else:
             try:
-                bus = open_bus(self.config, self._clock)
+                bus = open_bus(self.config, self._clock, self.hub)
             except ValueError as exc:  # e.g. an unknown sim.scenario: a config problem
                 self.disable(str(exc))
                 return

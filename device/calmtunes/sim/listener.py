@@ -112,7 +112,11 @@ class SimulatedListener:
         self._music = music
         self.state = _State(0.0, model.hr0, model.br0, model.stress0)
         self.history: list[_State] = [replace(self.state)]
+        self._history_t: list[float] = [0.0]  # the times of ``history``, for bisection
         self._events = sorted(model.events)
+
+    #: steps of history kept (about 2 h at one step a second), then the oldest half is dropped
+    HISTORY_STEPS = 7200
 
     def listen_to(self, music: Callable[[float], MusicInput | None]) -> None:
         self._music = music
@@ -121,7 +125,7 @@ class SimulatedListener:
     def at(self, t_s: float) -> tuple[float, float]:
         """``(hr_bpm, breath_rate)`` at ``t_s`` seconds: the Trajectory interface."""
         if t_s < self.state.t:
-            i = bisect.bisect_right([h.t for h in self.history], t_s) - 1
+            i = bisect.bisect_right(self._history_t, t_s) - 1
             h = self.history[max(0, i)]
             return h.hr, h.br
         self.advance(t_s)
@@ -157,6 +161,10 @@ class SimulatedListener:
                 stress=float(np.clip(stress, 0.0, 1.0)),
             )
             self.history.append(self.state)
+            self._history_t.append(t)
+            if len(self.history) > 2 * self.HISTORY_STEPS:  # bounded memory in long sessions
+                del self.history[: self.HISTORY_STEPS]
+                del self._history_t[: self.HISTORY_STEPS]
         return self.state
 
     # -- what an analyser would report --------------------------------------------------------
