@@ -7,6 +7,7 @@ import pytest
 
 from calmtunes.music.analysis import find_clicks, measure_frequency
 from calmtunes.music.bed import TEXTURES, Bed
+from calmtunes.music.chorus import Chorus
 from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.loudness import integrated_loudness
 from calmtunes.music.pacing import BreathPacer, breath_shape
@@ -115,3 +116,15 @@ def test_entrainment_is_off_by_default_and_checks_its_settings():
         Entrainment(48000, "binaural", 100.0)
     with pytest.raises(ValueError, match="mode"):
         Entrainment(48000, "hypnotic")
+
+
+def test_chorus_widens_the_pad_without_moving_its_pitch():
+    t = np.arange(RATE * 6) / RATE
+    tone = np.sin(2 * np.pi * 220 * t)
+    chorus = Chorus(RATE)
+    y = np.concatenate([chorus.process(np.stack([tone, tone])[:, i:i + 1280])
+                        for i in range(0, len(t), 1280)], 1)
+    assert not np.allclose(y[0], y[1])  # the two sides differ: width
+    for ch in (0, 1):
+        assert measure_frequency(y[ch, RATE:], RATE) == pytest.approx(220.0, abs=1.0)
+    assert len(find_clicks(y.T, RATE, hf_hz=6000)) == 0

@@ -8,8 +8,8 @@ the cost per chunk is a fixed number of numpy operations whatever the polyphony.
 
 The instruments (voice names as in :data:`calmtunes.music.events.VOICES`):
 
-* ``pad`` — warm pad: two oscillators per note detuned ±4 cents and spread left/right (a slow
-  chorus beat), soft-sawtooth partials rolled off steeply, 1.4 s attack, 2.6 s release.
+* ``pad`` — warm pad: soft-sawtooth partials rolled off steeply, 1.4 s attack, 2.6 s release;
+  the mixer widens it with a slow chorus (:mod:`calmtunes.music.chorus`).
 * ``melody`` — soft keyed instrument between a felt piano and a harp: a quick 6 ms attack, the
   upper partials fading within about a third of a second, the body ringing for seconds.
 * ``harmony`` — the same keyed instrument, darker and placed left of centre.
@@ -53,7 +53,7 @@ TIMBRES: dict[str, Timbre] = {
     "pad": Timbre(body=(1.0, 0.42, 0.2, 0.09, 0.04, 0.02),
                   shimmer=(0.0, 0.3, 0.3, 0.22, 0.15, 0.1, 0.06),
                   attack_s=1.4, release_s=2.6, body_decay=0.0, shimmer_decay=0.15, pan=0.0,
-                  gain=0.085, detune_cents=4.0, spread=0.55),
+                  gain=0.12),
     "melody": Timbre(body=(1.0, 0.22, 0.05), shimmer=(0.0, 0.6, 0.4, 0.25, 0.15, 0.08),
                      attack_s=0.006, release_s=0.45, body_decay=0.55, shimmer_decay=3.2,
                      pan=0.12, gain=0.42),

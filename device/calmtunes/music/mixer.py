@@ -2,7 +2,8 @@
 
 Signal flow (module that does each step in brackets)::
 
-    notes ─► instruments [instruments] ─► pad·breath, melody·prominence, harmony, bass
+    notes ─► instruments [instruments] ─► pad+chorus [chorus]·breath, melody·prominence,
+                                          harmony, bass
                  └─► sends ─► FDN reverb [reverb]
     bed [bed] · breath [pacing]
     ─► sum ─► 65 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
@@ -32,6 +33,7 @@ from scipy import signal
 
 from calmtunes.config import Config
 from calmtunes.music.bed import Bed
+from calmtunes.music.chorus import Chorus
 from calmtunes.music.controls import Controls
 from calmtunes.music.dsp import SosFilter, clamp, ramp, smoothstep
 from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
@@ -80,6 +82,7 @@ class Mixer:
 
         self.ensemble = Ensemble(self.rate)
         self.reverb = FDNReverb(self.rate)
+        self.chorus = Chorus(self.rate)
         self.bed = Bed(self.rate, config.sound.bed, seed=int(self._rng.integers(1 << 31)))
         self._old_bed: Bed | None = None  # the previous texture, fading out after a change
         self._bed_mix = 1.0  # 0 → 1 while a new texture fades in
@@ -254,7 +257,7 @@ class Mixer:
         melodic = ramp(self._melodic, goal, n)
         self._melodic = goal
         pad, mel = 2 * BUSES.index("pad"), 2 * BUSES.index("melody")
-        buses[pad:pad + 2] *= breath
+        buses[pad:pad + 2] = self.chorus.process(buses[pad:pad + 2]) * breath
         buses[mel:mel + 2] *= melodic
         dry = _DRY @ buses
         send = _SEND @ buses
