@@ -120,7 +120,7 @@ def test_entrainment_is_off_by_default_and_checks_its_settings():
 
 def test_chorus_widens_the_pad_without_moving_its_pitch():
     t = np.arange(RATE * 6) / RATE
-    tone = np.sin(2 * np.pi * 220 * t)
+    tone = np.sin(2 * np.pi * 220 * t) * np.clip(t / 0.05, 0, 1) ** 2  # a smooth start
     chorus = Chorus(RATE)
     y = np.concatenate([chorus.process(np.stack([tone, tone])[:, i:i + 1280])
                         for i in range(0, len(t), 1280)], 1)
