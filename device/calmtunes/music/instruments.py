@@ -83,10 +83,15 @@ class TableBank:
     Tables are made per (voice, part, octave band) so a note only carries partials that fit
     below the Nyquist limit; built lazily and cached."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, warm: bool = True) -> None:
         self.rate = rate
         self._flat = np.zeros(0, dtype=np.float32)
         self._offsets: dict[tuple[str, str, int], int] = {}
+        if warm:  # build every table the playable range (MIDI 21–108) needs now, not mid-play
+            for voice in TIMBRES:
+                for part in ("body", "shimmer"):
+                    for pitch in range(21, 109, 6):
+                        self.offset(voice, part, 440.0 * 2.0 ** ((pitch - 69) / 12.0))
 
     @property
     def flat(self) -> np.ndarray:
