@@ -78,33 +78,34 @@ def _table(partials: tuple[float, ...], f0: float, rate: float) -> np.ndarray:
 
 
 class TableBank:
-    """All wavetables in one flat float32 array; a row names its table by offset.
+    """All wavetables in one flat complex64 array: body in the real part, shimmer in the
+    imaginary part, so one lookup fetches both. A row names its table pair by offset.
 
-    Tables are made per (voice, part, octave band) so a note only carries partials that fit
-    below the Nyquist limit; built lazily and cached."""
+    Tables are made per (voice, octave band) so a note only carries partials that fit below
+    the Nyquist limit; every band the playable range (MIDI 21–108) needs is built up front, so
+    nothing is computed mid-play."""
 
     def __init__(self, rate: float, warm: bool = True) -> None:
         self.rate = rate
-        self._flat = np.zeros(0, dtype=np.float32)
-        self._offsets: dict[tuple[str, str, int], int] = {}
-        if warm:  # build every table the playable range (MIDI 21–108) needs now, not mid-play
+        self._flat = np.zeros(0, dtype=np.complex64)
+        self._offsets: dict[tuple[str, int], int] = {}
+        if warm:
             for voice in TIMBRES:
-                for part in ("body", "shimmer"):
-                    for pitch in range(21, 109, 6):
-                        self.offset(voice, part, 440.0 * 2.0 ** ((pitch - 69) / 12.0))
+                for pitch in range(21, 109, 6):
+                    self.offset(voice, 440.0 * 2.0 ** ((pitch - 69) / 12.0))
 
     @property
     def flat(self) -> np.ndarray:
         return self._flat
 
-    def offset(self, voice: str, part: str, freq: float) -> int:
+    def offset(self, voice: str, freq: float) -> int:
         band = max(0, math.floor(math.log2(max(freq, 20.0) / 20.0)))  # octave above 20 Hz
-        key = (voice, part, band)
+        key = (voice, band)
         if key not in self._offsets:
             top = 20.0 * 2.0 ** (band + 1)  # highest fundamental in this band
             timbre = TIMBRES[voice]
-            partials = timbre.body if part == "body" else timbre.shimmer
-            table = _table(partials, top, self.rate).astype(np.float32)
+            table = (_table(timbre.body, top, self.rate)
+                     + 1j * _table(timbre.shimmer, top, self.rate)).astype(np.complex64)
             self._offsets[key] = len(self._flat)
             self._flat = np.concatenate([self._flat, table])
         return self._offsets[key]
@@ -127,7 +128,7 @@ class NoteRow:
 
 
 _ROW_FIELDS = ("start", "end", "inc", "phase0", "attack", "release", "body_decay",
-               "shimmer_decay", "body_gain", "shimmer_gain", "off_body", "off_shimmer")
+               "shimmer_decay", "body_gain", "shimmer_gain", "offset")
 
 
 class Ensemble:
@@ -176,15 +177,13 @@ class Ensemble:
             cols["shimmer_decay"].append(t.shimmer_decay * pitch_scale / self.rate)
             cols["body_gain"].append(t.gain * r.velocity)
             cols["shimmer_gain"].append(t.gain * r.velocity * r.bright)
-            cols["off_body"].append(self.tables.offset(r.voice, "body", r.freq))
-            cols["off_shimmer"].append(self.tables.offset(r.voice, "shimmer", r.freq))
+            cols["offset"].append(self.tables.offset(r.voice, r.freq))
             b = BUSES.index(r.voice)
             angle = (max(-1.0, min(1.0, r.pan)) + 1.0) * math.pi / 4.0  # constant power
             route[2 * b, i] = math.cos(angle)
             route[2 * b + 1, i] = math.sin(angle)
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
-        arrays["off_body"] = arrays["off_body"].astype(np.int64)
-        arrays["off_shimmer"] = arrays["off_shimmer"].astype(np.int64)
+        arrays["offset"] = arrays["offset"].astype(np.intp)
         self._route = route
         return arrays
 
@@ -220,12 +219,8 @@ class Ensemble:
         acc = step[:, None] * ku
         acc += acc0[:, None]
         idx = (acc >> np.uint32(32 - _TABLE_BITS)).astype(np.intp)
-        flat = self.tables.flat
-        count = live.size
-        # body rows, then shimmer rows, of the same notes
-        waves = np.empty((2 * count, frames), dtype=np.float32)
-        np.take(flat, idx + a["off_body"][live, None], out=waves[:count])
-        np.take(flat, idx + a["off_shimmer"][live, None], out=waves[count:])
+        idx += a["offset"][live, None]
+        waves = self.tables.flat[idx]  # complex: body + i·shimmer, one lookup for both
         shaping = np.flatnonzero((dt0 < attack) | (end < t1))  # in attack or release here
         if shaping.size:
             dts = (dt0[shaping][:, None] + k64).astype(np.float32)
@@ -236,25 +231,26 @@ class Ensemble:
             r = 1.0 - r
             env *= r * r  # release from wherever the envelope is: continuous
             waves[shaping] *= env
-            waves[shaping + count] *= env
         # Decays: each row's gain runs linearly from g0 (first frame) to g1 (next chunk's first
-        # frame). Since route @ (waves ∘ (g0 + (g1 − g0)·k/n)) = (route·g0) @ waves +
-        # ((route·(g1 − g0)) @ waves) ∘ k/n, the ramps cost two small matrix products instead
-        # of passes over every row.
+        # frame), and route @ (w ∘ (g0 + (g1 − g0)·k/n)) = (route·g0) @ w + ((route·(g1 − g0))
+        # @ w) ∘ k/n. The complex rows viewed as float32 pairs (re, im, re, im, …) go through
+        # one real matrix product with the body and shimmer weights stacked; even columns then
+        # hold the body sums, odd ones the shimmer sums. (A complex product would hand the
+        # work to a multi-threaded BLAS path that is far slower at this size.)
         d0, d1 = np.maximum(dt0, 0.0), np.maximum(dt0 + frames, 0.0)
-        g0 = np.empty(2 * count)
-        g1 = np.empty(2 * count)
-        for half, (gain, decay) in enumerate(((a["body_gain"][live], a["body_decay"][live]),
-                                              (a["shimmer_gain"][live],
-                                               a["shimmer_decay"][live]))):
-            g0[half * count:(half + 1) * count] = gain * np.exp(-decay * d0)
-            g1[half * count:(half + 1) * count] = gain * np.exp(-decay * d1)
-        route = np.tile(self._route[:, live], 2)
-        start_mix = (route * g0.astype(np.float32)) @ waves
-        slope_mix = (route * (g1 - g0).astype(np.float32)) @ waves
-        slope_mix *= k32 / np.float32(frames)
-        start_mix += slope_mix
-        return start_mix
+        bg, bd = a["body_gain"][live], a["body_decay"][live]
+        sg, sd = a["shimmer_gain"][live], a["shimmer_decay"][live]
+        b0, b1 = bg * np.exp(-bd * d0), bg * np.exp(-bd * d1)
+        s0, s1 = sg * np.exp(-sd * d0), sg * np.exp(-sd * d1)
+        route = self._route[:, live]
+        weights = np.concatenate([route * b0, route * s0, route * (b1 - b0), route * (s1 - s0)])
+        mixed = weights.astype(np.float32) @ waves.view(np.float32)  # (4 · buses·2, 2 · frames)
+        rows = route.shape[0]
+        out = mixed[:rows, 0::2] + mixed[rows:2 * rows, 1::2]
+        slope = mixed[2 * rows:3 * rows, 0::2] + mixed[3 * rows:, 1::2]
+        slope *= k32 / np.float32(frames)
+        out += slope
+        return out
 
 
 @lru_cache(maxsize=8)
