@@ -55,7 +55,7 @@ class Bed:
                                         output="sos"), 2)
                 for lo, hi in (dark, bright)]
         phases = self.rng.random(4) * 2.0 * math.pi
-        self._lfo_phase = phases
+        self._lfo_phase = [float(v) for v in phases]
         # a pool of white noise read from a random place each block: white noise has no
         # memory, so the joins are inaudible, and drawing it costs nothing per block
         self._pool = self.rng.standard_normal((2, _POOL)).astype(np.float32)
@@ -82,28 +82,29 @@ class Bed:
         dark = self._filters[0](noise)
         bright = self._filters[1](noise)
         # the motion is slow (periods ≥ 9 s): evaluated at the block's ends and joined linearly
-        t = np.array([self.t, self.t + frames]) / self.rate
+        t0, t1 = self.t / self.rate, (self.t + frames) / self.rate
         self.t += frames
-        (d0, d1), (b0, b1) = self._motion(t)
+        (d0, b0), (d1, b1) = self._motion(t0), self._motion(t1)
         wd, wb = ramp(d0, d1, frames), ramp(b0, b1, frames)
         mix_b = 0.25 + 0.5 * colours  # bright share 25–75 %
         out = dark * (wd * (1.0 - mix_b)) + bright * (wb * mix_b)
         return out * (levels * self._gain)
 
-    def _motion(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Slow gains of the dark and bright bands (around 1) for the times ``t`` (s)."""
+    def _motion(self, t: float) -> tuple[float, float]:
+        """Slow gains of the dark and bright bands (around 1) at time ``t`` (s)."""
         p = self._lfo_phase
+        sin, tau = math.sin, 2.0 * math.pi
         if self.texture == "surf":
             # two incommensurate swells (≈ 9.5 s and ≈ 13 s) make irregular waves
-            a = 0.5 + 0.5 * np.sin(2 * math.pi * t / 9.5 + p[0])
-            b = 0.5 + 0.5 * np.sin(2 * math.pi * t / 13.1 + p[1])
+            a = 0.5 + 0.5 * sin(tau * t / 9.5 + p[0])
+            b = 0.5 + 0.5 * sin(tau * t / 13.1 + p[1])
             swell = 0.35 + 0.65 * (0.6 * a + 0.4 * b) ** 1.5
-            wash = 0.3 + 0.7 * (0.6 * np.sin(2 * math.pi * t / 9.5 + p[0] - 0.9) * 0.5 + 0.5) ** 2
+            wash = 0.3 + 0.7 * (0.5 + 0.3 * sin(tau * t / 9.5 + p[0] - 0.9)) ** 2
             return swell * 1.2, swell * wash * 1.4
         if self.texture == "wind":
-            a = np.sin(2 * math.pi * t / 23.0 + p[0])
-            b = np.sin(2 * math.pi * t / 37.0 + p[1])
-            gust = 0.75 + 0.25 * np.sin(2 * math.pi * t / 17.0 + p[2])
+            a = sin(tau * t / 23.0 + p[0])
+            b = sin(tau * t / 37.0 + p[1])
+            gust = 0.75 + 0.25 * sin(tau * t / 17.0 + p[2])
             return gust * (1.0 + 0.4 * a), gust * (1.0 + 0.5 * b)
-        drift = 1.0 + 0.18 * np.sin(2 * math.pi * t / 29.0 + p[0])  # rain: ±1.5 dB
+        drift = 1.0 + 0.18 * sin(tau * t / 29.0 + p[0])  # rain: ±1.5 dB
         return drift, drift

@@ -43,15 +43,12 @@ class Chorus:
         w = self.write
         self.hist[w:w + n] = 0.5 * (x[0] + x[1])
         k = np.arange(n, dtype=np.float64)
-        phase = (self.t + k) * self.lfo_inc
-        out = np.empty((2, n))
-        for ch in range(2):
-            delay = self.base + self.depth * np.sin(2.0 * math.pi * (phase + self._offsets[ch]))
-            pos = (w + k) - delay
-            i = pos.astype(np.int64)
-            frac = pos - i
-            h0 = self.hist[i]
-            out[ch] = h0 + (self.hist[i + 1] - h0) * frac
+        phase = (self.t + k)[None, :] * self.lfo_inc + self._offsets[:, None]  # (2, n)
+        pos = (w + k) - (self.base + self.depth * np.sin(2.0 * math.pi * phase))
+        i = pos.astype(np.intp)
+        frac = pos - i
+        h0 = self.hist[i]
+        out = h0 + (self.hist[i + 1] - h0) * frac
         self.write = w + n
         self.t += n
         return self.dry * x + self.wet * out

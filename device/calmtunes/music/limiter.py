@@ -62,7 +62,8 @@ class TruePeakLimiter:
         self._audio = audio[frames:]
         delayed = audio[:frames]
         released = self._rel_zi[0] >= self._pole - 1e-12 and self._held.min() >= 1.0
-        if released and self._need.min() >= 1.0 and np.abs(x).max() < self._aim * _QUIET:
+        quiet = self._aim * _QUIET
+        if released and self._need.min() >= 1.0 and x.max() < quiet and x.min() > -quiet:
             # Far below the ceiling and fully released: nothing to do. (For audio band-limited
             # well under Nyquist, as the mixer's is, peaks between samples exceed the samples by
             # far less than the 6 dB margin.)

@@ -32,6 +32,14 @@ def breath_shape(phase: np.ndarray) -> np.ndarray:
     return np.where(p < INHALE_SHARE, rise, fall)
 
 
+def _shape(phase: float) -> float:
+    """:func:`breath_shape` for one phase (plain Python, called per block)."""
+    p = phase % 1.0
+    if p < INHALE_SHARE:
+        return 0.5 - 0.5 * math.cos(math.pi * p / INHALE_SHARE)
+    return 0.5 + 0.5 * math.cos(math.pi * (p - INHALE_SHARE) / (1.0 - INHALE_SHARE))
+
+
 class BreathPacer:
     def __init__(self, rate: float, depth_db: float = 3.0, enabled: bool = True) -> None:
         self.rate_bpm = clamp(rate, MIN_RATE, MAX_RATE)  # breaths/min, current
@@ -55,8 +63,7 @@ class BreathPacer:
         goal = self.depth_db if self.enabled else 0.0
         step = 1.0 * dur  # dB per second
         depth1 = self._depth_now + clamp(goal - self._depth_now, -step, step)
-        ends = np.array([self._depth_now, depth1]) * (breath_shape(np.array([self.phase, phase1]))
-                                                      - 0.5)
-        g0, g1 = 10.0 ** (ends / 20.0)
+        g0 = 10.0 ** (self._depth_now * (_shape(self.phase) - 0.5) / 20.0)
+        g1 = 10.0 ** (depth1 * (_shape(phase1) - 0.5) / 20.0)
         self.rate_bpm, self.phase, self._depth_now = new_rate, phase1 % 1.0, depth1
-        return ramp(float(g0), float(g1), frames)
+        return ramp(g0, g1, frames)

@@ -43,14 +43,17 @@ class FDNReverb:
             raise ValueError(f"reverb: sample rate {rate} Hz is too low for distinct delay lines")
         self._len_list = [int(v) for v in self.lengths]
         self.matrix = _hadamard(self.n)
-        self.size = int(self.lengths.max()) + 1
+        self.size = int(self.lengths.max()) + 2
         # line inputs, linear: written at `write`, read `length` behind it; when the end is
         # reached the last `size` frames move to the front (one copy every ~0.5 s)
         self.hist = np.zeros((self.n, self.size + _SPARE))
         self.write = self.size
         self.gains = 10.0 ** (-3.0 * self.lengths / (rt60_s * rate))  # −60 dB in rt60_s
-        self._damp = damping  # y[n] = (1 − c)·x[n] + c·x[n − 1]: unity at DC, 1 − 2c at Nyquist
-        self._damp_prev = np.zeros((self.n, 1))
+        # damping y[n] = (1 − c)·x[n] + c·x[n − 1] (unity at DC, 1 − 2c at Nyquist). It is the
+        # same linear filter on every line, so it commutes with the constant feedback matrix
+        # and is applied to the lines' outputs; (1 − c) and the decay gains fold into the matrix.
+        self._damp_ratio = damping / (1.0 - damping)
+        self._feedback = (self.matrix * self.gains[:, None]) * (1.0 - damping)
         self._in_filter = SosFilter(signal.butter(2, [180.0, min(4500.0, 0.45 * rate)],
                                                   "bandpass", fs=rate, output="sos"), 2)
         self.predelay = max(1, int(predelay_ms * rate / 1000.0))
@@ -84,11 +87,11 @@ class FDNReverb:
             self.hist[:, :self.size] = self.hist[:, self.write - self.size:self.write]
             self.write = self.size
         w = self.write
-        lines = np.stack([self.hist[i, w - L:w - L + b] for i, L in enumerate(self._len_list)])
-        fb = (self.matrix @ lines) * self.gains[:, None]
-        prev = np.concatenate([self._damp_prev, fb[:, :-1]], axis=1)
-        self._damp_prev = fb[:, -1:]
-        fb = (1.0 - self._damp) * fb + self._damp * prev
-        self.hist[:, w:w + b] = fb + self._in_map @ u
+        # each line's output for this block, with one frame before it (for the damping)
+        ext = np.stack([self.hist[i, w - L - 1:w - L + b] for i, L in enumerate(self._len_list)])
+        lines = ext[:, 1:]
+        damped = ext[:, :-1] * self._damp_ratio
+        damped += lines
+        self.hist[:, w:w + b] = self._feedback @ damped + self._in_map @ u
         self.write = w + b
         return self._out_map @ lines
