@@ -128,3 +128,13 @@ def test_chorus_widens_the_pad_without_moving_its_pitch():
     for ch in (0, 1):
         assert measure_frequency(y[ch, RATE:], RATE) == pytest.approx(220.0, abs=1.0)
     assert len(find_clicks(y.T, RATE, hf_hz=6000)) == 0
+
+
+@pytest.mark.parametrize("rows", [1, 10, 300])
+def test_single_thread_matmul_equals_matmul(rows):
+    from calmtunes.music.dsp import matmul_single
+
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((32, rows)).astype(np.float32)
+    b = rng.standard_normal((rows, 3200)).astype(np.float32)
+    assert np.allclose(matmul_single(a, b), a @ b, atol=1e-4)

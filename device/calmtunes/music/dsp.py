@@ -68,3 +68,22 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
 def clamp(value: float, lo: float, hi: float) -> float:
     """A scalar limited to [lo, hi] (plain Python: no array overhead per call)."""
     return lo if value < lo else hi if value > hi else value
+
+
+# OpenBLAS hands a matrix product to its thread pool once rows × columns × inner size passes
+# about 262 144; for the small products of a render block, waking those threads costs far more
+# than the arithmetic (and on a busy Pi, much more again). Products are split to stay under it.
+_SINGLE_THREAD_MNK = 200_000
+
+
+def matmul_single(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` computed in column slices small enough to stay on the calling thread."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m * n * k <= _SINGLE_THREAD_MNK:
+        return a @ b
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    width = max(1, _SINGLE_THREAD_MNK // max(1, m * k))
+    for s in range(0, n, width):
+        np.matmul(a, b[:, s:s + width], out=out[:, s:s + width])
+    return out

@@ -11,7 +11,7 @@ Signal flow (module that does each step in brackets)::
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
 warm, small-speaker sound wanted here has nothing above ~6.5 kHz, and the synthesis costs a third.
-They run in fixed chunks of ~32 ms into a small queue; the master stage (gains, fades, limiter)
+They run in fixed chunks of 100 ms into a small queue; the master stage (gains, fades, limiter)
 runs on whatever block the caller asks for, so volume and fades answer within one block.
 
 Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
@@ -49,7 +49,7 @@ from calmtunes.music.theory import midi_to_hz
 log = logging.getLogger(__name__)
 
 OVERSAMPLE = 3  # output rate / instrument rate
-CHUNK_S = 0.080  # instrument chunk, in seconds
+CHUNK_S = 0.100  # instrument chunk, in seconds (per-chunk costs are fixed: longer is cheaper)
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
 BED_GAIN = 0.05  # bed at level 1.0 sits about as loud as the instruments

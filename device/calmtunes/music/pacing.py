@@ -56,7 +56,7 @@ class BreathPacer:
         dur = frames / fs
         new_rate = self.rate_bpm + clamp(target - self.rate_bpm, -_RATE_GLIDE * dur,
                                                  _RATE_GLIDE * dur)
-        # a breath lasts ≥ 3 s and a block ~40 ms: the swell is computed at the block's ends
+        # a breath lasts ≥ 3 s and a block ≤ 100 ms: the swell is computed at the block's ends
         # and joined linearly (continuous, within 0.01 dB of the exact curve)
         phase1 = self.phase + 0.5 * (self.rate_bpm + new_rate) * dur / 60.0
         # depth glides too (turning pacing on or off mid-breath must not step)
