@@ -89,6 +89,7 @@ class LoudnessMeter:
         self._subs: deque[float] = deque(maxlen=30)  # last 3 s of sub-block energies (sums)
         maxlen = None if window_s is None else max(1, round(window_s * 10))
         self._blocks: deque[float] = deque(maxlen=maxlen)  # 400 ms block mean squares
+        self.blocks_done = 0  # gating blocks completed so far (grows by ~10 per second)
 
     def reset(self) -> None:
         self._filter.reset()
@@ -118,6 +119,7 @@ class LoudnessMeter:
                 if len(self._subs) >= 4:
                     last4 = list(self._subs)[-4:]
                     self._blocks.append(sum(last4) / (4 * self._sub_len))
+                    self.blocks_done += 1
 
     def _recent(self, n: int) -> float:
         if len(self._subs) < n:

@@ -53,8 +53,11 @@ class Normaliser:
 
     def measure(self, programme: np.ndarray) -> None:
         """Feed (frames, 2) of programme at ``rate``; updates the goal gain."""
+        done = self.meter.blocks_done
         self.meter.push(programme)
         self.elapsed += len(programme) / self.rate
+        if self.meter.blocks_done == done:
+            return  # no new 400 ms block: nothing new to measure
         blocks = self.meter.block_energies
         prior_w = PRIOR_BLOCKS * math.exp(-self.elapsed / PRIOR_FADE_S)
         gated, n = gated_stats(blocks)
