@@ -27,11 +27,12 @@ from calmtunes.music.dsp import SosFilter, clamp, ramp
 
 TEXTURES = ("surf", "wind", "rain", "none")
 
-# texture: ((dark band Hz), (bright band Hz), gain) – gains make the textures similarly loud
+# texture: ((dark band Hz), (bright band Hz), gain) – gains make the textures equally loud
+# (within 0.5 LU at colour 0.5)
 _BANDS = {
-    "surf": ((80.0, 500.0), (400.0, 2200.0), 0.9),
+    "surf": ((80.0, 500.0), (400.0, 2200.0), 1.17),
     "wind": ((250.0, 700.0), (700.0, 1800.0), 1.0),
-    "rain": ((500.0, 1500.0), (1500.0, 5000.0), 0.55),
+    "rain": ((500.0, 1500.0), (1500.0, 5000.0), 0.39),
 }
 _POOL = 1 << 16  # frames of stored noise (4 s at 16 kHz)
 _SLEW_PER_S = 0.25  # level and colour glide at most this much (of their 0–1 range) per second

@@ -26,7 +26,7 @@ import numpy as np
 from calmtunes.music.dsp import clamp
 from calmtunes.music.loudness import LoudnessMeter, energy_to_lufs, gated_stats, lufs_to_energy
 
-PRIOR_LUFS = -18.5  # programme loudness at the usual instrument levels (see scripts/bench_render)
+PRIOR_LUFS = -18.0  # programme loudness at the usual instrument levels (see scripts/bench_render)
 PRIOR_BLOCKS = 50.0  # weight of the prior, in 100 ms gating blocks (5 s), fading with PRIOR_FADE_S
 PRIOR_FADE_S = 10.0
 WINDOW_S = 20.0
