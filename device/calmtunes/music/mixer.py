@@ -1,173 +1,341 @@
-"""The renderer and mixer: phrases in, 48 kHz stereo float32 out, block by block.
+"""The renderer and mixer: phrases in, stereo float32 out, block by block, always finite.
 
-Notes are scheduled at absolute frame positions; ``render(frames)`` synthesises every note that
-sounds in the block, applies the master gain (loudness target + volume, ramped so nothing jumps),
-the fades, and a soft limiter, and returns a new (frames, 2) float32 array that is always finite.
+Signal flow (module that does each step in brackets)::
+
+    notes ─► instruments [instruments] ─► pad+chorus [chorus]·breath, melody·prominence,
+                                          harmony, bass
+                 └─► sends ─► FDN reverb [reverb]
+    bed [bed] · breath [pacing]
+    ─► sum ─► 65 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
+    ─► gain (normalisation + volume + fade) ─► + entrainment [entrainment] ─► limiter [limiter]
+
+Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
+warm, small-speaker sound wanted here has nothing above ~6.5 kHz, and the synthesis costs a third.
+They run in fixed chunks of 100 ms into a small queue; the master stage (gains, fades, limiter)
+runs on whatever block the caller asks for, so volume and fades answer within one block.
+
+Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
+synthesis has reached it plays as soon as it can (at most one chunk late), never cut in half.
+
+Transitions: ``schedule(..., crossfade_s=2.5)`` releases the old phrase's sounding notes over the
+crossfade and brings the new phrase's first notes in along the same span; bed, reverb and pacing
+run on through, so nothing restarts. Volume moves at most ``VOLUME_SLEW_DB_PER_S``; the
+normalisation at most 0.5 dB/s; fades are smoothstep curves. None of these can make a step.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
+from scipy import signal
 
 from calmtunes.config import Config
+from calmtunes.music.bed import Bed
+from calmtunes.music.chorus import Chorus
 from calmtunes.music.controls import Controls
+from calmtunes.music.dsp import SosFilter, clamp, ramp, smoothstep
+from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.events import Phrase
+from calmtunes.music.instruments import BUSES, TIMBRES, Ensemble, NoteRow
+from calmtunes.music.limiter import TruePeakLimiter
+from calmtunes.music.normaliser import Normaliser
+from calmtunes.music.pacing import BreathPacer
+from calmtunes.music.reverb import FDNReverb
+from calmtunes.music.score import clean_phrase
 from calmtunes.music.theory import midi_to_hz
 
-# Level at 0 dB volume that lands near the default −30 LUFS target with this instrument set;
-# the loudness meter in the sound issue refines this into a measured normalisation.
-_REFERENCE_LUFS = -30.0
-_BASE_GAIN = 0.18
+log = logging.getLogger(__name__)
 
+OVERSAMPLE = 3  # output rate / instrument rate
+CHUNK_S = 0.100  # instrument chunk, in seconds (per-chunk costs are fixed: longer is cheaper)
+VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
+CEILING_DBTP = -1.0
+BED_GAIN = 0.33  # bed at level 1.0 sits ~3 LU under the instruments; at 0.35 about 12 LU under
+SENDS = {"pad": 0.55, "melody": 0.4, "harmony": 0.45, "bass": 0.06}  # reverb sends per bus
+REVERB_GAIN = 0.9
+HIGHPASS_HZ = 65.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
 
-@dataclass
-class _Voice:
-    freq: float
-    start: int  # absolute frame of note-on
-    end: int  # absolute frame of note-off (release follows)
-    velocity: float
-    voice: str
-    release_override: int | None = None  # frames, when cut short by a crossfade
-
-
-# voice -> (attack s, release s, pan -1..1, partial amplitudes, partial decay per s)
-_TIMBRES = {
-    "pad": (1.2, 2.0, 0.0, (1.0, 0.35, 0.12), (0.0, 0.0, 0.0)),
-    "melody": (0.008, 0.6, 0.15, (1.0, 0.45, 0.18, 0.08), (0.9, 1.6, 2.6, 3.5)),
-    "harmony": (0.01, 0.6, -0.25, (1.0, 0.4, 0.12), (1.0, 1.8, 3.0)),
-    "bass": (0.05, 0.5, 0.0, (1.0, 0.25), (0.3, 0.8)),
+_CONTROL_RANGES = {  # Controls field: (min, max) for clamping; NaN keeps the previous value
+    "brightness": (0.0, 1.0), "bed_level": (0.0, 1.0), "breath_rate": (4.0, 20.0),
+    "melodic": (0.0, 1.0), "volume_db": (-60.0, 12.0), "density": (0.0, 1.0),
+    "register": (0.0, 1.0), "tempo_bpm": (30.0, 200.0),
 }
-_VOICE_GAIN = {"pad": 0.22, "melody": 0.55, "harmony": 0.35, "bass": 0.45}
 
 
 class Mixer:
     def __init__(self, sample_rate: int, config: Config) -> None:
+        if not isinstance(sample_rate, int) or not 24000 <= sample_rate <= 192000 \
+                or sample_rate % OVERSAMPLE:
+            raise ValueError(f"mixer: sample rate {sample_rate!r} Hz is not usable; use 44100 "
+                             "or 48000 (audio.sample_rate)")
         self.sr = sample_rate
+        self.rate = sample_rate / OVERSAMPLE  # instrument rate, Hz
+        self.chunk = round(CHUNK_S * self.rate)
         self.config = config
-        self.position = 0  # absolute frame of the next rendered sample
-        self.scheduled_until = 0  # absolute frame where the scheduled music ends
-        self._voices: list[_Voice] = []
-        self._gain = 0.0  # current master gain (linear), ramped toward _target_gain
-        self._volume_db = config.music.volume_db
-        self._fade = 0.0  # 0 silent – 1 full
-        self._fade_target = 0.0
-        self._fade_rate = 1.0  # per frame
+        self.position = 0  # absolute output frame of the next rendered sample
+        self.scheduled_until = 0  # absolute output frame where the scheduled music ends
         self.controls = Controls()
         self.current_phrase: Phrase | None = None
+        self._rng = np.random.default_rng(config.music.seed or None)
+
+        self.ensemble = Ensemble(self.rate)
+        self.reverb = FDNReverb(self.rate)
+        self.chorus = Chorus(self.rate)
+        self.bed = Bed(self.rate, config.sound.bed, seed=int(self._rng.integers(1 << 31)))
+        self._old_bed: Bed | None = None  # the previous texture, fading out after a change
+        self._bed_mix = 1.0  # 0 → 1 while a new texture fades in
+        self.pacer = BreathPacer(self.controls.breath_rate, config.sound.breath_depth_db,
+                                 config.sound.breath_pacing)
+        self.normaliser = Normaliser(self.rate, config.music.target_lufs)
+        self.limiter = TruePeakLimiter(sample_rate, CEILING_DBTP)
+        self.entrainment = Entrainment(sample_rate, config.sound.entrainment,
+                                       config.sound.entrainment_hz)
+        self._highpass = SosFilter(
+            signal.butter(2, HIGHPASS_HZ, "highpass", fs=self.rate, output="sos"), 2)
+        # image rejection for the ×3 upsampling: flat (±0.05 dB) to 6.5 kHz, −70 dB from 11 kHz
+        self._upsample = SosFilter(
+            signal.ellip(6, 0.1, 75.0, 6500.0, fs=sample_rate, output="sos"), 2)
+
+        self._synth_pos = 0  # instrument frames rendered
+        self._queue = np.zeros((0, 2))  # upsampled programme not yet through the master stage
+        self._melodic = 1.0  # glided melody prominence gain
+        self._reverb_level = config.sound.reverb
+        self._volume_db = self._clamp_volume(config.music.volume_db)
+        self._volume_now = self._volume_db
+        self._fade = 0.0  # 0 silent – 1 full (linear position along the fade)
+        self._fade_target = 0.0
+        self._fade_rate = 1.0  # per frame
 
     # -- control -------------------------------------------------------------------------------
     def reconfigure(self, config: Config) -> None:
+        """Take a new config; every change glides (texture and entrainment crossfade over 2 s)."""
+        old = self.config
         self.config = config
+        s = config.sound
+        self.normaliser.set_target(config.music.target_lufs)
+        self._volume_db = self._clamp_volume(self._volume_db)
+        self.pacer.depth_db = s.breath_depth_db
+        self.pacer.enabled = s.breath_pacing
+        if s.bed != old.sound.bed:
+            log.info("bed texture %s → %s (crossfading)", old.sound.bed, s.bed)
+            self._old_bed = self.bed
+            self.bed = Bed(self.rate, s.bed, seed=int(self._rng.integers(1 << 31)))
+            self.bed.level, self.bed.colour = self._old_bed.level, self._old_bed.colour
+            self._bed_mix = 0.0
+        if (s.entrainment, s.entrainment_hz) != (old.sound.entrainment, old.sound.entrainment_hz):
+            self.entrainment.set(s.entrainment, s.entrainment_hz)
 
     def set_controls(self, controls: Controls) -> None:
+        """Take the conductor's controls; out-of-range values are clamped (and logged)."""
+        fixes = {}
+        for name, (lo, hi) in _CONTROL_RANGES.items():
+            value = getattr(controls, name)
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = math.nan
+            if not math.isfinite(v):
+                fixes[name] = getattr(self.controls, name)
+            elif not lo <= v <= hi:
+                fixes[name] = min(hi, max(lo, v))
+        if fixes:
+            log.warning("controls out of range, clamped: %s", ", ".join(
+                f"{k} {getattr(controls, k)!r} → {v!r}" for k, v in fixes.items()))
+            controls = controls.with_(**fixes)
         self.controls = controls
         self.set_volume_db(controls.volume_db)
 
-    def set_volume_db(self, db: float) -> None:
+    def _clamp_volume(self, db: float) -> float:
         m = self.config.music
-        self._volume_db = float(np.clip(db, m.min_volume_db, m.max_volume_db))
+        return float(min(m.max_volume_db, max(m.min_volume_db, db)))
+
+    def set_volume_db(self, db: float) -> None:
+        """Volume relative to the loudness target, in dB; clamped to music.min/max_volume_db."""
+        try:
+            db = float(db)
+        except (TypeError, ValueError):
+            db = math.nan
+        if not math.isfinite(db):
+            log.warning("volume %r dB is not a number; keeping %.1f dB", db, self._volume_db)
+            return
+        self._volume_db = self._clamp_volume(db)
+
+    @property
+    def volume_db(self) -> float:
+        return self._volume_db
 
     def fade_in(self, seconds: float) -> None:
         self._fade_target = 1.0
-        self._fade_rate = 1.0 / max(1.0, seconds * self.sr)
+        self._fade_rate = 1.0 / max(1.0, _finite_or(seconds, 1.0) * self.sr)
 
     def fade_out(self, seconds: float) -> None:
         self._fade_target = 0.0
-        self._fade_rate = 1.0 / max(1.0, seconds * self.sr)
+        self._fade_rate = 1.0 / max(1.0, _finite_or(seconds, 1.0) * self.sr)
 
     @property
     def faded_out(self) -> bool:
         return self._fade <= 0.0 and self._fade_target == 0.0
 
+    # -- scheduling ----------------------------------------------------------------------------
     def schedule(self, phrase: Phrase, start_frame: int | None = None,
                  crossfade_s: float = 0.0) -> None:
-        """Queue ``phrase`` at ``start_frame`` (default: right after what is scheduled).
+        """Queue ``phrase`` at ``start_frame`` (output frames; default: after what is scheduled).
 
-        With ``crossfade_s``, notes of earlier phrases that have not started yet are dropped and
-        sounding ones released over that time, so a preset change glides in."""
+        With ``crossfade_s`` (≥ 2 s for a preset change), notes of earlier phrases that have not
+        started are dropped and sounding ones released over that time, while the new phrase's
+        first notes swell in over the same span."""
+        notes, tempo, beats, problems = clean_phrase(phrase)
+        if problems:
+            log.warning("phrase from the %s composer: %s", phrase.source, "; ".join(problems))
         start = self.scheduled_until if start_frame is None else int(start_frame)
-        if crossfade_s > 0:
-            fade = int(crossfade_s * self.sr)
+        start_i = start / OVERSAMPLE  # instrument frames
+        earliest = float(self._synth_pos)  # what is rendered cannot change any more
+        fade = 0.0
+        if crossfade_s and math.isfinite(crossfade_s) and crossfade_s > 0:
+            fade = min(float(crossfade_s), 30.0) * self.rate
+            cut = max(start_i, earliest)
             kept = []
-            for v in self._voices:
-                if v.start >= start:
-                    continue
-                if v.end > start:
-                    v.end = start
-                    v.release_override = fade
-                kept.append(v)
-            self._voices = kept
-        spb = 60.0 / phrase.tempo_bpm * self.sr  # frames per beat
-        for n in phrase.notes:
-            if n.voice not in _TIMBRES or not (0 <= n.pitch <= 127) or n.duration_beats <= 0:
-                continue
-            on = start + int(n.start_beat * spb)
-            off = on + max(1, int(n.duration_beats * spb))
-            vel = float(np.clip(n.velocity, 0.0, 1.0))
-            self._voices.append(_Voice(midi_to_hz(n.pitch), on, off, vel, n.voice))
-        self.scheduled_until = start + int(phrase.beats * spb)
+            for r in self.ensemble.rows:
+                if r.start >= cut:
+                    continue  # not begun: never heard
+                if r.end > cut:  # still held: release from the cut, over at least the fade
+                    r.end = cut
+                    r.release = max(r.release, fade)
+                kept.append(r)  # (a note already in its release is left exactly as it is)
+            self.ensemble.replace(kept)
+        spb = 60.0 / tempo * self.rate  # instrument frames per beat
+        c = self.controls
+        rows: list[NoteRow] = []
+        for n in notes:
+            timbre = TIMBRES[n.voice]
+            on = start_i + n.start_beat * spb
+            off = on + max(1.0, n.duration_beats * spb)
+            if on < earliest:  # already past: play it now, as long as it was meant to last
+                off += earliest - on
+                on = earliest
+            attack = timbre.attack_s * self.rate
+            if fade:  # the new phrase glides in along the crossfade
+                attack = max(attack, start_i + fade - on)
+            freq = midi_to_hz(n.pitch)
+            bright = 0.15 + 0.85 * float(c.brightness)
+            base = dict(end=off, velocity=n.velocity, voice=n.voice, attack=attack,
+                        release=timbre.release_s * self.rate, bright=bright)
+            if timbre.detune_cents:
+                for sign in (-1.0, 1.0):
+                    f = freq * 2.0 ** (sign * timbre.detune_cents / 1200.0)
+                    rows.append(NoteRow(start=on, freq=f, pan=timbre.pan + sign * timbre.spread,
+                                        phase0=float(self._rng.random()), **base))
+            else:
+                rows.append(NoteRow(start=on, freq=freq, pan=timbre.pan, **base))
+        self.ensemble.add(rows)
+        self.scheduled_until = start + max(1, round(beats * spb * OVERSAMPLE))
         self.current_phrase = phrase
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, frames: int) -> np.ndarray:
-        out = np.zeros((frames, 2), dtype=np.float64)
-        t0, t1 = self.position, self.position + frames
-        alive = []
-        for v in self._voices:
-            attack, release, pan, partials, decays = _TIMBRES[v.voice]
-            rel = v.release_override or int(release * self.sr)
-            if v.end + rel <= t0:
-                continue  # finished
-            alive.append(v)
-            if v.start >= t1:
-                continue  # not yet
-            out += self._render_voice(v, t0, frames, attack, rel, pan, partials, decays)
-        self._voices = alive
-        self.position = t1
-        return self._master(out)
+        """The next ``frames`` of output: (frames, 2) float32, finite, under −1 dBTP."""
+        frames = max(0, int(frames))
+        while len(self._queue) < frames:
+            self._queue = np.concatenate([self._queue, self._synthesise()], axis=0)
+        programme = self._queue[:frames]
+        self._queue = self._queue[frames:]
+        self.position += frames
+        return self._master(programme)
 
-    def _render_voice(self, v: _Voice, t0: int, frames: int, attack: float, rel: int, pan: float,
-                      partials, decays) -> np.ndarray:
-        n = np.arange(t0, t0 + frames, dtype=np.float64)
-        since = (n - v.start) / self.sr  # seconds since note-on (negative before it)
-        env = np.clip(since / attack, 0.0, 1.0)
-        released = n >= v.end
-        if released.any():
-            after = (n - v.end) / rel
-            env = np.where(released, env * np.clip(1.0 - after, 0.0, 1.0) ** 2, env)
-        env[since < 0] = 0.0
-        bright = 0.5 + self.controls.brightness
-        sig = np.zeros(frames)
-        phase = 2 * math.pi * v.freq * np.maximum(since, 0.0)
-        for k, (amp, decay) in enumerate(zip(partials, decays), start=1):
-            if v.freq * k > 0.45 * self.sr:
-                break
-            a = amp * (bright ** (k - 1))
-            sig += a * np.sin(phase * k) * (np.exp(-decay * np.maximum(since, 0)) if decay else 1.0)
-        sig *= env * v.velocity * _VOICE_GAIN[v.voice]
-        left = math.cos((pan + 1) * math.pi / 4)
-        right = math.sin((pan + 1) * math.pi / 4)
-        return np.stack([sig * left, sig * right], axis=1)
+    def _synthesise(self) -> np.ndarray:
+        """One instrument chunk → (chunk × OVERSAMPLE, 2) upsampled programme, before gain."""
+        n = self.chunk
+        t0 = self._synth_pos
+        self._synth_pos += n
+        c = self.controls
+        buses = self.ensemble.render(t0, n).astype(np.float64)
+        self.ensemble.prune(t0 + n)
+        breath = self.pacer.gains(n, self.rate, c.breath_rate)
+        goal = 0.35 + 0.65 * float(c.melodic)
+        melodic = ramp(self._melodic, goal, n)
+        self._melodic = goal
+        pad, mel = 2 * BUSES.index("pad"), 2 * BUSES.index("melody")
+        buses[pad:pad + 2] = self.chorus.process(buses[pad:pad + 2]) * breath
+        buses[mel:mel + 2] *= melodic
+        dry = _DRY @ buses
+        send = _SEND @ buses
+        goal = float(self.config.sound.reverb)
+        wet_gain = ramp(self._reverb_level, goal, n)
+        self._reverb_level = goal
+        wet = self.reverb.process(send) * (wet_gain * REVERB_GAIN)
+        mix = dry * (1.0 - 0.35 * wet_gain) + wet
+        mix += self._render_bed(n, c) * (breath * BED_GAIN)
+        mix = self._highpass(mix)
+        if not np.isfinite(mix).all():
+            log.error("non-finite samples in the mix; resetting the synthesis state")
+            mix = np.zeros_like(mix)
+            self._reset_dsp()
+        self.normaliser.measure(mix.T)
+        up = np.zeros((2, n * OVERSAMPLE))
+        up[:, ::OVERSAMPLE] = mix * OVERSAMPLE
+        return self._upsample(up).T
+
+    def _render_bed(self, n: int, c: Controls) -> np.ndarray:
+        out = self.bed.render(n, c.bed_level, c.brightness)
+        if self._old_bed is None:
+            return out
+        step = n / (2.0 * self.rate)  # new texture in over 2 s, old one out
+        new = min(1.0, self._bed_mix + step)
+        mix = ramp(self._bed_mix, new, n)
+        self._bed_mix = new
+        out = out * mix + self._old_bed.render(n, c.bed_level, c.brightness) * (1.0 - mix)
+        if new >= 1.0:
+            self._old_bed = None
+        return out
+
+    def _reset_dsp(self) -> None:
+        self.reverb = FDNReverb(self.rate)
+        self._highpass.reset()
+        self._upsample.reset()
 
     def _master(self, x: np.ndarray) -> np.ndarray:
         frames = len(x)
-        target = _BASE_GAIN * 10 ** ((self.config.music.target_lufs - _REFERENCE_LUFS
-                                      + self._volume_db) / 20)
-        # Master gain glides at most 1 dB per ~50 ms: volume steps never click.
-        gains = np.linspace(self._gain, target, frames + 1)[1:] if self._gain != target else None
-        step = self._fade_rate * (1 if self._fade_target > self._fade else -1)
-        fades = np.clip(self._fade + step * np.arange(1, frames + 1), 0.0, 1.0)
-        if self._fade_target >= self._fade:
-            fades = np.minimum(fades, self._fade_target)
+        if frames == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        seconds = frames / self.sr
+        norm0, norm1 = self.normaliser.advance(seconds)
+        step = VOLUME_SLEW_DB_PER_S * seconds
+        vol1 = self._volume_now + clamp(self._volume_db - self._volume_now, -step, step)
+        # gains join linearly between the block's ends (a block moves them by < 0.5 dB)
+        g0 = 10.0 ** ((norm0 + self._volume_now) / 20.0)
+        g1 = 10.0 ** ((norm1 + vol1) / 20.0)
+        fade1 = self._fade + clamp(self._fade_target - self._fade, -self._fade_rate * frames,
+                                   self._fade_rate * frames)
+        if fade1 == self._fade:
+            fade: np.ndarray | float = float(smoothstep(self._fade))
         else:
-            fades = np.maximum(fades, self._fade_target)
-        self._fade = float(fades[-1])
-        g = (gains if gains is not None else target) * fades
-        self._gain = target
-        y = x * (g[:, None] if np.ndim(g) else g)
-        y = np.tanh(y * 1.2) / 1.2  # soft limiter: gentle above ~-6 dBFS, never past ±0.83
-        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            fade = smoothstep(ramp(self._fade, fade1, frames))
+        y = x * (ramp(g0, g1, frames) * fade)[:, None]
+        if self.entrainment.active:
+            level = self.config.music.target_lufs + self.config.sound.entrainment_level_db
+            # follows volume and fades, not the normalisation (it is already at its level)
+            v0, v1 = 10.0 ** (self._volume_now / 20.0), 10.0 ** (vol1 / 20.0)
+            amp = amplitude_for_lufs(level) * ramp(v0, v1, frames) * fade
+            y = y + self.entrainment.render(frames, amp)
+        self._volume_now = vol1
+        self._fade = fade1
+        y = self.limiter.process(y)
+        if not math.isfinite(float(y.sum())):  # one pass, no temporary: |y| ≤ 1 cannot overflow
+            log.error("non-finite output replaced by silence")
+            y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
         return y.astype(np.float32)
+
+
+# (2 × 2·buses) matrices summing the buses' left and right rows, dry and into the reverb
+_DRY = np.tile(np.eye(2), len(BUSES))
+_SEND = np.tile(np.eye(2), len(BUSES)) * np.repeat([SENDS[b] for b in BUSES], 2)[None, :]
+
+
+def _finite_or(value: float, default: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) else default

@@ -1,0 +1,107 @@
+"""The mixer as the audio component and the offline renderer use it: pitch, loudness, peaks."""
+
+import numpy as np
+import pytest
+
+from calmtunes.config import Config
+from calmtunes.music.analysis import band_levels, find_clicks, measure_frequency
+from calmtunes.music.controls import Controls
+from calmtunes.music.events import NoteEvent, Phrase
+from calmtunes.music.fallback import ProceduralComposer
+from calmtunes.music.loudness import integrated_loudness, true_peak_dbtp
+from calmtunes.music.mixer import Mixer
+
+SR = 48000
+BLOCK = 960
+
+
+def render_preset(config, preset, seconds, volume_db=0.0, seed=1):
+    mixer = Mixer(SR, config)
+    controls = Controls.from_preset(preset, config.music.presets[preset], volume_db=volume_db)
+    mixer.set_controls(controls)
+    mixer.fade_in(config.audio.fade_in_s)
+    composer = ProceduralComposer(seed)
+    out = []
+    for _ in range(int(seconds * SR / BLOCK)):
+        while mixer.scheduled_until <= mixer.position + BLOCK + SR:
+            mixer.schedule(composer.next_phrase(controls))
+        out.append(mixer.render(BLOCK))
+    return mixer, np.concatenate(out)
+
+
+def single_note(pitch=69, voice="melody", seconds=3.0, config=None):
+    config = config or Config().replace(sound={"bed": "none"})
+    mixer = Mixer(SR, config)
+    mixer.set_controls(Controls(volume_db=0.0))
+    mixer.fade_in(0.01)
+    mixer.schedule(Phrase((NoteEvent(0.0, 4.0, pitch, 0.8, voice),), 4.0, 60.0, 9, "major",
+                          Controls()))
+    return np.concatenate([mixer.render(BLOCK) for _ in range(int(seconds * SR / BLOCK))])
+
+
+@pytest.mark.parametrize("voice", ["melody", "harmony", "pad", "bass"])
+def test_a4_is_440_hz(voice):
+    y = single_note(69, voice)
+    f = measure_frequency(y[SR // 2:2 * SR], SR, fmin=300, fmax=600)
+    assert f == pytest.approx(440.0, abs=1.0)
+
+
+def test_render_shape_type_and_interface():
+    mixer = Mixer(SR, Config())
+    assert mixer.position == 0 and mixer.scheduled_until == 0 and mixer.current_phrase is None
+    phrase = ProceduralComposer(1).next_phrase(Controls())
+    mixer.schedule(phrase)
+    assert mixer.current_phrase is phrase
+    assert mixer.scheduled_until == round(phrase.seconds * SR)
+    y = mixer.render(BLOCK)
+    assert y.shape == (BLOCK, 2) and y.dtype == np.float32
+    assert mixer.position == BLOCK
+    assert mixer.render(0).shape == (0, 2)
+    assert mixer.faded_out  # never faded in
+    assert not np.any(y)
+
+
+def test_one_minute_render_hits_the_target_loudness_under_the_peak_ceiling():
+    config = Config()
+    _, y = render_preset(config, "calm", 60.0)
+    lufs = integrated_loudness(y, SR)
+    assert abs(lufs - config.music.target_lufs) <= 1.0, lufs
+    assert true_peak_dbtp(y) <= -1.0
+    assert np.isfinite(y).all()
+    assert len(find_clicks(y, SR)) == 0
+
+
+def test_volume_is_relative_to_the_target_and_capped():
+    config = Config().replace(music={"max_volume_db": 0.0})
+    mixer, quiet = render_preset(config, "sleep", 30.0, volume_db=-12.0)
+    target = config.music.target_lufs
+    assert integrated_loudness(quiet[10 * SR:], SR) == pytest.approx(target - 12.0, abs=1.0)
+    mixer.set_volume_db(+20.0)  # the buttons cannot go past max_volume_db
+    assert mixer.volume_db == 0.0
+    mixer.set_volume_db(-99.0)
+    assert mixer.volume_db == config.music.min_volume_db
+
+
+def test_loud_configuration_still_stays_under_minus_1_dbtp():
+    # the loudest the config allows: −14 LUFS target and +6 dB volume; the limiter must hold
+    config = Config().replace(music={"target_lufs": -14.0, "max_volume_db": 6.0})
+    _, y = render_preset(config, "uplift", 20.0, volume_db=6.0)
+    assert true_peak_dbtp(y) <= -1.0
+    assert np.isfinite(y).all()
+
+
+def test_no_harsh_highs_and_no_boom():
+    _, y = render_preset(Config(), "calm", 20.0)
+    bands = band_levels(y[5 * SR:], SR)
+    assert bands["20-80 Hz"] < -10.0  # lows a small speaker would rattle on stay down
+    assert bands["5000-10000 Hz"] < -40.0  # nothing sharp up top
+    assert bands["250-2000 Hz"] > -6.0  # the body of the sound is in the mids
+
+
+def test_fade_out_reaches_silence_and_reports_it():
+    mixer, _ = render_preset(Config(), "calm", 5.0)
+    mixer.fade_out(1.0)
+    tail = np.concatenate([mixer.render(BLOCK) for _ in range(60)])
+    assert mixer.faded_out
+    assert np.abs(tail[-BLOCK:]).max() == 0.0
+    assert len(find_clicks(tail, SR)) == 0

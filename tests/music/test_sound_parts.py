@@ -1,0 +1,140 @@
+"""The parts on their own: reverb, bed, breath pacing, entrainment."""
+
+import math
+
+import numpy as np
+import pytest
+
+from calmtunes.music.analysis import find_clicks, measure_frequency
+from calmtunes.music.bed import TEXTURES, Bed
+from calmtunes.music.chorus import Chorus
+from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
+from calmtunes.music.loudness import integrated_loudness
+from calmtunes.music.pacing import BreathPacer, breath_shape
+from calmtunes.music.reverb import FDNReverb
+
+RATE = 16000
+
+
+def test_reverb_decays_at_its_rt60_and_is_stereo():
+    rev = FDNReverb(RATE, rt60_s=2.0)
+    x = np.zeros((2, RATE * 4))
+    x[0, 0] = 1.0
+    y = np.concatenate([rev.process(x[:, i:i + 1280]) for i in range(0, x.shape[1], 1280)], 1)
+    energy = (y ** 2).sum(axis=0)
+    per_s = [10 * np.log10(energy[s * RATE:(s + 1) * RATE].sum()) for s in range(4)]
+    slopes = np.diff(per_s[1:])  # dB per second, after the onset
+    assert np.all((slopes > -40) & (slopes < -22))  # −60 dB in 1.5–2.7 s
+    corr = np.corrcoef(y[0, RATE // 2:RATE], y[1, RATE // 2:RATE])[0, 1]
+    assert abs(corr) < 0.5  # decorrelated: a wide tail
+    assert np.all(y[:, : int(0.02 * RATE)] == 0)  # pre-delay keeps the attack dry
+
+
+def test_reverb_block_size_does_not_matter():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, RATE))
+    a = FDNReverb(RATE)
+    b = FDNReverb(RATE)
+    ya = np.concatenate([a.process(x[:, i:i + 1280]) for i in range(0, RATE, 1280)], 1)
+    yb = np.concatenate([b.process(x[:, i:i + 333]) for i in range(0, RATE, 333)], 1)
+    assert np.allclose(ya, yb)
+
+
+@pytest.mark.parametrize("texture", [t for t in TEXTURES if t != "none"])
+def test_bed_textures_are_calm_noise_that_follows_the_level(texture):
+    bed = Bed(RATE, texture, seed=1)
+    quiet = np.concatenate([bed.render(1280, 0.2, 0.5) for _ in range(200)], 1)
+    bed2 = Bed(RATE, texture, seed=1)
+    loud = np.concatenate([bed2.render(1280, 0.8, 0.5) for _ in range(200)], 1)
+    lq = integrated_loudness(quiet.T[RATE * 6:], RATE)
+    ll = integrated_loudness(loud.T[RATE * 6:], RATE)
+    assert ll - lq == pytest.approx(20 * math.log10(4), abs=1.0)  # amplitude ∝ level
+    assert np.isfinite(loud).all()
+
+
+def test_bed_none_is_silent_and_unknown_texture_refused():
+    assert not np.any(Bed(RATE, "none").render(1000, 1.0, 1.0))
+    with pytest.raises(ValueError, match="texture"):
+        Bed(RATE, "thunder")
+
+
+def test_bed_level_glides_instead_of_jumping():
+    bed = Bed(RATE, "surf", seed=2)
+    for _ in range(50):
+        bed.render(1280, 0.0, 0.5)
+    bed.render(1280, 1.0, 0.5)
+    assert bed.level <= 0.25 * 1280 / RATE + 1e-9  # moved only by the slew limit
+
+
+def test_breath_pacing_swells_at_the_asked_rate():
+    pacer = BreathPacer(6.0, depth_db=3.0)
+    g = np.concatenate([pacer.gains(640, RATE, 6.0) for _ in range(int(60 * RATE / 640))])
+    db = 20 * np.log10(g)
+    assert db.max() - db.min() == pytest.approx(3.0, abs=0.05)
+    spectrum = np.abs(np.fft.rfft(db - db.mean()))
+    freqs = np.fft.rfftfreq(len(db), 1 / RATE)
+    assert freqs[np.argmax(spectrum)] * 60 == pytest.approx(6.0, abs=0.5)  # breaths/min
+
+
+def test_breath_shape_inhales_shorter_than_it_exhales():
+    p = np.linspace(0, 1, 1001)
+    s = breath_shape(p)
+    assert s[0] == pytest.approx(0) and s.max() == pytest.approx(1)
+    assert p[np.argmax(s)] == pytest.approx(0.4, abs=0.01)
+
+
+def test_breath_rate_change_glides():
+    pacer = BreathPacer(12.0)
+    pacer.gains(640, RATE, 4.0)
+    assert pacer.rate_bpm > 11.9  # 0.5 breaths/min per second at most
+
+
+def test_binaural_beat_puts_the_beat_between_the_ears():
+    ent = Entrainment(48000, "binaural", 8.0)
+    y = np.concatenate([ent.render(960, 0.1) for _ in range(200)])  # 4 s (2 s fade-in)
+    left = measure_frequency(y[96000:, 0], 48000)
+    right = measure_frequency(y[96000:, 1], 48000)
+    assert left == pytest.approx(200.0, abs=0.2) and right == pytest.approx(208.0, abs=0.2)
+    assert len(find_clicks(y, 48000)) == 0
+
+
+def test_isochronic_pulses_at_the_beat_and_keeps_its_loudness():
+    ent = Entrainment(48000, "isochronic", 6.0)
+    amp = amplitude_for_lufs(-40.0)
+    y = np.concatenate([ent.render(960, amp) for _ in range(400)])[96000:]
+    envelope = np.abs(y[:, 0])
+    spectrum = np.abs(np.fft.rfft(envelope - envelope.mean()))
+    freqs = np.fft.rfftfreq(len(envelope), 1 / 48000)
+    assert freqs[np.argmax(spectrum[freqs < 50])] == pytest.approx(6.0, abs=0.3)
+    assert integrated_loudness(y, 48000) == pytest.approx(-40.0, abs=0.5)
+    assert len(find_clicks(y, 48000)) == 0
+
+
+def test_entrainment_is_off_by_default_and_checks_its_settings():
+    assert not Entrainment(48000).active
+    with pytest.raises(ValueError, match="beat"):
+        Entrainment(48000, "binaural", 100.0)
+    with pytest.raises(ValueError, match="mode"):
+        Entrainment(48000, "hypnotic")
+
+
+def test_chorus_widens_the_pad_without_moving_its_pitch():
+    t = np.arange(RATE * 6) / RATE
+    tone = np.sin(2 * np.pi * 220 * t) * np.clip(t / 0.05, 0, 1) ** 2  # a smooth start
+    chorus = Chorus(RATE)
+    y = np.concatenate([chorus.process(np.stack([tone, tone])[:, i:i + 1280])
+                        for i in range(0, len(t), 1280)], 1)
+    assert not np.allclose(y[0], y[1])  # the two sides differ: width
+    for ch in (0, 1):
+        assert measure_frequency(y[ch, RATE:], RATE) == pytest.approx(220.0, abs=1.0)
+    assert len(find_clicks(y.T, RATE, hf_hz=6000)) == 0
+
+
+@pytest.mark.parametrize("rows", [1, 10, 300])
+def test_single_thread_matmul_equals_matmul(rows):
+    from calmtunes.music.dsp import matmul_single
+
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((32, rows)).astype(np.float32)
+    b = rng.standard_normal((rows, 3200)).astype(np.float32)
+    assert np.allclose(matmul_single(a, b), a @ b, atol=1e-4)
