@@ -21,11 +21,9 @@ from calmtunes.music.conductor import Conductor
 from calmtunes.music.engine import load_generator
 from calmtunes.music.events import Phrase
 from calmtunes.music.fallback import ProceduralComposer
-from calmtunes.music.mixer import _TIMBRES, Mixer
+from calmtunes.music.mixer import Mixer
 
 log = logging.getLogger(__name__)
-
-_VOICE_NAMES = frozenset(_TIMBRES)  # the voices the mixer plays
 
 
 def to_pcm16(block: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -93,15 +91,13 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
                 next_second += 1
             while mixer.scheduled_until <= mixer.position + block + sr:
                 phrase = composer.next_phrase(conductor.controls())
-                start, first_voice = mixer.scheduled_until, len(mixer._voices)
-                mixer.schedule(phrase)
+                start = mixer.scheduled_until
+                onsets = mixer.schedule(phrase)
                 played.append((start, phrase))
                 if listener is not None:
-                    voices = mixer._voices[first_voice:]
-                    beats = [n.start_beat for n in phrase.notes if n.voice in _VOICE_NAMES
-                             and 0 <= n.pitch <= 127 and n.duration_beats > 0]
                     phrases.append((start / sr, phrase.beats, phrase.tempo_bpm,
-                                    [v.start / sr for v in voices], beats))
+                                    [frame / sr for _, frame in onsets],
+                                    [beat for beat, _ in onsets]))
             if done >= fade_at and not mixer.faded_out:
                 mixer.fade_out(config.audio.fade_out_s)
             n = min(block, total - done)

@@ -180,8 +180,11 @@ class Mixer:
 
     # -- scheduling ----------------------------------------------------------------------------
     def schedule(self, phrase: Phrase, start_frame: int | None = None,
-                 crossfade_s: float = 0.0) -> None:
+                 crossfade_s: float = 0.0) -> list[tuple[float, float]]:
         """Queue ``phrase`` at ``start_frame`` (output frames; default: after what is scheduled).
+
+        Returns ``(start_beat, note-on output frame)`` for every note that will sound, so the
+        tempo actually played can be measured from the output.
 
         With ``crossfade_s`` (≥ 2 s for a preset change), notes of earlier phrases that have not
         started are dropped and sounding ones released over that time, while the new phrase's
@@ -208,6 +211,7 @@ class Mixer:
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
         c = self.controls
         rows: list[NoteRow] = []
+        onsets: list[tuple[float, float]] = []
         for n in notes:
             timbre = TIMBRES[n.voice]
             on = start_i + n.start_beat * spb
@@ -218,6 +222,7 @@ class Mixer:
             attack = timbre.attack_s * self.rate
             if fade:  # the new phrase glides in along the crossfade
                 attack = max(attack, start_i + fade - on)
+            onsets.append((n.start_beat, on * OVERSAMPLE))
             freq = midi_to_hz(n.pitch)
             bright = 0.15 + 0.85 * float(c.brightness)
             base = dict(end=off, velocity=n.velocity, voice=n.voice, attack=attack,
@@ -232,6 +237,7 @@ class Mixer:
         self.ensemble.add(rows)
         self.scheduled_until = start + max(1, round(beats * spb * OVERSAMPLE))
         self.current_phrase = phrase
+        return onsets
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, frames: int) -> np.ndarray:
