@@ -117,10 +117,12 @@ def check_i2c(config: Config, probe: Probe) -> list[Check]:
     try:
         found = []
         # A one-byte read answers on every address with a device (as `i2cdetect -r` does);
-        # 0x03–0x77 are the ordinary 7-bit addresses.
-        for addr in range(0x03, 0x78):
+        # 0x03–0x77 are the ordinary 7-bit addresses. A bus without plain reads (an emulator)
+        # is asked at the sensor's address only.
+        scan = getattr(bus, "read_byte", None)
+        for addr in range(0x03, 0x78) if scan else [p.address]:
             try:
-                bus.read_byte(addr)
+                scan(addr) if scan else bus.read_byte_data(addr, PART_ID_REG)
                 found.append(addr)
             except OSError:
                 pass
@@ -192,6 +194,9 @@ def check_pulse_signal(config: Config, probe: Probe, sensor_ok: bool) -> Check:
             fs = sensor.fs() if callable(sensor.fs) else sensor.fs
         finally:
             sensor.close()
+    except OSError as exc:  # the driver's SensorError says what to check
+        return Check(name, False, f"reading the sensor failed: {exc}",
+                     "a loose wire or weak pull-ups; " + WIRING)
     finally:
         bus.close()
     signal = np.concatenate(ir) if ir else np.zeros(0)

@@ -318,3 +318,21 @@ def test_camera_skipped_when_not_used(dev):
 
 def test_audio_skipped_for_file_output(dev):
     assert st.check_audio(Config().replace(audio={"backend": "wav"}), probe_for(dev)).ok is None
+
+
+# -- pulse signal through the real driver and analysis, on the emulated sensor --------------------
+def test_pulse_signal_from_the_emulated_sensor(dev):
+    """Runs once the MAX30102 driver, the pulse analysis and the sensor emulator are in the tree;
+    5 s of real time, as on the device."""
+    pytest.importorskip("calmtunes.pulse.max30102")
+    pytest.importorskip("calmtunes.pulse.analysis")
+    sim = pytest.importorskip("calmtunes.sim.max30102")
+    (dev / "i2c-1").touch()
+    probe = probe_for(dev, smbus=lambda n: sim.emulated_bus("rest"))
+    results = st.run_checks(Config().replace(scene={"backend": "none"},
+                                             audio={"backend": "null"},
+                                             panel={"backend": "none"}), probe=probe)
+    assert only(results, "MAX30102").ok
+    pulse = only(results, "pulse signal (5 s)")
+    assert pulse.ok, pulse.detail
+    assert "heart rate" in pulse.detail
