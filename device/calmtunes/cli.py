@@ -252,10 +252,12 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from calmtunes.selftest import format_table, run_checks
+    from calmtunes.selftest import format_table, selftest
 
-    cfg, _ = load_config(args.config)
-    results = run_checks(cfg)
+    path = args.config
+    if path is None and config_mod.DEFAULT_PATH.exists():
+        path = str(config_mod.DEFAULT_PATH)
+    results = selftest(path)  # a bad config is a FAIL row, not the end of the test
     print(format_table(results))
     return 1 if any(r.ok is False for r in results) else 0
 

@@ -12,14 +12,14 @@ Commands beyond preset/volume/play_pause: ``sleep_timer`` (arg: minutes; none fo
 ``panel.sleep_timer_min``, 0 to cancel) fades out over :data:`SLEEP_FADE_S` when the time is up
 and pauses. ``shutdown`` (accepted only when ``panel.long_press_action`` is "shutdown") fades out
 and exits with :data:`EXIT_POWEROFF`. The daemon runs sandboxed without the right to power the
-machine off, so it only asks: the unit turns that exit status into a power-off with a privileged
-post-stop command, and does not restart on it::
+machine off, so it only asks: ``systemd/calmtunes.service`` takes exit status 10 as success,
+does not restart on it, and powers off in a privileged ``ExecStopPost=``. Without that unit (a
+workstation), the daemon just stops, saying so. "privacy" is remembered here (it survives power
+cuts) and acted on by the scene component.
 
-    RestartPreventExitStatus=78 10
-    ExecStopPost=+/bin/sh -c 'test "$EXIT_STATUS" = 10 && exec systemctl poweroff || true'
-
-Without such a unit (a workstation), the daemon just stops, saying so. "privacy" belongs to the
-scene component.
+systemd: READY=1 goes out once audio flows, or after :data:`READY_WITHOUT_SOUND_S` without a
+sound card (the daemon is up and keeps trying the card; its status line says what is missing), so
+a missing DAC is retried in place instead of the service being killed and restarted.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 EXIT_POWEROFF = 10  # "fade out and power off, please": see the module docstring
 SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
+READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound card (see above)
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
 
@@ -156,11 +157,7 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                if self.ready_at is None and self.audio.first_frame_at is not None:
-                    self.ready_at = now
-                    log.info("audio flowing %.2f s after start",
-                             self.audio.first_frame_at - self.started_at)
-                    self.notifier.ready(self.summary())
+                self._check_ready(now)
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -179,6 +176,22 @@ class Daemon:
         while self.audio.first_frame_at is None and time.monotonic() < deadline:
             if self._stop.wait(0.01):
                 return
+        self._check_ready(time.monotonic())
+
+    def _check_ready(self, now: float) -> None:
+        """READY=1 once audio flows, or after READY_WITHOUT_SOUND_S without a sound card."""
+        if self.ready_at is not None:
+            return
+        if self.audio.first_frame_at is not None:
+            self.ready_at = now
+            log.info("audio flowing %.2f s after start",
+                     self.audio.first_frame_at - self.started_at)
+            self.notifier.ready(self.summary())
+        elif now - self.started_at > READY_WITHOUT_SOUND_S:
+            self.ready_at = now
+            log.error("no audio output after %.0f s; running without sound and retrying the "
+                      "card (%s)", READY_WITHOUT_SOUND_S, self.audio.health().detail)
+            self.notifier.ready("NO SOUND: " + self.audio.health().detail)
 
     def shutdown(self) -> None:
         if self.exit_code == EXIT_POWEROFF:

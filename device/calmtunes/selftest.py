@@ -1,23 +1,260 @@
-"""``calmtunes selftest``: what can be checked now, as a PASS/FAIL table with fixes."""
+"""``calmtunes selftest``: one PASS/FAIL table for the technician, each FAIL with its fix.
+
+Checks, in the order a technician would fix things: the config, the I2C bus and the MAX30102's
+PART_ID, 5 s of pulse signal, a camera frame (grabbed, never saved), the sound card and a quiet
+chime, the buttons and LEDs, the generator model's hash, the watchdog, the state directory and
+whether the daemon runs. Each check is a function of the config and a :class:`Probe` (what it
+touches of the machine, replaceable in tests); none ever raises: missing hardware is a FAIL row
+with the fix, an unconfigured part a SKIP row with the reason.
+
+Run it as the daemon's user so it sees what the daemon sees: ``sudo -u calmtunes
+/opt/calmtunes/venv/bin/calmtunes selftest --config /etc/calmtunes/config.yaml``.
+While the daemon runs it holds the sound card and the GPIO pins; those rows then say so (stop
+it with ``sudo systemctl stop calmtunes`` for the full test).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+import shutil
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from calmtunes.config import Config
+
+#: MAX30102 (and MAX30105) PART_ID register and value (datasheet, register map: 0xFF reads 0x15)
+PART_ID_REG = 0xFF
+PART_ID_VALUE = 0x15
+REV_ID_REG = 0xFE
+#: where install-pi puts the generator model, with its recorded SHA-256 beside it
+MODEL_PATH = Path("/usr/share/calmtunes/calmtunes-generator.onnx")
+PULSE_SECONDS = 5.0
+WIRING = "see hw/README.md (/usr/share/doc/calmtunes/hw-README.md on the device)"
 
 
 @dataclass
 class Check:
     name: str
-    ok: bool | None  # None: skipped (not configured)
+    ok: bool | None  # None: skipped (not configured, or cannot be checked now)
     detail: str
     fix: str = ""
 
 
-def check_audio(config: Config) -> Check:
+def _smbus(bus: int) -> Any:
+    from smbus2 import SMBus  # imported late: the package imports on any machine
+
+    return SMBus(bus)
+
+
+def _run(cmd: list[str]) -> str | None:
+    """A command's stdout, or None when it is missing or fails."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+@dataclass
+class Probe:
+    """What the checks touch of the machine; tests replace the parts they need."""
+
+    dev: Path = Path("/dev")
+    smbus: Callable[[int], Any] = _smbus
+    pin_factory: Any = None  # gpiozero's default factory when None
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    run: Callable[[list[str]], str | None] = _run
+    model_path: Path | None = None  # None: music.model_path or MODEL_PATH
+    pulse_seconds: float = PULSE_SECONDS
+    led_on_s: float = 0.3  # each LED is lit this long for the technician to see
+    chime: bool = True
+    sleep: Callable[[float], None] = time.sleep
+
+
+# -- config ---------------------------------------------------------------------------------------
+def check_config(path: str | None) -> tuple[Check, Config]:
+    from calmtunes import config as config_mod
+    from calmtunes.errors import ConfigError
+
+    if path is None:
+        return Check("config", True, "no file; using the defaults"), Config()
+    try:
+        return Check("config", True, f"{path} is valid"), config_mod.load(path)
+    except ConfigError as exc:
+        problems = "; ".join(exc.problems)
+        return (Check("config", False, f"{path}: {problems}",
+                      f"edit {path} (config.example.yaml beside it lists every option); the "
+                      "checks below use the defaults"), Config())
+
+
+# -- pulse sensor ----------------------------------------------------------------------------------
+def check_i2c(config: Config, probe: Probe) -> list[Check]:
+    p = config.pulse
+    if p.backend != "max30102":
+        return [Check("I2C bus", None, f"pulse.backend is {p.backend!r}")]
+    node = probe.dev / f"i2c-{p.i2c_bus}"
+    if not node.exists():
+        return [Check("I2C bus", False, f"{node} does not exist: I2C is off",
+                      "dtparam=i2c_arm=on in /boot/firmware/config.txt (sudo ./scripts/install-pi "
+                      "does it), then reboot")]
+    try:
+        bus = probe.smbus(p.i2c_bus)
+    except PermissionError:
+        return [Check("I2C bus", False, f"no permission to open {node}",
+                      "run as the daemon's user (sudo -u calmtunes calmtunes selftest) or add "
+                      "yourself to group i2c")]
+    except (OSError, ImportError) as exc:
+        return [Check("I2C bus", False, f"cannot open {node}: {exc}",
+                      "check the I2C overlay and that smbus2 is installed")]
+    try:
+        found = []
+        # A one-byte read answers on every address with a device (as `i2cdetect -r` does);
+        # 0x03–0x77 are the ordinary 7-bit addresses. A bus without plain reads (an emulator)
+        # is asked at the sensor's address only.
+        scan = getattr(bus, "read_byte", None)
+        for addr in range(0x03, 0x78) if scan else [p.address]:
+            try:
+                scan(addr) if scan else bus.read_byte_data(addr, PART_ID_REG)
+                found.append(addr)
+            except OSError:
+                pass
+        listed = ", ".join(f"0x{a:02x}" for a in found) or "nothing"
+        rows = [Check("I2C bus", True, f"/dev/i2c-{p.i2c_bus}: {listed} answers")]
+        if p.address not in found:
+            rows.append(Check("MAX30102", False, f"no device at 0x{p.address:02x}",
+                              "check the sensor's wiring: VIN to 3.3 V (pin 1), GND (pin 6), "
+                              "SDA to GPIO2 (pin 3), SCL to GPIO3 (pin 5); " + WIRING))
+            return rows
+        part = bus.read_byte_data(p.address, PART_ID_REG)
+        rev = bus.read_byte_data(p.address, REV_ID_REG)
+        if part != PART_ID_VALUE:
+            rows.append(Check("MAX30102", False,
+                              f"the chip at 0x{p.address:02x} reports PART_ID 0x{part:02x}, "
+                              f"not 0x{PART_ID_VALUE:02x}",
+                              "this is not a MAX30102 (a MAX30100 board looks the same); replace "
+                              "the board; " + WIRING))
+        else:
+            rows.append(Check("MAX30102", True, f"PART_ID 0x{part:02x}, revision {rev}"))
+        return rows
+    except OSError as exc:
+        return [Check("MAX30102", False, f"I2C error talking to 0x{p.address:02x}: {exc}",
+                      "loose wire or missing pull-ups; " + WIRING)]
+    finally:
+        close = getattr(bus, "close", None)
+        if close is not None:
+            close()
+
+
+def _analyze_fn() -> Callable[..., Any] | None:
+    import importlib
+
+    for module in ("calmtunes.pulse.analysis", "calmtunes.pulse.analyze"):
+        try:
+            fn = getattr(importlib.import_module(module), "analyze", None)
+        except ImportError:
+            continue
+        if callable(fn):
+            return fn
+    return None
+
+
+def check_pulse_signal(config: Config, probe: Probe, sensor_ok: bool) -> Check:
+    name = f"pulse signal ({probe.pulse_seconds:.0f} s)"
+    if config.pulse.backend != "max30102":
+        return Check(name, None, f"pulse.backend is {config.pulse.backend!r}")
+    if not sensor_ok:
+        return Check(name, None, "no MAX30102 (see above)")
+    analyze = _analyze_fn()
+    try:
+        from calmtunes.pulse.max30102 import MAX30102
+    except ImportError:
+        MAX30102 = None
+    if MAX30102 is None or analyze is None:
+        return Check(name, None, "the pulse driver or analysis is not in this build")
+    import numpy as np
+
+    bus = probe.smbus(config.pulse.i2c_bus)
+    try:
+        sensor = MAX30102(bus, address=config.pulse.address)
+        sensor.start()
+        try:
+            ir: list[Any] = []
+            end = time.monotonic() + probe.pulse_seconds
+            while time.monotonic() < end:
+                probe.sleep(0.1)
+                ir.append(sensor.read().ir)
+            fs = sensor.fs() if callable(sensor.fs) else sensor.fs
+        finally:
+            sensor.close()
+    except OSError as exc:  # the driver's SensorError says what to check
+        return Check(name, False, f"reading the sensor failed: {exc}",
+                     "a loose wire or weak pull-ups; " + WIRING)
+    finally:
+        bus.close()
+    signal = np.concatenate(ir) if ir else np.zeros(0)
+    result = analyze(signal, fs)
+    if result.hr_bpm is None or result.quality < config.conductor.min_quality:
+        why = getattr(result, "reason", "") or "no clear pulse"
+        return Check(name, False, f"quality {result.quality:.2f}: {why}",
+                     "rest a fingertip lightly on the sensor, out of bright light, and rerun; "
+                     "a board with swapped red/IR LEDs or weak pull-ups: " + WIRING)
+    return Check(name, True, f"heart rate {result.hr_bpm:.0f} bpm, quality {result.quality:.2f}")
+
+
+# -- camera ---------------------------------------------------------------------------------------
+def check_camera(config: Config, probe: Probe) -> Check:
+    s = config.scene
+    if not s.enabled or s.backend in ("none", "sim"):
+        return Check("camera", None, f"scene.backend is {s.backend!r}"
+                     + ("" if s.enabled else ", scene.enabled is false"))
+    if s.backend == "picamera2":
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            return Check("camera", False, "picamera2 is not installed",
+                         "sudo ./scripts/install-pi --camera csi (apt install python3-picamera2)")
+        try:
+            cam = Picamera2()
+        except Exception as exc:  # libcamera raises many kinds when no camera is attached
+            return Check("camera", False, f"no CSI camera: {exc}",
+                         "check the ribbon cable (contacts toward the board) and `rpicam-hello`")
+        try:
+            cam.configure(cam.create_still_configuration(main={"size": (s.width, s.height)}))
+            cam.start()
+            frame = cam.capture_array()
+        finally:
+            cam.close()
+        return Check("camera", True, f"CSI frame {frame.shape[1]}x{frame.shape[0]} (not saved)")
+    node = probe.dev / f"video{s.device}"
+    if not node.exists():
+        return Check("camera", False, f"no {node}",
+                     "plug in the USB camera, or set scene.device, or scene.backend: none")
+    import cv2
+
+    cap = cv2.VideoCapture(s.device)
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        return Check("camera", False, f"{node} gives no frame",
+                     "another program may hold it; run as a user in group video; try "
+                     "another USB port")
+    return Check("camera", True, f"{node}: frame {frame.shape[1]}x{frame.shape[0]}, mean "
+                 f"brightness {float(frame.mean()) / 255:.2f} (not saved)")
+
+
+# -- sound ----------------------------------------------------------------------------------------
+def check_audio(config: Config, probe: Probe | None = None) -> Check:
+    probe = probe or Probe(chime=False)
     if config.audio.backend != "sounddevice":
         return Check("audio device", None, f"backend is {config.audio.backend!r}")
     try:
@@ -30,16 +267,191 @@ def check_audio(config: Config) -> Check:
     except Exception as exc:
         return Check("audio device", False, str(exc), "check `aplay -l`")
     wanted = config.audio.device.lower()
-    match = [d["name"] for d in devices if wanted in d["name"].lower()] if wanted else [
-        d["name"] for d in devices]
+    match = [d for d in devices if wanted in d["name"].lower()] if wanted else list(devices)
+    if not devices:
+        return Check("audio device", False, "no sound card with a stereo output",
+                     "check the DAC overlay in /boot/firmware/config.txt (dtoverlay=hifiberry-dac) "
+                     "and its wiring, then `aplay -l`; " + WIRING)
     if not match:
         return Check("audio device", False,
                      f"no output matching {config.audio.device!r} among {len(devices)} device(s)",
                      "check the DAC overlay in /boot/firmware/config.txt, `aplay -l`, audio.device")
-    return Check("audio device", True, match[0])
+    name = match[0]["name"]
+    if not probe.chime:
+        return Check("audio device", True, name)
+    try:
+        play_chime(sd, match[0]["index"], config.audio.sample_rate)
+    except Exception as exc:
+        if "busy" in str(exc).lower() or "unanticipated host error" in str(exc).lower():
+            return Check("audio device", None, f"{name}: busy (the daemon is playing through it)")
+        return Check("audio device", False, f"{name}: cannot play: {exc}",
+                     "check `aplay -l` and /etc/asound.conf (install-pi writes it)")
+    return Check("audio device", True, f"{name}: played a quiet chime (did you hear it?)")
 
 
-def check_state_dir(config: Config) -> Check:
+def chime(rate: int) -> Any:
+    """Two soft bell tones (A5 then E6), 0.8 s, peak −30 dBFS: audible at a bedside, never loud."""
+    import numpy as np
+
+    t = np.arange(int(0.4 * rate)) / rate
+    env = np.exp(-t * 6.0) * np.minimum(1.0, t / 0.01)  # 10 ms attack, soft decay
+    notes = [np.sin(2 * np.pi * f * t) * env for f in (880.0, 1318.5)]
+    mono = np.concatenate(notes) * 10 ** (-30 / 20)
+    return np.repeat(mono[:, None], 2, axis=1).astype(np.float32)
+
+
+def play_chime(sd: Any, device: int, rate: int) -> None:
+    sd.play(chime(rate), samplerate=rate, device=device, blocking=True)
+
+
+# -- panel ----------------------------------------------------------------------------------------
+def check_panel(config: Config, probe: Probe) -> list[Check]:
+    p = config.panel
+    if p.backend != "gpio":
+        return [Check("buttons and LEDs", None, f"panel.backend is {p.backend!r}")]
+    try:
+        from gpiozero import LED, Button
+        from gpiozero.exc import BadPinFactory, GPIOZeroError
+    except ImportError as exc:
+        return [Check("buttons and LEDs", False, f"gpiozero missing: {exc}",
+                      "reinstall: sudo ./scripts/install-pi")]
+    rows: list[Check] = []
+    opened: list[Any] = []
+    try:
+        stuck, lit, problems = [], [], []
+        for role, pin in p.buttons.items():
+            try:
+                with warnings.catch_warnings():  # gpiozero warns for each factory it skips
+                    warnings.simplefilter("ignore")
+                    button = Button(pin, pull_up=True, pin_factory=probe.pin_factory)
+            except BadPinFactory:
+                raise
+            except (GPIOZeroError, OSError, RuntimeError) as exc:
+                problems.append(f"button {role} (GPIO{pin}): {exc}")
+                continue
+            opened.append(button)
+            if button.is_pressed:  # wired to ground through the switch: pressed reads low
+                stuck.append(f"{role} (GPIO{pin})")
+        for role, pin in p.leds.items():
+            try:
+                led = LED(pin, pin_factory=probe.pin_factory)
+            except BadPinFactory:
+                raise
+            except (GPIOZeroError, OSError, RuntimeError) as exc:
+                problems.append(f"LED {role} (GPIO{pin}): {exc}")
+                continue
+            opened.append(led)
+            led.on()
+            probe.sleep(probe.led_on_s)
+            led.off()
+            lit.append(role)
+        if problems:
+            busy = any("busy" in s.lower() or "in use" in s.lower() for s in problems)
+            rows.append(Check("GPIO pins", False, "; ".join(problems),
+                              "stop the daemon first (sudo systemctl stop calmtunes)" if busy else
+                              "apt install python3-lgpio; run as a user in group gpio; check "
+                              "panel.buttons/panel.leds"))
+        if stuck:
+            rows.append(Check("buttons", False, "pressed at rest: " + ", ".join(stuck),
+                              "a switch shorted to ground or a wrong pin; buttons go between "
+                              "the GPIO and GND (internal pull-ups); " + WIRING))
+        elif len(opened) > len(lit):
+            rows.append(Check("buttons", True, f"{len(opened) - len(lit)} read released "
+                              "(press each while the daemon runs to hear it answer)"))
+        if lit:
+            rows.append(Check("LEDs", True, "lit in turn: " + ", ".join(lit)
+                              + " (did each light? if not: LED polarity, resistor, pin)"))
+        return rows
+    except BadPinFactory as exc:  # no GPIO hardware or no GPIO library
+        return [Check("buttons and LEDs", False, f"no GPIO: {exc}",
+                      "on a Raspberry Pi: apt install python3-lgpio and run as a user in group "
+                      "gpio; elsewhere set panel.backend: mock")]
+    finally:
+        for device in opened:
+            device.close()
+
+
+# -- model, watchdog, state, daemon ---------------------------------------------------------------
+def check_model(config: Config, probe: Probe) -> Check:
+    if config.music.generator != "onnx":
+        return Check("generator model", None, f"music.generator is {config.music.generator!r}")
+    path = probe.model_path or Path(config.music.model_path or MODEL_PATH)
+    fallback = "the procedural composer plays instead"
+    if not path.exists():
+        return Check("generator model", False, f"{path} is missing; {fallback}",
+                     "reinstall with the model in the checkout: sudo ./scripts/install-pi")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    actual = digest.hexdigest()
+    recorded_file = path.with_name(path.name + ".sha256")
+    if recorded_file.exists():
+        words = recorded_file.read_text().split()
+        recorded = words[0].lower() if words else ""
+        if recorded != actual:
+            return Check("generator model", False,
+                         f"{path.name} is damaged: SHA-256 {actual[:12]}… ≠ recorded "
+                         f"{recorded[:12]}…; "
+                         f"{fallback}", "reinstall it: sudo ./scripts/install-pi (the SD card may "
+                         "be failing)")
+        hashed = "matches its recorded SHA-256"
+    else:
+        hashed = f"SHA-256 {actual[:12]}… (no recorded hash beside it)"
+    try:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inputs = ", ".join(i.name for i in session.get_inputs())
+    except ImportError:
+        return Check("generator model", False, f"{hashed}; onnxruntime is missing",
+                     "reinstall: sudo ./scripts/install-pi")
+    except Exception as exc:
+        return Check("generator model", False, f"{hashed}; onnxruntime cannot load it: {exc}; "
+                     f"{fallback}", "reinstall: sudo ./scripts/install-pi")
+    return Check("generator model", True, f"{hashed}; loads (inputs: {inputs})")
+
+
+def _usec_text(usec: int) -> str:
+    return f"{usec / 1e6:g} s"
+
+
+def check_watchdog(config: Config, probe: Probe) -> list[Check]:
+    rows = []
+    env_usec = probe.environ.get("WATCHDOG_USEC")
+    unit = probe.run(["systemctl", "show", "calmtunes.service", "-p", "WatchdogUSec", "--value"])
+    if env_usec:
+        rows.append(Check("service watchdog", True,
+                          f"WatchdogSec={_usec_text(int(env_usec))} (from systemd)"))
+    elif unit is None:
+        rows.append(Check("service watchdog", None, "systemctl is not available here"))
+    else:
+        text = unit.strip()
+        if text in ("", "0", "infinity"):
+            rows.append(Check("service watchdog", False, "calmtunes.service has no WatchdogSec",
+                              "install the unit: sudo ./scripts/install-pi"))
+        else:
+            rows.append(Check("service watchdog", True, f"WatchdogSec={text}"))
+    node = probe.dev / "watchdog"
+    manager = probe.run(["systemctl", "show", "-p", "RuntimeWatchdogUSec", "--value"])
+    runtime = (manager or "").strip()
+    if not node.exists():
+        rows.append(Check("hardware watchdog", False, f"no {node}",
+                          "on a Raspberry Pi the bcm2835_wdt driver provides it "
+                          "(dtparam=watchdog=on in /boot/firmware/config.txt on older images)"))
+    elif manager is None:
+        rows.append(Check("hardware watchdog", None, f"{node} present; systemctl not available"))
+    elif runtime in ("", "0", "infinity"):
+        rows.append(Check("hardware watchdog", False,
+                          f"{node} present, but systemd does not use it",
+                          "sudo ./scripts/install-pi (writes /etc/systemd/system.conf.d/"
+                          "calmtunes-watchdog.conf), then sudo systemctl daemon-reexec"))
+    else:
+        rows.append(Check("hardware watchdog", True, f"{node}, RuntimeWatchdogSec={runtime}"))
+    return rows
+
+
+def check_state_dir(config: Config, probe: Probe | None = None) -> Check:
     path = Path(config.device.state_dir)
     if path.is_dir() and os.access(path, os.W_OK):
         return Check("state directory", True, str(path))
@@ -47,18 +459,52 @@ def check_state_dir(config: Config) -> Check:
                  "systemd creates it (StateDirectory=); by hand: sudo mkdir -p " + str(path))
 
 
-CHECKS = [check_audio, check_state_dir]
+def check_daemon(config: Config, probe: Probe) -> Check:
+    from calmtunes.control import request, socket_path
+
+    path = socket_path(config.device.runtime_dir)
+    try:
+        reply = request(path, "status", timeout=2.0)
+    except PermissionError:
+        return Check("daemon", None, f"{path}: no permission (join group calmtunes)")
+    except OSError:
+        return Check("daemon", None, "not running (sudo systemctl start calmtunes)")
+    return Check("daemon", True, f"running {reply.get('uptime_s', 0):.0f} s, preset "
+                 f"{reply.get('preset')}, {'playing' if reply.get('playing') else 'paused'}")
 
 
-def run_checks(config: Config, extra: list[Check] | None = None) -> list[Check]:
-    results = [Check("config", True, "valid"), *(extra or [])]
-    for fn in CHECKS:
-        try:
-            results.append(fn(config))
-        except Exception as exc:  # a check never crashes the selftest
-            name = fn.__name__.removeprefix("check_")
-            results.append(Check(name, False, f"check crashed: {exc}"))
+# -- the table ------------------------------------------------------------------------------------
+def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+    """A check never crashes the selftest: an unexpected error is its FAIL row."""
+    try:
+        result = fn()
+    except Exception as exc:
+        return [Check(name, False, f"check crashed: {type(exc).__name__}: {exc}")]
+    return result if isinstance(result, list) else [result]
+
+
+def run_checks(config: Config, extra: list[Check] | None = None,
+               probe: Probe | None = None) -> list[Check]:
+    probe = probe or Probe()
+    results = list(extra) if extra is not None else [Check("config", True, "valid")]
+    i2c = _guard("MAX30102", lambda: check_i2c(config, probe))
+    results += i2c
+    sensor_ok = any(r.name == "MAX30102" and r.ok for r in i2c)
+    results += _guard("pulse signal", lambda: check_pulse_signal(config, probe, sensor_ok))
+    results += _guard("camera", lambda: check_camera(config, probe))
+    results += _guard("audio device", lambda: check_audio(config, probe))
+    results += _guard("buttons and LEDs", lambda: check_panel(config, probe))
+    results += _guard("generator model", lambda: check_model(config, probe))
+    results += _guard("watchdog", lambda: check_watchdog(config, probe))
+    results += _guard("state directory", lambda: check_state_dir(config, probe))
+    results += _guard("daemon", lambda: check_daemon(config, probe))
     return results
+
+
+def selftest(config_path: str | None, probe: Probe | None = None) -> list[Check]:
+    """The whole selftest: the config's own row, then every check (on defaults if it is bad)."""
+    row, config = check_config(config_path)
+    return run_checks(config, [row], probe)
 
 
 def format_table(results: list[Check]) -> str:
@@ -69,4 +515,7 @@ def format_table(results: list[Check]) -> str:
         lines.append(f"{mark}  {r.name:<{width}}  {r.detail}")
         if r.ok is False and r.fix:
             lines.append(f"      {'':<{width}}  fix: {r.fix}")
+    failed = sum(1 for r in results if r.ok is False)
+    lines.append(f"{failed} failed, {sum(1 for r in results if r.ok)} passed, "
+                 f"{sum(1 for r in results if r.ok is None)} skipped")
     return "\n".join(lines)

@@ -117,3 +117,21 @@ def test_watchdog_pid_for_another_process_is_ignored():
     n = Notifier({"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"})
     assert n.watchdog_interval_s is None
     assert Notifier({"WATCHDOG_USEC": "2000000"}).watchdog_interval_s == 1.0
+
+
+def test_ready_comes_without_a_sound_card_saying_why(tmp_config, tmp_path, systemd, monkeypatch):
+    import calmtunes.daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "READY_WITHOUT_SOUND_S", 1.0)
+    cfg = tmp_config.replace(audio={"backend": "sounddevice", "device": "no-such-dac-xyz"})
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    daemon = Daemon(cfg, notifier=Notifier(env))
+    thread = start(daemon)
+    try:
+        time.sleep(2.5)
+    finally:
+        daemon.request_stop()
+        thread.join(5)
+    assert len(systemd.times("READY=1")) == 1
+    assert any(m.startswith("STATUS=NO SOUND:") and "no-such-dac-xyz" in m
+               for _, m in systemd.messages)

@@ -1,0 +1,254 @@
+"""scripts/install-pi against a fake root folder (--root): files land, reruns change nothing,
+--dry-run changes nothing, --uninstall reverses, and it refuses what it must."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "install-pi"
+USER_FILES = {"etc/passwd", "etc/passwd-", "etc/group", "etc/group-", "etc/shadow",
+              "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/.pwd.lock"}
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
+                                reason="systemd-sysusers (package systemd) is not installed")
+
+BOOKWORM = 'PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\nID_LIKE=debian\n' \
+           'VERSION_CODENAME=bookworm\n'
+CONFIG_TXT = "# For more options see config.txt(5)\ndtparam=audio=on\n#dtparam=i2c_arm=on\n" \
+             "[pi4]\narm_boost=1\n"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    (r / "boot" / "firmware").mkdir(parents=True)
+    # Folders every Debian root has.
+    for d in ("etc/systemd/system/multi-user.target.wants", "usr/share/doc", "opt", "var/lib"):
+        (r / d).mkdir(parents=True)
+    (r / "etc/systemd/system/multi-user.target.wants/ssh.service").symlink_to(
+        "/lib/systemd/system/ssh.service")
+    (r / "etc" / "os-release").write_text(BOOKWORM)
+    (r / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (r / "etc" / "group").write_text("root:x:0:\naudio:x:29:\nvideo:x:44:\n")
+    (r / "boot" / "firmware" / "config.txt").write_text(CONFIG_TXT)
+    return r
+
+
+def install(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    # PYTHON: a Python with PyYAML, for the example config when the checkout has none.
+    env = {**os.environ, "PYTHON": sys.executable}
+    out = subprocess.run([str(SCRIPT), "--root", str(root), *args], capture_output=True,
+                         text=True, env=env, timeout=120, check=False)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root with its kind, mode, owner and content hash (or link target)."""
+    seen = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            seen[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            seen[rel] = ("dir", st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        else:
+            seen[rel] = ("file", st.st_mode & 0o7777, st.st_uid, st.st_gid,
+                         hashlib.sha256(path.read_bytes()).hexdigest())
+    return seen
+
+
+def group_id(root: Path, name: str) -> int:
+    for line in (root / "etc" / "group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    raise AssertionError(f"no group {name} in the fake root")
+
+
+def test_install_puts_everything_in_place(root):
+    out = install(root)
+    assert "install-pi: installed" in out.stdout
+    unit = root / "etc/systemd/system/calmtunes.service"
+    assert unit.read_text() == (REPO / "systemd/calmtunes.service").read_text()
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/calmtunes.service") \
+        == "/etc/systemd/system/calmtunes.service"
+    dropin = root / "etc/systemd/system.conf.d/calmtunes-watchdog.conf"
+    assert "RuntimeWatchdogSec=" in dropin.read_text()
+    boot = (root / "boot/firmware/config.txt").read_text()
+    assert boot.startswith(CONFIG_TXT)  # the owner's lines stay as they were
+    block = boot[len(CONFIG_TXT):].splitlines()
+    assert "[all]" in block and "dtparam=i2c_arm=on" in block and "dtoverlay=hifiberry-dac" in block
+    assert "hw:CARD=sndrpihifiberry" in (root / "etc/asound.conf").read_text()
+    passwd = (root / "etc/passwd").read_text()
+    assert any(line.startswith("calmtunes:") and line.endswith(":/usr/sbin/nologin")
+               for line in passwd.splitlines())
+    for g in ("i2c", "gpio", "audio", "video", "calmtunes"):
+        group_id(root, g)
+    etc = root / "etc/calmtunes"
+    assert etc.stat().st_mode & 0o777 == 0o750 and etc.stat().st_gid == group_id(root, "calmtunes")
+    assert (etc / "config.yaml").stat().st_mode & 0o777 == 0o640
+    assert (etc / "config.yaml").read_text() == (etc / "config.example.yaml").read_text()
+    assert (root / "usr/share/doc/calmtunes/README.md").exists()
+    assert "apt" in out.stdout and "skipped" in out.stdout  # a fake root gets no apt or pip
+
+
+def test_installed_config_is_valid_and_complete(root):
+    from calmtunes import config
+
+    install(root)
+    path = root / "etc/calmtunes/config.yaml"
+    assert config.load(path) == config.Config()
+    text = path.read_text()
+    for key, _default, _help in config.describe():
+        assert key.split(".", 1)[1] in text, f"{key} is not in the example config"
+
+
+def test_model_is_installed_or_its_absence_warned(root):
+    out = install(root)
+    model = REPO / "models/calmtunes-generator.onnx"
+    installed = root / "usr/share/calmtunes/calmtunes-generator.onnx"
+    if model.exists():
+        assert installed.read_bytes() == model.read_bytes()
+        recorded = (installed.parent / (installed.name + ".sha256")).read_text().split()[0]
+        assert recorded == hashlib.sha256(model.read_bytes()).hexdigest()
+    else:
+        assert not installed.exists()
+        assert "warning: no generator model" in out.stdout
+
+
+def test_second_run_changes_nothing(root):
+    install(root)
+    before = snapshot(root)
+    out = install(root)
+    assert "already installed, nothing changed" in out.stdout
+    assert snapshot(root) == before
+
+
+def test_local_config_is_never_overwritten(root):
+    install(root)
+    local = root / "etc/calmtunes/config.yaml"
+    local.write_text("audio:\n  device: hifiberry\n")
+    out = install(root)
+    assert local.read_text() == "audio:\n  device: hifiberry\n"
+    assert "kept the local" in out.stdout
+
+
+def test_half_finished_install_is_completed_by_a_rerun(root):
+    install(root)
+    complete = snapshot(root)
+    # As if power was lost halfway: some files gone, one truncated.
+    (root / "etc/asound.conf").unlink()
+    (root / "etc/systemd/system/calmtunes.service").write_text("[Unit]\n")
+    (root / "etc/systemd/system.conf.d/calmtunes-watchdog.conf").unlink()
+    install(root)
+    assert snapshot(root) == complete
+
+
+def test_dry_run_prints_every_action_and_changes_nothing(root):
+    before = snapshot(root)
+    out = install(root, "--dry-run")
+    assert snapshot(root) == before
+    for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt", "etc/asound.conf",
+                   "etc/calmtunes/config.yaml", "etc/systemd/system/calmtunes.service",
+                   "etc/systemd/system.conf.d/calmtunes-watchdog.conf"):
+        assert f"would write: {root / target}" in out.stdout, target
+    assert "+ systemd-sysusers" in out.stdout and "+ systemctl --root" in out.stdout
+    assert "dry run done" in out.stdout
+
+
+def test_dry_run_of_uninstall_changes_nothing(root):
+    install(root)
+    before = snapshot(root)
+    out = install(root, "--uninstall", "--dry-run")
+    assert snapshot(root) == before
+    assert f"rm -rf -- {root / 'etc/systemd/system/calmtunes.service'}" in out.stdout
+
+
+def test_uninstall_reverses_the_install(root):
+    (root / "etc/asound.conf").write_text("# the owner's own ALSA config\n")
+    before = snapshot(root)
+    install(root)
+    assert (root / "etc/asound.conf.calmtunes-orig").exists()
+    out = install(root, "--uninstall")
+    assert "uninstalled" in out.stdout
+    after = snapshot(root)
+    # Kept on purpose: the user (Debian keeps system users) and the local config and its folder.
+    kept = {p for p in after if p in USER_FILES or p.startswith("etc/calmtunes")}
+    assert {p: v for p, v in after.items() if p not in kept} == \
+        {p: v for p, v in before.items() if p not in kept}
+    assert (root / "etc/asound.conf").read_text() == "# the owner's own ALSA config\n"
+    assert (root / "boot/firmware/config.txt").read_text() == CONFIG_TXT
+    assert set(p for p in after if p.startswith("etc/calmtunes")) == {
+        "etc/calmtunes", "etc/calmtunes/config.yaml"}
+
+
+def test_purge_removes_config_state_and_user(root):
+    install(root)
+    (root / "var/lib/calmtunes").mkdir(parents=True)
+    install(root, "--uninstall", "--purge")
+    assert not (root / "etc/calmtunes").exists() and not (root / "var/lib/calmtunes").exists()
+    assert "calmtunes:" not in (root / "etc/passwd").read_text()
+    assert "\ncalmtunes:" not in (root / "etc/group").read_text()
+
+
+def test_another_dac_replaces_the_block(root):
+    install(root)
+    install(root, "--dac", "iqaudio-dacplus")
+    boot = (root / "boot/firmware/config.txt").read_text()
+    assert boot.count("dtoverlay=") == 1 and "dtoverlay=iqaudio-dacplus" in boot
+    assert "hw:CARD=IQaudIODAC" in (root / "etc/asound.conf").read_text()
+
+
+def test_refuses_without_root():
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv is not installed")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT)]
+    else:
+        cmd = [str(SCRIPT)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 3
+    assert "must run as root" in out.stderr
+
+
+@pytest.mark.parametrize("os_release, reason", [
+    ('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nVERSION_CODENAME=noble\n',
+     "unsupported operating"),
+    ('PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nID=debian\nVERSION_CODENAME=bullseye\n',
+     "unsupported release"),
+    (None, "cannot tell the operating system"),
+])
+def test_refuses_an_unsupported_os(root, os_release, reason):
+    if os_release is None:
+        (root / "etc/os-release").unlink()
+    else:
+        (root / "etc/os-release").write_text(os_release)
+    before = snapshot(root)
+    out = install(root, check=False)
+    assert out.returncode == 3
+    assert reason in out.stderr and "bookworm" in out.stderr
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+    (["--dac", "mystery-dac"], "give its ALSA card name with --card"),
+    (["--camera", "thermal"], "--camera must be usb, csi or none"),
+    (["--purge"], "--purge only goes with --uninstall"),
+])
+def test_wrong_usage_says_what_is_wrong(root, args, message):
+    out = install(root, *args, check=False)
+    assert out.returncode == 2
+    assert message in out.stderr
