@@ -129,3 +129,23 @@ def test_irregular_rhythm_keeps_every_beat():
     found = beats.detect(x, fs, period)
     assert len(found.times) == len(ibis)  # one pulse per interval drawn
     np.testing.assert_allclose(np.diff(found.times), ibis[:-1], atol=0.02)
+
+
+@pytest.mark.parametrize("rate", [8.0, 15.0, 24.0])
+def test_breaths_are_counted_in_the_time_domain(rate):
+    from calmtunes.pulse import respiration
+
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 60, 1 / respiration.RESAMPLE_HZ)
+    # irregular breaths: each cycle 10 % longer or shorter, plus noise and a slow drift
+    phase = np.cumsum(rate / 60 / respiration.RESAMPLE_HZ * rng.uniform(0.9, 1.1, len(t)))
+    s = np.sin(2 * np.pi * phase) + 0.15 * rng.normal(size=len(t)) + 0.5 * t / 60
+    got = respiration.count_breaths(s, top_hz=0.7)
+    assert got == pytest.approx(phase[-1], rel=0.1)  # cycles in 60 s = breaths/min
+
+
+def test_breath_count_needs_breaths():
+    from calmtunes.pulse import respiration
+
+    assert respiration.count_breaths(np.zeros(240), top_hz=0.7) is None
+    assert respiration.count_breaths(np.ones(8), top_hz=0.7) is None

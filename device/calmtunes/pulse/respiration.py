@@ -1,4 +1,4 @@
-"""Breathing rate from the PPG itself: three respiratory modulations, fused in the spectrum.
+"""Breathing rate from the PPG itself: respiratory modulations, counted and cross-checked.
 
 Breathing modulates the pulse wave three ways (Karlen et al., IEEE TBME 60(7), 2013; Charlton et
 al., Physiol. Meas. 37(4), 2016):
@@ -7,22 +7,34 @@ al., Physiol. Meas. 37(4), 2016):
 * **amplitude** (RIAV) – stroke volume falls on inspiration: peak minus foot of each beat;
 * **frequency** (RIFV) – respiratory sinus arrhythmia: the inter-beat intervals.
 
-Each per-beat series is resampled at 4 Hz, high-passed at 0.1 Hz (6 /min, −6 dB: slow drift and
-vasomotor waves leak into the band otherwise), Hann-windowed and its power spectrum taken
-between 5 and 42 breaths/min, and below half the heart rate (each beat samples the modulation
-once: faster breathing would alias); a maximum on either edge is refused. The three spectra are
-normalised to unit power in that band and summed, each weighted by how peaked it is (peak over
-mean power: a clean modulation is one sharp line, a missing one is flat), so the modulation that
-carries breathing in this listener dominates without any being trusted blindly. The rate is the
-interpolated peak of the fused spectrum. Needs a window of at least :data:`MIN_SECONDS`; None
-below that or when no peak stands out.
+Each per-beat series is resampled at 4 Hz. Two estimates are made over the window:
+
+1. **Breath count** (the rate reported): the baseline series, band-passed from 0.1 Hz (6 /min;
+   slow drift and vasomotor waves leak in otherwise) to the lower of 0.7 Hz (42 /min) and half
+   the heart rate (each beat samples the modulation once; faster breathing would alias), has
+   its breaths counted in the time domain with the "count-orig" rule of Schäfer & Kratky (Ann.
+   Biomed. Eng. 36(3), 2008): maxima above 0.2 × the 75th percentile of the maxima, minima
+   likewise, and a breath is a pair of consecutive maxima with exactly one minimum between
+   them. Rate = 60 / mean breath duration. Counting follows a breath-by-breath rhythm where a
+   spectral peak can be pulled by a slow wave or split by an irregular one.
+2. **Fused spectrum** (the cross-check): each of the three series high-passed at 0.1 Hz,
+   Hann-windowed, its power spectrum taken between 5 and 42 /min (and below half the heart
+   rate), normalised to unit power in band, weighted by its peakedness (peak over mean power:
+   a clean modulation is one sharp line, a missing one is flat) and summed; the interior peak,
+   parabola-refined.
+
+When the two disagree by more than :data:`AGREEMENT_BPM` the window holds no single breathing
+rhythm the pulse can vouch for, and the rate is None with that reason; likewise when the fused
+spectrum has no peak standing out or fewer than two breaths are counted. The confidence grows
+with the spectral peakedness and with the agreement. Needs a window of at least
+:data:`MIN_SECONDS`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from calmtunes.pulse.filters import filtfilt, highpass_sos
+from calmtunes.pulse.filters import bandpass_sos, filtfilt, highpass_sos
 
 #: band searched, in breaths per minute
 BAND_BPM = (5.0, 42.0)
@@ -34,6 +46,10 @@ MIN_SECONDS = 30.0
 DRIFT_CUTOFF_HZ = 0.1
 #: the fused peak must exceed this multiple of the mean fused power in band
 MIN_PEAKEDNESS = 2.5
+#: count-orig: extrema below this fraction of the 75th percentile extremum are not breaths
+COUNT_THRESHOLD = 0.2
+#: the breath count and the fused spectrum must agree within this, breaths/min
+AGREEMENT_BPM = 5.0
 
 
 def _features(
@@ -46,6 +62,30 @@ def _features(
     foot = x_slow[idx[:, None] + np.arange(-back, 1)].min(axis=1)
     peak = x_slow[idx[:, None] + np.arange(0, fwd + 1)].max(axis=1)
     return idx, np.stack([(peak + foot) / 2, peak - foot])
+
+
+def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
+    """Breaths/min in a per-beat series sampled at :data:`RESAMPLE_HZ` by counting breaths
+    (count-orig, see the module notes) in its 0.1 Hz – ``top_hz`` band; None below 2 breaths."""
+    top = round(min(top_hz, 0.45 * RESAMPLE_HZ), 2)  # rounded: the designs stay cached
+    if top <= 1.5 * DRIFT_CUTOFF_HZ or len(series) < 16:
+        return None
+    s = filtfilt(bandpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ, top), series - series.mean())
+    mid, left, right = s[1:-1], s[:-2], s[2:]
+    peaks = np.flatnonzero((mid > left) & (mid >= right)) + 1
+    troughs = np.flatnonzero((mid < left) & (mid <= right)) + 1
+    if len(peaks) < 3 or len(troughs) < 2:
+        return None
+    peaks = peaks[s[peaks] > COUNT_THRESHOLD * np.percentile(s[peaks], 75)]
+    troughs = troughs[-s[troughs] > COUNT_THRESHOLD * np.percentile(-s[troughs], 75)]
+    if len(peaks) < 3:
+        return None
+    # a breath: consecutive maxima with exactly one minimum between them
+    between = np.searchsorted(troughs, peaks[1:]) - np.searchsorted(troughs, peaks[:-1], "right")
+    dur = np.diff(peaks)[between == 1] / RESAMPLE_HZ
+    if len(dur) < 2:
+        return None
+    return float(60.0 / dur.mean())
 
 
 def breathing_rate(
@@ -98,13 +138,20 @@ def breathing_rate(
     k = int(inner[np.argmax(fused[inner])])
     peakedness = float(fused[k] / fused.mean())
     f = freqs[band]
-    rate = float(f[k])
+    spectral = float(f[k])
     if 0 < k < len(fused) - 1:
         y0, y1, y2 = fused[k - 1], fused[k], fused[k + 1]
         den = y0 - 2 * y1 + y2
         if den < 0:
-            rate += 0.5 * (y0 - y2) / den * (f[1] - f[0])
+            spectral += 0.5 * (y0 - y2) / den * (f[1] - f[0])
     conf = float(np.clip((peakedness - 1.0) / 10.0, 0.0, 1.0))
     if peakedness < MIN_PEAKEDNESS:
         return None, conf, "no clear breathing rhythm in the pulse"
-    return rate, conf, ""
+    counted = count_breaths(series[0], top / 60.0)
+    if counted is None:
+        return None, conf, "fewer than two breaths counted in the pulse baseline"
+    gap = abs(counted - spectral)
+    if gap > AGREEMENT_BPM:
+        why = f"breath count ({counted:.0f} /min) and spectrum ({spectral:.0f} /min) disagree"
+        return None, conf * 0.5, why
+    return counted, conf * (1.0 - 0.5 * gap / AGREEMENT_BPM), ""
