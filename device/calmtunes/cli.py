@@ -13,9 +13,14 @@ import os
 import sys
 from pathlib import Path
 
-from calmtunes import __version__
-from calmtunes import config as config_mod
-from calmtunes.errors import EX_CONFIG, EX_UNAVAILABLE, ConfigError
+# One BLAS thread: the daemon's matrix products are small, and idle BLAS workers spinning on the
+# Pi's cores only steal time from the audio thread. Must be set before numpy is first imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from calmtunes import __version__  # noqa: E402
+from calmtunes import config as config_mod  # noqa: E402
+from calmtunes.errors import EX_CONFIG, EX_UNAVAILABLE, ConfigError  # noqa: E402
 
 log = logging.getLogger("calmtunes")
 

@@ -90,7 +90,10 @@ class AudioComponent(Component):
         if not self.config.audio.realtime:
             self.ring.wait_for_space(self.block, timeout=0.1)  # as fast as the sink drains
             return 0.0
-        return period / 2  # wake when about half a block has drained
+        # Sleep until a third of the buffer has drained, then top it up in one go: a few wakes a
+        # second instead of one per block, with two thirds of the buffer always in hand.
+        spare = self.ring.available - self.target_fill * 2 / 3
+        return max(period / 2, spare / self.sample_rate)
 
     def _feed_phrases(self) -> None:
         if self._pending_crossfade:
