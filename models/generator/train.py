@@ -35,15 +35,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=MODELS, help="where the model files go")
     p.add_argument("--work", type=Path, default=corpus.WORK, help="cache and float model")
+    p.add_argument("--sources", nargs="+", default=list(corpus.SOURCES),
+                   choices=list(corpus.SOURCES),
+                   help="corpus collections to train on (see models/MODEL_CARD.md on licences)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--length", type=int, default=192, help="tokens per training window")
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--length", type=int, default=128, help="tokens per training window")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, default=384)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--embed", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=320)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--embed", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--export-only", action="store_true",
+                   help="skip training: export and evaluate the checkpoint in --work")
     p.add_argument("--tiny", action="store_true",
                    help="a handful of pieces, a small model, a few steps: a pipeline check")
     a = p.parse_args(argv)
@@ -58,7 +63,7 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    from models.generator.model import Generator, count_params
+    from models.generator.model import Generator
 
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -69,7 +74,8 @@ def main(argv=None) -> dict:
     if args.tiny:
         pieces = corpus.extract(("bach",), max_files=8, workers=1, cache=None)
     else:
-        pieces = corpus.extract(cache=args.work / "corpus.json.gz")
+        pieces = corpus.extract(cache=args.work / "corpus.json.gz")  # all sources, cached
+        pieces = [p for p in pieces if p.source in args.sources]
     train_p = [p for p in pieces if p.split == "train"]
     test_p = [p for p in pieces if p.split == "test"] or train_p[-1:]
     train_s, test_s = data.sequences(train_p), data.sequences(test_p)
@@ -77,6 +83,16 @@ def main(argv=None) -> dict:
              time.monotonic() - t0)
 
     model = Generator(len(TOKENS), N_CONTROLS, args.embed, args.hidden, args.layers)
+    checkpoint = args.work / f"{NAME}.pt"
+    if args.export_only:
+        saved = torch.load(checkpoint)
+        model = Generator(**saved["config"])
+        model.load_state_dict(saved["state"])
+        seconds = saved.get("train_seconds")
+        metrics_path = args.out / f"{NAME}.metrics.json"
+        if seconds is None and metrics_path.exists():  # a checkpoint from an earlier export
+            seconds = json.loads(metrics_path.read_text()).get("train_seconds")
+        return finish(args, model, pieces, train_s, test_s, t0, seconds)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
@@ -100,7 +116,16 @@ def main(argv=None) -> dict:
         if step % 100 == 0 or step == args.steps - 1:
             log.info("step %d/%d loss %.3f (%.0f s)", step, args.steps, float(loss),
                      time.monotonic() - t_train)
-    train_s_elapsed = time.monotonic() - t_train
+    train_seconds = time.monotonic() - t_train
+    args.work.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": model.config(), "state": model.state_dict(),
+                "train_seconds": round(train_seconds, 1)}, checkpoint)
+    return finish(args, model, pieces, train_s, test_s, t0, train_seconds)
+
+
+def finish(args, model, pieces, train_s, test_s, t0: float, train_seconds) -> dict:
+    """Evaluate, export, quantize, and write the model, its manifest and its metrics."""
+    from models.generator.model import count_params
 
     nll_torch = evaluate.torch_nll(model, test_s)
     ngram = NGram(5).fit([list(s.tokens) for s in train_s])
@@ -112,9 +137,7 @@ def main(argv=None) -> dict:
     int8_path = args.out / f"{NAME}.onnx"
     export.export_float(model, float_path)
     export.quantize(float_path, int8_path)
-    torch.save({"config": model.config(), "state": model.state_dict()},
-               args.work / f"{NAME}.pt")
-    shape = (args.layers, args.hidden)
+    shape = (model.layers, model.hidden)
     nll_float = evaluate.onnx_nll(float_path, test_s, shape)
     nll_int8 = evaluate.onnx_nll(int8_path, test_s, shape)
     ops = export.op_counts(int8_path)
@@ -122,17 +145,18 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "params": count_params(model),
         "config": model.config(),
-        "steps": args.steps, "batch": args.batch, "length": args.length,
+        "steps": args.steps, "batch": args.batch, "length": args.length, "lr": args.lr,
+        "sources": sorted(args.sources),
         "pieces": {"train": len(train_s), "test": len(test_s)},
         "tokens": {"train": int(sum(len(s.tokens) for s in train_s)),
                    "test": int(sum(len(s.tokens) for s in test_s))},
-        "sources": corpus.stats(pieces),
+        "split": corpus.stats(pieces),
         "heldout_nll_per_token": {"torch": nll_torch, "onnx_float": nll_float,
                                   "onnx_int8": nll_int8, "ngram5": nll_ngram},
         "int8_vs_float_pct": 100.0 * (nll_int8 - nll_float) / nll_float,
         "int8_ops": dict(ops),
         "file_bytes": int8_path.stat().st_size,
-        "train_seconds": round(train_s_elapsed, 1),
+        "train_seconds": train_seconds and round(train_seconds, 1),
         "total_seconds": round(time.monotonic() - t0, 1),
     }
     export.write_manifest(int8_path, model, {"params": metrics["params"],

@@ -343,14 +343,22 @@ class NeuralComposer:
         )
 
 
+# Medians in the training corpus (per four-bar phrase) of rhythmic activity and harmonic rhythm
+# for a given note density: asking for a density with its usual companions keeps the request
+# inside what the model has seen. Sparse music is rhythmically plain, with slow harmony.
+_DENSITY = (0.35, 0.45, 0.55, 0.65, 0.75, 1.0)
+_RHYTHM = (0.0, 0.13, 0.26, 0.40, 0.44, 0.48)
+_HARMONY = (0.25, 0.31, 0.31, 0.31, 0.31, 0.31)
+
+
 def rhythm_for(density: float) -> float:
-    """Requested rhythmic activity (share of off-beat onsets) for a density, 0–1."""
-    return float(np.clip(0.35 * density, 0.0, 1.0))
+    """Requested rhythmic activity (share of off-beat onsets, 0–1) for a density (0–1)."""
+    return float(np.interp(density, _DENSITY, _RHYTHM))
 
 
 def harmony_for(density: float) -> float:
-    """Requested harmonic rhythm (chord changes per beat) for a density: calm is slow."""
-    return float(np.clip(0.15 + 0.3 * density, 0.0, 1.0))
+    """Requested harmonic rhythm (chord changes per beat, 0–1) for a density (0–1)."""
+    return float(np.interp(density, _DENSITY, _HARMONY))
 
 
 def voice_chord(chord: Chord) -> list[NoteEvent]:
