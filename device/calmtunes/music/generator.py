@@ -10,7 +10,10 @@ Each phrase is four bars of 4/4. The conditioning (key, mode, density, register,
 activity, harmonic rhythm) is set from the :class:`Controls` when a phrase starts, so control
 changes land on phrase boundaries. Sampling is constrained: a grammar keeps the token stream
 well formed, melody pitches stay in the key's scale and within an octave of the register centre,
-chords stay diatonic; within that, temperature and nucleus (top-p) sampling.
+chords stay diatonic, sparse requests keep onsets on half bars; melody pitches are pulled
+toward the register centre; within that, temperature and nucleus (top-p) sampling. Each phrase
+is drawn ``candidates`` times from the same state and the draw whose measured attributes come
+nearest the request is kept.
 
 The model's manifest (``<model>.json`` beside it) holds its SHA-256, checked at load, and its
 token list. Any problem — missing file, wrong hash, onnxruntime failure, non-finite output —
@@ -39,6 +42,9 @@ ENV_MODEL = "CALMTUNES_MODEL"
 SYSTEM_MODEL = Path("/usr/share/calmtunes") / MODEL_NAME
 BARS = 4
 CALM_MAJOR_KEYS = (0, 5, 7, 2, 3)  # C F G D Eb; the minor mode uses the relative minor
+REGISTER_REACH = 7  # melody within this many semitones of the register centre (a ninth span)
+REGISTER_PULL = 3.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
+SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
 MAX_TOKENS_PER_BAR = 80  # a bar holds at most 16 onsets of 4 tokens; more means a bad model
 
 
@@ -140,7 +146,7 @@ class NeuralComposer:
     name = "onnx"
 
     def __init__(self, model_path: Path | str, seed: int | None = None, temperature: float = 0.9,
-                 top_p: float = 0.92) -> None:
+                 top_p: float = 0.92, candidates: int = 4) -> None:
         self.model_path = Path(model_path)
         self.manifest = load_manifest(self.model_path)
         self.tokens = TokenTable(list(self.manifest["tokens"]))
@@ -148,6 +154,7 @@ class NeuralComposer:
         self.steps_per_bar = int(self.manifest.get("steps_per_bar", 16))
         self.register_lo, self.register_span = self.manifest.get("register_pitch", (53.0, 28.0))
         self.temperature, self.top_p = float(temperature), float(top_p)
+        self.candidates = max(1, int(candidates))
         layers, hidden = self.manifest["state_shape"]
         try:
             import onnxruntime as ort
@@ -164,6 +171,7 @@ class NeuralComposer:
         self.state = np.zeros((layers, 1, hidden), dtype=np.float32)
         self._grammar_key: tuple | None = None
         self._grammar_table: dict = {}
+        self._pull = np.zeros(self.tokens.size)
         self.started = False
         self.last_chord: tuple[int, str] | None = None
         self.tokens_generated = 0
@@ -178,8 +186,8 @@ class NeuralComposer:
     def from_config(cls, config, seed: int | None = None) -> NeuralComposer:
         path = Path(config.music.model_path) if config.music.model_path else default_model_path()
         music = config.music
-        return cls(path, seed=seed, temperature=getattr(music, "temperature", 0.9),
-                   top_p=getattr(music, "top_p", 0.92))
+        return cls(path, seed=seed, temperature=music.temperature, top_p=music.top_p,
+                   candidates=music.candidates)
 
     # -- conditioning -------------------------------------------------------------------------
     def key_for(self, mode: str) -> int:
@@ -227,10 +235,11 @@ class NeuralComposer:
         return logits
 
     def _sample(self, logits: np.ndarray, choices: np.ndarray) -> int:
-        """One of ``choices`` (token ids): temperature, then nucleus (top-p) sampling."""
+        """One of ``choices`` (token ids): temperature, the register pull on melody pitches,
+        then nucleus (top-p) sampling."""
         if len(choices) == 0:
             raise ModelError("generator grammar left no token to choose")
-        z = logits[choices] / self.temperature
+        z = logits[choices] / self.temperature + self._pull[choices]
         p = np.exp(z - z.max())
         order = np.argsort(-p)
         cum = np.cumsum(p[order])
@@ -238,19 +247,23 @@ class NeuralComposer:
         j = int(np.searchsorted(cum[:k], self.rng.random() * cum[k - 1], side="right"))
         return int(choices[order[min(j, k - 1)]])
 
-    def _grammar(self, key: int, mode: str, centre: float) -> dict:
+    def _grammar(self, key: int, mode: str, centre: float, sparse: bool = False) -> dict:
         """Allowed next tokens by (last kind, position), as token ids, for one phrase's key,
-        mode and register: after BAR, DUR or CHORD a later position (or the bar's end);
+        mode and register: after BAR, DUR or CHORD a later position (or the bar's end; for a
+        ``sparse`` request only the half-bar positions, as the model alone stays busier than
+        about 0.75 notes a beat);
         after POS a diatonic chord or a melody pitch in scale and register; after CHORD also
         a pitch; after PITCH a duration."""
         t = self.tokens
-        pitch_ok = t.pitch_mask(key, mode, int(centre - 12), int(centre + 12))
+        pitch_ok = t.pitch_mask(key, mode, int(centre - REGISTER_REACH),
+                                int(centre + REGISTER_REACH))
         chord_ok = t.chord_mask(key, mode)
         bar = np.zeros(t.size, dtype=bool)
         bar[t.bar] = True
         table = {}
+        grid = self.steps_per_bar // 2 if sparse else 1
         for pos in range(-1, self.steps_per_bar):
-            later = (t.pos & (t.value > pos)) | bar
+            later = (t.pos & (t.value > pos) & (t.value % grid == 0)) | bar
             table["BAR", pos] = np.flatnonzero(later)
             table["DUR", pos] = np.flatnonzero(later)
             table["CHORD", pos] = np.flatnonzero(later | pitch_ok)
@@ -267,10 +280,13 @@ class NeuralComposer:
         key = self.key_for(mode)
         cond = self.conditioning(controls)
         centre = self.register_lo + self.register_span * float(np.clip(controls.register, 0, 1))
-        grammar_key = (key, mode, round(centre))
+        sparse = controls.density < SPARSE_DENSITY
+        grammar_key = (key, mode, round(centre), sparse)
         if self._grammar_key != grammar_key:
-            self._grammar_table = self._grammar(key, mode, centre)
+            self._grammar_table = self._grammar(key, mode, centre, sparse)
             self._grammar_key = grammar_key
+            pitches = self.tokens.value.astype(float)
+            self._pull = np.where(self.tokens.kind == 3, -np.abs(pitches - centre) / REGISTER_PULL, 0.0)
         grammar = self._grammar_table
         t = self.tokens
         kinds = ("", "POS", "CHORD", "PITCH", "DUR")
@@ -303,8 +319,59 @@ class NeuralComposer:
                 raise ModelError("generator ran on in one bar; the model misbehaves")
         return notes, chords, key, mode
 
+    def compose_bars(self, controls: Controls, bars: int = BARS):
+        """Like :meth:`generate_bars`, but draws ``candidates`` continuations from the same
+        state and keeps the one whose measured attributes come nearest the request (the
+        stream then continues from that one)."""
+        if self.candidates == 1:
+            return self.generate_bars(controls, bars)
+        state, started = self.state.copy(), self.started
+        best = None
+        for _ in range(self.candidates):
+            self.state, self.started = state.copy(), started
+            drawn = self.generate_bars(controls, bars)
+            d = self.distance(drawn, controls, bars)
+            if best is None or d < best[0]:
+                best = (d, drawn, self.state.copy())
+        self.state, self.started = best[2], True
+        return best[1]
+
+    def distance(self, drawn, controls: Controls, bars: int) -> float:
+        """How far generated bars are from the request, in tolerance units (see
+        ``scripts/bench_generator``): density, register, rhythm, harmonic rhythm, plus 2 when
+        key finding names another key or mode. The measures mirror
+        ``models/generator/attributes.py``, which labelled the training data."""
+        notes, marks, key, mode = drawn
+        spb = self.steps_per_bar
+        beats = bars * 4.0
+        step_beats = spb // 4
+        density = float(np.clip(controls.density, 0.0, 1.0))
+        if notes:
+            got_density = min(1.0, len(notes) / beats / 2.0)
+            got_register = float(np.clip(
+                (np.mean([p for _, _, p in notes]) - self.register_lo) / self.register_span, 0, 1))
+            got_rhythm = float(np.mean([s % step_beats != 0 for s, _, _ in notes]))
+        else:
+            got_density, got_register, got_rhythm = 0.0, 0.5, 0.0
+        changes = sum(1 for i, m in enumerate(marks) if i == 0 or m[1:] != marks[i - 1][1:])
+        d = (abs(got_density - density) / 0.15
+             + abs(got_register - float(np.clip(controls.register, 0, 1))) / 0.1
+             + abs(got_rhythm - rhythm_for(density)) / 0.15
+             + abs(min(1.0, changes / beats) - harmony_for(density)) / 0.15)
+        weights = np.zeros(12)
+        for _, dur, p in notes:
+            weights[p % 12] += dur
+        total = bars * spb
+        for i, (start, root, quality) in enumerate(marks):
+            stop = marks[i + 1][0] if i + 1 < len(marks) else total
+            for pc in theory.chord_pcs(root, quality):
+                weights[pc] += 0.5 * max(1, stop - start)
+        if estimate_key(weights) != (key, mode):
+            d += 2.0
+        return d
+
     def next_phrase(self, controls: Controls) -> Phrase:
-        notes, marks, key, mode = self.generate_bars(controls, BARS)
+        notes, marks, key, mode = self.compose_bars(controls, BARS)
         spb = self.steps_per_bar
         beats_per_step = 4.0 / spb
         total = BARS * spb
@@ -359,6 +426,24 @@ def rhythm_for(density: float) -> float:
 def harmony_for(density: float) -> float:
     """Requested harmonic rhythm (chord changes per beat, 0–1) for a density (0–1)."""
     return float(np.interp(density, _DENSITY, _HARMONY))
+
+
+# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(pc_weight: np.ndarray) -> tuple[int, str]:
+    """(tonic, mode) by Krumhansl–Schmuckler key finding on duration-weighted pitch classes."""
+    if not np.any(pc_weight > 0):
+        return 0, "major"
+    best, best_r = (0, "major"), -2.0
+    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
+        for tonic in range(12):
+            r = np.corrcoef(pc_weight, np.roll(profile, tonic))[0, 1]
+            if r > best_r:
+                best, best_r = (tonic, mode), r
+    return best
 
 
 def voice_chord(chord: Chord) -> list[NoteEvent]:
