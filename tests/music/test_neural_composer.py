@@ -172,3 +172,16 @@ def test_loading_in_a_thread_does_not_block_the_music():
     assert loaded.wait(10.0)
     component._loader_thread.join(10.0)
     assert _drain(component, 1)[0].source == "onnx"
+
+
+def test_shipped_graph_is_really_int8():
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(SHIPPED)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 2
+    assert not {"MatMul", "Gemm", "GRU", "LSTM"} & set(ops)  # no float products left
+    big = [numpy_helper.to_array(i) for i in graph.initializer]
+    big = [a for a in big if a.size > 4096]
+    assert big and all(a.dtype.itemsize == 1 for a in big)  # every weight matrix is 8-bit
