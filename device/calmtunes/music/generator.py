@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -149,10 +150,16 @@ class NeuralComposer:
                  top_p: float = 0.92, candidates: int = 4) -> None:
         self.model_path = Path(model_path)
         self.manifest = load_manifest(self.model_path)
-        self.tokens = TokenTable(list(self.manifest["tokens"]))
-        self.control_layout = list(self.manifest["controls"])
-        self.steps_per_bar = int(self.manifest.get("steps_per_bar", 16))
-        self.register_lo, self.register_span = self.manifest.get("register_pitch", (53.0, 28.0))
+        try:
+            self.tokens = TokenTable(list(self.manifest["tokens"]))
+            self.control_layout = list(self.manifest["controls"])
+            self.steps_per_bar = int(self.manifest.get("steps_per_bar", 16))
+            lo, span = self.manifest.get("register_pitch", (53.0, 28.0))
+            self.register_lo, self.register_span = float(lo), float(span)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"generator manifest of {self.model_path} is malformed ({exc}); "
+                             f"reinstall the model") from exc
+        self._lock = threading.Lock()  # the audio thread may ask for a phrase (compose_now)
         self.temperature, self.top_p = float(temperature), float(top_p)
         self.candidates = max(1, int(candidates))
         layers, hidden = self.manifest["state_shape"]
@@ -286,7 +293,8 @@ class NeuralComposer:
             self._grammar_table = self._grammar(key, mode, centre, sparse)
             self._grammar_key = grammar_key
             pitches = self.tokens.value.astype(float)
-            self._pull = np.where(self.tokens.kind == 3, -np.abs(pitches - centre) / REGISTER_PULL, 0.0)
+            pull = -np.abs(pitches - centre) / REGISTER_PULL
+            self._pull = np.where(self.tokens.kind == 3, pull, 0.0)
         grammar = self._grammar_table
         t = self.tokens
         kinds = ("", "POS", "CHORD", "PITCH", "DUR")
@@ -371,6 +379,10 @@ class NeuralComposer:
         return d
 
     def next_phrase(self, controls: Controls) -> Phrase:
+        with self._lock:
+            return self._next_phrase(controls)
+
+    def _next_phrase(self, controls: Controls) -> Phrase:
         notes, marks, key, mode = self.compose_bars(controls, BARS)
         spb = self.steps_per_bar
         beats_per_step = 4.0 / spb
