@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=list(corpus.SOURCES),
                    help="corpus collections to train on (see models/MODEL_CARD.md on licences)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--length", type=int, default=128, help="tokens per training window")
     p.add_argument("--lr", type=float, default=3e-3)
