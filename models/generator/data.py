@@ -21,9 +21,9 @@ from models.generator.vocab import (
     PAD,
     PITCH_HI,
     PITCH_LO,
-    QUALITIES,
     STEPS_PER_BAR,
     TOKENS,
+    Note,
     encode,
 )
 
@@ -45,7 +45,6 @@ def shift_table(shift: int) -> np.ndarray:
 
 
 SHIFT_TABLES = {s: shift_table(s) for s in SHIFTS}
-assert set(QUALITIES)  # the chord qualities travel with the tokens
 
 
 @dataclass
@@ -88,8 +87,6 @@ def sequence_of(piece: Piece) -> Sequence | None:
         octave -= 12
     if lo + octave < PITCH_LO:
         return None
-    from models.generator.vocab import Note
-
     notes = [Note(n.start, n.dur, n.pitch + octave) for n in piece.notes]
     tokens = np.array(encode(notes, piece.chords), dtype=np.int64)
     phrase = np.cumsum(tokens == BAR) - 1
