@@ -173,6 +173,19 @@ class MusicConfig:
         "",
         help="the generator model; empty for the one installed with calmtunes",
     )
+    temperature: float = opt(
+        0.9, help="generator sampling temperature (lower: safer, more repetitive)", min=0.3,
+        max=1.5,
+    )
+    top_p: float = opt(
+        0.92, help="generator nucleus sampling: keep the likeliest tokens up to this share of "
+        "probability", min=0.5, max=1.0,
+    )
+    candidates: int = opt(
+        4, help="generator: continuations drawn per phrase; the one whose measured density, "
+        "register, rhythm and mode come nearest the controls is played (1 = the model alone)",
+        min=1, max=16,
+    )
     default_preset: str = opt("calm", help="preset on first start (later: the last one used)")
     seed: int = opt(0, help="random seed for composition; 0 picks one per start", min=0)
     lookahead_s: float = opt(

@@ -1,0 +1,468 @@
+"""The neural composer: the int8 ONNX generator, streamed one token at a time.
+
+The model (``models/calmtunes-generator.onnx``, see ``models/MODEL_CARD.md``) is a conditioned
+GRU over event tokens — ``BAR``, ``POS_p`` (sixteenth in the bar), ``CHORD_root_quality``,
+``PITCH_m`` (melody, MIDI), ``DUR_d`` (sixteenths). Each call of the step graph takes one token,
+the conditioning vector and the recurrent state, and returns next-token logits and the new state,
+so the token stream — and with it the music — continues from phrase to phrase.
+
+Each phrase is four bars of 4/4. The conditioning (key, mode, density, register, rhythmic
+activity, harmonic rhythm) is set from the :class:`Controls` when a phrase starts, so control
+changes land on phrase boundaries. Sampling is constrained: a grammar keeps the token stream
+well formed, melody pitches stay in the key's scale and within an octave of the register centre,
+chords stay diatonic, sparse requests keep onsets on half bars; melody pitches are pulled
+toward the register centre; within that, temperature and nucleus (top-p) sampling. Each phrase
+is drawn ``candidates`` times from the same state and the draw whose measured attributes come
+nearest the request is kept.
+
+The model's manifest (``<model>.json`` beside it) holds its SHA-256, checked at load, and its
+token list. Any problem — missing file, wrong hash, onnxruntime failure, non-finite output —
+raises :class:`ModelError`; the composer component then plays the procedural composer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from calmtunes.errors import ModelError
+from calmtunes.music import theory
+from calmtunes.music.controls import Controls
+from calmtunes.music.events import Chord, NoteEvent, Phrase
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "calmtunes-generator.onnx"
+ENV_MODEL = "CALMTUNES_MODEL"
+SYSTEM_MODEL = Path("/usr/share/calmtunes") / MODEL_NAME
+BARS = 4
+CALM_MAJOR_KEYS = (0, 5, 7, 2, 3)  # C F G D Eb; the minor mode uses the relative minor
+REGISTER_REACH = 7  # melody within this many semitones of the register centre (a ninth span)
+REGISTER_PULL = 3.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
+SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
+MAX_TOKENS_PER_BAR = 80  # a bar holds at most 16 onsets of 4 tokens; more means a bad model
+
+
+def default_model_path() -> Path:
+    """Where the model is looked for when ``music.model_path`` is empty, in order:
+    ``$CALMTUNES_MODEL``, ``/usr/share/calmtunes/calmtunes-generator.onnx``, then the source
+    tree's ``models/calmtunes-generator.onnx``. The first that exists wins; if none does, the
+    last candidate is returned and loading it reports it missing."""
+    candidates = []
+    if os.environ.get(ENV_MODEL):
+        candidates.append(Path(os.environ[ENV_MODEL]))
+    candidates.append(SYSTEM_MODEL)
+    candidates.append(Path(__file__).resolve().parents[3] / "models" / MODEL_NAME)
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[-1]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(model_path: Path) -> dict:
+    """The manifest of ``model_path``, after checking that the model file matches its hash."""
+    manifest_path = model_path.with_suffix(".json")
+    if not model_path.is_file():
+        raise ModelError(f"generator model {model_path} not found: reinstall calmtunes, set "
+                         f"music.model_path, or run `python -m models.generator.train`")
+    if not manifest_path.is_file():
+        raise ModelError(f"generator manifest {manifest_path} not found: it is written with the "
+                         f"model by `python -m models.generator.train`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["sha256"]
+        for key in ("tokens", "controls", "state_shape"):
+            manifest[key]
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"generator manifest {manifest_path} is unreadable ({exc}); "
+                         f"reinstall the model") from exc
+    actual = file_sha256(model_path)
+    if actual != expected:
+        raise ModelError(f"generator model {model_path} is corrupt: SHA-256 {actual[:12]}… "
+                         f"differs from the manifest's {expected[:12]}…; reinstall the model")
+    return manifest
+
+
+class TokenTable:
+    """The token list split into kinds, with what each token means."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.size = len(tokens)
+        self.kind = np.zeros(self.size, dtype=np.int8)  # 0 other, 1 POS, 2 CHORD, 3 PITCH, 4 DUR
+        self.value = np.zeros(self.size, dtype=np.int64)
+        self.chord: dict[int, tuple[int, str]] = {}
+        try:
+            self.bos, self.bar = tokens.index("BOS"), tokens.index("BAR")
+        except ValueError as exc:
+            raise ModelError("generator token list lacks BOS or BAR; reinstall the model") from exc
+        for i, name in enumerate(tokens):
+            head, _, rest = name.partition("_")
+            if head == "POS":
+                self.kind[i], self.value[i] = 1, int(rest)
+            elif head == "CHORD":
+                root, quality = rest.split("_")
+                if quality not in theory.CHORD_INTERVALS:
+                    raise ModelError(f"generator chord quality {quality!r} unknown")
+                self.kind[i], self.value[i] = 2, int(root)
+                self.chord[i] = (int(root), quality)
+            elif head == "PITCH":
+                self.kind[i], self.value[i] = 3, int(rest)
+            elif head == "DUR":
+                self.kind[i], self.value[i] = 4, int(rest)
+        self.pos = self.kind == 1
+        self.dur = self.kind == 4
+
+    def chord_mask(self, key_pc: int, mode: str) -> np.ndarray:
+        """Chords whose every tone is in the scale (diatonic)."""
+        scale = theory.scale_pcs(key_pc, mode)
+        m = np.zeros(self.size, dtype=bool)
+        for i, (root, quality) in self.chord.items():
+            m[i] = all(pc in scale for pc in theory.chord_pcs(root, quality))
+        return m
+
+    def pitch_mask(self, key_pc: int, mode: str, lo: int, hi: int) -> np.ndarray:
+        scale = theory.scale_pcs(key_pc, mode)
+        v = self.value
+        inside = (self.kind == 3) & (v >= lo) & (v <= hi)
+        return inside & np.isin(v % 12, list(scale))
+
+
+class NeuralComposer:
+    """Composes phrases with the ONNX generator; see the module docstring."""
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path | str, seed: int | None = None, temperature: float = 0.9,
+                 top_p: float = 0.92, candidates: int = 4) -> None:
+        self.model_path = Path(model_path)
+        self.manifest = load_manifest(self.model_path)
+        try:
+            self.tokens = TokenTable(list(self.manifest["tokens"]))
+            self.control_layout = list(self.manifest["controls"])
+            self.steps_per_bar = int(self.manifest.get("steps_per_bar", 16))
+            lo, span = self.manifest.get("register_pitch", (53.0, 28.0))
+            self.register_lo, self.register_span = float(lo), float(span)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"generator manifest of {self.model_path} is malformed ({exc}); "
+                             f"reinstall the model") from exc
+        self._lock = threading.Lock()  # the audio thread may ask for a phrase (compose_now)
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.candidates = max(1, int(candidates))
+        layers, hidden = self.manifest["state_shape"]
+        try:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1  # one core: the Pi's others render audio
+            opts.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(self.model_path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"generator model {self.model_path} does not load: {exc}") from exc
+        self.rng = np.random.default_rng(seed)
+        self.major_key = int(self.rng.choice(CALM_MAJOR_KEYS))
+        self.state = np.zeros((layers, 1, hidden), dtype=np.float32)
+        self._grammar_key: tuple | None = None
+        self._grammar_table: dict = {}
+        self._pull = np.zeros(self.tokens.size)
+        self.started = False
+        self.last_chord: tuple[int, str] | None = None
+        self.tokens_generated = 0
+        # one step now: a model whose graph or outputs do not fit fails here, not mid-music
+        probe = self._step(self.tokens.bos, self.conditioning(Controls()))
+        if probe.shape != (self.tokens.size,):
+            raise ModelError(f"generator gives {probe.shape} logits for {self.tokens.size} "
+                             f"tokens; model and manifest do not belong together")
+        self.state[:] = 0.0
+
+    @classmethod
+    def from_config(cls, config, seed: int | None = None) -> NeuralComposer:
+        path = Path(config.music.model_path) if config.music.model_path else default_model_path()
+        music = config.music
+        return cls(path, seed=seed, temperature=music.temperature, top_p=music.top_p,
+                   candidates=music.candidates)
+
+    # -- conditioning -------------------------------------------------------------------------
+    def key_for(self, mode: str) -> int:
+        """The tonic: a calm major key, or its relative minor (same notes, smooth changes)."""
+        return self.major_key if mode == "major" else (self.major_key + 9) % 12
+
+    def conditioning(self, controls: Controls) -> np.ndarray:
+        """The model's conditioning vector for ``controls`` (layout from the manifest).
+
+        density and register map one to one (density 0.5 ≈ one melody note a beat; register 0.5
+        ≈ melody around G4); rhythmic activity and harmonic rhythm follow density, so a sparse
+        setting is also rhythmically plain with slow harmony."""
+        mode = controls.mode if controls.mode in theory.SCALES else "major"
+        density = float(np.clip(controls.density, 0.0, 1.0))
+        values = {
+            "minor": 1.0 if mode == "minor" else 0.0,
+            "density": density,
+            "register": float(np.clip(controls.register, 0.0, 1.0)),
+            "rhythm": rhythm_for(density),
+            "harmony": harmony_for(density),
+        }
+        tonic = self.key_for(mode)
+        vec = np.zeros((1, len(self.control_layout)), dtype=np.float32)
+        for i, name in enumerate(self.control_layout):
+            if name.startswith("tonic_"):
+                vec[0, i] = 1.0 if int(name[6:]) == tonic else 0.0
+            elif name in values:
+                vec[0, i] = values[name]
+            else:
+                raise ModelError(f"generator control {name!r} is not one calmtunes knows")
+        return vec
+
+    # -- streaming ----------------------------------------------------------------------------
+    def _step(self, token: int, controls: np.ndarray) -> np.ndarray:
+        try:
+            logits, self.state = self.session.run(
+                None, {"token": np.array([token], dtype=np.int64), "controls": controls,
+                       "state": self.state})
+        except Exception as exc:
+            raise ModelError(f"generator inference failed: {exc}") from exc
+        logits = logits[0]
+        if not np.all(np.isfinite(logits)):
+            raise ModelError("generator produced non-finite logits")
+        self.tokens_generated += 1
+        return logits
+
+    def _sample(self, logits: np.ndarray, choices: np.ndarray) -> int:
+        """One of ``choices`` (token ids): temperature, the register pull on melody pitches,
+        then nucleus (top-p) sampling."""
+        if len(choices) == 0:
+            raise ModelError("generator grammar left no token to choose")
+        z = logits[choices] / self.temperature + self._pull[choices]
+        p = np.exp(z - z.max())
+        order = np.argsort(-p)
+        cum = np.cumsum(p[order])
+        k = int(np.searchsorted(cum, self.top_p * cum[-1])) + 1
+        j = int(np.searchsorted(cum[:k], self.rng.random() * cum[k - 1], side="right"))
+        return int(choices[order[min(j, k - 1)]])
+
+    def _grammar(self, key: int, mode: str, centre: float, sparse: bool = False) -> dict:
+        """Allowed next tokens by (last kind, position), as token ids, for one phrase's key,
+        mode and register: after BAR, DUR or CHORD a later position (or the bar's end; for a
+        ``sparse`` request only the half-bar positions, as the model alone stays busier than
+        about 0.75 notes a beat);
+        after POS a diatonic chord or a melody pitch in scale and register; after CHORD also
+        a pitch; after PITCH a duration."""
+        t = self.tokens
+        pitch_ok = t.pitch_mask(key, mode, int(centre - REGISTER_REACH),
+                                int(centre + REGISTER_REACH))
+        chord_ok = t.chord_mask(key, mode)
+        bar = np.zeros(t.size, dtype=bool)
+        bar[t.bar] = True
+        table = {}
+        grid = self.steps_per_bar // 2 if sparse else 1
+        for pos in range(-1, self.steps_per_bar):
+            later = (t.pos & (t.value > pos) & (t.value % grid == 0)) | bar
+            table["BAR", pos] = np.flatnonzero(later)
+            table["DUR", pos] = np.flatnonzero(later)
+            table["CHORD", pos] = np.flatnonzero(later | pitch_ok)
+            table["POS", pos] = np.flatnonzero(chord_ok | pitch_ok)
+            table["PITCH", pos] = np.flatnonzero(t.dur)
+        return table
+
+    def generate_bars(self, controls: Controls, bars: int = BARS):
+        """Feed the token stream for ``bars`` bars under ``controls``.
+
+        Returns (notes as (start, dur, pitch) in sixteenths from the first bar, chord changes as
+        (start, root, quality), tonic, mode)."""
+        mode = controls.mode if controls.mode in theory.SCALES else "major"
+        key = self.key_for(mode)
+        cond = self.conditioning(controls)
+        centre = self.register_lo + self.register_span * float(np.clip(controls.register, 0, 1))
+        sparse = controls.density < SPARSE_DENSITY
+        grammar_key = (key, mode, round(centre), sparse)
+        if self._grammar_key != grammar_key:
+            self._grammar_table = self._grammar(key, mode, centre, sparse)
+            self._grammar_key = grammar_key
+            pitches = self.tokens.value.astype(float)
+            pull = -np.abs(pitches - centre) / REGISTER_PULL
+            self._pull = np.where(self.tokens.kind == 3, pull, 0.0)
+        grammar = self._grammar_table
+        t = self.tokens
+        kinds = ("", "POS", "CHORD", "PITCH", "DUR")
+        notes: list[tuple[int, int, int]] = []
+        chords: list[tuple[int, int, str]] = []
+        if not self.started:
+            self._step(t.bos, cond)
+            self.started = True
+        spb = self.steps_per_bar
+        for bar in range(bars):
+            logits = self._step(t.bar, cond)
+            pos, pitch, after = -1, 0, "BAR"
+            for _ in range(MAX_TOKENS_PER_BAR):
+                tok = self._sample(logits, grammar[after, pos])
+                if tok == t.bar:
+                    break  # fed when the next bar (or phrase) opens, with its controls
+                after = kinds[t.kind[tok]]
+                if after == "POS":
+                    pos = int(t.value[tok])
+                elif after == "CHORD":
+                    chords.append((bar * spb + pos, *t.chord[tok]))
+                elif after == "PITCH":
+                    pitch = int(t.value[tok])
+                else:
+                    notes.append((bar * spb + pos, int(t.value[tok]), pitch))
+                logits = self._step(tok, cond)
+                if after == "DUR" and pos >= spb - 1:
+                    break
+            else:
+                raise ModelError("generator ran on in one bar; the model misbehaves")
+        return notes, chords, key, mode
+
+    def compose_bars(self, controls: Controls, bars: int = BARS):
+        """Like :meth:`generate_bars`, but draws ``candidates`` continuations from the same
+        state and keeps the one whose measured attributes come nearest the request (the
+        stream then continues from that one)."""
+        if self.candidates == 1:
+            return self.generate_bars(controls, bars)
+        state, started = self.state.copy(), self.started
+        best = None
+        for _ in range(self.candidates):
+            self.state, self.started = state.copy(), started
+            drawn = self.generate_bars(controls, bars)
+            d = self.distance(drawn, controls, bars)
+            if best is None or d < best[0]:
+                best = (d, drawn, self.state.copy())
+        self.state, self.started = best[2], True
+        return best[1]
+
+    def distance(self, drawn, controls: Controls, bars: int) -> float:
+        """How far generated bars are from the request, in tolerance units (see
+        ``scripts/bench_generator``): density, register, rhythm, harmonic rhythm, plus 2 when
+        key finding names another key or mode. The measures mirror
+        ``models/generator/attributes.py``, which labelled the training data."""
+        notes, marks, key, mode = drawn
+        spb = self.steps_per_bar
+        beats = bars * 4.0
+        step_beats = spb // 4
+        density = float(np.clip(controls.density, 0.0, 1.0))
+        if notes:
+            got_density = min(1.0, len(notes) / beats / 2.0)
+            got_register = float(np.clip(
+                (np.mean([p for _, _, p in notes]) - self.register_lo) / self.register_span, 0, 1))
+            got_rhythm = float(np.mean([s % step_beats != 0 for s, _, _ in notes]))
+        else:
+            got_density, got_register, got_rhythm = 0.0, 0.5, 0.0
+        changes = sum(1 for i, m in enumerate(marks) if i == 0 or m[1:] != marks[i - 1][1:])
+        d = (abs(got_density - density) / 0.15
+             + abs(got_register - float(np.clip(controls.register, 0, 1))) / 0.1
+             + abs(got_rhythm - rhythm_for(density)) / 0.15
+             + abs(min(1.0, changes / beats) - harmony_for(density)) / 0.15)
+        weights = np.zeros(12)
+        for _, dur, p in notes:
+            weights[p % 12] += dur
+        total = bars * spb
+        for i, (start, root, quality) in enumerate(marks):
+            stop = marks[i + 1][0] if i + 1 < len(marks) else total
+            for pc in theory.chord_pcs(root, quality):
+                weights[pc] += 0.5 * max(1, stop - start)
+        if estimate_key(weights) != (key, mode):
+            d += 2.0
+        return d
+
+    def next_phrase(self, controls: Controls) -> Phrase:
+        with self._lock:
+            return self._next_phrase(controls)
+
+    def _next_phrase(self, controls: Controls) -> Phrase:
+        notes, marks, key, mode = self.compose_bars(controls, BARS)
+        spb = self.steps_per_bar
+        beats_per_step = 4.0 / spb
+        total = BARS * spb
+        events: list[NoteEvent] = []
+        melodic = float(np.clip(controls.melodic, 0.0, 1.0))
+        velocity = 0.35 + 0.25 * melodic
+        for i, (start, dur, pitch) in enumerate(notes):
+            stop = notes[i + 1][0] if i + 1 < len(notes) else total
+            length = max(1, min(dur, stop - start, total - start))
+            accent = 1.0 if start % (spb // 2) == 0 else 0.85 if start % (spb // 4) == 0 else 0.75
+            events.append(NoteEvent(start * beats_per_step, length * beats_per_step, pitch,
+                                    round(velocity * accent, 3), "melody"))
+        if not marks or marks[0][0] > 0:
+            first = self.last_chord or (key, "maj" if mode == "major" else "min")
+            marks.insert(0, (0, *first))
+        chords: list[Chord] = []
+        for i, (start, root, quality) in enumerate(marks):
+            stop = marks[i + 1][0] if i + 1 < len(marks) else total
+            if stop <= start:
+                continue
+            chords.append(Chord(start * beats_per_step, (stop - start) * beats_per_step, root,
+                                quality))
+        self.last_chord = (marks[-1][1], marks[-1][2])
+        for c in chords:
+            events += voice_chord(c)
+        return Phrase(
+            notes=tuple(sorted(events, key=lambda n: (n.start_beat, n.voice))),
+            beats=float(BARS * 4),
+            tempo_bpm=float(np.clip(controls.tempo_bpm, 40.0, 100.0)),
+            key_pc=key,
+            mode=mode,
+            controls=controls,
+            chords=tuple(chords),
+            source=self.name,
+            meta={"melody_notes": len(notes), "tokens": self.tokens_generated},
+        )
+
+
+# Medians in the training corpus (per four-bar phrase) of rhythmic activity and harmonic rhythm
+# for a given note density: asking for a density with its usual companions keeps the request
+# inside what the model has seen. Sparse music is rhythmically plain, with slow harmony.
+_DENSITY = (0.35, 0.45, 0.55, 0.65, 0.75, 1.0)
+_RHYTHM = (0.0, 0.13, 0.26, 0.40, 0.44, 0.48)
+_HARMONY = (0.25, 0.31, 0.31, 0.31, 0.31, 0.31)
+
+
+def rhythm_for(density: float) -> float:
+    """Requested rhythmic activity (share of off-beat onsets, 0–1) for a density (0–1)."""
+    return float(np.interp(density, _DENSITY, _RHYTHM))
+
+
+def harmony_for(density: float) -> float:
+    """Requested harmonic rhythm (chord changes per beat, 0–1) for a density (0–1)."""
+    return float(np.interp(density, _DENSITY, _HARMONY))
+
+
+# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(pc_weight: np.ndarray) -> tuple[int, str]:
+    """(tonic, mode) by Krumhansl–Schmuckler key finding on duration-weighted pitch classes."""
+    if not np.any(pc_weight > 0):
+        return 0, "major"
+    best, best_r = (0, "major"), -2.0
+    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
+        for tonic in range(12):
+            r = np.corrcoef(pc_weight, np.roll(profile, tonic))[0, 1]
+            if r > best_r:
+                best, best_r = (tonic, mode), r
+    return best
+
+
+def voice_chord(chord: Chord) -> list[NoteEvent]:
+    """Pad (close voicing around G3–E4, held) and bass (root, E1–G2) for one chord."""
+    pcs = theory.chord_pcs(chord.root_pc, chord.quality)
+    out = [NoteEvent(chord.start_beat, chord.duration_beats, 55 + ((pc - 55) % 12), 0.35, "pad")
+           for pc in pcs[:4]]
+    bass = 36 + chord.root_pc if chord.root_pc < 8 else 24 + chord.root_pc
+    out.append(NoteEvent(chord.start_beat, chord.duration_beats, bass, 0.45, "bass"))
+    return out
