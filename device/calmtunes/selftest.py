@@ -15,7 +15,6 @@ it with ``sudo systemctl stop calmtunes`` for the full test).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -32,8 +31,6 @@ from calmtunes.config import Config
 PART_ID_REG = 0xFF
 PART_ID_VALUE = 0x15
 REV_ID_REG = 0xFE
-#: where install-pi puts the generator model, with its recorded SHA-256 beside it
-MODEL_PATH = Path("/usr/share/calmtunes/calmtunes-generator.onnx")
 PULSE_SECONDS = 5.0
 WIRING = "see hw/README.md (/usr/share/doc/calmtunes/hw-README.md on the device)"
 
@@ -72,7 +69,7 @@ class Probe:
     pin_factory: Any = None  # gpiozero's default factory when None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     run: Callable[[list[str]], str | None] = _run
-    model_path: Path | None = None  # None: music.model_path or MODEL_PATH
+    model_path: Path | None = None  # None: music.model_path, else where the daemon looks
     pulse_seconds: float = PULSE_SECONDS
     led_on_s: float = 0.3  # each LED is lit this long for the technician to see
     chime: bool = True
@@ -373,43 +370,27 @@ def check_panel(config: Config, probe: Probe) -> list[Check]:
 
 # -- model, watchdog, state, daemon ---------------------------------------------------------------
 def check_model(config: Config, probe: Probe) -> Check:
+    """Load the model exactly as the daemon does (hash against its manifest, onnxruntime) and
+    compose one phrase with it."""
     if config.music.generator != "onnx":
         return Check("generator model", None, f"music.generator is {config.music.generator!r}")
-    path = probe.model_path or Path(config.music.model_path or MODEL_PATH)
     fallback = "the procedural composer plays instead"
-    if not path.exists():
-        return Check("generator model", False, f"{path} is missing; {fallback}",
-                     "reinstall with the model in the checkout: sudo ./scripts/install-pi")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    actual = digest.hexdigest()
-    recorded_file = path.with_name(path.name + ".sha256")
-    if recorded_file.exists():
-        words = recorded_file.read_text().split()
-        recorded = words[0].lower() if words else ""
-        if recorded != actual:
-            return Check("generator model", False,
-                         f"{path.name} is damaged: SHA-256 {actual[:12]}… ≠ recorded "
-                         f"{recorded[:12]}…; "
-                         f"{fallback}", "reinstall it: sudo ./scripts/install-pi (the SD card may "
-                         "be failing)")
-        hashed = "matches its recorded SHA-256"
-    else:
-        hashed = f"SHA-256 {actual[:12]}… (no recorded hash beside it)"
+    fix = "reinstall: sudo ./scripts/install-pi (a damaged model may mean a failing SD card)"
     try:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        inputs = ", ".join(i.name for i in session.get_inputs())
-    except ImportError:
-        return Check("generator model", False, f"{hashed}; onnxruntime is missing",
-                     "reinstall: sudo ./scripts/install-pi")
-    except Exception as exc:
-        return Check("generator model", False, f"{hashed}; onnxruntime cannot load it: {exc}; "
-                     f"{fallback}", "reinstall: sudo ./scripts/install-pi")
-    return Check("generator model", True, f"{hashed}; loads (inputs: {inputs})")
+        from calmtunes.music.controls import Controls
+        from calmtunes.music.generator import NeuralComposer, default_model_path
+    except ImportError as exc:
+        return Check("generator model", False, f"cannot import the generator ({exc}); {fallback}",
+                     fix)
+    path = probe.model_path or (Path(config.music.model_path) if config.music.model_path
+                                else default_model_path())
+    try:
+        composer = NeuralComposer.from_config(config.replace(music={"model_path": str(path)}))
+        phrase = composer.next_phrase(Controls())
+    except Exception as exc:  # ModelError, or anything onnxruntime raises
+        return Check("generator model", False, f"{exc}; {fallback}", fix)
+    return Check("generator model", True, f"{path}: SHA-256 matches its manifest; composed a "
+                 f"{phrase.beats:g}-beat phrase of {len(phrase.notes)} notes")
 
 
 def _usec_text(usec: int) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -121,8 +122,11 @@ def test_model_is_installed_or_its_absence_warned(root):
     installed = root / "usr/share/calmtunes/calmtunes-generator.onnx"
     if model.exists():
         assert installed.read_bytes() == model.read_bytes()
-        recorded = (installed.parent / (installed.name + ".sha256")).read_text().split()[0]
-        assert recorded == hashlib.sha256(model.read_bytes()).hexdigest()
+        manifest = json.loads(installed.with_suffix(".json").read_text())
+        assert manifest["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        from calmtunes.music.generator import load_manifest
+
+        assert load_manifest(installed)["sha256"] == manifest["sha256"]  # as the daemon loads it
     else:
         assert not installed.exists()
         assert "warning: no generator model" in out.stdout

@@ -6,7 +6,7 @@ gpiozero's own MockFactory. Nothing in these tests needs real hardware.
 
 from __future__ import annotations
 
-import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,48 +215,40 @@ def test_panel_without_gpio_hardware_says_how_to_fix(monkeypatch):
 
 
 # -- the generator model ---------------------------------------------------------------------------
-def tiny_model(path: Path) -> bytes:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])
-    graph = helper.make_graph([helper.make_node("Identity", ["tokens"], ["logits"])], "g", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path.read_bytes()
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "calmtunes-generator.onnx"
 
 
-def record(path: Path, data: bytes) -> None:
-    path.with_name(path.name + ".sha256").write_text(
-        f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+def shipped_copy(tmp_path: Path) -> Path:
+    if not SHIPPED.exists():
+        pytest.skip("no generator model in this checkout")
+    model = tmp_path / SHIPPED.name
+    shutil.copy(SHIPPED, model)
+    shutil.copy(SHIPPED.with_suffix(".json"), model.with_suffix(".json"))
+    return model
 
 
-def test_model_matching_its_hash_passes(dev, tmp_path):
+def test_model_matching_its_manifest_passes(dev, tmp_path):
     pytest.importorskip("onnxruntime")
-    model = tmp_path / "calmtunes-generator.onnx"
-    record(model, tiny_model(model))
+    model = shipped_copy(tmp_path)
     row = st.check_model(Config(), probe_for(dev, model_path=model))
     assert row.ok, row.detail
-    assert "matches its recorded SHA-256" in row.detail and "tokens" in row.detail
+    assert "SHA-256 matches its manifest" in row.detail
+    assert "composed a 16-beat phrase" in row.detail
 
 
 def test_damaged_model_fails_with_reinstall(dev, tmp_path):
-    model = tmp_path / "calmtunes-generator.onnx"
-    data = tiny_model(model)
-    record(model, data)
+    model = shipped_copy(tmp_path)
+    data = model.read_bytes()
     model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one flipped byte
     row = st.check_model(Config(), probe_for(dev, model_path=model))
-    assert row.ok is False and "damaged" in row.detail and "install-pi" in row.fix
+    assert row.ok is False and "corrupt" in row.detail and "install-pi" in row.fix
 
 
-def test_unloadable_model_fails(dev, tmp_path):
-    pytest.importorskip("onnxruntime")
-    model = tmp_path / "calmtunes-generator.onnx"
-    model.write_bytes(b"not a model")
+def test_model_without_manifest_fails(dev, tmp_path):
+    model = shipped_copy(tmp_path)
+    model.with_suffix(".json").unlink()
     row = st.check_model(Config(), probe_for(dev, model_path=model))
-    assert row.ok is False and "cannot load" in row.detail
+    assert row.ok is False and "manifest" in row.detail
 
 
 def test_missing_model_and_procedural_composer(dev, tmp_path):
