@@ -64,6 +64,11 @@ class PeopleDetector:
 
     def __init__(self, min_face_px: int = 24, scale_factor: float = 1.2,
                  min_neighbors: int = 3) -> None:
+        import cv2
+
+        # One frame a second needs no worker pool: OpenCV's idle workers keep spinning after each
+        # detection (about half a percent of a core) on cores the audio thread needs.
+        cv2.setNumThreads(1)
         classifier, path = find_cascade()
         self._cascade = classifier(path)
         if self._cascade.empty():
