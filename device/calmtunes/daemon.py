@@ -55,7 +55,8 @@ EXIT_POWEROFF = 10  # "fade out and power off, please": see the module docstring
 SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
 READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound card (see above)
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
-CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
+CONDUCT_EVERY_S = 1.0
+ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once  # s between conductor updates (the analyser publishes once a second)
 
 
 class Daemon:
@@ -257,7 +258,13 @@ class Daemon:
         if now < self._next_conduct:
             return
         self._next_conduct = now + CONDUCT_EVERY_S
+        before = self.conductor.tempo_bpm
         controls = self.conductor.update(now, self._pulse, self._scene)
+        if abs(controls.tempo_bpm - before) > ISO_CROSSFADE_BPM:
+            # The iso start met the listener's heart in one step: rather than a jump at the next
+            # phrase boundary, the music at the new tempo crossfades in now (≥ 2 s).
+            self.composer.flush()
+            self.audio.change_preset()
         self.audio.set_controls(controls)
         self.hub.publish("controls", controls)
         if self.sessions is not None:

@@ -108,3 +108,20 @@ def test_offline_closed_loop_render_follows_the_plan(tmp_path):
         # the onsets the mixer scheduled sit on that tempo's beat grid
         for on, beat in zip(onsets, onset_beats):
             assert on - start_s == pytest.approx(beat * 60.0 / tempo, abs=1.5 / 48000)
+
+
+def test_the_iso_start_crossfades_in_instead_of_waiting_for_the_phrase(make_daemon):
+    d = make_daemon()
+    now = time.monotonic()
+    d.conduct(now)  # no pulse yet: the preset's tempo (66 bpm for calm)
+    assert d.audio._pending_crossfade is False
+    d.hub.publish("pulse", PulseReading(t=now + 6, finger=True, quality=0.9, hr_bpm=86.0,
+                                        breathing_rate=15.0, stress=0.6, stress_sd=0.05))
+    d.conduct(now + 6)
+    assert d.conductor.state()["mode"] == "iso start"
+    assert d.audio._pending_crossfade is True  # the 86 bpm music glides in now, over ≥ 2 s
+    d.audio._pending_crossfade = False
+    d.hub.publish("pulse", PulseReading(t=now + 7, finger=True, quality=0.9, hr_bpm=85.0,
+                                        breathing_rate=15.0, stress=0.6, stress_sd=0.05))
+    d.conduct(now + 7)  # leading: small steps wait for the phrase boundary
+    assert d.audio._pending_crossfade is False
