@@ -55,8 +55,8 @@ EXIT_POWEROFF = 10  # "fade out and power off, please": see the module docstring
 SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
 READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound card (see above)
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
-CONDUCT_EVERY_S = 1.0
-ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once  # s between conductor updates (the analyser publishes once a second)
+CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
+ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
 
 
 class Daemon:
