@@ -89,6 +89,21 @@ def srgb_encode(v: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
 
 
+# Lookup tables for the per-frame conversions (the emulator's own cost counts in the daemon's
+# simulated CPU figures): 8-bit codes → linear, and linear in 1/16384 steps → codes × 255 (a step
+# is under 0.3 of a code value even in the darkest, steepest part of the curve).
+_DECODE_LUT = srgb_decode(np.arange(256, dtype=np.float32) / 255.0).astype(np.float32)
+_ENCODE_STEPS = 16384
+_ENCODE_LUT = (srgb_encode(np.arange(_ENCODE_STEPS + 1) / _ENCODE_STEPS) * 255.0).astype(
+    np.float32)
+
+
+def encode_255(linear: np.ndarray) -> np.ndarray:
+    """sRGB-encode linear light to 0–255 (float32) through :data:`_ENCODE_LUT`."""
+    index = np.clip(linear * _ENCODE_STEPS + 0.5, 0, _ENCODE_STEPS).astype(np.intp)
+    return _ENCODE_LUT[index]
+
+
 # -- drawing -------------------------------------------------------------------------------------
 def draw_face(img: np.ndarray, cx: float, cy: float, h: float,
               skin: tuple[int, int, int] = (150, 170, 205),
@@ -248,8 +263,7 @@ class RoomRenderer:
             out = np.where(self._lamp_shade > 0, 0.5 * light, out)
         if scene == "visitors":
             people, mask = self._people_layer(t)
-            out = np.where(mask[..., None] > 0, srgb_decode(people / 255.0) * (ambient * light),
-                           out)
+            out = np.where(mask[..., None] > 0, _DECODE_LUT[people] * (ambient * light), out)
         return out, noise
 
     def render(self, scene: str, t: float, rng: np.random.Generator,
@@ -261,8 +275,8 @@ class RoomRenderer:
             lin2, noise2 = self.linear(other, t)
             lin = (1.0 - a) * lin + a * lin2
             noise = (1.0 - a) * noise + a * noise2
-        coded = srgb_encode(lin) * 255.0
-        coded += rng.normal(0.0, noise, coded.shape)
+        coded = encode_255(lin)
+        coded += rng.standard_normal(coded.shape, dtype=np.float32) * np.float32(noise)
         return np.clip(coded + 0.5, 0, 255).astype(np.uint8)
 
 
