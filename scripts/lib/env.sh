@@ -51,7 +51,7 @@ if [ ! -f "$stamp" ] || ! grep -qxF -- "$want" "$stamp"; then
     pip_opts=(-q --disable-pip-version-check)
     # Use local wheel caches where the machine has them (e.g. the CPU build of torch).
     [ -d /opt/wheels ] && pip_opts+=(--find-links /opt/wheels)
-    "$VENV/bin/python" -m pip install "${pip_opts[@]}" --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/python" -m pip install "${pip_opts[@]}" --upgrade pip wheel 2>&1 | grep -v '^WARNING: Location' || true
     spec="$ROOT"; [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
     "$VENV/bin/python" -m pip install "${pip_opts[@]}" -e "$spec" 2>&1 | grep -v '^WARNING: Location' || true
     "$VENV/bin/python" -c 'import calmtunes' || { echo "installing calmtunes failed" >&2; exit 1; }
