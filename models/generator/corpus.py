@@ -29,7 +29,7 @@ from models.generator.attributes import CHORD_TONES, estimate_key, pitch_class_w
 from models.generator.vocab import STEPS_PER_BAR, ChordMark, Note
 
 log = logging.getLogger(__name__)
-WORK = Path(__file__).resolve().parent / "work"
+WORK = Path(__file__).resolve().parent / "cache"
 SOURCES = ("bach", "essenFolksong", "airdsAirs")
 
 

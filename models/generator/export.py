@@ -7,13 +7,13 @@ the conditioning vector and the state shape.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 
 import torch
 
+from calmtunes.music.generator import file_sha256
 from models.generator.attributes import CONTROL_LAYOUT, REGISTER_LO, REGISTER_SPAN
 from models.generator.model import Generator, StepModel
 from models.generator.vocab import STEPS_PER_BAR, TOKENS
@@ -56,14 +56,6 @@ def op_counts(path: Path) -> Counter:
     return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def manifest_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
@@ -72,7 +64,7 @@ def write_manifest(model_path: Path, g: Generator, extra: dict | None = None) ->
     m = {
         "format": "calmtunes-generator/1",
         "file": model_path.name,
-        "sha256": sha256(model_path),
+        "sha256": file_sha256(model_path),  # what the runtime checks at every load
         "inputs": list(INPUTS),
         "outputs": list(OUTPUTS),
         "state_shape": [g.layers, g.hidden],

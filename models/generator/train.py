@@ -3,7 +3,7 @@
     python -m models.generator.train                 # the shipped model (see below for time)
     python -m models.generator.train --tiny --out /tmp/g   # a pipeline check in seconds
 
-Steps: extract the corpus (cached in ``models/generator/work/``), split by piece, train with a
+Steps: extract the corpus (cached in ``models/generator/cache/``), split by piece, train with a
 fixed seed on randomly transposed windows, measure held-out NLL (torch, float ONNX, int8 ONNX)
 against an n-gram baseline, export, quantize, and write ``calmtunes-generator.onnx`` with its
 manifest (``.json``, SHA-256 included) and metrics (``.metrics.json``) into ``--out``.
