@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from calmtunes.music.theory import estimate_key  # noqa: F401 (re-exported)
 from models.generator.vocab import STEPS_PER_BEAT, ChordMark, Note
 
-# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 CHORD_TONES = {
     "maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "sus4": (0, 5, 7),
     "dom7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10),
 }
 NAMES = ("density", "register", "rhythm", "harmony")
 REGISTER_LO, REGISTER_SPAN = 53.0, 28.0
-
-
-def estimate_key(pc_weight: np.ndarray) -> tuple[int, str]:
-    """(tonic pitch class, "major"|"minor") best correlated with the pitch-class weights."""
-    best, best_r = (0, "major"), -2.0
-    if not np.any(pc_weight > 0):
-        return best
-    for mode, prof in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for tonic in range(12):
-            r = np.corrcoef(pc_weight, np.roll(prof, tonic))[0, 1]
-            if r > best_r:
-                best, best_r = (tonic, mode), r
-    return best
 
 
 def pitch_class_weights(notes: list[Note], chords: list[ChordMark], end: int) -> np.ndarray:

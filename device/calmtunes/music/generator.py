@@ -374,7 +374,7 @@ class NeuralComposer:
             stop = marks[i + 1][0] if i + 1 < len(marks) else total
             for pc in theory.chord_pcs(root, quality):
                 weights[pc] += 0.5 * max(1, stop - start)
-        if estimate_key(weights) != (key, mode):
+        if theory.estimate_key(weights) != (key, mode):
             d += 2.0
         return d
 
@@ -438,24 +438,6 @@ def rhythm_for(density: float) -> float:
 def harmony_for(density: float) -> float:
     """Requested harmonic rhythm (chord changes per beat, 0–1) for a density (0–1)."""
     return float(np.interp(density, _DENSITY, _HARMONY))
-
-
-# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def estimate_key(pc_weight: np.ndarray) -> tuple[int, str]:
-    """(tonic, mode) by Krumhansl–Schmuckler key finding on duration-weighted pitch classes."""
-    if not np.any(pc_weight > 0):
-        return 0, "major"
-    best, best_r = (0, "major"), -2.0
-    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
-        for tonic in range(12):
-            r = np.corrcoef(pc_weight, np.roll(profile, tonic))[0, 1]
-            if r > best_r:
-                best, best_r = (tonic, mode), r
-    return best
 
 
 def voice_chord(chord: Chord) -> list[NoteEvent]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 NATURAL_MINOR = (0, 2, 3, 5, 7, 8, 10)
 
@@ -61,6 +63,26 @@ PROGRESSIONS = {
         ((0, "min"), (6, "maj"), (5, "maj"), (6, "sus4")),
     ),
 }
+
+
+# Krumhansl–Kessler probe-tone profiles (Krumhansl 1990), tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(pc_weight: np.ndarray) -> tuple[int, str]:
+    """(tonic pitch class, "major"|"minor") by Krumhansl–Schmuckler key finding: the profile
+    best correlated with duration-weighted pitch classes. The generator's training labels and
+    its runtime both use this, so they agree on what a key is."""
+    best, best_r = (0, "major"), -2.0
+    if not np.any(pc_weight > 0):
+        return best
+    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+        for tonic in range(12):
+            r = np.corrcoef(pc_weight, np.roll(profile, tonic))[0, 1]
+            if r > best_r:
+                best, best_r = (tonic, mode), r
+    return best
 
 
 def degree_root(key_pc: int, mode: str, degree: int) -> int:
