@@ -15,7 +15,7 @@ exactly what the device runs. Steps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +47,31 @@ class PulseAnalysis:
 
 def _refuse(reason: str, q: float = 0.0) -> PulseAnalysis:
     return PulseAnalysis(None, None, None, None, q, reason)
+
+
+def _artefacts(x: np.ndarray, x_bp: np.ndarray, fs: float) -> tuple[np.ndarray | None, str]:
+    """Samples to leave out (clipping, motion; with a margin), or None when all are usable;
+    and the reason to refuse the window when too little is left."""
+    clip = quality.clipped(x, fs)
+    bad = clip | quality.swings(x_bp, fs)
+    if not bad.any():
+        return None, ""
+    bad = quality.widen(bad, int(quality.ARTEFACT_MARGIN_S * fs))
+    if np.mean(bad) <= 1.0 - quality.MIN_USABLE:
+        return bad, ""
+    if clip.any():
+        return bad, (
+            f"signal clips: {100 * np.mean(clip):.0f} % of samples sit at one extreme "
+            "(reduce LED current or finger pressure)"
+        )
+    return bad, f"artefacts (motion?) cover {100 * np.mean(bad):.0f} % of the window"
+
+
+def _spans(bad: np.ndarray, beat_times: np.ndarray, fs: float) -> np.ndarray:
+    """Per interval between ``beat_times`` (s): whether it spans any ``bad`` sample."""
+    c = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
+    i = np.clip((beat_times * fs).astype(np.int64), 0, len(bad) - 1)
+    return (c[i[1:] + 1] - c[i[:-1]]) > 0
 
 
 def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> PulseAnalysis:
@@ -83,6 +108,17 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     x = x / float(np.max(np.abs(x)))
     x = x - x.mean()
     x_bp = filters.pulse_band(x, fs)
+    bad, why = _artefacts(x, x_bp, fs)
+    if why:
+        return _refuse(why)
+    if bad is not None:
+        # bridge the artefacts before filtering again, so their edges do not ring into the
+        # pulse around them; what lies under them is never used
+        x = x.copy()
+        idx = np.arange(len(x))
+        x[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
+        x_bp = filters.pulse_band(x, fs)
+        notes.append(f"{100 * np.mean(bad):.0f} % of the window left out (clipping or motion)")
     scale = float(np.median(np.abs(x_bp)))
     if scale <= 0:
         return _refuse("no pulsatile component in the signal")
@@ -99,8 +135,16 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     if not np.isfinite(period):
         return _refuse("no pulse rhythm between 30 and 220 bpm", 0.0)
     bt = beats_mod.detect(x_up, fs, period)
+    if bad is not None:
+        bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
     iv = hrv.correct(bt.times)
-    in_span = iv.beat_times[1:] >= duration - span
+    if bad is not None:
+        # an interval spanning left-out samples is not an interval between two seen beats
+        iv = replace(iv, clean=iv.clean & ~_spans(bad, iv.beat_times, fs))
+        seen = ~_spans(bad, iv.beat_times, fs)
+    else:
+        seen = np.ones(len(iv.ibi_s), dtype=bool)
+    in_span = (iv.beat_times[1:] >= duration - span) & seen
     ibi_span = iv.ibi_s[in_span]
     if len(ibi_span) >= 2:
         ref = iv.reference[in_span]
@@ -110,6 +154,8 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         regular = 0.0
     morph = quality.morphology(x_up, bt.index[bt.index >= s0], fs, period)
     q = quality.index(periodicity, morph, regular)
+    if bad is not None:
+        q *= 1.0 - float(np.mean(bad))  # what was left out carried no pulse
     base = dict(
         beat_times=iv.beat_times,
         ibi_ms=iv.ibi_s * 1000.0,

@@ -105,6 +105,7 @@ def dominant_period(x: np.ndarray, fs: float, min_s: float, max_s: float) -> tup
     vals = mid[idx]
     pick = idx[np.argmax(vals >= 0.6 * vals.max())]
     k = lo + pick
+    k = _trigeminy(k, lo + idx, vals)
     twice = idx[np.abs(lo + idx - 2 * k) <= max(1, k // 8)]
     if twice.size and mid[twice].max() > mid[pick]:
         # Two rival readings: every other wave is weaker (alternating pulse; period k), or each
@@ -120,3 +121,24 @@ def dominant_period(x: np.ndarray, fs: float, min_s: float, max_s: float) -> tup
     den = y0 - 2 * y1 + y2
     off = 0.5 * (y0 - y2) / den if den < 0 else 0.0
     return (k + off) / fs, float(min(1.0, max(0.0, y1)))
+
+
+#: autocorrelation an earlier lag needs to be read as the beat inside a three-beat pattern
+SUBPERIOD_MIN_AC = 0.25
+
+
+def _trigeminy(k: int, lags: np.ndarray, vals: np.ndarray) -> int:
+    """The beat period when the pattern at lag ``k`` is three beats long, else ``k``.
+
+    In trigeminy (two normal beats and an ectopic one, or any rhythm repeating every third
+    beat) the autocorrelation peaks highest at the pattern's length, 3 T, with weaker but clear
+    peaks at T and 2 T. Three waves per beat does not happen (a dicrotic wave gives two), so
+    when both sub-multiples are local maxima with a positive correlation the period is T.
+    """
+    tol = max(1, k // 12)
+    near = [
+        lags[(np.abs(lags - k * j / 3.0) <= tol) & (vals >= SUBPERIOD_MIN_AC)] for j in (1, 2)
+    ]
+    if near[0].size and near[1].size:
+        return int(near[0][0])
+    return k

@@ -24,6 +24,17 @@ MIN_SECONDS = 4.0
 MAX_MISSING = 0.1
 #: more than this share of samples at the lowest or highest value means the sensor clips
 MAX_CLIPPED = 0.05
+#: a run at the rail at least this long is clipping, not a peak touching the maximum, s
+CLIP_RUN_S = 0.04
+#: length of the stretches compared for artefacts, s (a beat at 60 bpm)
+SWING_BLOCK_S = 1.0
+#: a stretch swinging more than this many times the median stretch is an artefact
+ARTEFACT_SWING = 3.0
+#: margin left out around clipping and artefacts, s: the band-pass rings for about that long
+#: and the beat cut by the artefact's edge is not a beat to time
+ARTEFACT_MARGIN_S = 0.3
+#: at least this share of the window must be free of artefacts to be analysed
+MIN_USABLE = 0.7
 
 
 def check_fs(fs: object) -> str | None:
@@ -52,20 +63,74 @@ def repair(x: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 
 def input_problem(x: np.ndarray, fs: float) -> str | None:
-    """Why a finite window cannot be analysed at all (flat, clipped, too short), or None."""
+    """Why a finite window cannot be analysed at all (flat or too short), or None."""
     if len(x) < MIN_SECONDS * fs:
         return f"window of {len(x) / fs:.1f} s is too short; need at least {MIN_SECONDS:g} s"
     lo, hi = float(x.min()), float(x.max())
     top = max(abs(hi), abs(lo))
     if top == 0 or (hi / top - lo / top) <= 1e-12:  # relative span; no overflow at 1e308
         return "signal is flat (no finger, sensor off or LED off)"
-    at_rail = max(np.count_nonzero(x == hi), np.count_nonzero(x == lo))
-    if at_rail > MAX_CLIPPED * len(x):
-        return (
-            f"signal clips: {100 * at_rail / len(x):.0f} % of samples sit at one extreme "
-            "(reduce LED current or finger pressure)"
-        )
     return None
+
+
+def clipped(x: np.ndarray, fs: float) -> np.ndarray:
+    """Samples stuck at the window's lowest or highest value, per sample (bool).
+
+    A saturated ADC (or a camera channel at 255) holds its rail for a run of samples; a
+    pulse peak that merely touches the window's maximum does not. Only runs of at least
+    :data:`CLIP_RUN_S` count, and only when they add up to more than :data:`MAX_CLIPPED` of the
+    window (a quantised signal sits at its extremes now and then without clipping).
+    """
+    lo, hi = float(x.min()), float(x.max())
+    rail = (x == hi) | (x == lo)
+    if np.count_nonzero(rail) <= MAX_CLIPPED * len(x):
+        return np.zeros(len(x), dtype=bool)
+    return _runs_at_least(rail, max(2, int(round(CLIP_RUN_S * fs))))
+
+
+def swings(x_bp: np.ndarray, fs: float) -> np.ndarray:
+    """Samples in stretches whose swing dwarfs the pulse's: motion or a knock (bool per sample).
+
+    The band-passed window is cut into stretches of :data:`SWING_BLOCK_S`; a stretch whose
+    peak-to-peak exceeds :data:`ARTEFACT_SWING` × the median stretch's is an artefact. A pulse's
+    own swing changes with breathing by tens of per cent, never threefold within seconds.
+    """
+    m = max(1, int(SWING_BLOCK_S * fs))
+    nb = len(x_bp) // m
+    out = np.zeros(len(x_bp), dtype=bool)
+    if nb < 3:
+        return out
+    blocks = x_bp[: nb * m].reshape(nb, m)
+    ptp = blocks.max(axis=1) - blocks.min(axis=1)
+    ref = float(np.median(ptp))
+    if ref <= 0:
+        return out
+    bad = ptp > ARTEFACT_SWING * ref
+    out[: nb * m] = np.repeat(bad, m)
+    if len(x_bp) > nb * m:  # the tail shorter than a stretch goes with the last stretch
+        tail = x_bp[nb * m :]
+        out[nb * m :] = bad[-1] or float(tail.max() - tail.min()) > ARTEFACT_SWING * ref
+    return out
+
+
+def widen(mask: np.ndarray, n: int) -> np.ndarray:
+    """``mask`` grown by ``n`` samples on each side."""
+    if n <= 0 or not mask.any():
+        return mask
+    c = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    i = np.arange(len(mask))
+    return (c[np.minimum(i + n + 1, len(mask))] - c[np.maximum(i - n, 0)]) > 0
+
+
+def _runs_at_least(mask: np.ndarray, k: int) -> np.ndarray:
+    """Keep only the runs of True in ``mask`` at least ``k`` long."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    out = np.zeros(len(mask), dtype=bool)
+    for a, b in zip(starts, ends):
+        if b - a >= k:
+            out[a:b] = True
+    return out
 
 
 def morphology(x_up: np.ndarray, index: np.ndarray, fs: float, period_s: float) -> float:
