@@ -96,3 +96,23 @@ def sensor_blocks(
     for i in range(0, n, step):
         sl = slice(i, min(n, i + step))
         yield float(t[sl][-1]), SampleBlock(t=t[sl], red=np.round(red[sl]), ir=np.round(ir[sl]))
+
+
+def ppg_from_beats(
+    beat_times: np.ndarray,
+    amplitudes: np.ndarray,
+    seconds: float,
+    fs: float = 100.0,
+    width_s: float = 0.07,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> np.ndarray:
+    """An upright PPG with a beat of the given amplitude at each of ``beat_times`` (s): a systolic
+    Gaussian ``width_s`` wide and a diastolic one, for rhythms make_ppg cannot draw (ectopics)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    x = np.zeros_like(t)
+    for b, a in zip(beat_times, amplitudes):
+        x += a * np.exp(-0.5 * ((t - b - 0.1) / width_s) ** 2)
+        x += 0.35 * a * np.exp(-0.5 * ((t - b - 0.38) / (1.4 * width_s)) ** 2)
+    return x + noise * rng.standard_normal(len(t))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from ppg_synth import make_ppg, to_counts
+from ppg_synth import make_ppg, ppg_from_beats, to_counts
 
 from calmtunes.pulse import PulseAnalysis, analyze
 
@@ -84,6 +84,51 @@ def test_flat_signal():
 def test_clipped_signal():
     x = to_counts(make_ppg(seconds=20, fs=100).x)
     _refused(analyze(np.clip(x, None, np.percentile(x, 60)), 100), "clips")
+
+
+def test_a_clipped_burst_is_left_out_not_the_whole_window():
+    # the ADC sits at its rail for 1.5 s (a squeeze), the rest of the 20 s is clean
+    ppg = make_ppg(seconds=20, fs=100, hr=72, seed=3)
+    x = to_counts(ppg.x)
+    x[800:950] = x.min()
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.5)
+    assert "left out" in r.reason
+    # intervals across the clipped stretch are not intervals between two seen beats: no HRV
+    ends = r.beat_times[1:]
+    starts = r.beat_times[:-1]
+    assert not np.any(r.clean[(ends > 8.0) & (starts < 9.5)])
+    assert r.rmssd_ms == pytest.approx(ppg.rmssd_ms, rel=0.5)
+
+
+def test_a_motion_burst_is_left_out():
+    ppg = make_ppg(seconds=20, fs=100, hr=65, seed=4)
+    x = ppg.x.copy()
+    t = np.arange(len(x)) / 100
+    burst = (t > 11) & (t < 13)
+    x[burst] += 8.0 * np.sin(2 * np.pi * 1.3 * t[burst])  # an arm moving, 8 x the pulse
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.5)
+    assert "left out" in r.reason
+
+
+def test_a_window_mostly_motion_is_refused():
+    ppg = make_ppg(seconds=10, fs=100, hr=65, seed=5)
+    x = ppg.x.copy()
+    t = np.arange(len(x)) / 100
+    burst = (t > 5) & (t < 9)  # 40 % of the window, 60 % with the margins
+    x[burst] += 8.0 * np.sin(2 * np.pi * 1.3 * t[burst])
+    _refused(analyze(x, 100), "artefact")
+
+
+def test_trigeminy_is_counted_beat_by_beat():
+    # every third beat early and weak: the pattern repeats every 2 s, the beats every 0.67 s
+    iv = np.tile([0.75, 0.6, 0.65], 20)
+    bt = np.cumsum(iv) - 0.3
+    x = ppg_from_beats(bt, np.tile([1.0, 0.45, 0.7], 20), seconds=12.0, fs=100.0)
+    inside = bt[(bt >= 0) & (bt < 12)]
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(60 / np.mean(np.diff(inside)), abs=1.5)
 
 
 def test_mostly_nan():

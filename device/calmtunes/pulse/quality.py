@@ -85,7 +85,7 @@ def clipped(x: np.ndarray, fs: float) -> np.ndarray:
     rail = (x == hi) | (x == lo)
     if np.count_nonzero(rail) <= MAX_CLIPPED * len(x):
         return np.zeros(len(x), dtype=bool)
-    return _runs_at_least(rail, max(2, int(round(CLIP_RUN_S * fs))))
+    return _runs_at_least(rail, max(2, round(CLIP_RUN_S * fs)))
 
 
 def swings(x_bp: np.ndarray, fs: float) -> np.ndarray:
