@@ -40,6 +40,26 @@ def test_ectopic_beat_is_left_out_of_hrv_only():
     assert hrv.rmssd_ms(iv) == pytest.approx(clean_rmssd, rel=0.3)
 
 
+def test_premature_beat_and_pause_count_for_the_rate_not_for_hrv():
+    t = regular(seed=2)
+    t[15] -= 0.3  # premature beat: 0.5 s after the last one, then a 1.1 s pause
+    iv = hrv.correct(t)
+    assert iv.premature[14] and iv.premature[15]
+    assert not iv.clean[14] and not iv.clean[15]
+    assert np.count_nonzero(iv.premature) == 2
+    # both intervals are real beats: with them, the mean interval is the true one
+    ok = iv.clean | iv.premature
+    assert 60 / np.mean(iv.ibi_s[ok]) == pytest.approx(60 / np.mean(np.diff(t)), abs=0.3)
+
+
+def test_double_detections_in_noise_are_not_premature_beats():
+    # intervals from a noisy camera window (Welltory subject_19): a short-long pair after a
+    # run of double detections is not a premature beat within a regular rhythm
+    ibi = [0.557, 0.557, 0.659, 0.365, 0.464, 0.786, 0.865, 0.857, 0.764, 0.778, 1.03, 0.512]
+    t = np.cumsum([0.0, *ibi, 0.745])
+    assert not hrv.correct(t).premature.any()
+
+
 def test_rmssd_and_sdnn_definitions():
     t = np.cumsum([0.8, 0.82, 0.78, 0.81, 0.79, 0.8, 0.83, 0.77, 0.8, 0.8])
     iv = hrv.correct(t)

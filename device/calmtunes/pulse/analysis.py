@@ -168,7 +168,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
             why = "fewer than three beats found"
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 
-    clean_span = iv.clean[in_span]
+    clean_span = iv.clean[in_span] | iv.premature[in_span]
     if np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
         hr = 60.0 / float(np.mean(ibi_span[clean_span]))
     else:

@@ -7,8 +7,13 @@ slow changes such as respiratory sinus arrhythmia but not single faults:
   the detector missed are put back, evenly spaced, and marked as interpolated;
 * **extra beat** – a short interval whose sum with its neighbour is close to the local median:
   the spurious beat between them is removed;
+* **premature beat** – a short interval followed by a longer one that together make two local
+  medians, between normal intervals: a premature (ectopic) beat and its compensatory pause.
+  Both intervals are real beats and count for the heart rate; neither is a normal-to-normal
+  interval, so HRV leaves both out;
 * **ectopic or unexplained** – any interval still differing from the local median by more than
-  20 % (the classic Malik criterion) is kept for the heart rate count but excluded from HRV.
+  20 % (the classic Malik criterion) is excluded from HRV, and from the heart rate while at
+  least half of the intervals are clean.
 
 RMSSD uses only successive pairs of clean (neither interpolated nor ectopic) intervals, SDNN the
 clean intervals. Heart rate is 60 / the mean corrected interval, i.e. beats per minute over the
@@ -17,7 +22,7 @@ stretch the beats span, which is what a monitor's averaged reading reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +41,9 @@ class Intervals:
     missed: int  # beats put back
     extra: int  # beats removed
     ectopic: int  # intervals left out of HRV
+    #: per interval: half of a premature beat and its compensatory pause (counted for the
+    #: heart rate, left out of HRV)
+    premature: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_corrected(self) -> int:
@@ -105,7 +113,28 @@ def correct(beat_times: np.ndarray) -> Intervals:
     touched = interp[1:] | interp[:-1]
     clean = normal & ~touched
     ectopic = int(np.count_nonzero(~normal & ~touched))
-    return Intervals(t, ibi, clean, ref, missed, extra, ectopic)
+    # a premature beat and its compensatory pause: a short interval followed by a longer one,
+    # together two normal intervals; both are real beats (the rate counts them), neither is
+    # a normal-to-normal interval (HRV leaves both out)
+    # within an otherwise regular rhythm (a normal interval on either side); a noisy window's
+    # double detections and gaps do not make such a pattern
+    premature = np.zeros(len(ibi), dtype=bool)
+    if len(ibi) >= 4:
+        a, b = ibi[1:-2], ibi[2:-1]
+        r = ref[1:-2]
+        first = (
+            (a < (1 - TOLERANCE) * r)
+            & (b > r)
+            & (np.abs(a + b - 2 * r) <= TOLERANCE * r)
+            & clean[:-3]
+            & clean[3:]
+            & ~touched[1:-2]
+            & ~touched[2:-1]
+        )
+        premature[1:-2] |= first
+        premature[2:-1] |= first
+    clean &= ~premature
+    return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature)
 
 
 def heart_rate(iv: Intervals) -> float | None:
