@@ -106,6 +106,30 @@ def test_saturated_sensor_is_refused_with_reason():
     assert r.finger and r.hr_bpm is None and r.quality == 0.0 and r.reason
 
 
+def test_a_squeeze_that_saturates_the_sensor_does_not_stop_the_readings():
+    # 1.5 s with the IR channel at the ADC's full scale (262 143 counts), 12 s after the start
+    ppg = make_ppg(seconds=30, fs=100, hr=72, seed=7)
+    a = PulseAnalyser(ppg.fs)
+    out, nxt = [], T0 + 1.0
+    for tend, block in sensor_blocks(ppg, t0=T0):
+        rel = block.t - T0
+        squeeze = (rel >= 12.0) & (rel < 13.5)
+        if squeeze.any():
+            block = SampleBlock(
+                t=block.t,
+                red=np.where(squeeze, 262143.0, block.red),
+                ir=np.where(squeeze, 262143.0, block.ir),
+            )
+        a.feed(block)
+        if tend >= nxt:
+            out.append((tend - T0, a.reading(tend)))
+            nxt += 1.0
+    after = [(t, r) for t, r in out if 14.0 <= t <= 24.0]
+    assert after and all(r.hr_bpm is not None for _, r in after), [r.reason for _, r in after]
+    assert all(r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=3) for _, r in after)
+    assert any("left out" in r.reason for _, r in after)
+
+
 def test_bad_rate_is_refused_at_construction():
     with pytest.raises(ValueError, match="25–1000"):
         PulseAnalyser(5)

@@ -49,22 +49,46 @@ def _refuse(reason: str, q: float = 0.0) -> PulseAnalysis:
     return PulseAnalysis(None, None, None, None, q, reason)
 
 
-def _artefacts(x: np.ndarray, x_bp: np.ndarray, fs: float) -> tuple[np.ndarray | None, str]:
-    """Samples to leave out (clipping, motion; with a margin), or None when all are usable;
-    and the reason to refuse the window when too little is left."""
+def _artefacts(
+    x: np.ndarray, x_bp: np.ndarray, fs: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """Leave clipping and motion out of the window.
+
+    Returns the signal and its band-passed version with the artefacts bridged, the samples
+    left out (with their margin; None when all are usable), and the reason to refuse the
+    window when too little is left. Clipped runs are bridged first, so the band-pass's ringing
+    after a jump to the rail is not taken for motion.
+    """
+    margin = int(quality.ARTEFACT_MARGIN_S * fs)
+    too_much = 1.0 - quality.MIN_USABLE
     clip = quality.clipped(x, fs)
-    bad = clip | quality.swings(x_bp, fs)
-    if not bad.any():
-        return None, ""
-    bad = quality.widen(bad, int(quality.ARTEFACT_MARGIN_S * fs))
-    if np.mean(bad) <= 1.0 - quality.MIN_USABLE:
-        return bad, ""
-    if clip.any():
-        return bad, (
+    bad = quality.widen(clip, margin)
+    if np.mean(bad) > too_much:
+        return x, x_bp, bad, (
             f"signal clips: {100 * np.mean(clip):.0f} % of samples sit at one extreme "
             "(reduce LED current or finger pressure)"
         )
-    return bad, f"artefacts (motion?) cover {100 * np.mean(bad):.0f} % of the window"
+    if bad.any():
+        x = _bridge(x, bad)
+        x_bp = filters.pulse_band(x, fs)
+    swing = quality.swings(x_bp, fs)
+    if swing.any():
+        bad = bad | quality.widen(swing, margin)
+        if np.mean(bad) > too_much:
+            return x, x_bp, bad, (
+                f"artefacts (motion?) cover {100 * np.mean(bad):.0f} % of the window"
+            )
+        x = _bridge(x, bad)
+        x_bp = filters.pulse_band(x, fs)
+    return x, x_bp, (bad if bad.any() else None), ""
+
+
+def _bridge(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``x`` with the ``bad`` samples replaced by straight lines between their good neighbours."""
+    idx = np.arange(len(x))
+    y = x.copy()
+    y[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
+    return y
 
 
 def _spans(bad: np.ndarray, beat_times: np.ndarray, fs: float) -> np.ndarray:
@@ -108,16 +132,12 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     x = x / float(np.max(np.abs(x)))
     x = x - x.mean()
     x_bp = filters.pulse_band(x, fs)
-    bad, why = _artefacts(x, x_bp, fs)
+    # artefacts are bridged before filtering again, so their edges do not ring into the pulse
+    # around them; what lies under them is never used
+    x, x_bp, bad, why = _artefacts(x, x_bp, fs)
     if why:
         return _refuse(why)
     if bad is not None:
-        # bridge the artefacts before filtering again, so their edges do not ring into the
-        # pulse around them; what lies under them is never used
-        x = x.copy()
-        idx = np.arange(len(x))
-        x[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
-        x_bp = filters.pulse_band(x, fs)
         notes.append(f"{100 * np.mean(bad):.0f} % of the window left out (clipping or motion)")
     scale = float(np.median(np.abs(x_bp)))
     if scale <= 0:
