@@ -160,8 +160,8 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     iv = hrv.correct(bt.times)
     if bad is not None:
         # an interval spanning left-out samples is not an interval between two seen beats
-        iv = replace(iv, clean=iv.clean & ~_spans(bad, iv.beat_times, fs))
         seen = ~_spans(bad, iv.beat_times, fs)
+        iv = replace(iv, clean=iv.clean & seen)
     else:
         seen = np.ones(len(iv.ibi_s), dtype=bool)
     in_span = (iv.beat_times[1:] >= duration - span) & seen

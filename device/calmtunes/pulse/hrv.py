@@ -114,10 +114,9 @@ def correct(beat_times: np.ndarray) -> Intervals:
     clean = normal & ~touched
     ectopic = int(np.count_nonzero(~normal & ~touched))
     # a premature beat and its compensatory pause: a short interval followed by a longer one,
-    # together two normal intervals; both are real beats (the rate counts them), neither is
-    # a normal-to-normal interval (HRV leaves both out)
-    # within an otherwise regular rhythm (a normal interval on either side); a noisy window's
-    # double detections and gaps do not make such a pattern
+    # together two normal intervals, within an otherwise regular rhythm (a clean interval on
+    # either side: a noisy window's double detections and gaps make no such pattern); both
+    # are real beats (the rate counts them), neither is normal-to-normal (HRV leaves both out)
     premature = np.zeros(len(ibi), dtype=bool)
     if len(ibi) >= 4:
         a, b = ibi[1:-2], ibi[2:-1]
