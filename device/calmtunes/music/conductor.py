@@ -62,14 +62,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from calmtunes.config import Config
-from calmtunes.music.controls import Controls
+from calmtunes.music.controls import TEMPO_RANGE, Controls
 
 log = logging.getLogger(__name__)
 
 HR_RANGE = (30.0, 220.0)  # bpm: a heart rate outside this is a measurement error, not a person
 BREATH_RANGE = (2.0, 40.0)  # breaths/min: likewise
 PACE_RANGE = (4.0, 20.0)  # breaths/min the bed may pace at (PRESET_KEYS' breath_rate range)
-TEMPO_RANGE = (40.0, 100.0)  # bpm the composers accept
 STALE_S = 5.0  # s: the analyser publishes once a second; older readings are not "now"
 ISO_WINDOW_S = 60.0  # s after a segment starts during which the first pulse sets the tempo
 MATCH_RATE_FACTOR = 3.0  # entering the iso band goes this many times faster than leading

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+#: tempi the composers accept, bpm; the conductor keeps its plan inside them
+TEMPO_RANGE = (40.0, 100.0)
+
 
 @dataclass(frozen=True)
 class Controls:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from calmtunes.music import theory
-from calmtunes.music.controls import Controls
+from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
 
 BEATS_PER_BAR = 4
@@ -59,7 +59,7 @@ class ProceduralComposer:
         return Phrase(
             notes=tuple(notes),
             beats=BARS * BEATS_PER_BAR,
-            tempo_bpm=float(np.clip(controls.tempo_bpm, 40.0, 100.0)),
+            tempo_bpm=float(np.clip(controls.tempo_bpm, *TEMPO_RANGE)),
             key_pc=key,
             mode=mode,
             controls=controls,

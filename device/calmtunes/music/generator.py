@@ -33,7 +33,7 @@ import numpy as np
 
 from calmtunes.errors import ModelError
 from calmtunes.music import theory
-from calmtunes.music.controls import Controls
+from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
 
 log = logging.getLogger(__name__)
@@ -412,7 +412,7 @@ class NeuralComposer:
         return Phrase(
             notes=tuple(sorted(events, key=lambda n: (n.start_beat, n.voice))),
             beats=float(BARS * 4),
-            tempo_bpm=float(np.clip(controls.tempo_bpm, 40.0, 100.0)),
+            tempo_bpm=float(np.clip(controls.tempo_bpm, *TEMPO_RANGE)),
             key_pc=key,
             mode=mode,
             controls=controls,
