@@ -389,8 +389,9 @@ def check_model(config: Config, probe: Probe) -> Check:
         phrase = composer.next_phrase(Controls())
     except Exception as exc:  # ModelError, or anything onnxruntime raises
         return Check("generator model", False, f"{exc}; {fallback}", fix)
-    return Check("generator model", True, f"{path}: SHA-256 matches its manifest; composed a "
-                 f"{phrase.beats:g}-beat phrase of {len(phrase.notes)} notes")
+    return Check("generator model", True, f"{path}: manifest pinned, SHA-256 matches its "
+                 f"manifest, probe passed; composed a {phrase.beats:g}-beat phrase of "
+                 f"{len(phrase.notes)} notes")
 
 
 def _usec_text(usec: int) -> str:
