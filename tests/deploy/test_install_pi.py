@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -215,15 +216,34 @@ def test_another_dac_replaces_the_block(root):
     assert "hw:CARD=IQaudIODAC" in (root / "etc/asound.conf").read_text()
 
 
-def test_refuses_without_root():
+@pytest.fixture
+def readable_script():
+    """The script, byte for byte, in a folder anyone may enter: the checkout may sit in a 0700
+    folder (so may pytest's tmp_path), which the unprivileged user below cannot reach."""
+    folder = Path(tempfile.mkdtemp(prefix="calmtunes-install-pi-"))
+    try:
+        folder.chmod(0o755)
+        (folder / "scripts").mkdir(mode=0o755)
+        script = folder / "scripts" / SCRIPT.name
+        shutil.copyfile(SCRIPT, script)
+        script.chmod(0o755)
+        assert script.read_bytes() == SCRIPT.read_bytes()
+        yield script
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_refuses_without_root(readable_script):
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv is not installed")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT)]
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               str(readable_script)]
     else:
-        cmd = [str(SCRIPT)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    assert out.returncode == 3
+        cmd = [str(readable_script)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False,
+                         cwd=readable_script.parent)
+    assert out.returncode == 3, out.stdout + out.stderr
     assert "must run as root" in out.stderr
 
 
