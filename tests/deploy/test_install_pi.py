@@ -84,6 +84,9 @@ def test_install_puts_everything_in_place(root):
     assert "install-pi: installed" in out.stdout
     unit = root / "etc/systemd/system/calmtunes.service"
     assert unit.read_text() == (REPO / "systemd/calmtunes.service").read_text()
+    failed = root / "etc/systemd/system/calmtunes-failed.service"
+    assert failed.read_text() == (REPO / "systemd/calmtunes-failed.service").read_text()
+    assert not list(root.glob("etc/systemd/system/*.wants/calmtunes-failed.service"))  # OnFailure=
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/calmtunes.service") \
         == "/etc/systemd/system/calmtunes.service"
     dropin = root / "etc/systemd/system.conf.d/calmtunes-watchdog.conf"
@@ -167,6 +170,7 @@ def test_dry_run_prints_every_action_and_changes_nothing(root):
     assert snapshot(root) == before
     for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt", "etc/asound.conf",
                    "etc/calmtunes/config.yaml", "etc/systemd/system/calmtunes.service",
+                   "etc/systemd/system/calmtunes-failed.service",
                    "etc/systemd/system.conf.d/calmtunes-watchdog.conf"):
         assert f"would write: {root / target}" in out.stdout, target
     assert "+ systemd-sysusers" in out.stdout and "+ systemctl --root" in out.stdout
