@@ -26,6 +26,8 @@ BOOKWORM = 'PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\nID_LIKE
            'VERSION_CODENAME=bookworm\n'
 CONFIG_TXT = "# For more options see config.txt(5)\ndtparam=audio=on\n#dtparam=i2c_arm=on\n" \
              "[pi4]\narm_boost=1\n"
+CMDLINE_TXT = "console=serial0,115200 console=tty1 root=PARTUUID=4d8097e2-02 rootfstype=ext4 " \
+              "fsck.repair=yes rootwait\n"
 
 
 @pytest.fixture
@@ -42,6 +44,7 @@ def root(tmp_path: Path) -> Path:
     (r / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (r / "etc" / "group").write_text("root:x:0:\naudio:x:29:\nvideo:x:44:\n")
     (r / "boot" / "firmware" / "config.txt").write_text(CONFIG_TXT)
+    (r / "boot" / "firmware" / "cmdline.txt").write_text(CMDLINE_TXT)
     return r
 
 
@@ -168,7 +171,8 @@ def test_dry_run_prints_every_action_and_changes_nothing(root):
     before = snapshot(root)
     out = install(root, "--dry-run")
     assert snapshot(root) == before
-    for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt", "etc/asound.conf",
+    for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt",
+                   "boot/firmware/cmdline.txt", "etc/asound.conf",
                    "etc/calmtunes/config.yaml", "etc/systemd/system/calmtunes.service",
                    "etc/systemd/system/calmtunes-failed.service",
                    "etc/systemd/system.conf.d/calmtunes-watchdog.conf"):
@@ -199,6 +203,7 @@ def test_uninstall_reverses_the_install(root):
         {p: v for p, v in before.items() if p not in kept}
     assert (root / "etc/asound.conf").read_text() == "# the owner's own ALSA config\n"
     assert (root / "boot/firmware/config.txt").read_text() == CONFIG_TXT
+    assert (root / "boot/firmware/cmdline.txt").read_text() == CMDLINE_TXT
     assert set(p for p in after if p.startswith("etc/calmtunes")) == {
         "etc/calmtunes", "etc/calmtunes/config.yaml"}
 
@@ -218,6 +223,26 @@ def test_another_dac_replaces_the_block(root):
     boot = (root / "boot/firmware/config.txt").read_text()
     assert boot.count("dtoverlay=") == 1 and "dtoverlay=iqaudio-dacplus" in boot
     assert "hw:CARD=IQaudIODAC" in (root / "etc/asound.conf").read_text()
+
+
+def test_memory_cgroup_is_switched_on_for_memorymax(root):
+    cmdline = root / "boot/firmware/cmdline.txt"
+    install(root)
+    assert cmdline.read_text() == CMDLINE_TXT.rstrip("\n") + " cgroup_enable=memory\n"
+    install(root)  # a rerun keeps one
+    assert cmdline.read_text().split().count("cgroup_enable=memory") == 1
+    install(root, "--uninstall")
+    assert cmdline.read_text() == CMDLINE_TXT
+
+
+def test_an_owners_memory_cgroup_setting_is_left_alone(root):
+    cmdline = root / "boot/firmware/cmdline.txt"
+    mine = "cgroup_enable=memory " + CMDLINE_TXT
+    cmdline.write_text(mine)
+    install(root)
+    assert cmdline.read_text() == mine
+    install(root, "--uninstall")
+    assert cmdline.read_text() == mine
 
 
 @pytest.fixture
