@@ -135,3 +135,12 @@ def test_giving_up_starts_the_fault_signal():
         {"char-gpiochip", "char-gpiomem"}
     assert failed["PrivateNetwork"] == "yes" and failed["CapabilityBoundingSet"] == ""
     assert "[Install]" not in text  # never enabled: only OnFailure= starts it
+
+
+@pytest.mark.parametrize("unit", [UNIT, FAILED_UNIT], ids=lambda u: u.name)
+def test_working_folder_is_writable_for_lgpio(unit):
+    # lgpio makes its notification pipes in the working folder; ProtectSystem=strict leaves
+    # only the unit's own state and runtime folders writable.
+    one = {k: v[-1] for k, v in directives(unit.read_text()).items()}
+    writable = {f"/run/{one['RuntimeDirectory']}", f"/var/lib/{one['StateDirectory']}"}
+    assert one["ProtectSystem"] == "strict" and one["WorkingDirectory"] in writable
