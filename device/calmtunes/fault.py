@@ -2,17 +2,18 @@
 
 ``calmtunes.service`` names ``calmtunes-failed.service`` in ``OnFailure=``: when the unit fails for
 good (the start limit hit after repeated watchdog kills or crashes, or exit 78 for a bad config;
-never while a restart is still coming), systemd starts it with ``$MONITOR_SERVICE_RESULT``,
-``$MONITOR_EXIT_CODE`` and ``$MONITOR_EXIT_STATUS`` saying why. It runs ``calmtunes fault``,
-which
+on systemd 252, bookworm's, never while a restart is still to come, while 255 and later start it
+between restarts too, until the next start stops it), systemd starts it with
+``$MONITOR_SERVICE_RESULT``, ``$MONITOR_EXIT_CODE`` and ``$MONITOR_EXIT_STATUS`` saying why.
+It runs ``calmtunes fault``, which
 
 - writes :data:`FAULT_FILE` in the state folder (reason and time, mode 0640 so technicians in
   group calmtunes can read it): ``calmtunes status`` shows it when the daemon does not answer,
   and the daemon removes it once it is up again (READY=1);
 - blinks every preset LED together in :data:`PATTERN`, two short blinks every four seconds, with
   the pulse and camera LEDs off, until it is stopped. A running daemon never lights more than
-  one preset LED, so the pattern cannot be mistaken for music. Starting calmtunes again stops
-  the fault service first (``Conflicts=``), which hands the pins back.
+  one preset LED, so the pattern cannot be mistaken for music. Every start of calmtunes stops
+  the fault service first (its ``ExecStartPre=``), which hands the pins back.
 
 No sound: a chime from a box at the bedside in the night would wake the listener, which is worse
 than silence, and the sound card may be what failed.

@@ -40,7 +40,7 @@ def exposure(unit: Path) -> float:
 @needs_analyze
 @pytest.mark.parametrize("unit", [UNIT, FAILED_UNIT], ids=lambda u: u.name)
 def test_systemd_analyze_verify_finds_nothing(tmp_path, unit):
-    # The units as shipped, side by side (OnFailure= and Conflicts= name each other), with only
+    # The units as shipped, side by side (OnFailure= names the other), with only
     # ExecStart's program standing at a path that exists here (verify checks it is executable;
     # the venv exists only on the device).
     program = tmp_path / "calmtunes"
@@ -128,7 +128,12 @@ def test_giving_up_starts_the_fault_signal():
     text = FAILED_UNIT.read_text()
     failed = {k: v[-1] for k, v in directives(text).items()}
     assert failed["ExecStart"] == f"{EXEC} fault --config /etc/calmtunes/config.yaml"
-    assert failed["Conflicts"] == UNIT.name  # starting the daemon again stops the signal
+    # every start of the daemon stops the signal first (it holds the LED pins) ...
+    assert f"systemctl stop {FAILED_UNIT.name}" in main["ExecStartPre"]
+    assert main["ExecStartPre"].startswith(("-+", "+-"))  # as root, a failure ignored
+    # ... and nothing in the signal stops the daemon: systemd ≥ 255 starts OnFailure= units
+    # between automatic restarts too, and a Conflicts= would cancel the restart.
+    assert "Conflicts" not in failed and "calmtunes.service" not in failed.get("Before", "")
     assert failed["User"] == "calmtunes" and failed["StateDirectory"] == "calmtunes"
     assert failed["SupplementaryGroups"] == "gpio" and failed["DevicePolicy"] == "closed"
     assert {v.split()[0] for v in directives(text)["DeviceAllow"]} == \
