@@ -172,12 +172,26 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
 def cmd_status(args: argparse.Namespace) -> int:
     reply = _request(args, "status")
     if reply is None:
+        _print_fault(args)
         return EX_UNAVAILABLE
     if args.json:
         print(json.dumps(reply, indent=2))
         return 0
     print(format_status(reply))
     return 0
+
+
+def _print_fault(args: argparse.Namespace) -> None:
+    """The note calmtunes-failed.service left, if systemd gave up on the daemon."""
+    from calmtunes.fault import format_fault, read_fault
+
+    try:
+        state_dir = load_config(args.config)[0].device.state_dir
+    except ConfigError:
+        state_dir = config_mod.DeviceConfig().state_dir
+    note = read_fault(state_dir)
+    if note is not None:
+        print(format_fault(note), file=sys.stderr)
 
 
 def format_status(s: dict) -> str:
@@ -256,6 +270,51 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_fault(args: argparse.Namespace) -> int:
+    """What calmtunes-failed.service runs when systemd gives up on the daemon: the fault note
+    and the LEDs' fault pattern (see :mod:`calmtunes.fault`), until stopped."""
+    import signal
+    import threading
+
+    from calmtunes.fault import FaultLights, reason_for, record_fault
+
+    setup_logging("info")
+    try:
+        cfg, _ = load_config(args.config)
+    except ConfigError as exc:  # the very reason we may be here: carry on with the defaults
+        log.warning("configuration error (%s); using the default state folder and LED pins",
+                    str(exc).splitlines()[0])
+        cfg = config_mod.Config()
+    env = os.environ
+    result = env.get("MONITOR_SERVICE_RESULT")
+    reason = args.reason or reason_for(result, env.get("MONITOR_EXIT_CODE"),
+                                       env.get("MONITOR_EXIT_STATUS"))
+    log.error("calmtunes has stopped: %s; showing the fault on the LEDs", reason)
+    try:
+        record_fault(cfg.device.state_dir, reason, result)
+    except OSError as exc:
+        log.error("cannot write the fault note in %s (%s)", cfg.device.state_dir, exc)
+    if cfg.panel.backend == "none":
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        lights = FaultLights(cfg)
+    except Exception as exc:  # no GPIO access: the note is still there
+        log.error("cannot show the fault on the LEDs (%s)", exc)
+        return 0
+    if args.duration is not None:
+        timer = threading.Timer(args.duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    try:
+        lights.run(stop)
+    finally:
+        lights.close()
+    return 0
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     from calmtunes.selftest import format_table, selftest
 
@@ -318,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--forget", action="store_true", help="delete every session record")
     s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
     s.set_defaults(func=cmd_sessions)
+
+    s = sub.add_parser("fault", help="show that systemd gave up on the daemon: LEDs and a "
+                       "note for `status` (run by calmtunes-failed.service)")
+    s.add_argument("--reason", help="the words to record (default: from $MONITOR_SERVICE_RESULT "
+                   "and $MONITOR_EXIT_STATUS, which systemd sets)")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.set_defaults(func=cmd_fault)
 
     s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")
     s.set_defaults(func=cmd_selftest)

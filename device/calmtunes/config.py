@@ -173,6 +173,12 @@ class MusicConfig:
         "",
         help="the generator model; empty for the one installed with calmtunes",
     )
+    model_trust: str = opt(
+        "pinned",
+        help="which generator manifests load: only those this release pins (its own model), or "
+        "'any' (a model you train yourself; logged as a warning at every load)",
+        choices=("pinned", "any"),
+    )
     temperature: float = opt(
         0.9, help="generator sampling temperature (lower: safer, more repetitive)", min=0.3,
         max=1.5,

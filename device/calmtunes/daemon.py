@@ -41,6 +41,7 @@ from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.control import ControlServer, socket_path
 from calmtunes.errors import ConfigError
+from calmtunes.fault import clear_fault
 from calmtunes.hub import Command, Hub
 from calmtunes.music.conductor import Conductor
 from calmtunes.music.engine import ComposerComponent
@@ -193,6 +194,8 @@ class Daemon:
             log.error("no audio output after %.0f s; running without sound and retrying the "
                       "card (%s)", READY_WITHOUT_SOUND_S, self.audio.health().detail)
             self.notifier.ready("NO SOUND: " + self.audio.health().detail)
+        if self.ready_at is not None:  # up (once): an earlier failure's note no longer holds
+            clear_fault(self.config.device.state_dir)
 
     def shutdown(self) -> None:
         if self.exit_code == EXIT_POWEROFF:

@@ -65,6 +65,7 @@ class Probe:
     """What the checks touch of the machine; tests replace the parts they need."""
 
     dev: Path = Path("/dev")
+    cgroup: Path = Path("/sys/fs/cgroup")  # the cgroup v2 root
     smbus: Callable[[int], Any] = _smbus
     pin_factory: Any = None  # gpiozero's default factory when None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -389,8 +390,9 @@ def check_model(config: Config, probe: Probe) -> Check:
         phrase = composer.next_phrase(Controls())
     except Exception as exc:  # ModelError, or anything onnxruntime raises
         return Check("generator model", False, f"{exc}; {fallback}", fix)
-    return Check("generator model", True, f"{path}: SHA-256 matches its manifest; composed a "
-                 f"{phrase.beats:g}-beat phrase of {len(phrase.notes)} notes")
+    return Check("generator model", True, f"{path}: manifest pinned, SHA-256 matches its "
+                 f"manifest, probe passed; composed a {phrase.beats:g}-beat phrase of "
+                 f"{len(phrase.notes)} notes")
 
 
 def _usec_text(usec: int) -> str:
@@ -432,6 +434,22 @@ def check_watchdog(config: Config, probe: Probe) -> list[Check]:
     return rows
 
 
+def check_memory_limit(config: Config, probe: Probe) -> Check:
+    """The unit's MemoryHigh=/MemoryMax= need the kernel's memory controller, which Raspberry Pi
+    kernels leave off unless cmdline.txt says cgroup_enable=memory."""
+    controllers = probe.cgroup / "cgroup.controllers"
+    try:
+        available = controllers.read_text().split()
+    except OSError:
+        return Check("memory limit", None, f"no {controllers} (not cgroup v2): cannot tell")
+    if "memory" in available:
+        return Check("memory limit", True, "memory controller on: the unit's MemoryMax= holds")
+    return Check("memory limit", False, "the kernel's memory controller is off, so the unit's "
+                 "MemoryMax= does nothing",
+                 "add cgroup_enable=memory to /boot/firmware/cmdline.txt (sudo ./scripts/"
+                 "install-pi does) and reboot")
+
+
 def check_state_dir(config: Config, probe: Probe | None = None) -> Check:
     path = Path(config.device.state_dir)
     if path.is_dir() and os.access(path, os.W_OK):
@@ -449,6 +467,12 @@ def check_daemon(config: Config, probe: Probe) -> Check:
     except PermissionError:
         return Check("daemon", None, f"{path}: no permission (join group calmtunes)")
     except OSError:
+        from calmtunes.fault import RETRY, format_fault, read_fault
+
+        note = read_fault(config.device.state_dir)
+        if note is not None:  # systemd gave up on it: calmtunes-failed.service left this
+            return Check("daemon", False, format_fault(note).split("; see ")[0],
+                         f"see `journalctl -u calmtunes`; {RETRY}")
         return Check("daemon", None, "not running (sudo systemctl start calmtunes)")
     return Check("daemon", True, f"running {reply.get('uptime_s', 0):.0f} s, preset "
                  f"{reply.get('preset')}, {'playing' if reply.get('playing') else 'paused'}")
@@ -477,6 +501,7 @@ def run_checks(config: Config, extra: list[Check] | None = None,
     results += _guard("buttons and LEDs", lambda: check_panel(config, probe))
     results += _guard("generator model", lambda: check_model(config, probe))
     results += _guard("watchdog", lambda: check_watchdog(config, probe))
+    results += _guard("memory limit", lambda: check_memory_limit(config, probe))
     results += _guard("state directory", lambda: check_state_dir(config, probe))
     results += _guard("daemon", lambda: check_daemon(config, probe))
     return results

@@ -170,6 +170,8 @@ def finish(args, model, pieces, train_s, test_s, t0: float, train_seconds) -> di
              nll_torch, nll_float, nll_int8, nll_ngram)
     log.info("wrote %s (%d bytes) in %.0f s", int8_path, metrics["file_bytes"],
              metrics["total_seconds"])
+    log.info("the daemon loads only a pinned manifest: for the shipped model run "
+             "`python -m models.generator.pin` and commit it with the model")
     return metrics
 
 

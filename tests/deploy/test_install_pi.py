@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ BOOKWORM = 'PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\nID_LIKE
            'VERSION_CODENAME=bookworm\n'
 CONFIG_TXT = "# For more options see config.txt(5)\ndtparam=audio=on\n#dtparam=i2c_arm=on\n" \
              "[pi4]\narm_boost=1\n"
+CMDLINE_TXT = "console=serial0,115200 console=tty1 root=PARTUUID=4d8097e2-02 rootfstype=ext4 " \
+              "fsck.repair=yes rootwait\n"
 
 
 @pytest.fixture
@@ -41,6 +44,7 @@ def root(tmp_path: Path) -> Path:
     (r / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (r / "etc" / "group").write_text("root:x:0:\naudio:x:29:\nvideo:x:44:\n")
     (r / "boot" / "firmware" / "config.txt").write_text(CONFIG_TXT)
+    (r / "boot" / "firmware" / "cmdline.txt").write_text(CMDLINE_TXT)
     return r
 
 
@@ -83,6 +87,9 @@ def test_install_puts_everything_in_place(root):
     assert "install-pi: installed" in out.stdout
     unit = root / "etc/systemd/system/calmtunes.service"
     assert unit.read_text() == (REPO / "systemd/calmtunes.service").read_text()
+    failed = root / "etc/systemd/system/calmtunes-failed.service"
+    assert failed.read_text() == (REPO / "systemd/calmtunes-failed.service").read_text()
+    assert not list(root.glob("etc/systemd/system/*.wants/calmtunes-failed.service"))  # OnFailure=
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/calmtunes.service") \
         == "/etc/systemd/system/calmtunes.service"
     dropin = root / "etc/systemd/system.conf.d/calmtunes-watchdog.conf"
@@ -164,8 +171,10 @@ def test_dry_run_prints_every_action_and_changes_nothing(root):
     before = snapshot(root)
     out = install(root, "--dry-run")
     assert snapshot(root) == before
-    for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt", "etc/asound.conf",
+    for target in ("etc/sysusers.d/calmtunes.conf", "boot/firmware/config.txt",
+                   "boot/firmware/cmdline.txt", "etc/asound.conf",
                    "etc/calmtunes/config.yaml", "etc/systemd/system/calmtunes.service",
+                   "etc/systemd/system/calmtunes-failed.service",
                    "etc/systemd/system.conf.d/calmtunes-watchdog.conf"):
         assert f"would write: {root / target}" in out.stdout, target
     assert "+ systemd-sysusers" in out.stdout and "+ systemctl --root" in out.stdout
@@ -194,6 +203,7 @@ def test_uninstall_reverses_the_install(root):
         {p: v for p, v in before.items() if p not in kept}
     assert (root / "etc/asound.conf").read_text() == "# the owner's own ALSA config\n"
     assert (root / "boot/firmware/config.txt").read_text() == CONFIG_TXT
+    assert (root / "boot/firmware/cmdline.txt").read_text() == CMDLINE_TXT
     assert set(p for p in after if p.startswith("etc/calmtunes")) == {
         "etc/calmtunes", "etc/calmtunes/config.yaml"}
 
@@ -215,15 +225,54 @@ def test_another_dac_replaces_the_block(root):
     assert "hw:CARD=IQaudIODAC" in (root / "etc/asound.conf").read_text()
 
 
-def test_refuses_without_root():
+def test_memory_cgroup_is_switched_on_for_memorymax(root):
+    cmdline = root / "boot/firmware/cmdline.txt"
+    install(root)
+    assert cmdline.read_text() == CMDLINE_TXT.rstrip("\n") + " cgroup_enable=memory\n"
+    install(root)  # a rerun keeps one
+    assert cmdline.read_text().split().count("cgroup_enable=memory") == 1
+    install(root, "--uninstall")
+    assert cmdline.read_text() == CMDLINE_TXT
+
+
+def test_an_owners_memory_cgroup_setting_is_left_alone(root):
+    cmdline = root / "boot/firmware/cmdline.txt"
+    mine = "cgroup_enable=memory " + CMDLINE_TXT
+    cmdline.write_text(mine)
+    install(root)
+    assert cmdline.read_text() == mine
+    install(root, "--uninstall")
+    assert cmdline.read_text() == mine
+
+
+@pytest.fixture
+def readable_script():
+    """The script, byte for byte, in a folder anyone may enter: the checkout may sit in a 0700
+    folder (so may pytest's tmp_path), which the unprivileged user below cannot reach."""
+    folder = Path(tempfile.mkdtemp(prefix="calmtunes-install-pi-"))
+    try:
+        folder.chmod(0o755)
+        (folder / "scripts").mkdir(mode=0o755)
+        script = folder / "scripts" / SCRIPT.name
+        shutil.copyfile(SCRIPT, script)
+        script.chmod(0o755)
+        assert script.read_bytes() == SCRIPT.read_bytes()
+        yield script
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_refuses_without_root(readable_script):
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv is not installed")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT)]
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               str(readable_script)]
     else:
-        cmd = [str(SCRIPT)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    assert out.returncode == 3
+        cmd = [str(readable_script)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False,
+                         cwd=readable_script.parent)
+    assert out.returncode == 3, out.stdout + out.stderr
     assert "must run as root" in out.stderr
 
 

@@ -290,6 +290,30 @@ def test_watchdog_device_missing(dev):
     assert results[1].ok is False and "bcm2835_wdt" in results[1].fix
 
 
+def test_memory_limit_needs_the_memory_controller(tmp_path):
+    cg = tmp_path / "cgroup"
+    cg.mkdir()
+    probe = st.Probe(cgroup=cg)
+    assert st.check_memory_limit(Config(), probe).ok is None  # no cgroup v2: cannot tell
+    (cg / "cgroup.controllers").write_text("cpuset cpu io pids\n")  # a Pi's default kernel
+    row = st.check_memory_limit(Config(), probe)
+    assert row.ok is False and "cgroup_enable=memory" in row.fix
+    (cg / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert st.check_memory_limit(Config(), probe).ok is True
+
+
+def test_daemon_given_up_by_systemd_is_a_fail_with_the_way_back(tmp_path):
+    from calmtunes.fault import record_fault
+
+    cfg = Config().replace(device={"state_dir": str(tmp_path / "state"),
+                                   "runtime_dir": str(tmp_path / "run")})
+    assert st.check_daemon(cfg, st.Probe()).ok is None  # just not running
+    record_fault(cfg.device.state_dir, "restarted too often", "start-limit-hit")
+    row = st.check_daemon(cfg, st.Probe())
+    assert row.ok is False and "failed at" in row.detail and "restarted too often" in row.detail
+    assert "reset-failed" in row.fix
+
+
 # -- sound and camera ------------------------------------------------------------------------------
 def test_chime_is_quiet_stereo_and_short():
     import numpy as np

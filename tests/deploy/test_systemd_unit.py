@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "calmtunes.service"
+FAILED_UNIT = UNIT.with_name("calmtunes-failed.service")
 EXEC = "/opt/calmtunes/venv/bin/calmtunes"
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
@@ -37,25 +38,28 @@ def exposure(unit: Path) -> float:
 
 
 @needs_analyze
-def test_systemd_analyze_verify_finds_nothing(tmp_path):
-    # The unit as shipped, with only ExecStart's program standing at a path that exists here
-    # (verify checks it is executable; the venv exists only on the device).
+@pytest.mark.parametrize("unit", [UNIT, FAILED_UNIT], ids=lambda u: u.name)
+def test_systemd_analyze_verify_finds_nothing(tmp_path, unit):
+    # The units as shipped, side by side (OnFailure= names the other), with only
+    # ExecStart's program standing at a path that exists here (verify checks it is executable;
+    # the venv exists only on the device).
     program = tmp_path / "calmtunes"
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
-    text = UNIT.read_text()
-    assert EXEC in text
-    copy = tmp_path / "calmtunes.service"
-    copy.write_text(text.replace(EXEC, str(program)))
-    out = subprocess.run(["systemd-analyze", "verify", str(copy)],
+    for u in (UNIT, FAILED_UNIT):
+        text = u.read_text()
+        assert EXEC in text
+        (tmp_path / u.name).write_text(text.replace(EXEC, str(program)))
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit.name)],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stderr.strip() == "", out.stderr
 
 
 @needs_analyze
-def test_security_exposure_is_at_most_2():
-    assert exposure(UNIT) <= 2.0
+@pytest.mark.parametrize("unit", [UNIT, FAILED_UNIT], ids=lambda u: u.name)
+def test_security_exposure_is_at_most_2(unit):
+    assert exposure(unit) <= 2.0
 
 
 @needs_analyze
@@ -102,3 +106,46 @@ def test_control_socket_is_reachable_by_group_calmtunes():
     mode = int(one["RuntimeDirectoryMode"], 8)
     assert mode & 0o050 == 0o050  # the group may enter the folder (the socket itself is 0660)
     assert mode & 0o007 == 0  # nobody else
+
+
+def _bytes(value: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_resources_are_capped_with_headroom_over_what_was_measured():
+    one = {k: v[-1] for k, v in directives(UNIT.read_text()).items()}
+    measured_rss = 204 << 20  # peak RSS in simulation (see the unit's comment)
+    high, hard = _bytes(one["MemoryHigh"]), _bytes(one["MemoryMax"])
+    assert measured_rss * 1.3 <= high < hard <= 1 << 30  # throttled before killed; < 1 GB Pi
+    assert 32 <= int(one["TasksMax"]) <= 256  # 16 threads measured
+    assert one["LogRateLimitIntervalSec"] and 500 <= int(one["LogRateLimitBurst"]) < 10000
+
+
+def test_giving_up_starts_the_fault_signal():
+    main = {k: v[-1] for k, v in directives(UNIT.read_text()).items()}
+    assert main["OnFailure"] == FAILED_UNIT.name
+    text = FAILED_UNIT.read_text()
+    failed = {k: v[-1] for k, v in directives(text).items()}
+    assert failed["ExecStart"] == f"{EXEC} fault --config /etc/calmtunes/config.yaml"
+    # every start of the daemon stops the signal first (it holds the LED pins) ...
+    assert f"systemctl stop {FAILED_UNIT.name}" in main["ExecStartPre"]
+    assert main["ExecStartPre"].startswith(("-+", "+-"))  # as root, a failure ignored
+    # ... and nothing in the signal stops the daemon: systemd ≥ 255 starts OnFailure= units
+    # between automatic restarts too, and a Conflicts= would cancel the restart.
+    assert "Conflicts" not in failed and "calmtunes.service" not in failed.get("Before", "")
+    assert failed["User"] == "calmtunes" and failed["StateDirectory"] == "calmtunes"
+    assert failed["SupplementaryGroups"] == "gpio" and failed["DevicePolicy"] == "closed"
+    assert {v.split()[0] for v in directives(text)["DeviceAllow"]} == \
+        {"char-gpiochip", "char-gpiomem"}
+    assert failed["PrivateNetwork"] == "yes" and failed["CapabilityBoundingSet"] == ""
+    assert "[Install]" not in text  # never enabled: only OnFailure= starts it
+
+
+@pytest.mark.parametrize("unit", [UNIT, FAILED_UNIT], ids=lambda u: u.name)
+def test_working_folder_is_writable_for_lgpio(unit):
+    # lgpio makes its notification pipes in the working folder; ProtectSystem=strict leaves
+    # only the unit's own state and runtime folders writable.
+    one = {k: v[-1] for k, v in directives(unit.read_text()).items()}
+    writable = {f"/run/{one['RuntimeDirectory']}", f"/var/lib/{one['StateDirectory']}"}
+    assert one["ProtectSystem"] == "strict" and one["WorkingDirectory"] in writable

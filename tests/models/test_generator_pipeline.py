@@ -75,7 +75,7 @@ def test_ngram_prefers_what_it_has_seen():
 
 
 @pytest.mark.slow
-def test_tiny_training_run_end_to_end(tmp_path):
+def test_tiny_training_run_end_to_end(tmp_path, monkeypatch):
     from models.generator import train
 
     from calmtunes.music.controls import Controls
@@ -96,7 +96,10 @@ def test_tiny_training_run_end_to_end(tmp_path):
     assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] >= 2
     assert ops["DequantizeLinear"] >= 1
     assert ops["MatMul"] == 0 and ops["GRU"] == 0
-    composer = NeuralComposer(model, seed=3)
+    # A fresh model is not pinned (trust "any"), and a pipeline check's barely trained model
+    # has not learnt the token grammar the load probe asks for: the runtime is checked without it.
+    monkeypatch.setattr(NeuralComposer, "_probe", lambda self: {})
+    composer = NeuralComposer(model, seed=3, trust="any")
     phrase = composer.next_phrase(Controls())
     assert phrase.source == "onnx" and phrase.beats == 16
     assert all(n.voice in VOICES and n.duration_beats > 0 for n in phrase.notes)

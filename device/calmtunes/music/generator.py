@@ -16,7 +16,11 @@ is drawn ``candidates`` times from the same state and the draw whose measured at
 nearest the request is kept.
 
 The model's manifest (``<model>.json`` beside it) holds its SHA-256, checked at load, and its
-token list. Any problem — missing file, wrong hash, onnxruntime failure, non-finite output —
+token list; the manifest's own SHA-256 must be one this release pins (:mod:`model_pin`, in the
+package, outside the model's folder), unless ``music.model_trust`` is ``any``. After the hashes,
+a probe writes :data:`PROBE_BARS` bars with the default controls and a fixed seed and rejects a
+model whose output is degenerate (see :meth:`NeuralComposer._probe`). Any problem — missing
+file, unpinned manifest, wrong hash, onnxruntime failure, non-finite or degenerate output —
 raises :class:`ModelError`; the composer component then plays the procedural composer.
 """
 
@@ -35,6 +39,7 @@ from calmtunes.errors import ModelError
 from calmtunes.music import theory
 from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
+from calmtunes.music.model_pin import PINNED_MANIFESTS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,21 @@ REGISTER_REACH = 7  # melody within this many semitones of the register centre (
 REGISTER_PULL = 3.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
 SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
 MAX_TOKENS_PER_BAR = 80  # a bar holds at most 16 onsets of 4 tokens; more means a bad model
+TRUST = ("pinned", "any")  # music.model_trust
+# The load-time probe: PROBE_BARS bars with the default controls, sampled with PROBE_SEED (the
+# same music at every load, whatever music.seed is), must pass these limits.
+PROBE_BARS = 4
+PROBE_SEED = 20240601
+# The share of its probability the model puts, before the grammar's mask, on tokens the grammar
+# allows. The shipped model: 0.99 on average over the probe (0.97–0.99 over seeds); a network with
+# random or zeroed output weights spreads it over all 160 tokens, about 0.1.
+MIN_GRAMMAR_MASS = 0.5
+# Logits that move less than this (largest standard deviation of one token's logit over the
+# probe's steps) come from a network that no longer reads its input.
+MIN_LOGIT_SPREAD = 1e-3
+# Logits (natural log-odds) beyond this size come from a damaged scale or bias: the shipped model
+# stays within ±21 over every preset and the extremes of density and register.
+MAX_ABS_LOGIT = 200.0
 
 
 def default_model_path() -> Path:
@@ -73,8 +93,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_manifest(model_path: Path) -> dict:
-    """The manifest of ``model_path``, after checking that the model file matches its hash."""
+def load_manifest(model_path: Path, trust: str = "pinned") -> dict:
+    """The manifest of ``model_path``, after checking that the manifest is pinned by this
+    release (unless ``trust`` is ``"any"``) and that the model file matches its hash."""
+    if trust not in TRUST:
+        raise ModelError(f"music.model_trust is {trust!r}; use one of {', '.join(TRUST)}")
     manifest_path = model_path.with_suffix(".json")
     if not model_path.is_file():
         raise ModelError(f"generator model {model_path} not found: reinstall calmtunes, set "
@@ -82,8 +105,20 @@ def load_manifest(model_path: Path) -> dict:
     if not manifest_path.is_file():
         raise ModelError(f"generator manifest {manifest_path} not found: it is written with the "
                          f"model by `python -m models.generator.train`")
+    raw = manifest_path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest not in PINNED_MANIFESTS:
+        if trust != "any":
+            raise ModelError(
+                f"generator manifest {manifest_path} is not one this calmtunes release trusts "
+                f"(its SHA-256 {digest[:12]}… is not pinned): reinstall calmtunes and its model "
+                f"together (sudo ./scripts/install-pi); for a model of your own set "
+                f"music.model_trust: any")
+        log.warning("music.model_trust is 'any': loading generator manifest %s (SHA-256 %s), "
+                    "which this release does not pin; for developing a model only", manifest_path,
+                    digest)
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(raw)
         expected = manifest["sha256"]
         for key in ("tokens", "controls", "state_shape"):
             manifest[key]
@@ -147,9 +182,9 @@ class NeuralComposer:
     name = "onnx"
 
     def __init__(self, model_path: Path | str, seed: int | None = None, temperature: float = 0.9,
-                 top_p: float = 0.92, candidates: int = 4) -> None:
+                 top_p: float = 0.92, candidates: int = 4, trust: str = "pinned") -> None:
         self.model_path = Path(model_path)
-        self.manifest = load_manifest(self.model_path)
+        self.manifest = load_manifest(self.model_path, trust)
         try:
             self.tokens = TokenTable(list(self.manifest["tokens"]))
             self.control_layout = list(self.manifest["controls"])
@@ -173,28 +208,81 @@ class NeuralComposer:
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"generator model {self.model_path} does not load: {exc}") from exc
-        self.rng = np.random.default_rng(seed)
-        self.major_key = int(self.rng.choice(CALM_MAJOR_KEYS))
         self.state = np.zeros((layers, 1, hidden), dtype=np.float32)
         self._grammar_key: tuple | None = None
         self._grammar_table: dict = {}
         self._pull = np.zeros(self.tokens.size)
-        self.started = False
-        self.last_chord: tuple[int, str] | None = None
+        self._probing: list[tuple[np.ndarray, float]] | None = None
+        self.major_key = CALM_MAJOR_KEYS[0]
         self.tokens_generated = 0
         # one step now: a model whose graph or outputs do not fit fails here, not mid-music
         probe = self._step(self.tokens.bos, self.conditioning(Controls()))
         if probe.shape != (self.tokens.size,):
             raise ModelError(f"generator gives {probe.shape} logits for {self.tokens.size} "
                              f"tokens; model and manifest do not belong together")
+        self.probe_report = self._probe()
+        # the music proper starts afresh, from music.seed (the probe leaves no trace in it)
+        self.rng = np.random.default_rng(seed)
+        self.major_key = int(self.rng.choice(CALM_MAJOR_KEYS))
         self.state[:] = 0.0
+        self.started = False
+        self.last_chord: tuple[int, str] | None = None
+        self.tokens_generated = 0
 
     @classmethod
     def from_config(cls, config, seed: int | None = None) -> NeuralComposer:
         path = Path(config.music.model_path) if config.music.model_path else default_model_path()
         music = config.music
         return cls(path, seed=seed, temperature=music.temperature, top_p=music.top_p,
-                   candidates=music.candidates)
+                   candidates=music.candidates, trust=music.model_trust)
+
+    def _probe(self) -> dict:
+        """Write :data:`PROBE_BARS` bars with the default controls from a fixed seed and raise
+        :class:`ModelError` if the output is degenerate: logits that ignore the input or are
+        absurdly large (a damaged scale saturates sampling into one choice), most of
+        the model's probability on tokens the grammar forbids (out-of-range or ill-formed
+        tokens: the mask would be doing all the composing), no melody notes, or one pitch
+        throughout. Non-finite logits and runaway bars already raise in :meth:`_step` and
+        :meth:`generate_bars`. Returns what it measured."""
+        self.rng = np.random.default_rng(PROBE_SEED)
+        self.major_key = CALM_MAJOR_KEYS[0]
+        self.state[:] = 0.0
+        self.started = False
+        self.last_chord = None
+        self._probing = []
+        try:
+            notes, _chords, _key, _mode = self.generate_bars(Controls(), PROBE_BARS)
+            seen = self._probing
+        finally:
+            self._probing = None
+        logits = np.array([lg for lg, _ in seen])
+        with np.errstate(over="ignore"):  # absurd logits are reported below, not warned about
+            spread = float(logits.std(axis=0).max()) if len(logits) > 1 else 0.0
+        size = float(np.abs(logits).max()) if len(logits) else 0.0
+        mass = float(np.mean([m for _, m in seen])) if seen else 0.0
+        pitches = {p for _, _, p in notes}
+        report = {"steps": len(seen), "grammar_mass": round(mass, 3),
+                  "logit_spread": round(spread, 4), "max_abs_logit": round(size, 1),
+                  "notes": len(notes), "pitches": len(pitches)}
+        where = f"generator model {self.model_path} failed its load probe"
+        if spread < MIN_LOGIT_SPREAD:
+            raise ModelError(f"{where}: its logits do not change with its input (spread "
+                             f"{spread:.2g}); the weights are damaged; reinstall the model")
+        if size > MAX_ABS_LOGIT:
+            raise ModelError(f"{where}: logits as large as {size:.3g} (a sound model stays "
+                             f"within ±{MAX_ABS_LOGIT:g}); the weights are damaged; reinstall the "
+                             f"model")
+        if mass < MIN_GRAMMAR_MASS:
+            raise ModelError(f"{where}: it puts only {mass:.0%} of its probability on "
+                             f"well-formed tokens (a sound model: about 99 %); reinstall the model")
+        if not notes:
+            raise ModelError(f"{where}: {PROBE_BARS} bars without a melody note (all rests); "
+                             f"reinstall the model")
+        if len(pitches) < 2:
+            raise ModelError(f"{where}: one pitch repeated through {len(notes)} notes; "
+                             f"reinstall the model")
+        log.debug("generator probe: %s", report)
+        return report
 
     # -- conditioning -------------------------------------------------------------------------
     def key_for(self, mode: str) -> int:
@@ -246,6 +334,9 @@ class NeuralComposer:
         then nucleus (top-p) sampling."""
         if len(choices) == 0:
             raise ModelError("generator grammar left no token to choose")
+        if self._probing is not None:  # the load probe: the model's own mass on the choices
+            e = np.exp(logits - logits.max())
+            self._probing.append((logits.copy(), float(e[choices].sum() / e.sum())))
         z = logits[choices] / self.temperature + self._pull[choices]
         p = np.exp(z - z.max())
         order = np.argsort(-p)

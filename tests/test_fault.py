@@ -1,0 +1,162 @@
+"""When systemd gives up on the daemon: the fault note, `calmtunes status` reading it, the LED
+pattern, and the daemon clearing the note once it is up again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from calmtunes.config import Config
+from calmtunes.daemon import Daemon
+from calmtunes.fault import (
+    PATTERN,
+    FaultLights,
+    fault_path,
+    format_fault,
+    read_fault,
+    reason_for,
+    record_fault,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CALMTUNES = [sys.executable, "-m", "calmtunes"]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "device"), env.get("PYTHONPATH", "")])
+    env.pop("NOTIFY_SOCKET", None)
+    return {**env, **extra}
+
+
+def _config_file(tmp_path: Path, panel: str = "mock") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"device": {"state_dir": str(tmp_path / "state")},
+                                    "panel": {"backend": panel}}))
+    return path
+
+
+def test_reasons_in_words():
+    assert reason_for("start-limit-hit", "killed", "ABRT") == "restarted too often"
+    assert reason_for("watchdog", "killed", "ABRT") == "stopped responding (watchdog)"
+    assert reason_for("exit-code", "exited", "78").startswith("configuration error")
+    assert reason_for("exit-code", "exited", "1") == "exited with an error (status 1)"
+    assert reason_for(None, None, None) == "failed (no reason given)"
+
+
+def test_the_note_is_group_readable_and_says_what_to_do(tmp_path):
+    t = time.mktime((2026, 3, 1, 23, 7, 0, 0, 0, -1))
+    record_fault(tmp_path, "restarted too often", "start-limit-hit", now=t)
+    assert fault_path(tmp_path).stat().st_mode & 0o777 == 0o640
+    note = read_fault(tmp_path)
+    assert note["result"] == "start-limit-hit"
+    assert format_fault(note, now=t + 60) == (
+        "calmtunes failed at 23:07: restarted too often; see `journalctl -u calmtunes`; "
+        "`systemctl reset-failed calmtunes && systemctl start calmtunes` to try again")
+    assert "2026-03-01 23:07" in format_fault(note, now=t + 86400)
+
+
+def test_a_damaged_note_is_ignored(tmp_path):
+    fault_path(tmp_path).write_text("{not json")
+    assert read_fault(tmp_path) is None
+    assert read_fault(tmp_path / "nothing") is None
+
+
+def test_preset_leds_blink_the_fault_pattern_and_the_others_stay_dark():
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    config = Config().replace(panel={"backend": "mock"})
+    lights = FaultLights(config, pin_factory=factory)
+    leds = config.panel.leds
+    assert set(lights.blinking) == {"calm", "sleep", "uplift"}
+    seen: list[dict[str, bool]] = []
+    stop = threading.Event()
+
+    def wait(seconds: float) -> bool:  # instead of the clock: note the LEDs at each step
+        seen.append({role: factory.pin(pin).state for role, pin in leds.items()})
+        return False
+
+    lights.run(stop, cycles=2, wait=wait)
+    assert [s["calm"] for s in seen] == [lit for lit, _ in PATTERN] * 2
+    assert all(s["calm"] == s["sleep"] == s["uplift"] for s in seen)  # together: not music
+    assert not any(s["pulse"] or s["camera"] for s in seen)
+    assert not any(factory.pin(pin).state for pin in leds.values())  # all off at the end
+    lights.close()
+
+
+def test_fault_command_writes_the_note_that_status_shows(tmp_path):
+    config = _config_file(tmp_path)
+    env = _env(MONITOR_SERVICE_RESULT="start-limit-hit", MONITOR_EXIT_CODE="killed",
+               MONITOR_EXIT_STATUS="ABRT")
+    out = subprocess.run([*CALMTUNES, "fault", "--config", str(config), "--duration", "0.5"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert read_fault(tmp_path / "state")["reason"] == "restarted too often"
+    status = subprocess.run([*CALMTUNES, "status", "--config", str(config), "--runtime-dir",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                            env=_env())
+    assert status.returncode == 69
+    assert "calmtunes failed at " in status.stderr and "restarted too often" in status.stderr
+    assert "systemctl reset-failed calmtunes && systemctl start calmtunes" in status.stderr
+
+
+def test_status_without_a_note_says_only_that_the_daemon_is_down(tmp_path):
+    config = _config_file(tmp_path)
+    status = subprocess.run([*CALMTUNES, "status", "--config", str(config), "--runtime-dir",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                            env=_env())
+    assert status.returncode == 69
+    assert "not running" in status.stderr and "failed at" not in status.stderr
+
+
+def test_fault_command_blinks_until_sigterm(tmp_path):
+    config = _config_file(tmp_path)
+    proc = subprocess.Popen([*CALMTUNES, "fault", "--config", str(config)],
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        for _ in range(300):
+            if fault_path(tmp_path / "state").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None  # still showing the fault
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert read_fault(tmp_path / "state")["reason"] == "failed (no reason given)"
+
+
+def test_fault_without_a_panel_only_writes_the_note(tmp_path):
+    config = _config_file(tmp_path, "none")
+    out = subprocess.run([*CALMTUNES, "fault", "--config", str(config), "--reason", "test"],
+                         capture_output=True, text=True, timeout=60, env=_env())
+    assert out.returncode == 0
+    assert read_fault(tmp_path / "state")["reason"] == "test"
+
+
+def test_the_daemon_clears_the_note_once_it_is_up(tmp_config):
+    record_fault(tmp_config.device.state_dir, "restarted too often", "start-limit-hit")
+    daemon = Daemon(tmp_config)
+    assert read_fault(tmp_config.device.state_dir) is not None  # not before it is up
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if read_fault(tmp_config.device.state_dir) is None:
+                break
+            time.sleep(0.05)
+        assert daemon.ready_at is not None
+        assert read_fault(tmp_config.device.state_dir) is None
+    finally:
+        daemon.request_stop()
+        thread.join(10)
