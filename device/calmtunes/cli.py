@@ -110,9 +110,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    cfg, _ = load_config(args.config)
     from calmtunes.render import render_offline
 
-    cfg, _ = load_config(args.config)
     setup_logging(cfg.device.log_level)
     music: dict = {}
     if args.seed is not None:

@@ -345,12 +345,12 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     if "nesting depth" in (exc.problem or ""):  # libyaml's own limit, met while scanning ahead
         return f"{_where(mark)}{_TOO_DEEP}"
     what = _clip(exc.problem or exc.context or "unreadable")
-    context = ""
-    if exc.context and exc.problem:
-        context = f", {_clip(exc.context, 60)}"
+    if exc.context and exc.problem:  # "while scanning a quoted scalar" at line 2: "found ..."
+        where_context = ""
         if exc.context_mark is not None and exc.context_mark is not mark:
-            context += f" at line {exc.context_mark.line + 1}"
-    return f"{_where(mark)}not valid YAML ({what}{context}); {_FIX_SYNTAX}"
+            where_context = f" at line {exc.context_mark.line + 1}"
+        what = f"{_clip(exc.context, 60)}{where_context}: {what}"
+    return f"{_where(mark)}not valid YAML ({what}); {_FIX_SYNTAX}"
 
 
 def _clip(text: str, limit: int = 80) -> str:
