@@ -44,9 +44,23 @@ def sim_dirs() -> tuple[str, str]:
 
 
 def load_config(path: str | None) -> tuple[config_mod.Config, str | None]:
-    if path is None and config_mod.DEFAULT_PATH.exists():
-        path = str(config_mod.DEFAULT_PATH)
-    return config_mod.load(path), path
+    """The config at ``path`` (the default file if present, else the defaults).
+
+    Every failure is a :class:`ConfigError` (exit status 78, one short message, no traceback):
+    a failure that is not one is a fault in calmtunes' config code, but the file is still what
+    the technician must look at, and systemd must still not restart the daemon in a loop."""
+    try:
+        if path is None and config_mod.DEFAULT_PATH.exists():
+            path = str(config_mod.DEFAULT_PATH)
+        return config_mod.load(path), path
+    except ConfigError:
+        raise
+    except Exception as exc:
+        where = path if path is not None else str(config_mod.DEFAULT_PATH)
+        raise ConfigError(where, [
+            f"could not be read: {type(exc).__name__}: {str(exc)[:200]} (a fault in calmtunes "
+            f"itself, met on this file); compare the file with config.example.yaml and keep a "
+            f"copy of it for the maintainer"]) from exc
 
 
 def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> config_mod.Config:
@@ -71,9 +85,9 @@ def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> confi
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    cfg, path = load_config(args.config)  # first: a bad config exits 78 at once
     from calmtunes.daemon import Daemon
 
-    cfg, path = load_config(args.config)
     setup_logging(cfg.device.log_level)
     if path is None:
         log.warning("no config file (%s); running on defaults", config_mod.DEFAULT_PATH)
@@ -83,9 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    cfg, path = load_config(args.config)
     from calmtunes.daemon import Daemon
 
-    cfg, path = load_config(args.config)
     cfg = simulation_config(cfg, args)
     setup_logging(cfg.device.log_level)
     log.info("simulation: scenario %r, audio to %s", cfg.sim.scenario,
@@ -96,9 +110,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    cfg, _ = load_config(args.config)
     from calmtunes.render import render_offline
 
-    cfg, _ = load_config(args.config)
     setup_logging(cfg.device.log_level)
     music: dict = {}
     if args.seed is not None:

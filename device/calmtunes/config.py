@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -416,9 +417,19 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 
-def _suggest(key: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+def _suggest(key: str, known: typing.Iterable[Any]) -> str:
+    close = difflib.get_close_matches(key, [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 60
+_SHOW.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A value as a problem quotes it: its repr, shortened (a value may be large)."""
+    return _SHOW.repr(value)
 
 
 def _type_name(t: Any) -> str:
@@ -436,7 +447,7 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
         and not (ftype in (int, float) and isinstance(value, bool))
     )
     if not ok:
-        errors.append(f"{path}: expected {_type_name(ftype)}, got {value!r}")
+        errors.append(f"{path}: expected {_type_name(ftype)}, got {_show(value)}")
         return None
     if ftype is float and value != value:  # NaN
         errors.append(f"{path}: expected a number, got NaN")
@@ -444,7 +455,7 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         shown = ", ".join(repr(c) for c in choices)
-        errors.append(f"{path}: {value!r} is not one of {shown}")
+        errors.append(f"{path}: {_show(value)} is not one of {shown}")
         return None
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo:
@@ -468,7 +479,7 @@ def _parse_section(name: str, cls: type, raw: Any, errors: list[str]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        errors.append(f"{name}: expected a mapping of options, got {raw!r}")
+        errors.append(f"{name}: expected a mapping of options, got {_show(raw)}")
         return cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -494,7 +505,7 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
         for pname, preset in section.presets.items():
             ppath = f"music.presets.{pname}"
             if not isinstance(preset, dict):
-                errors.append(f"{ppath}: expected a mapping, got {preset!r}")
+                errors.append(f"{ppath}: expected a mapping, got {_show(preset)}")
                 continue
             for key, value in preset.items():
                 if key not in PRESET_KEYS:
@@ -525,7 +536,7 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
             for role, pin in mapping.items():
                 path = f"panel.{kind}.{role}"
                 if not isinstance(pin, int) or isinstance(pin, bool) or not 0 <= pin <= 27:
-                    errors.append(f"{path}: expected a BCM GPIO number 0–27, got {pin!r}")
+                    errors.append(f"{path}: expected a BCM GPIO number 0–27, got {_show(pin)}")
                     continue
                 if pin in used:
                     errors.append(f"{path}: GPIO{pin} is already used by {used[pin]}")
@@ -549,7 +560,8 @@ def parse(data: Any, source: str = "config") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(source, [f"the top level must be a mapping of sections, got {data!r}"])
+        raise ConfigError(source, [f"the top level must be a mapping of sections, got "
+                                   f"{_show(data)}"])
     sections = {f.name: f for f in dataclasses.fields(Config)}
     parsed: dict[str, Any] = {}
     for key, raw in data.items():
@@ -563,24 +575,16 @@ def parse(data: Any, source: str = "config") -> Config:
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:
-    """Read and validate a YAML file; ``None`` means the defaults."""
+    """Read and validate a YAML file; ``None`` means the defaults.
+
+    Whatever the file is (a FIFO, a 100 MB log, Latin-1, an alias bomb), the answer is a
+    :class:`Config` or a :class:`ConfigError` with a short message naming the line and the fix:
+    :mod:`calmtunes.config_file` reads it under limits."""
     if path is None:
         return Config()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(p), ["file not found; copy config.example.yaml there"]) from None
-    except OSError as exc:
-        raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(p), [f"{where}not valid YAML ({problem})"]) from None
-    return parse(data, source=str(p))
+    from calmtunes.config_file import read_yaml
+
+    return parse(read_yaml(path), source=os.fsdecode(path))
 
 
 def to_dict(config: Config) -> dict[str, dict[str, Any]]:

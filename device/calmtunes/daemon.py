@@ -217,29 +217,59 @@ class Daemon:
         log.info("stopped")
 
     def reload(self) -> None:
+        """SIGHUP: read the config file again and apply it, all or nothing.
+
+        Nothing that goes wrong here stops the daemon: a bad file (a ConfigError, one short
+        message) or a fault while reading it is logged once and the running config kept; a part
+        that cannot take the new config puts every part back on the old one. systemd hears
+        RELOADING=1 before and READY=1 after, whatever the outcome (sd_notify(3))."""
         if self.config_path is None:
             log.info("SIGHUP: no config file to reload")
             return
         self.notifier.reloading()
+        old = self.config
+        outcome = "config reload refused: see the journal"
         try:
-            new = config_mod.load(self.config_path)
-        except ConfigError as exc:
-            log.error("config reload refused, keeping the running config:\n%s", exc)
-            self.notifier.status("config reload refused: see the journal")
-            return
-        keep = {"device": self.config.device.simulate}
-        if new.device.simulate != keep["device"]:
-            new = new.replace(device={"simulate": keep["device"]})
-        self.config = new
-        self.conductor.reconfigure(new)
-        for c in self.components:
             try:
-                c.reconfigure(new)
-            except Exception:
-                log.exception("%s could not take the new config", c.name)
-        self.audio.mixer.reconfigure(new)
-        self.apply_controls()
-        log.info("config reloaded from %s", self.config_path)
+                new = config_mod.load(self.config_path)
+                if new.device.simulate != old.device.simulate:
+                    new = new.replace(device={"simulate": old.device.simulate})
+            except ConfigError as exc:
+                log.error("config reload refused, keeping the running config:\n%s", exc)
+                return
+            except Exception as exc:  # a fault in the config code must not stop the music
+                log.error("config reload failed, keeping the running config: %s: %.300s",
+                          type(exc).__name__, exc)
+                return
+
+            def apply(config: Config) -> list[str]:
+                """Give every part ``config``; the names of those that could not take it."""
+                self.config = config
+                failed = []
+                for name, part in [("conductor", self.conductor),
+                                   *((c.name, c) for c in self.components),
+                                   ("mixer", self.audio.mixer)]:
+                    try:
+                        part.reconfigure(config)
+                    except Exception:
+                        log.exception("%s could not take the %s config", name,
+                                      "new" if config is new else "old")
+                        failed.append(name)
+                return failed
+
+            failed = apply(new)
+            if failed:
+                apply(old)
+                log.error("config reload undone, keeping the running config: %s could not take "
+                          "the new one", ", ".join(failed))
+            else:
+                outcome = "config reloaded"
+                log.info("config reloaded from %s", self.config_path)
+            self.apply_controls()
+        except Exception:  # nothing in a reload may stop the daemon
+            log.exception("config reload failed; carrying on")
+        finally:
+            self.notifier.ready(outcome)
 
     # -- the closed loop ---------------------------------------------------------------------------
     def _on_pulse(self, reading: Any) -> None:
