@@ -109,7 +109,7 @@ def test_the_import_order_check_finds_a_library_loaded_too_early():
     assert import_order_problem("import numpy\n", "none") is None
 
 
-def test_the_unit_sets_telemetry_off():
+def test_the_unit_sets_telemetry_off_and_keeps_lgpio_in_the_runtime_folder():
     service, section = [], None
     for line in UNIT.read_text().splitlines():
         line = line.strip()
@@ -119,3 +119,5 @@ def test_the_unit_sets_telemetry_off():
             service.append(line.partition("=")[2])
     assert "ORT_DISABLE_TELEMETRY=1" in service
     assert "OPENCV_OPENCL_RUNTIME=disabled" in service
+    assert "LG_WD=/run/calmtunes" in service  # lgpio's FIFOs in the runtime folder
+    assert "RuntimeDirectory=calmtunes" in UNIT.read_text()
