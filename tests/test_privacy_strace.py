@@ -8,9 +8,10 @@ own. One checker reads each trace and fails on
 - any AF_INET, AF_INET6 or AF_PACKET socket and any routing netlink socket (what resolvers and
   network probes open), whether or not the kernel granted it;
 - any connect, sendto, sendmsg or sendmmsg to port 53 (a DNS lookup);
-- any file or folder created, or any file opened for writing, outside the run's state and
-  runtime folders and its output WAV (so ~/.cache, ~/.local, /tmp and the working folder are
-  all watched; /dev and /proc are not files).
+- any file or folder created (also in /dev/shm), or any existing file opened for writing
+  (devices and /proc aside), outside the run's state and runtime folders and its output WAV:
+  ~/.cache, ~/.local, /tmp and the working folder are all watched. The one exception, by name,
+  is PortAudio's JACK metadata folder (see JACK_METADATA below and docs/SOUP.md).
 
 The checker is first shown to catch each kind of leak (tests/privacy_leaks.py): sockets, files
 in ~/.cache, ~/.local and /tmp, and the real ``calmtunes simulate`` with onnxruntime's
