@@ -43,18 +43,46 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 
-# Reinstall only when the project's metadata or the wanted extras change.
+# The runtime dependencies come from the hash-locked list the device installs (scripts/lock
+# writes it; docs/SOUP.md says what each is), so tests run against exactly those releases.
+LOCK="$ROOT/requirements/runtime-$(uname -m).txt"
+[ -f "$LOCK" ] || { echo "no dependency lock for $(uname -m) ($LOCK): calmtunes is locked for aarch64 and x86_64" >&2; exit 1; }
+
+# pip, quiet but for real problems (not the notes about local wheel folders this machine lacks);
+# its own exit status.
+pip_quiet() {
+    local out rc=0
+    out=$("$VENV/bin/python" -m pip "$@" 2>&1) || rc=$?
+    printf '%s\n' "$out" | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
+    return "$rc"
+}
+
+# Reinstall only when the project's metadata, the lock or the wanted extras change.
 stamp="$VENV/.calmtunes-installed"
-want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) [$EXTRAS]"
+want="$(cat "$ROOT/pyproject.toml" "$LOCK" | sha256sum | cut -c1-16) [$EXTRAS]"
 if [ ! -f "$stamp" ] || ! grep -qxF -- "$want" "$stamp"; then
     say "installing calmtunes${EXTRAS:+ with [$EXTRAS]} into $VENV (first time takes a few minutes)"
     pip_opts=(-q --disable-pip-version-check)
     # Use local wheel caches where the machine has them (e.g. the CPU build of torch).
     [ -d /opt/wheels ] && pip_opts+=(--find-links /opt/wheels)
-    "$VENV/bin/python" -m pip install "${pip_opts[@]}" --upgrade pip wheel 2>&1 | grep -v '^WARNING: Location' || true
+    pip_quiet install "${pip_opts[@]}" --upgrade pip wheel || true
+    pip_quiet install "${pip_opts[@]}" --require-hashes --only-binary :all: -r "$LOCK" \
+        || { echo "installing the locked runtime dependencies ($LOCK) failed" >&2; exit 1; }
     spec="$ROOT"; [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
-    "$VENV/bin/python" -m pip install "${pip_opts[@]}" -e "$spec" 2>&1 | grep -v '^WARNING: Location' || true
+    pip_quiet install "${pip_opts[@]}" -e "$spec" || { echo "installing calmtunes failed" >&2; exit 1; }
     "$VENV/bin/python" -c 'import calmtunes' || { echo "installing calmtunes failed" >&2; exit 1; }
+    # The extras must not have moved a locked runtime package: the tests test what the device runs.
+    "$VENV/bin/python" - "$LOCK" <<'EOF' || exit 1
+import re
+import sys
+from importlib.metadata import version
+
+pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^ \\]+)", open(sys.argv[1]).read(), re.M)
+# The dev extra caps setuptools for heartpy (pkg_resources); nothing of calmtunes imports it.
+moved = [f"{n} {version(n)} (locked {v})" for n, v in pins if n != "setuptools" and version(n) != v]
+if moved:
+    sys.exit("the dev/train extras replaced locked runtime packages: " + ", ".join(moved))
+EOF
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
