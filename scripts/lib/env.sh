@@ -10,11 +10,12 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 need_apt=()
 # PortAudio (sounddevice), ALSA's tools (aplay, the file PCM in the tests), sox for checks.
-ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
+# (grep reads the whole list: with -q it would stop early, and under pipefail ldconfig's SIGPIPE
+# would make a library that is there look missing)
+ldconfig -p 2>/dev/null | grep -c libportaudio.so.2 >/dev/null || need_apt+=(libportaudio2)
 command -v aplay >/dev/null || need_apt+=(alsa-utils)
 # strace lets the privacy tests watch every write a simulated session makes.
 command -v strace >/dev/null || need_apt+=(strace)
-ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || true  # opencv-python-headless needs no libGL
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
         echo "missing system packages: ${need_apt[*]}; install them as root (apt-get install ${need_apt[*]})" >&2
