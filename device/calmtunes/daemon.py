@@ -372,6 +372,8 @@ class Daemon:
                               else round(self.sleep_at - time.monotonic())),
             "pulse": _public(pulse),
             "scene": _public(scene),
+            "restarts_unclean": (None if self.sessions is None
+                                 else self.sessions.restarts_unclean(time.time())),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components
