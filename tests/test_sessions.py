@@ -76,8 +76,7 @@ def test_only_summaries_are_stored(tmp_path):
     cols = [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
     assert tuple(cols) == COLUMNS
     boots = [r[1] for r in db.execute("PRAGMA table_info(boots)")]
-    assert boots == ["id", "started_at", "last_seen_at", "ended_at", "ended_by",
-                     "found_unclean_at"]  # times and how it stopped: nothing sensed
+    assert boots == ["id", "started_at", "ended_at", "ended_by", "found_unclean_at"]
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
 
 
@@ -201,10 +200,12 @@ def test_old_database_is_migrated(tmp_path):
     assert first["ended_by"] == "pause" and first["hr_start"] == 71.5
     assert cut["ended_by"] == "unclean" and cut["ended_at"] == T0 + 3690
     db = rec.store.connection
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "truncate"
     assert "last_seen_at" in [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
     rec.close(T0 + 7201)
-    assert not (tmp_path / (DB_NAME + "-wal")).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+    after = sqlite3.connect(path)
+    assert after.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # at rest
+    after.close()
 
 
 def test_retention_deletes_old_sessions(tmp_path):
@@ -240,9 +241,10 @@ def test_records_are_made_for_the_daemon_and_its_group_whatever_the_umask(tmp_pa
         os.umask(old)
     assert stat.S_IMODE(state.stat().st_mode) == DIR_MODE == 0o750
     assert stat.S_IMODE((state / DB_NAME).stat().st_mode) == DB_MODE == 0o640
-    journal = state / (DB_NAME + "-journal")  # TRUNCATE mode leaves it, empty, with the db's mode
-    assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == DB_MODE
+    for side in ("-wal", "-shm"):  # while the daemon runs: WAL, same mode as the database
+        assert stat.S_IMODE((state / (DB_NAME + side)).stat().st_mode) == DB_MODE
     rec.close(T0 + 100)
+    assert [p.name for p in state.iterdir()] == [DB_NAME]  # at rest: the file alone
 
 
 def test_records_made_by_an_older_version_are_tightened(tmp_path):
@@ -321,51 +323,52 @@ def test_cli_forget_asks_first(tmp_path, capsys, monkeypatch):
 
 
 def _files(folder):
-    """What a write would change: every entry's size, mtime and mode, and the folder's."""
-    entries = {p.name: (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
+    """What a write would change: every file's content and mode, the mtime of all but -shm
+    (a memory map: the kernel stamps the writer's earlier stores on it lazily), the folder's."""
+    import hashlib
+
+    entries = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode,
+                        None if p.name.endswith("-shm") else p.stat().st_mtime_ns)
                for p in folder.iterdir()}
     return entries, folder.stat().st_mtime_ns
 
 
-def _as_reader(state, conf, *args):
-    """``calmtunes sessions ARGS`` in a child that may only read ``state``, as a technician:
-    run by root, the child becomes ``nobody`` in the files' group; otherwise the folder and its
-    files are made read-only while it runs. Returns (exit status, stdout, stderr)."""
-    import tempfile
+_READER = """
+import os, sys
+# everything the command needs is loaded before the rights are dropped
+import csv, locale, shutil, sqlite3, time, yaml
+from calmtunes import cli, config, sessions
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(cli.main(["sessions", *sys.argv[1:]]))
+"""
 
-    reader = os.geteuid() == 0
+
+def _as_reader(state, conf, *args):
+    """``calmtunes sessions ARGS`` in a new process that may only read ``state``, as a
+    technician: run by root, it becomes ``nobody`` in the files' group (65534); otherwise the
+    folder and its files are made read-only while it runs. Returns (exit status, stdout,
+    stderr)."""
+    import subprocess
+    import sys
+
     entries = [state, *state.iterdir()]
     modes = {p: stat.S_IMODE(p.stat().st_mode) for p in entries}
-    if reader:
-        for p in entries:
+    for p in entries:
+        if os.geteuid() == 0:
             os.chown(p, -1, 65534)
-    else:
-        for p in entries:
+        else:
             p.chmod(modes[p] & 0o555)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 70
-            try:
-                if reader:
-                    os.setgroups([])
-                    os.setgid(65534)
-                    os.setuid(65534)
-                import sys
-                sys.stdout = open(out.fileno(), "w", closefd=False)
-                sys.stderr = open(err.fileno(), "w", closefd=False)
-                code = cli.main(["sessions", "--config", str(conf), *args])
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if not reader:
-            for p in entries:
-                p.chmod(modes[p])
-        out.seek(0)
-        err.seek(0)
-        return os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _READER, "--config", str(conf), *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        for p in entries:
+            p.chmod(modes[p])
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_listing_reads_without_writing_and_forget_needs_the_daemons_user():
@@ -395,7 +398,10 @@ def test_listing_reads_without_writing_and_forget_needs_the_daemons_user():
         code, out, err = _as_reader(state, conf, "--forget", "--yes")
         assert code == 1 and "sudo -u calmtunes calmtunes sessions --forget" in err
         assert _files(state) == before
-        rec.close(T0 + 700)
-        assert len(SessionStore(state / DB_NAME).rows()) == 2
+        rec.close(T0 + 700)  # at rest: the file alone, in DELETE mode, still readable
+        before = _files(state)
+        code, out, err = _as_reader(state, conf)
+        assert code == 0 and "running" not in out and out.count("calm") == 2
+        assert _files(state) == before
     finally:
         shutil.rmtree(base)

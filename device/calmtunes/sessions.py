@@ -10,16 +10,24 @@ module: it is fed the once-a-second :class:`~calmtunes.pulse.reading.PulseReadin
 Who may read them: the daemon's user reads and writes, its group (``calmtunes``: the technicians,
 who also use the control socket) reads, nobody else. The code makes that true whatever the umask:
 ``device.state_dir`` is created :data:`DIR_MODE` (0750; an existing one is tightened to at most
-that), ``sessions.db`` :data:`DB_MODE` (0640, set with ``fchmod`` at every start); SQLite gives its
-journal the database's mode. The systemd unit agrees (``StateDirectoryMode=0750``; its
-``UMask=0077`` keeps everything else, such as ``state.json``, private to the daemon).
+that), ``sessions.db`` :data:`DB_MODE` (0640, set with ``fchmod`` at every start); SQLite gives
+its ``-wal``, ``-shm`` and ``-journal`` files the database's mode. The systemd unit agrees
+(``StateDirectoryMode=0750``; its ``UMask=0077`` keeps everything else, such as ``state.json``,
+private to the daemon).
 ``calmtunes sessions`` opens the file read-only (``?mode=ro``) and never writes to it or its
 folder; ``--forget`` needs the daemon's user.
 
-Journal: a rollback journal (``journal_mode=TRUNCATE``), not WAL. A WAL reader must be able to
-write the ``-shm`` file (or create it, or treat the file as immutable), which a read-only group
-member cannot; a rollback-journal reader needs read access to the file and nothing more. With
-``synchronous=FULL`` every commit is durable and a power cut never corrupts the file.
+Journal: WAL while the daemon runs, a rollback journal (``DELETE``) at rest. In WAL mode with
+``synchronous=FULL`` a commit of one changed session is one 4 KiB frame appended to ``-wal`` and
+one ``fdatasync``; a rollback journal costs about 17 KiB and 3–5 syncs for the same commit (the old
+page to the journal, the new one and the header page to the file, syncs of both and of the
+folder; measured with strace). But a WAL file can be read by someone who may not write its
+``-shm`` only while ``-wal`` and ``-shm`` exist, and they vanish when the last connection closes.
+So the daemon switches the file to WAL when it opens it and back to ``DELETE`` when it closes it:
+a reader in the group finds either a live WAL (it reads ``-shm`` read-only, which SQLite ≥ 3.22
+allows) or a plain file that needs nothing but read access. A file left in WAL mode without its
+``-wal`` (an older version, or a stop that could not switch back) is read with ``immutable=1``:
+with no ``-wal`` there is nothing pending. A power cut never corrupts the file and loses no commit.
 
 SD-card wear: readings are summarised in memory; a running session is written when it starts and
 ends and in between at most every :data:`FLUSH_EVERY_S` when its summary changed (at least every
@@ -57,7 +65,9 @@ DB_NAME = "sessions.db"
 DB_MODE = 0o640  # the daemon's user reads and writes, the technician group reads
 DIR_MODE = 0o750  # the state folder: the same people may enter it
 SIDE_FILES = ("-journal", "-wal", "-shm")  # SQLite's companions of the database file
-JOURNAL_MODE = "truncate"
+RUNNING_JOURNAL = "wal"  # while the daemon has the file open
+RESTING_JOURNAL = "delete"  # after it closed it: readable with read access alone
+WAL_AUTOCHECKPOINT_PAGES = 64  # 256 KiB of -wal at most: it is rewound, not grown, after that
 BUSY_TIMEOUT_S = 1.0  # s a write waits for a reader; a failed flush is retried at the next one
 WINDOW_S = 60.0  # s: the "first minute" and the "last minute"
 MIN_TREND_SPAN_S = 120.0  # s between the first and last usable readings for a trend
@@ -91,7 +101,6 @@ CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at);
 CREATE TABLE IF NOT EXISTS boots (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
-    last_seen_at REAL,
     ended_at REAL,
     ended_by TEXT,
     found_unclean_at REAL
@@ -143,6 +152,15 @@ def _secure_file(path: Path) -> None:
             log.info("sessions: %s was %04o, now %04o", p, stat.S_IMODE(st.st_mode), DB_MODE)
 
 
+def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    out = {}
+    for table in ("sessions", "boots"):
+        cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        if cols:
+            out[table] = cols
+    return out
+
+
 class SessionStore:
     """The SQLite file: write summaries, list, export, forget, prune; count unclean stops.
 
@@ -156,46 +174,50 @@ class SessionStore:
         self.readonly = readonly
         self._lock = threading.Lock()
         if readonly:
-            uri = self.path.resolve().as_uri() + "?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False,
-                                       timeout=BUSY_TIMEOUT_S)
-            self._columns = self._table_columns()
+            self._db, self._columns = self._open_readonly()
             return
         _secure_dir(self.path.parent)
         _secure_file(self.path)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_S)
         try:
-            mode = self._db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}").fetchone()[0]
-            if mode != JOURNAL_MODE:
-                log.warning("sessions: %s stays in %s mode (busy?); it is converted at the next "
-                            "start", self.path, mode)
+            mode = self._db.execute(f"PRAGMA journal_mode={RUNNING_JOURNAL}").fetchone()[0]
+            if mode != RUNNING_JOURNAL:
+                log.warning("sessions: %s stays in %s mode", self.path, mode)
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
             self._migrate()
             self._db.commit()
         except BaseException:
             self._db.close()
             raise
-        self._columns = self._table_columns()
+        self._columns = _table_columns(self._db)
 
     @classmethod
     def for_config(cls, config: Config, *, readonly: bool = False) -> SessionStore:
         return cls(Path(config.device.state_dir) / DB_NAME, config.sessions.retention_days,
                    readonly=readonly)
 
+    def _open_readonly(self) -> tuple[sqlite3.Connection, dict[str, list[str]]]:
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False,
+                             timeout=BUSY_TIMEOUT_S)
+        try:
+            return db, _table_columns(db)
+        except sqlite3.OperationalError:
+            db.close()
+            if self.path.with_name(self.path.name + "-wal").exists():
+                raise
+        # In WAL mode without its -wal: SQLite would create -wal and -shm, which a reader may
+        # not; nothing is pending, so the file alone is the whole truth.
+        db = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        return db, _table_columns(db)
+
     @property
     def connection(self) -> sqlite3.Connection:
         """The SQLite connection (tests trace its statements)."""
         return self._db
-
-    def _table_columns(self) -> dict[str, list[str]]:
-        out = {}
-        for table in ("sessions", "boots"):
-            cols = [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
-            if cols:
-                out[table] = cols
-        return out
 
     def _migrate(self) -> None:
         """Add the columns a file made by an older version lacks (ALTER TABLE ADD COLUMN)."""
@@ -207,7 +229,13 @@ class SessionStore:
                     log.info("sessions: %s gained the column %s.%s", self.path, table, name)
 
     def close(self) -> None:
+        """Close the file, back in its resting journal mode (see the module docstring)."""
         with self._lock:
+            if not self.readonly:
+                try:
+                    self._db.execute(f"PRAGMA journal_mode={RESTING_JOURNAL}")
+                except sqlite3.Error as exc:  # a reader holds it: -wal and -shm stay for it
+                    log.info("sessions: %s stays in WAL mode (%s)", self.path, exc)
             self._db.close()
 
     # -- daemon starts ----------------------------------------------------------------------
@@ -217,16 +245,19 @@ class SessionStore:
         start. Returns its id."""
         with self._lock:
             db = self._db
+            # a start's last known time: that of its last session write, else its own start
+            boot_seen = ("MAX(started_at, COALESCE((SELECT MAX(COALESCE(s.last_seen_at, "
+                         "s.ended_at, s.started_at)) FROM sessions s "
+                         "WHERE s.started_at >= boots.started_at), started_at))")
+            boots = db.execute(
+                f"UPDATE boots SET ended_at = {boot_seen}, ended_by = ?, found_unclean_at = ? "
+                "WHERE ended_by IS NULL", (ENDED_UNCLEAN, now)).rowcount
             seen = "COALESCE(last_seen_at, ended_at, started_at)"
             cut = db.execute(
                 f"UPDATE sessions SET ended_at = {seen}, duration_s = {seen} - started_at, "
                 "ended_by = ? WHERE ended_by IS NULL", (ENDED_UNCLEAN,)).rowcount
-            boots = db.execute(
-                f"UPDATE boots SET ended_at = {seen}, ended_by = ?, found_unclean_at = ? "
-                "WHERE ended_by IS NULL", (ENDED_UNCLEAN, now)).rowcount
             pruned = self._prune_locked(now)
-            cur = db.execute("INSERT INTO boots (started_at, last_seen_at) VALUES (?, ?)",
-                             (now, now))
+            cur = db.execute("INSERT INTO boots (started_at) VALUES (?)", (now,))
             db.commit()
         if boots:
             log.warning("sessions: the previous run did not stop cleanly (crash, watchdog or "
@@ -237,8 +268,8 @@ class SessionStore:
 
     def close_boot(self, boot_id: int, now: float, ended_by: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE boots SET last_seen_at = ?, ended_at = ?, ended_by = ? "
-                             "WHERE id = ?", (now, now, ended_by, boot_id))
+            self._db.execute("UPDATE boots SET ended_at = ?, ended_by = ? WHERE id = ?",
+                             (now, ended_by, boot_id))
             self._db.commit()
 
     def unclean_stops(self) -> list[float] | None:
@@ -252,20 +283,17 @@ class SessionStore:
             return [float(r[0]) for r in cur.fetchall() if r[0] is not None]
 
     # -- sessions ---------------------------------------------------------------------------
-    def begin(self, started_at: float, preset: str, boot_id: int | None = None) -> int:
+    def begin(self, started_at: float, preset: str) -> int:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO sessions (started_at, presets, last_seen_at) VALUES (?, ?, ?)",
                 (started_at, preset, started_at))
-            self._seen_locked(boot_id, started_at)
             self._db.commit()
             return int(cur.lastrowid)
 
-    def write(self, session_id: int, values: dict[str, Any], boot_id: int | None = None,
-              commit: bool = True) -> None:
+    def write(self, session_id: int, values: dict[str, Any], commit: bool = True) -> None:
         """Update one session's columns (one commit, or none with ``commit=False``: the next
-        commit takes it); ``last_seen_at`` in ``values`` is also the daemon start's last known
-        time."""
+        commit takes it)."""
         unknown = set(values) - set(COLUMNS)
         if unknown:
             raise ValueError(f"not session columns: {', '.join(sorted(unknown))}")
@@ -273,14 +301,8 @@ class SessionStore:
         with self._lock:
             self._db.execute(f"UPDATE sessions SET {assignments} WHERE id = ?",
                              (*values.values(), session_id))
-            if "last_seen_at" in values:
-                self._seen_locked(boot_id, values["last_seen_at"])
             if commit:
                 self._db.commit()
-
-    def _seen_locked(self, boot_id: int | None, t: float) -> None:
-        if boot_id is not None:
-            self._db.execute("UPDATE boots SET last_seen_at = ? WHERE id = ?", (t, boot_id))
 
     def rows(self) -> list[dict[str, Any]]:
         """Every session, oldest first; columns an older file lacks are None."""
@@ -306,6 +328,7 @@ class SessionStore:
             n = self._db.execute("DELETE FROM sessions").rowcount
             self._db.commit()
             self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in -wal
             return n
 
     def prune(self, now: float | None = None) -> int:
@@ -403,7 +426,7 @@ class SessionRecorder:
             if self._running is not None:
                 return
             try:
-                sid = self.store.begin(now, preset, self.boot_id)
+                sid = self.store.begin(now, preset)
             except sqlite3.Error as exc:
                 log.error("sessions: cannot start a record (%s)", exc)
                 return
@@ -508,7 +531,7 @@ class SessionRecorder:
             values["ended_by"] = ended_by
         changed, r.changed = r.changed, False
         try:
-            self.store.write(r.id, values, self.boot_id, commit=commit)
+            self.store.write(r.id, values, commit=commit)
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
             log.error("sessions: cannot write the record (%s)", exc)
