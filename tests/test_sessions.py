@@ -227,7 +227,9 @@ def test_retention_is_90_days_checked_and_enforced_at_start(tmp_path):
     rec.close(T0 - 80 * 86400 + 100)
     rec = SessionRecorder.open(cfg, now=T0)
     assert [r["started_at"] for r in rec.store.rows()] == [T0 - 80 * 86400]
-    rec.close(T0 + 1)
+    rec.tick(T0 + 11 * 86400)  # and while it runs (hourly): that one is now 91 days old
+    assert rec.store.rows() == []
+    rec.close(T0 + 11 * 86400)
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o077])
