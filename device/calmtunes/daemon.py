@@ -198,11 +198,11 @@ class Daemon:
         if self.exit_code == EXIT_POWEROFF:
             log.warning("shutdown requested: fading out; exit status %d asks the service manager "
                         "to power off", EXIT_POWEROFF)
-        if self.sessions is not None:
-            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
-                                else "stop")
         self.notifier.stopping("fading out")
         self.audio.fade_out()
+        if self.sessions is not None:  # while the music fades: the last commit syncs the card
+            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
+                                else "stop")
         limit = time.monotonic() + self.config.audio.fade_out_s + 0.3
         while not self.audio.faded_out and time.monotonic() < limit:
             time.sleep(0.02)
