@@ -32,7 +32,10 @@ with no ``-wal`` there is nothing pending. A power cut never corrupts the file a
 SD-card wear: readings are summarised in memory; a running session is written when it starts and
 ends and in between at most every :data:`FLUSH_EVERY_S` when its summary changed (at least every
 :data:`IDLE_FLUSH_EVERY_S`, so its last known time stays near), never while nothing plays. A power
-cut loses at most the last :data:`FLUSH_EVERY_S` of a session's summary.
+cut loses at most the last :data:`FLUSH_EVERY_S` of a session's summary. ``scripts/bench_wear``
+measured, for a session running round the clock: 12 commits and 12 syncs an hour, 1.2 MB a day
+handed to ``write``, about 8 MB a day of 4 KiB pages dirtied (the ``-wal`` frame and the ``-shm``
+index of each commit); the version that wrote every 30 s: 121 an hour, 12 MB, 66 MB.
 
 Crash record: each daemon start is a row in ``boots``. At the next start a session or a start left
 open (by a crash, a watchdog kill or a power cut) is closed as ``ended_by = 'unclean'`` at its last
