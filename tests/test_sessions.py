@@ -27,6 +27,7 @@ from calmtunes.sessions import (
     IDLE_FLUSH_EVERY_S,
     SessionRecorder,
     SessionStore,
+    format_rows,
 )
 
 T0 = 1_760_000_000.0  # a Unix time
@@ -121,6 +122,10 @@ def test_a_crash_is_closed_as_unclean_at_the_last_known_time_and_counted(tmp_pat
     assert row["duration_s"] == pytest.approx(FLUSH_EVERY_S)
     assert row["hr_start"] == pytest.approx(80.0) and row["readings"] == FLUSH_EVERY_S + 1
     assert again.restarts_unclean(T0 + 1000) == {"total": 1, "last_24h": 1}
+    out = io.StringIO()
+    again.store.export_csv(out)
+    assert [r["ended_by"] for r in csv.DictReader(io.StringIO(out.getvalue()))] == ["unclean"]
+    assert "unclean" in format_rows(again.store.rows()).splitlines()[1]
     assert again.restarts_unclean(T0 + 3 * 86400) == {"total": 1, "last_24h": 0}
     again.close(T0 + 2000)
     third = SessionRecorder.open(cfg, now=T0 + 3000)  # that stop was clean: not counted
