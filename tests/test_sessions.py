@@ -5,15 +5,30 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sqlite3
+import stat
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from calmtunes import cli
 from calmtunes.config import Config
+from calmtunes.errors import ConfigError
 from calmtunes.pulse.reading import PulseReading
-from calmtunes.sessions import COLUMNS, DB_NAME, SessionRecorder, SessionStore
+from calmtunes.sessions import (
+    COLUMNS,
+    DB_MODE,
+    DB_NAME,
+    DIR_MODE,
+    FLUSH_EVERY_S,
+    IDLE_FLUSH_EVERY_S,
+    SessionRecorder,
+    SessionStore,
+    format_rows,
+)
 
 T0 = 1_760_000_000.0  # a Unix time
 
@@ -39,7 +54,7 @@ def record_session(rec, minutes=10, start=T0):
 
 
 def test_a_session_keeps_first_and_last_minutes_and_the_trend(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec)
     [row] = rec.store.rows()
     assert row["presets"] == "calm,sleep"
@@ -54,18 +69,20 @@ def test_a_session_keeps_first_and_last_minutes_and_the_trend(tmp_path):
 
 
 def test_only_summaries_are_stored(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=3)
     db = sqlite3.connect(tmp_path / DB_NAME)
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert tables == ["sessions"]
+    assert tables == ["sessions", "boots"]
     cols = [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
     assert tuple(cols) == COLUMNS
+    boots = [r[1] for r in db.execute("PRAGMA table_info(boots)")]
+    assert boots == ["id", "started_at", "ended_at", "ended_by", "found_unclean_at"]
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
 
 
 def test_unusable_readings_are_not_counted(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     rec.start(T0, "calm")
     for k in range(100):
         rec.reading(T0 + k, reading(300.0, 0.5))  # impossible
@@ -78,36 +95,179 @@ def test_unusable_readings_are_not_counted(tmp_path):
 
 
 def test_a_short_session_has_no_trend(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=1.5)
     [row] = rec.store.rows()
     assert row["hr_start"] is not None and row["hr_trend"] is None
 
 
-def test_a_crash_leaves_the_session_as_last_written(tmp_path):
+def test_a_crash_is_closed_as_unclean_at_the_last_known_time_and_counted(tmp_path):
     cfg = cfg_for(tmp_path)
-    rec = SessionRecorder.open(cfg)
+    rec = SessionRecorder.open(cfg, now=T0 - 5)
     rec.start(T0, "calm")
-    for k in range(95):
+    for k in range(400):
         rec.reading(T0 + k, reading(80.0, 0.4))
         rec.tick(T0 + k)
-    # no end(), no close(): the process dies here
-    again = SessionStore.for_config(cfg)
-    [row] = again.rows()
-    assert row["ended_by"] is None and T0 + 60 <= row["ended_at"] <= T0 + 95
-    assert row["hr_start"] == pytest.approx(80.0)
+    del rec  # no end(), no close(): the process dies here (power cut, watchdog kill)
+    before = SessionStore.for_config(cfg, readonly=True)
+    [row] = before.rows()
+    assert row["ended_by"] is None and row["ended_at"] is None
+    assert row["last_seen_at"] == T0 + FLUSH_EVERY_S  # the one write while it ran
+    before.close()
+
+    again = SessionRecorder.open(cfg, now=T0 + 1000)
+    [row] = again.store.rows()
+    assert row["ended_by"] == "unclean"
+    assert row["ended_at"] == row["last_seen_at"] == T0 + FLUSH_EVERY_S
+    assert row["duration_s"] == pytest.approx(FLUSH_EVERY_S)
+    assert row["hr_start"] == pytest.approx(80.0) and row["readings"] == FLUSH_EVERY_S + 1
+    assert again.restarts_unclean(T0 + 1000) == {"total": 1, "last_24h": 1}
+    out = io.StringIO()
+    again.store.export_csv(out)
+    assert [r["ended_by"] for r in csv.DictReader(io.StringIO(out.getvalue()))] == ["unclean"]
+    assert "unclean" in format_rows(again.store.rows()).splitlines()[1]
+    assert again.restarts_unclean(T0 + 3 * 86400) == {"total": 1, "last_24h": 0}
+    again.close(T0 + 2000)
+    third = SessionRecorder.open(cfg, now=T0 + 3000)  # that stop was clean: not counted
+    assert third.restarts_unclean(T0 + 3000) == {"total": 1, "last_24h": 1}
+    third.close(T0 + 3001)
+
+
+def test_an_unclean_stop_while_paused_is_counted_too(tmp_path):
+    cfg = cfg_for(tmp_path)
+    SessionRecorder.open(cfg, now=T0)  # never closed
+    rec = SessionRecorder.open(cfg, now=T0 + 60)
+    assert rec.restarts_unclean(T0 + 60) == {"total": 1, "last_24h": 1}
+    assert rec.store.rows() == []
+    rec.close(T0 + 61)
+
+
+def test_daemon_status_shows_unclean_restarts(tmp_config):
+    from calmtunes.cli import format_status
+    from calmtunes.daemon import Daemon
+
+    Daemon(tmp_config)  # built (a start recorded) and dropped without a clean stop
+    d = Daemon(tmp_config)
+    try:
+        status = d.status()
+        assert status["restarts_unclean"] == {"total": 1, "last_24h": 1}
+        assert "restarts   1 unclean (1 in the last 24 h)" in format_status(status)
+    finally:
+        d.sessions.close(time.time())
+
+
+def test_a_session_is_written_in_batches_not_every_reading(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    statements = []
+    rec.store.connection.set_trace_callback(statements.append)
+    for k in range(3600):  # an hour paused: nothing to write
+        rec.tick(T0 + k)
+    assert statements.count("COMMIT") == 0
+    record_session(rec, minutes=60, start=T0 + 3600)  # a reading and a tick every second
+    # the start, at most one write per FLUSH_EVERY_S, the end
+    assert statements.count("COMMIT") <= 1 + 3600 / FLUSH_EVERY_S + 1
+    statements.clear()
+    rec.start(T0 + 7200, "calm")
+    for k in range(3600):  # no finger: the summary does not change
+        rec.tick(T0 + 7200 + k)
+    rec.end(T0 + 10800, "pause")
+    assert statements.count("COMMIT") <= 1 + 3600 / IDLE_FLUSH_EVERY_S + 1
+    rec.close(T0 + 10801)
+
+
+def test_old_database_is_migrated(tmp_path):
+    """A file made by the first version (WAL, no last_seen_at, no boots) with one finished
+    session and one cut by a crash (ended_at kept current, ended_by empty)."""
+    path = tmp_path / DB_NAME
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA journal_mode=WAL")
+    figures = ", ".join(f"{f}_{w} REAL" for f in ("hr", "rmssd", "breathing", "stress")
+                        for w in ("start", "end", "trend"))
+    old.executescript(f"""
+        CREATE TABLE sessions (id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL,
+            duration_s REAL, ended_by TEXT, presets TEXT NOT NULL,
+            readings INTEGER NOT NULL DEFAULT 0, {figures});
+        CREATE INDEX sessions_started ON sessions (started_at);
+        INSERT INTO sessions (started_at, ended_at, duration_s, ended_by, presets, hr_start)
+            VALUES ({T0}, {T0 + 600}, 600, 'pause', 'calm', 71.5);
+        INSERT INTO sessions (started_at, ended_at, duration_s, presets)
+            VALUES ({T0 + 3600}, {T0 + 3690}, 90, 'sleep');
+    """)
+    old.commit()
+    listed = SessionStore(path, readonly=True)  # the new command reads the old file as it is
+    assert [r["presets"] for r in listed.rows()] == ["calm", "sleep"]
+    assert listed.rows()[0]["last_seen_at"] is None and listed.unclean_stops() is None
+    listed.close()
+    old.close()
+
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 7200)
+    first, cut = rec.store.rows()
+    assert first["ended_by"] == "pause" and first["hr_start"] == 71.5
+    assert cut["ended_by"] == "unclean" and cut["ended_at"] == T0 + 3690
+    db = rec.store.connection
+    assert "last_seen_at" in [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
+    rec.close(T0 + 7201)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+    after = sqlite3.connect(path)
+    assert after.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # at rest
+    after.close()
 
 
 def test_retention_deletes_old_sessions(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path, retention_days=7))
+    rec = SessionRecorder.open(cfg_for(tmp_path, retention_days=7), now=T0 - 9 * 86400)
     record_session(rec, minutes=1, start=T0 - 8 * 86400)
     record_session(rec, minutes=1, start=T0 - 6 * 86400)
     assert rec.store.prune(T0) == 1
     assert len(rec.store.rows()) == 1
 
 
+def test_retention_is_90_days_checked_and_enforced_at_start(tmp_path):
+    assert Config().sessions.retention_days == 90
+    with pytest.raises(ConfigError, match="retention_days"):
+        Config().replace(sessions={"retention_days": 0})
+    cfg = cfg_for(tmp_path)
+    rec = SessionRecorder.open(cfg, now=T0 - 200 * 86400)
+    record_session(rec, minutes=1, start=T0 - 100 * 86400)
+    record_session(rec, minutes=1, start=T0 - 80 * 86400)
+    rec.close(T0 - 80 * 86400 + 100)
+    rec = SessionRecorder.open(cfg, now=T0)
+    assert [r["started_at"] for r in rec.store.rows()] == [T0 - 80 * 86400]
+    rec.tick(T0 + 11 * 86400)  # and while it runs (hourly): that one is now 91 days old
+    assert rec.store.rows() == []
+    rec.close(T0 + 11 * 86400)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_records_are_made_for_the_daemon_and_its_group_whatever_the_umask(tmp_path, umask):
+    state = tmp_path / "state"
+    old = os.umask(umask)
+    try:
+        rec = SessionRecorder.open(cfg_for(state), now=T0)
+        record_session(rec, minutes=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(state.stat().st_mode) == DIR_MODE == 0o750
+    assert stat.S_IMODE((state / DB_NAME).stat().st_mode) == DB_MODE == 0o640
+    for side in ("-wal", "-shm"):  # while the daemon runs: WAL, same mode as the database
+        assert stat.S_IMODE((state / (DB_NAME + side)).stat().st_mode) == DB_MODE
+    rec.close(T0 + 100)
+    assert [p.name for p in state.iterdir()] == [DB_NAME]  # at rest: the file alone
+
+
+def test_records_made_by_an_older_version_are_tightened(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o755)
+    sqlite3.connect(state / DB_NAME).execute("CREATE TABLE t (x)").connection.close()
+    (state / DB_NAME).chmod(0o644)
+    rec = SessionRecorder.open(cfg_for(state), now=T0)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o750
+    assert stat.S_IMODE((state / DB_NAME).stat().st_mode) == 0o640
+    rec.close(T0 + 1)
+
+
 def test_export_and_forget(tmp_path):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=3)
     record_session(rec, minutes=3, start=T0 + 3600)
     out = io.StringIO()
@@ -136,7 +296,7 @@ def _cli(tmp_path, *args, stdin=""):
 def test_cli_lists_exports_and_forgets(tmp_path, capsys, monkeypatch):
     assert _cli(tmp_path) == 0
     assert "no sessions" in capsys.readouterr().out
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=3)
     rec.close(T0 + 999)
     assert _cli(tmp_path) == 0
@@ -153,7 +313,7 @@ def test_cli_lists_exports_and_forgets(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_forget_asks_first(tmp_path, capsys, monkeypatch):
-    rec = SessionRecorder.open(cfg_for(tmp_path))
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=2)
     rec.close(T0 + 999)
 
@@ -167,3 +327,88 @@ def test_cli_forget_asks_first(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", Tty("y\n"))
     assert _cli(tmp_path, "--forget") == 0
     assert SessionStore(tmp_path / DB_NAME).rows() == []
+
+
+def _files(folder):
+    """What a write would change: every file's content and mode, the mtime of all but -shm
+    (a memory map: the kernel stamps the writer's earlier stores on it lazily), the folder's."""
+    import hashlib
+
+    entries = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode,
+                        None if p.name.endswith("-shm") else p.stat().st_mtime_ns)
+               for p in folder.iterdir()}
+    return entries, folder.stat().st_mtime_ns
+
+
+_READER = """
+import os, sys
+# everything the command needs is loaded before the rights are dropped
+import csv, locale, shutil, sqlite3, time, yaml
+from calmtunes import cli, config, sessions
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(cli.main(["sessions", *sys.argv[1:]]))
+"""
+
+
+def _as_reader(state, conf, *args):
+    """``calmtunes sessions ARGS`` in a new process that may only read ``state``, as a
+    technician: run by root, it becomes ``nobody`` in the files' group (65534); otherwise the
+    folder and its files are made read-only while it runs. Returns (exit status, stdout,
+    stderr)."""
+    import subprocess
+    import sys
+
+    entries = [state, *state.iterdir()]
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in entries}
+    for p in entries:
+        if os.geteuid() == 0:
+            os.chown(p, -1, 65534)
+        else:
+            p.chmod(modes[p] & 0o555)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _READER, "--config", str(conf), *args],
+                              capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        for p in entries:
+            p.chmod(modes[p])
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_listing_reads_without_writing_and_forget_needs_the_daemons_user():
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="calmtunes-sessions-"))  # /tmp: nobody may pass
+    try:
+        base.chmod(0o711)
+        state = base / "state"
+        cfg = cfg_for(state)
+        SessionRecorder.open(cfg, now=T0 - 10)  # a start that never stopped cleanly
+        rec = SessionRecorder.open(cfg, now=T0)
+        record_session(rec, minutes=3)
+        rec.start(T0 + 600, "calm")  # still running when listed
+        conf = base / "config.yaml"
+        conf.write_text(yaml.safe_dump({"device": {"state_dir": str(state)}}))
+        conf.chmod(0o644)
+        before = _files(state)
+
+        code, out, err = _as_reader(state, conf)
+        assert (code, err) == (0, "")
+        assert "calm,sleep" in out and "running" in out
+        assert "unclean restarts (crash, watchdog kill, power cut): 1," in out
+        code, out, err = _as_reader(state, conf, "--export", "csv")
+        assert code == 0 and len(out.splitlines()) == 3
+        code, out, err = _as_reader(state, conf, "--forget", "--yes")
+        assert code == 1 and "sudo -u calmtunes calmtunes sessions --forget" in err
+        assert _files(state) == before
+        rec.close(T0 + 700)  # at rest: the file alone, in DELETE mode, still readable
+        before = _files(state)
+        code, out, err = _as_reader(state, conf)
+        assert code == 0 and "running" not in out and out.count("calm") == 2
+        assert _files(state) == before
+    finally:
+        shutil.rmtree(base)

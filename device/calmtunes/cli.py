@@ -229,6 +229,10 @@ def format_status(s: dict) -> str:
     ]
     audio = s.get("components", {}).get("audio", {})
     lines.append(f"audio      {audio.get('output', '—')}, underruns {audio.get('underruns', '—')}")
+    restarts = s.get("restarts_unclean")
+    if restarts is not None:
+        lines.append(f"restarts   {restarts['total']} unclean ({restarts['last_24h']} in the "
+                     f"last 24 h)")
     lines.append("components:")
     for name, c in s.get("components", {}).items():
         detail = f"  {c['detail']}" if c.get("detail") else ""
@@ -248,37 +252,77 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from calmtunes.sessions import DB_NAME, SessionStore, format_rows
+    """List or export read-only (``?mode=ro``: nothing is written); ``--forget`` needs the
+    daemon's user, since the technician group may only read the records."""
+    import sqlite3
+    import time
+
+    from calmtunes.sessions import (
+        DB_NAME,
+        SessionStore,
+        count_restarts,
+        format_restarts,
+        format_rows,
+    )
 
     cfg, _ = load_config(args.config)
     path = Path(cfg.device.state_dir) / DB_NAME
     if not path.exists():
         print(f"no sessions recorded ({path} does not exist)")
         return 0
+    if args.forget:
+        return _forget_sessions(path, cfg.sessions.retention_days, args.yes)
     try:
-        store = SessionStore(path, cfg.sessions.retention_days)
-    except Exception as exc:
-        print(f"calmtunes sessions: cannot open {path}: {exc} (are you in the calmtunes group?)",
+        store = SessionStore(path, cfg.sessions.retention_days, readonly=True)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"calmtunes sessions: cannot read {path}: {exc} (are you in the calmtunes group?)",
               file=sys.stderr)
         return 1
     try:
-        if args.forget:
-            n = len(store.rows())
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    print("calmtunes sessions --forget: not a terminal; add --yes to confirm",
-                          file=sys.stderr)
-                    return 2
-                answer = input(f"delete all {n} session record(s) in {path}? [y/N] ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    print("nothing deleted")
-                    return 1
-            print(f"deleted {store.forget()} session record(s)")
-            return 0
         if args.export == "csv":
             store.export_csv(sys.stdout)
             return 0
         print(format_rows(store.rows()))
+        print(format_restarts(count_restarts(store.unclean_stops(), time.time())))
+        return 0
+    except sqlite3.Error as exc:
+        print(f"calmtunes sessions: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:
+    import sqlite3
+
+    from calmtunes.sessions import SessionStore
+
+    refused = (f"calmtunes sessions --forget: {path} may only be changed by the daemon's user; "
+               f"run it as that user: sudo -u calmtunes calmtunes sessions --forget")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        print(refused, file=sys.stderr)
+        return 1
+    try:
+        store = SessionStore(path, retention_days)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"calmtunes sessions: cannot open {path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        n = len(store.rows())
+        if not yes:
+            if not sys.stdin.isatty():
+                print("calmtunes sessions --forget: not a terminal; add --yes to confirm",
+                      file=sys.stderr)
+                return 2
+            answer = input(f"delete all {n} session record(s) in {path}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        try:
+            print(f"deleted {store.forget()} session record(s)")
+        except sqlite3.Error as exc:
+            print(f"{refused} ({exc})", file=sys.stderr)
+            return 1
         return 0
     finally:
         store.close()

@@ -379,7 +379,7 @@ class ConductorConfig:
 @dataclass(frozen=True)
 class SessionsConfig:
     enabled: bool = opt(True, help="keep per-session summaries (no raw signals, no images)")
-    retention_days: int = opt(30, help="delete sessions older than this, in days", min=1, max=3650)
+    retention_days: int = opt(90, help="delete sessions older than this, in days", min=1, max=3650)
 
 
 @dataclass(frozen=True)

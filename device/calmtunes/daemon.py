@@ -201,11 +201,11 @@ class Daemon:
         if self.exit_code == EXIT_POWEROFF:
             log.warning("shutdown requested: fading out; exit status %d asks the service manager "
                         "to power off", EXIT_POWEROFF)
-        if self.sessions is not None:
-            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
-                                else "stop")
         self.notifier.stopping("fading out")
         self.audio.fade_out()
+        if self.sessions is not None:  # while the music fades: the last commit syncs the card
+            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
+                                else "stop")
         limit = time.monotonic() + self.config.audio.fade_out_s + 0.3
         while not self.audio.faded_out and time.monotonic() < limit:
             time.sleep(0.02)
@@ -405,6 +405,8 @@ class Daemon:
                               else round(self.sleep_at - time.monotonic())),
             "pulse": _public(pulse),
             "scene": _public(scene),
+            "restarts_unclean": (None if self.sessions is None
+                                 else self.sessions.restarts_unclean(time.time())),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components
