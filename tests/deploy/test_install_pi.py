@@ -256,3 +256,19 @@ def test_wrong_usage_says_what_is_wrong(root, args, message):
     out = install(root, *args, check=False)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+def test_release_tool_and_its_check_unit_are_installed_and_enabled(root):
+    install(root)
+    tool = root / "opt/calmtunes/bin/calmtunes-release"
+    assert tool.read_bytes() == (REPO / "scripts/release").read_bytes()
+    assert tool.stat().st_mode & 0o777 == 0o755
+    check = root / "etc/systemd/system/calmtunes-release-check.service"
+    assert check.read_text() == (REPO / "systemd/calmtunes-release-check.service").read_text()
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/"
+                       "calmtunes-release-check.service") == "/" + str(check.relative_to(root))
+
+
+def test_bundle_option_needs_an_existing_file(root):
+    out = install(root, "--bundle", str(root / "nowhere.tar"), check=False)
+    assert out.returncode == 2 and "--bundle" in out.stderr and "no such file" in out.stderr

@@ -347,3 +347,32 @@ def test_a_bundle_for_another_machine_is_refused(device, bundles, keys, tmp_path
                   "--python", str(fake_python), str(bundles["1.0"]), check=False)
     assert out.returncode == 1 and "build one with --platform pi" in out.stderr
     assert snapshot(device) == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
+                    reason="systemd-sysusers (package systemd) is not installed")
+def test_install_pi_installs_a_bundle_and_a_rerun_changes_nothing(bundles, keys, tmp_path):
+    root = tmp_path / "root"
+    for d in ("etc/systemd/system", "boot/firmware", "opt", "var/lib", "usr/share/doc"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/os-release").write_text("ID=debian\nVERSION_CODENAME=bookworm\n")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    (root / "boot/firmware/config.txt").write_text("dtparam=audio=on\n")
+
+    def install_pi(*args: str) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(REPO / "scripts/install-pi"), "--root", str(root), *args],
+                             capture_output=True, text=True, timeout=900, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    install_pi("--bundle", str(bundles["1.0"]), "--pubkey", f"{keys['ours']}.pub")
+    assert link(root, "current") == "releases/1.0"
+    assert (root / "etc/calmtunes/release.pub").read_text() == \
+        Path(f"{keys['ours']}.pub").read_text()
+    assert (root / "opt/calmtunes/releases/1.0/venv/bin/calmtunes").exists()
+    before = snapshot(root)
+    out = install_pi("--bundle", str(bundles["1.0"]))  # the key is on the device now
+    assert "already installed, nothing changed" in out.stdout
+    assert snapshot(root) == before
