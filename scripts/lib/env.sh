@@ -14,6 +14,8 @@ ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
 command -v aplay >/dev/null || need_apt+=(alsa-utils)
 # strace lets the privacy tests watch every write a simulated session makes.
 command -v strace >/dev/null || need_apt+=(strace)
+# ssh-keygen signs and verifies the release bundles in the release tests.
+case ",$EXTRAS," in *,dev,*) command -v ssh-keygen >/dev/null || need_apt+=(openssh-client) ;; esac
 ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || true  # opencv-python-headless needs no libGL
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
