@@ -272,3 +272,19 @@ def test_release_tool_and_its_check_unit_are_installed_and_enabled(root):
 def test_bundle_option_needs_an_existing_file(root):
     out = install(root, "--bundle", str(root / "nowhere.tar"), check=False)
     assert out.returncode == 2 and "--bundle" in out.stderr and "no such file" in out.stderr
+
+
+def test_a_program_installed_before_releases_is_adopted_as_current(root):
+    # A device set up by an older install-pi: the program in /opt/calmtunes/venv, no releases.
+    program = root / "opt/calmtunes/venv/bin/calmtunes"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\necho calmtunes 0.0.9\n")
+    program.chmod(0o755)
+    install(root)
+    current = root / "opt/calmtunes/current"
+    assert os.readlink(current) == "releases/legacy"
+    assert os.readlink(root / "opt/calmtunes/releases/legacy/venv") == "/opt/calmtunes/venv"
+    assert (root / "opt/calmtunes/releases/legacy/.complete").exists()  # a rollback target
+    before = snapshot(root)
+    assert "already installed, nothing changed" in install(root).stdout
+    assert snapshot(root) == before

@@ -305,6 +305,25 @@ def test_rollback_switches_back_and_forth(device):
 
 
 @pytest.mark.slow
+def test_a_different_build_under_the_previous_version_is_refused(device, keys, bundles, tmp_path):
+    assert link(device, "previous") == "releases/1.0"
+    rebuilt = tmp_path / "calmtunes-1.0-again.tar"  # same version, another build: another manifest
+    house = tmp_path / "wheels"
+    with tarfile.open(bundles["1.0"]) as tar:
+        for m in tar.getmembers():
+            if m.name.startswith("wheels/") and "calmtunes-" not in m.name:
+                house.mkdir(exist_ok=True)
+                (house / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+    release("build", "--key", str(keys["ours"]), "--platform", "host", "--version", "1.0",
+            "--wheelhouse", str(house), "--out", str(rebuilt))
+    before = snapshot(device)
+    out = install(device, keys, rebuilt, check=False)
+    assert out.returncode == 1 and "is the previous release but this bundle's contents differ" \
+        in out.stderr
+    assert snapshot(device) == before
+
+
+@pytest.mark.slow
 def test_a_release_whose_model_does_not_load_is_not_switched_to(device, bundles, keys):
     current, previous = link(device, "current"), link(device, "previous")
     out = install(device, keys, bundles["broken"], check=False)
