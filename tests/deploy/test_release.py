@@ -156,6 +156,13 @@ def test_confirm_without_a_pending_release_changes_nothing(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("cmd", [["install", "bundle.tar"], ["rollback"], ["status"]])
+def test_a_root_that_is_not_a_folder_is_wrong_usage(tmp_path, cmd):
+    out = release(cmd[0], "--root", str(tmp_path / "missing"), *cmd[1:], check=False)
+    assert out.returncode == 2 and "is not a folder" in out.stderr
+    assert not (tmp_path / "missing").exists()
+
+
 def test_rollback_without_a_previous_release_is_refused(tmp_path):
     fake_tree(tmp_path, "1.0", None, pending=False)
     before = snapshot(tmp_path)
