@@ -16,6 +16,8 @@ ldconfig -p 2>/dev/null | grep -c libportaudio.so.2 >/dev/null || need_apt+=(lib
 command -v aplay >/dev/null || need_apt+=(alsa-utils)
 # strace lets the privacy tests watch every write a simulated session makes.
 command -v strace >/dev/null || need_apt+=(strace)
+# ssh-keygen signs and verifies the release bundles in the release tests.
+case ",$EXTRAS," in *,dev,*) command -v ssh-keygen >/dev/null || need_apt+=(openssh-client) ;; esac
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
         echo "missing system packages: ${need_apt[*]}; install them as root (apt-get install ${need_apt[*]})" >&2

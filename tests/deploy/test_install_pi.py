@@ -305,3 +305,35 @@ def test_wrong_usage_says_what_is_wrong(root, args, message):
     out = install(root, *args, check=False)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+def test_release_tool_and_its_check_unit_are_installed_and_enabled(root):
+    install(root)
+    tool = root / "opt/calmtunes/bin/calmtunes-release"
+    assert tool.read_bytes() == (REPO / "scripts/release").read_bytes()
+    assert tool.stat().st_mode & 0o777 == 0o755
+    check = root / "etc/systemd/system/calmtunes-release-check.service"
+    assert check.read_text() == (REPO / "systemd/calmtunes-release-check.service").read_text()
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/"
+                       "calmtunes-release-check.service") == "/" + str(check.relative_to(root))
+
+
+def test_bundle_option_needs_an_existing_file(root):
+    out = install(root, "--bundle", str(root / "nowhere.tar"), check=False)
+    assert out.returncode == 2 and "--bundle" in out.stderr and "no such file" in out.stderr
+
+
+def test_a_program_installed_before_releases_is_adopted_as_current(root):
+    # A device set up by an older install-pi: the program in /opt/calmtunes/venv, no releases.
+    program = root / "opt/calmtunes/venv/bin/calmtunes"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\necho calmtunes 0.0.9\n")
+    program.chmod(0o755)
+    install(root)
+    current = root / "opt/calmtunes/current"
+    assert os.readlink(current) == "releases/legacy"
+    assert os.readlink(root / "opt/calmtunes/releases/legacy/venv") == "/opt/calmtunes/venv"
+    assert (root / "opt/calmtunes/releases/legacy/.complete").exists()  # a rollback target
+    before = snapshot(root)
+    assert "already installed, nothing changed" in install(root).stdout
+    assert snapshot(root) == before

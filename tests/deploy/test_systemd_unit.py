@@ -11,7 +11,7 @@ import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "calmtunes.service"
 FAILED_UNIT = UNIT.with_name("calmtunes-failed.service")
-EXEC = "/opt/calmtunes/venv/bin/calmtunes"
+EXEC = "/opt/calmtunes/current/venv/bin/calmtunes"
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                    reason="systemd-analyze is not installed")
@@ -149,3 +149,27 @@ def test_working_folder_is_writable_for_lgpio(unit):
     one = {k: v[-1] for k, v in directives(unit.read_text()).items()}
     writable = {f"/run/{one['RuntimeDirectory']}", f"/var/lib/{one['StateDirectory']}"}
     assert one["ProtectSystem"] == "strict" and one["WorkingDirectory"] in writable
+CHECK_UNIT = UNIT.with_name("calmtunes-release-check.service")
+
+
+@needs_analyze
+def test_release_check_unit_verifies(tmp_path):
+    text = CHECK_UNIT.read_text()
+    one = {k: v[-1] for k, v in directives(text).items()}
+    assert one["Type"] == "oneshot"
+    assert one["ExecStart"].startswith("/usr/bin/python3 /opt/calmtunes/bin/calmtunes-release "
+                                       "confirm ")
+    assert one["ConditionPathExists"] == "/opt/calmtunes/pending.json"
+    # The deadline outlasts the daemon's own start timeout, and the unit outlasts the deadline.
+    deadline = float(one["ExecStart"].split("--deadline ")[1].split()[0])
+    start = float(one_of_unit()["TimeoutStartSec"].rstrip("s"))
+    assert start < deadline < float(one["TimeoutStartSec"])
+    copy = tmp_path / CHECK_UNIT.name
+    copy.write_text(text.replace("/usr/bin/python3", shutil.which("python3") or "/bin/true"))
+    out = subprocess.run(["systemd-analyze", "verify", str(copy)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def one_of_unit() -> dict[str, str]:
+    return {k: v[-1] for k, v in directives(UNIT.read_text()).items()}

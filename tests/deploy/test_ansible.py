@@ -1,0 +1,115 @@
+"""deploy/ansible: the playbook's shape (what the fleet relies on), its agreement with
+scripts/install-pi, and ansible-playbook --syntax-check / ansible-lint where they are installed:
+
+    python3 -m venv /tmp/ansible && /tmp/ansible/bin/pip install ansible ansible-lint
+    PATH=/tmp/ansible/bin:$PATH python -m pytest tests/deploy/test_ansible.py
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "deploy" / "ansible"
+ROLES = ("system", "hardware", "release", "service")
+
+
+def load(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def tasks(node) -> list[dict]:
+    """Every task of a task list, also those inside block/rescue/always."""
+    out = []
+    for t in node or []:
+        out.append(t)
+        for key in ("block", "rescue", "always"):
+            out += tasks(t.get(key))
+    return out
+
+
+def modules(task: dict) -> list[str]:
+    return [k for k in task if "." in k]
+
+
+def test_play_is_a_rolling_update_that_stops_at_the_first_failure():
+    (play,) = load(ANSIBLE / "site.yml")
+    assert play["hosts"] == "calmtunes" and play["become"] is True
+    assert "calmtunes_serial" in str(play["serial"])
+    assert play["max_fail_percentage"] == 0
+    assert [r["role"] for r in play["roles"]] == ["system", "hardware", "service", "release"]
+
+
+def test_every_role_uses_builtin_modules_only():
+    for role in ROLES:
+        for kind in ("tasks", "handlers"):
+            f = ANSIBLE / "roles" / role / kind / "main.yml"
+            if not f.exists():
+                continue
+            for task in tasks(load(f)):
+                for m in modules(task):
+                    if m.startswith("ansible.builtin."):
+                        continue
+                    pytest.fail(f"{f.relative_to(REPO)}: {task.get('name')!r} uses {m}, not a "
+                                "module of ansible.builtin")
+
+
+def test_defaults_name_the_variables_the_fleet_sets():
+    defaults = load(ANSIBLE / "group_vars" / "all.yml")
+    for var in ("calmtunes_bundle", "calmtunes_release_pubkey", "calmtunes_config",
+                "calmtunes_serial", "calmtunes_ready_deadline"):
+        assert var in defaults, var
+    inventory = load(ANSIBLE / "inventory.example.yml")
+    assert inventory["calmtunes"]["hosts"]
+
+
+def test_bookworm_is_required_and_pi_parts_are_skipped_elsewhere():
+    system = tasks(load(ANSIBLE / "roles/system/tasks/main.yml"))
+    assert "bookworm" in str(system[0]["ansible.builtin.assert"]["that"])
+    hardware = tasks(load(ANSIBLE / "roles/hardware/tasks/main.yml"))
+    pi_block = next(t for t in hardware if "block" in t)
+    assert pi_block["when"] == "hardware_is_pi"
+    skipped = next(t for t in hardware if "ansible.builtin.debug" in t)
+    assert skipped["when"] == "not hardware_is_pi" and "skipped" in \
+        skipped["ansible.builtin.debug"]["msg"]
+
+
+def test_boot_block_and_watchdog_match_install_pi():
+    """Either tool may maintain a device: the boot-config block's markers and the watchdog
+    drop-in are the same as install-pi's."""
+    script = (REPO / "scripts/install-pi").read_text()
+    hardware = tasks(load(ANSIBLE / "roles/hardware/tasks/main.yml"))
+    block = next(t["ansible.builtin.blockinfile"] for t in hardware
+                 if "ansible.builtin.blockinfile" in t)
+    begin = re.search(r'^BEGIN_MARK="(.*)"$', script, re.M).group(1)
+    end = re.search(r'^END_MARK="(.*)"$', script, re.M).group(1)
+    assert (block["marker_begin"], block["marker_end"]) == (begin, end)
+    shell_block = script.split("$BEGIN_MARK\n", 1)[1].split("$END_MARK", 1)[0]
+    assert block["block"] == shell_block.replace("$DAC", "{{ calmtunes_dac }}")
+    dropin = next(t["ansible.builtin.copy"]["content"] for t in hardware
+                  if "calmtunes-watchdog" in str(t.get("ansible.builtin.copy", {}).get("dest")))
+    shell_dropin = script.split("$WATCHDOG_DROPIN\" 0644 0:0 <<'EOF'\n", 1)[1].split("EOF", 1)[0]
+    assert dropin == shell_dropin
+
+
+@pytest.mark.skipif(shutil.which("ansible-playbook") is None,
+                    reason="ansible is not installed (see this file's docstring)")
+def test_syntax_check():
+    out = subprocess.run(["ansible-playbook", "-i", "inventory.example.yml", "site.yml",
+                          "--syntax-check"], cwd=ANSIBLE, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.skipif(shutil.which("ansible-lint") is None,
+                    reason="ansible-lint is not installed (see this file's docstring)")
+def test_ansible_lint_production_profile():
+    out = subprocess.run(["ansible-lint", "--offline", "--profile", "production"], cwd=ANSIBLE,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
