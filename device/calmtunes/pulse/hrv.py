@@ -7,6 +7,9 @@ slow changes such as respiratory sinus arrhythmia but not single faults:
   the detector missed are put back, evenly spaced, and marked as interpolated;
 * **extra beat** – a short interval whose sum with its neighbour is close to the local median:
   the spurious beat between them is removed;
+* **pause** – the same long interval, but the pulse never rises inside it (``rises`` says so):
+  the heart skipped a beat or it ejected nothing (a sinus pause, a blocked beat). Nothing is
+  put back; the pause counts for the heart rate, not for HRV;
 * **premature beat** – a short interval followed by a longer one that together make two local
   medians, between normal intervals: a premature (ectopic) beat and its compensatory pause.
   Both intervals are real beats and count for the heart rate; neither is a normal-to-normal
@@ -22,6 +25,7 @@ stretch the beats span, which is what a monitor's averaged reading reports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +48,8 @@ class Intervals:
     #: per interval: half of a premature beat and its compensatory pause (counted for the
     #: heart rate, left out of HRV)
     premature: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: per interval: a pause with no pulse inside (counted for the heart rate, not for HRV)
+    pause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_corrected(self) -> int:
@@ -61,8 +67,14 @@ def local_median(ibi: np.ndarray, half: int = HALF_WIDTH) -> np.ndarray:
     return np.sort(ibi[j], axis=1)[:, h]
 
 
-def correct(beat_times: np.ndarray) -> Intervals:
-    """Classify and correct the intervals between ``beat_times`` (s, increasing)."""
+def correct(
+    beat_times: np.ndarray, rises: Callable[[float, float], bool] | None = None
+) -> Intervals:
+    """Classify and correct the intervals between ``beat_times`` (s, increasing).
+
+    ``rises(t0, t1)`` says whether the pulse rises anywhere between t0 and t1 (s); a long
+    interval where it does not is a pause, not missed beats. Without it every gap of k local
+    medians is taken as missed beats."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
     if len(t) >= 3:
@@ -86,12 +98,20 @@ def correct(beat_times: np.ndarray) -> Intervals:
             if len(t) < 3:
                 break
     interp = np.zeros(len(t), dtype=bool)
+    paused_at: list[float] = []
     if len(t) >= 3:
         ibi = np.diff(t)
         ref = local_median(ibi)
         k = np.rint(ibi / ref)
         k[k < 1] = 1
         gap = (k >= 2) & (np.abs(ibi / k - ref) < TOLERANCE * ref) & (k <= 4)
+        if rises is not None:
+            for i in np.flatnonzero(gap):
+                # away from the two beats' own upstrokes: their slopes are not a beat between
+                m = 0.3 * ref[i]
+                if not rises(t[i] + m, t[i + 1] - m):
+                    gap[i] = False
+                    paused_at.append(t[i + 1])
         if np.any(gap):
             parts = [t[:1]]
             flags = [interp[:1]]
@@ -132,8 +152,9 @@ def correct(beat_times: np.ndarray) -> Intervals:
         )
         premature[1:-2] |= first
         premature[2:-1] |= first
-    clean &= ~premature
-    return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature)
+    pause = np.isin(t[1:], paused_at) & ~normal
+    clean &= ~premature & ~pause
+    return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature, pause)
 
 
 def heart_rate(iv: Intervals) -> float | None:
