@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from calmtunes.pulse import beats as beats_mod
-from calmtunes.pulse import filters, hrv, quality, respiration
+from calmtunes.pulse import elgendi, filters, hrv, quality, respiration
 
 #: in band-passed units, samples beyond this many median absolute amplitudes are artefacts
 ARTEFACT_CLIP = 8.0
@@ -89,6 +89,39 @@ def _bridge(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
     y = x.copy()
     y[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
     return y
+
+
+#: the two detectors' rates may differ by this share before the second opinion is weighed
+DETECTOR_AGREEMENT = 0.1
+
+
+def _second_opinion(x_up: np.ndarray, fs: float, s0: int, bt: beats_mod.Beats) -> beats_mod.Beats:
+    """Fuse the upstroke beats with Elgendi's systolic peaks (:mod:`.elgendi`).
+
+    When the two detectors' median rates over the HR span agree within
+    :data:`DETECTOR_AGREEMENT`, the upstroke beats stand. When they do not, the upstrokes are
+    searched again at Elgendi's period, and the beat train whose beats match their own mean
+    beat better (Orphanidou template matching) is kept: a doubled or halved count mixes two
+    shapes in its template, the right one does not.
+    """
+    pk = elgendi.systolic_peaks(x_up, fs)
+    pk = pk[pk >= s0]
+    mine = bt.index[bt.index >= s0]
+    if len(pk) < 3 or len(mine) < 3:
+        return bt
+    p_e = float(np.median(np.diff(pk))) / fs
+    p_o = float(np.median(np.diff(mine))) / fs
+    if abs(p_e - p_o) <= DETECTOR_AGREEMENT * p_e:
+        return bt
+    alt = beats_mod.detect(x_up, fs, p_e)
+    mine_alt = alt.index[alt.index >= s0]
+    p_a = float(np.median(np.diff(mine_alt))) / fs if len(mine_alt) >= 3 else np.inf
+    if abs(p_a - p_e) > DETECTOR_AGREEMENT * p_e:
+        return bt
+    w = int(max(p_a, p_o) * fs)
+    if quality.template_match(x_up, mine_alt, w) > quality.template_match(x_up, mine, w):
+        return alt
+    return bt
 
 
 #: a stretch whose steepest rise is below this share of the median beat's has no beat in it
@@ -171,6 +204,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     if not np.isfinite(period):
         return _refuse("no pulse rhythm between 30 and 220 bpm", 0.0)
     bt = beats_mod.harmonic_check(x_up, fs, period, beats_mod.detect(x_up, fs, period))
+    bt = _second_opinion(x_up, fs, s0, bt)
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
     iv = hrv.correct(bt.times, _rises(x_up, fs, bt.heights))
