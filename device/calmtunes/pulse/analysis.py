@@ -203,8 +203,11 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     )
     if not np.isfinite(period):
         return _refuse("no pulse rhythm between 30 and 220 bpm", 0.0)
-    bt = beats_mod.harmonic_check(x_up, fs, period, beats_mod.detect(x_up, fs, period))
-    bt = _second_opinion(x_up, fs, s0, bt)
+    first = beats_mod.detect(x_up, fs, period)
+    bt = _second_opinion(x_up, fs, s0, beats_mod.harmonic_check(x_up, fs, period, first))
+    if len(bt.times) >= 4 and not 0.7 < len(bt.times) / max(1, len(first.times)) < 1.4:
+        # the ½×/2× check found another rate: judge the beats at their own spacing
+        period = float(np.median(np.diff(bt.times)))
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
     iv = hrv.correct(bt.times, _rises(x_up, fs, bt.heights))

@@ -10,6 +10,7 @@ slow changes such as respiratory sinus arrhythmia but not single faults:
 * **pause** – the same long interval, but the pulse never rises inside it (``rises`` says so):
   the heart skipped a beat or it ejected nothing (a sinus pause, a blocked beat). Nothing is
   put back; the pause counts for the heart rate, not for HRV;
+* **bigeminy** – every interval alternating short and long: all are premature pairs;
 * **premature beat** – a short interval followed by a longer one that together make two local
   medians, between normal intervals: a premature (ectopic) beat and its compensatory pause.
   Both intervals are real beats and count for the heart rate; neither is a normal-to-normal
@@ -32,6 +33,8 @@ import numpy as np
 
 #: relative deviation from the local median beyond which an interval is abnormal
 TOLERANCE = 0.2
+#: a beat's own dicrotic wave rises within this after it (see beats.DICROTIC_MAX_S), s
+AFTER_DICROTIC_S = 0.55
 #: neighbours on each side used for the local median
 HALF_WIDTH = 5
 
@@ -77,6 +80,16 @@ def correct(
     medians is taken as missed beats."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
+    if _bigeminy(np.diff(t)):
+        # every interval alternates short–long: a premature beat after every normal one. All
+        # are real beats (the rate counts them); none is normal-to-normal (HRV leaves them out)
+        # (each is judged against the median of its own kind, short or long)
+        ibi = np.diff(t)
+        n = len(ibi)
+        ref = np.empty(n)
+        ref[0::2], ref[1::2] = np.median(ibi[0::2]), np.median(ibi[1::2])
+        return Intervals(t, ibi, np.zeros(n, dtype=bool), ref,
+                         0, 0, 0, np.ones(n, dtype=bool), np.zeros(n, dtype=bool))
     if len(t) >= 3:
         # extra beats: remove the beat splitting an interval in two short parts
         for _ in range(3):
@@ -107,9 +120,9 @@ def correct(
         gap = (k >= 2) & (np.abs(ibi / k - ref) < TOLERANCE * ref) & (k <= 4)
         if rises is not None:
             for i in np.flatnonzero(gap):
-                # away from the two beats' own upstrokes: their slopes are not a beat between
+                # away from the two beats' own upstrokes and from the first one's dicrotic wave
                 m = 0.3 * ref[i]
-                if not rises(t[i] + m, t[i + 1] - m):
+                if not rises(t[i] + max(m, AFTER_DICROTIC_S), t[i + 1] - m):
                     gap[i] = False
                     paused_at.append(t[i + 1])
         if np.any(gap):
@@ -155,6 +168,18 @@ def correct(
     pause = np.isin(t[1:], paused_at) & ~normal
     clean &= ~premature & ~pause
     return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature, pause)
+
+
+def _bigeminy(ibi: np.ndarray) -> bool:
+    """Intervals strictly alternating short and long, the short ones more than
+    :data:`TOLERANCE` shorter: bigeminy (a premature beat after every normal one)."""
+    if len(ibi) < 6:
+        return False
+    step = np.sign(np.diff(ibi))
+    if float(np.mean(step[1:] != step[:-1])) < 0.9:
+        return False
+    a, b = float(np.median(ibi[0::2])), float(np.median(ibi[1::2]))
+    return min(a, b) < (1 - TOLERANCE) * max(a, b)
 
 
 def heart_rate(iv: Intervals) -> float | None:
