@@ -264,3 +264,18 @@ def test_a_window_without_pulse_shape_says_so():
     x = np.sin(2 * np.pi * 1.2 * t) * (1 + 0.3 * np.sin(2 * np.pi * 0.1 * t))  # a hand waving
     r = analyze(x, 100)
     assert r.hr_bpm is None and "pulse shape" in r.reason
+
+
+def test_motion_bursts_get_no_heart_rate():
+    # a hand moving: smooth bursts of 0.3–3 Hz, a second or two long, nothing else
+    answered = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        t = np.arange(1000) / 100
+        x = 0.05 * rng.standard_normal(len(t))
+        for _ in range(rng.integers(2, 7)):
+            c, w = rng.uniform(0, 10), rng.uniform(0.5, 2.0)
+            f, a = rng.uniform(0.3, 3.0), rng.uniform(0.5, 3.0)
+            x += a * np.exp(-0.5 * ((t - c) / w) ** 2) * np.sin(2 * np.pi * f * t + seed)
+        answered += analyze(x, 100).hr_bpm is not None
+    assert answered <= 1

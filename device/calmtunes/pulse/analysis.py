@@ -236,13 +236,22 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         flipped=flipped,
     )
     skew = beats_mod.slope_skewness(x_up[s0:])
-    if q < quality.MIN_QUALITY or len(ibi_span) < 2 or skew < beats_mod.MIN_SLOPE_SKEW:
+    in_window = bt.index >= s0
+    motion = beats_mod.looks_like_motion(
+        x_up, beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
+    )
+    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or skew < beats_mod.MIN_SLOPE_SKEW
+            or motion):
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
             why = "fewer than three beats found"
         elif skew < beats_mod.MIN_SLOPE_SKEW:
             why = (f"no pulse shape: the signal falls as fast as it rises (slope skewness "
                    f"{skew:.2f} < {beats_mod.MIN_SLOPE_SKEW:g}); noise or motion, not a pulse")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif motion:
+            why = ("no pulse: the waves swing in size and fall as fast as they rise "
+                   "(motion, not a pulse)")
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 

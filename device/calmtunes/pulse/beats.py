@@ -43,6 +43,30 @@ def slope_skewness(x_bp: np.ndarray) -> float:
     return float(np.dot(d * d, d)) / max(1, len(d)) / m2**1.5
 
 
+#: motion: beats whose upstrokes vary by more than this (coefficient of variation) …
+MOTION_HEIGHT_CV = 0.45
+#: … and whose steepest rise is less than this many times their steepest fall (median per
+#: beat) are waves of motion: a pulse keeps its size within a breath's modulation and rises
+#: faster than it falls (dev split: real windows ≥ 1.3 in 99 %, motion bursts 1.1–1.7)
+MOTION_UPDOWN = 1.5
+
+
+def looks_like_motion(x_up: np.ndarray, b: Beats) -> bool:
+    """True when the beats ``b`` of the upright ``x_up`` swing in size like smooth motion
+    bursts and fall about as fast as they rise (see :data:`MOTION_HEIGHT_CV`)."""
+    if len(b.index) < 3:
+        return False
+    h = b.heights
+    if float(np.std(h)) <= MOTION_HEIGHT_CV * float(np.mean(h)):
+        return False
+    d = np.diff(x_up)
+    ratio = [
+        d[a:c].max() / max(1e-12, -float(d[a:c].min()))
+        for a, c in zip(b.index[:-1], b.index[1:])
+    ]
+    return float(np.median(ratio)) < MOTION_UPDOWN
+
+
 def orient(x_bp: np.ndarray) -> tuple[np.ndarray, bool]:
     """Return ``x_bp`` turned so that blood volume rises upwards, and whether it was flipped.
 
