@@ -269,7 +269,7 @@ def test_a_window_without_pulse_shape_says_so():
 def test_motion_bursts_get_no_heart_rate():
     # a hand moving: smooth bursts of 0.3–3 Hz, a second or two long, nothing else
     answered = 0
-    for seed in range(30):
+    for seed in range(100):
         rng = np.random.default_rng(seed)
         t = np.arange(1000) / 100
         x = 0.05 * rng.standard_normal(len(t))
@@ -278,4 +278,4 @@ def test_motion_bursts_get_no_heart_rate():
             f, a = rng.uniform(0.3, 3.0), rng.uniform(0.5, 3.0)
             x += a * np.exp(-0.5 * ((t - c) / w) ** 2) * np.sin(2 * np.pi * f * t + seed)
         answered += analyze(x, 100).hr_bpm is not None
-    assert answered <= 1
+    assert answered <= 2  # without looking at the beats' size and fall: 5
