@@ -236,15 +236,6 @@ def test_bigeminy_with_weak_premature_pulses_is_not_read_at_half_rate(coupling):
     assert r.rmssd_ms is None or not np.any(r.clean)  # no normal-to-normal interval there
 
 
-def test_a_pause_without_a_pulse_is_not_filled_with_beats():
-    # one beat missing from a steady 75 bpm and nothing rising in its place (a sinus pause,
-    # a blocked beat): the heart beat 14 times in the window, not 15
-    bt = np.delete(np.arange(0.3, 12.0, 0.8), 7)
-    x = ppg_from_beats(bt, np.ones(len(bt)), seconds=12.0, fs=100.0)
-    r = analyze(x, 100)
-    assert r.hr_bpm == pytest.approx(60 / np.mean(np.diff(bt)), abs=1.0)
-
-
 def test_band_limited_noise_gets_no_heart_rate():
     # Gaussian noise in the pulse's own band (0.7–3 Hz): it has a "rate", but no pulse shape
     from scipy.signal import butter, sosfiltfilt

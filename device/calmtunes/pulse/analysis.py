@@ -124,22 +124,6 @@ def _second_opinion(x_up: np.ndarray, fs: float, s0: int, bt: beats_mod.Beats) -
     return bt
 
 
-#: a stretch whose steepest rise is below this share of the median beat's has no beat in it
-PAUSE_MAX_RISE = 0.1
-
-
-def _rises(x_up: np.ndarray, fs: float, heights: np.ndarray):
-    """``rises(t0, t1)``: does the pulse rise anywhere in t0–t1 (s) by at least
-    :data:`PAUSE_MAX_RISE` of the median beat's upstroke? (A weak beat does; a pause does not.)"""
-    ref = PAUSE_MAX_RISE * float(np.median(heights)) if len(heights) else 0.0
-
-    def rises(t0: float, t1: float) -> bool:
-        a, b = max(0, int(t0 * fs)), min(len(x_up) - 1, int(t1 * fs) + 1)
-        return b - a < 2 or float(np.max(np.diff(x_up[a:b]))) >= ref
-
-    return rises
-
-
 def _spans(bad: np.ndarray, beat_times: np.ndarray, fs: float) -> np.ndarray:
     """Per interval between ``beat_times`` (s): whether it spans any ``bad`` sample."""
     c = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
@@ -210,7 +194,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         period = float(np.median(np.diff(bt.times)))
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
-    iv = hrv.correct(bt.times, _rises(x_up, fs, bt.heights))
+    iv = hrv.correct(bt.times)
     if bad is not None:
         # an interval spanning left-out samples is not an interval between two seen beats
         seen = ~_spans(bad, iv.beat_times, fs)
@@ -255,7 +239,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 
-    clean_span = iv.clean[in_span] | iv.premature[in_span] | iv.pause[in_span]
+    clean_span = iv.clean[in_span] | iv.premature[in_span]
     if np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
         hr = 60.0 / float(np.mean(ibi_span[clean_span]))
     else:

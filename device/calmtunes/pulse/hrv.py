@@ -7,9 +7,6 @@ slow changes such as respiratory sinus arrhythmia but not single faults:
   the detector missed are put back, evenly spaced, and marked as interpolated;
 * **extra beat** – a short interval whose sum with its neighbour is close to the local median:
   the spurious beat between them is removed;
-* **pause** – the same long interval, but the pulse never rises inside it (``rises`` says so):
-  the heart skipped a beat or it ejected nothing (a sinus pause, a blocked beat). Nothing is
-  put back; the pause counts for the heart rate, not for HRV;
 * **bigeminy** – every interval alternating short and long: all are premature pairs;
 * **premature beat** – a short interval followed by a longer one that together make two local
   medians, between normal intervals: a premature (ectopic) beat and its compensatory pause.
@@ -26,15 +23,12 @@ stretch the beats span, which is what a monitor's averaged reading reports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 #: relative deviation from the local median beyond which an interval is abnormal
 TOLERANCE = 0.2
-#: a beat's own dicrotic wave rises within this after it (see beats.DICROTIC_MAX_S), s
-AFTER_DICROTIC_S = 0.55
 #: neighbours on each side used for the local median
 HALF_WIDTH = 5
 
@@ -51,8 +45,6 @@ class Intervals:
     #: per interval: half of a premature beat and its compensatory pause (counted for the
     #: heart rate, left out of HRV)
     premature: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    #: per interval: a pause with no pulse inside (counted for the heart rate, not for HRV)
-    pause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_corrected(self) -> int:
@@ -70,14 +62,8 @@ def local_median(ibi: np.ndarray, half: int = HALF_WIDTH) -> np.ndarray:
     return np.sort(ibi[j], axis=1)[:, h]
 
 
-def correct(
-    beat_times: np.ndarray, rises: Callable[[float, float], bool] | None = None
-) -> Intervals:
-    """Classify and correct the intervals between ``beat_times`` (s, increasing).
-
-    ``rises(t0, t1)`` says whether the pulse rises anywhere between t0 and t1 (s); a long
-    interval where it does not is a pause, not missed beats. Without it every gap of k local
-    medians is taken as missed beats."""
+def correct(beat_times: np.ndarray) -> Intervals:
+    """Classify and correct the intervals between ``beat_times`` (s, increasing)."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
     if _bigeminy(np.diff(t)):
@@ -88,8 +74,7 @@ def correct(
         n = len(ibi)
         ref = np.empty(n)
         ref[0::2], ref[1::2] = np.median(ibi[0::2]), np.median(ibi[1::2])
-        return Intervals(t, ibi, np.zeros(n, dtype=bool), ref,
-                         0, 0, 0, np.ones(n, dtype=bool), np.zeros(n, dtype=bool))
+        return Intervals(t, ibi, np.zeros(n, dtype=bool), ref, 0, 0, 0, np.ones(n, dtype=bool))
     if len(t) >= 3:
         # extra beats: remove the beat splitting an interval in two short parts
         for _ in range(3):
@@ -111,20 +96,12 @@ def correct(
             if len(t) < 3:
                 break
     interp = np.zeros(len(t), dtype=bool)
-    paused_at: list[float] = []
     if len(t) >= 3:
         ibi = np.diff(t)
         ref = local_median(ibi)
         k = np.rint(ibi / ref)
         k[k < 1] = 1
         gap = (k >= 2) & (np.abs(ibi / k - ref) < TOLERANCE * ref) & (k <= 4)
-        if rises is not None:
-            for i in np.flatnonzero(gap):
-                # away from the two beats' own upstrokes and from the first one's dicrotic wave
-                m = 0.3 * ref[i]
-                if not rises(t[i] + max(m, AFTER_DICROTIC_S), t[i + 1] - m):
-                    gap[i] = False
-                    paused_at.append(t[i + 1])
         if np.any(gap):
             parts = [t[:1]]
             flags = [interp[:1]]
@@ -165,9 +142,8 @@ def correct(
         )
         premature[1:-2] |= first
         premature[2:-1] |= first
-    pause = np.isin(t[1:], paused_at) & ~normal
-    clean &= ~premature & ~pause
-    return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature, pause)
+    clean &= ~premature
+    return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature)
 
 
 def _bigeminy(ibi: np.ndarray) -> bool:
