@@ -104,8 +104,7 @@ def _second_opinion(x_up: np.ndarray, fs: float, s0: int, bt: beats_mod.Beats) -
     beat better (Orphanidou template matching) is kept: a doubled or halved count mixes two
     shapes in its template, the right one does not.
     """
-    pk = elgendi.systolic_peaks(x_up, fs)
-    pk = pk[pk >= s0]
+    pk = s0 + elgendi.systolic_peaks(x_up[s0:], fs)
     mine = bt.index[bt.index >= s0]
     if len(pk) < 3 or len(mine) < 3:
         return bt

@@ -144,9 +144,11 @@ def harmonic_check(x_up: np.ndarray, fs: float, period_s: float, found: Beats) -
     strong = _dicrotic_pairs(found)
     if strong is not None:
         return Beats(found.times[strong], found.index[strong], found.heights[strong])
-    half = 0.5 * period_s
-    if not np.isfinite(period_s) or half < 60.0 / MAX_BPM or len(found.times) < 3:
+    # an in-between beat needs more than DICROTIC_MAX_S on either side: a shorter period
+    # has no room for one, and the second search is skipped
+    if not np.isfinite(period_s) or period_s <= 2 * DICROTIC_MAX_S or len(found.times) < 3:
         return found
+    half = 0.5 * period_s
     alt = detect(x_up, fs, half, check_second_wave=False)
     if len(alt.times) < (1.0 + EXTRA_MIN_SHARE) * len(found.times):
         return found
