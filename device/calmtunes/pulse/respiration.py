@@ -23,13 +23,9 @@ Each per-beat series is resampled at 4 Hz. Two estimates are made over the windo
    a clean modulation is one sharp line, a missing one is flat) and summed; the interior peak,
    parabola-refined.
 
-When the two disagree by more than :data:`AGREEMENT_BPM`, when the fused spectrum has no peak
-standing out or fewer than two breaths are counted, **Smart Fusion** (Karlen et al. 2013) has
-the last word: each modulation's own spectral peak, kept when it stands out (peakedness ≥
-:data:`MIN_PEAKEDNESS`, the quality gate per modulation); with at least two kept whose rates
-spread less than :data:`SMART_FUSION_SD` (their standard deviation), their median is the
-rate — or the breath count, where it agrees with that. Otherwise the window holds no single
-breathing rhythm the pulse can vouch for, and the rate is None with the reason. The confidence grows
+When the two disagree by more than :data:`AGREEMENT_BPM` the window holds no single breathing
+rhythm the pulse can vouch for, and the rate is None with that reason; likewise when the fused
+spectrum has no peak standing out or fewer than two breaths are counted. The confidence grows
 with the spectral peakedness and with the agreement. Needs a window of at least
 :data:`MIN_SECONDS`.
 """
@@ -54,10 +50,6 @@ MIN_PEAKEDNESS = 2.5
 COUNT_THRESHOLD = 0.2
 #: the breath count and the fused spectrum must agree within this, breaths/min
 AGREEMENT_BPM = 5.0
-#: Smart Fusion: the modulations' rates must spread less than this (standard deviation),
-#: breaths/min (Karlen et al. 2013 used 4; 3 on the dev split, and it keeps a slow baseline
-#: wave from pulling two agreeing modulations off)
-SMART_FUSION_SD = 3.0
 
 
 def _features(
@@ -129,8 +121,6 @@ def breathing_rate(
     win = np.hanning(n)
     hp = highpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ)
     fused = np.zeros(int(np.count_nonzero(band)))
-    f = freqs[band]
-    each: list[tuple[float, float]] = []  # per modulation: rate at its peak, peakedness
     for s in series:
         s = filtfilt(hp, s - s.mean())
         p = np.abs(np.fft.rfft(s * win, nfft))[band] ** 2
@@ -138,30 +128,16 @@ def breathing_rate(
         if total <= 0:
             continue
         p = p / total
-        each.append((float(f[int(np.argmax(p))]), float(p.max() * len(p))))
         fused += p * (p.max() * len(p))
-    counted = count_breaths(series[0], top / 60.0)
-
-    def smart_or_none(conf: float, why: str) -> tuple[float | None, float, str]:
-        # Smart Fusion (Karlen et al. 2013): the modulations that pass their quality gate
-        # (a peak standing out, peakedness ≥ MIN_PEAKEDNESS) agree within SMART_FUSION_SD:
-        # their median; the breath count when it agrees with that
-        rates = [r for r, pk in each if pk >= MIN_PEAKEDNESS]
-        if len(rates) < 2 or float(np.std(rates)) >= SMART_FUSION_SD:
-            return None, conf, why
-        mid = float(np.median(rates))
-        if counted is not None and abs(counted - mid) <= AGREEMENT_BPM:
-            return counted, 0.5 * conf, ""
-        return mid, 0.5 * conf, ""
-
     if not np.any(fused > 0):
         return None, 0.0, "no respiratory modulation in the pulse"
     # a maximum on the band's edge is leakage from outside the band, not a breathing rate
     inner = np.flatnonzero((fused[1:-1] >= fused[:-2]) & (fused[1:-1] >= fused[2:])) + 1
     if inner.size == 0:
-        return smart_or_none(0.0, "no clear breathing rhythm in the pulse")
+        return None, 0.0, "no clear breathing rhythm in the pulse"
     k = int(inner[np.argmax(fused[inner])])
     peakedness = float(fused[k] / fused.mean())
+    f = freqs[band]
     spectral = float(f[k])
     if 0 < k < len(fused) - 1:
         y0, y1, y2 = fused[k - 1], fused[k], fused[k + 1]
@@ -170,11 +146,12 @@ def breathing_rate(
             spectral += 0.5 * (y0 - y2) / den * (f[1] - f[0])
     conf = float(np.clip((peakedness - 1.0) / 10.0, 0.0, 1.0))
     if peakedness < MIN_PEAKEDNESS:
-        return smart_or_none(conf, "no clear breathing rhythm in the pulse")
+        return None, conf, "no clear breathing rhythm in the pulse"
+    counted = count_breaths(series[0], top / 60.0)
     if counted is None:
-        return smart_or_none(conf, "fewer than two breaths counted in the pulse baseline")
+        return None, conf, "fewer than two breaths counted in the pulse baseline"
     gap = abs(counted - spectral)
     if gap > AGREEMENT_BPM:
         why = f"breath count ({counted:.0f} /min) and spectrum ({spectral:.0f} /min) disagree"
-        return smart_or_none(conf * 0.5, why)
+        return None, conf * 0.5, why
     return counted, conf * (1.0 - 0.5 * gap / AGREEMENT_BPM), ""
