@@ -31,7 +31,14 @@ def make_ppg(
     jitter: float = 0.015,
     noise: float = 0.02,
     seed: int = 0,
+    dicrotic: float = 0.4,
+    dicrotic_delay_s: float | None = None,
+    fall: float = 1.0,
 ) -> SynthPPG:
+    """``dicrotic`` is the diastolic (reflected) wave's amplitude relative to the systolic
+    one; it peaks ``dicrotic_delay_s`` after the systolic peak (default 0.33 of the period).
+    ``fall`` > 1 makes the systolic wave fall that many times slower than it rises, as a real
+    pulse does (1: a symmetric wave)."""
     rng = np.random.default_rng(seed)
     period = 60.0 / hr
     fb = br / 60.0
@@ -45,8 +52,10 @@ def make_ppg(
     x = np.zeros_like(t)
     for b in bt:
         a = 1.0 + 0.15 * np.sin(2 * np.pi * fb * b)
-        x += a * np.exp(-0.5 * ((t - b - 0.12 * period) / (0.09 * period)) ** 2)
-        x += 0.4 * a * np.exp(-0.5 * ((t - b - 0.45 * period) / (0.12 * period)) ** 2)
+        u = t - b - 0.12 * period
+        x += a * np.exp(-0.5 * (u / (0.09 * period * np.where(u > 0, fall, 1.0))) ** 2)
+        lag = 0.33 * period if dicrotic_delay_s is None else dicrotic_delay_s
+        x += dicrotic * a * np.exp(-0.5 * ((t - b - 0.12 * period - lag) / (0.12 * period)) ** 2)
     x += 0.3 * np.sin(2 * np.pi * fb * t) + noise * rng.standard_normal(len(t))
     inside = bt[(bt > 0) & (bt < seconds)]
     ibi = np.diff(inside)

@@ -209,3 +209,64 @@ def test_random_noisy_ppg_never_raises(seed, scale, spikes):
     x[idx] += rng.normal(0, 100, spikes)
     r = analyze(scale * x, 50)
     assert 0.0 <= r.quality <= 1.0
+
+
+# -- half and double rate, pauses, windows without a pulse ---------------------------------
+@pytest.mark.parametrize("hr, dicrotic, lag", [(85.0, 0.8, 0.4), (95.0, 0.6, 0.35)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_strong_dicrotic_wave_is_not_counted_as_a_beat(hr, dicrotic, lag, seed):
+    # a reflected wave almost as tall as the pulse itself, on a pulse that rises fast and
+    # falls slowly: read as twice the rate (170–190 bpm) before the harmonic cross-check
+    ppg = make_ppg(seconds=10, fs=100, hr=hr, dicrotic=dicrotic, dicrotic_delay_s=lag,
+                   fall=2.0, seed=seed)
+    r = analyze(ppg.x, ppg.fs)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=2.0), r.reason
+
+
+@pytest.mark.parametrize("coupling", [0.55, 0.6])
+def test_bigeminy_with_weak_premature_pulses_is_not_read_at_half_rate(coupling):
+    # a premature beat after every normal one, with half its pulse: the pattern repeats every
+    # 1.45 s (41 bpm), the heart beats twice in it (83 bpm)
+    iv = np.tile([coupling, 1.45 - coupling], 12)
+    bt = np.cumsum(iv) - 0.3
+    x = ppg_from_beats(bt, np.tile([1.0, 0.5], 12), seconds=12.0, fs=100.0)
+    inside = bt[(bt >= 0) & (bt < 12)]
+    r = analyze(x, 100)
+    assert r.hr_bpm == pytest.approx(60 / np.mean(np.diff(inside)), abs=1.5), r.reason
+    assert r.rmssd_ms is None or not np.any(r.clean)  # no normal-to-normal interval there
+
+
+def test_band_limited_noise_gets_no_heart_rate():
+    # Gaussian noise in the pulse's own band (0.7–3 Hz): it has a "rate", but no pulse shape
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
+    answered = 0
+    for seed in range(40):
+        g = np.random.default_rng(seed).standard_normal(1400)
+        r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+        answered += r.hr_bpm is not None
+        assert r.hr_bpm is not None or r.reason
+    assert answered <= 1
+
+
+def test_a_window_without_pulse_shape_says_so():
+    t = np.arange(1000) / 100
+    x = np.sin(2 * np.pi * 1.2 * t) * (1 + 0.3 * np.sin(2 * np.pi * 0.1 * t))  # a hand waving
+    r = analyze(x, 100)
+    assert r.hr_bpm is None and "pulse shape" in r.reason
+
+
+def test_motion_bursts_get_no_heart_rate():
+    # a hand moving: smooth bursts of 0.3–3 Hz, a second or two long, nothing else
+    answered = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        t = np.arange(1000) / 100
+        x = 0.05 * rng.standard_normal(len(t))
+        for _ in range(rng.integers(2, 7)):
+            c, w = rng.uniform(0, 10), rng.uniform(0.5, 2.0)
+            f, a = rng.uniform(0.3, 3.0), rng.uniform(0.5, 3.0)
+            x += a * np.exp(-0.5 * ((t - c) / w) ** 2) * np.sin(2 * np.pi * f * t + seed)
+        answered += analyze(x, 100).hr_bpm is not None
+    assert answered <= 2  # without looking at the beats' size and fall: 5

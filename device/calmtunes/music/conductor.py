@@ -32,7 +32,10 @@ quality is at least ``conductor.min_quality``; impossible values (heart rate out
 :data:`HR_RANGE`, NaN anywhere, quality outside 0–1, breathing outside :data:`BREATH_RANGE`,
 stress outside 0–1) make the whole reading ignored with a log line (at most one per
 :data:`LOG_EVERY_S` per kind). A reading older than :data:`STALE_S` is not the listener's state
-now. Without a usable reading the conductor does not react to anything the pulse says: it keeps
+now. A heart rate about half or double the last good one (:data:`SUSPECT_RATIOS`) is held
+as suspect — the last good rate stands — until :data:`CONFIRM_READINGS` readings in a row
+confirm it: a half-rate reading would otherwise start the music at 45 BPM for a heart at 90.
+Without a usable reading the conductor does not react to anything the pulse says: it keeps
 gliding toward the preset (shifted by the scene) at the glide rate.
 
 **Scene** (``conductor.scene_influence`` = *s*, 0–1). Each label's weight follows the camera's
@@ -83,6 +86,12 @@ PULSE_GAP_S = 60.0  # s without a usable reading after which the smoothing start
 SCENE_TAU_S = 30.0  # s: how fast the scene's weights follow the label
 SCENE_STALE_S = 30.0  # s: a scene record older than this no longer counts
 LOG_EVERY_S = 60.0  # s between log lines about the same kind of bad reading
+# a heart rate this many times the last good one is suspect: half or double the true rate
+# (a beat missed each time, or a dicrotic wave counted as a beat) is the pulse analysis's
+# typical gross error, and a real heart does not halve or double within seconds
+SUSPECT_RATIOS = ((0.4, 0.6), (1.67, 2.5))
+CONFIRM_READINGS = 3  # a suspect rate is believed once this many readings in a row agree …
+CONFIRM_AGREE = 0.1  # … within this share of each other
 
 # label -> (tempo bpm, density factor, brightness, register, bed, melodic factor, volume dB),
 # each at full weight and scene_influence = 1 (see the table in the module docstring)
@@ -139,6 +148,34 @@ def check_reading(reading: Any, min_quality: float) -> Usable:
     return Usable(True)
 
 
+class HarmonicGuard:
+    """Holds a sudden halving or doubling of the heart rate as suspect until it is confirmed.
+
+    ``suspect(hr, last_good)`` is True while ``hr`` is about ½× or 2× ``last_good``
+    (:data:`SUSPECT_RATIOS`) and fewer than :data:`CONFIRM_READINGS` consecutive readings
+    agree on the new rate; then the new rate is believed (False). Any other reading clears it.
+    """
+
+    def __init__(self) -> None:
+        self._rates: list[float] = []
+
+    def suspect(self, hr: float, last_good: float | None) -> bool:
+        if last_good is None or last_good <= 0:
+            self._rates = []
+            return False
+        ratio = hr / last_good
+        if not any(lo <= ratio <= hi for lo, hi in SUSPECT_RATIOS):
+            self._rates = []
+            return False
+        if self._rates and abs(hr * len(self._rates) / sum(self._rates) - 1.0) > CONFIRM_AGREE:
+            self._rates = []
+        self._rates.append(hr)
+        if len(self._rates) >= CONFIRM_READINGS:
+            self._rates = []
+            return False
+        return True
+
+
 def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
@@ -172,6 +209,7 @@ class Conductor:
         self._stress_slow: float | None = None
         self._last_usable: float | None = None
         self._last_usable_breath: float | None = None
+        self._harmonic = HarmonicGuard()
         self._scene_w = dict.fromkeys(SCENE_EFFECTS, 0.0)
         self._logged: dict[str, float] = {}
         self.mode = "open"  # open | iso start | matching | waiting | leading | paused | easing
@@ -337,7 +375,18 @@ class Conductor:
         if self._last_usable is None or now - self._last_usable > PULSE_GAP_S:
             self._hr = self._br = self._stress_fast = self._stress_slow = None
         self._last_usable = now
-        self._hr = _ema(self._hr, float(pulse.hr_bpm), dt, HR_TAU_S)
+        hr = float(pulse.hr_bpm)
+        if self._harmonic.suspect(hr, self._hr):
+            # half or double the last good rate: hold it until the change is confirmed
+            last = self._logged.get("suspect")
+            if last is None or now - last >= LOG_EVERY_S or now < last:
+                self._logged["suspect"] = now
+                log.warning("heart rate %.0f bpm is about half or double the last good %.0f "
+                            "bpm: held at %.0f until confirmed", hr, self._hr, self._hr)
+            return True
+        if self._hr is not None and not 0.6 < hr / self._hr < 1.67:
+            self._hr = None  # a confirmed jump: start the smoothing at the new rate
+        self._hr = _ema(self._hr, hr, dt, HR_TAU_S)
         if pulse.breathing_rate is not None:
             if self._last_usable_breath is None or now - self._last_usable_breath > PULSE_GAP_S:
                 self._br = None

@@ -7,11 +7,14 @@ current), an empty sensor only a few thousand; on/off thresholds with hysteresis
 
 :meth:`PulseAnalyser.reading` runs :func:`calmtunes.pulse.analysis.analyze` — the very function
 the benchmarks score — on the IR samples since the finger settled (at most the last 60 s), with
-the heart rate taken over the last 10 s. The analysis is cached per sample count, so calling
-``reading`` more often than samples arrive costs nothing. A gap in the samples (FIFO overflow,
-``lost`` > 0, or a jump in the timestamps) restarts the segment, because beat intervals across a
-gap would be wrong; so does placing the finger (after :data:`SETTLE_S` for the pressure
-transient). Every figure is None when it cannot be measured now, never a stale value.
+the heart rate taken over the last 10 s, then tracked across readings
+(:class:`~calmtunes.pulse.tracker.RateTracker`: a sudden halving or doubling is read back on
+the tracked rate until it persists, a true change is followed at once). The analysis is cached
+per sample count, so calling ``reading`` more often than samples arrive costs nothing. A gap
+in the samples (FIFO overflow, ``lost`` > 0, or a jump in the timestamps) restarts the
+segment, because beat intervals across a gap would be wrong; so does placing the finger
+(after :data:`SETTLE_S` for the pressure transient). Every figure is None when it cannot be
+measured now, never a stale value.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from calmtunes.pulse.analysis import PulseAnalysis, analyze
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.pulse.samples import SampleBlock
 from calmtunes.pulse.stress import StressIndex
+from calmtunes.pulse.tracker import RateTracker
 
 #: seconds of samples kept
 HISTORY_S = 64.0
@@ -62,6 +66,8 @@ class PulseAnalyser:
         self._last_t = -np.inf
         self._cache: tuple[int, float, PulseAnalysis, float | None, float] | None = None
         self.stress = stress if stress is not None else StressIndex()
+        self.tracker = RateTracker()
+        self._tracked: tuple[float | None, str] = (None, "")  # rate reported, note
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, block: SampleBlock) -> None:
@@ -80,6 +86,7 @@ class PulseAnalyser:
         elif not self._finger and level > FINGER_ON_COUNTS:
             self._finger = True
             self._seg_start = float(t[0])
+            self.tracker.reset()  # perhaps another listener
         if n > self._cap:
             t, red, ir = t[-self._cap :], red[-self._cap :], ir[-self._cap :]
             self._count += n - self._cap
@@ -134,21 +141,33 @@ class PulseAnalyser:
                 spo2 = spo2_mod.spo2_percent(spo2_mod.ratio_of_ratios(red[k:], ir[k:], fs))
             t0 = float(t[0])
             self._cache = (self._count, t0, res, spo2, span)
+            self._tracked = (None, "")
+            if res.hr_bpm is not None:
+                tr = self.tracker.update(float(t[-1]), res.hr_bpm)
+                note = ""
+                if tr.factor != 1.0:
+                    note = (f"{res.hr_bpm:.0f} bpm measured, {tr.hr_bpm:.0f} reported: "
+                            f"{'twice' if tr.factor > 1 else 'half'} the measured rate "
+                            "continues the tracked rate (held until the change persists)")
+                self._tracked = (tr.hr_bpm, note)
         rmssd, sdnn = res.rmssd_ms, res.sdnn_ms
         reasons = [res.reason] if res.reason else []
+        hr, note = self._tracked
+        if note:
+            reasons.append(note)
         if rmssd is not None and span < HRV_MIN_S:
             rmssd = sdnn = None
             reasons.append(f"HRV after {HRV_MIN_S:g} s of steady signal")
         stress, stress_sd = (None, None)
-        if res.hr_bpm is not None:
-            stress, stress_sd = self.stress.update(now, res.hr_bpm, rmssd, res.breathing_rate)
+        if hr is not None:
+            stress, stress_sd = self.stress.update(now, hr, rmssd, res.breathing_rate)
             if stress is None and self.stress.learning:
                 reasons.append("stress: learning the listener's baseline")
         return PulseReading(
             t=now,
             finger=True,
             quality=res.quality,
-            hr_bpm=res.hr_bpm,
+            hr_bpm=hr,
             rmssd_ms=rmssd,
             sdnn_ms=sdnn,
             breathing_rate=res.breathing_rate,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from calmtunes.pulse import beats as beats_mod
-from calmtunes.pulse import filters, hrv, quality, respiration
+from calmtunes.pulse import elgendi, filters, hrv, quality, respiration
 
 #: in band-passed units, samples beyond this many median absolute amplitudes are artefacts
 ARTEFACT_CLIP = 8.0
@@ -91,6 +91,38 @@ def _bridge(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return y
 
 
+#: the two detectors' rates may differ by this share before the second opinion is weighed
+DETECTOR_AGREEMENT = 0.1
+
+
+def _second_opinion(x_up: np.ndarray, fs: float, s0: int, bt: beats_mod.Beats) -> beats_mod.Beats:
+    """Fuse the upstroke beats with Elgendi's systolic peaks (:mod:`.elgendi`).
+
+    When the two detectors' median rates over the HR span agree within
+    :data:`DETECTOR_AGREEMENT`, the upstroke beats stand. When they do not, the upstrokes are
+    searched again at Elgendi's period, and the beat train whose beats match their own mean
+    beat better (Orphanidou template matching) is kept: a doubled or halved count mixes two
+    shapes in its template, the right one does not.
+    """
+    pk = s0 + elgendi.systolic_peaks(x_up[s0:], fs)
+    mine = bt.index[bt.index >= s0]
+    if len(pk) < 3 or len(mine) < 3:
+        return bt
+    p_e = float(np.median(np.diff(pk))) / fs
+    p_o = float(np.median(np.diff(mine))) / fs
+    if abs(p_e - p_o) <= DETECTOR_AGREEMENT * p_e:
+        return bt
+    alt = beats_mod.detect(x_up, fs, p_e)
+    mine_alt = alt.index[alt.index >= s0]
+    p_a = float(np.median(np.diff(mine_alt))) / fs if len(mine_alt) >= 3 else np.inf
+    if abs(p_a - p_e) > DETECTOR_AGREEMENT * p_e:
+        return bt
+    w = int(max(p_a, p_o) * fs)
+    if quality.template_match(x_up, mine_alt, w) > quality.template_match(x_up, mine, w):
+        return alt
+    return bt
+
+
 def _spans(bad: np.ndarray, beat_times: np.ndarray, fs: float) -> np.ndarray:
     """Per interval between ``beat_times`` (s): whether it spans any ``bad`` sample."""
     c = np.concatenate(([0], np.cumsum(bad, dtype=np.int64)))
@@ -154,7 +186,11 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     )
     if not np.isfinite(period):
         return _refuse("no pulse rhythm between 30 and 220 bpm", 0.0)
-    bt = beats_mod.detect(x_up, fs, period)
+    first = beats_mod.detect(x_up, fs, period)
+    bt = _second_opinion(x_up, fs, s0, beats_mod.harmonic_check(x_up, fs, period, first))
+    if len(bt.times) >= 4 and not 0.7 < len(bt.times) / max(1, len(first.times)) < 1.4:
+        # the ½×/2× check found another rate: judge the beats at their own spacing
+        period = float(np.median(np.diff(bt.times)))
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
     iv = hrv.correct(bt.times)
@@ -182,10 +218,24 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         clean=iv.clean,
         flipped=flipped,
     )
-    if q < quality.MIN_QUALITY or len(ibi_span) < 2:
+    skew = beats_mod.slope_skewness(x_up[s0:])
+    in_window = bt.index >= s0
+    motion = beats_mod.looks_like_motion(
+        x_up, beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
+    )
+    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or skew < beats_mod.MIN_SLOPE_SKEW
+            or motion):
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
             why = "fewer than three beats found"
+        elif skew < beats_mod.MIN_SLOPE_SKEW:
+            why = (f"no pulse shape: the signal falls as fast as it rises (slope skewness "
+                   f"{skew:.2f} < {beats_mod.MIN_SLOPE_SKEW:g}); noise or motion, not a pulse")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif motion:
+            why = ("no pulse: the waves swing in size and fall as fast as they rise "
+                   "(motion, not a pulse)")
+            q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 
     clean_span = iv.clean[in_span] | iv.premature[in_span]

@@ -26,6 +26,45 @@ MAX_BPM = 220.0
 MIN_SPACING = 0.45
 #: an upstroke smaller than this fraction of the median one is noise, not a beat
 MIN_HEIGHT = 0.15
+#: a pulse rises faster than it falls: below this skewness of the slope the window holds no
+#: pulse shape (noise, motion); real PPG windows (BIDMC, camera) sit above 0.4, synthetic
+#: noise families and motion below 0.1 (dev split, ANALYSIS.md)
+MIN_SLOPE_SKEW = 0.2
+
+
+def slope_skewness(x_bp: np.ndarray) -> float:
+    """Skewness of the slope of ``x_bp``: positive for an upright pulse (fast rise, slow fall),
+    negative for an inverted one, near 0 for noise and smooth motion, which rise as they fall."""
+    d = np.diff(x_bp)
+    d = d - d.mean()
+    m2 = float(np.dot(d, d)) / max(1, len(d))
+    if m2 <= 0:
+        return 0.0
+    return float(np.dot(d * d, d)) / max(1, len(d)) / m2**1.5
+
+
+#: motion: beats whose upstrokes vary by more than this (coefficient of variation) …
+MOTION_HEIGHT_CV = 0.45
+#: … and whose steepest rise is less than this many times their steepest fall (median per
+#: beat) are waves of motion: a pulse keeps its size within a breath's modulation and rises
+#: faster than it falls (dev split: real windows ≥ 1.3 in 99 %, motion bursts 1.1–1.7)
+MOTION_UPDOWN = 1.5
+
+
+def looks_like_motion(x_up: np.ndarray, b: Beats) -> bool:
+    """True when the beats ``b`` of the upright ``x_up`` swing in size like smooth motion
+    bursts and fall about as fast as they rise (see :data:`MOTION_HEIGHT_CV`)."""
+    if len(b.index) < 3:
+        return False
+    h = b.heights
+    if float(np.std(h)) <= MOTION_HEIGHT_CV * float(np.mean(h)):
+        return False
+    d = np.diff(x_up)
+    ratio = [
+        d[a:c].max() / max(1e-12, -float(d[a:c].min()))
+        for a, c in zip(b.index[:-1], b.index[1:])
+    ]
+    return float(np.median(ratio)) < MOTION_UPDOWN
 
 
 def orient(x_bp: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -52,13 +91,17 @@ class Beats:
     heights: np.ndarray  # maximum slope of each upstroke, in signal units per sample
 
 
-def detect(x_up: np.ndarray, fs: float, period_s: float) -> Beats:
+def detect(
+    x_up: np.ndarray, fs: float, period_s: float, *, check_second_wave: bool = True
+) -> Beats:
     """Find beats in an upright, band-passed PPG whose dominant period is ``period_s``."""
     d = np.diff(x_up)
     spacing = MIN_SPACING * period_s if np.isfinite(period_s) else 60.0 / MAX_BPM
     spacing = max(spacing, 60.0 / MAX_BPM)
     peaks, _ = find_peaks(d, distance=max(1, int(spacing * fs)))
-    if np.isfinite(period_s) and _second_wave_counted(d, peaks, fs, period_s):
+    if check_second_wave and np.isfinite(period_s) and _second_wave_counted(
+        d, peaks, fs, period_s
+    ):
         peaks, _ = find_peaks(d, distance=max(1, int(0.7 * period_s * fs)))
     # a peak on the first or last slope sample cannot be interpolated, and is cut by the edge
     peaks = peaks[(peaks > 0) & (peaks < len(d) - 1)]
@@ -74,6 +117,78 @@ def detect(x_up: np.ndarray, fs: float, period_s: float) -> Beats:
     # slope d[i] sits between samples i and i + 1
     times = (peaks + 0.5 + off) / fs
     return Beats(times=times, index=peaks, heights=h)
+
+
+#: a dicrotic (reflected) wave's upstroke follows the systolic one by the ejection time and a
+#: little more: Weissler's LVET = 413 − 1.7·HR ms is at most ~0.36 s at rest (40 bpm), so a
+#: second upstroke later than this after a beat is not that beat's dicrotic wave, s
+DICROTIC_MAX_S = 0.45
+#: an in-between upstroke at least this fraction of the beats' median one can be a beat
+EXTRA_MIN_HEIGHT = 0.35
+#: the half-period search is taken when it finds at least this share more beats
+EXTRA_MIN_SHARE = 0.3
+
+
+def harmonic_check(x_up: np.ndarray, fs: float, period_s: float, found: Beats) -> Beats:
+    """Cross-check ``found`` against the ½× and 2× rates; return the beats to use.
+
+    *Double rate* (a strong dicrotic wave counted as a beat): the intervals alternate short
+    and long, the short one no longer than :data:`DICROTIC_MAX_S`, and the beat after each
+    short interval has the weaker upstroke; then only the strong beats are beats.
+    *Half rate* (the autocorrelation found a two-beat pattern: bigeminy, an irregular rhythm,
+    alternans): the search is repeated at half the period; when that finds in-between
+    upstrokes of a beat's size (≥ :data:`EXTRA_MIN_HEIGHT` of the median) later than a
+    dicrotic wave could come (> :data:`DICROTIC_MAX_S` after the beat before), in a fair share
+    of the intervals, they are beats too.
+    """
+    strong = _dicrotic_pairs(found)
+    if strong is not None:
+        return Beats(found.times[strong], found.index[strong], found.heights[strong])
+    # an in-between beat needs more than DICROTIC_MAX_S on either side: a shorter period
+    # has no room for one, and the second search is skipped
+    if not np.isfinite(period_s) or period_s <= 2 * DICROTIC_MAX_S or len(found.times) < 3:
+        return found
+    half = 0.5 * period_s
+    alt = detect(x_up, fs, half, check_second_wave=False)
+    if len(alt.times) < (1.0 + EXTRA_MIN_SHARE) * len(found.times):
+        return found
+    if _dicrotic_pairs(alt) is not None:
+        return found
+    ref = float(np.median(found.heights))
+    old = np.isin(alt.index, found.index)
+    keep = old.copy()
+    last = -np.inf
+    for i in range(len(alt.times)):
+        if old[i]:
+            last = alt.times[i]
+        elif alt.heights[i] >= EXTRA_MIN_HEIGHT * ref and alt.times[i] - last > DICROTIC_MAX_S:
+            # a beat also needs room before the next known beat for its own dicrotic wave
+            nxt = found.times[found.times > alt.times[i]]
+            if nxt.size == 0 or nxt[0] - alt.times[i] > DICROTIC_MAX_S:
+                keep[i] = True
+                last = alt.times[i]
+    if np.count_nonzero(keep & ~old) < EXTRA_MIN_SHARE * (len(found.times) - 1):
+        return found
+    return Beats(alt.times[keep], alt.index[keep], alt.heights[keep])
+
+
+def _dicrotic_pairs(b: Beats) -> np.ndarray | None:
+    """The beats to keep when a fair share of ``b`` are dicrotic waves, else None.
+
+    A dicrotic wave is tied to its beat: a weaker upstroke (< 0.75 × the 75th percentile)
+    at a steady lag (spread ≤ 60 ms) of at most :data:`DICROTIC_MAX_S` after the beat before
+    it. A premature beat comes at a lag set by the ectopic focus, usually later, and its own
+    pulse follows; a run of them at a steady short lag is read as dicrotic waves.
+    """
+    if len(b.times) < 6:
+        return None
+    h = b.heights
+    lag = np.diff(b.times)
+    weak = h[1:] < 0.75 * float(np.percentile(h, 75))
+    cand = weak & (lag <= DICROTIC_MAX_S)
+    if np.count_nonzero(cand) < 0.25 * len(lag) or float(np.std(lag[cand])) > 0.06:
+        return None
+    return ~np.concatenate(([False], cand))
 
 
 def _second_wave_counted(d: np.ndarray, peaks: np.ndarray, fs: float, period_s: float) -> bool:

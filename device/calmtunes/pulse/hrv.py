@@ -7,6 +7,7 @@ slow changes such as respiratory sinus arrhythmia but not single faults:
   the detector missed are put back, evenly spaced, and marked as interpolated;
 * **extra beat** – a short interval whose sum with its neighbour is close to the local median:
   the spurious beat between them is removed;
+* **bigeminy** – every interval alternating short and long: all are premature pairs;
 * **premature beat** – a short interval followed by a longer one that together make two local
   medians, between normal intervals: a premature (ectopic) beat and its compensatory pause.
   Both intervals are real beats and count for the heart rate; neither is a normal-to-normal
@@ -65,6 +66,15 @@ def correct(beat_times: np.ndarray) -> Intervals:
     """Classify and correct the intervals between ``beat_times`` (s, increasing)."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
+    if _bigeminy(np.diff(t)):
+        # every interval alternates short–long: a premature beat after every normal one. All
+        # are real beats (the rate counts them); none is normal-to-normal (HRV leaves them out)
+        # (each is judged against the median of its own kind, short or long)
+        ibi = np.diff(t)
+        n = len(ibi)
+        ref = np.empty(n)
+        ref[0::2], ref[1::2] = np.median(ibi[0::2]), np.median(ibi[1::2])
+        return Intervals(t, ibi, np.zeros(n, dtype=bool), ref, 0, 0, 0, np.ones(n, dtype=bool))
     if len(t) >= 3:
         # extra beats: remove the beat splitting an interval in two short parts
         for _ in range(3):
@@ -134,6 +144,18 @@ def correct(beat_times: np.ndarray) -> Intervals:
         premature[2:-1] |= first
     clean &= ~premature
     return Intervals(t, ibi, clean, ref, missed, extra, ectopic, premature)
+
+
+def _bigeminy(ibi: np.ndarray) -> bool:
+    """Intervals strictly alternating short and long, the short ones more than
+    :data:`TOLERANCE` shorter: bigeminy (a premature beat after every normal one)."""
+    if len(ibi) < 6:
+        return False
+    step = np.sign(np.diff(ibi))
+    if float(np.mean(step[1:] != step[:-1])) < 0.9:
+        return False
+    a, b = float(np.median(ibi[0::2])), float(np.median(ibi[1::2]))
+    return min(a, b) < (1 - TOLERANCE) * max(a, b)
 
 
 def heart_rate(iv: Intervals) -> float | None:
