@@ -40,6 +40,7 @@ from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.events import Phrase
 from calmtunes.music.instruments import BUSES, TIMBRES, Ensemble, NoteRow
 from calmtunes.music.limiter import TruePeakLimiter
+from calmtunes.music.midi import PlayedNote, PlayLog
 from calmtunes.music.normaliser import Normaliser
 from calmtunes.music.pacing import BreathPacer
 from calmtunes.music.reverb import FDNReverb
@@ -78,6 +79,8 @@ class Mixer:
         self.scheduled_until = 0  # absolute output frame where the scheduled music ends
         self.controls = Controls()
         self.current_phrase: Phrase | None = None
+        #: when set, every scheduled note and phrase tempo is recorded (``render --midi``)
+        self.log: PlayLog | None = None
         self._rng = np.random.default_rng(config.music.seed or None)
 
         self.ensemble = Ensemble(self.rate)
@@ -208,7 +211,11 @@ class Mixer:
                     r.release = max(r.release, fade)
                 kept.append(r)  # (a note already in its release is left exactly as it is)
             self.ensemble.replace(kept)
+            if self.log is not None:
+                self.log.cut(cut * OVERSAMPLE / self.sr)
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
+        if self.log is not None:
+            self.log.add_phrase(start / self.sr, tempo, beats)
         c = self.controls
         rows: list[NoteRow] = []
         onsets: list[tuple[float, float]] = []
@@ -223,6 +230,10 @@ class Mixer:
             if fade:  # the new phrase glides in along the crossfade
                 attack = max(attack, start_i + fade - on)
             onsets.append((n.start_beat, on * OVERSAMPLE))
+            if self.log is not None:
+                to_s = OVERSAMPLE / self.sr
+                self.log.add_note(PlayedNote(on * to_s, off * to_s, n.pitch, n.velocity,
+                                             n.voice))
             freq = midi_to_hz(n.pitch)
             bright = 0.15 + 0.85 * float(c.brightness)
             base = dict(end=off, velocity=n.velocity, voice=n.voice, attack=attack,
