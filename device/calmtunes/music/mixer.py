@@ -102,6 +102,9 @@ class Mixer:
             signal.ellip(6, 0.1, 75.0, 6500.0, fs=sample_rate, output="sos"), 2)
 
         self._synth_pos = 0  # instrument frames rendered
+        # the phrases' dynamic envelopes: (instrument frame, dB) breakpoints, joined linearly
+        self._dyn_x: list[float] = [0.0]
+        self._dyn_y: list[float] = [0.0]
         self._queue = np.zeros((0, 2))  # upsampled programme not yet through the master stage
         self._melodic = 1.0  # glided melody prominence gain
         self._reverb_level = config.sound.reverb
@@ -213,6 +216,7 @@ class Mixer:
             self.ensemble.replace(kept)
             if self.log is not None:
                 self.log.cut(cut * OVERSAMPLE / self.sr)
+            self._cut_dynamics(cut)
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
         if self.log is not None:
             self.log.add_phrase(start / self.sr, tempo, beats)
@@ -246,9 +250,41 @@ class Mixer:
             else:
                 rows.append(NoteRow(start=on, freq=freq, pan=timbre.pan, **base))
         self.ensemble.add(rows)
+        self._add_dynamics(phrase, start_i, spb, beats, earliest)
         self.scheduled_until = start + max(1, round(beats * spb * OVERSAMPLE))
         self.current_phrase = phrase
         return onsets
+
+    def _add_dynamics(self, phrase: Phrase, start_i: float, spb: float, beats: float,
+                      earliest: float) -> None:
+        """Append the phrase's (beat, dB) envelope (``meta["dynamics"]``; 0 dB without one).
+        Levels are clamped to −30…+6 dB and points already rendered are left out."""
+        points = phrase.meta.get("dynamics") if isinstance(phrase.meta, dict) else None
+        if not points:
+            points = [(0.0, 0.0), (beats, 0.0)]
+        for beat, db in points:
+            try:
+                x, y = start_i + float(beat) * spb, clamp(float(db), -30.0, 6.0)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(x) and math.isfinite(y) and x > max(earliest, self._dyn_x[-1]):
+                self._dyn_x.append(x)
+                self._dyn_y.append(y)
+
+    def _cut_dynamics(self, cut: float) -> None:
+        """A crossfade at ``cut``: the old phrases' envelope ends there, at its value there."""
+        value = float(np.interp(cut, self._dyn_x, self._dyn_y))
+        keep = [i for i, x in enumerate(self._dyn_x) if x < cut]
+        self._dyn_x = [self._dyn_x[i] for i in keep] + [cut]
+        self._dyn_y = [self._dyn_y[i] for i in keep] + [value]
+
+    def _dynamics(self, t0: int, n: int) -> np.ndarray:
+        """Linear gains of the dynamic envelope for instrument frames t0 … t0 + n."""
+        x, y = self._dyn_x, self._dyn_y
+        while len(x) > 2 and x[1] <= t0:  # forget what is past
+            del x[0], y[0]
+        frames = np.arange(t0, t0 + n, dtype=np.float64)
+        return 10.0 ** (np.interp(frames, x, y) / 20.0)
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, frames: int) -> np.ndarray:
@@ -290,6 +326,9 @@ class Mixer:
             mix = np.zeros_like(mix)
             self._reset_dsp()
         self.normaliser.measure(mix.T)
+        # the music's own dynamics come after the loudness measurement, so the slow
+        # normalisation does not flatten them (the envelopes are centred on about 0 dB)
+        mix *= self._dynamics(t0, n)
         up = np.zeros((2, n * OVERSAMPLE))
         up[:, ::OVERSAMPLE] = mix * OVERSAMPLE
         return self._upsample(up).T
