@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from models.generator import corpus
 
 pytest.importorskip("torch")  # the training code imports it

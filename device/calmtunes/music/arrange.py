@@ -3,9 +3,10 @@
 * **Harmonic rhythm** is set by the preset's density (:func:`bars_per_chord`): a sparse preset
   (sleep, density < 0.3) changes chord once a phrase (0.25 changes a bar), a calm one every
   two bars (0.5), a busier one every bar.
-* **Pulse.** The keyed ``harmony`` voice plays the chord broken, softly, on every beat, the
-  first beat of the bar a little stronger: a clear, gentle beat at the planned tempo and at no
-  other (nothing falls between the beats, so no tracker hears it twice as fast).
+* **Pulse.** The keyed ``harmony`` voice plays the chord broken, softly, on every beat, all
+  beats nearly alike (the first of the bar a shade stronger) and as clear as the melody's
+  strong beats: a gentle beat at the planned tempo and at no other — nothing accents every
+  other beat, so no one hears it half as fast, and nothing falls between the beats.
 * **Pad** (when the section has it) holds the chord, close-voiced a little below the melody.
 * **Bass** is a real bass register (A1–G♯2, 55–104 Hz) and strikes each bar's first beat (and
   the fifth on beat three in a walking section); in a section's closing phrase it holds the
@@ -48,7 +49,7 @@ def accompany(chords: list[Chord], plan: PhrasePlan | None, key_pc: int, registe
     close = plan is not None and plan.role == "close"
     out: list[NoteEvent] = []
     pad_centre = 52 + round(register * 10)  # E3–D4 with the melody's register
-    pulse_low = 50 + round(register * 8)
+    pulse_low = 57 + round(register * 8)
     for c in chords:
         pcs = theory.chord_pcs(c.root_pc, c.quality)
         if pad_on:
@@ -73,7 +74,7 @@ def accompany(chords: list[Chord], plan: PhrasePlan | None, key_pc: int, registe
             beat = float(int(c.start_beat + 0.999))
             while beat < end:
                 in_bar = beat % BEATS_PER_BAR
-                vel = 0.3 if in_bar == 0 else 0.24 if in_bar == 2 else 0.2
+                vel = 0.52 if in_bar == 0 else 0.48
                 pitch = pattern[int(in_bar) % len(pattern)]
                 out.append(NoteEvent(beat, min(1.0, end - beat), pitch, vel, "harmony"))
                 beat += 1.0

@@ -26,7 +26,7 @@ from calmtunes.music.perform import perform
 BEATS_PER_BAR = 4
 BARS = 4
 CALM_KEYS = {"major": (0, 5, 7, 2, 3), "minor": (9, 2, 4, 0)}  # C F G D Eb / A D E C
-MELODY_REACH = 10  # semitones either side of the register centre the melody may use
+MELODY_REACH = 12  # semitones either side of the register centre the melody may use
 
 
 class ProceduralComposer:
@@ -104,7 +104,8 @@ class ProceduralComposer:
             controls=controls,
             chords=tuple(chords),
             source=self.name,
-            meta={"dynamics": envelope, "section": plan.section.name, "role": plan.role},
+            meta={"dynamics": envelope, "section": plan.section.name, "role": plan.role,
+                  "brightness_shift": plan.section.bright},
         )
 
     # -- melody ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ area, the theme's return, and so on. Each section has its own
 * density (a factor on :class:`Controls.density`),
 * instrumentation (which accompaniment voices play: the keyed pulse, the pad, a bass walk),
 * harmonic area (the section's tonic, as a scale degree of the home key: I, IV, vi …),
-* dynamic level (dB, a section's loudness relative to the others; the mixer plays it).
+* dynamic level (dB, a section's loudness relative to the others; the mixer plays it),
+* timbre (a brightness offset for its notes).
 
 Its phrases have roles: ``theme`` (new material, kept in the motif memory), ``answer`` (new
 material), ``return`` (a stored theme, transformed — see :mod:`calmtunes.music.motifs`) and
@@ -42,17 +43,18 @@ class Section:
     pad: bool  # the sustained pad plays
     walk: bool  # the bass moves on beat 3 (else holds)
     level_db: float  # section loudness relative to the session, dB
+    bright: float = 0.0  # timbre: added to Controls.brightness for the section's notes
 
 
-# The cycle of section characters. Degrees: major 3 = IV (subdominant), minor 2 = III (relative
-# major's tonic) — the nearest keys, one accidental away, so a change of area adds one new
-# pitch class and never sounds like a jump.
+# The cycle of section characters. Degrees: 3 = the subdominant's key, 4 = the dominant's, in the
+# same mode — the nearest keys, one accidental away, so a change of area adds one new pitch
+# class and never sounds like a jump.
 _CYCLE = (
     Section("A", 0.0, 1.0, 0, pulse=True, pad=True, walk=False, level_db=0.0),
-    Section("A'", 0.08, 1.1, 0, pulse=True, pad=False, walk=True, level_db=1.5),
-    Section("B", -0.12, 0.8, 3, pulse=True, pad=True, walk=False, level_db=-2.0),
-    Section("A''", 0.12, 1.15, 0, pulse=True, pad=True, walk=True, level_db=2.0),
-    Section("B'", -0.05, 0.85, 5, pulse=True, pad=True, walk=False, level_db=-1.5),
+    Section("A'", 0.1, 1.1, 0, pulse=True, pad=False, walk=True, level_db=1.0, bright=0.1),
+    Section("B", -0.18, 0.8, 3, pulse=True, pad=True, walk=False, level_db=-1.5, bright=-0.15),
+    Section("A''", 0.15, 1.15, 0, pulse=True, pad=True, walk=True, level_db=1.5, bright=0.15),
+    Section("B'", -0.1, 0.85, 4, pulse=True, pad=True, walk=False, level_db=-1.0, bright=-0.1),
 )
 
 
@@ -72,10 +74,7 @@ class PhrasePlan:
         return self.phrase_index % 2
 
     def degree_for(self, mode: str) -> int:
-        d = self.section.degree
-        if mode == "minor" and d == 3:
-            return 2  # minor: the contrast is the relative major's tonic (III)
-        return d
+        return self.section.degree
 
     def apply(self, controls: Controls) -> Controls:
         """The controls as this section colours them (register, density; clamped to 0–1)."""

@@ -54,8 +54,8 @@ ENV_MODEL = "CALMTUNES_MODEL"
 SYSTEM_MODEL = Path("/usr/share/calmtunes") / MODEL_NAME
 BARS = 4
 CALM_MAJOR_KEYS = (0, 5, 7, 2, 3)  # C F G D Eb; the minor mode uses the relative minor
-REGISTER_REACH = 10  # melody within this many semitones of the register centre
-REGISTER_PULL = 6.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
+REGISTER_REACH = 12  # melody within this many semitones of the register centre
+REGISTER_PULL = 8.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
 FATIGUE = 1.0  # log-odds a melody pitch loses each time it is played (decaying by FATIGUE_DECAY
 FATIGUE_DECAY = 0.85  # a note), so the line travels instead of circling one pitch
 SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
@@ -367,9 +367,13 @@ class NeuralComposer:
         return notes, chords, key, mode
 
     def _tire(self, token: int) -> None:
-        """A melody pitch was played: it loses :data:`FATIGUE` log-odds (decaying)."""
+        """A melody pitch was played: it loses :data:`FATIGUE` log-odds, and every pitch of its
+        pitch class a third of that (decaying), so the line uses the whole scale."""
+        t = self.tokens
         self._fatigue *= FATIGUE_DECAY
-        self._fatigue[token] += FATIGUE
+        same_pc = (t.kind == 3) & (t.value % 12 == t.value[token] % 12)
+        self._fatigue[same_pc] += FATIGUE / 3.0
+        self._fatigue[token] += FATIGUE * 2.0 / 3.0
 
     def _token(self, name: str) -> int:
         if self._index is None:
@@ -545,7 +549,8 @@ class NeuralComposer:
             chords=tuple(chords),
             source=self.name,
             meta={"melody_notes": len(notes), "tokens": self.tokens_generated,
-                  "dynamics": envelope, "section": plan.section.name, "role": plan.role},
+                  "dynamics": envelope, "section": plan.section.name, "role": plan.role,
+                  "brightness_shift": plan.section.bright},
         )
 
 

@@ -53,7 +53,7 @@ OVERSAMPLE = 3  # output rate / instrument rate
 CHUNK_S = 0.100  # instrument chunk, in seconds (per-chunk costs are fixed: longer is cheaper)
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
-BED_GAIN = 0.33  # bed at level 1.0 sits ~3 LU under the instruments; at 0.35 about 12 LU under
+BED_GAIN = 0.12  # bed behind the music: at level 1.0 ~12 LU under the instruments, at 0.35 ~21
 SENDS = {"pad": 0.55, "melody": 0.4, "harmony": 0.45, "bass": 0.06}  # reverb sends per bus
 REVERB_GAIN = 0.9
 HIGHPASS_HZ = 65.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
@@ -218,6 +218,8 @@ class Mixer:
                 self.log.cut(cut * OVERSAMPLE / self.sr)
             self._cut_dynamics(cut)
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
+        shift = phrase.meta.get("brightness_shift", 0.0) if isinstance(phrase.meta, dict) else 0.0
+        shift = _finite_or(shift, 0.0)
         if self.log is not None:
             self.log.add_phrase(start / self.sr, tempo, beats)
         c = self.controls
@@ -239,7 +241,7 @@ class Mixer:
                 self.log.add_note(PlayedNote(on * to_s, off * to_s, n.pitch, n.velocity,
                                              n.voice))
             freq = midi_to_hz(n.pitch)
-            bright = 0.15 + 0.85 * float(c.brightness)
+            bright = 0.15 + 0.85 * clamp(float(c.brightness) + shift, 0.0, 1.0)
             base = dict(end=off, velocity=n.velocity, voice=n.voice, attack=attack,
                         release=timbre.release_s * self.rate, bright=bright)
             if timbre.detune_cents:

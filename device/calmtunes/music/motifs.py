@@ -8,8 +8,8 @@ of a theme with the transforms a :class:`~calmtunes.music.form.PhrasePlan` asks 
 * ``transpose`` — moved by a third or a fourth within the scale (diatonically);
 * ``augment`` — half the theme at half the speed: part 0 plays the statement's first two bars
   stretched over four, part 1 its last two;
-* ``vary`` — one inner note moved to a neighbour step, and the cadence re-aimed: the answer ends
-  on the tonic, the statement on the fifth (a half close);
+* ``vary`` — the cadence re-aimed (the answer ends on the tonic, the statement on the fifth, a
+  half close), or where it already does, one inner note moved to a neighbour step;
 * ``reorchestrate`` — an octave up or down (the composer also doubles it in the keyed voice);
 * ``reharmonise`` — the melody unchanged; the composer chooses the chords anew.
 
@@ -92,12 +92,15 @@ class MotifMemory:
             shift = int(self.rng.choice((-3, 2)))
             steps = [s + shift for s in steps]
         if "vary" in transform and len(steps) >= 3:
-            i = int(self.rng.integers(1, len(steps) - 1))
-            steps[i] += int(self.rng.choice((-1, 1)))
             goal = 0 if part == 1 else 4  # answer closes on the tonic, statement on the fifth
             last = steps[-1]
-            steps[-1] = min((last - (last - goal) % 7, last + (goal - last) % 7),
-                            key=lambda s: abs(s - last))
+            aimed = min((last - (last - goal) % 7, last + (goal - last) % 7),
+                        key=lambda s: abs(s - last))
+            if aimed != last:
+                steps[-1] = aimed  # the cadence re-aimed
+            else:  # already there: one inner note moves to a neighbour instead
+                i = int(self.rng.integers(1, len(steps) - 1))
+                steps[i] += int(self.rng.choice((-1, 1)))
         # the octave that puts the line's mean nearest the requested centre
         pitches = [to_pitch(s, key_pc, mode) for s in steps]
         mean = float(np.mean(pitches))

@@ -30,7 +30,7 @@ MAX_SHIFT_MS = 35.0
 RIT_MS = 60.0  # ritardando at the end of a phrase, ms
 CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
-BREATH_DIP_DB = -16.0
+BREATH_DIP_DB = -12.0
 SWELL_DB = 2.5
 
 
