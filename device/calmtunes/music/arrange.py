@@ -4,9 +4,10 @@
   (sleep, density < 0.3) changes chord once a phrase (0.25 changes a bar), a calm one every
   two bars (0.5), a busier one every bar.
 * **Pulse.** The keyed ``harmony`` voice plays the chord broken, softly, on every beat, all
-  beats nearly alike (the first of the bar a shade stronger) and as clear as the melody's
-  strong beats: a gentle beat at the planned tempo and at no other — nothing accents every
-  other beat, so no one hears it half as fast, and nothing falls between the beats.
+  beats nearly alike (the first of the bar a shade stronger), each tone doubled softly an
+  octave up so its onset reaches more of the spectrum, as clear as the melody's strong beats:
+  a gentle beat at the planned tempo and at no other — nothing accents every other beat, so no
+  one hears it half as fast, and nothing falls between the beats.
 * **Pad** (when the section has it) holds the chord, close-voiced a little below the melody.
 * **Bass** is a real bass register (A1–G♯2, 55–104 Hz) and strikes each bar's first beat (and
   the fifth on beat three in a walking section); in a section's closing phrase it holds the
@@ -77,5 +78,7 @@ def accompany(chords: list[Chord], plan: PhrasePlan | None, key_pc: int, registe
                 vel = 0.52 if in_bar == 0 else 0.48
                 pitch = pattern[int(in_bar) % len(pattern)]
                 out.append(NoteEvent(beat, min(1.0, end - beat), pitch, vel, "harmony"))
+                out.append(NoteEvent(beat, min(1.0, end - beat), pitch + 12, vel * 0.6,
+                                     "harmony"))
                 beat += 1.0
     return [n for n in out if n.start_beat < beats]

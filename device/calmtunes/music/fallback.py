@@ -73,7 +73,7 @@ class ProceduralComposer:
                         theory.degree_root(key, mode, degree), quality)
                   for j, (degree, quality) in enumerate(degrees)]
         scale = sorted(theory.scale_pcs(key, mode))
-        centre = 58 + round(played.register * 16)  # melody centre, Bb3–D5
+        centre = 55 + round(played.register * 22)  # melody centre, G3–E5
         density = float(np.clip(played.density, 0.0, 1.0))
         velocity = 0.35 + 0.25 * float(np.clip(controls.melodic, 0.0, 1.0))
         if plan.role == "return" and self.motifs.has(plan.theme_id, plan.part):

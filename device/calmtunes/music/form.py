@@ -31,6 +31,7 @@ from calmtunes.music.controls import Controls
 
 PHRASE_BEATS = 16.0  # four bars of 4/4
 SECTION_S = (150.0, 210.0)  # a section lasts 2½–3½ minutes (drawn), inside the 2–5 wanted
+ANSWER_LIFT = 0.08  # register lift of a pair's second phrase (0–1 scale; ≈ 2 semitones)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class PhrasePlan:
         density = controls.density * s.density_scale
         if self.role == "close":
             density *= 0.6  # thinning before the next section
-        return controls.with_(register=float(np.clip(controls.register + s.register_shift, 0, 1)),
+        # the answer of a pair sits a little higher than its statement: the line breathes out
+        register = controls.register + s.register_shift + ANSWER_LIFT * self.part
+        return controls.with_(register=float(np.clip(register, 0, 1)),
                               density=float(np.clip(density, 0.0, 1.0)))
 
 

@@ -11,7 +11,7 @@ returns them
   end, nothing new begins;
 * with a **dynamic envelope** in ``meta["dynamics"]``: (beat, dB) breakpoints the mixer follows
   — the section's level, a swell that rises over the first 60 % of the phrase and falls back
-  (the phrase's arch, ±2.5 dB), a fade in a closing phrase, and a dip of :data:`BREATH_DIP_DB`
+  (the phrase's arch, ±2 dB), a fade in a closing phrase, and a dip of :data:`BREATH_DIP_DB`
   through a breath, the bed and reverb receding with the music into a near-silence. The levels
   are centred so the envelope's mean power is about 0 dB: the loudness target still holds.
 """
@@ -31,7 +31,7 @@ RIT_MS = 60.0  # ritardando at the end of a phrase, ms
 CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
 BREATH_DIP_DB = -12.0
-SWELL_DB = 2.5
+SWELL_DB = 2.0
 
 
 def dynamics(plan: PhrasePlan | None, beats: float) -> list[tuple[float, float]]:
