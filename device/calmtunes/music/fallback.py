@@ -136,7 +136,7 @@ class ProceduralComposer:
         # Prefer small steps, drift gently back toward the centre, and tire of pitches heard
         # often lately, so the line travels instead of circling one note.
         weights = np.array([
-            np.exp(-abs(p - last) / 3.0) * np.exp(-abs(p - centre) / 12.0)
+            np.exp(-abs(p - last) / 2.7) * np.exp(-abs(p - centre) / 12.0)
             * (0.25 if p == last else 1.0) * np.exp(-0.6 * self._counts.get(p, 0.0))
             for p in candidates
         ])

@@ -32,11 +32,12 @@ CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
 BREATH_DIP_DB = -12.0
 SWELL_DB = 2.0
+CENTRE_DB = 0.4  # lifts the envelope so its mean power, breaths included, is about 0 dB
 
 
 def dynamics(plan: PhrasePlan | None, beats: float) -> list[tuple[float, float]]:
     """(beat, dB) breakpoints for one phrase."""
-    level = plan.section.level_db if plan is not None else 0.0
+    level = (plan.section.level_db if plan is not None else 0.0) + CENTRE_DB
     close = plan is not None and plan.role == "close"
     start, peak, end = level - SWELL_DB, level + SWELL_DB * 0.6, level - SWELL_DB
     if close:
