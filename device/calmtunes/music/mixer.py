@@ -6,7 +6,7 @@ Signal flow (module that does each step in brackets)::
                                           harmony, bass
                  └─► sends ─► FDN reverb [reverb]
     bed [bed] · breath [pacing]
-    ─► sum ─► 65 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
+    ─► sum ─► 55 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
     ─► gain (normalisation + volume + fade) ─► + entrainment [entrainment] ─► limiter [limiter]
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
@@ -56,7 +56,7 @@ CEILING_DBTP = -1.0
 BED_GAIN = 0.12  # bed behind the music: at level 1.0 ~12 LU under the instruments, at 0.35 ~21
 SENDS = {"pad": 0.55, "melody": 0.4, "harmony": 0.45, "bass": 0.06}  # reverb sends per bus
 REVERB_GAIN = 0.9
-HIGHPASS_HZ = 65.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
+HIGHPASS_HZ = 55.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
 
 _CONTROL_RANGES = {  # Controls field: (min, max) for clamping; NaN keeps the previous value
     "brightness": (0.0, 1.0), "bed_level": (0.0, 1.0), "breath_rate": (4.0, 20.0),
