@@ -94,7 +94,7 @@ class ProceduralComposer:
                     key, mode)
         notes = melody + accompany(chords, plan, key, played.register, beats)
         tempo = float(np.clip(controls.tempo_bpm, *TEMPO_RANGE))
-        notes, envelope = perform(notes, plan, beats, tempo, self.rng)
+        notes, envelope = perform(notes, plan, beats, tempo, self.rng, played.density)
         return Phrase(
             notes=tuple(sorted(notes, key=lambda n: (n.start_beat, n.voice))),
             beats=beats,

@@ -538,7 +538,7 @@ class NeuralComposer:
         self.last_chord = (marks[-1][1], marks[-1][2])
         events += accompany(chords, plan, key, played.register, beats)
         tempo = float(np.clip(controls.tempo_bpm, *TEMPO_RANGE))
-        events, envelope = perform(events, plan, beats, tempo, self.rng)
+        events, envelope = perform(events, plan, beats, tempo, self.rng, played.density)
         return Phrase(
             notes=tuple(sorted(events, key=lambda n: (n.start_beat, n.voice))),
             beats=beats,

@@ -11,9 +11,10 @@ returns them
   end, nothing new begins;
 * with a **dynamic envelope** in ``meta["dynamics"]``: (beat, dB) breakpoints the mixer follows
   — the section's level, a swell that rises over the first 60 % of the phrase and falls back
-  (the phrase's arch, ±2 dB), a fade in a closing phrase, and a dip of :data:`BREATH_DIP_DB`
-  through a breath, the bed and reverb receding with the music into a near-silence. The levels
-  are centred so the envelope's mean power is about 0 dB: the loudness target still holds.
+  (the phrase's arch, ±2–2.4 dB, deeper for a busier preset), a fade in a closing phrase,
+  and a dip of :data:`BREATH_DIP_DB` through a breath, the bed and reverb receding with the
+  music into a near-silence. The levels are centred so the envelope's mean power is about 0 dB:
+  the loudness target still holds.
 """
 
 from __future__ import annotations
@@ -31,15 +32,23 @@ RIT_MS = 60.0  # ritardando at the end of a phrase, ms
 CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
 BREATH_DIP_DB = -12.0
-SWELL_DB = 2.0
+SWELL_DB = 1.8  # arch depth at density 0, dB
+SWELL_PER_DENSITY_DB = 1.0  # … plus this much at density 1 (sleep ≈ 2.05, calm 2.25, uplift 2.4)
 CENTRE_DB = 0.4  # lifts the envelope so its mean power, breaths included, is about 0 dB
 
 
-def dynamics(plan: PhrasePlan | None, beats: float) -> list[tuple[float, float]]:
+def swell_db(density: float) -> float:
+    """Depth of the phrase's arch, dB: a sparse (sleep) phrase breathes flatter than a busy one."""
+    return SWELL_DB + SWELL_PER_DENSITY_DB * min(1.0, max(0.0, float(density)))
+
+
+def dynamics(plan: PhrasePlan | None, beats: float,
+             density: float = 0.45) -> list[tuple[float, float]]:
     """(beat, dB) breakpoints for one phrase."""
     level = (plan.section.level_db if plan is not None else 0.0) + CENTRE_DB
     close = plan is not None and plan.role == "close"
-    start, peak, end = level - SWELL_DB, level + SWELL_DB * 0.6, level - SWELL_DB
+    swell = swell_db(density)
+    start, peak, end = level - swell, level + swell * 0.6, level - swell
     if close:
         end -= 4.0
     points = [(0.0, start), (0.6 * beats, peak)]
@@ -52,7 +61,8 @@ def dynamics(plan: PhrasePlan | None, beats: float) -> list[tuple[float, float]]
 
 
 def perform(notes: list[NoteEvent], plan: PhrasePlan | None, beats: float, tempo_bpm: float,
-            rng: np.random.Generator) -> tuple[list[NoteEvent], list[tuple[float, float]]]:
+            rng: np.random.Generator, density: float = 0.45
+            ) -> tuple[list[NoteEvent], list[tuple[float, float]]]:
     """(performed notes, dynamic envelope); see the module docstring."""
     beat_ms = 60000.0 / max(30.0, tempo_bpm)
     close = plan is not None and plan.role == "close"
@@ -79,4 +89,4 @@ def perform(notes: list[NoteEvent], plan: PhrasePlan | None, beats: float, tempo
         start = min(start, end - 0.05)
         velocity = float(np.clip(n.velocity * (1.0 + rng.uniform(-0.06, 0.06)), 0.05, 1.0))
         out.append(replace(n, start_beat=start, duration_beats=end - start, velocity=velocity))
-    return out, dynamics(plan, beats)
+    return out, dynamics(plan, beats, density)
