@@ -11,7 +11,7 @@ returns them
   end, nothing new begins;
 * with a **dynamic envelope** in ``meta["dynamics"]``: (beat, dB) breakpoints the mixer follows
   — the section's level, a swell that rises over the first 60 % of the phrase and falls back
-  (the phrase's arch, ±2–2.4 dB, deeper for a busier preset), a fade in a closing phrase,
+  (the phrase's arch, ±2.2–2.75 dB, deeper for a busier preset), a fade in a closing phrase,
   and a dip of :data:`BREATH_DIP_DB` through a breath, the bed and reverb receding with the
   music into a near-silence. The levels are centred so the envelope's mean power is about 0 dB:
   the loudness target still holds.
@@ -33,7 +33,7 @@ CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
 BREATH_DIP_DB = -12.0
 SWELL_DB = 1.8  # arch depth at density 0, dB
-SWELL_PER_DENSITY_DB = 1.0  # … plus this much at density 1 (sleep ≈ 2.05, calm 2.25, uplift 2.4)
+SWELL_PER_DENSITY_DB = 1.6  # … plus this much at density 1 (sleep 2.2, calm 2.5, uplift 2.75)
 CENTRE_DB = 0.4  # lifts the envelope so its mean power, breaths included, is about 0 dB
 
 
