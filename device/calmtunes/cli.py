@@ -136,10 +136,12 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
 
     summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
-                             scenario=args.scenario, progress=progress)
+                             scenario=args.scenario, midi=args.midi, progress=progress)
     if sys.stderr.isatty() or args.progress:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
+    if args.midi:
+        print(f"wrote {args.midi}: {summary['midi_notes']} notes (melody, harmony, bass tracks)")
     trace = summary.get("trace")
     if trace is not None:
         print(f"closed loop, listener {args.scenario!r}:")
@@ -416,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
                    "sleepy, startled, unresponsive, restless)")
     s.add_argument("--seed", type=int)
+    s.add_argument("--midi", help="also write the notes played to this MIDI file")
     s.add_argument("--progress", action="store_true",
                    help="show the progress bar even when not a terminal")
     s.set_defaults(func=cmd_render)

@@ -21,6 +21,7 @@ from calmtunes.music.conductor import Conductor
 from calmtunes.music.engine import load_generator
 from calmtunes.music.events import Phrase
 from calmtunes.music.fallback import ProceduralComposer
+from calmtunes.music.midi import PlayLog, write_midi
 from calmtunes.music.mixer import Mixer
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,17 @@ def to_pcm16(block: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def render_offline(config: Config, minutes: float, out: str | Path, *, preset: str | None = None,
-                   scenario: str | None = None,
+                   scenario: str | None = None, midi: str | Path | None = None,
                    progress: Callable[[float], None] | None = None) -> dict:
     """Render ``minutes`` of music to ``out``; return a summary (composer, seconds, peak).
 
     With ``scenario`` (a :data:`~calmtunes.sim.listener.SCENARIOS` name) the summary also holds
     ``trace`` (a per-second :class:`~calmtunes.sim.listener.LoopTrace` of the conductor's plan and
     the listener) and ``phrases``: for every phrase played, ``(start_s, beats, tempo_bpm,
-    onsets_s, onset_beats)``, the onsets being the note-on times the mixer actually scheduled."""
+    onsets_s, onset_beats)``, the onsets being the note-on times the mixer actually scheduled.
+
+    With ``midi`` the notes that were played (melody, harmony, bass tracks and the tempo map) are
+    also written there as a Standard MIDI File (:mod:`calmtunes.music.midi`)."""
     sr = config.audio.sample_rate
     conductor = Conductor(config, preset or config.music.default_preset, config.music.volume_db)
     listener = trace = None
@@ -68,6 +72,8 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
         except Exception as exc:
             log.warning("generator unavailable (%s); rendering with the procedural composer", exc)
     mixer = Mixer(sr, config)
+    if midi is not None:
+        mixer.log = PlayLog()
     mixer.set_controls(conductor.controls())
     mixer.fade_in(config.audio.fade_in_s)
     total = int(minutes * 60 * sr)
@@ -108,6 +114,9 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
             if progress is not None:
                 progress(done / total)
     summary = {"composer": composer.name, "seconds": total / sr, "peak": peak}
+    if midi is not None:
+        mixer.log.cut(total / sr)  # what was scheduled past the end was never heard
+        summary["midi_notes"] = write_midi(midi, mixer.log)
     if listener is not None:
         summary.update(trace=trace, phrases=phrases, scenario=scenario)
     return summary

@@ -30,7 +30,12 @@ from models.generator.vocab import STEPS_PER_BAR, ChordMark, Note
 
 log = logging.getLogger(__name__)
 WORK = Path(__file__).resolve().parent / "cache"
-SOURCES = ("bach", "essenFolksong", "airdsAirs")
+SOURCES = ("bach", "essenFolksong", "airdsAirs")  # every collection this module can read
+#: the shipped model's training set: collections whose terms allow a commercial product (see
+#: models/MODEL_CARD.md, "Data and licences"). The Essen encodings are distributed with music21
+#: under a permission for non-commercial use only (corpus/essenFolksong/license.txt), so they
+#: stay out; ``--sources`` can still add them for research.
+COMMERCIAL_SOURCES = ("bach", "airdsAirs")
 
 
 @dataclass

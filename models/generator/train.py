@@ -39,9 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=MODELS, help="where the model files go")
     p.add_argument("--work", type=Path, default=corpus.WORK, help="cache and float model")
-    p.add_argument("--sources", nargs="+", default=list(corpus.SOURCES),
+    p.add_argument("--sources", nargs="+", default=list(corpus.COMMERCIAL_SOURCES),
                    choices=list(corpus.SOURCES),
-                   help="corpus collections to train on (see models/MODEL_CARD.md on licences)")
+                   help="corpus collections to train on; the default is the shipped model's, "
+                   "whose terms allow commercial use (see models/MODEL_CARD.md on licences)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch", type=int, default=64)
@@ -80,6 +81,10 @@ def main(argv=None) -> dict:
     else:
         pieces = corpus.extract(cache=args.work / "corpus.json.gz")  # all sources, cached
         pieces = [p for p in pieces if p.source in args.sources]
+        if set(args.sources) - set(corpus.COMMERCIAL_SOURCES):
+            log.warning("training on %s: their terms forbid commercial use; do not ship this "
+                        "model in a product", ", ".join(sorted(set(args.sources)
+                                                              - set(corpus.COMMERCIAL_SOURCES))))
     train_p = [p for p in pieces if p.split == "train"]
     test_p = [p for p in pieces if p.split == "test"] or train_p[-1:]
     train_s, test_s = data.sequences(train_p), data.sequences(test_p)

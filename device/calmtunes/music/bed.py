@@ -52,7 +52,7 @@ class Bed:
             dark, bright, self._gain = _BANDS[texture]
             top = 0.45 * rate
             self._filters = [
-                SosFilter(signal.butter(2, [lo, min(hi, top)], "bandpass", fs=rate,
+                SosFilter(signal.butter(4, [lo, min(hi, top)], "bandpass", fs=rate,
                                         output="sos"), 2)
                 for lo, hi in (dark, bright)]
         phases = self.rng.random(4) * 2.0 * math.pi
@@ -87,7 +87,7 @@ class Bed:
         self.t += frames
         (d0, b0), (d1, b1) = self._motion(t0), self._motion(t1)
         wd, wb = ramp(d0, d1, frames), ramp(b0, b1, frames)
-        mix_b = 0.25 + 0.5 * colours  # bright share 25–75 %
+        mix_b = 0.1 + 0.5 * colours  # bright share 10–60 %: the bed stays darker than the music
         out = dark * (wd * (1.0 - mix_b)) + bright * (wb * mix_b)
         return out * (levels * self._gain)
 

@@ -95,6 +95,8 @@ class ComposerComponent(Component):
             log.error("generator unavailable (%s); playing the procedural composer", exc)
             self.degrade(f"generator unavailable: {exc}")
             return
+        if hasattr(composer, "form"):  # the piece goes on: same form, same themes
+            composer.form, composer.motifs = self.fallback.form, self.fallback.motifs
         self.composer = composer
         log.info("generator loaded; it takes over at the next phrase")
         self.mark_ok(f"{composer.name} generator")

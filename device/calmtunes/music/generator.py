@@ -6,10 +6,17 @@ GRU over event tokens — ``BAR``, ``POS_p`` (sixteenth in the bar), ``CHORD_roo
 the conditioning vector and the recurrent state, and returns next-token logits and the new state,
 so the token stream — and with it the music — continues from phrase to phrase.
 
-Each phrase is four bars of 4/4. The conditioning (key, mode, density, register, rhythmic
-activity, harmonic rhythm) is set from the :class:`Controls` when a phrase starts, so control
-changes land on phrase boundaries. Sampling is constrained: a grammar keeps the token stream
-well formed, melody pitches stay in the key's scale and within an octave of the register centre,
+Each phrase is four bars of 4/4, placed in the form (:mod:`calmtunes.music.form`): the
+section sets register, density and harmonic area (the key the model is conditioned on), chords
+may change only in the bars the preset's harmonic rhythm allows, and a phrase that brings a
+stored theme back (:mod:`calmtunes.music.motifs`) feeds the transformed line to the model token
+by token while the model chooses the chords under it — the conditioning "repeat/vary this
+motif" is the forced melody itself. The accompaniment is :mod:`calmtunes.music.arrange`'s and
+the phrase is performed by :mod:`calmtunes.music.perform`. The conditioning (key, mode,
+density, register, rhythmic activity, harmonic rhythm) is set from the :class:`Controls` when
+a phrase starts, so control changes land on phrase boundaries. Sampling is constrained: a
+grammar keeps the token stream well formed, melody pitches stay in the key's scale and within
+``REGISTER_REACH`` semitones of the register centre, tiring of pitches played often lately,
 chords stay diatonic, sparse requests keep onsets on half bars; melody pitches are pulled
 toward the register centre; within that, temperature and nucleus (top-p) sampling. Each phrase
 is drawn ``candidates`` times from the same state and the draw whose measured attributes come
@@ -37,9 +44,13 @@ import numpy as np
 
 from calmtunes.errors import ModelError
 from calmtunes.music import theory
+from calmtunes.music.arrange import accompany, area_key, bars_per_chord
 from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
+from calmtunes.music.form import Form
 from calmtunes.music.model_pin import PINNED_MANIFESTS
+from calmtunes.music.motifs import MotifMemory
+from calmtunes.music.perform import perform
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +59,10 @@ ENV_MODEL = "CALMTUNES_MODEL"
 SYSTEM_MODEL = Path("/usr/share/calmtunes") / MODEL_NAME
 BARS = 4
 CALM_MAJOR_KEYS = (0, 5, 7, 2, 3)  # C F G D Eb; the minor mode uses the relative minor
-REGISTER_REACH = 7  # melody within this many semitones of the register centre (a ninth span)
-REGISTER_PULL = 3.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
+REGISTER_REACH = 12  # melody within this many semitones of the register centre
+REGISTER_PULL = 10.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
+FATIGUE = 1.0  # log-odds a melody pitch loses each time it is played (decaying by FATIGUE_DECAY
+FATIGUE_DECAY = 0.85  # a note), so the line travels instead of circling one pitch
 SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
 MAX_TOKENS_PER_BAR = 80  # a bar holds at most 16 onsets of 4 tokens; more means a bad model
 TRUST = ("pinned", "any")  # music.model_trust
@@ -180,6 +193,10 @@ class NeuralComposer:
     """Composes phrases with the ONNX generator; see the module docstring."""
 
     name = "onnx"
+    form: Form | None = None  # shared with the procedural composer by the composer component
+    motifs: MotifMemory | None = None
+    _fatigue: np.ndarray | None = None
+    _index: dict[str, int] | None = None
 
     def __init__(self, model_path: Path | str, seed: int | None = None, temperature: float = 0.9,
                  top_p: float = 0.92, candidates: int = 4, trust: str = "pinned") -> None:
@@ -227,6 +244,7 @@ class NeuralComposer:
         self.state[:] = 0.0
         self.started = False
         self.last_chord: tuple[int, str] | None = None
+        self._fatigue = None
         self.tokens_generated = 0
 
     @classmethod
@@ -289,12 +307,14 @@ class NeuralComposer:
         """The tonic: a calm major key, or its relative minor (same notes, smooth changes)."""
         return self.major_key if mode == "major" else (self.major_key + 9) % 12
 
-    def conditioning(self, controls: Controls) -> np.ndarray:
+    def conditioning(self, controls: Controls, tonic: int | None = None,
+                     harmony: float | None = None) -> np.ndarray:
         """The model's conditioning vector for ``controls`` (layout from the manifest).
 
         density and register map one to one (density 0.5 ≈ one melody note a beat; register 0.5
         ≈ melody around G4); rhythmic activity and harmonic rhythm follow density, so a sparse
-        setting is also rhythmically plain with slow harmony."""
+        setting is also rhythmically plain with slow harmony. ``tonic`` (default: the home key
+        of the mode) and ``harmony`` (chord changes per beat) override those two."""
         mode = controls.mode if controls.mode in theory.SCALES else "major"
         density = float(np.clip(controls.density, 0.0, 1.0))
         values = {
@@ -302,9 +322,10 @@ class NeuralComposer:
             "density": density,
             "register": float(np.clip(controls.register, 0.0, 1.0)),
             "rhythm": rhythm_for(density),
-            "harmony": harmony_for(density),
+            "harmony": harmony_for(density) if harmony is None else float(harmony),
         }
-        tonic = self.key_for(mode)
+        if tonic is None:
+            tonic = self.key_for(mode)
         vec = np.zeros((1, len(self.control_layout)), dtype=np.float32)
         for i, name in enumerate(self.control_layout):
             if name.startswith("tonic_"):
@@ -338,6 +359,8 @@ class NeuralComposer:
             e = np.exp(logits - logits.max())
             self._probing.append((logits.copy(), float(e[choices].sum() / e.sum())))
         z = logits[choices] / self.temperature + self._pull[choices]
+        if self._fatigue is not None:
+            z = z - self._fatigue[choices]
         p = np.exp(z - z.max())
         order = np.argsort(-p)
         cum = np.cumsum(p[order])
@@ -366,17 +389,27 @@ class NeuralComposer:
             table["DUR", pos] = np.flatnonzero(later)
             table["CHORD", pos] = np.flatnonzero(later | pitch_ok)
             table["POS", pos] = np.flatnonzero(chord_ok | pitch_ok)
+            table["POS-", pos] = np.flatnonzero(pitch_ok)  # in a bar where harmony holds
             table["PITCH", pos] = np.flatnonzero(t.dur)
+        table["CHORDS"] = np.flatnonzero(chord_ok)
         return table
 
-    def generate_bars(self, controls: Controls, bars: int = BARS):
+    def generate_bars(self, controls: Controls, bars: int = BARS, key: int | None = None,
+                      chord_bars: set[int] | None = None,
+                      forced: dict[int, list[tuple[int, int, int]]] | None = None,
+                      harmony: float | None = None):
         """Feed the token stream for ``bars`` bars under ``controls``.
 
-        Returns (notes as (start, dur, pitch) in sixteenths from the first bar, chord changes as
-        (start, root, quality), tonic, mode)."""
+        ``key`` is the tonic to write in (default: the mode's home key); chords may change only
+        in the bars in ``chord_bars`` (default: any), at most once in such a bar; ``forced``
+        holds, per bar, a melody to play — (position, duration, pitch) in sixteenths — which is
+        fed to the model while it chooses the chords. Returns (notes as (start, dur, pitch) in
+        sixteenths from the first bar, chord changes as (start, root, quality), tonic, mode)."""
         mode = controls.mode if controls.mode in theory.SCALES else "major"
-        key = self.key_for(mode)
-        cond = self.conditioning(controls)
+        key = self.key_for(mode) if key is None else key
+        cond = self.conditioning(controls, tonic=key, harmony=harmony)
+        if self._fatigue is None:
+            self._fatigue = np.zeros(self.tokens.size)
         centre = self.register_lo + self.register_span * float(np.clip(controls.register, 0, 1))
         sparse = controls.density < SPARSE_DENSITY
         grammar_key = (key, mode, round(centre), sparse)
@@ -397,9 +430,14 @@ class NeuralComposer:
         spb = self.steps_per_bar
         for bar in range(bars):
             logits = self._step(t.bar, cond)
+            chord_free = chord_bars is None or bar in chord_bars
+            if forced is not None:
+                self._forced_bar(bar, forced.get(bar, []), cond, chord_free, notes, chords)
+                continue
             pos, pitch, after = -1, 0, "BAR"
             for _ in range(MAX_TOKENS_PER_BAR):
-                tok = self._sample(logits, grammar[after, pos])
+                tok = self._sample(logits, grammar[after if after != "POS" or chord_free
+                                                   else "POS-", pos])
                 if tok == t.bar:
                     break  # fed when the next bar (or phrase) opens, with its controls
                 after = kinds[t.kind[tok]]
@@ -407,8 +445,10 @@ class NeuralComposer:
                     pos = int(t.value[tok])
                 elif after == "CHORD":
                     chords.append((bar * spb + pos, *t.chord[tok]))
+                    chord_free = False
                 elif after == "PITCH":
                     pitch = int(t.value[tok])
+                    self._tire(tok)
                 else:
                     notes.append((bar * spb + pos, int(t.value[tok]), pitch))
                 logits = self._step(tok, cond)
@@ -418,24 +458,85 @@ class NeuralComposer:
                 raise ModelError("generator ran on in one bar; the model misbehaves")
         return notes, chords, key, mode
 
-    def compose_bars(self, controls: Controls, bars: int = BARS):
+    def _tire(self, token: int) -> None:
+        """A melody pitch was played: it loses :data:`FATIGUE` log-odds, and every pitch of its
+        pitch class a third of that (decaying), so the line uses the whole scale."""
+        t = self.tokens
+        self._fatigue *= FATIGUE_DECAY
+        same_pc = (t.kind == 3) & (t.value % 12 == t.value[token] % 12)
+        self._fatigue[same_pc] += FATIGUE / 3.0
+        self._fatigue[token] += FATIGUE * 2.0 / 3.0
+
+    def _token(self, name: str) -> int:
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self.manifest["tokens"])}
+        return self._index[name]
+
+    def _forced_bar(self, bar: int, line: list[tuple[int, int, int]], cond: np.ndarray,
+                    chord_free: bool, notes: list, chords: list) -> None:
+        """Feed one bar of a given melody; the model may put a chord under a note where the
+        harmonic rhythm allows one (re-harmonising the line)."""
+        t, spb = self.tokens, self.steps_per_bar
+        for pos, dur, pitch in line:
+            logits = self._step(self._token(f"POS_{pos}"), cond)
+            pitch_tok = self._token(f"PITCH_{pitch}")
+            if chord_free:
+                choices = np.append(self._grammar_table["CHORDS"], pitch_tok)
+                tok = self._sample(logits, choices)
+                if tok != pitch_tok:
+                    chords.append((bar * spb + pos, *t.chord[tok]))
+                    chord_free = False
+                    self._step(tok, cond)
+            self._step(pitch_tok, cond)
+            self._tire(pitch_tok)
+            dur = max(1, min(dur, spb - pos, 16))
+            self._step(self._token(f"DUR_{dur}"), cond)
+            notes.append((bar * spb + pos, dur, pitch))
+
+    def forced_line(self, line: list[tuple[float, float, int, float]]
+                    ) -> dict[int, list[tuple[int, int, int]]]:
+        """A recalled motif — (start beat, duration beats, pitch, velocity) — as the model's
+        tokens allow it: per bar (position, duration, pitch) in sixteenths, pitches folded by
+        octaves into the model's melody range, one note per position, none across a bar line."""
+        pitches = [int(t.value[i]) for t in (self.tokens,) for i in np.flatnonzero(t.kind == 3)]
+        lo, hi = min(pitches), max(pitches)
+        spb = self.steps_per_bar
+        out: dict[int, list[tuple[int, int, int]]] = {}
+        last = -1
+        for start, dur, pitch, _ in sorted(line):
+            s16 = round(start * spb / 4)
+            if s16 <= last or s16 >= BARS * spb:
+                continue
+            while pitch < lo:
+                pitch += 12
+            while pitch > hi:
+                pitch -= 12
+            bar, pos = divmod(s16, spb)
+            out.setdefault(bar, []).append((pos, max(1, round(dur * spb / 4)), pitch))
+            last = s16
+        return out
+
+    def compose_bars(self, controls: Controls, bars: int = BARS, **kwargs):
         """Like :meth:`generate_bars`, but draws ``candidates`` continuations from the same
         state and keeps the one whose measured attributes come nearest the request (the
         stream then continues from that one)."""
         if self.candidates == 1:
-            return self.generate_bars(controls, bars)
+            return self.generate_bars(controls, bars, **kwargs)
         state, started = self.state.copy(), self.started
+        fatigue = None if self._fatigue is None else self._fatigue.copy()
         best = None
         for _ in range(self.candidates):
             self.state, self.started = state.copy(), started
-            drawn = self.generate_bars(controls, bars)
-            d = self.distance(drawn, controls, bars)
+            self._fatigue = None if fatigue is None else fatigue.copy()
+            drawn = self.generate_bars(controls, bars, **kwargs)
+            d = self.distance(drawn, controls, bars, kwargs.get("harmony"))
             if best is None or d < best[0]:
-                best = (d, drawn, self.state.copy())
-        self.state, self.started = best[2], True
+                best = (d, drawn, self.state.copy(), self._fatigue.copy())
+        self.state, self.started, self._fatigue = best[2], True, best[3]
         return best[1]
 
-    def distance(self, drawn, controls: Controls, bars: int) -> float:
+    def distance(self, drawn, controls: Controls, bars: int,
+                 harmony: float | None = None) -> float:
         """How far generated bars are from the request, in tolerance units (see
         ``scripts/bench_generator``): density, register, rhythm, harmonic rhythm, plus 2 when
         key finding names another key or mode. The measures mirror
@@ -456,7 +557,8 @@ class NeuralComposer:
         d = (abs(got_density - density) / 0.15
              + abs(got_register - float(np.clip(controls.register, 0, 1))) / 0.1
              + abs(got_rhythm - rhythm_for(density)) / 0.15
-             + abs(min(1.0, changes / beats) - harmony_for(density)) / 0.15)
+             + abs(min(1.0, changes / beats)
+                   - (harmony_for(density) if harmony is None else harmony)) / 0.15)
         weights = np.zeros(12)
         for _, dur, p in notes:
             weights[p % 12] += dur
@@ -474,10 +576,29 @@ class NeuralComposer:
             return self._next_phrase(controls)
 
     def _next_phrase(self, controls: Controls) -> Phrase:
-        notes, marks, key, mode = self.compose_bars(controls, BARS)
+        if self.form is None:
+            self.form = Form(int(self.rng.integers(1 << 31)))
+        if self.motifs is None:
+            self.motifs = MotifMemory(int(self.rng.integers(1 << 31)))
+        mode = controls.mode if controls.mode in theory.SCALES else "major"
+        plan = self.form.next(controls)
+        played = plan.apply(controls)
+        area = area_key(self.key_for(mode), mode, plan)
+        span = bars_per_chord(played.density)
+        if plan.role == "close":
+            span = max(2, span)
+        centre = self.register_lo + self.register_span * float(np.clip(played.register, 0, 1))
+        forced = None
+        if plan.role == "return" and self.motifs.has(plan.theme_id, plan.part):
+            forced = self.forced_line(self.motifs.recall(
+                plan.theme_id, plan.part, plan.transform, area, mode, centre))
+        notes, marks, key, mode = self.compose_bars(
+            played, BARS, key=area, chord_bars=set(range(0, BARS, span)), forced=forced,
+            harmony=1.0 / (4.0 * span))
         spb = self.steps_per_bar
         beats_per_step = 4.0 / spb
         total = BARS * spb
+        beats = float(BARS * 4)
         events: list[NoteEvent] = []
         melodic = float(np.clip(controls.melodic, 0.0, 1.0))
         velocity = 0.35 + 0.25 * melodic
@@ -487,8 +608,17 @@ class NeuralComposer:
             accent = 1.0 if start % (spb // 2) == 0 else 0.85 if start % (spb // 4) == 0 else 0.75
             events.append(NoteEvent(start * beats_per_step, length * beats_per_step, pitch,
                                     round(velocity * accent, 3), "melody"))
+        # a chord the model brought in on the way through a bar sounds from the bar line
+        marks = [(m[0] - m[0] % spb, m[1], m[2]) for m in marks]
+        marks = [m for i, m in enumerate(marks) if i + 1 == len(marks) or marks[i + 1][0] > m[0]]
+        if plan.role == "theme":
+            self.motifs.store(plan.theme_id, plan.part, [
+                (n.start_beat, n.duration_beats, n.pitch, n.velocity) for n in events], key, mode)
         if not marks or marks[0][0] > 0:
-            first = self.last_chord or (key, "maj" if mode == "major" else "min")
+            first = self.last_chord
+            if first is None or not all(pc in theory.scale_pcs(key, mode)
+                                        for pc in theory.chord_pcs(*first)):
+                first = (key, "maj" if mode == "major" else "min")
             marks.insert(0, (0, *first))
         chords: list[Chord] = []
         for i, (start, root, quality) in enumerate(marks):
@@ -498,18 +628,21 @@ class NeuralComposer:
             chords.append(Chord(start * beats_per_step, (stop - start) * beats_per_step, root,
                                 quality))
         self.last_chord = (marks[-1][1], marks[-1][2])
-        for c in chords:
-            events += voice_chord(c)
+        events += accompany(chords, plan, key, played.register, beats)
+        tempo = float(np.clip(controls.tempo_bpm, *TEMPO_RANGE))
+        events, envelope = perform(events, plan, beats, tempo, self.rng, played.density)
         return Phrase(
             notes=tuple(sorted(events, key=lambda n: (n.start_beat, n.voice))),
-            beats=float(BARS * 4),
-            tempo_bpm=float(np.clip(controls.tempo_bpm, *TEMPO_RANGE)),
+            beats=beats,
+            tempo_bpm=tempo,
             key_pc=key,
             mode=mode,
             controls=controls,
             chords=tuple(chords),
             source=self.name,
-            meta={"melody_notes": len(notes), "tokens": self.tokens_generated},
+            meta={"melody_notes": len(notes), "tokens": self.tokens_generated,
+                  "dynamics": envelope, "section": plan.section.name, "role": plan.role,
+                  "brightness_shift": plan.section.bright},
         )
 
 
@@ -529,13 +662,3 @@ def rhythm_for(density: float) -> float:
 def harmony_for(density: float) -> float:
     """Requested harmonic rhythm (chord changes per beat, 0–1) for a density (0–1)."""
     return float(np.interp(density, _DENSITY, _HARMONY))
-
-
-def voice_chord(chord: Chord) -> list[NoteEvent]:
-    """Pad (close voicing around G3–E4, held) and bass (root, E1–G2) for one chord."""
-    pcs = theory.chord_pcs(chord.root_pc, chord.quality)
-    out = [NoteEvent(chord.start_beat, chord.duration_beats, 55 + ((pc - 55) % 12), 0.35, "pad")
-           for pc in pcs[:4]]
-    bass = 36 + chord.root_pc if chord.root_pc < 8 else 24 + chord.root_pc
-    out.append(NoteEvent(chord.start_beat, chord.duration_beats, bass, 0.45, "bass"))
-    return out

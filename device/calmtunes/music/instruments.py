@@ -13,9 +13,9 @@ The instruments (voice names as in :data:`calmtunes.music.events.VOICES`):
 * ``melody`` — soft keyed instrument between a felt piano and a harp: a quick 6 ms attack, the
   upper partials fading within about a third of a second, the body ringing for seconds.
 * ``harmony`` — the same keyed instrument, darker and placed left of centre.
-* ``bass`` — low drone/bass: its 2nd harmonic stronger than the fundamental, with the 3rd–5th
-  behind (a small speaker reproduces little below ~100 Hz; the ear hears the missing
-  fundamental from its harmonics), 80 ms attack, slow decay.
+* ``bass`` — a bass with body: fundamental and 2nd harmonic nearly equal, the 3rd–5th behind
+  (a small speaker reproduces little below ~100 Hz, and the ear hears the fundamental from its
+  harmonics there; a better speaker gets the real low end), 80 ms attack, slow decay.
 
 Brightness (0–1) sets, per note at its start, how much of the shimmer table sounds. Times are in
 frames of the instrument rate (the mixer runs instruments at a third of the output rate; every
@@ -62,7 +62,7 @@ TIMBRES: dict[str, Timbre] = {
     "harmony": Timbre(body=(1.0, 0.18, 0.04), shimmer=(0.0, 0.4, 0.22, 0.1, 0.05),
                       attack_s=0.01, release_s=0.5, body_decay=0.5, shimmer_decay=3.8,
                       pan=-0.3, gain=0.28),
-    "bass": Timbre(body=(0.6, 0.75, 0.45, 0.2, 0.08), shimmer=(0.0, 0.3, 0.3, 0.15, 0.08),
+    "bass": Timbre(body=(0.9, 0.75, 0.45, 0.2, 0.08), shimmer=(0.0, 0.3, 0.3, 0.15, 0.08),
                    attack_s=0.08, release_s=0.6, body_decay=0.12, shimmer_decay=1.5,
                    pan=0.0, gain=0.24),
 }

@@ -6,7 +6,7 @@ Signal flow (module that does each step in brackets)::
                                           harmony, bass
                  └─► sends ─► FDN reverb [reverb]
     bed [bed] · breath [pacing]
-    ─► sum ─► 65 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
+    ─► sum ─► 55 Hz high-pass ─► running loudness [normaliser] ─► ×3 upsampling (6.5 kHz top)
     ─► gain (normalisation + volume + fade) ─► + entrainment [entrainment] ─► limiter [limiter]
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
@@ -40,6 +40,7 @@ from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.events import Phrase
 from calmtunes.music.instruments import BUSES, TIMBRES, Ensemble, NoteRow
 from calmtunes.music.limiter import TruePeakLimiter
+from calmtunes.music.midi import PlayedNote, PlayLog
 from calmtunes.music.normaliser import Normaliser
 from calmtunes.music.pacing import BreathPacer
 from calmtunes.music.reverb import FDNReverb
@@ -52,10 +53,10 @@ OVERSAMPLE = 3  # output rate / instrument rate
 CHUNK_S = 0.100  # instrument chunk, in seconds (per-chunk costs are fixed: longer is cheaper)
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
-BED_GAIN = 0.33  # bed at level 1.0 sits ~3 LU under the instruments; at 0.35 about 12 LU under
+BED_GAIN = 0.12  # bed behind the music: at level 1.0 ~12 LU under the instruments, at 0.35 ~21
 SENDS = {"pad": 0.55, "melody": 0.4, "harmony": 0.45, "bass": 0.06}  # reverb sends per bus
 REVERB_GAIN = 0.9
-HIGHPASS_HZ = 65.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
+HIGHPASS_HZ = 55.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
 
 _CONTROL_RANGES = {  # Controls field: (min, max) for clamping; NaN keeps the previous value
     "brightness": (0.0, 1.0), "bed_level": (0.0, 1.0), "breath_rate": (4.0, 20.0),
@@ -78,6 +79,8 @@ class Mixer:
         self.scheduled_until = 0  # absolute output frame where the scheduled music ends
         self.controls = Controls()
         self.current_phrase: Phrase | None = None
+        #: when set, every scheduled note and phrase tempo is recorded (``render --midi``)
+        self.log: PlayLog | None = None
         self._rng = np.random.default_rng(config.music.seed or None)
 
         self.ensemble = Ensemble(self.rate)
@@ -99,6 +102,9 @@ class Mixer:
             signal.ellip(6, 0.1, 75.0, 6500.0, fs=sample_rate, output="sos"), 2)
 
         self._synth_pos = 0  # instrument frames rendered
+        # the phrases' dynamic envelopes: (instrument frame, dB) breakpoints, joined linearly
+        self._dyn_x: list[float] = [0.0]
+        self._dyn_y: list[float] = [0.0]
         self._queue = np.zeros((0, 2))  # upsampled programme not yet through the master stage
         self._melodic = 1.0  # glided melody prominence gain
         self._reverb_level = config.sound.reverb
@@ -208,7 +214,14 @@ class Mixer:
                     r.release = max(r.release, fade)
                 kept.append(r)  # (a note already in its release is left exactly as it is)
             self.ensemble.replace(kept)
+            if self.log is not None:
+                self.log.cut(cut * OVERSAMPLE / self.sr)
+            self._cut_dynamics(cut)
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
+        shift = phrase.meta.get("brightness_shift", 0.0) if isinstance(phrase.meta, dict) else 0.0
+        shift = _finite_or(shift, 0.0)
+        if self.log is not None:
+            self.log.add_phrase(start / self.sr, tempo, beats)
         c = self.controls
         rows: list[NoteRow] = []
         onsets: list[tuple[float, float]] = []
@@ -223,8 +236,12 @@ class Mixer:
             if fade:  # the new phrase glides in along the crossfade
                 attack = max(attack, start_i + fade - on)
             onsets.append((n.start_beat, on * OVERSAMPLE))
+            if self.log is not None:
+                to_s = OVERSAMPLE / self.sr
+                self.log.add_note(PlayedNote(on * to_s, off * to_s, n.pitch, n.velocity,
+                                             n.voice))
             freq = midi_to_hz(n.pitch)
-            bright = 0.15 + 0.85 * float(c.brightness)
+            bright = 0.15 + 0.85 * clamp(float(c.brightness) + shift, 0.0, 1.0)
             base = dict(end=off, velocity=n.velocity, voice=n.voice, attack=attack,
                         release=timbre.release_s * self.rate, bright=bright)
             if timbre.detune_cents:
@@ -235,9 +252,41 @@ class Mixer:
             else:
                 rows.append(NoteRow(start=on, freq=freq, pan=timbre.pan, **base))
         self.ensemble.add(rows)
+        self._add_dynamics(phrase, start_i, spb, beats, earliest)
         self.scheduled_until = start + max(1, round(beats * spb * OVERSAMPLE))
         self.current_phrase = phrase
         return onsets
+
+    def _add_dynamics(self, phrase: Phrase, start_i: float, spb: float, beats: float,
+                      earliest: float) -> None:
+        """Append the phrase's (beat, dB) envelope (``meta["dynamics"]``; 0 dB without one).
+        Levels are clamped to −30…+6 dB and points already rendered are left out."""
+        points = phrase.meta.get("dynamics") if isinstance(phrase.meta, dict) else None
+        if not points:
+            points = [(0.0, 0.0), (beats, 0.0)]
+        for beat, db in points:
+            try:
+                x, y = start_i + float(beat) * spb, clamp(float(db), -30.0, 6.0)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(x) and math.isfinite(y) and x > max(earliest, self._dyn_x[-1]):
+                self._dyn_x.append(x)
+                self._dyn_y.append(y)
+
+    def _cut_dynamics(self, cut: float) -> None:
+        """A crossfade at ``cut``: the old phrases' envelope ends there, at its value there."""
+        value = float(np.interp(cut, self._dyn_x, self._dyn_y))
+        keep = [i for i, x in enumerate(self._dyn_x) if x < cut]
+        self._dyn_x = [self._dyn_x[i] for i in keep] + [cut]
+        self._dyn_y = [self._dyn_y[i] for i in keep] + [value]
+
+    def _dynamics(self, t0: int, n: int) -> np.ndarray:
+        """Linear gains of the dynamic envelope for instrument frames t0 … t0 + n."""
+        x, y = self._dyn_x, self._dyn_y
+        while len(x) > 2 and x[1] <= t0:  # forget what is past
+            del x[0], y[0]
+        frames = np.arange(t0, t0 + n, dtype=np.float64)
+        return 10.0 ** (np.interp(frames, x, y) / 20.0)
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, frames: int) -> np.ndarray:
@@ -279,6 +328,9 @@ class Mixer:
             mix = np.zeros_like(mix)
             self._reset_dsp()
         self.normaliser.measure(mix.T)
+        # the music's own dynamics come after the loudness measurement, so the slow
+        # normalisation does not flatten them (the envelopes are centred on about 0 dB)
+        mix *= self._dynamics(t0, n)
         up = np.zeros((2, n * OVERSAMPLE))
         up[:, ::OVERSAMPLE] = mix * OVERSAMPLE
         return self._upsample(up).T

@@ -1,0 +1,168 @@
+"""Form: the slow structural layer above the phrase — sections, their character, their joins.
+
+A session is a chain of sections, each 2–5 minutes long (the length is drawn per section), in
+the order A, A′, B, A″, B′, A‴, … — a theme, its restatement, a contrast in another harmonic
+area, the theme's return, and so on. Each section has its own
+
+* register (a shift of the melody centre, 0–1 units of :class:`Controls.register`),
+* density (a factor on :class:`Controls.density`),
+* instrumentation (which accompaniment voices play: the keyed pulse, the pad, a bass walk),
+* harmonic area (the section's tonic, as a scale degree of the home key: I, IV, vi …),
+* dynamic level (dB, a section's loudness relative to the others; the mixer plays it),
+* timbre (a brightness offset for its notes).
+
+Its phrases have roles: ``theme`` (new material, kept in the motif memory), ``answer`` (new
+material), ``return`` (a stored theme, transformed — see :mod:`calmtunes.music.motifs`) and
+``close`` (the section's last phrase: thinner, over a tonic pedal, ending on a cadence, so the
+next section is prepared, never cut in).
+
+The form knows time only through the phrases it plans: each phrase lasts ``beats × 60 /
+tempo`` seconds, so a slower tempo makes the same section last the same minutes with fewer
+phrases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calmtunes.music.controls import Controls
+
+PHRASE_BEATS = 16.0  # four bars of 4/4
+SECTION_S = (150.0, 210.0)  # a section lasts 2½–3½ minutes (drawn), inside the 2–5 wanted
+ANSWER_LIFT = 0.08  # register lift of a pair's second phrase (0–1 scale; ≈ 2 semitones)
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    register_shift: float  # added to Controls.register (0–1 scale, 0.1 ≈ 3 semitones)
+    density_scale: float  # multiplies Controls.density
+    degree: int  # harmonic area: the section's tonic as a scale degree (0-based) of the home key
+    pulse: bool  # the keyed accompaniment plays the beat
+    pad: bool  # the sustained pad plays
+    walk: bool  # the bass moves on beat 3 (else holds)
+    level_db: float  # section loudness relative to the session, dB
+    bright: float = 0.0  # timbre: added to Controls.brightness for the section's notes
+
+
+# The cycle of section characters. Degrees: 3 = the subdominant's key, 4 = the dominant's, in the
+# same mode — the nearest keys, one accidental away, so a change of area adds one new pitch
+# class and never sounds like a jump.
+_CYCLE = (
+    Section("A", 0.0, 1.0, 0, pulse=True, pad=True, walk=False, level_db=0.0),
+    Section("A'", 0.1, 1.1, 0, pulse=True, pad=False, walk=True, level_db=1.0, bright=0.1),
+    Section("B", -0.18, 0.8, 3, pulse=True, pad=True, walk=False, level_db=-1.5, bright=-0.15),
+    Section("A''", 0.15, 1.15, 0, pulse=True, pad=True, walk=True, level_db=1.5, bright=0.15),
+    Section("B'", -0.1, 0.85, 4, pulse=True, pad=True, walk=False, level_db=-1.0, bright=-0.1),
+)
+
+
+@dataclass(frozen=True)
+class PhrasePlan:
+    section: Section
+    section_index: int  # 0, 1, 2 … in the session
+    phrase_index: int  # within the section
+    role: str  # theme | answer | return | close
+    transform: tuple[str, ...] = ()  # for a return: what is done to the theme
+    theme_id: int | None = None  # theme stored (role theme) or returning (role return)
+    breath: bool = False  # end the phrase with a rest (a breath between phrases)
+
+    @property
+    def part(self) -> int:
+        """0 for the statement, 1 for the answer: a theme is a pair of phrases (eight bars)."""
+        return self.phrase_index % 2
+
+    def degree_for(self, mode: str) -> int:
+        return self.section.degree
+
+    def apply(self, controls: Controls) -> Controls:
+        """The controls as this section colours them (register, density; clamped to 0–1)."""
+        s = self.section
+        density = controls.density * s.density_scale
+        if self.role == "close":
+            density *= 0.6  # thinning before the next section
+        # the answer of a pair sits a little higher than its statement: the line breathes out
+        register = controls.register + s.register_shift + ANSWER_LIFT * self.part
+        return controls.with_(register=float(np.clip(register, 0, 1)),
+                              density=float(np.clip(density, 0.0, 1.0)))
+
+
+class Form:
+    """Plans the next phrase's place in the form; see the module docstring."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.section_index = 0
+        self.phrase_index = 0
+        self.elapsed_s = 0.0  # in the current section
+        self.length_s = self._draw_length()
+        self.preset: str | None = None
+        self._closing = False
+        self._theme: dict[str, int] = {}  # section family (A, B) -> id of its theme
+        self._themes = 0
+        self._pair: tuple[str, int, tuple[str, ...]] | None = None  # the pair's second half
+
+    def _draw_length(self) -> float:
+        return float(self.rng.uniform(*SECTION_S))
+
+    @property
+    def section(self) -> Section:
+        return _CYCLE[self.section_index % len(_CYCLE)]
+
+    def next(self, controls: Controls) -> PhrasePlan:
+        """The plan of the next phrase (call once per phrase, in order)."""
+        if self.preset is not None and controls.preset != self.preset:
+            # a new preset starts its own piece from its first section (themes are kept)
+            self.section_index, self.phrase_index, self.elapsed_s = 0, 0, 0.0
+            self.length_s, self._closing = self._draw_length(), False
+        self.preset = controls.preset
+        seconds = PHRASE_BEATS * 60.0 / max(30.0, float(controls.tempo_bpm))
+        if self._closing:
+            self.section_index += 1
+            self.phrase_index, self.elapsed_s = 0, 0.0
+            self.length_s, self._closing = self._draw_length(), False
+        plan = self._plan(seconds)
+        self.phrase_index += 1
+        self.elapsed_s += seconds
+        return plan
+
+    def _plan(self, seconds: float) -> PhrasePlan:
+        """Phrases go in pairs (eight bars): a statement (even index) and its answer (odd)."""
+        s, i = self.section, self.phrase_index
+        family = s.name.rstrip("'")
+        pair, second = divmod(i, 2)
+        if second:
+            if self.elapsed_s + seconds >= self.length_s:
+                self._closing = True
+                return PhrasePlan(s, self.section_index, i, "close", breath=True)
+            if self._pair is not None:  # the second half of a theme or of its return
+                role, theme, transform = self._pair
+                self._pair = None
+                return PhrasePlan(s, self.section_index, i, role, transform, theme,
+                                  breath=pair % 2 == 1)
+            return PhrasePlan(s, self.section_index, i, "answer", breath=pair % 2 == 1)
+        self._pair = None
+        if family not in self._theme:
+            self._theme[family] = self._themes
+            self._themes += 1
+            self._pair = ("theme", self._theme[family], ())
+            return PhrasePlan(s, self.section_index, i, "theme", theme_id=self._theme[family])
+        if pair == 0 or pair % 3 == 2:
+            theme = self._theme[family]
+            transform = self._transform(s)
+            self._pair = ("return", theme, transform)
+            return PhrasePlan(s, self.section_index, i, "return", transform, theme)
+        return PhrasePlan(s, self.section_index, i, "answer")
+
+    def _transform(self, s: Section) -> tuple[str, ...]:
+        """What a return does to its theme, by section: never a literal copy."""
+        options = {
+            "A": (("reharmonise", "vary"), ("vary",)),
+            "A'": (("reorchestrate", "vary"), ("reharmonise", "vary")),
+            "B": (("transpose", "vary"), ("augment",)),
+            "A''": (("reharmonise", "reorchestrate", "vary"), ("transpose", "vary")),
+            "B'": (("augment",), ("transpose", "vary")),
+        }[s.name]
+        return options[int(self.rng.integers(len(options)))]

@@ -1,0 +1,136 @@
+"""What was played, as a Standard MIDI File: for music therapists, analysis tools and archives.
+
+:class:`PlayLog` collects what the mixer actually scheduled — every note with its sounding time
+in seconds (humanised timing included) and every phrase's tempo — and :func:`write_midi` writes
+it as a format-1 Standard MIDI File (the MIDI Manufacturers Association's SMF 1.0): a tempo-map
+track (tempo at every phrase start, 4/4), then one track each for the melody, the harmony (pad
+and keyed accompaniment on their own channels) and the bass, each with a General MIDI programme.
+Ticks count beats of the tempo map, so a bar in the file is a bar of the music.
+
+No dependency: an SMF is a few chunks of big-endian integers and variable-length quantities.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TICKS_PER_BEAT = 480
+#: track name -> the voices it holds, each voice with (channel, General MIDI programme 0–127)
+TRACKS: dict[str, dict[str, tuple[int, int]]] = {
+    "melody": {"melody": (0, 46)},  # orchestral harp (the keyed voice is between harp and piano)
+    "harmony": {"pad": (1, 89), "harmony": (2, 0)},  # warm pad; acoustic grand piano
+    "bass": {"bass": (3, 32)},  # acoustic bass
+}
+
+
+@dataclass(frozen=True)
+class PlayedNote:
+    on_s: float  # note-on, seconds from the start of the session
+    off_s: float  # note-off (end of the held part; the release rings on after it), seconds
+    pitch: int  # MIDI note number
+    velocity: float  # 0–1
+    voice: str
+
+
+@dataclass
+class PlayLog:
+    """Notes and tempi as played; filled by :meth:`calmtunes.music.mixer.Mixer.schedule`."""
+
+    notes: list[PlayedNote] = field(default_factory=list)
+    #: (phrase start in seconds, tempo in bpm, phrase length in beats), in order
+    phrases: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def add_phrase(self, start_s: float, tempo_bpm: float, beats: float) -> None:
+        self.phrases.append((float(start_s), float(tempo_bpm), float(beats)))
+
+    def add_note(self, note: PlayedNote) -> None:
+        self.notes.append(note)
+
+    def cut(self, at_s: float) -> None:
+        """A crossfade at ``at_s``: notes not yet begun were never heard; held ones end there."""
+        kept = []
+        for n in self.notes:
+            if n.on_s >= at_s:
+                continue
+            if n.off_s > at_s:
+                n = PlayedNote(n.on_s, at_s, n.pitch, n.velocity, n.voice)
+            kept.append(n)
+        self.notes = kept
+        while self.phrases and self.phrases[-1][0] >= at_s:
+            self.phrases.pop()
+
+    def beat_at(self, t: float) -> float:
+        """Beats of the tempo map at ``t`` seconds (each phrase's tempo holds until the next
+        phrase begins; before the first phrase, the first tempo)."""
+        if not self.phrases:
+            return t
+        starts = [p[0] for p in self.phrases]
+        i = max(0, bisect.bisect_right(starts, t) - 1)
+        beats = sum((starts[j + 1] - starts[j]) * self.phrases[j][1] / 60.0 for j in range(i))
+        return beats + (t - starts[i]) * self.phrases[i][1] / 60.0
+
+
+def _vlq(n: int) -> bytes:
+    """A MIDI variable-length quantity (7 bits a byte, high bit set on all but the last)."""
+    n = max(0, int(n))
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _meta(kind: int, data: bytes) -> bytes:
+    return bytes([0xFF, kind]) + _vlq(len(data)) + data
+
+
+def _track(events: list[tuple[int, int, bytes]]) -> bytes:
+    """Events as (tick, order, bytes): sorted by tick, then order (offs before ons)."""
+    body = bytearray()
+    last = 0
+    for tick, _, data in sorted(events, key=lambda e: (e[0], e[1])):
+        body += _vlq(tick - last) + data
+        last = tick
+    body += _vlq(0) + _meta(0x2F, b"")
+    return b"MTrk" + struct.pack(">I", len(body)) + bytes(body)
+
+
+def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session") -> int:
+    """Write ``log`` to ``path`` as a format-1 SMF; return the number of notes written."""
+    tpb = TICKS_PER_BEAT
+    phrase_starts = [0.0]
+    for i in range(1, len(log.phrases)):
+        phrase_starts.append(log.beat_at(log.phrases[i][0]))
+    tempo_events: list[tuple[int, int, bytes]] = [
+        (0, 0, _meta(0x03, title.encode("ascii", "replace"))),
+        (0, 1, _meta(0x58, bytes([4, 2, 24, 8]))),  # 4/4, 24 clocks a click, 8 32nds a beat
+    ]
+    tempi = log.phrases or [(0.0, 60.0, 4.0)]
+    for beat, (_, bpm, _) in zip(phrase_starts, tempi):
+        us = round(60_000_000 / max(1.0, bpm))
+        tempo_events.append((round(beat * tpb), 2, _meta(0x51, us.to_bytes(3, "big"))))
+    chunks = [_track(tempo_events)]
+    written = 0
+    for name, voices in TRACKS.items():
+        events: list[tuple[int, int, bytes]] = [(0, 0, _meta(0x03, name.encode()))]
+        for ch, program in voices.values():
+            events.append((0, 1, bytes([0xC0 | ch, program])))
+        for n in log.notes:
+            if n.voice not in voices:
+                continue
+            ch = voices[n.voice][0]
+            on = round(log.beat_at(n.on_s) * tpb)
+            off = max(on + 1, round(log.beat_at(n.off_s) * tpb))
+            vel = min(127, max(1, round(n.velocity * 127)))
+            pitch = min(127, max(0, int(n.pitch)))
+            events.append((on, 3, bytes([0x90 | ch, pitch, vel])))
+            events.append((off, 2, bytes([0x80 | ch, pitch, 0])))
+            written += 1
+        chunks.append(_track(events))
+    header = b"MThd" + struct.pack(">IHHH", 6, 1, len(chunks), tpb)
+    Path(path).write_bytes(header + b"".join(chunks))
+    return written

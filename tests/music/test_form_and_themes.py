@@ -1,0 +1,152 @@
+"""Form, themes and performance: sections with their own character and prepared joins, themes
+that come back transformed in both composers, the preset's harmonic rhythm, humanised timing,
+breaths and swells that the mixer plays after its loudness measurement."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from calmtunes.config import DEFAULT_PRESETS, Config
+from calmtunes.music.controls import Controls
+from calmtunes.music.events import NoteEvent, Phrase
+from calmtunes.music.fallback import ProceduralComposer
+from calmtunes.music.form import Form
+from calmtunes.music.mixer import Mixer
+from calmtunes.music.motifs import MotifMemory, to_pitch, to_steps
+from calmtunes.music.perform import BREATH_BEATS, perform
+
+
+def _session(composer, controls: Controls, minutes: float):
+    out, t = [], 0.0
+    while t < minutes * 60:
+        p = composer.next_phrase(controls)
+        out.append((t, p))
+        t += p.seconds
+    return out
+
+
+def test_sections_last_two_to_five_minutes_and_close_before_the_next():
+    form = Form(seed=3)
+    c = Controls(tempo_bpm=60.0)
+    plans = [form.next(c) for _ in range(120)]  # 32 minutes at 16 s a phrase
+    lengths, run = [], 1
+    for a, b in itertools.pairwise(plans):
+        if b.section_index != a.section_index:
+            assert a.role == "close" and a.breath  # thinned, cadenced, with a breath
+            assert b.phrase_index == 0
+            lengths.append(run * 16.0)
+            run = 1
+        else:
+            run += 1
+    assert len(lengths) >= 6
+    assert all(120.0 <= s <= 300.0 for s in lengths)
+    assert all(n % 2 == 0 for n in (s / 16.0 for s in lengths))  # eight-bar pairs stay aligned
+    names = [p.section.name for p in plans if p.phrase_index == 0]
+    assert names[:4] == ["A", "A'", "B", "A''"]
+    # each section has its own register, density, instrumentation or harmonic area
+    chars = {(p.section.register_shift, p.section.density_scale, p.section.pad,
+              p.section.walk, p.section.degree) for p in plans}
+    assert len(chars) >= 4
+
+
+def test_themes_return_transformed_in_pairs():
+    form = Form(seed=1)
+    plans = [form.next(Controls(tempo_bpm=66.0)) for _ in range(60)]
+    returns = [p for p in plans if p.role == "return"]
+    assert len(returns) >= 8 and all(p.transform for p in returns)
+    assert 0.1 <= len(returns) / len(plans) <= 0.4
+    for a, b in itertools.pairwise(plans):  # a return's two halves come together
+        if a.role == "return" and a.part == 0:
+            assert b.role in ("return", "close")
+    themes = [p for p in plans if p.role == "theme"]
+    assert {p.section.name for p in themes} == {"A", "B"}
+
+
+def test_motif_memory_transposes_augments_and_varies_without_copying():
+    mem = MotifMemory(seed=2)
+    line = [(0.0, 1.0, 64, 0.5), (1.0, 1.0, 65, 0.5), (2.0, 2.0, 67, 0.5), (4.0, 2.0, 69, 0.5),
+            (6.0, 2.0, 67, 0.5), (8.0, 4.0, 64, 0.5), (12.0, 4.0, 62, 0.5)]
+    mem.store(0, 0, line, 0, "major")
+    assert to_pitch(to_steps([64], 0, "major")[0], 0, "major") == 64
+    same = mem.recall(0, 0, ("reharmonise",), 0, "major", 65.0)
+    assert [n[2] for n in same] == [n[2] for n in line]
+    moved = mem.recall(0, 0, ("transpose",), 7, "major", 65.0)  # G major, moved a step-group
+    assert all(p % 12 in {7, 9, 11, 0, 2, 4, 6} for _, _, p, _ in moved)
+    assert [n[2] for n in moved] != [n[2] for n in line]
+    slow = mem.recall(0, 0, ("augment",), 0, "major", 65.0)
+    assert [(s, d) for s, d, _, _ in slow] == [(0.0, 2.0), (2.0, 2.0), (4.0, 4.0), (8.0, 4.0),
+                                               (12.0, 4.0)]
+    varied = mem.recall(0, 0, ("vary",), 0, "major", 65.0)
+    assert [n[2] for n in varied] != [n[2] for n in line]
+    assert [n[:2] for n in varied] == [n[:2] for n in line]  # same rhythm: a near-repeat
+    assert varied[-1][2] % 12 == 7  # the statement half-closes on the fifth
+
+
+@pytest.mark.parametrize("preset,limit", [("calm", 0.5), ("sleep", 0.25)])
+def test_procedural_harmony_changes_no_faster_than_the_preset_allows(preset, limit):
+    c = Controls.from_preset(preset, DEFAULT_PRESETS[preset])
+    ps = [p for _, p in _session(ProceduralComposer(4), c, 6)]
+    chords = [(ch.root_pc, ch.quality) for p in ps for ch in p.chords]
+    changes = sum(a != b for a, b in itertools.pairwise(chords))
+    assert changes / (4 * len(ps)) <= limit
+
+
+def test_procedural_themes_come_back_as_near_repeats():
+    ps = [p for _, p in _session(ProceduralComposer(6), Controls(tempo_bpm=66.0), 10)]
+    theme = [n for n in ps[0].notes if n.voice == "melody"]
+    returns = [p for p in ps if p.meta["role"] == "return"]
+    assert returns
+    near = 0
+    for p in returns:
+        mel = [n for n in p.notes if n.voice == "melody"]
+        if len(mel) == len(theme):
+            intervals = np.diff([n.pitch for n in mel])
+            near += np.mean(np.abs(intervals - np.diff([n.pitch for n in theme])) <= 2) > 0.7
+    assert near >= 1
+    for p in returns:  # never a literal loop
+        assert [n.pitch for n in p.notes if n.voice == "melody"] != [n.pitch for n in theme]
+
+
+def test_performance_is_humanised_breathes_and_swells():
+    from calmtunes.music.form import _CYCLE, PhrasePlan
+
+    rng = np.random.default_rng(0)
+    notes = [NoteEvent(float(b), 1.0, 60 + b % 5, 0.5, "harmony") for b in range(16)]
+    plan = PhrasePlan(_CYCLE[0], 0, 3, "answer", breath=True)
+    played, env = perform(notes, plan, 16.0, 60.0, rng)
+    ms = [(p.start_beat - n.start_beat) * 1000.0 for p, n in zip(played, notes)]
+    assert 8.0 <= np.mean(np.abs(ms[:12])) <= 25.0  # 60 bpm: a beat is 1000 ms
+    late = [perform(notes, plan, 16.0, 60.0, np.random.default_rng(k))[0] for k in range(200)]
+    shift = [np.mean([p[i].start_beat - i for p in late]) * 1000.0 for i in (4, 14)]
+    assert shift[1] > shift[0] + 8.0  # the last bar broadens (rubato)
+    assert max(p.start_beat + p.duration_beats for p in played) <= 16.0 - BREATH_BEATS + 0.05
+    assert len(played) == 15  # nothing begins in the breath
+    assert min(db for _, db in env) <= -12.0 and max(db for _, db in env) > 0.0
+    for a, b in itertools.pairwise(played):  # legato stays legato, never overlaps
+        assert a.start_beat + a.duration_beats == pytest.approx(b.start_beat, abs=1e-9)
+
+
+def test_the_mixer_plays_the_phrase_envelope_after_measuring_loudness():
+    cfg = Config().replace(sound={"bed": "none", "reverb": 0.0, "breath_pacing": False})
+
+    def render(envelope):
+        mixer = Mixer(48000, cfg)
+        mixer.set_controls(Controls(volume_db=0.0))
+        mixer.fade_in(0.01)
+        notes = tuple(NoteEvent(float(b), 1.0, 60, 0.5, "harmony") for b in range(8))
+        mixer.schedule(Phrase(notes, 8.0, 60.0, 0, "major", Controls(),
+                              meta={"dynamics": envelope}))
+        y = np.concatenate([mixer.render(4800) for _ in range(80)])
+        return y, mixer.normaliser.estimate_lufs
+
+    flat, loud_flat = render([(0.0, 0.0), (8.0, 0.0)])
+    dip, loud_dip = render([(0.0, 0.0), (3.5, 0.0), (4.0, -20.0), (8.0, -20.0)])
+    level = [20 * np.log10(np.sqrt(np.mean(y[4 * 48000 + 4800:7 * 48000] ** 2)))
+             for y in (flat, dip)]
+    assert level[0] - level[1] == pytest.approx(20.0, abs=1.0)
+    early = [np.sqrt(np.mean(y[:3 * 48000] ** 2)) for y in (flat, dip)]
+    assert early[0] == pytest.approx(early[1], rel=1e-6)
+    assert loud_flat == pytest.approx(loud_dip, abs=0.01)  # the normaliser does not see it

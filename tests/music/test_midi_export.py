@@ -1,0 +1,83 @@
+"""`render --midi`: the notes that were played, read back by an independent MIDI library."""
+
+from __future__ import annotations
+
+import pytest
+
+from calmtunes.config import Config
+from calmtunes.music.midi import PlayedNote, PlayLog, write_midi
+from calmtunes.render import render_offline
+
+mido = pytest.importorskip("mido")
+
+
+def _notes_by_track(path):
+    """{track name: [(on s, off s, pitch, velocity 1–127)]} through mido's tempo handling."""
+    mid = mido.MidiFile(str(path))
+    tempo_track = mid.tracks[0]
+    tempi = []  # (tick, µs per beat)
+    tick = 0
+    for msg in tempo_track:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            tempi.append((tick, msg.tempo))
+
+    def seconds(at: int) -> float:
+        t, last_tick, last_tempo = 0.0, 0, tempi[0][1]
+        for tk, tempo in tempi:
+            if tk > at:
+                break
+            t += mido.tick2second(tk - last_tick, mid.ticks_per_beat, last_tempo)
+            last_tick, last_tempo = tk, tempo
+        return t + mido.tick2second(at - last_tick, mid.ticks_per_beat, last_tempo)
+
+    out = {}
+    for track in mid.tracks[1:]:
+        tick, held, notes = 0, {}, []
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                held[(msg.channel, msg.note)] = (tick, msg.velocity)
+            elif msg.type in ("note_off", "note_on"):
+                on, vel = held.pop((msg.channel, msg.note))
+                notes.append((seconds(on), seconds(tick), msg.note, vel))
+        out[track.name] = sorted(notes)
+    return mid, out
+
+
+def test_render_writes_the_played_notes_on_three_tracks_with_the_tempo_map(tmp_path):
+    cfg = Config().replace(music={"generator": "procedural", "seed": 4})
+    wav, mid_path = tmp_path / "s.wav", tmp_path / "s.mid"
+    summary = render_offline(cfg, 0.75, wav, preset="calm", scenario="stressed", midi=mid_path)
+    mid, tracks = _notes_by_track(mid_path)
+    assert mid.type == 1
+    assert [t.name for t in mid.tracks[1:]] == ["melody", "harmony", "bass"]
+    assert all(tracks[name] for name in ("melody", "harmony", "bass"))
+    assert sum(len(v) for v in tracks.values()) == summary["midi_notes"]
+    # the tempo map follows the closed loop's phrases (iso start near the heart rate)
+    tempi = [round(mido.tempo2bpm(m.tempo), 1) for m in mid.tracks[0] if m.type == "set_tempo"]
+    played = [round(p[2], 1) for p in summary["phrases"]]
+    assert tempi[:len(played)] == played[:len(tempi)]
+    # every melody onset the mixer scheduled is in the file, at its time (±2 ms)
+    onsets = sorted(t for p in summary["phrases"] for t in p[3])
+    file_onsets = sorted(on for track in tracks.values() for on, *_ in track)
+    assert len(file_onsets) == len([t for t in onsets if t < summary["seconds"]])
+    for a, b in zip(file_onsets, onsets):
+        assert a == pytest.approx(b, abs=0.002)
+
+
+def test_a_crossfade_keeps_only_what_was_heard(tmp_path):
+    log = PlayLog()
+    log.add_phrase(0.0, 60.0, 8.0)
+    log.add_note(PlayedNote(0.0, 6.0, 60, 0.5, "melody"))  # held across the cut
+    log.add_note(PlayedNote(5.0, 6.0, 64, 0.5, "melody"))  # never began
+    log.add_phrase(4.0, 90.0, 8.0)
+    log.cut(4.0)
+    log.add_phrase(4.0, 72.0, 8.0)
+    log.add_note(PlayedNote(4.0, 5.0, 67, 1.0, "bass"))
+    path = tmp_path / "x.mid"
+    assert write_midi(path, log) == 2
+    _, tracks = _notes_by_track(path)
+    assert [(round(a, 3), round(b, 3), p) for a, b, p, _ in tracks["melody"]] == [(0.0, 4.0, 60)]
+    assert [(round(a, 3), round(b, 3), p, v) for a, b, p, v in tracks["bass"]] == \
+        [(4.0, 5.0, 67, 127)]
