@@ -51,7 +51,14 @@ from calmtunes import __version__
 from calmtunes import config as config_mod
 from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
-from calmtunes.commands import SOCKET_COMMANDS, TokenBucket, check, checked_state, quote
+from calmtunes.commands import (
+    SOCKET_COMMANDS,
+    TokenBucket,
+    check,
+    checked_state,
+    quote,
+    suggest,
+)
 from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.control import ControlServer, Peer, socket_path
@@ -73,8 +80,7 @@ SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long wit
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
 ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
 SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
-SOCKET_BURST = 10  # ... and at once
-RATE_LIMITED = (*SOCKET_COMMANDS, "reload")
+SOCKET_BURST = 10  # ... and at once (the socket's commands that change the music, and reload)
 SLOW_DOWN = "too many requests; slow down"
 HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 # Figures about the listener's body: withheld from status unless the client may see them.
@@ -452,8 +458,10 @@ class Daemon:
                 return {"ok": False, "error": error}
             self.supervisor.by_name(arg).inject_hang()
             return {"ok": True}
-        known = ", ".join(("status", *SOCKET_COMMANDS, "reload", "hang"))
-        return {"ok": False, "error": f"unknown command {quote(cmd)} (have: {known})"}
+        known = ("status", *SOCKET_COMMANDS, "reload", "hang")
+        hint = suggest(cmd, known) if isinstance(cmd, str) else ""
+        return {"ok": False,
+                "error": f"unknown command {quote(cmd)}{hint} (have: {', '.join(known)})"}
 
 
 def prepare_runtime_dir(path: str | os.PathLike[str]) -> Path:
