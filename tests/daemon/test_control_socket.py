@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from calmtunes import cli
+from calmtunes import cli, control
 from calmtunes.commands import TokenBucket
 from calmtunes.config import Config, DeviceConfig
 from calmtunes.control import BUSY, MAX_CLIENTS, MAX_REQUEST, Peer, request, socket_path
@@ -89,7 +89,7 @@ def test_silent_and_trickling_clients_do_not_keep_status_from_another(tmp_config
         try:
             # Under a one-at-a-time server, each silent client holds the socket for its whole
             # timeout (2 s): this request would wait 10 s and time out.
-            reply = request(path, "status", timeout=1.5)
+            reply = request(path, "status", timeout=5.0)
         finally:
             done.set()
             for s in silent:
@@ -107,7 +107,8 @@ def test_a_silent_client_is_answered_and_let_go(tmp_config):
     assert reply["ok"] is False and reply["error"].startswith("no complete request within 2 s")
 
 
-def test_one_client_too_many_is_told_busy_at_once(tmp_config):
+def test_one_client_too_many_is_told_busy_at_once(tmp_config, monkeypatch):
+    monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 30.0)  # the silent ones stay, however slow
     with running(Daemon(tmp_config)) as path:
         silent = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CLIENTS)]
         try:
@@ -118,10 +119,10 @@ def test_one_client_too_many_is_told_busy_at_once(tmp_config):
             for s in silent:
                 s.close()
         assert reply == {"ok": False, "error": BUSY}
-        for _ in range(100):  # the silent ones are let go within their 2 s; then all is well
+        for _ in range(200):  # the silent ones have left; then all is well again
             if request(path, "status").get("ok"):
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         else:
             pytest.fail("status never answered again")
 

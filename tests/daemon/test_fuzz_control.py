@@ -114,9 +114,12 @@ def test_a_storm_of_random_requests_changes_nothing_it_should_not(tmp_config):
                 break
             time.sleep(0.02)
 
+        sent = [0]
+
         @FUZZ
         @given(requests)
         def storm(data):
+            sent[0] += 1
             reply = _send(path, data)
             assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), reply
             if not reply["ok"]:
@@ -127,6 +130,7 @@ def test_a_storm_of_random_requests_changes_nothing_it_should_not(tmp_config):
             assert daemon.conductor.preset in cfg.music.presets
 
         storm()
+        print(f"{sent[0]} random requests")  # shown with -s
         daemon.socket_rate = TokenBucket(5.0, 10)  # what the storm spent is not the point here
         assert _send(path, b'{"cmd": "preset", "arg": "sleep"}\n') == {"ok": True}
         assert _send(path, b'{"cmd": "volume", "arg": -12}\n') == {"ok": True}
@@ -170,9 +174,12 @@ def test_any_state_file_starts_safe_and_saves_back_clean(tmp_config, tmp_path):
     defaults = {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
                 "privacy": False}
 
+    tried = [0]
+
     @FUZZ
     @given(state_files)
     def start_from(content):
+        tried[0] += 1
         path.write_bytes(content)
         (folder / f".{STATE_FILE}.left1").write_bytes(content[:10])  # what a kill -9 leaves
         store = StateStore(path, defaults)
@@ -194,6 +201,7 @@ def test_any_state_file_starts_safe_and_saves_back_clean(tmp_config, tmp_path):
 
     try:
         start_from()
+        print(f"{tried[0]} random state files")  # shown with -s
     finally:
         logging.getLogger().removeHandler(watch)
     assert watch.bad == []
