@@ -84,9 +84,12 @@ SOCKET_BURST = 10  # ... and at once (the socket's commands that change the musi
 SLOW_DOWN = "too many requests; slow down"
 HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 # Figures about the listener's body: withheld from status unless the client may see them.
-HEALTH_PULSE_KEEP = ("t", "finger", "quality", "reason")  # what a pulse record keeps when hidden
-HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate")  # paced from the measured breathing
-HEALTH_CONTROLS = ("breath_rate",)
+# The pulse record keeps only whether a finger is on and how clean the signal is. The conductor's
+# tempo and breath pacing follow the listener (the iso start sets the tempo to the heart rate, the
+# pacing starts at the measured breathing rate) and its mode follows the stress index, so they go.
+HEALTH_PULSE_KEEP = ("t", "finger", "quality", "reason")
+HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate", "tempo_bpm", "mode")
+HEALTH_CONTROLS = ("breath_rate", "tempo_bpm")
 
 
 class Daemon:

@@ -191,7 +191,10 @@ def test_health_figures_only_for_the_daemon_user_and_root(tmp_config):
         assert r["health_hidden"] == HEALTH_HIDDEN
         assert not set(HEALTH_KEYS) & set(r["pulse"]), r["pulse"]
         assert r["pulse"]["finger"] is True
-        assert "hr_bpm" not in r["conductor"] and "stress_rise" not in r["conductor"]
+        assert not {"hr_bpm", "stress_rise", "tempo_bpm", "breath_rate", "mode"} & set(
+            r["conductor"])
+        assert not {"tempo_bpm", "breath_rate"} & set(r["controls"])
+        assert r["controls"]["preset"] == "calm" and "scene" in r["conductor"]
         text = json.dumps(r)
         assert "97.0" not in text and "71.0" not in text
     group = Daemon(tmp_config.replace(device={"status_health": "group"}))
