@@ -175,6 +175,8 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
         try:
             for wait in (0.2, 0.5, 1.0, None):  # a busy daemon is asked again, a few times
                 reply = request(path, cmd, **extra)
+                if not isinstance(reply, dict):
+                    raise ValueError(f"a {type(reply).__name__}, not an object")
                 if reply.get("error") != BUSY or wait is None:
                     return reply
                 time.sleep(wait)
