@@ -3,7 +3,8 @@
 Whatever arrives, the daemon logs no traceback, answers every request with JSON whose ``ok`` is a
 bool, never plays louder than ``music.max_volume_db``, and loses nothing: a good command after
 the storm still works and the state it saves still loads. ``CALMTUNES_FUZZ_EXAMPLES`` sets the
-number of cases (default: a few seconds' worth for the suite).
+number of cases (default: a few seconds' worth for the suite); a long run also needs
+``--timeout=0`` (the suite stops any test after 300 s), and ``-s`` shows how many cases ran.
 """
 
 from __future__ import annotations
