@@ -40,3 +40,32 @@ def test_unwritable_folder_is_reported_not_raised(tmp_path, caplog):
     store = StateStore(blocker / "state.json", DEFAULTS)
     store.save({**DEFAULTS, "preset": "sleep"})
     assert "cannot save state" in caplog.text
+
+
+def test_temporary_files_left_by_a_kill_are_removed_at_load(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({**DEFAULTS, "preset": "sleep"}))
+    (tmp_path / ".state.json.k2j4_x").write_text('{"pres')
+    (tmp_path / ".state.json.9f8e7d").write_text("")
+    (tmp_path / "sessions.db").write_text("")  # not ours to remove
+    assert StateStore(path, DEFAULTS).load()["preset"] == "sleep"
+    assert sorted(os.listdir(tmp_path)) == ["sessions.db", "state.json"]
+
+
+def test_a_float_default_takes_an_int_and_a_wrong_type_is_logged_and_rewritten(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_text('{"volume_db": -9, "preset": 3, "playing": "yes"}')
+    store = StateStore(path, DEFAULTS)
+    assert store.load() == {**DEFAULTS, "volume_db": -9}
+    assert "preset is 3, not a str" in caplog.text and "playing is 'yes'" in caplog.text
+    store.save({**DEFAULTS, "volume_db": -9.0})  # same values: rewritten all the same
+    assert json.loads(path.read_text()) == {**DEFAULTS, "volume_db": -9.0}
+
+
+def test_non_finite_numbers_are_never_written(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    store = StateStore(path, DEFAULTS)
+    store.save({**DEFAULTS, "volume_db": -3.0})
+    store.save({**DEFAULTS, "volume_db": float("nan")})
+    assert json.loads(path.read_text())["volume_db"] == -3.0
+    assert "cannot save state" in caplog.text

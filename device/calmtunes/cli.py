@@ -36,10 +36,14 @@ def setup_logging(level: str = "info") -> None:
 
 
 def sim_dirs() -> tuple[str, str]:
-    """State and runtime folders for simulation on a workstation (never /var or /run)."""
-    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "calmtunes-sim"
-    runtime_base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/calmtunes-{os.getuid()}"
-    runtime = Path(runtime_base) / "calmtunes-sim"
+    """State and runtime folders for simulation on a workstation (never /var or /run).
+
+    The runtime folder is under ``$XDG_RUNTIME_DIR`` (the user's own, 0700), else under the
+    state folder in the user's home: never a guessable name in /tmp, which another user could
+    have made first."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "calmtunes-sim"
+    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    runtime = Path(xdg_runtime) / "calmtunes-sim" if xdg_runtime else state / "run"
     return str(state), str(runtime)
 
 
@@ -64,7 +68,14 @@ def load_config(path: str | None) -> tuple[config_mod.Config, str | None]:
 
 
 def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> config_mod.Config:
+    """The config for ``simulate``: emulated senses; the simulation folders (:func:`sim_dirs`)
+    unless the config names its own ``device.state_dir``/``runtime_dir``."""
     state, runtime = sim_dirs()
+    default = config_mod.DeviceConfig()
+    if cfg.device.state_dir != default.state_dir:
+        state = cfg.device.state_dir
+    if cfg.device.runtime_dir != default.runtime_dir:
+        runtime = cfg.device.runtime_dir
     audio: dict = {}
     if getattr(args, "out", None):
         audio = {"backend": "wav", "wav_path": str(args.out), "realtime": True}
@@ -86,11 +97,12 @@ def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> confi
 # -- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, path = load_config(args.config)  # first: a bad config exits 78 at once
-    from calmtunes.daemon import Daemon
+    from calmtunes.daemon import Daemon, with_systemd_dirs
 
     setup_logging(cfg.device.log_level)
     if path is None:
         log.warning("no config file (%s); running on defaults", config_mod.DEFAULT_PATH)
+    cfg = with_systemd_dirs(cfg)
     daemon = Daemon(cfg, path)
     daemon.install_signal_handlers()
     return daemon.run()
@@ -170,14 +182,24 @@ def _socket_candidates(args: argparse.Namespace) -> list[Path]:
 
 
 def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
-    from calmtunes.control import request
+    import time
+
+    from calmtunes.control import BUSY, request
 
     errors = []
     for path in _socket_candidates(args):
         try:
-            return request(path, cmd, **extra)
+            for wait in (0.2, 0.5, 1.0, None):  # a busy daemon is asked again, a few times
+                reply = request(path, cmd, **extra)
+                if not isinstance(reply, dict):
+                    raise ValueError(f"a {type(reply).__name__}, not an object")
+                if reply.get("error") != BUSY or wait is None:
+                    return reply
+                time.sleep(wait)
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
+        except ValueError as exc:  # not JSON: not our daemon, or a cut-off reply
+            errors.append(f"{path}: the reply is not JSON ({exc})")
     print("calmtunes: the daemon is not running (or its socket is not readable by you):\n  "
           + "\n  ".join(errors)
           + "\n  check `systemctl status calmtunes`; are you in the calmtunes group?",
@@ -192,7 +214,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EX_UNAVAILABLE
     if args.json:
         print(json.dumps(reply, indent=2))
-        return 0
+        return 0 if reply.get("ok") else 1
+    if not reply.get("ok"):
+        print(f"calmtunes: {reply.get('error')}", file=sys.stderr)
+        return 1
     print(format_status(reply))
     return 0
 
@@ -217,14 +242,19 @@ def format_status(s: dict) -> str:
     pulse = s.get("pulse") or {}
     scene = s.get("scene") or {}
     up = s.get("uptime_s", 0)
+    finger = "finger on" if pulse.get("finger") else "no finger"
+    if s.get("health_hidden"):
+        pulse_line = f"pulse      {finger}; {s['health_hidden']}"
+    else:
+        pulse_line = (f"pulse      {finger}, HR {fmt(pulse.get('hr_bpm'), ' bpm')}, "
+                      f"quality {fmt(pulse.get('quality'), '', 2)}, "
+                      f"breathing {fmt(pulse.get('breathing_rate'), '/min', 1)}, "
+                      f"stress {fmt(pulse.get('stress'), '', 2)}")
     lines = [
         f"calmtunes {s.get('version')}  up {int(up // 3600)}h{int(up % 3600 // 60):02d}m",
         f"preset     {s.get('preset')}  ({'playing' if s.get('playing') else 'paused'}), "
         f"volume {s.get('volume_db', 0):+.1f} dB",
-        f"pulse      {'finger on' if pulse.get('finger') else 'no finger'}, "
-        f"HR {fmt(pulse.get('hr_bpm'), ' bpm')}, quality {fmt(pulse.get('quality'), '', 2)}, "
-        f"breathing {fmt(pulse.get('breathing_rate'), '/min', 1)}, "
-        f"stress {fmt(pulse.get('stress'), '', 2)}",
+        pulse_line,
         f"scene      {scene.get('label', '—')}" + (
             f", {scene.get('people')} people, light {fmt(scene.get('luminance'), '', 2)}"
             if scene else ""),
@@ -462,9 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
     except ConfigError as exc:
         print(f"calmtunes: configuration error in {exc}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `calmtunes status | head -1`: the reader has what it wanted. Point stdout at
+        # /dev/null so the interpreter's last flush finds nowhere to fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0

@@ -59,10 +59,21 @@ def _copy(value: Any) -> Any:
 class DeviceConfig:
     state_dir: str = opt(
         "/var/lib/calmtunes",
-        help="where the small persistent state (last preset, volume) and sessions live",
+        help="where the small persistent state (last preset, volume) and sessions live; "
+        "`calmtunes run` takes $STATE_DIRECTORY instead when systemd sets it (StateDirectory=)",
     )
     runtime_dir: str = opt(
-        "/run/calmtunes", help="where the control socket lives (mode 0660)"
+        "/run/calmtunes",
+        help="where the control socket lives (mode 0660); must belong to the daemon's user and "
+        "not be writable by group or others (made 0750 if missing); `calmtunes run` takes "
+        "$RUNTIME_DIRECTORY instead when systemd sets it (RuntimeDirectory=)",
+    )
+    status_health: str = opt(
+        "owner",
+        help="who sees health figures (heart rate, HRV, breathing, stress, SpO2) in `calmtunes "
+        "status`: only the daemon's own user and root, or everyone who may use the control "
+        "socket (its group)",
+        choices=("owner", "group"),
     )
     log_level: str = opt(
         "info", help="log verbosity", choices=("debug", "info", "warning", "error")

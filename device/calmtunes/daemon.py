@@ -17,6 +17,18 @@ does not restart on it, and powers off in a privileged ``ExecStopPost=``. Withou
 workstation), the daemon just stops, saying so. "privacy" is remembered here (it survives power
 cuts) and acted on by the scene component.
 
+Every command passes :func:`calmtunes.commands.check` first, wherever it comes from (socket,
+panel, saved state); a refused one changes nothing and, over the socket, is answered ``ok: false``
+with the reason. Commands that change the device's state are rate-limited on the socket
+(:data:`SOCKET_RATE_PER_S`, bursts of :data:`SOCKET_BURST`). ``status`` carries health figures
+(pulse, heart-rate-led conductor figures) only for the daemon's own user and root, unless
+``device.status_health`` is "group".
+
+Folders: the runtime folder (the control socket's) must belong to the daemon's user and not be
+writable by group or others; it is made 0750 when missing, and anything else stops the start with
+exit status 78 and how to fix it (:func:`prepare_runtime_dir`). ``calmtunes run`` takes systemd's
+``$STATE_DIRECTORY`` and ``$RUNTIME_DIRECTORY`` over the config's (:func:`with_systemd_dirs`).
+
 systemd: READY=1 goes out once audio flows, or after :data:`READY_WITHOUT_SOUND_S` without a
 sound card (the daemon is up and keeps trying the card; its status line says what is missing), so
 a missing DAC is retried in place instead of the service being killed and restarted.
@@ -25,7 +37,9 @@ a missing DAC is retried in place instead of the service being killed and restar
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -37,9 +51,17 @@ from calmtunes import __version__
 from calmtunes import config as config_mod
 from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
+from calmtunes.commands import (
+    SOCKET_COMMANDS,
+    TokenBucket,
+    check,
+    checked_state,
+    quote,
+    suggest,
+)
 from calmtunes.component import Component
 from calmtunes.config import Config
-from calmtunes.control import ControlServer, socket_path
+from calmtunes.control import ControlServer, Peer, socket_path
 from calmtunes.errors import ConfigError
 from calmtunes.fault import clear_fault
 from calmtunes.hub import Command, Hub
@@ -58,6 +80,17 @@ READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound car
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
 ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
+SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
+SOCKET_BURST = 10  # ... and at once (the socket's commands that change the music, and reload)
+SLOW_DOWN = "too many requests; slow down"
+HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
+# Figures about the listener's body: withheld from status unless the client may see them.
+# The pulse record keeps only whether a finger is on and how clean the signal is. The conductor's
+# tempo and breath pacing follow the listener (the iso start sets the tempo to the heart rate, the
+# pacing starts at the measured breathing rate) and its mode follows the stress index, so they go.
+HEALTH_PULSE_KEEP = ("t", "finger", "quality", "reason")
+HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate", "tempo_bpm", "mode")
+HEALTH_CONTROLS = ("breath_rate", "tempo_bpm")
 
 
 class Daemon:
@@ -73,6 +106,7 @@ class Daemon:
         self.exit_code = 0
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
+        prepare_runtime_dir(config.device.runtime_dir)
 
         m = config.music
         self.state = StateStore(
@@ -80,7 +114,7 @@ class Daemon:
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
              "privacy": False},
         )
-        saved = self.state.load()
+        saved = checked_state(self.state.load(), config)  # clamped: never saved back as it was
         self.privacy = bool(saved["privacy"])  # camera off by the privacy button
         self.conductor = self._make_conductor(saved)
         kwargs = {"generator_loader": composer_loader} if composer_loader else {}
@@ -92,6 +126,8 @@ class Daemon:
         self.components: list[Component] = [self.composer, self.audio]
         self.supervisor = Supervisor(self.components, self.notifier)
         self.control = ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
+        self.socket_rate = TokenBucket(SOCKET_RATE_PER_S, SOCKET_BURST)
+        self._command_lock = threading.RLock()  # commands come from the panel and socket threads
         self._pulse = self._scene = None
         self._next_conduct = 0.0
         self.sleep_at: float | None = None  # monotonic time the sleep timer ends
@@ -314,23 +350,32 @@ class Daemon:
                          "playing": self.conductor.playing, "privacy": self.privacy})
 
     def handle_command(self, command: Command) -> None:
-        name, arg = command.name, command.arg
+        checked = check(command.name, command.arg, self.config)
+        if not checked.ok:
+            log.warning("command refused (%s): %s", command.source, checked.error)
+            return
+        with self._command_lock:
+            self._do_command(checked.name, checked.arg, command.source)
+
+    def _do_command(self, name: str, arg: Any, source: str) -> None:
+        """A command :func:`check` accepted (``arg`` is clean)."""
         step = self.config.music.volume_step_db
         if name == "preset":
-            if self.conductor.set_preset(str(arg)):
-                log.info("preset %s (%s)", arg, command.source)
+            if self.conductor.set_preset(arg):
+                log.info("preset %s (%s)", arg, source)
                 self.composer.flush()
                 self.audio.change_preset()
                 if self.sessions is not None:
-                    self.sessions.preset(str(arg))
+                    self.sessions.preset(arg)
             if not self.conductor.playing:
                 self._set_playing(True)
         elif name in ("volume_up", "volume_down"):
             change = step if name == "volume_up" else -step
             db = self.conductor.set_volume_db(self.conductor.volume_db + change)
-            log.info("volume %+.1f dB (%s)", db, command.source)
+            log.info("volume %+.1f dB (%s)", db, source)
         elif name == "volume":
-            self.conductor.set_volume_db(float(arg))
+            db = self.conductor.set_volume_db(arg)
+            log.info("volume %+.1f dB (%s)", db, source)
         elif name == "play_pause":
             self._set_playing(not self.conductor.playing)
         elif name == "stop":
@@ -341,17 +386,13 @@ class Daemon:
         elif name == "shutdown":
             if self.config.panel.long_press_action != "shutdown":
                 log.warning("shutdown refused (%s): panel.long_press_action is %r, not 'shutdown'",
-                            command.source, self.config.panel.long_press_action)
+                            source, self.config.panel.long_press_action)
                 return
             self.request_stop(EXIT_POWEROFF)
             return
         elif name == "privacy":  # the scene component opens or closes the camera itself
             self.privacy = (not self.privacy) if arg is None else bool(arg)
-            log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed",
-                     command.source)
-            return
-        else:
-            log.warning("unknown command %r ignored", name)
+            log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed", source)
             return
         self.apply_controls()
 
@@ -369,15 +410,8 @@ class Daemon:
             else:
                 self.sessions.end(time.time(), why)
 
-    def _sleep_timer(self, arg: Any) -> None:
-        try:
-            minutes = self.config.panel.sleep_timer_min if arg is None else float(arg)
-        except (TypeError, ValueError):
-            log.warning("sleep timer: %r is not a number of minutes; ignored", arg)
-            return
-        if not 0 <= minutes <= 24 * 60 or minutes != minutes:
-            log.warning("sleep timer: %r minutes is out of range (0–1440); ignored", arg)
-            return
+    def _sleep_timer(self, minutes: float) -> None:
+        """``minutes`` as :func:`check` passed it: 0–1440, 0 cancels."""
         if minutes == 0:
             self.sleep_at = None
             log.info("sleep timer cancelled")
@@ -390,10 +424,12 @@ class Daemon:
         state = "playing" if c.playing else "paused"
         return f"{state} {c.preset}, volume {c.volume_db:+.0f} dB"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, health: bool = True) -> dict[str, Any]:
+        """What ``calmtunes status`` shows; without ``health``, no figure about the listener's
+        body (heart rate, HRV, breathing, stress, SpO2), and ``health_hidden`` says so."""
         pulse = self.hub.latest("pulse")
         scene = self.hub.latest("scene")
-        return {
+        status = {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "preset": self.conductor.preset,
@@ -412,28 +448,126 @@ class Daemon:
                 for c in self.components
             },
         }
+        if not health:
+            status["health_hidden"] = HEALTH_HIDDEN
+            if isinstance(status["pulse"], dict):
+                status["pulse"] = {k: v for k, v in status["pulse"].items()
+                                   if k in HEALTH_PULSE_KEEP}
+            for key, hidden in (("conductor", HEALTH_CONDUCTOR), ("controls", HEALTH_CONTROLS)):
+                if isinstance(status[key], dict):
+                    status[key] = {k: v for k, v in status[key].items() if k not in hidden}
+        return status
 
-    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request["cmd"]
+    def may_see_health(self, peer: Peer | None) -> bool:
+        """The daemon's own user and root see health figures; the group only if the config
+        says so (``device.status_health: group``). An unknown peer sees none."""
+        if peer is None:
+            return False
+        if self.config.device.status_health == "group":
+            return True
+        return peer.uid in (0, os.geteuid())
+
+    def handle_request(self, request: dict[str, Any], peer: Peer | None = None) -> dict[str, Any]:
+        """One control-socket request (``{"cmd": ..., "arg": ...}``) from ``peer``; the reply
+        has ``ok`` and, when refused, ``error`` saying why."""
+        cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, **self.status()}
-        if cmd in ("preset", "volume", "volume_up", "volume_down", "play_pause", "sleep_timer"):
-            self.hub.command(cmd, request.get("arg"), source="socket")
+            return {"ok": True, **self.status(health=self.may_see_health(peer))}
+        if cmd in SOCKET_COMMANDS:
+            checked = check(cmd, request.get("arg"), self.config)
+            if not checked.ok:
+                return {"ok": False, "error": checked.error}
+            if not self.socket_rate.take():
+                return {"ok": False, "error": SLOW_DOWN}
+            self.hub.command(checked.name, checked.arg, source="socket")
             return {"ok": True}
         if cmd == "reload":
+            if not self.socket_rate.take():
+                return {"ok": False, "error": SLOW_DOWN}
             self.request_reload()
             return {"ok": True}
         if cmd == "hang":
             if not self.config.device.simulate:
                 return {"ok": False, "error": "fault injection is only accepted in simulation mode"}
-            try:
-                self.supervisor.by_name(str(request.get("arg"))).inject_hang()
-            except KeyError:
-                names = ", ".join(c.name for c in self.components)
-                error = f"no component {request.get('arg')!r} (have: {names})"
+            names = [c.name for c in self.components]
+            arg = request.get("arg")
+            if arg not in names:
+                error = f"no component {quote(arg)} (have: {', '.join(names)})"
                 return {"ok": False, "error": error}
+            self.supervisor.by_name(arg).inject_hang()
             return {"ok": True}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+        known = ("status", *SOCKET_COMMANDS, "reload", "hang")
+        hint = suggest(cmd, known) if isinstance(cmd, str) else ""
+        return {"ok": False,
+                "error": f"unknown command {quote(cmd)}{hint} (have: {', '.join(known)})"}
+
+
+def prepare_runtime_dir(path: str | os.PathLike[str]) -> Path:
+    """The control socket's folder: made 0750 if missing; one that another user owns, or that
+    group or others may write to, is refused (:class:`ConfigError`, exit 78) with the fix.
+    Anyone who can write there could put their own socket in the daemon's place."""
+    p = Path(path)
+    where = f"device.runtime_dir {p}"
+    uid = os.geteuid()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.mkdir(mode=0o750)
+        os.chmod(p, 0o750)  # mkdir's mode is masked by the umask
+        return p
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        problem = (f"cannot create it ({exc.strerror or exc}); create it for the daemon's user "
+                   f"with mode 0750, or choose another folder")
+        raise ConfigError(where, [problem]) from None
+    try:
+        link = os.lstat(p)
+        st = os.stat(p)
+    except OSError as exc:
+        raise ConfigError(where, [f"cannot inspect it ({exc.strerror or exc})"]) from None
+    fix = f"sudo chown {_user_name(uid)} {p} && sudo chmod 0750 {p}"
+    problems = []
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, uid):
+        problems.append(f"is a symbolic link owned by {_user(link.st_uid)}, not by the daemon's "
+                        f"user {_user(uid)} or root; remove it (it is made afresh)")
+    if not stat.S_ISDIR(st.st_mode):
+        problems.append("is not a folder; remove it or choose another device.runtime_dir")
+    elif st.st_uid != uid:
+        problems.append(f"belongs to {_user(st.st_uid)}, not to the daemon's user {_user(uid)}; "
+                        f"fix: {fix}")
+    elif st.st_mode & 0o022:
+        problems.append(f"is writable by {'group and others' if st.st_mode & 0o002 else 'group'} "
+                        f"(mode {stat.S_IMODE(st.st_mode):04o}); fix: chmod 0750 {p}")
+    if problems:
+        raise ConfigError(where, problems)
+    return p
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+def _user(uid: int) -> str:
+    return f"{_user_name(uid)} (uid {uid})"
+
+
+def with_systemd_dirs(config: Config, environ: Any = None) -> Config:
+    """systemd's ``$STATE_DIRECTORY`` and ``$RUNTIME_DIRECTORY`` (StateDirectory=,
+    RuntimeDirectory=) over the config's folders; the first path where systemd lists several."""
+    environ = os.environ if environ is None else environ
+    dirs = {}
+    for key, var in (("state_dir", "STATE_DIRECTORY"), ("runtime_dir", "RUNTIME_DIRECTORY")):
+        value = (environ.get(var) or "").split(":")[0]
+        if value and value != getattr(config.device, key):
+            log.info("device.%s: %s from $%s (the config says %s)", key, value, var,
+                     getattr(config.device, key))
+            dirs[key] = value
+    return config.replace(device=dirs) if dirs else config
 
 
 def _public(record: Any) -> Any:

@@ -2,7 +2,10 @@
 
 Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder), so
 pulling the plug at any instant leaves either the old file or the new one, never a torn one. A
-missing or unreadable file gives the defaults with a warning; it never stops the music.
+missing or unreadable file gives the defaults with a warning; it never stops the music. A value
+of the wrong type is left out (with a warning) and the default kept; what the values may be is
+checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9 left behind
+(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from calmtunes.commands import quote
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +56,63 @@ class StateStore:
         self._last: dict[str, Any] | None = None
 
     def load(self) -> dict[str, Any]:
+        self.remove_stale_temporaries()
         state = dict(self.defaults)
+        clean = True  # False: the file needs rewriting at the next save
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(saved, dict):
                 raise ValueError("not a JSON object")
             for key, value in saved.items():
-                if key in state and type(value) is type(state[key]):
+                if key not in state:
+                    continue
+                if _same_type(value, state[key]):
                     state[key] = value
+                else:
+                    clean = False
+                    log.warning("state file %s: %s is %s, not a %s; keeping %r", self.path,
+                                key, quote(value), type(state[key]).__name__, state[key])
         except FileNotFoundError:
             pass
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
+            clean = False
             log.warning(
                 "state file %s is unreadable (%s); starting from defaults and rewriting it",
                 self.path, exc,
             )
-        self._last = dict(state)
+        self._last = dict(state) if clean else None
         return state
 
     def save(self, state: dict[str, Any]) -> None:
         if state == self._last:
             return
         try:
-            write_atomic(self.path, json.dumps(state, sort_keys=True).encode())
+            write_atomic(self.path, json.dumps(state, sort_keys=True, allow_nan=False).encode())
             self._last = dict(state)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("cannot save state to %s (%s); the music goes on", self.path, exc)
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete ``.state.json.*`` files that a write cut short (kill -9) left; how many."""
+        removed = 0
+        try:
+            stale = list(self.path.parent.glob(f".{self.path.name}.*"))
+        except OSError:
+            return 0
+        for tmp in stale:
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError as exc:
+                log.warning("cannot remove the stale temporary file %s (%s)", tmp, exc)
+        if removed:
+            log.info("removed %d stale temporary state file(s) from %s", removed,
+                     self.path.parent)
+        return removed
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    """JSON's 3 is as good as 3.0 for a float; a bool is never a number."""
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is type(default)

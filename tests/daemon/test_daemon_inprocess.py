@@ -48,7 +48,8 @@ def test_bad_requests_get_errors_not_crashes(tmp_config):
                 request(path, "status")["ok"]]
 
     unknown, hang, still = run_for(daemon, 0.5, ask)
-    assert unknown == {"ok": False, "error": "unknown command 'teleport'"}
+    assert unknown["ok"] is False
+    assert unknown["error"].startswith("unknown command 'teleport' (have: status, preset,")
     assert hang["ok"] is False and "no component 'nothing'" in hang["error"]
     assert still is True
 
@@ -77,7 +78,7 @@ def test_unknown_preset_is_refused_and_music_goes_on(tmp_config, caplog):
 
     status = run_for(daemon, 0.5, press)
     assert status["preset"] == "calm"
-    assert "no preset named 'disco'" in caplog.text
+    assert "command refused (panel): no preset 'disco'" in caplog.text
     assert status["components"]["audio"]["state"] == "ok"
 
 
@@ -142,3 +143,26 @@ def test_privacy_survives_a_restart_and_is_reapplied(tmp_config):
     again.hub.subscribe("command", lambda c: seen2.append((c.name, c.arg, c.source)))
     run_for(again, 0.3)
     assert ("privacy", True, "state") in seen2
+
+
+def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so(tmp_config,
+                                                                                  caplog):
+    import json
+    from pathlib import Path
+
+    state = Path(tmp_config.device.state_dir)
+    state.mkdir(parents=True)
+    for text in ('{"volume_db": 1e308, "preset": "sleep"}', '{"volume_db": NaN}',
+                 '{"volume_db": -Infinity, "preset": "disco"}'):
+        (state / "state.json").write_text(text)
+        (state / ".state.json.x1y2z3").write_text('{"volume_db": 6')  # left by a kill -9
+        daemon = Daemon(tmp_config)
+        assert daemon.conductor.volume_db == tmp_config.music.volume_db, text
+        assert daemon.conductor.preset in ("sleep", "calm")
+        daemon.save_state()
+        saved = json.loads((state / "state.json").read_text())
+        assert saved["volume_db"] == tmp_config.music.volume_db
+        assert not (state / ".state.json.x1y2z3").exists()
+        if daemon.sessions is not None:
+            daemon.sessions.close(time.time())
+    assert "saved volume" in caplog.text and "saved preset 'disco'" in caplog.text

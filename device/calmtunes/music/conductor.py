@@ -64,6 +64,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from calmtunes.commands import quote
 from calmtunes.config import Config
 from calmtunes.music.controls import TEMPO_RANGE, Controls
 
@@ -197,7 +198,10 @@ class Conductor:
         self.config = config
         self._lock = threading.Lock()
         self.preset = preset if preset in config.music.presets else config.music.default_preset
-        self.volume_db = volume_db
+        m = config.music
+        # calmtunes.commands checks what reaches here; this is the last guard before the sound.
+        self.volume_db = _clip(volume_db, m.min_volume_db, m.max_volume_db) \
+            if _finite(volume_db) else min(m.volume_db, m.max_volume_db)
         self._playing = True
         self._last: float | None = None  # time of the last update
         self._segment_start: float | None = None  # set at the first update of a segment
@@ -237,12 +241,14 @@ class Conductor:
                 log.warning("preset %r is gone from the new config; switching to %r",
                             self.preset, config.music.default_preset)
                 self.preset = config.music.default_preset
+            self.volume_db = _clip(self.volume_db, config.music.min_volume_db,
+                                   config.music.max_volume_db)
 
     def set_preset(self, name: str) -> bool:
         with self._lock:
             if name not in self.config.music.presets:
-                log.warning("no preset named %r in the config (have: %s); ignored",
-                            name, ", ".join(self.config.music.presets))
+                log.warning("no preset named %s in the config (have: %s); ignored",
+                            quote(name), ", ".join(self.config.music.presets))
                 return False
             changed = name != self.preset
             self.preset = name
@@ -263,9 +269,14 @@ class Conductor:
             return changed
 
     def set_volume_db(self, db: float) -> float:
+        """Set the volume (dB), clamped to ``music.min_volume_db``–``max_volume_db``; a value
+        that is not a finite number is ignored (the volume stays) and the volume returned."""
         m = self.config.music
         with self._lock:
-            self.volume_db = max(m.min_volume_db, min(m.max_volume_db, float(db)))
+            if not _finite(db):
+                log.warning("volume %s is not a finite number of dB; ignored", quote(db))
+                return self.volume_db
+            self.volume_db = _clip(float(db), m.min_volume_db, m.max_volume_db)
             return self.volume_db
 
     # -- the loop ------------------------------------------------------------------------------

@@ -1,0 +1,346 @@
+"""The control socket under bad clients: slow, silent, too many, too big, too fast; who may see
+health figures; the folders it lives in; the CLI on the other end."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from calmtunes import cli, control
+from calmtunes.commands import TokenBucket
+from calmtunes.config import Config, DeviceConfig
+from calmtunes.control import BUSY, MAX_CLIENTS, MAX_REQUEST, Peer, request, socket_path
+from calmtunes.daemon import (
+    HEALTH_HIDDEN,
+    SLOW_DOWN,
+    Daemon,
+    prepare_runtime_dir,
+    with_systemd_dirs,
+)
+from calmtunes.errors import ConfigError
+from calmtunes.pulse.reading import PulseReading
+
+READING = PulseReading(t=time.monotonic(), finger=True, quality=0.9, hr_bpm=71.0, rmssd_ms=42.0,
+                       sdnn_ms=50.0, breathing_rate=13.0, spo2=97.0, stress=0.4, stress_sd=0.1)
+HEALTH_KEYS = ("hr_bpm", "rmssd_ms", "sdnn_ms", "breathing_rate", "spo2", "stress", "stress_sd")
+
+
+@contextlib.contextmanager
+def running(daemon: Daemon):
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    path = socket_path(daemon.config.device.runtime_dir)
+    try:
+        for _ in range(400):
+            if path.exists():
+                break
+            time.sleep(0.02)
+        yield path
+    finally:
+        daemon.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def raw(path: Path, data: bytes, timeout: float = 5.0) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(data)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return json.loads(reply)
+
+
+def test_silent_and_trickling_clients_do_not_keep_status_from_another(tmp_config):
+    with running(Daemon(tmp_config)) as path:
+        silent = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(5)]
+        for s in silent:
+            s.connect(str(path))
+        done = threading.Event()
+
+        def trickle():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(path))
+                for byte in b'{"cmd": "status"':
+                    if done.wait(0.2):
+                        return
+                    with contextlib.suppress(OSError):
+                        s.send(bytes([byte]))
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        try:
+            # Under a one-at-a-time server, each silent client holds the socket for its whole
+            # timeout (2 s): this request would wait 10 s and time out.
+            reply = request(path, "status", timeout=5.0)
+        finally:
+            done.set()
+            for s in silent:
+                s.close()
+            t.join(5)
+    assert reply["ok"] is True and reply["preset"] == "calm"
+
+
+def test_a_silent_client_is_answered_and_let_go(tmp_config):
+    with running(Daemon(tmp_config)) as path, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        reply = json.loads(s.makefile("rb").readline())
+    assert reply["ok"] is False and reply["error"].startswith("no complete request within 2 s")
+
+
+def test_one_client_too_many_is_told_busy_at_once(tmp_config, monkeypatch):
+    monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 30.0)  # the silent ones stay, however slow
+    with running(Daemon(tmp_config)) as path:
+        silent = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CLIENTS)]
+        try:
+            for s in silent:
+                s.connect(str(path))
+            reply = raw(path, b'{"cmd": "status"}\n', timeout=1.0)
+        finally:
+            for s in silent:
+                s.close()
+        assert reply == {"ok": False, "error": BUSY}
+        for _ in range(200):  # the silent ones have left; then all is well again
+            if request(path, "status").get("ok"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("status never answered again")
+
+
+def test_a_request_over_the_size_limit_is_refused(tmp_config):
+    daemon = Daemon(tmp_config)
+    with running(daemon) as path:
+        big = json.dumps({"cmd": "preset", "arg": "s" * MAX_REQUEST}).encode() + b"\n"
+        reply = raw(path, big)
+        huge = raw(path, b"[" * 1_000_000)
+        after = request(path, "preset", arg="sleep")
+    assert reply == {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes; refused"}
+    assert huge["ok"] is False
+    assert after == {"ok": True} and daemon.conductor.preset == "sleep"
+
+
+def test_200_play_pause_requests_do_not_make_100_sessions(tmp_config):
+    daemon = Daemon(tmp_config)
+    daemon.socket_rate = TokenBucket(5.0, 10, clock=lambda: 0.0)  # time stands still
+    with running(daemon) as path:
+        replies = [request(path, "play_pause") for _ in range(200)]
+    accepted = sum(r["ok"] for r in replies)
+    assert accepted == 10
+    assert all(r == {"ok": False, "error": SLOW_DOWN} for r in replies if not r["ok"])
+    db = Path(tmp_config.device.state_dir) / "sessions.db"
+    rows = sqlite3.connect(str(db)).execute("SELECT count(*) FROM sessions").fetchone()[0]
+    assert rows <= 6  # the one playing at start, and one per play of the 10 toggles
+
+
+def test_refused_commands_say_why_and_change_nothing(tmp_config):
+    daemon = Daemon(tmp_config)
+    with running(daemon) as path:
+        slep = request(path, "preset", arg="slep")
+        nan = raw(path, b'{"cmd": "volume", "arg": NaN}\n')
+        true = request(path, "volume", arg=True)
+        loud = request(path, "volume", arg=20)
+        good = request(path, "volume", arg=-12)
+    assert slep["ok"] is False and "did you mean 'sleep'?" in slep["error"]
+    for r in (nan, true, loud):
+        assert r["ok"] is False and r["error"].startswith("volume ")
+    assert good == {"ok": True}
+    assert daemon.conductor.preset == "calm" and daemon.conductor.volume_db == -12.0
+
+
+def test_cli_preset_prints_the_reason_and_exits_1(tmp_config, capsys):
+    with running(Daemon(tmp_config)):
+        code = cli.main(["preset", "slep", "--runtime-dir", tmp_config.device.runtime_dir])
+        ok = cli.main(["preset", "sleep", "--runtime-dir", tmp_config.device.runtime_dir])
+    err = capsys.readouterr().err
+    assert code == 1 and ok == 0
+    assert "calmtunes: no preset 'slep' (did you mean 'sleep'?)" in err
+
+
+# -- health figures --------------------------------------------------------------------------
+def test_health_figures_only_for_the_daemon_user_and_root(tmp_config):
+    daemon = Daemon(tmp_config)
+    daemon.hub.publish("pulse", READING)
+    me = daemon.handle_request({"cmd": "status"}, Peer(1, os.geteuid(), os.getegid()))
+    root = daemon.handle_request({"cmd": "status"}, Peer(1, 0, 0))
+    other = daemon.handle_request({"cmd": "status"}, Peer(1, 54321, 54321))
+    unknown = daemon.handle_request({"cmd": "status"}, None)
+    for r in (me, root):
+        assert r["pulse"]["hr_bpm"] == 71.0 and r["pulse"]["spo2"] == 97.0
+        assert "health_hidden" not in r
+    for r in (other, unknown):
+        assert r["health_hidden"] == HEALTH_HIDDEN
+        assert not set(HEALTH_KEYS) & set(r["pulse"]), r["pulse"]
+        assert r["pulse"]["finger"] is True
+        assert not {"hr_bpm", "stress_rise", "tempo_bpm", "breath_rate", "mode"} & set(
+            r["conductor"])
+        assert not {"tempo_bpm", "breath_rate"} & set(r["controls"])
+        assert r["controls"]["preset"] == "calm" and "scene" in r["conductor"]
+        text = json.dumps(r)
+        assert "97.0" not in text and "71.0" not in text
+    group = Daemon(tmp_config.replace(device={"status_health": "group"}))
+    group.hub.publish("pulse", READING)
+    assert group.handle_request({"cmd": "status"}, Peer(1, 54321, 54321))["pulse"]["spo2"] == 97.0
+
+
+def test_the_socket_knows_who_asks(tmp_config):
+    daemon = Daemon(tmp_config)
+    daemon.hub.publish("pulse", READING)
+    with running(daemon) as path:
+        mine = request(path, "status")
+    assert mine["pulse"]["hr_bpm"] == 71.0, "SO_PEERCRED should have found the daemon's own uid"
+
+
+def ask_as(uid: int, path: Path) -> dict:
+    """``status`` from a forked child that has become ``uid`` (SO_PEERCRED then says so)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec, no imports, only the socket
+        code = 1
+        try:
+            os.close(read_end)
+            os.chdir(path.parent)  # so the folders above (root's 0700 tmp) need not be crossed
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(path.name)
+                s.sendall(b'{"cmd": "status"}\n')
+                reply = s.makefile("rb").readline()
+            os.write(write_end, reply)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        reply = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(reply)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
+def test_another_user_gets_no_health_figures_over_the_socket(tmp_config, tmp_path):
+    daemon = Daemon(tmp_config)
+    daemon.hub.publish("pulse", READING)
+    with running(daemon) as path:
+        os.chmod(path.parent, 0o755)  # for this test only: let uid 65534 reach the socket
+        os.chmod(path, 0o666)
+        other = ask_as(65534, path)
+        mine = request(path, "status")
+    assert other["health_hidden"] == HEALTH_HIDDEN and "hr_bpm" not in other["pulse"]
+    assert mine["pulse"]["hr_bpm"] == 71.0
+
+
+def test_cli_says_when_health_figures_are_hidden():
+    text = cli.format_status({"ok": True, "version": "x", "preset": "calm", "playing": True,
+                              "volume_db": -6.0, "pulse": {"finger": True},
+                              "health_hidden": HEALTH_HIDDEN})
+    assert "pulse      finger on; health figures hidden (ask as the calmtunes user or root)" in text
+    assert "HR" not in text
+
+
+# -- folders -------------------------------------------------------------------------------
+def test_a_missing_runtime_dir_is_made_0750(tmp_path):
+    path = prepare_runtime_dir(tmp_path / "a" / "run")
+    assert oct(path.stat().st_mode & 0o777) == "0o750"
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o777, 0o1777])
+def test_a_runtime_dir_others_may_write_is_refused_with_the_fix(tmp_path, mode):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.chmod(run, mode)
+    with pytest.raises(ConfigError) as err:
+        prepare_runtime_dir(run)
+    assert "is writable by group" in str(err.value) and f"chmod 0750 {run}" in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder another user owns")
+def test_a_runtime_dir_another_user_owns_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir(mode=0o750)
+    os.chown(run, 65534, 65534)
+    with pytest.raises(ConfigError) as err:
+        prepare_runtime_dir(run)
+    assert "belongs to" in str(err.value) and "uid 65534" in str(err.value)
+    assert "sudo chown" in str(err.value)
+
+
+def test_the_daemon_exits_78_on_a_runtime_dir_others_may_write(tmp_config, tmp_path, capsys):
+    run = Path(tmp_config.device.runtime_dir)
+    run.mkdir(mode=0o777)
+    os.chmod(run, 0o777)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"device": {"state_dir": tmp_config.device.state_dir,
+                                               "runtime_dir": str(run)},
+                                    "audio": {"backend": "null"},
+                                    "pulse": {"backend": "none"}, "scene": {"backend": "none"},
+                                    "panel": {"backend": "none"}}))
+    assert cli.main(["run", "--config", str(path)]) == 78
+    assert f"device.runtime_dir {run}" in capsys.readouterr().err
+
+
+def test_systemd_dirs_override_the_config():
+    cfg = Config()
+    got = with_systemd_dirs(cfg, {"STATE_DIRECTORY": "/var/lib/x:/var/lib/y",
+                                  "RUNTIME_DIRECTORY": "/run/x"})
+    assert (got.device.state_dir, got.device.runtime_dir) == ("/var/lib/x", "/run/x")
+    assert with_systemd_dirs(cfg, {}) is cfg
+
+
+def test_sim_dirs_never_fall_back_to_tmp(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "st"))
+    _, runtime = cli.sim_dirs()
+    assert Path(runtime) == tmp_path / "st" / "calmtunes-sim" / "run"
+    assert not runtime.startswith("/tmp/calmtunes")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert Path(cli.sim_dirs()[1]) == tmp_path / "xdg" / "calmtunes-sim"
+
+
+def test_simulate_takes_the_folders_the_config_names(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "st"))
+    args = cli.build_parser().parse_args(["simulate"])
+    named = Config().replace(device={"state_dir": str(tmp_path / "mine")})
+    sim = cli.simulation_config(named, args)
+    assert sim.device.state_dir == str(tmp_path / "mine")
+    assert sim.device.runtime_dir == cli.sim_dirs()[1]  # left at its default: the sim folder
+    assert cli.simulation_config(Config(), args).device.state_dir == cli.sim_dirs()[0]
+    assert Config().device.runtime_dir == DeviceConfig().runtime_dir
+
+
+# -- the CLI on a closed pipe ----------------------------------------------------------------
+def test_status_into_a_closed_pipe_ends_quietly(tmp_config):
+    with running(Daemon(tmp_config)):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader (`head -1`) is already gone
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "calmtunes", "status", "--runtime-dir",
+                 tmp_config.device.runtime_dir],
+                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        finally:
+            os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
