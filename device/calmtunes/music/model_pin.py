@@ -14,6 +14,6 @@ from __future__ import annotations
 
 #: SHA-256 of each trusted manifest file (its exact bytes) → what it is.
 PINNED_MANIFESTS: dict[str, str] = {
-    "16a74086ca7cdee039a7d74cbd9f56ae69c6b61f8bf1813847b3e7d5e753e8dd":
+    "a4cbf009853bf10d314ba8372eb76bb547f187e19eba014b46a5e8f344d89bf3":
         "calmtunes-generator.json as shipped in models/",
 }
