@@ -90,7 +90,8 @@ def test_boot_block_and_watchdog_match_install_pi():
     begin = re.search(r'^BEGIN_MARK="(.*)"$', script, re.M).group(1)
     end = re.search(r'^END_MARK="(.*)"$', script, re.M).group(1)
     assert (block["marker_begin"], block["marker_end"]) == (begin, end)
-    shell_block = script.split("$BEGIN_MARK\n", 1)[1].split("$END_MARK", 1)[0]
+    # the block's text is install-pi's here-document (what follows its EOF is a note, not config)
+    shell_block = script.split("$BEGIN_MARK\n", 1)[1].split("\nEOF\n", 1)[0] + "\n"
     assert block["block"] == shell_block.replace("$DAC", "{{ calmtunes_dac }}")
     dropin = next(t["ansible.builtin.copy"]["content"] for t in hardware
                   if "calmtunes-watchdog" in str(t.get("ansible.builtin.copy", {}).get("dest")))
