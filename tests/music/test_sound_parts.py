@@ -1,12 +1,14 @@
 """The parts on their own: reverb, bed, breath pacing, entrainment."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
+from scipy import signal
 
 from calmtunes.music.analysis import find_clicks, measure_frequency
-from calmtunes.music.bed import TEXTURES, Bed
+from calmtunes.music.bed import TEXTURES, Bed, line_cloud
 from calmtunes.music.chorus import Chorus
 from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.loudness import integrated_loudness
@@ -50,6 +52,38 @@ def test_bed_textures_are_calm_noise_that_follows_the_level(texture):
     ll = integrated_loudness(loud.T[RATE * 6:], RATE)
     assert ll - lq == pytest.approx(20 * math.log10(4), abs=1.0)  # amplitude ∝ level
     assert np.isfinite(loud).all()
+
+
+def _band_flux_db(x: np.ndarray) -> float:
+    """Mean rise of band levels from one 24 ms frame to the next, dB (96 ms windows, bands
+    ~50 Hz wide below 1 kHz and 5 % above, floor 80 dB under the loudest): the spectral flux an
+    onset detector sums, the grain a listener hears."""
+    f, _, z = signal.stft(x, RATE, nperseg=1536, noverlap=1152)
+    p = np.abs(z) ** 2
+    edges = np.concatenate([np.arange(50.0, 1000.0, 50.0), np.geomspace(1000.0, 6000.0, 37)])
+    bands = np.array([p[(f >= a) & (f < b)].sum(axis=0) for a, b in itertools.pairwise(edges)])
+    db = 10 * np.log10(np.maximum(bands, 1e-30))
+    db = np.maximum(db, db.max() - 80.0)
+    return float(np.maximum(np.diff(db, axis=1), 0.0).mean())
+
+
+@pytest.mark.parametrize("texture", [t for t in TEXTURES if t != "none"])
+def test_bed_is_smooth_noise_that_adds_no_onsets(texture):
+    """The bed moves only slowly: its band levels flicker far less than white noise filtered
+    to the same bands (which blurs the music's pulse), and its stored loop has no seam."""
+    bed = Bed(RATE, texture, seed=3)
+    y = np.concatenate([bed.render(1280, 0.5, 0.5) for _ in range(150)], 1).mean(axis=0)
+    rng = np.random.default_rng(3)
+    lo, hi = (80.0, 2200.0) if texture == "surf" else (250.0, 1800.0) if texture == "wind" \
+        else (500.0, 5000.0)
+    sos = signal.butter(4, [lo, hi], "bandpass", fs=RATE, output="sos")
+    grainy = signal.sosfilt(sos, rng.standard_normal(len(y)))
+    smooth, grain = _band_flux_db(y[RATE * 2:]), _band_flux_db(grainy[RATE * 2:])
+    assert grain > 0.7  # the measure sees the grain of filtered noise …
+    assert smooth < 0.45  # … and the bed has none: ~0.3 dB, its slow swell and wandering
+    cloud = line_cloud(float(RATE), lo, hi)
+    step = np.abs(np.diff(cloud, axis=1)).max()
+    assert np.abs(cloud[:, 0] - cloud[:, -1]).max() <= step  # the loop joins like any sample
 
 
 def test_bed_none_is_silent_and_unknown_texture_refused():

@@ -1,7 +1,12 @@
-"""Ambient bed: filtered-noise textures under the music, slowly alive, never busy.
+"""Ambient bed: textures of smooth noise under the music, slowly alive, never busy.
 
-Each texture mixes a *dark* and a *bright* band of stereo noise (independent left and right, so
-the bed is wide and diffuse) with slow, smooth modulation:
+Each texture mixes a *dark* and a *bright* band of stereo "smooth noise" (independent left and
+right, so the bed is wide and diffuse) with slow, smooth modulation. The noise is a dense cloud
+of narrow, slowly wandering partials (:func:`line_cloud`), not white noise through a filter:
+filtered white noise flickers in every band from one 20 ms moment to the next, a grain that
+adds onsets everywhere and blurs the music's pulse (a listener, or a beat tracker, then hears
+the sleep preset's 60 bpm as 120 as readily as 60); the cloud's spectrum moves only over
+seconds, so the bed's only motion is the swell below — at the breath rate, never on a beat.
 
 * ``surf`` — waves on a distant shore: a low rumble (80–500 Hz) and a wash (400–2200 Hz) that
   swell together with a period of 8–13 s; the wash rises a little later in each swell, like
@@ -19,11 +24,12 @@ setting does, the gain never moves more than ``_SLEW_PER_S`` per second.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
 
-from calmtunes.music.dsp import SosFilter, clamp, ramp
+from calmtunes.music.dsp import clamp, ramp
 
 TEXTURES = ("surf", "wind", "rain", "none")
 
@@ -34,8 +40,55 @@ _BANDS = {
     "wind": ((250.0, 700.0), (700.0, 1800.0), 1.0),
     "rain": ((500.0, 1500.0), (1500.0, 5000.0), 0.39),
 }
-_POOL = 1 << 16  # frames of stored noise (4 s at 16 kHz)
+_LOOP = 1 << 18  # frames of each band's stored cloud (16.4 s at 16 kHz): a seamless loop
+LINE_SPACING_HZ = 24.0  # partials at least this far apart …
+LINE_SPACING_REL = 0.028  # … and at least this share of their frequency apart (~ a mel band)
+LINE_WIDTH_HZ = 0.3  # each partial's bandwidth: its level and pitch wander over seconds
 _SLEW_PER_S = 0.25  # level and colour glide at most this much (of their 0–1 range) per second
+
+
+@lru_cache(maxsize=8)
+def line_cloud(rate: float, lo: float, hi: float, frames: int = _LOOP) -> np.ndarray:
+    """(2, frames) float32: a band of slowly wandering partials, as loud as filtered noise.
+
+    Partials are spread over ``lo``–``hi`` Hz about one per :data:`LINE_SPACING_HZ` (or
+    :data:`LINE_SPACING_REL` of the frequency, whichever is wider — about one per band of an
+    auditory (mel) filterbank), each a narrow band of noise :data:`LINE_WIDTH_HZ` wide, left
+    and right independent. Within any ~50 ms look the spectrum is steady: the only motion is
+    the partials' slow wandering (over seconds), so the bed adds no onsets of its own —
+    white noise filtered to the same band flickers in every band every few milliseconds, which
+    is heard as grain and is what a listener's (or a beat tracker's) sense of onsets picks up.
+    Made once by an inverse FFT of ``frames`` (a whole number of cycles of every bin), so it
+    loops without a seam; its power spectrum follows the 4th-order Butterworth band it replaces,
+    and its RMS equals that of unit white noise through that band. Kept (read-only) for the
+    next bed of the same rate and band: a texture change costs no recomputation."""
+    rng = np.random.default_rng([int(rate), int(lo), int(hi), frames])
+    top = min(hi, 0.45 * rate)
+    sos = signal.butter(4, [lo, top], "bandpass", fs=rate, output="sos")
+    grid, h = signal.sosfreqz(sos, worN=8192, fs=rate)
+    gain = np.abs(h)
+    noise_power = float(np.mean(gain ** 2))  # unit white noise through the band
+    bins = frames // 2 + 1
+    df = rate / frames
+    spec = np.zeros((2, bins), dtype=np.complex128)
+    half = max(1, round(LINE_WIDTH_HZ / df))
+    offsets = np.arange(-half, half + 1)
+    shape = np.exp(-0.5 * (offsets * df / (0.5 * LINE_WIDTH_HZ)) ** 2)  # ±σ = ±width/2
+    f = lo * 0.7
+    while f < top * 1.2:
+        step = max(LINE_SPACING_HZ, LINE_SPACING_REL * f)
+        k = round((f + rng.uniform(0.15, 0.85) * step) / df)
+        if half < k < bins - half - 1:
+            z = rng.standard_normal((2, half * 2 + 1)) + 1j * rng.standard_normal((2, half * 2 + 1))
+            g = float(np.interp(k * df, grid, gain))
+            spec[:, k + offsets] = z * (shape * (g * math.sqrt(step)))
+        f += step
+    y = np.fft.irfft(spec, n=frames, axis=1)
+    power = np.mean(y ** 2, axis=1, keepdims=True)
+    y *= np.sqrt(noise_power / np.maximum(power, 1e-30))
+    y = y.astype(np.float32)
+    y.flags.writeable = False
+    return y
 
 
 class Bed:
@@ -50,22 +103,19 @@ class Bed:
         self.colour = 0.5
         if texture != "none":
             dark, bright, self._gain = _BANDS[texture]
-            top = 0.45 * rate
-            self._filters = [
-                SosFilter(signal.butter(4, [lo, min(hi, top)], "bandpass", fs=rate,
-                                        output="sos"), 2)
-                for lo, hi in (dark, bright)]
+            self._clouds = [line_cloud(self.rate, lo, hi) for lo, hi in (dark, bright)]
+            # each bed reads the shared clouds from its own place
+            self._offset = int(self.rng.integers(0, _LOOP))
         phases = self.rng.random(4) * 2.0 * math.pi
         self._lfo_phase = [float(v) for v in phases]
-        # a pool of white noise read from a random place each block: white noise has no
-        # memory, so the joins are inaudible, and drawing it costs nothing per block
-        self._pool = self.rng.standard_normal((2, _POOL)).astype(np.float32)
 
-    def _noise(self, frames: int) -> np.ndarray:
-        if frames > _POOL:
-            return self.rng.standard_normal((2, frames))
-        at = int(self.rng.integers(0, _POOL - frames + 1))
-        return self._pool[:, at:at + frames]
+    def _read(self, cloud: np.ndarray, frames: int) -> np.ndarray:
+        """The next ``frames`` of a looped cloud (it is periodic: the loop has no join)."""
+        size = cloud.shape[1]
+        at = (self.t + self._offset) % size
+        if at + frames <= size:
+            return cloud[:, at:at + frames]
+        return cloud[:, np.arange(at, at + frames) % size]
 
     def _glide(self, current: float, target: float, frames: int) -> tuple[np.ndarray, float]:
         step = _SLEW_PER_S * frames / self.rate
@@ -79,9 +129,8 @@ class Bed:
         if self.texture == "none":
             self.t += frames
             return np.zeros((2, frames))
-        noise = self._noise(frames)
-        dark = self._filters[0](noise)
-        bright = self._filters[1](noise)
+        dark = self._read(self._clouds[0], frames)
+        bright = self._read(self._clouds[1], frames)
         # the motion is slow (periods ≥ 9 s): evaluated at the block's ends and joined linearly
         t0, t1 = self.t / self.rate, (self.t + frames) / self.rate
         self.t += frames
