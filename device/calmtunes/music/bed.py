@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
+from calmtunes.iir import butter_sos
 from calmtunes.music.dsp import SosFilter, clamp, ramp
 
 TEXTURES = ("surf", "wind", "rain", "none")
@@ -52,8 +52,7 @@ class Bed:
             dark, bright, self._gain = _BANDS[texture]
             top = 0.45 * rate
             self._filters = [
-                SosFilter(signal.butter(4, [lo, min(hi, top)], "bandpass", fs=rate,
-                                        output="sos"), 2)
+                SosFilter(butter_sos(4, [lo, min(hi, top)], "bandpass", fs=rate), 2)
                 for lo, hi in (dark, bright)]
         phases = self.rng.random(4) * 2.0 * math.pi
         self._lfo_phase = [float(v) for v in phases]
