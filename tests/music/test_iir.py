@@ -136,3 +136,22 @@ def test_upsampling_skips_the_zeros_but_matches(frames):
         out.append(f.upsample(x[:, pos:pos + n], 3))
         pos += n
     np.testing.assert_allclose(np.concatenate(out, axis=1), ref, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:nperseg")
+def test_analysis_helpers_match_scipy():
+    from scipy.ndimage import median_filter
+
+    from calmtunes.music.analysis import _median_filter, _welch
+
+    rng = np.random.default_rng(6)
+    for size in (3, 4, 200, 201):
+        x = rng.standard_normal(5000)
+        np.testing.assert_array_equal(_median_filter(x, size),
+                                      median_filter(x, size=size, mode="nearest"))
+    for n in (100_000, 8192, 5000):
+        x = rng.standard_normal(n)
+        f, p = _welch(x, 48000.0, 8192)
+        rf, rp = signal.welch(x, 48000.0, nperseg=8192)
+        np.testing.assert_allclose(f, rf)
+        np.testing.assert_allclose(p, rp, rtol=1e-9)
