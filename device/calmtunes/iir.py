@@ -194,11 +194,33 @@ class BlockIIR:
         self.O_T = np.array([C @ powers[i] for i in range(m)]).T  # (n, m): s_row @ O_T
         self.G = np.array([powers[m - 1 - j] @ B for j in range(m)])  # (m, n): x_row @ G
         self._doubling = [powers[m].T]  # (A^m)^(2^j), transposed, grown on demand
+        self._direct_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.B, self.A = B, A
 
     def steady_state(self) -> np.ndarray:
         """The state after a long unit step (as ``scipy.signal.sosfilt_zi``, flattened)."""
         return np.linalg.solve(np.eye(self.order) - self.A, self.B)
+
+    #: while chunks × order stays within this, the chunk-end states come from one product with
+    #: a (chunks·order)² matrix (cached per chunk count) instead of the log-step scan; beyond
+    #: it the product's O(chunks²) work costs more than the scan's Python steps
+    DIRECT_SIZE = 128
+
+    def _direct(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T, P) with e = u·T + s·P: e_i = Σ_(j≤i) (A^m)^(i−j) u_j + (A^m)^(i+1) s, flattened."""
+        got = self._direct_cache.get(k)
+        if got is None:
+            n = self.order
+            am = [np.eye(n)]
+            for _ in range(k):
+                am.append(am[-1] @ self._doubling[0].T)
+            T = np.zeros((k * n, k * n))
+            for j in range(k):
+                for i in range(j, k):
+                    T[j * n:(j + 1) * n, i * n:(i + 1) * n] = am[i - j].T
+            P = np.concatenate([am[i + 1].T for i in range(k)], axis=1)
+            got = self._direct_cache[k] = (T, P)
+        return got
 
     def _step_T(self, j: int) -> np.ndarray:
         while len(self._doubling) <= j:
@@ -223,12 +245,16 @@ class BlockIIR:
             seg = x[:, :k * m // up].reshape(rows * k, m // up)
             zero_state = _mm(seg, self.H_T[::up])
             e = _mm(seg, self.G[::up]).reshape(rows, k, n)  # each chunk's own contribution
-            e[:, 0] += s @ self._doubling[0]
-            d, j = 1, 0
-            while d < k:  # inclusive scan: e_k += A^(m·d) e_(k−d)
-                e[:, d:] = e[:, d:] + (e[:, :-d].reshape(-1, n) @ self._step_T(j)).reshape(
-                    rows, k - d, n)
-                d, j = 2 * d, j + 1
+            if k * n <= self.DIRECT_SIZE:  # one product with the chunk-state matrix
+                T, P = self._direct(k)
+                e = (e.reshape(rows, k * n) @ T + s @ P).reshape(rows, k, n)
+            else:
+                e[:, 0] += s @ self._doubling[0]
+                d, j = 1, 0
+                while d < k:  # inclusive scan: e_k += A^(m·d) e_(k−d)
+                    e[:, d:] = e[:, d:] + (e[:, :-d].reshape(-1, n) @ self._step_T(j)).reshape(
+                        rows, k - d, n)
+                    d, j = 2 * d, j + 1
             starts = np.concatenate((s[:, None, :], e[:, :-1]), axis=1).reshape(rows * k, n)
             y[:, :k * m] = (zero_state + starts @ self.O_T).reshape(rows, k * m)
             s = e[:, -1]
