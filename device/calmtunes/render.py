@@ -83,6 +83,8 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
     done = 0
     fade_at = total - int(config.audio.fade_out_s * sr)
     next_second = 0
+    pending: list[bytes] = []  # PCM not yet written: one write (and header update) a second
+    pending_frames = 0
     with wave.open(str(out), "wb") as wav:
         wav.setnchannels(2)
         wav.setsampwidth(2)
@@ -109,8 +111,12 @@ def render_offline(config: Config, minutes: float, out: str | Path, *, preset: s
             n = min(block, total - done)
             audio = mixer.render(n)
             peak = max(peak, float(np.max(np.abs(audio))) if n else 0.0)
-            wav.writeframes(to_pcm16(audio, rng))
+            pending.append(to_pcm16(audio, rng))
+            pending_frames += n
             done += n
+            if pending_frames >= sr or done >= total:
+                wav.writeframes(b"".join(pending))
+                pending, pending_frames = [], 0
             if progress is not None:
                 progress(done / total)
     summary = {"composer": composer.name, "seconds": total / sr, "peak": peak}

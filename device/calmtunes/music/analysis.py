@@ -16,8 +16,34 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
-from scipy.ndimage import median_filter
+
+from calmtunes.iir import block_iir, butter_sos
+
+
+def _median_filter(x: np.ndarray, size: int) -> np.ndarray:
+    """Running median over ``size`` samples, edges extended with the edge value (as
+    ``scipy.ndimage.median_filter(x, size, mode="nearest")``: for an even size, the upper of
+    the two middle values)."""
+    left = size // 2
+    padded = np.concatenate([np.full(left, x[0]), x, np.full(size - 1 - left, x[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size)
+    out = np.empty(len(x))
+    for i in range(0, len(x), 20000):  # bounded temporary memory on long signals
+        part = np.partition(windows[i:i + 20000], size // 2, axis=1)
+        out[i:i + 20000] = part[:, size // 2]
+    return out
+
+
+def _welch(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectral density (periodic Hann, 50 % overlap, mean removed per segment,
+    one-sided, V²/Hz), as ``scipy.signal.welch(x, fs, nperseg=nperseg)``."""
+    n = min(nperseg, len(x))
+    win = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+    segs = np.lib.stride_tricks.sliding_window_view(x, n)[:: n - n // 2]
+    segs = segs - segs.mean(axis=1, keepdims=True)
+    psd = (np.abs(np.fft.rfft(segs * win, axis=1)) ** 2).mean(axis=0) / (fs * (win**2).sum())
+    psd[1:len(psd) - (1 if n % 2 == 0 else 0)] *= 2.0
+    return np.fft.rfftfreq(n, 1.0 / fs), psd
 
 
 def measure_frequency(x: np.ndarray, fs: float, fmin: float = 20.0, fmax: float = 5000.0
@@ -50,13 +76,13 @@ def find_clicks(x: np.ndarray, fs: float, hf_hz: float = 10000.0, floor_db: floa
         x = x[:, None]
     if len(x) < 64:
         return np.zeros(0, dtype=np.int64)
-    sos = signal.butter(4, min(hf_hz, 0.45 * fs), "highpass", fs=fs, output="sos")
-    hf = np.abs(signal.sosfilt(sos, x, axis=0)).max(axis=1)
+    f = block_iir(butter_sos(4, min(hf_hz, 0.45 * fs), "highpass", fs=fs))
+    hf = np.abs(f.run(x.T, np.zeros((x.shape[1], f.order)))[0]).max(axis=0)
     # the local level of the band: median over 100 ms, computed on a decimated envelope so it
     # stays fast on long signals
     step = max(1, int(fs / 2000))  # 0.5 ms
     env = hf[: len(hf) // step * step].reshape(-1, step).max(axis=1)
-    local = median_filter(env, size=max(3, int(0.1 * fs / step)), mode="nearest")
+    local = _median_filter(env, max(3, int(0.1 * fs / step)))
     local = np.repeat(local, step)
     local = np.concatenate([local, np.full(len(hf) - len(local), local[-1] if len(local) else 0)])
     floor = 10.0 ** (floor_db / 20.0)
@@ -76,7 +102,7 @@ def band_levels(x: np.ndarray, fs: float, bands=BANDS_HZ) -> dict[str, float]:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 2:
         x = x.mean(axis=1)
-    freqs, psd = signal.welch(x, fs, nperseg=8192)
+    freqs, psd = _welch(x, fs, 8192)
     total = psd.sum() + 1e-300
     out = {}
     for lo, hi in bands:

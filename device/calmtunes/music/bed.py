@@ -27,8 +27,8 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
+from calmtunes.iir import butter_sos, sos_response
 from calmtunes.music.dsp import clamp, ramp
 
 TEXTURES = ("surf", "wind", "rain", "none")
@@ -64,9 +64,9 @@ def line_cloud(rate: float, lo: float, hi: float, frames: int = _LOOP) -> np.nda
     next bed of the same rate and band: a texture change costs no recomputation."""
     rng = np.random.default_rng([int(rate), int(lo), int(hi), frames])
     top = min(hi, 0.45 * rate)
-    sos = signal.butter(4, [lo, top], "bandpass", fs=rate, output="sos")
-    grid, h = signal.sosfreqz(sos, worN=8192, fs=rate)
-    gain = np.abs(h)
+    sos = butter_sos(4, [lo, top], "bandpass", fs=rate)
+    grid = np.arange(8192) * (0.5 * rate / 8192)  # Hz, 0 up to (not including) Nyquist
+    gain = np.abs(sos_response(sos, grid, rate))
     noise_power = float(np.mean(gain ** 2))  # unit white noise through the band
     bins = frames // 2 + 1
     df = rate / frames

@@ -1,10 +1,7 @@
 """Small DSP helpers shared by the sound modules: stateful biquad cascades and ramps.
 
-Rendering runs in blocks of a few hundred frames, so the fixed cost of each call matters as
-much as the arithmetic: :class:`SosFilter` keeps its state in the layout scipy's compiled
-second-order-section loop uses and calls it directly (about 2× less overhead than
-``scipy.signal.sosfilt`` on a 20 ms block), falling back to the public function if that loop is
-not there.
+Rendering runs in blocks of a few hundred frames; :class:`SosFilter` runs each block through
+:class:`calmtunes.iir.BlockIIR` (a few small matrix products, no per-sample Python, no scipy).
 """
 
 from __future__ import annotations
@@ -12,37 +9,42 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
-try:  # the compiled core of scipy.signal.sosfilt (stable since scipy 1.2)
-    from scipy.signal._sosfilt import _sosfilt as _compiled_sosfilt
-except ImportError:  # pragma: no cover - depends on the scipy build
-    _compiled_sosfilt = None
+from calmtunes.iir import block_iir
 
 
 class SosFilter:
     """A cascade of biquads over ``channels`` signals, keeping its state between blocks.
 
-    ``__call__`` takes and returns (channels, frames) float64."""
+    ``__call__`` takes and returns (channels, frames) float64. ``zi`` is the state, laid out
+    (channels, sections, 2) as scipy's ``sosfilt`` keeps it (direct form II transposed)."""
 
     def __init__(self, sos: np.ndarray, channels: int) -> None:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
         self.channels = channels
+        self._iir = block_iir(self.sos)
         self.zi = np.zeros((channels, self.sos.shape[0], 2))
 
     def reset(self) -> None:
         self.zi[:] = 0.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = np.array(x, dtype=np.float64, order="C", copy=True)
-        if y.shape[0] != self.channels:
-            raise ValueError(f"filter: expected {self.channels} channels, got {y.shape[0]}")
-        if _compiled_sosfilt is not None:
-            _compiled_sosfilt(self.sos, y, self.zi)
-            return y
-        zi = np.moveaxis(self.zi, 0, 1)  # (sections, channels, 2)
-        y, zi = signal.sosfilt(self.sos, y, axis=1, zi=zi)
-        self.zi = np.ascontiguousarray(np.moveaxis(zi, 1, 0))
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[0] != self.channels:
+            raise ValueError(f"filter: expected {self.channels} channels, got {x.shape[0]}")
+        y, s = self._iir.run(x, self.zi.reshape(self.channels, -1))
+        self.zi = s.reshape(self.zi.shape)
+        return y
+
+    def upsample(self, x: np.ndarray, factor: int) -> np.ndarray:
+        """Filter ``x`` (channels, frames) zero-stuffed to ``factor`` × the rate (each frame
+        followed by ``factor − 1`` zeros), without computing on the zeros: (channels,
+        frames × factor). ``factor`` must divide 48 (the filter's chunk)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[0] != self.channels:
+            raise ValueError(f"filter: expected {self.channels} channels, got {x.shape[0]}")
+        y, s = self._iir.run(x, self.zi.reshape(self.channels, -1), up=factor)
+        self.zi = s.reshape(self.zi.shape)
         return y
 
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
-from scipy.ndimage import minimum_filter1d
 
+from calmtunes.iir import block_iir
 from calmtunes.music.loudness import TP_LAG_FRAMES, TP_TAPS_PER_PHASE, oversampled_peaks
 
 _QUIET = 0.5  # below half the ceiling (−6 dB) the oversampled estimate is skipped
@@ -47,8 +46,9 @@ class TruePeakLimiter:
         self._need = np.ones(self.hold - 1)  # recent gain needs (for the running minimum)
         self._held = np.ones(self.ramp - 1)  # recent running-minimum values (for the average)
         self._pole = math.exp(-1.0 / (release_ms * fs / 1000.0))
-        self._rel_b, self._rel_a = [1.0 - self._pole], [1.0, -self._pole]
-        self._rel_zi = np.array([self._pole])  # steady state at gain 1
+        # release: y[n] = (1 − pole)·x[n] + pole·y[n − 1]; its state is pole·y[n − 1]
+        self._release = block_iir(np.array([[1.0 - self._pole, 0.0, 0.0, 1.0, -self._pole, 0.0]]))
+        self._rel_zi = np.array([self._pole, 0.0])  # steady state at gain 1
         self._tp_hist: np.ndarray | None = None
         self.clipped = 0  # frames the final hard clip had to touch (should stay 0)
         self.reduction_db = 0.0  # deepest gain reduction in the last block, in dB
@@ -79,13 +79,14 @@ class TruePeakLimiter:
         joined = np.concatenate([self._need, need])
         self._need = joined[-(self.hold - 1):]
         w = self.hold  # trailing window [k − w + 1, k]
-        held = minimum_filter1d(joined, size=w, origin=(w - 1) // 2 if w % 2 == 0 else w // 2,
-                                mode="nearest")[-frames:]
+        # every window lies inside `joined`, which holds the hold − 1 previous needs
+        held = np.lib.stride_tricks.sliding_window_view(joined, w).min(axis=1)[-frames:]
         hj = np.concatenate([self._held, held])
         self._held = hj[-(self.ramp - 1):]
         c = np.cumsum(np.concatenate([[0.0], hj]))
         ramp = (c[self.ramp:] - c[:-self.ramp]) / self.ramp  # mean of the last `ramp` values
-        rel, self._rel_zi = signal.lfilter(self._rel_b, self._rel_a, ramp, zi=self._rel_zi)
+        rel, zi = self._release.run(ramp[None, :], self._rel_zi[None, :])
+        rel, self._rel_zi = rel[0], zi[0]
         gain = np.minimum(ramp, rel)
         self.reduction_db = float(-20.0 * math.log10(max(float(gain.min()), 1e-6)))
         return self._clip(delayed * gain[:, None])

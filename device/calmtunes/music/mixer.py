@@ -29,9 +29,9 @@ import logging
 import math
 
 import numpy as np
-from scipy import signal
 
 from calmtunes.config import Config
+from calmtunes.iir import butter_sos, ellip_lowpass_sos
 from calmtunes.music.bed import Bed
 from calmtunes.music.chorus import Chorus
 from calmtunes.music.controls import Controls
@@ -96,10 +96,10 @@ class Mixer:
         self.entrainment = Entrainment(sample_rate, config.sound.entrainment,
                                        config.sound.entrainment_hz)
         self._highpass = SosFilter(
-            signal.butter(2, HIGHPASS_HZ, "highpass", fs=self.rate, output="sos"), 2)
+            butter_sos(2, HIGHPASS_HZ, "highpass", fs=self.rate), 2)
         # image rejection for the ×3 upsampling: flat (±0.05 dB) to 6.5 kHz, −70 dB from 11 kHz
         self._upsample = SosFilter(
-            signal.ellip(6, 0.1, 75.0, 6500.0, fs=sample_rate, output="sos"), 2)
+            ellip_lowpass_sos(6500.0, fs=sample_rate), 2)
 
         self._synth_pos = 0  # instrument frames rendered
         # the phrases' dynamic envelopes: (instrument frame, dB) breakpoints, joined linearly
@@ -331,9 +331,8 @@ class Mixer:
         # the music's own dynamics come after the loudness measurement, so the slow
         # normalisation does not flatten them (the envelopes are centred on about 0 dB)
         mix *= self._dynamics(t0, n)
-        up = np.zeros((2, n * OVERSAMPLE))
-        up[:, ::OVERSAMPLE] = mix * OVERSAMPLE
-        return self._upsample(up).T
+        # zero-stuffed to the output rate and image-filtered (the zeros are not computed on)
+        return self._upsample.upsample(mix * OVERSAMPLE, OVERSAMPLE).T
 
     def _render_bed(self, n: int, c: Controls) -> np.ndarray:
         out = self.bed.render(n, c.bed_level, c.brightness)

@@ -15,8 +15,8 @@ is cut into pieces that are not.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
+from calmtunes.iir import butter_sos
 from calmtunes.music.dsp import SosFilter
 
 _DELAYS_MS = (41.0, 47.0, 53.0, 61.0, 71.0, 79.0, 89.0, 107.0)
@@ -54,8 +54,8 @@ class FDNReverb:
         # and is applied to the lines' outputs; (1 − c) and the decay gains fold into the matrix.
         self._damp_ratio = damping / (1.0 - damping)
         self._feedback = (self.matrix * self.gains[:, None]) * (1.0 - damping)
-        self._in_filter = SosFilter(signal.butter(2, [180.0, min(4500.0, 0.45 * rate)],
-                                                  "bandpass", fs=rate, output="sos"), 2)
+        self._in_filter = SosFilter(butter_sos(2, [180.0, min(4500.0, 0.45 * rate)],
+                                               "bandpass", fs=rate), 2)
         self.predelay = max(1, int(predelay_ms * rate / 1000.0))
         self._pre = np.zeros((2, self.predelay))
         # stereo in: left feeds the even lines, right the odd; out: alternating signs, so the

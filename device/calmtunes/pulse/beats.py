@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks
 
 #: physiological limits of the search, in bpm
 MIN_BPM = 30.0
@@ -30,6 +29,30 @@ MIN_HEIGHT = 0.15
 #: pulse shape (noise, motion); real PPG windows (BIDMC, camera) sit above 0.4, synthetic
 #: noise families and motion below 0.1 (dev split, ANALYSIS.md)
 MIN_SLOPE_SKEW = 0.2
+
+
+def find_peaks(x: np.ndarray, distance: int) -> tuple[np.ndarray, dict]:
+    """Local maxima of ``x`` at least ``distance`` samples apart, highest kept first, as
+    ``scipy.signal.find_peaks(x, distance=distance)`` (a flat top counts once, at its middle)."""
+    n = len(x)
+    if n < 3:
+        return np.zeros(0, dtype=np.intp), {}
+    change = np.flatnonzero(x[1:] != x[:-1]) + 1  # first sample of each run of equal values
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change - 1, [n - 1]))
+    v = x[starts]
+    top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
+    peaks = (starts[top] + ends[top]) // 2
+    if distance > 1 and len(peaks) > 1:
+        keep = np.ones(len(peaks), dtype=bool)
+        for i in np.argsort(x[peaks])[::-1]:  # highest first (scipy's order, ties included)
+            if not keep[i]:
+                continue
+            near = np.abs(peaks - peaks[i]) < distance
+            near[i] = False
+            keep &= ~near
+        peaks = peaks[keep]
+    return peaks.astype(np.intp), {}
 
 
 def slope_skewness(x_bp: np.ndarray) -> float:

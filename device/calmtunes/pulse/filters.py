@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import irfft, next_fast_len, rfft
-from scipy.signal import butter, sosfilt, sosfilt_zi
+
+from calmtunes.iir import block_iir, butter_sos, sosfilt
 
 #: pulse band in Hz: 0.5 Hz (30 bpm) to 5 Hz holds the first harmonics of a resting pulse;
 #: above it a camera or a dim LED adds mostly noise that jitters the beat timing
@@ -27,27 +27,27 @@ Design = tuple[np.ndarray, np.ndarray]  # second-order sections and their step-r
 
 
 def _design(sos: np.ndarray) -> Design:
-    return sos, sosfilt_zi(sos)
+    return sos, block_iir(sos).steady_state()
 
 
 @lru_cache(maxsize=64)
 def bandpass_sos(fs: float, lo: float, hi: float, order: int = 2) -> Design:
     """Band-pass sections for ``fs`` Hz; ``hi`` is capped below Nyquist."""
     hi = min(hi, 0.45 * fs)
-    return _design(butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos"))
+    return _design(butter_sos(order, [lo, hi], "bandpass", fs))
 
 
 @lru_cache(maxsize=64)
 def lowpass_sos(fs: float, hi: float, order: int = 2) -> Design:
     """Low-pass sections for ``fs`` Hz; ``hi`` is capped below Nyquist."""
     hi = min(hi, 0.45 * fs)
-    return _design(butter(order, hi, btype="lowpass", fs=fs, output="sos"))
+    return _design(butter_sos(order, hi, "lowpass", fs))
 
 
 @lru_cache(maxsize=64)
 def highpass_sos(fs: float, lo: float, order: int = 2) -> Design:
     """High-pass sections for ``fs`` Hz."""
-    return _design(butter(order, lo, btype="highpass", fs=fs, output="sos"))
+    return _design(butter_sos(order, lo, "highpass", fs))
 
 
 def filtfilt(design: Design, x: np.ndarray) -> np.ndarray:
@@ -63,6 +63,23 @@ def filtfilt(design: Design, x: np.ndarray) -> np.ndarray:
     y = sosfilt(sos, ext, zi=zi * ext[0])[0]
     y = sosfilt(sos, y[::-1], zi=zi * y[-1])[0]
     return y[::-1][pad:-pad]
+
+
+@lru_cache(maxsize=256)
+def next_fast_len(n: int) -> int:
+    """The smallest 5-smooth number (2^a·3^b·5^c) ≥ ``n``: a fast FFT length."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            v = p35
+            while v < n:
+                v *= 2
+            best = min(best, v)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def pulse_band(x: np.ndarray, fs: float) -> np.ndarray:
@@ -89,9 +106,9 @@ def dominant_period(x: np.ndarray, fs: float, min_s: float, max_s: float) -> tup
     hi = min(n - 2, int(np.ceil(max_s * fs)) + 1)
     if hi - lo < 3:
         return float("nan"), 0.0
-    nfft = next_fast_len(n + hi + 2, real=True)  # no wrap-around up to lag hi + 1
-    spec = rfft(x - x.mean(), nfft)
-    ac = irfft(spec.real**2 + spec.imag**2, nfft)[: hi + 2]
+    nfft = next_fast_len(n + hi + 2)  # no wrap-around up to lag hi + 1
+    spec = np.fft.rfft(x - x.mean(), nfft)
+    ac = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[: hi + 2]
     if ac[0] <= 0:
         return float("nan"), 0.0
     # unbiased: each lag k sums n - k products

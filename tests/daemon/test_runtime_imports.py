@@ -1,0 +1,49 @@
+"""The daemon's code paths run without scipy: it costs ~77 MB of memory and seconds of import.
+
+Each command runs in a fresh interpreter, which reports at exit which scipy modules it loaded.
+scipy stays installed here (the tests compare against it); the daemon must simply never touch it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPORT = """
+import atexit, json, sys
+atexit.register(lambda: print("LOADED " + json.dumps(sorted(
+    m for m in sys.modules if m == "scipy" or m.startswith("scipy.")))))
+from calmtunes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def loaded_scipy(tmp_path: Path, *args: str) -> list[str]:
+    env = dict(os.environ)
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), XDG_RUNTIME_DIR=str(tmp_path / "run"),
+               HOME=str(tmp_path), ORT_DISABLE_TELEMETRY="1")
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.run([sys.executable, "-c", REPORT, *args], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [s for s in proc.stdout.splitlines() if s.startswith("LOADED ")][-1]
+    return json.loads(line[len("LOADED "):])
+
+
+def test_render_loads_no_scipy(tmp_path):
+    assert loaded_scipy(tmp_path, "render", "--minutes", "0.1",
+                        "--out", str(tmp_path / "r.wav")) == []
+    assert (tmp_path / "r.wav").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_simulated_daemon_loads_no_scipy(tmp_path):
+    # pulse analysis, scene, panel and sound all run in a simulation of a few seconds
+    assert loaded_scipy(tmp_path, "simulate", "--scenario", "stressed", "--duration", "8",
+                        "--out", str(tmp_path / "s.wav")) == []
+    assert (tmp_path / "s.wav").stat().st_size > 0
