@@ -323,11 +323,11 @@ def test_checker_catches_files_in_cache_local_and_tmp(box):
 
 
 def test_checker_allows_the_run_folders_and_the_output():
-    allowed = Allowed(folders=[Path("/x/state")], files=[Path("/x/work/out.wav")])
+    allowed = Allowed(folders=[Path("/x/state")], files=[Path("/x/out/out.wav")])
     assert Path("/x/state/calmtunes/sessions.db") in allowed
     assert Path("/x/state") in allowed
-    assert Path("/x/work/out.wav") in allowed
-    assert Path("/x/work/out.wav.tmp") not in allowed
+    assert Path("/x/out/out.wav") in allowed
+    assert Path("/x/out/out.wav.tmp") not in allowed
     assert Path("/x/statefile") not in allowed
     assert Path("/x/state/../home/.cache/x") not in allowed
 

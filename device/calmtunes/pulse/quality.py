@@ -133,6 +133,20 @@ def _runs_at_least(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _template_correlations(x_up: np.ndarray, idx: np.ndarray, before: int,
+                           after: int) -> np.ndarray | None:
+    """Correlation of each beat's segment (``before`` samples before its index, ``after`` from
+    it) with the mean of the normalised segments; None when that mean is flat."""
+    seg = x_up[idx[:, None] + np.arange(-before, after)]
+    seg = seg - seg.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.einsum("ij,ij->i", seg, seg))
+    norm[norm == 0] = 1.0
+    seg /= norm[:, None]
+    tmpl = seg.mean(axis=0)
+    tn = float(np.sqrt(tmpl @ tmpl))
+    return None if tn == 0 else seg @ (tmpl / tn)
+
+
 def morphology(x_up: np.ndarray, index: np.ndarray, fs: float, period_s: float) -> float:
     """Median correlation of each beat (−0.3 T … +0.6 T around its upstroke) with the mean beat."""
     if len(index) < 3 or not np.isfinite(period_s):
@@ -143,17 +157,8 @@ def morphology(x_up: np.ndarray, index: np.ndarray, fs: float, period_s: float) 
     idx = index[(index >= before) & (index + after < len(x_up))]
     if len(idx) < 3:
         return 0.0
-    seg = x_up[idx[:, None] + np.arange(-before, after)]
-    seg = seg - seg.mean(axis=1, keepdims=True)
-    norm = np.sqrt(np.einsum("ij,ij->i", seg, seg))
-    norm[norm == 0] = 1.0
-    seg /= norm[:, None]
-    tmpl = seg.mean(axis=0)
-    tn = float(np.sqrt(tmpl @ tmpl))
-    if tn == 0:
-        return 0.0
-    corr = seg @ (tmpl / tn)
-    return float(max(0.0, np.median(corr)))
+    corr = _template_correlations(x_up, idx, before, after)
+    return 0.0 if corr is None else float(max(0.0, np.median(corr)))
 
 
 def index(periodicity: float, morph: float, regular: float) -> float:
@@ -177,13 +182,5 @@ def template_match(x_up: np.ndarray, index: np.ndarray, width: int | None = None
     idx = index[(index >= half) & (index + half < len(x_up))]
     if len(idx) < 3:
         return 0.0
-    seg = x_up[idx[:, None] + np.arange(-half, half)]
-    seg = seg - seg.mean(axis=1, keepdims=True)
-    norm = np.sqrt(np.einsum("ij,ij->i", seg, seg))
-    norm[norm == 0] = 1.0
-    seg /= norm[:, None]
-    tmpl = seg.mean(axis=0)
-    tn = float(np.sqrt(tmpl @ tmpl))
-    if tn == 0:
-        return 0.0
-    return float(max(0.0, np.mean(seg @ (tmpl / tn))))
+    corr = _template_correlations(x_up, idx, half, half)
+    return 0.0 if corr is None else float(max(0.0, np.mean(corr)))
