@@ -344,7 +344,7 @@ _READER = """
 import os, sys
 # everything the command needs is loaded before the rights are dropped
 import csv, locale, shutil, sqlite3, time, yaml
-from calmtunes import cli, config, sessions
+from calmtunes import cli, config, config_file, sessions  # config_file: read late by load()
 if os.geteuid() == 0:
     os.setgroups([])
     os.setgid(65534)
