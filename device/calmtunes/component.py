@@ -1,7 +1,11 @@
 """The base of every part the supervisor runs: start, stop, health and a heartbeat.
 
 A component's work happens in :meth:`Component.step`, called by its own thread; ``step`` returns
-the seconds until it wants to run again (Klipper's habit: no drift, no spinning). Each call beats
+the seconds until it wants to run again (Klipper's habit: no drift, no spinning). On a virtual
+clock there is no thread: the supervisor hands :meth:`Component.run_once` to the
+:class:`~calmtunes.scheduler.Scheduler`, which calls it when it is due. Time is read from the
+injected clock only (``clock``, a :class:`~calmtunes.clock.Clock` or any ``time.monotonic``-like
+callable). Each call beats
 the heart; the supervisor pings systemd's watchdog only while every running component's heart is
 fresh. An exception from ``step`` is a passing fault: it is logged (once per distinct message),
 the component is marked degraded and retried with exponential back-off, and it never reaches the
@@ -12,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from calmtunes.clock import SYSTEM
 
 if TYPE_CHECKING:
     from calmtunes.config import Config
@@ -50,31 +56,50 @@ class Component:
     #: longest wait between retries after a fault, in s
     max_backoff_s = 30.0
 
-    def __init__(self, config: Config, hub: Hub) -> None:
+    #: the sections of the config this component reads: a reload that changes one of them
+    #: reaches it (:meth:`reconfigure`), the others leave it alone
+    config_sections: tuple[str, ...] = ()
+
+    def __init__(self, config: Config, hub: Hub,
+                 clock: Callable[[], float] = SYSTEM) -> None:
         self.config = config
         self.hub = hub
+        self.clock = clock
         self._thread: threading.Thread | None = None
+        self._task: Any = None  # the scheduler's task, on a virtual clock
+        self._scheduler: Any = None
+        self._running = False
+        self._opened = False
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._hang = threading.Event()  # fault injection (simulation only)
-        self._heartbeat = time.monotonic()
+        self._heartbeat = clock()
         self._state = STOPPED
         self._detail = ""
         self._failures = 0
         self._last_error = ""
 
     # -- life cycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
+    def start(self, scheduler: Any = None) -> None:
+        """Start the component's thread, or (``scheduler`` given: a virtual clock) its task."""
+        if self._running:
             return
         self._stopping.clear()
+        self._hang.clear()
         self._set_state(STARTING, "")
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self.clock()
+        self._running = True
+        self._opened = False
+        self._delay = 0.0
+        if scheduler is not None:
+            self._scheduler = scheduler
+            self._task = scheduler.add(self.name, self._scheduled)
+            return
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to end and wait; may be called twice."""
+        """Ask the thread (or task) to end and wait; may be called twice."""
         thread = self._thread
         self._stopping.set()
         self._wake.set()
@@ -83,16 +108,33 @@ class Component:
             if thread.is_alive():
                 log.warning("%s: thread did not stop within %.1f s", self.name, timeout)
         self._thread = None
+        if self._task is not None:
+            self._scheduler.end(self._task)
+            self._task = None
+        self._running = False
         try:
             self.close()
         except Exception:
             log.exception("%s: error while closing", self.name)
+        self._opened = False
         if self._state != DISABLED:
             self._set_state(STOPPED, "")
 
-    def reconfigure(self, config: Config) -> None:
-        """Apply a new, already validated config without stopping (SIGHUP)."""
+    def restart(self, config: Config) -> None:
+        """Stop, take ``config``, start again (a reload that cannot be taken in place)."""
+        scheduler = self._scheduler if self._task is not None else None
+        self.stop()
         self.config = config
+        self.start(scheduler)
+
+    def reconfigure(self, config: Config) -> str:
+        """Take a new, already validated config whose :attr:`config_sections` changed (SIGHUP);
+        return what was done: ``"reconfigured"`` (in place) or ``"restarted"``.
+
+        The default restarts the component, so nothing goes on running on the old settings;
+        parts that can take a change in place override this."""
+        self.restart(config)
+        return "restarted"
 
     # -- for subclasses -----------------------------------------------------------------------
     def open(self) -> None:
@@ -112,21 +154,25 @@ class Component:
 
     # -- health ---------------------------------------------------------------------------------
     def health(self) -> Health:
-        age = time.monotonic() - self._heartbeat if self._thread is not None else None
+        age = self.clock() - self._heartbeat if self._running else None
         return Health(self._state, self._detail, age)
 
     def heartbeat_fresh(self, now: float | None = None) -> bool:
-        if self._thread is None:
+        if not self._running:
             return True  # not running: nothing to hang
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
+        if self._task is not None and not self._hang.is_set() and now <= self._task.due:
+            return True  # a task waiting for its due time is asleep, not hung
         return now - self._heartbeat <= self.heartbeat_timeout_s
 
     def beat(self) -> None:
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self.clock()
 
     def wake(self) -> None:
         """Run the next step now instead of at its scheduled time."""
         self._wake.set()
+        if self._task is not None:
+            self._scheduler.wake(self._task)
 
     def inject_hang(self) -> None:
         """Make the thread stop beating as if it hung (fault injection, simulation only)."""
@@ -152,12 +198,12 @@ class Component:
     def disable(self, detail: str) -> None:
         self._set_state(DISABLED, detail)
 
-    # -- the thread -------------------------------------------------------------------------------
+    # -- the thread (or the scheduler's task) -----------------------------------------------------
     def _sleep(self, delay: float) -> bool:
         """Wait ``delay`` s (or until woken), beating at least once a second; False on stop."""
-        deadline = time.monotonic() + delay
+        deadline = self.clock() + delay
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 return True
             if self._wake.wait(min(remaining, 1.0)):
@@ -170,7 +216,6 @@ class Component:
             self.beat()
 
     def _run(self) -> None:
-        opened = False
         delay = 0.0
         while not self._stopping.is_set():
             if self._hang.is_set():
@@ -178,34 +223,48 @@ class Component:
                 break
             if delay > 0 and not self._sleep(delay):
                 break
-            self.beat()
-            try:
-                if not opened:
-                    self.open()
-                    opened = True
-                    if self._state == STARTING or self._failures:
-                        self.mark_ok()
-                delay = self.step(time.monotonic())
-                if self._failures:
-                    log.info("%s: recovered after %d failure(s)", self.name, self._failures)
-                    self._failures = 0
-                    self._last_error = ""
-                    if self._state == DEGRADED:
-                        self.mark_ok()
-            except Exception as exc:
-                self._failures += 1
-                message = f"{type(exc).__name__}: {exc}"
-                if message != self._last_error:
-                    log.error("%s: %s (retrying)", self.name, message)
-                    if self._failures == 1 and not isinstance(exc, OSError):
-                        log.debug("%s: traceback", self.name, exc_info=True)
-                self._last_error = message
-                self.degrade(message)
-                if opened:
-                    try:
-                        self.close()
-                    except Exception:
-                        log.debug("%s: close after fault failed", self.name, exc_info=True)
-                    opened = False
-                delay = min(self.max_backoff_s, 0.5 * 2 ** min(self._failures - 1, 10))
+            delay = self.run_once()
         self.beat()
+
+    def _scheduled(self, now: float) -> float | None:
+        if self._stopping.is_set():
+            return None
+        if self._hang.is_set():
+            return 3600.0  # a hung task: no more steps, no more heartbeats
+        self._wake.clear()
+        return self.run_once()
+
+    def run_once(self) -> float:
+        """One unit of work: open if needed, step, and take any fault; the seconds until the
+        next call (the back-off after a fault)."""
+        self.beat()
+        try:
+            if not self._opened:
+                self.open()
+                self._opened = True
+                if self._state == STARTING or self._failures:
+                    self.mark_ok()
+            delay = self.step(self.clock())
+            if self._failures:
+                log.info("%s: recovered after %d failure(s)", self.name, self._failures)
+                self._failures = 0
+                self._last_error = ""
+                if self._state == DEGRADED:
+                    self.mark_ok()
+            return delay
+        except Exception as exc:
+            self._failures += 1
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._last_error:
+                log.error("%s: %s (retrying)", self.name, message)
+                if self._failures == 1 and not isinstance(exc, OSError):
+                    log.debug("%s: traceback", self.name, exc_info=True)
+            self._last_error = message
+            self.degrade(message)
+            if self._opened:
+                try:
+                    self.close()
+                except Exception:
+                    log.debug("%s: close after fault failed", self.name, exc_info=True)
+                self._opened = False
+            return min(self.max_backoff_s, 0.5 * 2 ** min(self._failures - 1, 10))

@@ -3,13 +3,18 @@
 Components start in dependency order and stop in reverse. A component that fails to start
 degrades the device instead of killing it. The watchdog is pinged only while every running
 component's heartbeat is fresh: a hung thread stops the pings and systemd restarts us.
+
+Time comes from the injected clock; with a :class:`~calmtunes.scheduler.Scheduler` (a virtual
+clock) components run as the scheduler's tasks instead of on threads of their own.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
+from typing import Any
 
+from calmtunes.clock import SYSTEM
 from calmtunes.component import DISABLED, FAILED, Component
 from calmtunes.notify import Notifier
 
@@ -17,9 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, components: list[Component], notifier: Notifier | None = None) -> None:
+    def __init__(self, components: list[Component], notifier: Notifier | None = None,
+                 clock: Callable[[], float] = SYSTEM, scheduler: Any = None) -> None:
         self.components = list(components)
         self.notifier = notifier or Notifier({})
+        self.clock = clock
+        self.scheduler = scheduler
         self._last_ping = 0.0
         self._last_status = ""
         self._watchdog_ok = True
@@ -33,7 +41,7 @@ class Supervisor:
     def start(self) -> None:
         for c in self.components:
             try:
-                c.start()
+                c.start(self.scheduler)
             except Exception as exc:
                 log.exception("%s failed to start; carrying on without it", c.name)
                 c._set_state(FAILED, f"start failed: {exc}")
@@ -43,7 +51,7 @@ class Supervisor:
         if component not in self.components:
             self.components.append(component)
         try:
-            component.start()
+            component.start(self.scheduler)
         except Exception as exc:
             log.exception("%s failed to start; carrying on without it", component.name)
             component._set_state(FAILED, f"start failed: {exc}")
@@ -71,7 +79,7 @@ class Supervisor:
 
     def tick(self, now: float | None = None, extra_status: str = "") -> None:
         """Called about every 0.5 s by the daemon's main loop."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         stale = self.stale(now)
         if stale:
             if self._watchdog_ok:
