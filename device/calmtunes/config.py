@@ -78,10 +78,17 @@ class DeviceConfig:
     log_level: str = opt(
         "info", help="log verbosity", choices=("debug", "info", "warning", "error")
     )
+    hardware: str = opt(
+        "pi",
+        help="the hardware profile: 'pi' gives each part the backend its own section names; "
+        "'sim' (set by `calmtunes simulate`) emulates every sense — the MAX30102, the camera, "
+        "the buttons — whatever those say (a part set to 'none' stays off)",
+        choices=("pi", "sim"),
+    )
     simulate: bool = opt(
         False,
-        help="run on the emulated sensor and camera (set by `calmtunes simulate`); also allows "
-        "fault injection over the control socket",
+        help="run on the emulated sensor and camera (set with device.hardware: sim); also "
+        "allows fault injection over the control socket",
     )
 
 
@@ -421,6 +428,10 @@ class Config:
         for name, values in sections.items():
             data[name].update(values)
         return parse(data)
+
+
+#: the config's sections, in order (each part declares which of them it reads)
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 
 
 # --------------------------------------------------------------------------------------------

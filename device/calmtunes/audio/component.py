@@ -4,15 +4,26 @@ Its thread takes phrases from the composer when the scheduled music runs short, 
 into the ring until it holds ``audio.buffer_ms``, and checks the sink: a sound card that vanished
 is reopened with back-off while rendering goes on (so the composer and everything upstream keep
 running, and the music resumes where it would have been).
+
+On a virtual clock the sink has no thread of its own: each step first lets the sink take what
+the output would have played by now (:meth:`~calmtunes.audio.sinks.Sink.catch_up`), then tops the
+ring up, and returns when the next output block is due.
+
+A reload reaches it when ``audio``, ``music`` or ``sound`` change: the mixer takes loudness,
+volume limits and textures in place (every change glides); a new output (backend, device, file)
+reopens the sink while the music goes on; a new sample rate or block size restarts the
+component.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
+from typing import Any
 
 from calmtunes.audio.ring import AudioRing
 from calmtunes.audio.sinks import Sink, make_sink
+from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.hub import Hub
@@ -28,10 +39,16 @@ CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
 class AudioComponent(Component):
     name = "audio"
     heartbeat_timeout_s = 5.0
+    config_sections = ("audio", "music", "sound")
+    #: options whose change needs a new sink (the music goes on meanwhile)
+    SINK_OPTIONS = ("backend", "device", "wav_path", "realtime")
+    #: options whose change needs a new ring and mixer: the component restarts
+    RESTART_OPTIONS = ("sample_rate", "block_ms", "buffer_ms")
 
     def __init__(self, config: Config, hub: Hub, composer: ComposerComponent,
-                 sink: Sink | None = None) -> None:
-        super().__init__(config, hub)
+                 sink: Sink | None = None, clock: Callable[[], float] = SYSTEM,
+                 sink_factory: Callable[[Config, AudioRing], Sink] | None = None) -> None:
+        super().__init__(config, hub, clock)
         a = config.audio
         self.sample_rate = a.sample_rate
         self.block = int(a.sample_rate * a.block_ms / 1000)
@@ -39,17 +56,37 @@ class AudioComponent(Component):
         self.target_fill = int(a.sample_rate * a.buffer_ms / 1000)
         self.composer = composer
         self.mixer = Mixer(a.sample_rate, config)
-        self.sink = sink or make_sink(
-            a.backend, self.ring, a.sample_rate, device=a.device, wav_path=a.wav_path,
-            realtime=a.realtime,
-        )
+        self._sink_factory = sink_factory or (lambda cfg, ring: make_sink(
+            cfg.audio.backend, ring, cfg.audio.sample_rate, device=cfg.audio.device,
+            wav_path=cfg.audio.wav_path, realtime=cfg.audio.realtime, clock=clock))
+        self.sink = sink or self._sink_factory(config, self.ring)
         self._sink_open = False
         self._next_reopen = 0.0
         self._reopen_delay = 1.0
         self._pending_crossfade = False
-        self.started_at = time.monotonic()
+        self.started_at = clock()
         self.sink_failures = 0
+        #: (start frame, phrase) of every phrase scheduled, when asked for (renders, analysis)
+        self.played: list[tuple[int, Any]] | None = None
         self.mixer.fade_in(a.fade_in_s)
+
+    def reconfigure(self, config: Config) -> str:
+        old = self.config.audio
+        new = config.audio
+        if any(getattr(old, k) != getattr(new, k) for k in self.RESTART_OPTIONS):
+            raise ValueError("audio.sample_rate, block_ms and buffer_ms take effect at the next "
+                             "start: restart the service (systemctl restart calmtunes)")
+        self.config = config
+        self.mixer.reconfigure(config)
+        if any(getattr(old, k) != getattr(new, k) for k in self.SINK_OPTIONS):
+            log.info("audio output changes (%s); reopening it", new.backend)
+            self._close_sink()
+            self.sink = self._sink_factory(config, self.ring)
+            self._next_reopen = 0.0
+            self._reopen_delay = 1.0
+            self.wake()
+            return "reopened its output"
+        return "reconfigured"
 
     # -- control (any thread) ----------------------------------------------------------------
     def set_controls(self, controls: Controls) -> None:
@@ -78,15 +115,20 @@ class AudioComponent(Component):
     def step(self, now: float) -> float:
         self._keep_sink(now)
         period = self.block / self.sample_rate
+        if self._sink_open and self.sink.virtual:
+            # A virtual clock: the ring full, the sink takes what the output played by now,
+            # the ring full again; the next step when the output wants its next block.
+            self._fill()
+            next_block = self.sink.catch_up(now)
+            self._fill()
+            return max(1e-4, (next_block if next_block is not None else now + period) - now)
         if not self._sink_open:
             # No sound card: keep time as if playing, so the music is where it should be when
             # the card comes back (and the composer upstream keeps running).
             self._feed_phrases()
             self.mixer.render(self.block)
             return period
-        while self.ring.free >= self.block and self.ring.available < self.target_fill:
-            self._feed_phrases()
-            self.ring.write(self.mixer.render(self.block))
+        self._fill()
         if not self.config.audio.realtime:
             self.ring.wait_for_space(self.block, timeout=0.1)  # as fast as the sink drains
             return 0.0
@@ -95,17 +137,31 @@ class AudioComponent(Component):
         spare = self.ring.available - self.target_fill * 2 / 3
         return max(period / 2, spare / self.sample_rate)
 
+    def _fill(self) -> None:
+        """Render blocks into the ring until it holds ``audio.buffer_ms``."""
+        while self.ring.free >= self.block and self.ring.available < self.target_fill:
+            self._feed_phrases()
+            self.ring.write(self.mixer.render(self.block))
+
     def _feed_phrases(self) -> None:
         if self._pending_crossfade:
             self._pending_crossfade = False
             phrase = self.composer.take_phrase() or self.composer.compose_now()
             start = self.mixer.position
-            self.mixer.schedule(phrase, start, crossfade_s=CROSSFADE_S)
+            self._schedule(phrase, start, crossfade_s=CROSSFADE_S)
             return
         horizon = self.mixer.position + self.block
         while self.mixer.scheduled_until <= horizon + self.sample_rate:
             phrase = self.composer.take_phrase() or self.composer.compose_now()
-            self.mixer.schedule(phrase)
+            self._schedule(phrase)
+
+    def _schedule(self, phrase: Any, start: int | None = None, **kw: Any) -> None:
+        at = self.mixer.scheduled_until if start is None else start
+        onsets = self.mixer.schedule(phrase, start, **kw)
+        if self.played is not None:
+            if kw.get("crossfade_s"):  # notes of earlier phrases not begun by now are dropped
+                self.played = [(a, p, [o for o in ons if o[1] < at]) for a, p, ons in self.played]
+            self.played.append((at, phrase, onsets))
 
     def _keep_sink(self, now: float) -> None:
         if self._sink_open and not self.sink.is_alive():

@@ -3,6 +3,11 @@
 Every sink drains an :class:`~calmtunes.audio.ring.AudioRing`. ``open()`` starts draining and
 raises :class:`~calmtunes.errors.HardwareError` when it cannot; ``is_alive()`` tells the audio
 component whether to reopen; ``frames_played`` counts frames handed to the output so far.
+
+On a virtual clock the file and null sinks have no thread: the audio component calls
+:meth:`Sink.catch_up` with the clock's time and the sink takes from the ring every block the
+output would have played by then, exactly as its thread would in real time. ``max_frames`` ends
+a file at an exact length (a render of N minutes is N minutes long).
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import logging
 import threading
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from calmtunes.audio.ring import AudioRing
+from calmtunes.clock import SYSTEM
 from calmtunes.errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -23,12 +30,20 @@ log = logging.getLogger(__name__)
 
 class Sink:
     kind = "sink"
+    virtual = False  # paced by the audio component on a virtual clock (catch_up), not a thread
 
-    def __init__(self, ring: AudioRing, sample_rate: int) -> None:
+    def __init__(self, ring: AudioRing, sample_rate: int,
+                 clock: Callable[[], float] = SYSTEM) -> None:
         self.ring = ring
         self.sample_rate = sample_rate
+        self.clock = clock
         self.first_frame_at: float | None = None  # monotonic time real audio first went out
         self.description = self.kind
+
+    def catch_up(self, now: float) -> float | None:
+        """Virtual clock only: play what is due by ``now``; the clock time of the next block
+        (None for a sink with its own thread or callback)."""
+        return None
 
     def open(self) -> None:
         raise NotImplementedError
@@ -49,27 +64,64 @@ class _ThreadSink(Sink):
 
     block_frames = 1024
 
-    def __init__(self, ring: AudioRing, sample_rate: int, realtime: bool) -> None:
-        super().__init__(ring, sample_rate)
+    def __init__(self, ring: AudioRing, sample_rate: int, realtime: bool,
+                 clock: Callable[[], float] = SYSTEM, max_frames: int | None = None) -> None:
+        super().__init__(ring, sample_rate, clock)
         self.realtime = realtime
+        self.max_frames = max_frames
+        self.frames_written = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._virtual = self.virtual = bool(getattr(clock, "virtual", False))
+        self._next_t: float | None = None  # virtual clock: when the next block is due
+        self._block = np.zeros((self.block_frames, ring.channels), dtype=np.float32)
 
     def open(self) -> None:
         self._stop.clear()
         self._error = None
+        if self._virtual:
+            self._next_t = self.clock()
+            return
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.kind}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._next_t = None
         if self._thread is not None:
             self._thread.join(2.0)
             self._thread = None
 
     def is_alive(self) -> bool:
+        if self._virtual:
+            return self._next_t is not None and self._error is None
         return self._thread is not None and self._thread.is_alive() and self._error is None
+
+    def catch_up(self, now: float) -> float | None:
+        if self._next_t is None:
+            return None
+        period = self.block_frames / self.sample_rate
+        while self._next_t <= now:
+            self._pump(self._block)
+            self._next_t += period
+        return self._next_t
+
+    def _pump(self, block: np.ndarray) -> None:
+        real = self.ring.read_into(block)
+        if real and self.first_frame_at is None:
+            self.first_frame_at = self.clock()
+        self._emit(block, real)
+
+    def _emit(self, block: np.ndarray, real: int) -> None:
+        """Hand a block on, cut at ``max_frames``."""
+        n = len(block)
+        if self.max_frames is not None:
+            n = max(0, min(n, self.max_frames - self.frames_written))
+            if n == 0:
+                return
+        self.frames_written += n
+        self._consume(block[:n], min(real, n))
 
     def _consume(self, block: np.ndarray, real: int) -> None:
         """Handle one block drained from the ring (``real`` frames of it were audio)."""
@@ -77,16 +129,16 @@ class _ThreadSink(Sink):
     def _run(self) -> None:
         block = np.zeros((self.block_frames, self.ring.channels), dtype=np.float32)
         period = self.block_frames / self.sample_rate
-        next_t = time.monotonic()
+        next_t = self.clock()
         try:
             while not self._stop.is_set():
                 if self.realtime:
                     next_t += period
-                    delay = next_t - time.monotonic()
+                    delay = next_t - self.clock()
                     if delay > 0:
                         self._stop.wait(delay)
                     elif delay < -1.0:
-                        next_t = time.monotonic()  # we were suspended; do not catch up
+                        next_t = self.clock()  # we were suspended; do not catch up
                     real = self.ring.read_into(block)
                 else:
                     # Not paced by a clock: wait for a whole block of real audio instead.
@@ -96,8 +148,8 @@ class _ThreadSink(Sink):
                         break
                     real = self.ring.read_into(block)
                 if real and self.first_frame_at is None:
-                    self.first_frame_at = time.monotonic()
-                self._consume(block, real)
+                    self.first_frame_at = self.clock()
+                self._emit(block, real)
         except BaseException as exc:  # reported through is_alive(); the component reopens
             self._error = exc
             log.error("%s sink failed: %s", self.kind, exc)
@@ -114,12 +166,14 @@ class WavSink(_ThreadSink):
 
     kind = "wav"
 
-    def __init__(self, ring: AudioRing, sample_rate: int, path: str | Path, realtime: bool) -> None:
-        super().__init__(ring, sample_rate, realtime)
+    def __init__(self, ring: AudioRing, sample_rate: int, path: str | Path, realtime: bool,
+                 clock: Callable[[], float] = SYSTEM, max_frames: int | None = None) -> None:
+        super().__init__(ring, sample_rate, realtime, clock, max_frames)
         self.path = Path(path)
         self._wav: wave.Wave_write | None = None
         self._rng = np.random.default_rng(1)
         self.description = f"wav:{self.path}"
+        self.peak = 0.0  # largest sample magnitude written (full scale 1.0)
 
     def open(self) -> None:
         try:
@@ -138,12 +192,19 @@ class WavSink(_ThreadSink):
     def close(self) -> None:
         super().close()
         if self._wav is not None:
+            if self.max_frames is not None and self.frames_written < self.max_frames:
+                # A file of a stated length: what the output had not yet played is silence.
+                missing = self.max_frames - self.frames_written
+                self._wav.writeframes(bytes(2 * self.ring.channels * missing))
+                self.frames_written = self.max_frames
             self._wav.close()
             self._wav = None
 
     def _consume(self, block: np.ndarray, real: int) -> None:
         if self._wav is None:
             return
+        if real:
+            self.peak = max(self.peak, float(np.abs(block[:real]).max()))
         dither = (self._rng.random(block.shape) - self._rng.random(block.shape)) / 32768.0
         pcm = np.clip((block + dither) * 32767.0, -32768, 32767).astype("<i2")
         self._wav.writeframes(pcm.tobytes())
@@ -191,7 +252,7 @@ class SoundDeviceSink(Sink):
             if status.output_underflow:
                 ring.underruns += 1
             if ring.read_into(outdata) and self.first_frame_at is None:
-                self.first_frame_at = time.monotonic()
+                self.first_frame_at = self.clock()
 
         try:
             device = self._find_device(sd)
@@ -231,12 +292,16 @@ class SoundDeviceSink(Sink):
 
 
 def make_sink(kind: str, ring: AudioRing, sample_rate: int, *, device: str = "",
-              wav_path: str = "calmtunes.wav", realtime: bool = True) -> Sink:
+              wav_path: str = "calmtunes.wav", realtime: bool = True,
+              clock: Callable[[], float] = SYSTEM, max_frames: int | None = None) -> Sink:
     """The factory: one sink for the configured backend."""
     if kind == "sounddevice":
+        if getattr(clock, "virtual", False):
+            raise ValueError("a sound card plays in real time: on the virtual clock use "
+                             "audio.backend wav or null")
         return SoundDeviceSink(ring, sample_rate, device)
     if kind == "wav":
-        return WavSink(ring, sample_rate, wav_path, realtime)
+        return WavSink(ring, sample_rate, wav_path, realtime, clock, max_frames)
     if kind == "null":
-        return NullSink(ring, sample_rate, realtime)
+        return NullSink(ring, sample_rate, realtime, clock, max_frames)
     raise ValueError(f"unknown audio backend {kind!r}")

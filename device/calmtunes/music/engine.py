@@ -4,6 +4,9 @@ It starts with the procedural composer, so the first sound comes at once, then l
 neural generator in the background (when configured) and hands over at the next phrase. If the
 generator fails at any point, the procedural composer takes over with a clear log line and the
 music does not stop. The audio component takes phrases from :meth:`take_phrase`.
+
+On a virtual clock the generator is loaded in :meth:`ComposerComponent.open`, in line: the
+hand-over then falls at the same phrase on every run, so a session replays sample for sample.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.hub import Hub
@@ -35,11 +39,12 @@ def load_generator(config: Config, seed: int | None) -> Composer:
 class ComposerComponent(Component):
     name = "composer"
     heartbeat_timeout_s = 10.0
+    config_sections = ("music",)
 
     def __init__(self, config: Config, hub: Hub, controls: Callable[[], Controls],
                  generator_loader: Callable[[Config, int | None], Composer] = load_generator,
-                 ) -> None:
-        super().__init__(config, hub)
+                 clock: Callable[[], float] = SYSTEM) -> None:
+        super().__init__(config, hub, clock)
         self._controls = controls
         self._loader = generator_loader
         seed = config.music.seed or None
@@ -78,7 +83,27 @@ class ComposerComponent(Component):
             return sum(p.seconds for p in self._queue)
 
     # -- component ---------------------------------------------------------------------------
+    def reconfigure(self, config: Config) -> str:
+        """A new generator choice or seed is taken at the next phrase; the rest (presets, the
+        conductor's ranges) is read afresh with each phrase."""
+        old, new = self.config.music, config.music
+        self.config = config
+        if (old.generator, old.seed) != (new.generator, new.seed):
+            if new.generator != "onnx":
+                self.composer = self.fallback
+                self.mark_ok("procedural composer")
+            elif self.composer is self.fallback:
+                self._loader_thread = None
+                self.open()
+            return "reconfigured (composer from the next phrase)"
+        return "reconfigured"
+
     def open(self) -> None:
+        if self.config.music.generator == "onnx" and getattr(self.clock, "virtual", False):
+            if self._loader_thread is None and self.composer is self.fallback:
+                self._loader_thread = threading.current_thread()  # loaded once, in line
+                self._load_generator()
+            return
         if self.config.music.generator == "onnx" and self._loader_thread is None:
             self._loader_thread = threading.Thread(
                 target=self._load_generator, name="generator-load", daemon=True
@@ -137,10 +162,10 @@ class ComposerComponent(Component):
         }
 
     def wait_until_ready(self, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # real time: it waits for the component's thread
         while time.monotonic() < deadline:
             with self._lock:
                 if self._queue:
                     return True
-            time.sleep(0.005)
+            self._wake.wait(0.005)
         return False

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
+from calmtunes.hardware import Hardware
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
@@ -63,9 +65,11 @@ class _ButtonState:
 
 class PanelComponent(Component):
     name = "panel"
+    config_sections = ("panel", "music", "conductor")
 
-    def __init__(self, config: Config, hub: Hub, pin_factory: Any = None) -> None:
-        super().__init__(config, hub)
+    def __init__(self, config: Config, hub: Hub, pin_factory: Any = None,
+                 clock: Callable[[], float] = SYSTEM) -> None:
+        super().__init__(config, hub, clock)
         self._factory_given = pin_factory
         self.factory: Any = None
         self.buttons: dict[str, Any] = {}
@@ -164,7 +168,7 @@ class PanelComponent(Component):
     # -- buttons (gpiozero's thread) ----------------------------------------------------------
     def _edge(self, role: str, pressed: bool) -> None:
         with self._lock:
-            self._events.append((role, pressed, time.monotonic()))
+            self._events.append((role, pressed, self.clock()))
         self.wake()
 
     # -- the component's thread ---------------------------------------------------------------
@@ -287,5 +291,7 @@ class PanelComponent(Component):
             led.off()
 
 
-def make_component(config: Config, hub: Hub) -> Component:
-    return PanelComponent(config, hub)
+def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -> Component:
+    hardware = hardware or Hardware(SYSTEM, hub)
+    return PanelComponent(config, hub, pin_factory=hardware.pin_factory(config),
+                          clock=hardware.clock)

@@ -1,8 +1,9 @@
 """The pulse component: reads the MAX30102 (real or emulated), feeds the analyser, publishes.
 
-Backends (``pulse.backend``): ``max30102`` opens ``/dev/i2c-N`` through smbus2; ``sim`` uses the
-emulated chip watching the simulated listener of ``sim.scenario`` (the rest of the path is the
-real one); ``none`` disables the component. Each step waits for data (on the INT line when
+Backends (``pulse.backend``, given by the hardware profile, :mod:`calmtunes.hardware`):
+``max30102`` opens ``/dev/i2c-N`` through smbus2; ``sim`` uses the emulated chip watching the
+simulated listener of ``sim.scenario`` (the rest of the path is the real one); ``none`` disables
+the component. Each step waits for data (on the INT line when
 ``pulse.int_pin`` is wired, else until the computed poll deadline), reads the new samples, feeds
 them to :class:`calmtunes.pulse.analyser.PulseAnalyser` and publishes a
 :class:`~calmtunes.pulse.reading.PulseReading` on the hub's ``"pulse"`` topic once a second.
@@ -14,13 +15,14 @@ A bus error never ends the component: it is degraded with the reason, retried wi
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
 from calmtunes.errors import HardwareError
+from calmtunes.hardware import Hardware
 from calmtunes.hub import Hub
 from calmtunes.pulse.max30102 import MAX30102, Settings
 
@@ -35,36 +37,9 @@ def default_analyser_factory() -> AnalyserFactory:
     return PulseAnalyser
 
 
-def open_bus(config: Config, clock: Callable[[], float] = time.monotonic,
-             hub: Hub | None = None) -> Any:
-    """The I2C bus for ``config.pulse.backend`` (``max30102`` or ``sim``).
-
-    In simulation, a listener scenario of :mod:`calmtunes.sim.listener` closes the loop: the
-    emulated finger's heart and breathing answer the music the hub says is playing."""
-    p = config.pulse
-    if p.backend == "sim":
-        from calmtunes.sim.closed_loop import sim_scenario
-        from calmtunes.sim.max30102 import emulated_bus
-
-        scenario = sim_scenario(config.sim.scenario, config.sim.seed, hub)
-        return emulated_bus(scenario=scenario, seed=config.sim.seed, clock=clock)
-    from smbus2 import SMBus  # only on the device
-
-    try:
-        return SMBus(p.i2c_bus)
-    except FileNotFoundError:
-        raise HardwareError(
-            f"/dev/i2c-{p.i2c_bus} does not exist: enable I2C (dtparam=i2c_arm=on in "
-            "/boot/firmware/config.txt, then reboot) or set pulse.i2c_bus"
-        ) from None
-    except PermissionError:
-        raise HardwareError(
-            f"no permission to open /dev/i2c-{p.i2c_bus}: add this user to the `i2c` group"
-        ) from None
-
-
 class PulseComponent(Component):
     name = "pulse"
+    config_sections = ("pulse", "sim", "conductor")
     publish_interval_s = 1.0  # one reading a second
     temperature_interval_s = 60.0  # die temperature, for status only
     max_wait_s = 0.5  # longest block on the INT line, so stop requests are seen
@@ -76,15 +51,17 @@ class PulseComponent(Component):
         analyser_factory: AnalyserFactory | None = None,
         bus_factory: Callable[[Config], Any] | None = None,
         pin_factory: Any = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = SYSTEM,
+        sleep: Callable[[float], None] | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
-        super().__init__(config, hub)
+        super().__init__(config, hub, clock)
+        self.hardware = hardware or Hardware(clock, hub)
         self._analyser_factory = analyser_factory
-        self._bus_factory = bus_factory
+        self._bus_factory = bus_factory or self.hardware.pulse_bus
         self._pin_factory = pin_factory
         self._clock = clock
-        self._sensor_sleep = sleep
+        self._sensor_sleep = sleep or getattr(clock, "sleep", None) or SYSTEM.sleep
         self.driver: MAX30102 | None = None
         self.analyser: Any = None
         self._bus: Any = None
@@ -109,14 +86,11 @@ class PulseComponent(Component):
             except ImportError as exc:
                 self.disable(f"pulse analysis is not available in this build ({exc})")
                 return
-        if self._bus_factory is not None:
+        try:
             bus = self._bus_factory(self.config)
-        else:
-            try:
-                bus = open_bus(self.config, self._clock, self.hub)
-            except ValueError as exc:  # e.g. an unknown sim.scenario: a config problem
-                self.disable(str(exc))
-                return
+        except ValueError as exc:  # e.g. an unknown sim.scenario: a config problem
+            self.disable(str(exc))
+            return
         int_pin = p.int_pin if p.int_pin >= 0 and p.backend != "sim" else None
         settings = Settings(
             sample_rate=p.sample_rate,
@@ -234,5 +208,7 @@ def _close_quietly(bus: Any) -> None:
         log.debug("pulse: closing the bus failed", exc_info=True)
 
 
-def make_component(config: Config, hub: Hub) -> Component:
-    return PulseComponent(config, hub)
+def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -> Component:
+    hardware = hardware or Hardware(SYSTEM, hub)
+    pins = hardware.pin_factory(config) if config.pulse.int_pin >= 0 else None
+    return PulseComponent(config, hub, clock=hardware.clock, hardware=hardware, pin_factory=pins)

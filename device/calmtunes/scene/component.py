@@ -8,8 +8,9 @@ it is never stored, logged, written or published.
 The camera's state goes out on ``"camera"`` as ``{"active": bool, "reason": str}`` for the
 panel's camera LED: lit exactly while frames are being taken.
 
-Off switches: ``scene.enabled: false`` or ``scene.backend: none`` keep the camera closed; a
-``Command("privacy")`` on ``"command"`` toggles it (``arg`` True/False sets privacy on/off). In
+Off switches: ``scene.enabled: false`` or ``scene.backend: none`` keep the camera closed; the
+control loop owns the privacy switch and publishes it on ``"privacy"`` (True: camera off), which
+this component obeys — it never toggles anything itself. In
 privacy the camera device is released, not merely ignored, and the last scene record is
 withdrawn (``"scene"`` becomes None) so nothing goes on acting on a picture of the past.
 
@@ -28,11 +29,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from calmtunes.clock import SYSTEM
 from calmtunes.component import OK, Component
 from calmtunes.config import Config
-from calmtunes.hub import Command, Hub
+from calmtunes.hardware import Hardware
+from calmtunes.hub import Hub
 from calmtunes.scene.analyser import SceneAnalyser
-from calmtunes.scene.backends import Camera, CameraError, make_camera
+from calmtunes.scene.backends import Camera, CameraError
 from calmtunes.scene.features import FrameError
 
 log = logging.getLogger(__name__)
@@ -45,11 +48,13 @@ IDLE_S = 5.0
 
 class SceneComponent(Component):
     name = "scene"
+    config_sections = ("scene", "sim")
 
     def __init__(self, config: Config, hub: Hub, camera: Camera | None = None,
                  analyser: SceneAnalyser | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(config, hub)
+                 clock: Callable[[], float] = SYSTEM, hardware: Hardware | None = None) -> None:
+        super().__init__(config, hub, clock)
+        self.hardware = hardware or Hardware(clock, hub)
         self._clock = clock
         self._camera = camera
         self._analyser = analyser
@@ -60,28 +65,26 @@ class SceneComponent(Component):
         self.frames_analysed = 0
         self.analysis_ms = 0.0  # CPU time of the last analysis, ms
         self._rebuild = False
-        hub.subscribe("command", self._on_command)
+        hub.subscribe("privacy", self._on_privacy)
 
     # -- switches ------------------------------------------------------------------------------
     @property
     def privacy(self) -> bool:
         return self._privacy
 
-    def _on_command(self, command: Any) -> None:
+    def _on_privacy(self, private: Any) -> None:
         # Runs in the publisher's thread: set the switch and wake our thread, nothing more.
-        if not isinstance(command, Command) or command.name != "privacy":
-            return
-        self._privacy = (not self._privacy) if command.arg is None else bool(command.arg)
-        log.info("privacy %s (%s)", "on: camera off" if self._privacy else "off: camera on",
-                 command.source)
-        self.wake()
-
-    def reconfigure(self, config: Config) -> None:
-        changed = config.scene != self.config.scene or config.sim != self.config.sim
-        super().reconfigure(config)
-        if changed:
-            self._rebuild = True
+        private = bool(private)
+        if private != self._privacy:
+            self._privacy = private
             self.wake()
+
+    def reconfigure(self, config: Config) -> str:
+        """A new camera, size or rate is taken at the next frame: the camera is reopened."""
+        self.config = config
+        self._rebuild = True
+        self.wake()
+        return "reconfigured (camera reopened)"
 
     # -- the work ------------------------------------------------------------------------------
     def step(self, now: float) -> float:
@@ -123,7 +126,7 @@ class SceneComponent(Component):
         self._publish_camera(True, "")
         if self._state != OK:
             self.mark_ok(self._analyser.people_note)
-        return max(0.0, sc.interval_s - (time.monotonic() - now))
+        return max(0.0, sc.interval_s - (self._clock() - now))
 
     def _off_reason(self) -> str:
         sc = self.config.scene
@@ -140,7 +143,7 @@ class SceneComponent(Component):
         if self._analyser is None:
             self._analyser = SceneAnalyser(sc.width, sc.height)
         if self._camera is None:
-            self._camera = make_camera(self.config, clock=self._clock)
+            self._camera = self.hardware.camera(self.config)
         try:
             self._camera.open()
         except CameraError as exc:
@@ -185,5 +188,6 @@ class SceneComponent(Component):
         }
 
 
-def make_component(config: Config, hub: Hub) -> Component:
-    return SceneComponent(config, hub)
+def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -> Component:
+    hardware = hardware or Hardware(SYSTEM, hub)
+    return SceneComponent(config, hub, clock=hardware.clock, hardware=hardware)

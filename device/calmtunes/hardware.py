@@ -1,0 +1,124 @@
+"""The hardware profile: one factory that gives every part its backend, real or emulated.
+
+As gpiozero's pin factory stands between its devices and the pins, :class:`Hardware` stands
+between the components and the machine: the pulse component asks it for an I2C bus, the scene
+component for a camera, the panel for a pin factory, the audio component for a sink. Which one
+comes back is decided by the config alone:
+
+``device.hardware: pi`` (the device)
+    each part's own ``backend`` option: ``pulse.backend: max30102`` opens ``/dev/i2c-N``,
+    ``scene.backend: opencv`` a USB camera, ``panel.backend: gpio`` the GPIO pins.
+``device.hardware: sim`` (``calmtunes simulate``)
+    every sense is emulated — the register-level MAX30102 on an emulated bus watching the
+    simulated listener, the synthetic room, gpiozero's ``MockFactory`` — whatever the part's own
+    backend says, except that a part set to ``none`` stays off (:func:`resolve`).
+
+The profile is applied to every config the daemon takes, the reloaded ones included, so a
+reload in simulation can never put the real sensor or camera in place of the emulated ones.
+
+Hardware libraries (smbus2, OpenCV, picamera2, gpiozero, PortAudio) are imported here, late,
+only for the backend in use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from calmtunes.clock import SYSTEM
+from calmtunes.errors import HardwareError
+
+if TYPE_CHECKING:
+    from calmtunes.audio.ring import AudioRing
+    from calmtunes.audio.sinks import Sink
+    from calmtunes.config import Config
+    from calmtunes.hub import Hub
+    from calmtunes.scene.backends import Camera
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("pi", "sim")
+#: the emulated backend of each sense under ``device.hardware: sim``
+SIM_BACKENDS = {"pulse": "sim", "scene": "sim", "panel": "mock"}
+
+
+def resolve(config: Config) -> Config:
+    """``config`` with each part's backend as the hardware profile gives it."""
+    if config.device.hardware != "sim":
+        return config
+    changes = {part: {"backend": backend} for part, backend in SIM_BACKENDS.items()
+               if getattr(config, part).backend not in ("none", backend)}
+    changes.setdefault("device", {})["simulate"] = True
+    return config.replace(**changes)
+
+
+class Hardware:
+    """Makes the backends; keeps the simulated listener (when there is one) for traces."""
+
+    def __init__(self, clock: Callable[[], float] = SYSTEM, hub: Hub | None = None) -> None:
+        self.clock = clock
+        self.hub = hub
+        self.listener: Any = None  # the simulated listener the emulated finger belongs to
+
+    @property
+    def virtual(self) -> bool:
+        return bool(getattr(self.clock, "virtual", False))
+
+    # -- the pulse sensor ---------------------------------------------------------------------
+    def pulse_bus(self, config: Config) -> Any:
+        """The I2C bus for ``pulse.backend`` (``max30102`` or ``sim``), open."""
+        p = config.pulse
+        if p.backend == "sim":
+            from calmtunes.sim.closed_loop import sim_scenario
+            from calmtunes.sim.max30102 import emulated_bus
+
+            scenario = sim_scenario(config.sim.scenario, config.sim.seed, self.hub)
+            trajectory = getattr(scenario, "trajectory", None)
+            if trajectory is not None and hasattr(trajectory, "listen_to"):
+                self.listener = trajectory
+            return emulated_bus(scenario=scenario, seed=config.sim.seed, clock=self.clock)
+        if self.virtual:
+            raise HardwareError("the real MAX30102 runs in real time: on the virtual clock use "
+                                "device.hardware: sim")
+        from smbus2 import SMBus  # only on the device
+
+        try:
+            return SMBus(p.i2c_bus)
+        except FileNotFoundError:
+            raise HardwareError(
+                f"/dev/i2c-{p.i2c_bus} does not exist: enable I2C (dtparam=i2c_arm=on in "
+                "/boot/firmware/config.txt, then reboot) or set pulse.i2c_bus"
+            ) from None
+        except PermissionError:
+            raise HardwareError(
+                f"no permission to open /dev/i2c-{p.i2c_bus}: add this user to the `i2c` group"
+            ) from None
+
+    # -- the camera ----------------------------------------------------------------------------
+    def camera(self, config: Config) -> Camera:
+        """The camera ``scene.backend`` names, not yet opened."""
+        from calmtunes.scene.backends import make_camera
+
+        if self.virtual and config.scene.backend != "sim":
+            raise HardwareError("a real camera runs in real time: on the virtual clock use "
+                                "device.hardware: sim")
+        return make_camera(config, clock=self.clock)
+
+    # -- buttons and LEDs ------------------------------------------------------------------------
+    def pin_factory(self, config: Config) -> Any:
+        """gpiozero's pin factory for ``panel.backend``: its mock pins for ``mock``, None (its
+        default: lgpio on a Pi, or what ``GPIOZERO_PIN_FACTORY`` names) for ``gpio``."""
+        if config.panel.backend == "mock":
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+            return MockFactory(pin_class=MockPWMPin)
+        return None
+
+    # -- sound ------------------------------------------------------------------------------------
+    def sink(self, config: Config, ring: AudioRing, max_frames: int | None = None) -> Sink:
+        from calmtunes.audio.sinks import make_sink
+
+        a = config.audio
+        return make_sink(a.backend, ring, a.sample_rate, device=a.device, wav_path=a.wav_path,
+                         realtime=a.realtime, clock=self.clock, max_frames=max_frames)
