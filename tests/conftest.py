@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `models.generator` is importable from the repo root
+sys.path.insert(0, str(ROOT / "tests"))  # shared helpers: clocked (virtual time), ppg_synth
 
 from calmtunes.config import Config  # noqa: E402
 

@@ -67,31 +67,36 @@ def load_config(path: str | None) -> tuple[config_mod.Config, str | None]:
             f"copy of it for the maintainer"]) from exc
 
 
-def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> config_mod.Config:
-    """The config for ``simulate``: emulated senses; the simulation folders (:func:`sim_dirs`)
-    unless the config names its own ``device.state_dir``/``runtime_dir``."""
+def simulation_overlay(cfg: config_mod.Config,
+                       args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """What ``simulate`` lays over the config, at start and at every reload: the emulated
+    senses (``device.hardware: sim``) and the simulation folders (:func:`sim_dirs`) unless the
+    config names its own ``device.state_dir``/``runtime_dir``."""
     state, runtime = sim_dirs()
     default = config_mod.DeviceConfig()
     if cfg.device.state_dir != default.state_dir:
         state = cfg.device.state_dir
     if cfg.device.runtime_dir != default.runtime_dir:
         runtime = cfg.device.runtime_dir
-    audio: dict = {}
+    overlay: dict[str, dict[str, object]] = {
+        "device": {"hardware": "sim", "state_dir": state, "runtime_dir": runtime}}
     if getattr(args, "out", None):
-        audio = {"backend": "wav", "wav_path": str(args.out), "realtime": True}
-    sim: dict = {}
+        overlay["audio"] = {"backend": "wav", "wav_path": str(args.out), "realtime": True}
+    sim: dict[str, object] = {}
     if getattr(args, "scenario", None):
         sim["scenario"] = args.scenario
     if getattr(args, "seed", None) is not None:
         sim["seed"] = args.seed
-    return cfg.replace(
-        device={"simulate": True, "state_dir": state, "runtime_dir": runtime},
-        pulse={"backend": "sim"},
-        scene={"backend": "sim"},
-        panel={"backend": "mock"},
-        audio=audio,
-        sim=sim,
-    )
+    if sim:
+        overlay["sim"] = sim
+    return overlay
+
+
+def simulation_config(cfg: config_mod.Config, args: argparse.Namespace) -> config_mod.Config:
+    """The config ``simulate`` runs on (:func:`simulation_overlay` applied and resolved)."""
+    from calmtunes.hardware import resolve
+
+    return resolve(cfg.replace(**simulation_overlay(cfg, args)))
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -110,13 +115,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     cfg, path = load_config(args.config)
+    overlay = simulation_overlay(cfg, args)
+    shown = simulation_config(cfg, args)
+    setup_logging(shown.device.log_level)
+    if args.preset is not None and args.preset not in shown.music.presets:
+        print(f"calmtunes simulate: no preset {args.preset!r} (have: "
+              f"{', '.join(shown.music.presets)})", file=sys.stderr)
+        return 2
+    if args.virtual_clock:
+        if args.duration is None or not args.out:
+            print("calmtunes simulate: --virtual-clock needs --duration SECONDS and --out FILE "
+                  "(virtual time cannot play on a sound card)", file=sys.stderr)
+            return 2
+        from calmtunes.render import run_session
+
+        log.info("simulation on a virtual clock: scenario %r, %.0f s into %s",
+                 shown.sim.scenario, args.duration, args.out)
+        summary = run_session(cfg, args.duration, args.out, preset=args.preset, overlay=overlay,
+                              config_path=path, control=True, persist=True)
+        print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} "
+              f"composer")
+        return 0
     from calmtunes.daemon import Daemon
 
-    cfg = simulation_config(cfg, args)
-    setup_logging(cfg.device.log_level)
-    log.info("simulation: scenario %r, audio to %s", cfg.sim.scenario,
+    log.info("simulation: scenario %r, audio to %s", shown.sim.scenario,
              args.out or "the default sound device")
-    daemon = Daemon(cfg, path)
+    daemon = Daemon(cfg, path, overlay=overlay, preset=args.preset)
     daemon.install_signal_handlers()
     return daemon.run(duration=args.duration)
 
@@ -439,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
     s.add_argument("--seed", type=int, help="seed of the simulated listener")
     s.add_argument("--out", help="write to this WAV file instead of the sound card")
+    s.add_argument("--preset", help="start on this preset")
+    s.add_argument("--virtual-clock", action="store_true",
+                   help="run on a virtual clock, as fast as the CPU allows (needs --duration and "
+                   "--out); the same as `calmtunes render` for the same scenario and seed")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")

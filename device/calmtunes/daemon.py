@@ -1,12 +1,34 @@
-"""The daemon: builds the parts from the config, runs them under the supervisor, and obeys.
+"""The daemon: one control loop that owns the device's state; the parts around it.
+
+**One loop, one queue.** Everything that happens to the device reaches the control loop as an
+event on one queue: a button or socket command, a pulse reading, a scene record, a reload, a
+status request. Only the loop's thread changes the device's state — preset, volume, playing,
+the sleep timer, privacy, the session record — so it needs no locks and cannot be torn by two
+threads. The parts (composer, audio, pulse, scene, panel) publish what they measure on the hub
+and take what the loop tells them; they never call each other. Every second the loop updates the
+conductor with the latest pulse and scene records and hands its controls to the audio.
+
+**One clock.** Time comes from the injected :class:`~calmtunes.clock.Clock`: the system's on the
+device; on a :class:`~calmtunes.clock.VirtualClock` the whole daemon — every component, the
+emulated hardware, the WAV output — runs as tasks of one :class:`~calmtunes.scheduler.Scheduler`
+in one thread, as fast as the CPU allows, and the same scenario and seed give the same samples
+(``calmtunes simulate --virtual-clock``; ``calmtunes render`` is that path).
+
+**One hardware profile.** :class:`~calmtunes.hardware.Hardware` gives every part its backend from
+the config (``device.hardware: pi | sim``); the command line's overlay (``calmtunes simulate``'s
+emulated senses and folders) is applied to every config taken, the reloaded ones included.
 
 Start order is chosen so sound comes first: the composer (procedural at once, the generator
 loading behind it), then audio, then the senses (pulse, scene) and the panel. Signals:
-SIGTERM/SIGINT fade the music out (≤ 2 s) and exit 0; SIGHUP reloads the config (a bad one is
-refused and the old one kept); SIGUSR1 logs every thread's stack.
+SIGTERM/SIGINT fade the music out (≤ 2 s) and exit 0; SIGHUP reloads the config; SIGUSR1 logs
+every thread's stack.
 
-The closed loop: the latest "pulse" and "scene" records feed :meth:`Conductor.update` once a
-second; the controls go to the audio component and are published on "controls".
+**Reload** (SIGHUP, ``calmtunes reload``): the new file is validated whole first; a bad one is
+refused and nothing changes. Then each part whose config sections changed
+(:attr:`~calmtunes.component.Component.config_sections`) takes the new config in place or is
+restarted; the others are left running untouched. A part that cannot take it puts every part
+back on the old config. ``status`` says under ``config`` the generation (one more per accepted
+reload), the file, when it was loaded and what the last reload did to each part.
 
 Commands beyond preset/volume/play_pause: ``sleep_timer`` (arg: minutes; none for
 ``panel.sleep_timer_min``, 0 to cancel) fades out over :data:`SLEEP_FADE_S` when the time is up
@@ -14,8 +36,9 @@ and pauses. ``shutdown`` (accepted only when ``panel.long_press_action`` is "shu
 and exits with :data:`EXIT_POWEROFF`. The daemon runs sandboxed without the right to power the
 machine off, so it only asks: ``systemd/calmtunes.service`` takes exit status 10 as success,
 does not restart on it, and powers off in a privileged ``ExecStopPost=``. Without that unit (a
-workstation), the daemon just stops, saying so. "privacy" is remembered here (it survives power
-cuts) and acted on by the scene component.
+workstation), the daemon just stops, saying so. "privacy" is owned by the loop (it survives power
+cuts, through the saved state) and published on the hub's ``"privacy"`` topic, which the scene
+component obeys.
 
 Every command passes :func:`calmtunes.commands.check` first, wherever it comes from (socket,
 panel, saved state); a refused one changes nothing and, over the socket, is answered ``ok: false``
@@ -38,12 +61,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import stat
 import sys
 import threading
-import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +76,7 @@ from calmtunes import __version__
 from calmtunes import config as config_mod
 from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
+from calmtunes.clock import SYSTEM, Clock
 from calmtunes.commands import (
     SOCKET_COMMANDS,
     TokenBucket,
@@ -64,10 +90,12 @@ from calmtunes.config import Config
 from calmtunes.control import ControlServer, Peer, socket_path
 from calmtunes.errors import ConfigError
 from calmtunes.fault import clear_fault
+from calmtunes.hardware import Hardware, resolve
 from calmtunes.hub import Command, Hub
 from calmtunes.music.conductor import Conductor
 from calmtunes.music.engine import ComposerComponent
 from calmtunes.notify import Notifier
+from calmtunes.scheduler import Scheduler
 from calmtunes.state import StateStore
 from calmtunes.supervisor import Supervisor
 
@@ -79,10 +107,13 @@ SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
 READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound card (see above)
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
+LOOP_TICK_S = 0.25  # s: the loop's own cadence (supervisor, watchdog, saved state)
 ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
 SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
 SOCKET_BURST = 10  # ... and at once (the socket's commands that change the music, and reload)
+REQUEST_WAIT_S = 2.0  # s a socket request waits for the loop's answer
 SLOW_DOWN = "too many requests; slow down"
+LOOP_BUSY = "the daemon's control loop did not answer in time; try again"
 HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 # Figures about the listener's body: withheld from status unless the client may see them.
 # The pulse record keeps only whether a finger is on and how clean the signal is. The conductor's
@@ -91,50 +122,106 @@ HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 HEALTH_PULSE_KEEP = ("t", "finger", "quality", "reason")
 HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate", "tempo_bpm", "mode")
 HEALTH_CONTROLS = ("breath_rate", "tempo_bpm")
+#: config sections the loop itself reads (the conductor, commands, state, sessions)
+LOOP_SECTIONS = ("music", "conductor", "sessions", "device", "panel")
+#: options that only a new start can take (the loop refuses a reload that changes them)
+START_ONLY = (("device", "state_dir"), ("device", "runtime_dir"), ("device", "hardware"))
+
+
+@dataclass
+class _Request:
+    """A control-socket request waiting for the loop's answer."""
+
+    request: dict[str, Any]
+    peer: Peer | None
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: dict[str, Any] | None = None
 
 
 class Daemon:
+    """The device: its parts, and the control loop that owns its state.
+
+    ``clock``: the system clock (default) or a :class:`~calmtunes.clock.VirtualClock`.
+    ``overlay``: config changes (``Config.replace`` sections) applied over every config taken,
+    at start and at each reload (``calmtunes simulate``'s emulated senses and folders).
+    ``control``: whether to serve the control socket. ``persist``: whether to keep the device's
+    state and session records in ``device.state_dir`` (a render keeps none: it starts from the
+    defaults and leaves the device's own state alone). ``preset``: start on this preset.
+    ``record``: keep the phrases played and, with a simulated listener, a per-second
+    :class:`~calmtunes.sim.listener.LoopTrace` (renders, benchmarks). ``max_frames``: end the
+    audio file at exactly this length."""
+
     def __init__(self, config: Config, config_path: str | None = None,
                  notifier: Notifier | None = None, sink: Sink | None = None,
-                 composer_loader: Any = None) -> None:
+                 composer_loader: Any = None, *, clock: Clock = SYSTEM,
+                 overlay: dict[str, dict[str, Any]] | None = None, control: bool = True,
+                 persist: bool = True, preset: str | None = None, record: bool = False,
+                 max_frames: int | None = None) -> None:
+        self.overlay = overlay or {}
+        config = resolve(config.replace(**self.overlay) if self.overlay else config)
         self.config = config
         self.config_path = config_path
+        self.clock = clock
+        self.scheduler = Scheduler(clock) if clock.virtual else None
         self.notifier = notifier or Notifier()
         self.hub = Hub()
+        self.hardware = Hardware(clock, self.hub)
         self._stop = threading.Event()
-        self._reload = threading.Event()
         self.exit_code = 0
-        self.started_at = time.monotonic()
+        self.started_at = clock.monotonic()
         self.ready_at: float | None = None
-        prepare_runtime_dir(config.device.runtime_dir)
+        self.generation = 1
+        self.loaded_at = clock.time()
+        self.last_reload: dict[str, Any] | None = None
+        self.persist = persist
+        if control:
+            prepare_runtime_dir(config.device.runtime_dir)
 
+        # -- the device's state: owned by the loop's thread ----------------------------------
+        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._loop_thread: int | None = None  # ident of the thread running the loop
+        self._loop_task: Any = None
         m = config.music
         self.state = StateStore(
             Path(config.device.state_dir) / STATE_FILE,
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
              "privacy": False},
         )
-        saved = checked_state(self.state.load(), config)  # clamped: never saved back as it was
+        saved = checked_state(self.state.load() if persist else dict(self.state.defaults),
+                              config)  # clamped: never saved back as it was
+        if preset is not None:
+            saved["preset"] = preset
         self.privacy = bool(saved["privacy"])  # camera off by the privacy button
         self.conductor = self._make_conductor(saved)
-        kwargs = {"generator_loader": composer_loader} if composer_loader else {}
-        self.composer = ComposerComponent(config, self.hub, self.conductor.controls, **kwargs)
-        self.audio = AudioComponent(config, self.hub, self.composer, sink=sink)
-        self.audio.set_controls(self.conductor.controls())
-        # The senses (pulse, scene, panel) are built once sound flows: their libraries (scipy,
-        # OpenCV, gpiozero) take a second or more to import on a Pi, and a nurse waits for sound.
-        self.components: list[Component] = [self.composer, self.audio]
-        self.supervisor = Supervisor(self.components, self.notifier)
-        self.control = ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
-        self.socket_rate = TokenBucket(SOCKET_RATE_PER_S, SOCKET_BURST)
-        self._command_lock = threading.RLock()  # commands come from the panel and socket threads
         self._pulse = self._scene = None
         self._next_conduct = 0.0
-        self.sleep_at: float | None = None  # monotonic time the sleep timer ends
+        self.sleep_at: float | None = None  # clock time the sleep timer ends
+        self.trace = None
+        if record:
+            from calmtunes.sim.listener import LoopTrace
+
+            self.trace = LoopTrace()
+
+        # -- the parts -----------------------------------------------------------------------
+        kwargs = {"generator_loader": composer_loader} if composer_loader else {}
+        self.composer = ComposerComponent(config, self.hub, self.conductor.controls,
+                                          clock=clock, **kwargs)
+        self.audio = AudioComponent(
+            config, self.hub, self.composer, sink=sink, clock=clock,
+            sink_factory=lambda cfg, ring: self.hardware.sink(cfg, ring, max_frames))
+        if record:
+            self.audio.played = []
+        self.audio.set_controls(self.conductor.controls())
+        # The senses (pulse, scene, panel) are built once sound flows: their libraries (OpenCV,
+        # gpiozero) take a second or more to import on a Pi, and a nurse waits for sound.
+        self.components: list[Component] = [self.composer, self.audio]
+        self.supervisor = Supervisor(self.components, self.notifier, clock, self.scheduler)
+        self.control = (ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
+                        if control else None)
+        self.socket_rate = TokenBucket(SOCKET_RATE_PER_S, SOCKET_BURST)
         self.sessions = self._make_sessions()
-        self.hub.subscribe("pulse", self._on_pulse)
-        self.hub.subscribe("scene", self._on_scene)
-        self.hub.subscribe("command", self.handle_command)
+        for topic in ("command", "pulse", "scene"):
+            self.hub.subscribe(topic, lambda value, t=topic: self.post(t, value))
 
     # -- construction (kept apart so the closed loop can extend it) ---------------------------
     def _make_conductor(self, saved: dict) -> Conductor:
@@ -145,9 +232,11 @@ class Daemon:
     def _make_sessions(self):
         from calmtunes.sessions import SessionRecorder
 
-        recorder = SessionRecorder.open(self.config)
+        if not self.persist:
+            return None
+        recorder = SessionRecorder.open(self.config, self.clock.time())
         if recorder is not None and self.conductor.playing:
-            recorder.start(time.time(), self.conductor.preset)
+            recorder.start(self.clock.time(), self.conductor.preset)
         return recorder
 
     def _make_senses(self) -> list[Component]:
@@ -158,10 +247,56 @@ class Daemon:
         parts = []
         for make in (make_pulse, make_scene, make_panel):
             try:
-                parts.append(make(self.config, self.hub))
+                parts.append(make(self.config, self.hub, self.hardware))
             except Exception:
                 log.exception("cannot build a component; carrying on without it")
         return parts
+
+    # -- events: every input reaches the loop through here ---------------------------------------
+    def post(self, kind: str, value: Any = None) -> None:
+        """Hand an event to the control loop (any thread).
+
+        Before the loop runs (or after it ended) there is no other thread to race with, and the
+        event is handled at once, in the caller's thread."""
+        self._events.put((kind, value))
+        loop = self._loop_thread
+        if loop is None:
+            self._drain_events()
+        elif self._loop_task is not None and loop == threading.get_ident():
+            self.scheduler.wake(self._loop_task)
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                kind, value = self._events.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._handle_event(kind, value)
+            except Exception:  # one bad event must not end the loop
+                log.exception("control loop: handling a %r event failed; carrying on", kind)
+
+    def _handle_event(self, kind: str, value: Any) -> None:
+        if kind == "command":
+            self.handle_command(value)
+        elif kind == "pulse":
+            self._pulse = value
+            if self.sessions is not None:
+                self.sessions.reading(self.clock.time(), value)
+        elif kind == "scene":
+            self._scene = value
+        elif kind == "reload":
+            self.reload()
+        elif kind == "request":
+            try:
+                value.reply = self._answer(value.request, value.peer)
+            finally:
+                value.done.set()
+        elif kind == "stop":
+            self.exit_code = value
+            self._stop.set()
+        else:
+            log.error("control loop: unknown event %r ignored", kind)
 
     # -- running -------------------------------------------------------------------------------
     def request_stop(self, code: int = 0) -> None:
@@ -169,52 +304,98 @@ class Daemon:
         self._stop.set()
 
     def request_reload(self) -> None:
-        self._reload.set()
+        self.post("reload")
 
     def install_signal_handlers(self) -> None:
+        # A signal handler only posts: the loop does the work in its own thread.
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop(0))
         signal.signal(signal.SIGINT, lambda *_: self.request_stop(0))
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGHUP, lambda *_: self._events.put(("reload", None)))
         signal.signal(signal.SIGUSR1, lambda *_: dump_threads())
 
     def run(self, duration: float | None = None) -> int:
-        """Run until asked to stop (or for ``duration`` s of wall time); return the exit code."""
-        log.info("calmtunes %s starting", __version__)
-        self.supervisor.start()
-        self._wait_for_sound(SOUND_FIRST_S)
-        for part in self._make_senses():
-            self.components.append(part)
-            self.supervisor.add(part)
-        if self.privacy:  # the privacy button's state survives restarts and power cuts
-            self.hub.command("privacy", True, source="state")
+        """Run until asked to stop (or for ``duration`` s of clock time); the exit code."""
+        log.info("calmtunes %s starting%s", __version__,
+                 " on a virtual clock" if self.scheduler is not None else "")
+        self._loop_thread = threading.get_ident()
         try:
-            self.control.start()
-        except OSError as exc:
-            log.error("control socket unavailable (%s); `calmtunes status` will not answer", exc)
-        deadline = None if duration is None else time.monotonic() + duration
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                self._check_ready(now)
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self.reload()
-                self.supervisor.tick(now, self.summary())
-                self.conduct(now)
-                self.save_state()
-                if deadline is not None and now >= deadline:
-                    break
-                self._stop.wait(0.25)
+            self.supervisor.start()
+            self._wait_for_sound(SOUND_FIRST_S)
+            for part in self._make_senses():
+                self.components.append(part)
+                self.supervisor.add(part)
+            self.hub.publish("privacy", self.privacy)  # the saved switch, before a frame is taken
+            if self.privacy:
+                log.info("camera off for privacy (saved state)")
+            if self.control is not None:
+                try:
+                    self.control.start()
+                except OSError as exc:
+                    log.error("control socket unavailable (%s); `calmtunes status` will not "
+                              "answer", exc)
+            deadline = None if duration is None else self.clock.monotonic() + duration
+            if self.scheduler is not None:
+                self._run_virtual(deadline)
+            else:
+                self._run_threaded(deadline)
         finally:
             self.shutdown()
+            self._loop_thread = None
         return self.exit_code
 
+    def _run_threaded(self, deadline: float | None) -> None:
+        next_tick = self.clock.monotonic()
+        while not self._stop.is_set():
+            now = self.clock.monotonic()
+            if now >= next_tick:
+                self.tick(now)
+                next_tick = now + LOOP_TICK_S
+            if deadline is not None and now >= deadline:
+                break
+            wait = next_tick - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            try:  # an event wakes the loop at once
+                kind, value = self._events.get(timeout=max(0.0, wait))
+            except queue.Empty:
+                continue
+            self._events.put((kind, value))  # keep the order: handled with the rest, now
+            self._drain_events()
+
+    def _run_virtual(self, deadline: float | None) -> None:
+        assert self.scheduler is not None
+        self._loop_task = self.scheduler.add("loop", self._loop_step)
+        until = float("inf") if deadline is None else deadline
+        self.scheduler.run_until(until, stop=self._stop.is_set)
+        self.scheduler.end(self._loop_task)  # as on the system clock: no loop turns in the fade
+        self._drain_events()
+
+    def _loop_step(self, now: float) -> float | None:
+        if self._stop.is_set():
+            return None
+        self.tick(now)
+        return LOOP_TICK_S
+
+    def tick(self, now: float) -> None:
+        """The loop's round: events, readiness, supervisor and watchdog, conductor, state."""
+        self._drain_events()
+        self._check_ready(now)
+        self.supervisor.tick(now, self.summary())
+        self.conduct(now)
+        self.save_state()
+
+    def wait(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Let ``seconds`` of clock time pass (the parts running), or until ``until()``."""
+        end = self.clock.monotonic() + seconds
+        if self.scheduler is not None:
+            self.scheduler.run_until(end, stop=until)
+            return
+        while not until() and self.clock.monotonic() < end:
+            self._stop.wait(0.01)
+
     def _wait_for_sound(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.audio.first_frame_at is None and time.monotonic() < deadline:
-            if self._stop.wait(0.01):
-                return
-        self._check_ready(time.monotonic())
+        self.wait(timeout, lambda: self.audio.first_frame_at is not None or self._stop.is_set())
+        self._check_ready(self.clock.monotonic())
 
     def _check_ready(self, now: float) -> None:
         """READY=1 once audio flows, or after READY_WITHOUT_SOUND_S without a sound card."""
@@ -234,88 +415,106 @@ class Daemon:
             clear_fault(self.config.device.state_dir)
 
     def shutdown(self) -> None:
+        self._drain_events()
         if self.exit_code == EXIT_POWEROFF:
             log.warning("shutdown requested: fading out; exit status %d asks the service manager "
                         "to power off", EXIT_POWEROFF)
         self.notifier.stopping("fading out")
         self.audio.fade_out()
         if self.sessions is not None:  # while the music fades: the last commit syncs the card
-            self.sessions.close(time.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
+            self.sessions.close(self.clock.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
                                 else "stop")
-        limit = time.monotonic() + self.config.audio.fade_out_s + 0.3
-        while not self.audio.faded_out and time.monotonic() < limit:
-            time.sleep(0.02)
+        self.wait(self.config.audio.fade_out_s + 0.3, lambda: self.audio.faded_out)
         # Let the faded tail already in the ring reach the output.
-        time.sleep(min(0.3, self.config.audio.buffer_ms / 1000))
+        self.wait(min(0.3, self.config.audio.buffer_ms / 1000))
         self.save_state()
-        self.control.stop()
+        if self.control is not None:
+            self.control.stop()
         self.supervisor.stop(timeout=1.0)
+        self._drain_events()  # answer whoever still waits
         log.info("stopped")
 
+    # -- reload ----------------------------------------------------------------------------------
     def reload(self) -> None:
-        """SIGHUP: read the config file again and apply it, all or nothing.
+        """Read the config file again and apply it part by part, all or nothing.
 
         Nothing that goes wrong here stops the daemon: a bad file (a ConfigError, one short
         message) or a fault while reading it is logged once and the running config kept; a part
         that cannot take the new config puts every part back on the old one. systemd hears
         RELOADING=1 before and READY=1 after, whatever the outcome (sd_notify(3))."""
         if self.config_path is None:
-            log.info("SIGHUP: no config file to reload")
+            log.info("reload: no config file to reload")
+            self.last_reload = {"ok": False, "error": "running on defaults: no config file"}
             return
         self.notifier.reloading()
-        old = self.config
         outcome = "config reload refused: see the journal"
         try:
-            try:
-                new = config_mod.load(self.config_path)
-                if new.device.simulate != old.device.simulate:
-                    new = new.replace(device={"simulate": old.device.simulate})
-            except ConfigError as exc:
-                log.error("config reload refused, keeping the running config:\n%s", exc)
-                return
-            except Exception as exc:  # a fault in the config code must not stop the music
-                log.error("config reload failed, keeping the running config: %s: %.300s",
-                          type(exc).__name__, exc)
-                return
-
-            def apply(config: Config) -> list[str]:
-                """Give every part ``config``; the names of those that could not take it."""
-                self.config = config
-                failed = []
-                for name, part in [("conductor", self.conductor),
-                                   *((c.name, c) for c in self.components),
-                                   ("mixer", self.audio.mixer)]:
-                    try:
-                        part.reconfigure(config)
-                    except Exception:
-                        log.exception("%s could not take the %s config", name,
-                                      "new" if config is new else "old")
-                        failed.append(name)
-                return failed
-
-            failed = apply(new)
-            if failed:
-                apply(old)
-                log.error("config reload undone, keeping the running config: %s could not take "
-                          "the new one", ", ".join(failed))
-            else:
-                outcome = "config reloaded"
-                log.info("config reloaded from %s", self.config_path)
-            self.apply_controls()
-        except Exception:  # nothing in a reload may stop the daemon
+            outcome = self._reload()
+        except Exception as exc:  # nothing in a reload may stop the daemon
             log.exception("config reload failed; carrying on")
+            self.last_reload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         finally:
             self.notifier.ready(outcome)
 
+    def _reload(self) -> str:
+        old = self.config
+        try:
+            new = config_mod.load(self.config_path)
+            new = resolve(new.replace(**self.overlay) if self.overlay else new)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            self.last_reload = {"ok": False, "error": str(exc)[:2000]}
+            return "config reload refused: see the journal"
+        except Exception as exc:  # a fault in the config code must not stop the music
+            log.error("config reload failed, keeping the running config: %s: %.300s",
+                      type(exc).__name__, exc)
+            self.last_reload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            return "config reload refused: see the journal"
+        fixed = [f"{section}.{key}" for section, key in START_ONLY
+                 if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
+        if fixed:
+            error = (f"{', '.join(fixed)} take effect only at a start: restart the service "
+                     f"(systemctl restart calmtunes); nothing was changed")
+            log.error("config reload refused: %s", error)
+            self.last_reload = {"ok": False, "error": error}
+            return "config reload refused: see the journal"
+        changed = [name for name in config_mod.SECTIONS
+                   if getattr(old, name) != getattr(new, name)]
+        parts: dict[str, str] = {}
+        done: list[Any] = []
+        try:
+            for part in self.components:
+                if set(part.config_sections) & set(changed):
+                    parts[part.name] = part.reconfigure(new)
+                    done.append(part)
+                else:
+                    part.config = new  # its sections are the same: nothing to do but read them
+            if set(LOOP_SECTIONS) & set(changed):
+                self.conductor.reconfigure(new)
+                parts["conductor"] = "reconfigured"
+        except Exception as exc:
+            name = part.name if "part" in locals() else "conductor"
+            log.error("config reload undone, keeping the running config: %s could not take the "
+                      "new one (%s)", name, exc)
+            for undo in done:
+                try:
+                    undo.reconfigure(old)
+                except Exception:
+                    log.exception("%s could not go back to the running config", undo.name)
+            for part in self.components:
+                part.config = old if part not in done else part.config
+            self.last_reload = {"ok": False, "error": f"{name}: {exc}"[:500]}
+            return "config reload refused: see the journal"
+        self.config = new
+        self.generation += 1
+        self.loaded_at = self.clock.time()
+        self.last_reload = {"ok": True, "changed": changed, "parts": parts}
+        log.info("config reloaded from %s (generation %d): %s", self.config_path,
+                 self.generation, ", ".join(f"{k} {v}" for k, v in parts.items()) or "no change")
+        self.apply_controls()
+        return "config reloaded"
+
     # -- the closed loop ---------------------------------------------------------------------------
-    def _on_pulse(self, reading: Any) -> None:
-        self._pulse = reading
-        if self.sessions is not None:
-            self.sessions.reading(time.time(), reading)
-
-    def _on_scene(self, features: Any) -> None:
-        self._scene = features
-
     def conduct(self, now: float) -> None:
         """Once a second: update the conductor, apply and publish its controls; the sleep timer;
         the session record."""
@@ -336,8 +535,12 @@ class Daemon:
             self.audio.change_preset()
         self.audio.set_controls(controls)
         self.hub.publish("controls", controls)
+        listener = self.hardware.listener
+        if self.trace is not None and listener is not None:
+            self.trace.add(now - self.started_at, controls.tempo_bpm, controls.breath_rate,
+                           listener.state, self.conductor.mode)
         if self.sessions is not None:
-            self.sessions.tick(time.time())
+            self.sessions.tick(self.clock.time())
 
     # -- commands -------------------------------------------------------------------------------
     def apply_controls(self) -> None:
@@ -346,6 +549,8 @@ class Daemon:
         self.hub.publish("controls", controls)
 
     def save_state(self) -> None:
+        if not self.persist:
+            return
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
                          "playing": self.conductor.playing, "privacy": self.privacy})
 
@@ -354,8 +559,7 @@ class Daemon:
         if not checked.ok:
             log.warning("command refused (%s): %s", command.source, checked.error)
             return
-        with self._command_lock:
-            self._do_command(checked.name, checked.arg, command.source)
+        self._do_command(checked.name, checked.arg, command.source)
 
     def _do_command(self, name: str, arg: Any, source: str) -> None:
         """A command :func:`check` accepted (``arg`` is clean)."""
@@ -390,9 +594,10 @@ class Daemon:
                 return
             self.request_stop(EXIT_POWEROFF)
             return
-        elif name == "privacy":  # the scene component opens or closes the camera itself
+        elif name == "privacy":  # the one privacy switch; the scene component obeys the topic
             self.privacy = (not self.privacy) if arg is None else bool(arg)
             log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed", source)
+            self.hub.publish("privacy", self.privacy)
             return
         self.apply_controls()
 
@@ -406,9 +611,9 @@ class Daemon:
         log.info("%s", "playing" if playing else "paused")
         if self.sessions is not None:
             if playing:
-                self.sessions.start(time.time(), self.conductor.preset)
+                self.sessions.start(self.clock.time(), self.conductor.preset)
             else:
-                self.sessions.end(time.time(), why)
+                self.sessions.end(self.clock.time(), why)
 
     def _sleep_timer(self, minutes: float) -> None:
         """``minutes`` as :func:`check` passed it: 0–1440, 0 cancels."""
@@ -416,7 +621,7 @@ class Daemon:
             self.sleep_at = None
             log.info("sleep timer cancelled")
             return
-        self.sleep_at = time.monotonic() + minutes * 60.0
+        self.sleep_at = self.clock.monotonic() + minutes * 60.0
         log.info("sleep timer: music fades out in %.0f min", minutes)
 
     def summary(self) -> str:
@@ -429,20 +634,26 @@ class Daemon:
         body (heart rate, HRV, breathing, stress, SpO2), and ``health_hidden`` says so."""
         pulse = self.hub.latest("pulse")
         scene = self.hub.latest("scene")
+        now = self.clock.monotonic()
         status = {
             "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "uptime_s": round(now - self.started_at, 1),
+            "clock": "virtual" if self.clock.virtual else "system",
             "preset": self.conductor.preset,
             "volume_db": self.conductor.volume_db,
             "playing": self.conductor.playing,
+            "privacy": self.privacy,
             "controls": _public(self.hub.latest("controls") or self.conductor.controls()),
             "conductor": self.conductor.state(),
-            "sleep_timer_s": (None if self.sleep_at is None
-                              else round(self.sleep_at - time.monotonic())),
+            "sleep_timer_s": (None if self.sleep_at is None else round(self.sleep_at - now)),
             "pulse": _public(pulse),
             "scene": _public(scene),
+            "config": {"generation": self.generation, "path": self.config_path,
+                       "loaded_at": round(self.loaded_at, 3),
+                       "hardware": self.config.device.hardware,
+                       "last_reload": self.last_reload},
             "restarts_unclean": (None if self.sessions is None
-                                 else self.sessions.restarts_unclean(time.time())),
+                                 else self.sessions.restarts_unclean(self.clock.time())),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components
@@ -469,7 +680,20 @@ class Daemon:
 
     def handle_request(self, request: dict[str, Any], peer: Peer | None = None) -> dict[str, Any]:
         """One control-socket request (``{"cmd": ..., "arg": ...}``) from ``peer``; the reply
-        has ``ok`` and, when refused, ``error`` saying why."""
+        has ``ok`` and, when refused, ``error`` saying why.
+
+        Called in the socket's threads: the request goes to the loop as an event and this waits
+        for its answer (at most :data:`REQUEST_WAIT_S`)."""
+        loop = self._loop_thread
+        if loop is None or loop == threading.get_ident():
+            return self._answer(request, peer)
+        box = _Request(request, peer)
+        self._events.put(("request", box))
+        if not box.done.wait(REQUEST_WAIT_S) or box.reply is None:
+            return {"ok": False, "error": LOOP_BUSY}
+        return box.reply
+
+    def _answer(self, request: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
             return {"ok": True, **self.status(health=self.may_see_health(peer))}
@@ -479,13 +703,17 @@ class Daemon:
                 return {"ok": False, "error": checked.error}
             if not self.socket_rate.take():
                 return {"ok": False, "error": SLOW_DOWN}
-            self.hub.command(checked.name, checked.arg, source="socket")
+            self._do_command(checked.name, checked.arg, "socket")
             return {"ok": True}
         if cmd == "reload":
             if not self.socket_rate.take():
                 return {"ok": False, "error": SLOW_DOWN}
-            self.request_reload()
-            return {"ok": True}
+            self.reload()
+            reply = {"ok": bool(self.last_reload and self.last_reload.get("ok")),
+                     "config": {"generation": self.generation, "last_reload": self.last_reload}}
+            if not reply["ok"]:
+                reply["error"] = str((self.last_reload or {}).get("error", "reload refused"))
+            return reply
         if cmd == "hang":
             if not self.config.device.simulate:
                 return {"ok": False, "error": "fault injection is only accepted in simulation mode"}

@@ -1,23 +1,28 @@
-"""The daemon assembled in-process: commands, state, reload, fallback, control socket."""
+"""The daemon assembled in-process: commands, state, reload, fallback, control socket.
+
+All but the socket test run the daemon on a virtual clock (``clocked``): seconds of its life in
+milliseconds, the same every time."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import yaml
 
 from calmtunes.control import request, socket_path
 from calmtunes.daemon import Daemon
 from calmtunes.errors import ModelError
+from clocked import run, virtual_daemon, wait_until
 
 
-def run_for(daemon: Daemon, seconds: float, during=None):
+def run_for(daemon: Daemon, during):
+    """The daemon on the system clock, in a thread, while ``during()`` talks to it."""
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
-        time.sleep(seconds)
-        return during() if during else None
+        wait_until(lambda: daemon.audio.first_frame_at is not None and daemon.control._thread,
+                   what="the daemon's first audio and its socket")
+        return during()
     finally:
         daemon.request_stop()
         thread.join(5)
@@ -32,7 +37,7 @@ def test_status_over_the_control_socket(tmp_config):
         assert oct(path.stat().st_mode & 0o777) == "0o660"
         return request(path, "status")
 
-    reply = run_for(daemon, 1.0, ask)
+    reply = run_for(daemon, ask)
     assert reply["ok"] and reply["preset"] == "calm"
     assert reply["components"]["audio"]["state"] == "ok"
     assert reply["components"]["audio"]["underruns"] == 0
@@ -47,7 +52,7 @@ def test_bad_requests_get_errors_not_crashes(tmp_config):
         return [request(path, "teleport"), request(path, "hang", arg="nothing"),
                 request(path, "status")["ok"]]
 
-    unknown, hang, still = run_for(daemon, 0.5, ask)
+    unknown, hang, still = run_for(daemon, ask)
     assert unknown["ok"] is False
     assert unknown["error"].startswith("unknown command 'teleport' (have: status, preset,")
     assert hang["ok"] is False and "no component 'nothing'" in hang["error"]
@@ -55,35 +60,29 @@ def test_bad_requests_get_errors_not_crashes(tmp_config):
 
 
 def test_preset_and_volume_survive_a_restart(tmp_config):
-    daemon = Daemon(tmp_config)
+    daemon = virtual_daemon(tmp_config)
 
     def press():
         daemon.hub.command("preset", "sleep")
         daemon.hub.command("volume_down")
-        time.sleep(0.4)
 
-    run_for(daemon, 0.5, press)
-    again = Daemon(tmp_config)
+    run(daemon, 2.0, at=[(1.5, press)])
+    again = Daemon(tmp_config, control=False)
     assert again.conductor.preset == "sleep"
     assert again.conductor.volume_db == tmp_config.music.volume_db - tmp_config.music.volume_step_db
 
 
 def test_unknown_preset_is_refused_and_music_goes_on(tmp_config, caplog):
-    daemon = Daemon(tmp_config)
-
-    def press():
-        daemon.hub.command("preset", "disco")
-        time.sleep(0.3)
-        return daemon.status()
-
-    status = run_for(daemon, 0.5, press)
+    daemon = virtual_daemon(tmp_config)
+    _, status = run(daemon, 3.0, at=[(1.5, lambda: daemon.hub.command("preset", "disco")),
+                                     (2.5, daemon.status)])
     assert status["preset"] == "calm"
     assert "command refused (panel): no preset 'disco'" in caplog.text
     assert status["components"]["audio"]["state"] == "ok"
 
 
 def test_volume_is_capped(tmp_config):
-    daemon = Daemon(tmp_config)
+    daemon = Daemon(tmp_config, control=False)
     for _ in range(20):
         daemon.hub.command("volume_up")
     assert daemon.conductor.volume_db == tmp_config.music.max_volume_db
@@ -95,8 +94,8 @@ def test_generator_failure_falls_back_without_silence(tmp_config, caplog):
     def broken_loader(config, seed):
         raise ModelError("model hash mismatch")
 
-    daemon = Daemon(cfg, composer_loader=broken_loader)
-    status = run_for(daemon, 1.0, daemon.status)
+    daemon = virtual_daemon(cfg, composer_loader=broken_loader)
+    [status] = run(daemon, 2.0, at=[(1.5, daemon.status)])
     assert "generator unavailable (model hash mismatch)" in caplog.text
     assert status["components"]["composer"]["composer"] == "procedural"
     assert status["components"]["audio"]["underruns"] == 0
@@ -106,43 +105,40 @@ def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_config, tmp_path
     path = tmp_path / "config.yaml"
     data = {k: v for k, v in __import__("dataclasses").asdict(tmp_config).items()}
     path.write_text(yaml.safe_dump(data))
-    daemon = Daemon(tmp_config, config_path=str(path))
+    daemon = virtual_daemon(tmp_config, config_path=str(path))
 
-    def reload():
+    def good():
         data["music"]["volume_step_db"] = 6.0
         path.write_text(yaml.safe_dump(data))
         daemon.request_reload()
-        time.sleep(0.6)
-        good = daemon.config.music.volume_step_db
+
+    def bad():
         path.write_text("music:\n  volume_step_db: 100\n  colour: red\n")
         daemon.request_reload()
-        time.sleep(0.6)
-        return good, daemon.config.music.volume_step_db, daemon.status()
 
-    good, after_bad, status = run_for(daemon, 0.3, reload)
+    _, good, _, after_bad, status = run(daemon, 4.0, at=[
+        (1.5, good), (2.0, lambda: daemon.config.music.volume_step_db), (2.5, bad),
+        (3.0, lambda: daemon.config.music.volume_step_db), (3.5, daemon.status)])
     assert good == 6.0
     assert after_bad == 6.0, "a bad config must not be applied, even partly"
+    assert status["config"]["generation"] == 2  # one accepted reload
+    assert status["config"]["last_reload"]["ok"] is False
     assert "config reload refused" in caplog.text
     assert "music.colour: unknown option" in caplog.text
     assert status["components"]["audio"]["state"] == "ok"
 
 
 def test_privacy_survives_a_restart_and_is_reapplied(tmp_config):
-    daemon = Daemon(tmp_config)
+    daemon = virtual_daemon(tmp_config)
     seen = []
-    daemon.hub.subscribe("command", lambda c: seen.append((c.name, c.arg, c.source)))
-
-    def press():
-        daemon.hub.command("privacy")
-        time.sleep(0.4)
-
-    run_for(daemon, 0.3, press)
-    assert daemon.privacy is True
-    again = Daemon(tmp_config)
+    daemon.hub.subscribe("privacy", seen.append)
+    run(daemon, 2.0, at=[(1.5, lambda: daemon.hub.command("privacy"))])
+    assert daemon.privacy is True and seen == [False, True]
+    again = virtual_daemon(tmp_config)
     seen2 = []
-    again.hub.subscribe("command", lambda c: seen2.append((c.name, c.arg, c.source)))
-    run_for(again, 0.3)
-    assert ("privacy", True, "state") in seen2
+    again.hub.subscribe("privacy", seen2.append)
+    run(again, 1.5)
+    assert seen2 == [True]  # published before the camera could take a frame
 
 
 def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so(tmp_config,
@@ -156,7 +152,7 @@ def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so
                  '{"volume_db": -Infinity, "preset": "disco"}'):
         (state / "state.json").write_text(text)
         (state / ".state.json.x1y2z3").write_text('{"volume_db": 6')  # left by a kill -9
-        daemon = Daemon(tmp_config)
+        daemon = Daemon(tmp_config, control=False)
         assert daemon.conductor.volume_db == tmp_config.music.volume_db, text
         assert daemon.conductor.preset in ("sleep", "calm")
         daemon.save_state()
@@ -164,5 +160,5 @@ def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so
         assert saved["volume_db"] == tmp_config.music.volume_db
         assert not (state / ".state.json.x1y2z3").exists()
         if daemon.sessions is not None:
-            daemon.sessions.close(time.time())
+            daemon.sessions.close(daemon.clock.time())
     assert "saved volume" in caplog.text and "saved preset 'disco'" in caplog.text

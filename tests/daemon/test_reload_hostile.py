@@ -10,8 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import yaml
 from calmtunes import config as config_mod
 from calmtunes.daemon import Daemon
 from calmtunes.notify import Notifier
+from clocked import run, virtual_daemon, wait_until
 
 
 def bomb() -> str:
@@ -56,14 +55,12 @@ HOSTILE = {
 
 
 def wait_for(condition, timeout: float = 15.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` s pass (a bound on waiting, not a
-    measurement)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+    """For the real process below: poll ``condition`` until it holds or ``timeout`` s pass."""
+    try:
+        wait_until(condition, timeout)
+    except AssertionError:
+        return False
+    return True
 
 
 def reload_errors(caplog) -> list[logging.LogRecord]:
@@ -72,65 +69,74 @@ def reload_errors(caplog) -> list[logging.LogRecord]:
 
 
 @pytest.fixture
-def running(tmp_config, tmp_path):
-    """A daemon running in-process on a config file it can reload; stopped afterwards."""
+def daemon_on_file(tmp_config, tmp_path):
+    """A daemon on a virtual clock with a config file it can reload."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(tmp_config)))
-    daemon = Daemon(tmp_config, config_path=str(path))
-    thread = threading.Thread(target=daemon.run, daemon=True)
-    thread.start()
-    assert wait_for(lambda: daemon.audio.first_frame_at is not None)
-    yield daemon, thread, path
-    daemon.request_stop()
-    thread.join(5)
-    assert not thread.is_alive()
+    return virtual_daemon(tmp_config, config_path=str(path)), path
 
 
-def test_each_hostile_file_is_refused_once_and_the_music_plays_on(running, tmp_config, caplog):
-    daemon, thread, path = running
+def test_each_hostile_file_is_refused_once_and_the_music_plays_on(daemon_on_file, tmp_config,
+                                                                  caplog):
+    daemon, path = daemon_on_file
     original = daemon.config
-    for name, make in HOSTILE.items():
-        make(path)
-        before = len(reload_errors(caplog))
-        daemon.request_reload()
-        assert wait_for(lambda n=before: len(reload_errors(caplog)) > n), name
-        time.sleep(0.3)  # a loop turn or more: a second message would show by now
-        new = reload_errors(caplog)[before:]
+    seen: dict[str, list] = {}
+
+    def hostile(name, make):
+        def now():
+            make(path)
+            seen[name] = [len(reload_errors(caplog))]
+            daemon.request_reload()
+        return now
+
+    def check(name):
+        def later():  # two loop turns later: a second message would show by now
+            seen[name].append(reload_errors(caplog)[seen[name][0]:])
+            seen[name].append(daemon.config is original)
+        return later
+
+    good = dataclasses.asdict(tmp_config)
+    good["music"]["volume_step_db"] = 6.0
+    steps = []
+    for i, (name, make) in enumerate(HOSTILE.items()):
+        steps += [(1.5 + i, hostile(name, make)), (2.0 + i, check(name))]
+    end = 1.5 + len(HOSTILE)
+    steps += [(end, lambda: (clear(path), path.write_text(yaml.safe_dump(good)),
+                             daemon.request_reload())),
+              (end + 0.5, lambda: daemon.status())]
+    status = run(daemon, end + 1.0, at=steps)[-1]
+    for name, (_, new, kept) in seen.items():
         assert len(new) == 1, (name, [r.getMessage()[:200] for r in new])
         message = new[0].getMessage()
         assert message.startswith("config reload refused, keeping the running config"), message
         assert str(path) in message and len(message.encode()) < 2100, (name, message[:300])
         assert new[0].exc_info is None, "a refused file is a message, not a traceback"
-        assert thread.is_alive(), name
-        assert daemon.config is original, name
-    assert daemon.status()["components"]["audio"]["state"] == "ok"
-
-    clear(path)  # and a good file is still taken afterwards
-    data = dataclasses.asdict(tmp_config)
-    data["music"]["volume_step_db"] = 6.0
-    path.write_text(yaml.safe_dump(data))
-    daemon.request_reload()
-    assert wait_for(lambda: daemon.config.music.volume_step_db == 6.0)
+        assert kept, name
+    assert status["components"]["audio"]["state"] == "ok"
+    assert daemon.config.music.volume_step_db == 6.0  # and a good file is still taken afterwards
+    assert status["config"]["generation"] == 2
 
 
-def test_a_fault_while_loading_is_logged_and_the_daemon_plays_on(running, caplog, monkeypatch):
-    daemon, thread, _ = running
+def test_a_fault_while_loading_is_logged_and_the_daemon_plays_on(daemon_on_file, caplog,
+                                                                  monkeypatch):
+    daemon, _ = daemon_on_file
     original = daemon.config
 
     def broken(path):
         raise MemoryError("cannot allocate")
 
     monkeypatch.setattr(config_mod, "load", broken)
-    daemon.request_reload()
-    assert wait_for(lambda: "config reload failed" in caplog.text)
+    status = run(daemon, 3.0, at=[(1.5, daemon.request_reload), (2.5, daemon.status)])[-1]
+    assert "config reload failed" in caplog.text
     assert "MemoryError: cannot allocate" in caplog.text
-    time.sleep(0.5)
-    assert thread.is_alive() and daemon.config is original
+    assert daemon.config is original
+    assert status["components"]["audio"]["state"] == "ok"
+    assert status["config"]["generation"] == 1 and not status["config"]["last_reload"]["ok"]
 
 
-def test_a_part_that_cannot_take_the_new_config_puts_every_part_back(running, tmp_config,
+def test_a_part_that_cannot_take_the_new_config_puts_every_part_back(daemon_on_file, tmp_config,
                                                                       caplog):
-    daemon, thread, path = running
+    daemon, path = daemon_on_file
     original = daemon.config
     mixer = daemon.audio.mixer
     take = mixer.reconfigure
@@ -144,12 +150,12 @@ def test_a_part_that_cannot_take_the_new_config_puts_every_part_back(running, tm
     data = dataclasses.asdict(tmp_config)
     data["music"]["volume_step_db"] = 6.0
     path.write_text(yaml.safe_dump(data))
-    daemon.request_reload()
-    assert wait_for(lambda: "config reload undone" in caplog.text)
-    assert "mixer could not take the new one" in caplog.text
+    run(daemon, 2.5, at=[(1.5, daemon.request_reload)])
+    assert "config reload undone" in caplog.text
+    assert "audio could not take the new one (cannot crossfade to that bed)" in caplog.text
     assert daemon.config is original and daemon.conductor.config is original
     assert all(getattr(c, "config", original) is original for c in daemon.components)
-    assert thread.is_alive()
+    assert daemon.last_reload["ok"] is False and daemon.generation == 1
 
 
 def test_systemd_hears_ready_again_after_each_reload(tmp_config, tmp_path):
@@ -159,7 +165,7 @@ def test_systemd_hears_ready_again_after_each_reload(tmp_config, tmp_path):
     sock.settimeout(0.1)
     path = tmp_path / "config.yaml"
     path.write_bytes(b"# caf\xe9\n")
-    daemon = Daemon(tmp_config, config_path=str(path),
+    daemon = Daemon(tmp_config, config_path=str(path), control=False,
                     notifier=Notifier({"NOTIFY_SOCKET": str(sock_path)}))
     try:
         daemon.reload()  # refused

@@ -102,7 +102,8 @@ def test_offline_closed_loop_render_follows_the_plan(tmp_path):
     summary = render_offline(cfg, 2.0, out, scenario="stressed")
     assert out.stat().st_size > 2 * 60 * 48000 * 4
     trace, phrases = summary["trace"], summary["phrases"]
-    assert len(trace.t) == 120 and trace.tempo_plan[30] > 84  # iso start near ~90 bpm
+    # a turn a second until the fade-out at the end; the iso start near the heart (~90 bpm)
+    assert abs(len(trace.t) - 120) <= 2 and trace.tempo_plan[30] > 84
     for start_s, _beats, tempo, onsets, onset_beats in phrases[2:]:
         plan = trace.tempo_plan[min(int(start_s), len(trace.t) - 1)]
         assert abs(tempo - plan) < 2.0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -61,16 +59,16 @@ def test_publishes_feature_records_and_lights_the_camera_led():
 
 def test_step_asks_for_the_next_frame_one_interval_later():
     component, _, _, clock = setup(interval_s=2.0)
-    clock.now = time.monotonic()
-    delay = component.step(time.monotonic())
-    assert 1.5 < delay <= 2.0
+    clock.now = 5.0
+    delay = component.step(4.6)  # the step began 0.4 s ago (by the injected clock)
+    assert delay == pytest.approx(1.6)
 
 
 def test_privacy_command_turns_the_camera_off_and_on():
     component, hub, camera, clock = setup()
     cameras = record(hub, "camera")
     run(component, clock, 2)
-    hub.command("privacy")
+    hub.publish("privacy", True)  # the control loop owns the switch; the component obeys
     assert component.privacy
     run(component, clock, 1)
     assert not camera.is_open  # the device itself is released
@@ -80,21 +78,21 @@ def test_privacy_command_turns_the_camera_off_and_on():
     opens, frames = camera.opens, component.frames_analysed
     run(component, clock, 3)
     assert (camera.opens, component.frames_analysed) == (opens, frames)  # nothing taken
-    hub.command("privacy")
+    hub.publish("privacy", False)
     run(component, clock, 1)
     assert camera.is_open and isinstance(hub.latest("scene"), SceneFeatures)
     assert cameras[-1] == {"active": True, "reason": ""}
     assert component.health().state == OK
 
 
-def test_privacy_command_with_an_argument_sets_rather_than_toggles():
+def test_the_component_obeys_the_privacy_state_and_never_toggles_it():
     component, hub, _, _clock = setup()
-    hub.command("privacy", True)
-    hub.command("privacy", True)
+    hub.publish("privacy", True)
+    hub.publish("privacy", True)  # the same state again: still private, not toggled back
     assert component.privacy
-    hub.command("privacy", False)
+    hub.publish("privacy", False)
     assert not component.privacy
-    hub.command("volume_up")  # other commands are not ours
+    hub.command("privacy")  # a command is the control loop's to interpret, not ours
     assert not component.privacy
 
 
@@ -175,32 +173,37 @@ def test_bad_frames_in_a_row_count_as_a_lost_camera(kind):
     assert not camera.is_open
 
 
-def test_faults_in_the_running_thread_degrade_then_recover():
-    component, hub, camera, clock = setup(interval_s=0.2)
-    clock.now = 10.0
+def test_faults_in_the_running_task_degrade_then_recover():
+    """On the scheduler, as the daemon runs it on a virtual clock: back-off and reopening are
+    the component base's, in virtual time."""
+    from calmtunes.clock import VirtualClock
+    from calmtunes.scheduler import Scheduler
+
+    clock = VirtualClock(start=10.0)
+    config = Config().replace(scene={"backend": "sim", "interval_s": 0.2})
+    hub = Hub()
+    camera = SimCamera(config.scene.width, config.scene.height, scenario="day", clock=clock)
+    component = SceneComponent(config, hub, camera=camera, clock=clock)
+    sched = Scheduler(clock)
     states: list = []
     hub.subscribe("health", states.append)
-    component.start()
+    component.start(sched)
     try:
-        wait_for(lambda: component.frames_analysed >= 1)
+        sched.run_until(11.0)
+        assert component.frames_analysed >= 4
         camera.unplug()
-        wait_for(lambda: component.health().state == DEGRADED)
-        assert "unplugged" in component.health().detail
+        sched.run_until(12.0)
+        assert component.health().state == DEGRADED
+        assert "CameraUnplugged" in component.health().detail
         camera.plug_in()
         frames = component.frames_analysed
-        wait_for(lambda: component.frames_analysed > frames and component.health().state == OK)
+        sched.run_until(20.0)  # the back-off is 0.5 s doubling: well within 8 s
+        assert component.frames_analysed > frames and component.health().state == OK
     finally:
         component.stop()
     assert ("scene", DEGRADED) in {(name, state) for name, state, _ in states}
     assert not camera.is_open
     assert hub.latest("camera") == {"active": False, "reason": "stopped"}
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_no_frame_outlives_its_step():

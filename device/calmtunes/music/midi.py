@@ -119,6 +119,10 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
         events: list[tuple[int, int, bytes]] = [(0, 0, _meta(0x03, name.encode()))]
         for ch, program in voices.values():
             events.append((0, 1, bytes([0xC0 | ch, program])))
+        # A key sounds once on a channel: where two notes of the same pitch overlap on one
+        # channel (two voices of a chord, a crossfade), the earlier one ends as the next begins,
+        # so every note-off closes the note-on it belongs to.
+        keyed: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         for n in log.notes:
             if n.voice not in voices:
                 continue
@@ -127,9 +131,15 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
             off = max(on + 1, round(log.beat_at(n.off_s) * tpb))
             vel = min(127, max(1, round(n.velocity * 127)))
             pitch = min(127, max(0, int(n.pitch)))
-            events.append((on, 3, bytes([0x90 | ch, pitch, vel])))
-            events.append((off, 2, bytes([0x80 | ch, pitch, 0])))
-            written += 1
+            keyed.setdefault((ch, pitch), []).append((on, off, vel))
+        for (ch, pitch), notes in keyed.items():
+            notes.sort()
+            for i, (on, off, vel) in enumerate(notes):
+                if i + 1 < len(notes) and notes[i + 1][0] < off:
+                    off = max(on + 1, notes[i + 1][0])
+                events.append((on, 3, bytes([0x90 | ch, pitch, vel])))
+                events.append((off, 2, bytes([0x80 | ch, pitch, 0])))
+                written += 1
         chunks.append(_track(events))
     header = b"MThd" + struct.pack(">IHHH", 6, 1, len(chunks), tpb)
     Path(path).write_bytes(header + b"".join(chunks))
