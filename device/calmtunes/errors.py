@@ -61,3 +61,7 @@ class HardwareError(CalmtunesError, OSError):
 
 class ModelError(CalmtunesError, RuntimeError):
     """The generator model is missing, corrupt or fails; the procedural composer takes over."""
+
+
+class CameraError(HardwareError):
+    """The camera is absent, unplugged or not delivering frames; the message says what to check."""

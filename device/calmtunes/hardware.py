@@ -98,11 +98,17 @@ class Hardware:
     # -- the camera ----------------------------------------------------------------------------
     def camera(self, config: Config) -> Camera:
         """The camera ``scene.backend`` names, not yet opened."""
-        from calmtunes.scene.backends import make_camera
+        sc = config.scene
+        if sc.backend == "sim":
+            from calmtunes.sim.camera import SimCamera
 
-        if self.virtual and config.scene.backend != "sim":
+            return SimCamera(sc.width, sc.height, scenario=config.sim.scenario,
+                             seed=config.sim.seed, clock=self.clock)
+        if self.virtual:
             raise HardwareError("a real camera runs in real time: on the virtual clock use "
                                 "device.hardware: sim")
+        from calmtunes.scene.backends import make_camera
+
         return make_camera(config, clock=self.clock)
 
     # -- buttons and LEDs ------------------------------------------------------------------------

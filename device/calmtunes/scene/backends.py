@@ -10,7 +10,7 @@ backend      what                                                     module (im
 ============ ======================================================== ============================
 opencv       a USB (UVC) camera through OpenCV's V4L2 capture          ``scene.opencv_camera``
 picamera2    the Pi's CSI camera through libcamera                    ``scene.picamera2_camera``
-sim          the emulated room in ``calmtunes.sim.camera``            ``sim.camera``
+sim          the emulated room (made by ``calmtunes.hardware``)       ``sim.camera``
 none         no camera: the scene component stays off                 —
 ============ ======================================================== ============================
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from calmtunes.errors import HardwareError
+from calmtunes.errors import CameraError
 
 if TYPE_CHECKING:
     from calmtunes.config import Config
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 BACKENDS = ("opencv", "picamera2", "sim")
 
 
-class CameraError(HardwareError):
-    """The camera is absent, unplugged or not delivering frames; the message says what to check."""
+__all__ = ["BACKENDS", "Camera", "CameraError", "make_camera"]
 
 
 class Camera(Protocol):
@@ -60,10 +59,9 @@ def make_camera(config: Config, clock: Callable[[], float] = time.monotonic) -> 
         from calmtunes.scene.picamera2_camera import Picamera2Camera
 
         return Picamera2Camera(sc.width, sc.height)
-    if sc.backend == "sim":
-        from calmtunes.sim.camera import SimCamera
+    if sc.backend == "sim":  # the emulator lives in calmtunes.sim; the hardware profile makes it
+        from calmtunes.hardware import Hardware
 
-        return SimCamera(sc.width, sc.height, scenario=config.sim.scenario,
-                         seed=config.sim.seed, clock=clock)
+        return Hardware(clock).camera(config)
     raise ValueError(f"scene.backend {sc.backend!r} makes no camera; choose one of "
                      f"{', '.join(BACKENDS)}")

@@ -40,7 +40,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from calmtunes.scene.backends import CameraError
+from calmtunes.errors import CameraError
 from calmtunes.scene.features import planck_xy
 
 SCENE_LABELS = {"day": "quiet_day", "empty_dim": "dim", "night": "night", "visitors": "active"}
