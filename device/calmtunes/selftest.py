@@ -131,16 +131,17 @@ def check_i2c(config: Config, probe: Probe) -> list[Check]:
                               "check the sensor's wiring: VIN to 3.3 V (pin 1), GND (pin 6), "
                               "SDA to GPIO2 (pin 3), SCL to GPIO3 (pin 5); " + WIRING))
             return rows
-        part = bus.read_byte_data(p.address, PART_ID_REG)
-        rev = bus.read_byte_data(p.address, REV_ID_REG)
-        if part != PART_ID_VALUE:
-            rows.append(Check("MAX30102", False,
-                              f"the chip at 0x{p.address:02x} reports PART_ID 0x{part:02x}, "
-                              f"not 0x{PART_ID_VALUE:02x}",
-                              "this is not a MAX30102 (a MAX30100 board looks the same); replace "
-                              "the board; " + WIRING))
+        from calmtunes.pulse.max30102 import MAX30102, SensorError
+
+        try:  # the driver's own check, as the daemon makes it at start
+            rev = MAX30102(bus, address=p.address).probe()
+        except SensorError as exc:
+            rows.append(Check("MAX30102", False, str(exc),
+                              "this is not a MAX30102 (a MAX30100 board looks the same) or it "
+                              "answers badly; replace the board; "
+                              + WIRING))
         else:
-            rows.append(Check("MAX30102", True, f"PART_ID 0x{part:02x}, revision {rev}"))
+            rows.append(Check("MAX30102", True, f"PART_ID 0x{PART_ID_VALUE:02x}, revision {rev}"))
         return rows
     except OSError as exc:
         return [Check("MAX30102", False, f"I2C error talking to 0x{p.address:02x}: {exc}",
@@ -235,17 +236,19 @@ def check_camera(config: Config, probe: Probe) -> Check:
     if not node.exists():
         return Check("camera", False, f"no {node}",
                      "plug in the USB camera, or set scene.device, or scene.backend: none")
-    import cv2
+    from calmtunes.errors import CameraError
+    from calmtunes.scene.backends import make_camera
 
-    cap = cv2.VideoCapture(s.device)
+    camera = make_camera(config)  # the daemon's own backend: what works here works there
     try:
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
-    finally:
-        cap.release()
-    if not ok or frame is None:
-        return Check("camera", False, f"{node} gives no frame",
+        camera.open()
+        frame = camera.read()
+    except CameraError as exc:
+        return Check("camera", False, str(exc),
                      "another program may hold it; run as a user in group video; try "
                      "another USB port")
+    finally:
+        camera.close()
     return Check("camera", True, f"{node}: frame {frame.shape[1]}x{frame.shape[0]}, mean "
                  f"brightness {float(frame.mean()) / 255:.2f} (not saved)")
 

@@ -200,14 +200,25 @@ class MAX30102:
         self._temp_pending = False
 
     # -- life cycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Check the chip, reset it, configure it and start sampling."""
+    def probe(self) -> int:
+        """Check that a MAX30102 answers (PART_ID 0x15, datasheet register 0xFF) without
+        touching its configuration; its revision (REV_ID, 0xFE). Raises :class:`SensorError`
+        saying what to check. ``calmtunes selftest`` uses it; :meth:`start` checks the same."""
+        self._check_part()
+        return self._read_byte(R.REV_ID, "read REV_ID")
+
+    def _check_part(self) -> None:
         part = self._read_byte(R.PART_ID, "read PART_ID")
         if part != R.PART_ID_VALUE:
             raise SensorError(
                 f"device at 0x{self.address:02x} reports PART_ID 0x{part:02x}, not 0x15 "
-                f"(MAX30102); is another chip at this address? {WIRING_HINT}"
+                f"(MAX30102; a MAX30100 board looks the same); is another chip at this "
+                f"address? {WIRING_HINT}"
             )
+
+    def start(self) -> None:
+        """Check the chip, reset it, configure it and start sampling."""
+        self._check_part()
         self._reset()
         s = self.settings
         regs = s.registers()
