@@ -285,6 +285,10 @@ def format_status(s: dict) -> str:
     ]
     audio = s.get("components", {}).get("audio", {})
     lines.append(f"audio      {audio.get('output', '—')}, underruns {audio.get('underruns', '—')}")
+    conf = s.get("config") or {}
+    if conf:
+        lines.append(f"config     {conf.get('path') or 'defaults'}, generation "
+                     f"{conf.get('generation')}, hardware {conf.get('hardware')}")
     restarts = s.get("restarts_unclean")
     if restarts is not None:
         lines.append(f"restarts   {restarts['total']} unclean ({restarts['last_24h']} in the "
@@ -294,6 +298,23 @@ def format_status(s: dict) -> str:
         detail = f"  {c['detail']}" if c.get("detail") else ""
         lines.append(f"  {name:<10} {c.get('state')}{detail}")
     return "\n".join(lines)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the daemon to reload its config file; say what it did (exit 1 if refused)."""
+    reply = _request(args, "reload")
+    if reply is None:
+        return EX_UNAVAILABLE
+    config = reply.get("config") or {}
+    last = config.get("last_reload") or {}
+    if not reply.get("ok"):
+        print(f"calmtunes: reload refused, nothing changed: {reply.get('error')}",
+              file=sys.stderr)
+        return 1
+    parts = last.get("parts") or {}
+    done = "; ".join(f"{k} {v}" for k, v in parts.items()) or "no part's settings changed"
+    print(f"config generation {config.get('generation')}: {done}")
+    return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -485,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--runtime-dir", help="where the daemon's socket is")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("reload", help="make the running daemon read its config file again "
+                       "(as SIGHUP); says what each part did, or why it was refused")
+    s.add_argument("--runtime-dir")
+    s.set_defaults(func=cmd_reload)
 
     s = sub.add_parser("preset", help="switch the running daemon to a preset")
     s.add_argument("value", metavar="NAME")

@@ -47,7 +47,8 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
     Returns a summary: ``composer`` (the one playing at the end), ``seconds``, ``peak`` (largest
     sample, full scale 1.0), ``phrases`` (for every phrase played: ``(start_s, beats,
     tempo_bpm, onsets_s, onset_beats)``, the onsets being the note-on times the mixer actually
-    scheduled), ``steps`` (scheduler steps), and with a simulated listener ``trace`` (a
+    scheduled), ``steps`` (scheduler steps), ``busy_s`` (seconds spent in each part's task),
+    and with a simulated listener ``trace`` (a
     per-second :class:`~calmtunes.sim.listener.LoopTrace`). With ``midi``, the notes played
     (melody, harmony, bass tracks and the tempo map) go there as a Standard MIDI File."""
     from calmtunes.daemon import Daemon
@@ -82,6 +83,7 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
         "peak": getattr(sink, "peak", 0.0),
         "frames": getattr(sink, "frames_written", 0),
         "steps": daemon.scheduler.steps if daemon.scheduler else 0,
+        "busy_s": dict(daemon.scheduler.cpu_s) if daemon.scheduler else {},
         "phrases": [(start / sr, phrase.beats, phrase.tempo_bpm,
                      [frame / sr for _, frame in onsets], [beat for beat, _ in onsets])
                     for start, phrase, onsets in (daemon.audio.played or [])],
