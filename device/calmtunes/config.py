@@ -314,6 +314,11 @@ class SceneConfig:
     width: int = opt(320, help="analysis width in pixels", min=80, max=1920)
     height: int = opt(240, help="analysis height in pixels", min=60, max=1080)
     interval_s: float = opt(1.0, help="seconds between analysed frames", min=0.2, max=60.0)
+    people_every_s: float = opt(
+        5.0, help="seconds between people counts (the face detector is most of a frame's cost; "
+        "the count is held in between, light and motion are measured on every frame)",
+        min=0.0, max=60.0,
+    )
 
 
 @dataclass(frozen=True)

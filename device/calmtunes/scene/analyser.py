@@ -29,12 +29,17 @@ class SceneAnalyser:
     """Measures frames of ``width × height`` pixels (others are resized first).
 
     ``detector`` counts people; by default OpenCV's face cascade, or none (people always 0,
-    with :attr:`people_note` saying why) where this OpenCV lacks it.
+    with :attr:`people_note` saying why) where this OpenCV lacks it. The count is taken at most
+    once every ``people_every_s`` seconds (the cascade is most of a frame's cost, and visitors
+    come and go over minutes) and held between; light and motion are measured on every frame.
     """
 
     def __init__(self, width: int = 320, height: int = 240,
-                 detector: PeopleDetector | None = None, hold: int = 3) -> None:
+                 detector: PeopleDetector | None = None, hold: int = 3,
+                 people_every_s: float = 0.0) -> None:
         self.width, self.height = width, height
+        self.people_every_s = people_every_s
+        self._people: tuple[float, int] | None = None  # (time of the last count, the count)
         self.motion = MotionMeter()
         self.labels = LabelTracker(hold=hold)
         self.people_note = ""
@@ -47,9 +52,10 @@ class SceneAnalyser:
         self.detector = detector
 
     def reset(self) -> None:
-        """Forget the previous frame and the label (after a gap in the pictures)."""
+        """Forget the previous frame, the label and the count (after a gap in the pictures)."""
         self.motion.reset()
         self.labels.reset()
+        self._people = None
 
     def analyse(self, frame: np.ndarray, t: float) -> SceneFeatures:
         """Measure one frame taken at monotonic time ``t`` (s).
@@ -64,7 +70,17 @@ class SceneAnalyser:
         cct = colour_temperature(frame, luma)
         del frame  # colour is done with; only the grey picture is needed below
         motion = self.motion.update(luma)
-        people = self.detector.count(luma) if self.detector is not None else 0
+        people = self._count_people(luma, t)
         label = self.labels.update(luminance, motion, people)
         return SceneFeatures(t=t, luminance=luminance, colour_temp_k=cct, motion=motion,
                              people=people, label=label)
+
+    def _count_people(self, luma: np.ndarray, t: float) -> int:
+        if self.detector is None:
+            return 0
+        last = self._people
+        if last is not None and 0.0 <= t - last[0] < self.people_every_s:
+            return last[1]
+        count = self.detector.count(luma)
+        self._people = (t, count)
+        return count

@@ -141,7 +141,8 @@ class SceneComponent(Component):
     def _open_camera(self) -> None:
         sc = self.config.scene
         if self._analyser is None:
-            self._analyser = SceneAnalyser(sc.width, sc.height)
+            self._analyser = SceneAnalyser(sc.width, sc.height,
+                                           people_every_s=sc.people_every_s)
         if self._camera is None:
             self._camera = self.hardware.camera(self.config)
         try:

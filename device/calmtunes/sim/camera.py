@@ -209,6 +209,7 @@ class RoomRenderer:
         self._lamp_glow = (1.0 / (1.0 + d2))[..., None]
         self._lamp_shade = self._mask(0.80, 0.40, 0.92, 0.52)
         self.visitors = _visitors(np.random.default_rng(seed))
+        self._still: dict[str, tuple[np.ndarray, float]] = {}  # scene: (coded picture, noise sd)
 
     def _mask(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
         m = np.zeros((self.height, self.width, 1), np.float32)
@@ -269,6 +270,16 @@ class RoomRenderer:
     def render(self, scene: str, t: float, rng: np.random.Generator,
                blend: tuple[str, float] | None = None) -> np.ndarray:
         """An 8-bit BGR frame; ``blend=(other scene, weight)`` cross-fades towards another."""
+        if blend is None and scene != "visitors":
+            # A still room under steady light: its coded picture is the same every frame, so it
+            # is drawn once per scene; only the sensor noise is new.
+            cached = self._still.get(scene)
+            if cached is None:
+                lin, noise = self.linear(scene, t)
+                cached = self._still[scene] = (encode_255(lin), noise)
+            coded, noise = cached
+            coded = coded + rng.standard_normal(coded.shape, dtype=np.float32) * np.float32(noise)
+            return np.clip(coded + 0.5, 0, 255).astype(np.uint8)
         lin, noise = self.linear(scene, t)
         if blend is not None:
             other, a = blend
