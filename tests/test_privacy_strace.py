@@ -424,9 +424,7 @@ def test_run_opens_no_socket_and_leaves_nothing(box):
     proc = box.start([*calmtunes_command(), "run", "--config", str(box.config)])
     try:
         loaded = box.wait_in_log(ORT_LOADED, proc, within_s=90)
-        # A real process under strace, watched for what it does while it runs: nothing to poll
-        # for, a few seconds of the running daemon (model loaded) is the observation.
-        time.sleep(3)
+        time.sleep(3)  # the observation itself: what the traced daemon does while it runs
         assert proc.poll() is None, box.stderr()[-3000:]
         code = box.stop(proc)
     finally:
