@@ -118,13 +118,22 @@ def test_status_without_a_note_says_only_that_the_daemon_is_down(tmp_path):
     assert "not running" in status.stderr and "failed at" not in status.stderr
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def test_fault_command_blinks_until_sigterm(tmp_path):
     config = _config_file(tmp_path)
     proc = subprocess.Popen([*CALMTUNES, "fault", "--config", str(config)],
                             stderr=subprocess.PIPE, text=True, env=_env())
-    try:  # a real process: poll for its note
-        wait_until(lambda: fault_path(tmp_path / "state").exists() or proc.poll() is not None,
-                   timeout=30.0, what="the fault note written")
+    try:  # a real process: poll for its note and its SIGTERM handler (set after the note)
+        wait_until(lambda: proc.poll() is not None or (
+            fault_path(tmp_path / "state").exists() and _catches(proc.pid, signal.SIGTERM)),
+            timeout=30.0, what="the fault note written and SIGTERM handled")
         assert proc.poll() is None  # still showing the fault
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
