@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from calmtunes.config import Config
-from calmtunes.daemon import Daemon
+from calmtunes.daemon import READY_WITHOUT_SOUND_S
 from calmtunes.fault import (
     PATTERN,
     FaultLights,
@@ -24,6 +24,7 @@ from calmtunes.fault import (
     reason_for,
     record_fault,
 )
+from clocked import run, virtual_daemon, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 CALMTUNES = [sys.executable, "-m", "calmtunes"]
@@ -117,15 +118,22 @@ def test_status_without_a_note_says_only_that_the_daemon_is_down(tmp_path):
     assert "not running" in status.stderr and "failed at" not in status.stderr
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def test_fault_command_blinks_until_sigterm(tmp_path):
     config = _config_file(tmp_path)
     proc = subprocess.Popen([*CALMTUNES, "fault", "--config", str(config)],
                             stderr=subprocess.PIPE, text=True, env=_env())
-    try:
-        for _ in range(300):
-            if fault_path(tmp_path / "state").exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
+    try:  # a real process: poll for its note and its SIGTERM handler (set after the note)
+        wait_until(lambda: proc.poll() is not None or (
+            fault_path(tmp_path / "state").exists() and _catches(proc.pid, signal.SIGTERM)),
+            timeout=30.0, what="the fault note written and SIGTERM handled")
         assert proc.poll() is None  # still showing the fault
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -145,18 +153,24 @@ def test_fault_without_a_panel_only_writes_the_note(tmp_path):
 
 
 def test_the_daemon_clears_the_note_once_it_is_up(tmp_config):
-    record_fault(tmp_config.device.state_dir, "restarted too often", "start-limit-hit")
-    daemon = Daemon(tmp_config)
-    assert read_fault(tmp_config.device.state_dir) is not None  # not before it is up
-    thread = threading.Thread(target=daemon.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(400):
-            if read_fault(tmp_config.device.state_dir) is None:
-                break
-            time.sleep(0.05)
-        assert daemon.ready_at is not None
-        assert read_fault(tmp_config.device.state_dir) is None
-    finally:
-        daemon.request_stop()
-        thread.join(10)
+    state = tmp_config.device.state_dir
+    record_fault(state, "restarted too often", "start-limit-hit")
+    daemon = virtual_daemon(tmp_config)
+    assert read_fault(state) is not None  # not before it is up
+    [(ready_at, note)] = run(daemon, 1.0, at=[(0.5, lambda: (daemon.ready_at, read_fault(state)))])
+    assert ready_at is not None and note is None
+
+
+def test_a_daemon_without_sound_clears_the_note_only_once_it_gives_up_waiting(tmp_config,
+                                                                               tmp_path):
+    state = tmp_config.device.state_dir
+    record_fault(state, "restarted too often", "start-limit-hit")
+    (tmp_path / "not-a-folder").write_text("")
+    cfg = tmp_config.replace(audio={"backend": "wav",
+                                    "wav_path": str(tmp_path / "not-a-folder" / "out.wav")})
+    daemon = virtual_daemon(cfg)
+    waiting, up = run(daemon, READY_WITHOUT_SOUND_S + 1.0, at=[
+        (READY_WITHOUT_SOUND_S - 1.0, lambda: read_fault(state)),
+        (READY_WITHOUT_SOUND_S + 0.5, lambda: read_fault(state))])
+    assert waiting is not None  # not up yet: the note still says why it failed before
+    assert up is None

@@ -24,6 +24,7 @@ missing or cannot trace (a container without ptrace).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from clocked import wait_until
 
 HERE = Path(__file__).resolve().parent
 DEVICE = HERE.parent / "device"
@@ -262,12 +265,15 @@ class Sandbox:
 
     def wait_in_log(self, pattern: re.Pattern, proc: subprocess.Popen, within_s: float) -> bool:
         """Whether ``pattern`` appears in the trace before ``within_s`` or the process ends."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline and proc.poll() is None:
-            if self.log.exists() and pattern.search(self.log.read_text(errors="replace")):
-                return True
-            time.sleep(0.2)
-        return bool(self.log.exists() and pattern.search(self.log.read_text(errors="replace")))
+
+        def seen() -> bool:
+            return bool(self.log.exists()
+                        and pattern.search(self.log.read_text(errors="replace")))
+
+        with contextlib.suppress(AssertionError):  # not within the time: say so by the result
+            wait_until(lambda: seen() or proc.poll() is not None, timeout=within_s,
+                       what=f"{pattern.pattern!r} in the trace")
+        return seen()
 
     def stop(self, proc: subprocess.Popen) -> int:
         """SIGTERM to the traced command (the first process in the trace), as systemd stops it."""
@@ -418,7 +424,7 @@ def test_run_opens_no_socket_and_leaves_nothing(box):
     proc = box.start([*calmtunes_command(), "run", "--config", str(box.config)])
     try:
         loaded = box.wait_in_log(ORT_LOADED, proc, within_s=90)
-        time.sleep(3)  # a few seconds of the running daemon, model loaded
+        time.sleep(3)  # the observation itself: what the traced daemon does while it runs
         assert proc.poll() is None, box.stderr()[-3000:]
         code = box.stop(proc)
     finally:

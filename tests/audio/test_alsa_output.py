@@ -19,7 +19,7 @@ import pytest
 sd = pytest.importorskip("sounddevice", exc_type=OSError)
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import sys
     from calmtunes.config import Config
     from calmtunes.daemon import Daemon
     cfg = Config().replace(
@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent("""
     d = Daemon(cfg)
     import threading
     t = threading.Thread(target=d.run, daemon=True); t.start()
-    time.sleep(0.6)
+    # Until half a second of music has gone out (PortAudio's thread; unpaced, so quickly).
+    d.wait(20.0, lambda: d.audio.sink.frames_played >= 24000)
     s = d.status()["components"]["audio"]
     print("OUTPUT", s["output"], s["state"])
     d.request_stop(); t.join(5)

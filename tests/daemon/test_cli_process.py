@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clocked import wait_until
+
 CALMTUNES = [sys.executable, "-m", "calmtunes"]
 
 
@@ -51,23 +53,24 @@ def _unit_stop_timeout_s() -> float:
 
 def test_sigterm_fades_out_and_exits_0_before_systemd_kills_it(tmp_path):
     out = tmp_path / "sim.wav"
-    proc = subprocess.Popen([*CALMTUNES, "simulate", "--out", str(out)],
-                            stderr=subprocess.PIPE, text=True, env=env_for(tmp_path))
+    err = tmp_path / "stderr.log"  # a file, so the test can watch the log while it runs
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([*CALMTUNES, "simulate", "--out", str(out)],
+                                stderr=stderr, text=True, env=env_for(tmp_path))
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if out.exists() and out.stat().st_size > 48000 * 4 * 2:  # > 2 s of audio
-                break
-            time.sleep(0.1)
+        # A real process on the system clock: poll what it writes.
+        wait_until(lambda: out.exists() and out.stat().st_size > 48000 * 4 * 2, timeout=30,
+                   what="2 s of audio in the simulation's WAV")
         proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.3)
+        wait_until(lambda: "--- thread audio" in err.read_text(), timeout=10,
+                   what="the thread dump in the log")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
         took = time.monotonic() - t0
     finally:
         proc.kill()
-    log = proc.stderr.read()
+    log = err.read_text()
     assert code == 0, log
     # systemd sends SIGKILL after TimeoutStopSec=: the fade (≤ 2 s of audio, checked below) and
     # the exit must both fit in it. How long stopping takes is measured by scripts/bench.

@@ -30,6 +30,7 @@ from calmtunes.daemon import (
 )
 from calmtunes.errors import ConfigError
 from calmtunes.pulse.reading import PulseReading
+from clocked import wait_until
 
 READING = PulseReading(t=time.monotonic(), finger=True, quality=0.9, hr_bpm=71.0, rmssd_ms=42.0,
                        sdnn_ms=50.0, breathing_rate=13.0, spo2=97.0, stress=0.4, stress_sd=0.1)
@@ -42,10 +43,7 @@ def running(daemon: Daemon):
     thread.start()
     path = socket_path(daemon.config.device.runtime_dir)
     try:
-        for _ in range(400):
-            if path.exists():
-                break
-            time.sleep(0.02)
+        wait_until(path.exists, timeout=8.0, what=f"the control socket {path}")
         yield path
     finally:
         daemon.request_stop()
@@ -119,12 +117,10 @@ def test_one_client_too_many_is_told_busy_at_once(tmp_config, monkeypatch):
             for s in silent:
                 s.close()
         assert reply == {"ok": False, "error": BUSY}
-        for _ in range(200):  # the silent ones have left; then all is well again
-            if request(path, "status").get("ok"):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("status never answered again")
+        # The silent ones have left (the server's threads see it in their own time); then all
+        # is well again.
+        wait_until(lambda: request(path, "status").get("ok"), timeout=10.0,
+                   what="status answered again")
 
 
 def test_a_request_over_the_size_limit_is_refused(tmp_config):

@@ -15,7 +15,6 @@ import math
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +25,7 @@ from calmtunes.control import socket_path
 from calmtunes.daemon import STATE_FILE, Daemon
 from calmtunes.music.conductor import Conductor
 from calmtunes.state import StateStore
+from clocked import wait_until
 
 EXAMPLES = int(os.environ.get("CALMTUNES_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -110,10 +110,7 @@ def test_a_storm_of_random_requests_changes_nothing_it_should_not(tmp_config):
     thread.start()
     path = socket_path(cfg.device.runtime_dir)
     try:
-        for _ in range(400):
-            if path.exists():
-                break
-            time.sleep(0.02)
+        wait_until(path.exists, timeout=8.0, what=f"the control socket {path}")
 
         sent = [0]
 

@@ -1,45 +1,49 @@
-"""sd_notify over a real AF_UNIX datagram socket, with the daemon running in-process."""
+"""sd_notify over a real AF_UNIX datagram socket, with the daemon running in-process on a
+virtual clock: seconds of pings in milliseconds, each stamped with the daemon's own time."""
 
 from __future__ import annotations
 
 import itertools
 import socket
-import threading
-import time
 
 import pytest
 
-from calmtunes.daemon import Daemon
+from calmtunes.daemon import READY_WITHOUT_SOUND_S, Daemon
 from calmtunes.notify import Notifier
+from clocked import run, virtual_daemon
 
 
 class FakeSystemd:
-    """Plays systemd's side: a datagram socket that records every notification."""
+    """Plays systemd's side: a datagram socket that records every notification.
+
+    The daemon runs in the test's thread, so there is no receiving thread: a scheduler task
+    reads what has arrived every :attr:`EVERY_S` of the daemon's clock (``listen``) and stamps
+    it with that clock's time."""
+
+    EVERY_S = 0.01  # also keeps the socket's queue (10 datagrams) from filling
 
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
+        self.sock.setblocking(False)
         self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._recv, daemon=True)
-        self._thread.start()
 
-    def _recv(self):
-        while not self._stop.is_set():
+    def read(self, now: float) -> None:
+        while True:
             try:
                 data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
+            except BlockingIOError:
+                return
             for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
+                self.messages.append((now, line))
+
+    def listen(self, daemon: Daemon) -> None:
+        daemon.scheduler.add("systemd", lambda now: self.read(now) or self.EVERY_S)
 
     def times(self, field: str) -> list[float]:
         return [t for t, m in self.messages if m == field]
 
     def close(self):
-        self._stop.set()
-        self._thread.join()
         self.sock.close()
 
 
@@ -50,51 +54,41 @@ def systemd(tmp_path):
     fake.close()
 
 
-def start(daemon: Daemon) -> threading.Thread:
-    thread = threading.Thread(target=daemon.run, daemon=True)
-    thread.start()
-    return thread
+def run_watched(daemon: Daemon, systemd: FakeSystemd, seconds: float, at=()) -> list:
+    systemd.listen(daemon)
+    results = run(daemon, seconds, at)
+    systemd.read(daemon.clock.monotonic())  # what the shutdown said last
+    return results
 
 
 def test_ready_status_and_pings_at_the_interval(tmp_config, tmp_path, systemd):
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
-    daemon = Daemon(tmp_config, notifier=Notifier(env))
-    thread = start(daemon)
-    try:
-        time.sleep(3.2)
-    finally:
-        daemon.request_stop()
-        thread.join(5)
-    assert not thread.is_alive()
+    daemon = virtual_daemon(tmp_config, notifier=Notifier(env))
+    run_watched(daemon, systemd, 3.2)
     ready = systemd.times("READY=1")
     assert len(ready) == 1
     assert any(m.startswith("STATUS=playing calm") for _, m in systemd.messages)
     pings = systemd.times("WATCHDOG=1")
     # WATCHDOG_USEC=1 s: a ping every 0.5 s (half the timeout), checked every 0.25 s.
-    assert 4 <= len(pings) <= 8, pings
+    assert 5 <= len(pings) <= 8, pings
     gaps = [b - a for a, b in itertools.pairwise(pings)]
-    assert max(gaps) < 1.0
+    assert all(0.45 < gap < 0.8 for gap in gaps), gaps
     assert systemd.times("STOPPING=1")
 
 
 def test_pings_stop_when_a_component_hangs(tmp_config, tmp_path, systemd):
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
-    daemon = Daemon(tmp_config, notifier=Notifier(env))
+    daemon = virtual_daemon(tmp_config, notifier=Notifier(env))
     daemon.composer.heartbeat_timeout_s = 1.0  # so the test need not wait 10 s
-    thread = start(daemon)
-    try:
-        time.sleep(1.5)
-        assert daemon.handle_request({"cmd": "hang", "arg": "composer"}) == {"ok": True}
-        hung_at = time.monotonic()
-        time.sleep(3.0)
-        status = daemon.status()
-    finally:
-        daemon.request_stop()
-        thread.join(5)
-    late = [t for t in systemd.times("WATCHDOG=1") if t > hung_at + 1.6]
-    assert late == [], "pings continued after the composer hung"
-    assert systemd.times("WATCHDOG=1"), "no pings before the hang"
-    assert any("NOT RESPONDING: composer" in m for _, m in systemd.messages)
+    hung_at = 1.5
+    hang, status = run_watched(daemon, systemd, 4.6, at=[
+        (hung_at, lambda: daemon.handle_request({"cmd": "hang", "arg": "composer"})),
+        (4.5, daemon.status)])
+    assert hang == {"ok": True}
+    pings = systemd.times("WATCHDOG=1")
+    assert [t for t in pings if t > hung_at + 1.6] == [], "pings continued after the hang"
+    assert [t for t in pings if t < hung_at], "no pings before the hang"
+    assert any("NOT RESPONDING: composer" in m for t, m in systemd.messages if t > hung_at)
     # The music went on: the audio component still renders from the procedural composer.
     assert status["components"]["audio"]["state"] == "ok"
 
@@ -119,19 +113,13 @@ def test_watchdog_pid_for_another_process_is_ignored():
     assert Notifier({"WATCHDOG_USEC": "2000000"}).watchdog_interval_s == 1.0
 
 
-def test_ready_comes_without_a_sound_card_saying_why(tmp_config, tmp_path, systemd, monkeypatch):
-    import calmtunes.daemon as daemon_mod
-
-    monkeypatch.setattr(daemon_mod, "READY_WITHOUT_SOUND_S", 1.0)
-    cfg = tmp_config.replace(audio={"backend": "sounddevice", "device": "no-such-dac-xyz"})
+def test_ready_comes_without_sound_output_saying_why(tmp_config, tmp_path, systemd):
+    (tmp_path / "not-a-folder").write_text("")
+    wav = tmp_path / "not-a-folder" / "out.wav"  # cannot be made, even by root
+    cfg = tmp_config.replace(audio={"backend": "wav", "wav_path": str(wav)})
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
-    daemon = Daemon(cfg, notifier=Notifier(env))
-    thread = start(daemon)
-    try:
-        time.sleep(2.5)
-    finally:
-        daemon.request_stop()
-        thread.join(5)
-    assert len(systemd.times("READY=1")) == 1
-    assert any(m.startswith("STATUS=NO SOUND:") and "no-such-dac-xyz" in m
-               for _, m in systemd.messages)
+    daemon = virtual_daemon(cfg, notifier=Notifier(env))
+    run_watched(daemon, systemd, READY_WITHOUT_SOUND_S + 1.0)
+    ready = systemd.times("READY=1")
+    assert len(ready) == 1 and ready[0] > READY_WITHOUT_SOUND_S  # it waited for sound first
+    assert any(m.startswith("STATUS=NO SOUND:") and str(wav) in m for _, m in systemd.messages)

@@ -1,13 +1,15 @@
-"""The panel on gpiozero's MockFactory: buttons become commands, storms do not, LEDs answer."""
+"""The panel on gpiozero's MockFactory: buttons become commands, storms do not, LEDs answer.
+
+The component runs on a :class:`~calmtunes.clock.VirtualClock`: a test drives the mock pins (whose
+callbacks run at once, in the test's thread), moves the clock and calls ``step``, so a debounce, a
+guard or a long press is a clock reading, not a wait."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from calmtunes.clock import VirtualClock
 from calmtunes.component import DISABLED, OK
 from calmtunes.config import Config
 from calmtunes.hub import Hub
@@ -20,6 +22,8 @@ from calmtunes.panel.component import (
     make_component,
 )
 from calmtunes.pulse.reading import PulseReading
+from calmtunes.scheduler import Scheduler
+from clocked import wait_until
 
 PINS = Config().panel.buttons
 LEDS = Config().panel.leds
@@ -27,9 +31,7 @@ LEDS = Config().panel.leds
 
 @pytest.fixture
 def panel_factory():
-    """Yield a function building a panel on a fresh MockFactory; restore the factory after."""
-    old = Device.pin_factory
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    """Yield a function building a panel on a fresh MockFactory and a virtual clock."""
     made = []
 
     def build(**panel):
@@ -37,30 +39,31 @@ def panel_factory():
         hub = Hub()
         sent = []
         hub.subscribe("command", lambda c: sent.append((c.name, c.arg)))
-        comp = PanelComponent(cfg, hub)
+        factory = MockFactory(pin_class=MockPWMPin)
+        comp = PanelComponent(cfg, hub, pin_factory=factory, clock=VirtualClock(start=100.0))
         comp.open()
         made.append(comp)
-        return comp, hub, sent, Device.pin_factory
+        return comp, hub, sent, factory
 
-    try:
-        yield build
-    finally:
-        for comp in made:
-            comp.close()
-        Device.pin_factory.reset()
-        Device.pin_factory = old
+    yield build
+    for comp in made:
+        comp.close()
+        comp.factory.reset()
 
 
-def click(factory, role, hold=0.02):
-    pin = factory.pin(PINS[role])
+def click(comp, role, hold=0.02):
+    """Press ``role`` for ``hold`` s of the panel's clock, release, and let 15 ms pass."""
+    pin = comp.factory.pin(PINS[role])
     pin.drive_low()
-    time.sleep(hold)
+    comp.clock.advance(hold)
     pin.drive_high()
-    time.sleep(0.015)
+    comp.clock.advance(0.015)
 
 
-def step(comp, later=0.0):
-    return comp.step(time.monotonic() + later)
+def step(comp, after=0.0):
+    """Move the panel's clock on by ``after`` s, then one step."""
+    comp.clock.advance(after)
+    return comp.step(comp.clock.monotonic())
 
 
 def test_a_preset_button_sends_its_preset(panel_factory):
@@ -73,21 +76,24 @@ def test_a_preset_button_sends_its_preset(panel_factory):
 
 def test_contact_bounce_counts_once(panel_factory):
     comp, _, sent, factory = panel_factory()
-    pin = factory.pin(PINS["calm"])
+    pin = factory.pin(PINS["volume_up"])  # a button whose every press counts
     for _ in range(5):  # chatter well inside the 10 ms debounce
         pin.drive_low()
+        comp.clock.advance(0.001)
         pin.drive_high()
+        comp.clock.advance(0.001)
     pin.drive_low()
-    step(comp)
-    assert sent == [("preset", "calm")]
+    for _ in range(4):
+        step(comp, VOLUME_INTERVAL_S)
+    assert sent == [("volume_up", None)]
 
 
 def test_a_storm_of_preset_presses_ends_on_the_last_one(panel_factory):
-    comp, _, sent, factory = panel_factory()
-    click(factory, "calm")
+    comp, _, sent, _ = panel_factory()
+    click(comp, "calm")
     step(comp)
     for role in ("uplift", "sleep", "uplift", "sleep"):
-        click(factory, role)
+        click(comp, role)
         step(comp)
     assert sent == [("preset", "calm")]  # the rest coalesce while the guard runs
     step(comp, PRESET_GUARD_S + 0.05)
@@ -95,29 +101,40 @@ def test_a_storm_of_preset_presses_ends_on_the_last_one(panel_factory):
 
 
 def test_a_storm_that_returns_to_the_same_preset_sends_nothing_more(panel_factory):
-    comp, _, sent, factory = panel_factory()
-    click(factory, "calm")
+    comp, _, sent, _ = panel_factory()
+    click(comp, "calm")
     step(comp)
-    click(factory, "sleep")
-    click(factory, "calm")
+    click(comp, "sleep")
+    click(comp, "calm")
     step(comp, PRESET_GUARD_S + 0.05)
     assert sent == [("preset", "calm")]
 
 
 def test_volume_presses_are_rate_limited_and_cancel_out(panel_factory):
-    comp, _, sent, factory = panel_factory()
+    comp, _, sent, _ = panel_factory()
     for _ in range(10):
-        click(factory, "volume_up", hold=0.012)
-    t = time.monotonic()
-    for k in range(12):
-        comp.step(t + k * (VOLUME_INTERVAL_S + 0.01))
+        click(comp, "volume_up", hold=0.012)
+    for _ in range(12):
+        step(comp, VOLUME_INTERVAL_S + 0.01)
     assert sent == [("volume_up", None)] * 3  # a backlog of three at most
     assert comp.presses_dropped == 7
     sent.clear()
-    click(factory, "volume_up")
-    click(factory, "volume_down")
+    click(comp, "volume_up")
+    click(comp, "volume_down")
     step(comp, 5.0)
     assert sent == []
+
+
+def test_volume_steps_are_spaced_by_the_interval(panel_factory):
+    comp, _, sent, _ = panel_factory()
+    for _ in range(3):
+        click(comp, "volume_down", hold=0.012)
+    step(comp)
+    assert sent == [("volume_down", None)]
+    step(comp, VOLUME_INTERVAL_S - 0.01)
+    assert len(sent) == 1  # not yet: one step per interval
+    step(comp, 0.02)
+    assert len(sent) == 2
 
 
 def test_play_pause_acts_on_release_and_ignores_a_double_press(panel_factory):
@@ -126,15 +143,15 @@ def test_play_pause_acts_on_release_and_ignores_a_double_press(panel_factory):
     pin.drive_low()
     step(comp)
     assert sent == []
-    time.sleep(0.02)
+    comp.clock.advance(0.02)
     pin.drive_high()
     step(comp)
     assert sent == [("play_pause", None)]
-    click(factory, "play_pause")
+    click(comp, "play_pause")
     step(comp)
     assert sent == [("play_pause", None)]
-    time.sleep(TOGGLE_GUARD_S)
-    click(factory, "play_pause")
+    comp.clock.advance(TOGGLE_GUARD_S)
+    click(comp, "play_pause")
     step(comp)
     assert sent == [("play_pause", None)] * 2
 
@@ -152,18 +169,18 @@ def test_a_long_press_sends_the_configured_action_and_no_toggle(panel_factory, a
     step(comp)
     step(comp, 0.5)
     assert sent == []
-    step(comp, 1.1)
-    step(comp, 1.3)
-    assert sent == expected
-    time.sleep(0.02)
+    step(comp, 0.6)  # 1.1 s held
+    step(comp, 0.2)
+    assert sent == expected  # once, however long it is held
+    comp.clock.advance(0.02)
     pin.drive_high()
-    step(comp, 1.4)
+    step(comp, 0.08)
     assert sent == expected
 
 
 def test_privacy_button(panel_factory):
-    comp, _, sent, factory = panel_factory()
-    click(factory, "privacy")
+    comp, _, sent, _ = panel_factory()
+    click(comp, "privacy")
     step(comp)
     assert sent == [("privacy", None)]
 
@@ -183,31 +200,46 @@ def test_preset_and_camera_leds_follow_the_hub(panel_factory):
     assert not factory.pin(LEDS["camera"]).state
 
 
-def _pin_changes(pin, seconds):
-    pin.clear_states()
-    time.sleep(seconds)
-    return len(pin.states) - 1
+def _blink_period(pin):
+    """Seconds between the first two times ``pin`` reached full brightness (gpiozero's PinState
+    timestamps are the seconds since the change before), or None before the second."""
+    peaks, t = [], 0.0
+    for k, s in enumerate(pin.states):
+        t += s.timestamp if k else 0.0
+        if s.state == 1 and (not peaks or pin.states[k - 1].state != 1):
+            peaks.append(t)
+    return peaks[1] - peaks[0] if len(peaks) >= 2 else None
 
 
 def test_pulse_led_blinks_with_a_reliable_pulse_only(panel_factory):
     comp, hub, _, factory = panel_factory()
     led_pin = factory.pin(LEDS["pulse"])
-    hub.publish("pulse", PulseReading(t=time.monotonic(), finger=True, quality=0.9, hr_bpm=120.0))
+    now = comp.clock.monotonic
+    led_pin.clear_states()
+    hub.publish("pulse", PulseReading(t=now(), finger=True, quality=0.9, hr_bpm=120.0))
     step(comp)
     assert comp._pulse_led_mode == ("beat", 120.0)
-    assert _pin_changes(led_pin, 0.6) > 4  # fading in and out, a beat every 0.5 s
-    hub.publish("pulse", PulseReading(t=time.monotonic(), finger=True, quality=0.1,
-                                      hr_bpm=70.0))
+    # gpiozero fades the LED from a thread of its own, on the system clock: wait for two beats.
+    period = wait_until(lambda: _blink_period(led_pin), timeout=5.0, what="two pulse LED beats")
+    assert 0.35 < period < 0.75, period  # a beat every 0.5 s at 120 bpm (0.86 s at 70)
+    hub.publish("pulse", PulseReading(t=now(), finger=True, quality=0.1, hr_bpm=70.0))
     step(comp)
     assert comp._pulse_led_mode[0] == "glow"  # a finger, but nothing to trust yet
-    hub.publish("pulse", PulseReading(t=time.monotonic(), finger=True, quality=0.9, hr_bpm=300.0))
+    hub.publish("pulse", PulseReading(t=now(), finger=True, quality=0.9, hr_bpm=300.0))
     step(comp)
     assert comp._pulse_led_mode[0] == "glow"  # an impossible heart rate is not shown
-    hub.publish("pulse", PulseReading(t=time.monotonic(), finger=False, quality=0.0))
+    hub.publish("pulse", PulseReading(t=now(), finger=True, quality=0.9, hr_bpm=120.0))
+    step(comp, 5.5)
+    assert comp._pulse_led_mode[0] == "off"  # a reading older than 5 s drives nothing
+    hub.publish("pulse", PulseReading(t=now(), finger=True, quality=0.9, hr_bpm=120.0))
+    step(comp)
+    assert comp._pulse_led_mode[0] == "beat"
+    hub.publish("pulse", PulseReading(t=now(), finger=False, quality=0.0))
     step(comp)
     assert comp._pulse_led_mode[0] == "off"
-    time.sleep(0.05)
-    assert led_pin.state == 0
+    changes = len(led_pin.states)
+    assert led_pin.state == 0  # off() joins gpiozero's fading thread: nothing changes after
+    assert len(led_pin.states) == changes
 
 
 def test_unknown_button_roles_are_skipped_with_a_log_line(panel_factory, caplog):
@@ -223,6 +255,24 @@ def test_backend_none_disables_the_panel():
     assert comp.health().state == DISABLED
 
 
+def test_a_press_wakes_the_panel_task_on_a_virtual_clock():
+    clock = VirtualClock()
+    scheduler = Scheduler(clock)
+    hub = Hub()
+    sent = []
+    hub.subscribe("command", lambda c: sent.append((c.name, clock.monotonic())))
+    comp = PanelComponent(Config().replace(panel={"backend": "mock"}), hub, clock=clock)
+    comp.start(scheduler)
+    try:
+        scheduler.run_until(10.0)
+        assert comp.health().state == OK and sent == []
+        comp.factory.pin(PINS["volume_down"]).drive_low()
+        scheduler.run_until(10.001)
+        assert sent == [("volume_down", 10.0)]  # at once, not at the next idle step
+    finally:
+        comp.stop()
+
+
 def test_mock_backend_runs_in_its_own_thread():
     hub = Hub()
     sent = []
@@ -230,14 +280,10 @@ def test_mock_backend_runs_in_its_own_thread():
     comp = make_component(Config().replace(panel={"backend": "mock"}), hub)
     comp.start()
     try:
-        deadline = time.monotonic() + 3.0
-        while comp.health().state != OK:
-            assert time.monotonic() < deadline, "panel did not open"
-            time.sleep(0.01)
+        # The device's path: the component's own thread on the system clock.
+        wait_until(lambda: comp.health().state == OK, timeout=3.0, what="the panel open")
         comp.factory.pin(PINS["volume_down"]).drive_low()
-        while not sent:
-            assert time.monotonic() < deadline, "no command from the panel's thread"
-            time.sleep(0.005)
+        wait_until(lambda: sent, timeout=3.0, what="a command from the panel's thread")
         assert sent == ["volume_down"]
     finally:
         comp.stop()

@@ -3,8 +3,6 @@ bus faults. The analyser here is a recording test double passed in by constructo
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from calmtunes.component import DEGRADED, DISABLED, OK
@@ -14,6 +12,7 @@ from calmtunes.pulse.component import PulseComponent, make_component
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.sim.clock import ManualClock
 from calmtunes.sim.max30102 import Faults, emulated_bus
+from clocked import wait_until
 
 
 class RecordingAnalyser:
@@ -116,10 +115,8 @@ def test_runs_in_its_own_thread_on_the_real_clock():
     readings = []
     hub.subscribe("pulse", readings.append)
     comp.start()
-    try:
-        deadline = time.monotonic() + 5.0
-        while not readings and time.monotonic() < deadline:
-            time.sleep(0.05)
+    try:  # the device's path: its own thread, on the system clock
+        wait_until(lambda: readings, timeout=5.0, what="a reading from the pulse thread")
     finally:
         comp.stop()
     assert readings and "samples seen" in readings[0].reason
