@@ -414,6 +414,11 @@ def cmd_fault(args: argparse.Namespace) -> int:
     from calmtunes.fault import FaultLights, reason_for, record_fault
 
     setup_logging("info")
+    # First: a stop (systemd starting the daemon again) while the note is being written must
+    # end this cleanly (exit 0), not by the signal's default action.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         cfg, _ = load_config(args.config)
     except ConfigError as exc:  # the very reason we may be here: carry on with the defaults
@@ -429,11 +434,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         record_fault(cfg.device.state_dir, reason, result)
     except OSError as exc:
         log.error("cannot write the fault note in %s (%s)", cfg.device.state_dir, exc)
-    if cfg.panel.backend == "none":
+    if cfg.panel.backend == "none" or stop.is_set():
         return 0
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         lights = FaultLights(cfg)
     except Exception as exc:  # no GPIO access: the note is still there

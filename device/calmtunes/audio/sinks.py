@@ -102,9 +102,14 @@ class _ThreadSink(Sink):
         if self._next_t is None:
             return None
         period = self.block_frames / self.sample_rate
-        while self._next_t <= now:
-            self._pump(self._block)
-            self._next_t += period
+        try:
+            while self._next_t <= now:
+                self._pump(self._block)
+                self._next_t += period
+        except Exception as exc:  # as from the thread: is_alive() tells, the component reopens
+            self._error = exc
+            log.error("%s sink failed: %s", self.kind, exc)
+            return None
         return self._next_t
 
     def _pump(self, block: np.ndarray) -> None:
