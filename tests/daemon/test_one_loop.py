@@ -145,7 +145,8 @@ def test_reload_under_simulation_keeps_the_emulators_and_restarts_only_what_chan
     assert status["config"]["generation"] == 2 and status["config"]["path"] == str(path)
     reload = status["config"]["last_reload"]
     assert reload["ok"] and reload["changed"] == ["music"]
-    assert set(reload["parts"]) == {"composer", "audio", "panel", "conductor"}
+    assert reload["parts"] == {"composer": "reconfigured", "audio": "reconfigured",
+                               "panel": "reconfigured", "conductor": "reconfigured"}
     assert "pulse" not in reload["parts"] and "scene" not in reload["parts"]
     assert status["components"]["pulse"]["backend"] == "sim"
     assert status["components"]["scene"]["backend"] == "sim"

@@ -91,6 +91,16 @@ class PanelComponent(Component):
         self.commands_sent = 0
         self.presses_dropped = 0
 
+    def reconfigure(self, config: Config) -> str:
+        """New pins, buttons or presets: the buttons and LEDs are made again; anything else
+        (the pulse LED's quality threshold, volume limits) is read afresh in place."""
+        if config.panel != self.config.panel or \
+                config.music.presets != self.config.music.presets:
+            self.restart(config)
+            return "restarted"
+        self.config = config
+        return "reconfigured"
+
     # -- component ----------------------------------------------------------------------------
     def open(self) -> None:
         p = self.config.panel

@@ -39,7 +39,7 @@ def default_analyser_factory() -> AnalyserFactory:
 
 class PulseComponent(Component):
     name = "pulse"
-    config_sections = ("pulse", "sim", "conductor")
+    config_sections = ("pulse", "sim")
     publish_interval_s = 1.0  # one reading a second
     temperature_interval_s = 60.0  # die temperature, for status only
     max_wait_s = 0.5  # longest block on the INT line, so stop requests are seen
