@@ -55,3 +55,16 @@ def test_envelope_leaves_out_what_was_left_out():
     bad[300:500] = True
     assert quality.envelope_cv(x_gap, fs) > 0.4
     assert quality.envelope_cv(x_gap, fs, bad) < 0.05
+
+
+@pytest.mark.parametrize("seed", [851, 934, 1162, 1183])
+def test_weak_windows_must_match_their_template(seed):
+    # band-limited noise (0.7–3 Hz) that passes the quality floor and the shape tests by
+    # chance: its "beats" do not match their mean beat as a pulse's do (Orphanidou)
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
+    g = np.random.default_rng(seed).standard_normal(1400)
+    r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+    assert r.hr_bpm is None
+    assert r.reason

@@ -228,7 +228,11 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         span_beats, quality.template_match(x_up, span_beats.index), env,
         quality.harmonic_ratio(x_up[s0:], fs, period),
     )
-    if (q < quality.MIN_QUALITY or len(ibi_span) < 2
+    # a weak window must at least pass Orphanidou's template matching
+    unmatched = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY and (
+        quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
+    )
+    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched
             or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion))):
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
@@ -241,6 +245,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         elif motion and not steady:
             why = ("no pulse: the waves swing in size and fall as fast as they rise "
                    "(motion, not a pulse)")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif unmatched:
+            why = (f"signal quality {q:.2f} is weak and the beats do not match their template "
+                   f"(mean correlation below {quality.TEMPLATE_ACCEPT:g})")
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 

@@ -16,6 +16,12 @@ import numpy as np
 
 #: below this quality no figure is reported
 MIN_QUALITY = 0.2
+#: a window of quality below this (just above the floor) must also pass Orphanidou et al.'s
+#: own acceptance, a mean template correlation of at least :data:`TEMPLATE_ACCEPT`
+WEAK_QUALITY = 0.25
+#: Orphanidou et al. (IEEE JBHI 19(3), 2015): a PPG window is acceptable from this mean
+#: correlation of its beats with their template
+TEMPLATE_ACCEPT = 0.86
 #: accepted sampling rates in Hz
 FS_RANGE = (25.0, 1000.0)
 #: shortest window that can hold enough beats for a heart rate, in s
