@@ -34,11 +34,15 @@ def make_ppg(
     dicrotic: float = 0.4,
     dicrotic_delay_s: float | None = None,
     fall: float = 1.0,
+    baseline: float = 0.3,
+    slow_wave: tuple[float, float] = (0.0, 0.0),
 ) -> SynthPPG:
     """``dicrotic`` is the diastolic (reflected) wave's amplitude relative to the systolic
     one; it peaks ``dicrotic_delay_s`` after the systolic peak (default 0.33 of the period).
     ``fall`` > 1 makes the systolic wave fall that many times slower than it rises, as a real
-    pulse does (1: a symmetric wave)."""
+    pulse does (1: a symmetric wave). ``baseline`` is the breathing's baseline swing (relative
+    to a beat); ``slow_wave`` = (cycles/min, amplitude) adds a baseline wave that is not
+    breathing (a vasomotor wave, the sensor settling)."""
     rng = np.random.default_rng(seed)
     period = 60.0 / hr
     fb = br / 60.0
@@ -56,7 +60,8 @@ def make_ppg(
         x += a * np.exp(-0.5 * (u / (0.09 * period * np.where(u > 0, fall, 1.0))) ** 2)
         lag = 0.33 * period if dicrotic_delay_s is None else dicrotic_delay_s
         x += dicrotic * a * np.exp(-0.5 * ((t - b - 0.12 * period - lag) / (0.12 * period)) ** 2)
-    x += 0.3 * np.sin(2 * np.pi * fb * t) + noise * rng.standard_normal(len(t))
+    x += baseline * np.sin(2 * np.pi * fb * t) + noise * rng.standard_normal(len(t))
+    x += slow_wave[1] * np.sin(2 * np.pi * slow_wave[0] / 60.0 * t + 1.0)
     inside = bt[(bt > 0) & (bt < seconds)]
     ibi = np.diff(inside)
     return SynthPPG(

@@ -220,21 +220,35 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     )
     skew = beats_mod.slope_skewness(x_up[s0:])
     in_window = bt.index >= s0
-    motion = beats_mod.looks_like_motion(
-        x_up, beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
+    span_beats = beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
+    env = quality.envelope_cv(x_up[s0:], fs, None if bad is None else bad[s0:])
+    motion = beats_mod.looks_like_motion(x_up, span_beats, env, skew)
+    # beats of one shape and size are a pulse even when they fall as fast as they rise
+    steady = (skew < beats_mod.MIN_SLOPE_SKEW or motion) and beats_mod.steady(
+        span_beats, quality.template_match(x_up, span_beats.index), env,
+        quality.harmonic_ratio(x_up[s0:], fs, period),
     )
-    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or skew < beats_mod.MIN_SLOPE_SKEW
-            or motion):
+    # a weak window must at least pass Orphanidou's template matching
+    unmatched = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY and (
+        quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
+    )
+    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched
+            or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion))):
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
             why = "fewer than three beats found"
-        elif skew < beats_mod.MIN_SLOPE_SKEW:
+        elif skew < beats_mod.MIN_SLOPE_SKEW and not steady:
             why = (f"no pulse shape: the signal falls as fast as it rises (slope skewness "
-                   f"{skew:.2f} < {beats_mod.MIN_SLOPE_SKEW:g}); noise or motion, not a pulse")
+                   f"{skew:.2f} < {beats_mod.MIN_SLOPE_SKEW:g}) and its beats are not steady "
+                   "in shape and size; noise or motion, not a pulse")
             q = min(q, quality.MIN_QUALITY * 0.99)
-        elif motion:
+        elif motion and not steady:
             why = ("no pulse: the waves swing in size and fall as fast as they rise "
                    "(motion, not a pulse)")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif unmatched:
+            why = (f"signal quality {q:.2f} is weak and the beats do not match their template "
+                   f"(mean correlation below {quality.TEMPLATE_ACCEPT:g})")
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 

@@ -72,22 +72,64 @@ MOTION_HEIGHT_CV = 0.45
 #: beat) are waves of motion: a pulse keeps its size within a breath's modulation and rises
 #: faster than it falls (dev split: real windows ≥ 1.3 in 99 %, motion bursts 1.1–1.7)
 MOTION_UPDOWN = 1.5
+#: bursts: a band whose RMS, second by second, varies by more than this (coefficient of
+#: variation over the seconds kept; dev split: real windows ≤ 0.28 in 95 %) …
+MOTION_ENVELOPE_CV = 0.4
+#: … with a weak pulse shape (slope skewness below this; real windows ≥ 0.45 in 99 %) …
+MOTION_WEAK_SKEW = 0.6
+#: … and rising less than this many times as fast as falling, is motion too: bursts come and
+#: go, a pulse keeps its strength (dev split: 5 of the 12 noise windows answered before
+#: caught, 2 of 702 real windows refused)
+MOTION_BURST_UPDOWN = 1.75
+#: steady beats: at least this mean Orphanidou template correlation (they accept from 0.86) …
+STEADY_TEMPLATE = 0.9
+#: … upstrokes and second-by-second RMS varying at most this much (coefficient of variation)
+STEADY_CV = 0.25
+#: … and at least this much power in the harmonics (2nd and 3rd) for the fundamental's: a
+#: sine is not a pulse (sines ~1e-6, noise let through 0.02, HeartPy's data3 0.8–2.9)
+STEADY_HARMONICS = 0.1
 
 
-def looks_like_motion(x_up: np.ndarray, b: Beats) -> bool:
+def upstroke_cv(b: Beats) -> float:
+    """Coefficient of variation of the beats' upstrokes (0 with fewer than three)."""
+    if len(b.heights) < 3:
+        return 0.0
+    return float(np.std(b.heights)) / max(1e-12, float(np.mean(b.heights)))
+
+
+def looks_like_motion(
+    x_up: np.ndarray, b: Beats, envelope_cv: float = 0.0, skew: float = np.inf
+) -> bool:
     """True when the beats ``b`` of the upright ``x_up`` swing in size like smooth motion
-    bursts and fall about as fast as they rise (see :data:`MOTION_HEIGHT_CV`)."""
+    bursts and fall about as fast as they rise (see :data:`MOTION_HEIGHT_CV`), or when the
+    window's strength comes and goes (``envelope_cv``) under a weak pulse shape (``skew``,
+    the slope skewness) and they rise barely faster than they fall
+    (see :data:`MOTION_ENVELOPE_CV`)."""
     if len(b.index) < 3:
         return False
-    h = b.heights
-    if float(np.std(h)) <= MOTION_HEIGHT_CV * float(np.mean(h)):
+    swings = upstroke_cv(b) > MOTION_HEIGHT_CV
+    bursts = envelope_cv > MOTION_ENVELOPE_CV and skew < MOTION_WEAK_SKEW
+    if not (swings or bursts):
         return False
     d = np.diff(x_up)
-    ratio = [
+    ratio = float(np.median([
         d[a:c].max() / max(1e-12, -float(d[a:c].min()))
         for a, c in zip(b.index[:-1], b.index[1:])
-    ]
-    return float(np.median(ratio)) < MOTION_UPDOWN
+    ]))
+    return (swings and ratio < MOTION_UPDOWN) or (bursts and ratio < MOTION_BURST_UPDOWN)
+
+
+def steady(b: Beats, template: float, envelope_cv: float, harmonics: float) -> bool:
+    """Beats of one shape and one size, with harmonics: a pulse, even where it falls as fast
+    as it rises (a heavily smoothed sensor output, a strong second wave), which motion and
+    noise are not: their waves change shape and come and go, or are plain sines."""
+    return (
+        len(b.index) >= 4
+        and template >= STEADY_TEMPLATE
+        and upstroke_cv(b) <= STEADY_CV
+        and envelope_cv <= STEADY_CV
+        and harmonics >= STEADY_HARMONICS
+    )
 
 
 def orient(x_bp: np.ndarray) -> tuple[np.ndarray, bool]:

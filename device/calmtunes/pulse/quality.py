@@ -16,6 +16,12 @@ import numpy as np
 
 #: below this quality no figure is reported
 MIN_QUALITY = 0.2
+#: a window of quality below this (just above the floor) must also pass Orphanidou et al.'s
+#: own acceptance, a mean template correlation of at least :data:`TEMPLATE_ACCEPT`
+WEAK_QUALITY = 0.25
+#: Orphanidou et al. (IEEE JBHI 19(3), 2015): a PPG window is acceptable from this mean
+#: correlation of its beats with their template
+TEMPLATE_ACCEPT = 0.86
 #: accepted sampling rates in Hz
 FS_RANGE = (25.0, 1000.0)
 #: shortest window that can hold enough beats for a heart rate, in s
@@ -165,6 +171,41 @@ def index(periodicity: float, morph: float, regular: float) -> float:
     """Combine the three scores (each 0–1) into the quality index."""
     q = max(0.0, periodicity) * max(0.0, morph) * max(0.0, regular)
     return float(min(1.0, q))
+
+
+def envelope_cv(x_bp: np.ndarray, fs: float, bad: np.ndarray | None = None) -> float:
+    """Coefficient of variation of the RMS of ``x_bp`` second by second, over the whole
+    seconds free of ``bad`` samples (0 with fewer than three): how much the signal's strength
+    comes and goes."""
+    w = max(1, int(fs))
+    n = len(x_bp) // w
+    if n < 3:
+        return 0.0
+    rms = np.sqrt(np.mean(x_bp[: n * w].reshape(n, w) ** 2, axis=1))
+    if bad is not None:
+        rms = rms[~bad[: n * w].reshape(n, w).any(axis=1)]
+    m = float(np.mean(rms)) if len(rms) >= 3 else 0.0
+    return float(np.std(rms)) / m if m > 0 else 0.0
+
+
+def harmonic_ratio(x: np.ndarray, fs: float, period_s: float) -> float:
+    """Power within ±15 % of twice and three times the beat frequency over the power within
+    ±15 % of the beat frequency itself (Hann-windowed spectrum of ``x``): ~0 for a sine, a
+    wave of motion or a hand waving; a pulse wave is no sine, its sharp systole and second
+    wave put power into the harmonics."""
+    n = len(x)
+    if n < 8 or not np.isfinite(period_s) or period_s <= 0:
+        return 0.0
+    nfft = 1 << int(np.ceil(np.log2(4 * n)))
+    p = np.abs(np.fft.rfft(x * np.hanning(n), nfft)) ** 2
+    f = np.fft.rfftfreq(nfft, 1.0 / fs)
+    f0 = 1.0 / period_s
+
+    def near(k: int) -> float:
+        return float(p[(f > 0.85 * k * f0) & (f < 1.15 * k * f0)].sum())
+
+    first = near(1)
+    return (near(2) + near(3)) / first if first > 0 else 0.0
 
 
 def template_match(x_up: np.ndarray, index: np.ndarray, width: int | None = None) -> float:

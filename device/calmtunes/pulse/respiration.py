@@ -1,36 +1,51 @@
-"""Breathing rate from the PPG itself: respiratory modulations, counted and cross-checked.
+"""Breathing rate from the PPG itself: three respiratory modulations, gated and fused.
 
 Breathing modulates the pulse wave three ways (Karlen et al., IEEE TBME 60(7), 2013; Charlton et
 al., Physiol. Meas. 37(4), 2016):
 
-* **baseline** (RIIV) – intrathoracic pressure shifts venous volume: the mid-level of each beat;
+* **intensity** (RIIV) – intrathoracic pressure shifts venous volume: the mid-level of each beat;
 * **amplitude** (RIAV) – stroke volume falls on inspiration: peak minus foot of each beat;
 * **frequency** (RIFV) – respiratory sinus arrhythmia: the inter-beat intervals.
 
-Each per-beat series is resampled at 4 Hz. Two estimates are made over the window:
+Each per-beat series is resampled at 4 Hz, high-passed at 0.1 Hz (slow drift and vasomotor waves
+leak in otherwise) and measured two ways over the window, between 5 /min and the lower of
+42 /min and half the heart rate (each beat samples the modulation once; faster breathing would
+alias):
 
-1. **Breath count** (the rate reported): the baseline series, band-passed from 0.1 Hz (6 /min;
-   slow drift and vasomotor waves leak in otherwise) to the lower of 0.7 Hz (42 /min) and half
-   the heart rate (each beat samples the modulation once; faster breathing would alias), has
-   its breaths counted in the time domain with the "count-orig" rule of Schäfer & Kratky (Ann.
-   Biomed. Eng. 36(3), 2008): maxima above 0.2 × the 75th percentile of the maxima, minima
-   likewise, and a breath is a pair of consecutive maxima with exactly one minimum between
-   them. Rate = 60 / mean breath duration. Counting follows a breath-by-breath rhythm where a
-   spectral peak can be pulled by a slow wave or split by an irregular one.
-2. **Fused spectrum** (the cross-check): each of the three series high-passed at 0.1 Hz,
-   Hann-windowed, its power spectrum taken between 5 and 42 /min (and below half the heart
-   rate), normalised to unit power in band, weighted by its peakedness (peak over mean power:
-   a clean modulation is one sharp line, a missing one is flat) and summed; the interior peak,
-   parabola-refined.
+* its **breath count**, in the time domain, by the "count-orig" rule of Schäfer & Kratky (Ann.
+  Biomed. Eng. 36(3), 2008): maxima above 0.2 × the 75th percentile of the maxima, minima
+  likewise, and a breath is a pair of consecutive maxima with exactly one minimum between them;
+  rate = 60 / mean breath duration. Counting follows a breath-by-breath rhythm where a spectral
+  peak can be pulled by a slow wave or split by an irregular one;
+* its **spectral peak** (Hann window, parabola-refined) and the peak's **peakedness** (peak over
+  mean power in band: a clean modulation is one sharp line, a missing one is flat).
 
-When the two disagree by more than :data:`AGREEMENT_BPM` the window holds no single breathing
-rhythm the pulse can vouch for, and the rate is None with that reason; likewise when the fused
-spectrum has no peak standing out or fewer than two breaths are counted. The confidence grows
-with the spectral peakedness and with the agreement. Needs a window of at least
-:data:`MIN_SECONDS`.
+The rate is then the first of three answers that holds:
+
+1. **Smart Fusion** (Karlen et al. 2013), with a quality gate per modulation: a modulation passes
+   when its peakedness is at least :data:`GATE_PEAKEDNESS` and its breath count and spectral peak
+   agree within :data:`GATE_AGREEMENT_BPM` (one rhythm, seen the same way in time and in
+   frequency); its rate is the mean of the two. The modulations that pass are fused only when
+   they agree (spread at most :data:`FUSION_SPREAD_BPM`): their peakedness-weighted mean; two
+   that agree outvote a third; with no two agreeing, the most peaked one. Karlen fused all
+   three whenever their spread was below 4 /min; gating each first keeps a flat modulation out
+   and lets the amplitude and the intervals speak where the baseline carries a slower
+   vasomotor wave.
+2. **Breath count against the fused spectrum**: the intensity series' breath count, when the
+   spectra of all three (normalised, weighted by peakedness, summed) have a peak standing out
+   (≥ :data:`MIN_PEAKEDNESS` × mean) within :data:`AGREEMENT_BPM` of it.
+3. **Intensity and amplitude agree**: the intensity count, when the amplitude count, the
+   amplitude spectral peak or the intensity spectral peak lies within :data:`FALLBACK_BPM` of
+   it: the median of those that do and the count.
+
+Otherwise the window holds no breathing rhythm the pulse can vouch for, and the rate is None with
+the reason. The confidence grows with the peakedness and the agreement, and falls at each tier.
+Needs a window of at least :data:`MIN_SECONDS`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +65,40 @@ MIN_PEAKEDNESS = 2.5
 COUNT_THRESHOLD = 0.2
 #: the breath count and the fused spectrum must agree within this, breaths/min
 AGREEMENT_BPM = 5.0
+#: Smart Fusion's gate per modulation: its spectral peak stands this far above its mean power
+GATE_PEAKEDNESS = 4.0
+#: ... and its breath count and spectral peak agree within this, breaths/min
+GATE_AGREEMENT_BPM = 2.0
+#: gated modulations are fused when their rates spread at most this, breaths/min
+FUSION_SPREAD_BPM = 3.0
+#: last resort: the intensity count and an amplitude/intensity estimate agree within this, /min
+FALLBACK_BPM = 3.0
+
+#: the modulations in the order their series are built
+MODULATIONS = ("intensity", "amplitude", "frequency")
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """One respiratory modulation measured over the window (rates in breaths/min)."""
+
+    name: str
+    count: float | None  # breath count; None below two breaths, or not counted (see below)
+    spectral: float  # spectral peak, parabola-refined
+    peakedness: float  # peak / mean power in band
+
+    def passes_gate(self) -> bool:
+        """Smart Fusion's quality gate: a peak standing out, seen alike in time and frequency."""
+        return (
+            self.count is not None
+            and self.peakedness >= GATE_PEAKEDNESS
+            and abs(self.count - self.spectral) <= GATE_AGREEMENT_BPM
+        )
+
+    @property
+    def rate(self) -> float:
+        """The gated rate: the mean of the breath count and the spectral peak."""
+        return 0.5 * (self.spectral + (self.count if self.count is not None else self.spectral))
 
 
 def _features(
@@ -64,6 +113,14 @@ def _features(
     return idx, np.stack([(peak + foot) / 2, peak - foot])
 
 
+def _p75(v: np.ndarray) -> float:
+    """75th percentile with linear interpolation (numpy's default), without its overhead."""
+    v = np.sort(v)
+    pos = 0.75 * (len(v) - 1)
+    lo = int(pos)
+    return float(v[lo] + (pos - lo) * (v[min(lo + 1, len(v) - 1)] - v[lo]))
+
+
 def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
     """Breaths/min in a per-beat series sampled at :data:`RESAMPLE_HZ` by counting breaths
     (count-orig, see the module notes) in its 0.1 Hz – ``top_hz`` band; None below 2 breaths."""
@@ -76,8 +133,8 @@ def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
     troughs = np.flatnonzero((mid < left) & (mid <= right)) + 1
     if len(peaks) < 3 or len(troughs) < 2:
         return None
-    peaks = peaks[s[peaks] > COUNT_THRESHOLD * np.percentile(s[peaks], 75)]
-    troughs = troughs[-s[troughs] > COUNT_THRESHOLD * np.percentile(-s[troughs], 75)]
+    peaks = peaks[s[peaks] > COUNT_THRESHOLD * _p75(s[peaks])]
+    troughs = troughs[-s[troughs] > COUNT_THRESHOLD * _p75(-s[troughs])]
     if len(peaks) < 3:
         return None
     # a breath: consecutive maxima with exactly one minimum between them
@@ -86,6 +143,40 @@ def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
     if len(dur) < 2:
         return None
     return float(60.0 / dur.mean())
+
+
+def _refined(p: np.ndarray, k: int, f: np.ndarray) -> float:
+    """Frequency of bin ``k`` of ``p`` refined by a parabola through it and its neighbours."""
+    rate = float(f[k])
+    if 0 < k < len(p) - 1:
+        y0, y1, y2 = p[k - 1], p[k], p[k + 1]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            rate += 0.5 * (y0 - y2) / den * (f[1] - f[0])
+    return rate
+
+
+def smart_fusion(mods: list[Modulation]) -> tuple[float | None, float]:
+    """Karlen's Smart Fusion over the modulations that pass their own gate: the
+    peakedness-weighted mean of those that agree (spread at most :data:`FUSION_SPREAD_BPM`);
+    when not all do, of the best-supported agreeing pair (two modulations against one); when
+    none agree, the most peaked one's. Returns the rate (None when none passes) and the
+    peakedness behind it."""
+    ok = [m for m in mods if m.passes_gate()]
+    if not ok:
+        return None, 0.0
+    rates = np.array([m.rate for m in ok])
+    weights = np.array([m.peakedness for m in ok])
+    if np.ptp(rates) > FUSION_SPREAD_BPM:
+        pairs = [
+            (weights[i] + weights[j], [i, j])
+            for i in range(len(ok))
+            for j in range(i + 1, len(ok))
+            if abs(rates[i] - rates[j]) <= FUSION_SPREAD_BPM
+        ]
+        pick = max(pairs)[1] if pairs else [int(np.argmax(weights))]
+        rates, weights = rates[pick], weights[pick]
+    return float(np.average(rates, weights=weights)), float(weights.max())
 
 
 def breathing_rate(
@@ -120,38 +211,53 @@ def breathing_rate(
         return None, 0.0, "heart rate too slow to sample breathing"
     win = np.hanning(n)
     hp = highpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ)
-    fused = np.zeros(int(np.count_nonzero(band)))
-    for s in series:
-        s = filtfilt(hp, s - s.mean())
-        p = np.abs(np.fft.rfft(s * win, nfft))[band] ** 2
+    f = freqs[band]
+    fused = np.zeros(len(f))
+    mods: list[Modulation] = []
+    for name, s in zip(MODULATIONS, series):
+        p = np.abs(np.fft.rfft(filtfilt(hp, s - s.mean()) * win, nfft))[band] ** 2
         total = p.sum()
         if total <= 0:
             continue
         p = p / total
-        fused += p * (p.max() * len(p))
-    if not np.any(fused > 0):
+        k = int(np.argmax(p))
+        peaked = float(p[k] * len(p))
+        # the interval series is only ever used through its gate: not counted when flat
+        counted = peaked >= GATE_PEAKEDNESS or name != "frequency"
+        count = count_breaths(s, top / 60.0) if counted else None
+        mods.append(Modulation(name, count, _refined(p, k, f), peaked))
+        fused += p * peaked
+    if not mods:
         return None, 0.0, "no respiratory modulation in the pulse"
+
+    # 1. Smart Fusion of the modulations that pass their own quality gate
+    rate, peaked = smart_fusion(mods)
+    if rate is not None:
+        return rate, float(np.clip((peaked - 1.0) / 10.0, 0.0, 1.0)), ""
+
+    # 2. the intensity breath count, vouched for by the fused spectrum
+    counted = mods[0].count if mods[0].name == "intensity" else None
     # a maximum on the band's edge is leakage from outside the band, not a breathing rate
     inner = np.flatnonzero((fused[1:-1] >= fused[:-2]) & (fused[1:-1] >= fused[2:])) + 1
-    if inner.size == 0:
-        return None, 0.0, "no clear breathing rhythm in the pulse"
-    k = int(inner[np.argmax(fused[inner])])
-    peakedness = float(fused[k] / fused.mean())
-    f = freqs[band]
-    spectral = float(f[k])
-    if 0 < k < len(fused) - 1:
-        y0, y1, y2 = fused[k - 1], fused[k], fused[k + 1]
-        den = y0 - 2 * y1 + y2
-        if den < 0:
-            spectral += 0.5 * (y0 - y2) / den * (f[1] - f[0])
-    conf = float(np.clip((peakedness - 1.0) / 10.0, 0.0, 1.0))
-    if peakedness < MIN_PEAKEDNESS:
-        return None, conf, "no clear breathing rhythm in the pulse"
-    counted = count_breaths(series[0], top / 60.0)
-    if counted is None:
-        return None, conf, "fewer than two breaths counted in the pulse baseline"
-    gap = abs(counted - spectral)
-    if gap > AGREEMENT_BPM:
-        why = f"breath count ({counted:.0f} /min) and spectrum ({spectral:.0f} /min) disagree"
-        return None, conf * 0.5, why
-    return counted, conf * (1.0 - 0.5 * gap / AGREEMENT_BPM), ""
+    conf, why = 0.0, "no clear breathing rhythm in the pulse"
+    if inner.size:
+        k = int(inner[np.argmax(fused[inner])])
+        peakedness = float(fused[k] / fused.mean())
+        spectral = _refined(fused, k, f)
+        conf = float(np.clip((peakedness - 1.0) / 10.0, 0.0, 1.0))
+        if counted is None:
+            why = "fewer than two breaths counted in the pulse baseline"
+        elif peakedness >= MIN_PEAKEDNESS:
+            gap = abs(counted - spectral)
+            if gap <= AGREEMENT_BPM:
+                return counted, 0.5 * conf * (1.0 - 0.5 * gap / AGREEMENT_BPM), ""
+            why = (f"breath count ({counted:.0f} /min) and spectrum ({spectral:.0f} /min) "
+                   "disagree")
+
+    # 3. the intensity count, where the amplitude or the intensity spectrum agrees with it
+    if counted is not None and len(mods) >= 2:
+        others = [mods[1].count, mods[1].spectral, mods[0].spectral]
+        near = [o for o in others if o is not None and abs(o - counted) <= FALLBACK_BPM]
+        if near:
+            return float(np.median([counted, *near])), 0.25 * conf, ""
+    return None, 0.5 * conf, why

@@ -1,0 +1,70 @@
+"""Windows with and without a pulse: steady symmetric pulses are answered, motion refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ppg_synth import make_ppg
+
+from calmtunes.pulse import analyze, beats, quality
+
+
+@pytest.mark.parametrize("hr", [85.0, 100.0, 120.0])
+@pytest.mark.parametrize("dicrotic", [0.3, 0.5])
+def test_a_symmetric_steady_pulse_is_a_pulse(hr, dicrotic):
+    # a heavily smoothed sensor output whose second wave sits half a beat after the first
+    # (HeartPy's bundled data3 looks like this): it falls exactly as fast as it rises, so the
+    # slope is not skewed, but every beat has one shape and one size
+    ppg = make_ppg(seconds=10, fs=100, hr=hr, dicrotic=dicrotic,
+                   dicrotic_delay_s=0.5 * 60.0 / hr, fall=1.0, seed=int(hr), noise=0.01)
+    up = beats.orient(ppg.x - ppg.x.mean())[0]
+    assert abs(beats.slope_skewness(up)) < beats.MIN_SLOPE_SKEW  # no pulse shape to go by
+    r = analyze(ppg.x, ppg.fs)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.0), r.reason
+
+
+def _train(fs: float, seconds: float, rate_hz: float, envelope: np.ndarray) -> np.ndarray:
+    """Smooth waves rising about 1.6 times as fast as they fall (more than motion bursts'
+    1.5, less than a pulse's ~2) under a given envelope."""
+    th = 2 * np.pi * rate_hz * np.arange(int(seconds * fs)) / fs
+    return envelope * (np.sin(th) + 0.08 * np.sin(2 * th))
+
+
+def test_waves_that_come_and_go_are_motion():
+    fs = 100.0
+    t = np.arange(int(10 * fs)) / fs
+    # bursts a second or two long; within each the waves keep their size
+    env = sum(np.exp(-0.5 * ((t - c) / 0.6) ** 2) for c in (1.5, 5.0, 8.5))
+    x = _train(fs, 10, 1.3, env)
+    found = beats.detect(x, fs, 1 / 1.3)
+    ev, skew = quality.envelope_cv(x, fs), beats.slope_skewness(x)
+    assert ev > beats.MOTION_ENVELOPE_CV and skew < beats.MOTION_WEAK_SKEW
+    assert beats.looks_like_motion(x, found, ev, skew)
+    # the same waves at a steady strength: not motion by this test
+    steady = _train(fs, 10, 1.3, np.ones_like(t))
+    assert not beats.looks_like_motion(steady, beats.detect(steady, fs, 1 / 1.3),
+                                       quality.envelope_cv(steady, fs), skew)
+
+
+def test_envelope_leaves_out_what_was_left_out():
+    fs = 100.0
+    x = np.sin(2 * np.pi * 1.2 * np.arange(1000) / fs)
+    bad = np.zeros(1000, dtype=bool)
+    x_gap = x.copy()
+    x_gap[300:500] = 0.0  # bridged by a straight line: no signal there
+    bad[300:500] = True
+    assert quality.envelope_cv(x_gap, fs) > 0.4
+    assert quality.envelope_cv(x_gap, fs, bad) < 0.05
+
+
+@pytest.mark.parametrize("seed", [851, 934, 1162, 1183])
+def test_weak_windows_must_match_their_template(seed):
+    # band-limited noise (0.7–3 Hz) that passes the quality floor and the shape tests by
+    # chance: its "beats" do not match their mean beat as a pulse's do (Orphanidou)
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
+    g = np.random.default_rng(seed).standard_normal(1400)
+    r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+    assert r.hr_bpm is None
+    assert r.reason
