@@ -23,6 +23,7 @@ import numpy as np
 
 from calmtunes.pulse import spo2 as spo2_mod
 from calmtunes.pulse.analysis import PulseAnalysis, analyze
+from calmtunes.pulse.finger import FingerDetector
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.pulse.samples import SampleBlock
 from calmtunes.pulse.stress import StressIndex
@@ -38,10 +39,6 @@ HRV_SPAN_S = 60.0
 HRV_MIN_S = 30.0
 #: the first second after the finger lands is pressure transient, not pulse
 SETTLE_S = 1.0
-#: IR DC level (ADC counts of 262 143) above which a finger is taken as present …
-FINGER_ON_COUNTS = 25_000.0
-#: … and below which it is taken as removed (hysteresis)
-FINGER_OFF_COUNTS = 15_000.0
 #: no sample for this long means the sensor is silent, s
 STALE_S = 1.0
 #: gap between timestamps, in sample periods, taken as lost samples
@@ -62,6 +59,7 @@ class PulseAnalyser:
         self._ir = np.zeros(self._cap)
         self._count = 0  # samples written in total
         self._finger = False
+        self._finger_rule = FingerDetector()  # for blocks that come without the driver's mark
         self._seg_start = -np.inf  # monotonic time the current clean segment starts
         self._last_t = -np.inf
         self._cache: tuple[int, float, PulseAnalysis, float | None, float] | None = None
@@ -80,10 +78,14 @@ class PulseAnalyser:
         ir = np.asarray(block.ir, dtype=float)
         if block.lost > 0 or t[0] - self._last_t > GAP_PERIODS / self.fs:
             self._seg_start = float(t[0])
-        level = float(np.median(ir))
-        if self._finger and level < FINGER_OFF_COUNTS:
+        # The driver's judgement (light returned per mA of LED current) where it marked the
+        # block; else the same rule at the sensor's nominal settings (calmtunes.pulse.finger).
+        finger = block.finger
+        if finger is None:
+            finger = self._finger_rule.update(float(np.median(ir)))
+        if self._finger and not finger:
             self._finger = False
-        elif not self._finger and level > FINGER_ON_COUNTS:
+        elif not self._finger and finger:
             self._finger = True
             self._seg_start = float(t[0])
             self.tracker.reset()  # perhaps another listener

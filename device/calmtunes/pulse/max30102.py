@@ -40,6 +40,7 @@ import numpy as np
 
 from calmtunes.errors import HardwareError
 from calmtunes.pulse import max30102_registers as R
+from calmtunes.pulse.finger import FingerDetector
 from calmtunes.pulse.samples import SampleBlock
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,6 @@ class Stats:
     transfers: dict[str, int] = field(default_factory=dict)
 
 
-# finger detection: IR light returned per mA of LED current, nA/mA (hysteresis between them)
-FINGER_ON_NA_PER_MA = 40.0
-FINGER_OFF_NA_PER_MA = 25.0
 # automatic LED current: keep each channel's DC between these fractions of full scale
 LED_LOW, LED_TARGET, LED_HIGH = 0.25, 0.5, 0.8
 LED_MIN_MA, LED_MAX_MA = 1.0, 51.0
@@ -187,6 +185,7 @@ class MAX30102:
         self._transfer = transfer
         self.stats = Stats()
         self.finger = False
+        self._finger = FingerDetector()  # the one finger rule (calmtunes.pulse.finger)
         self.ambient_overflow = False  # ALC_OVF seen in the last read: ambient light leaks in
         self.temperature_c: float | None = None
         self._int_device: Any = None
@@ -385,7 +384,8 @@ class MAX30102:
         self.stats.reads += 1
         self._last_read = t_read
         if n == 0:
-            return self._block(t_read, np.empty((0, 2)), ovf)
+            return replace(self._block(t_read, np.empty((0, 2)), ovf),
+                                       finger=self.finger)
         raw = self._read_samples(n)
         data = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(n, 2, 3).astype(np.int64)
         if np.any(data[:, :, 0] & 0xFC):
@@ -396,7 +396,7 @@ class MAX30102:
         values = (data[:, :, 0] << 16) | (data[:, :, 1] << 8) | data[:, :, 2]
         block = self._block(t_read, values.astype(np.float64), ovf)
         self._judge_levels(block)
-        return block
+        return replace(block, finger=self.finger)
 
     def _read_samples(self, n: int) -> list[int]:
         nbytes = n * 2 * R.BYTES_PER_CHANNEL  # SpO2 mode: red then IR, 3 bytes each
@@ -482,16 +482,9 @@ class MAX30102:
     # -- finger and LED current ---------------------------------------------------------------
     def _judge_levels(self, block: SampleBlock) -> None:
         s = self.settings
-        to_na = s.adc_range_na / (1 << 18)
-        ir_dc = float(np.median(block.ir))
-        per_ma = ir_dc * to_na / max(s.ir_ma, 0.2)
         was = self.finger
-        if self.ambient_overflow:
-            self.finger = False  # ambient light reaches the window: nothing covers it
-        elif per_ma > FINGER_ON_NA_PER_MA:
-            self.finger = True
-        elif per_ma < FINGER_OFF_NA_PER_MA:
-            self.finger = False
+        self.finger = self._finger.update(float(np.median(block.ir)), s.adc_range_na, s.ir_ma,
+                                          self.ambient_overflow)
         if self.finger and not was:
             self._led_changed_at = self.clock()  # let a finger settle before judging levels
         if not s.auto_led:

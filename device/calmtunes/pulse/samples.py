@@ -13,6 +13,9 @@ class SampleBlock:
     red: np.ndarray  # float64, raw ADC counts (18-bit, 0–262143)
     ir: np.ndarray  # float64, raw ADC counts (18-bit, 0–262143)
     lost: int = 0  # samples lost to FIFO overflow just before this block
+    #: the driver's judgement whether a finger is on (:mod:`calmtunes.pulse.finger`); None for
+    #: blocks made without a driver (recordings, synthetic tests)
+    finger: bool | None = None
 
     def __len__(self) -> int:
         return len(self.t)
