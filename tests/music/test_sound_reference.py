@@ -259,3 +259,17 @@ def test_longer_chunks_sound_the_same():
 def test_chunk_out_of_range_is_refused():
     with pytest.raises(ValueError, match="chunk"):
         Mixer(48000, Config(), chunk_s=5.0)
+
+
+def test_rendering_on_after_a_fade_out_while_the_gain_still_moves():
+    """After a fade-out the master stage keeps running (silent) while the normalisation and
+    volume still glide: a silent block, not an error."""
+    mixer = Mixer(48000, Config())
+    mixer.fade_in(0.05)
+    mixer.render(4800)
+    mixer.fade_out(0.05)
+    mixer.render(4800)
+    assert mixer.faded_out
+    mixer.set_volume_db(-6.0)  # the volume glides over the next blocks
+    out = mixer.render(960)
+    assert out.shape == (960, 2) and np.abs(out).max() < 1e-6  # the limiter's 2 ms tail

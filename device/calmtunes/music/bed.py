@@ -117,10 +117,11 @@ class Bed:
             return cloud[:, at:at + frames]
         return cloud[:, np.arange(at, at + frames) % size]
 
-    def _glide(self, current: float, target: float, frames: int) -> tuple[np.ndarray, float]:
+    def _glide(self, current: float, target: float, frames: int
+               ) -> tuple[np.ndarray | float, float]:
         step = _SLEW_PER_S * frames / self.rate
         new = current + clamp(target - current, -step, step)
-        return ramp(current, new, frames), new
+        return (current if new == current else ramp(current, new, frames)), new
 
     def render(self, frames: int, level: float, colour: float) -> np.ndarray:
         """(2, frames) of bed at the given target level and colour (both 0–1)."""
@@ -135,6 +136,13 @@ class Bed:
         t0, t1 = self.t / self.rate, (self.t + frames) / self.rate
         self.t += frames
         (d0, b0), (d1, b1) = self._motion(t0), self._motion(t1)
+        if isinstance(levels, float) and isinstance(colours, float):
+            # level and colour at rest (most blocks): each band's gain is one straight line
+            mix_b = 0.1 + 0.5 * colours
+            a, b = (1.0 - mix_b) * levels * self._gain, mix_b * levels * self._gain
+            out = dark * ramp(d0 * a, d1 * a, frames)
+            out += bright * ramp(b0 * b, b1 * b, frames)
+            return out
         wd, wb = ramp(d0, d1, frames), ramp(b0, b1, frames)
         mix_b = 0.1 + 0.5 * colours  # bright share 10–60 %: the bed stays darker than the music
         out = dark * (wd * (1.0 - mix_b)) + bright * (wb * mix_b)

@@ -328,7 +328,7 @@ class Mixer:
         self.ensemble.prune(t0 + n)
         breath = self.pacer.gains(n, self.rate, c.breath_rate)
         goal = 0.35 + 0.65 * float(c.melodic)
-        melodic = ramp(self._melodic, goal, n)
+        melodic = _glide(self._melodic, goal, n)
         self._melodic = goal
         pad, mel = 2 * BUSES.index("pad"), 2 * BUSES.index("melody")
         buses[pad:pad + 2] = self.chorus.process(buses[pad:pad + 2]) * breath
@@ -336,22 +336,32 @@ class Mixer:
         dry = _DRY @ buses
         send = _SEND @ buses
         goal = float(self.config.sound.reverb)
-        wet_gain = ramp(self._reverb_level, goal, n)
+        wet_gain = _glide(self._reverb_level, goal, n)
         self._reverb_level = goal
-        wet = self.reverb.process(send) * (wet_gain * REVERB_GAIN)
-        mix = dry * (1.0 - 0.35 * wet_gain) + wet
-        mix += self._render_bed(n, c) * (breath * BED_GAIN)
+        wet = self.reverb.process(send)
+        wet *= wet_gain * REVERB_GAIN
+        dry *= 1.0 - 0.35 * wet_gain
+        mix = dry + wet
+        bed = self._render_bed(n, c)
+        bed *= breath * BED_GAIN
+        mix += bed
         mix = self._highpass(mix)
-        if not np.isfinite(mix).all():
+        if not math.isfinite(float(mix.sum())):  # one pass: |mix| is far from overflowing
             log.error("non-finite samples in the mix; resetting the synthesis state")
             mix = np.zeros_like(mix)
             self._reset_dsp()
         self.normaliser.measure(mix.T)
         # the music's own dynamics come after the loudness measurement, so the slow
-        # normalisation does not flatten them (the envelopes are centred on about 0 dB)
-        mix *= self._dynamics(t0, n)
+        # normalisation does not flatten them (the envelopes are centred on about 0 dB); the
+        # ×OVERSAMPLE makes up for the zero-stuffing's loss of level
+        dynamics = self._dynamics(t0, n)
+        if isinstance(dynamics, float):
+            mix *= dynamics * OVERSAMPLE
+        else:
+            dynamics *= OVERSAMPLE
+            mix *= dynamics
         # zero-stuffed to the output rate and image-filtered (the zeros are not computed on)
-        return self._upsample.upsample(mix * OVERSAMPLE, OVERSAMPLE).T
+        return self._upsample.upsample(mix, OVERSAMPLE).T
 
     def _render_bed(self, n: int, c: Controls) -> np.ndarray:
         out = self.bed.render(n, c.bed_level, c.brightness)
@@ -386,9 +396,10 @@ class Mixer:
                                    self._fade_rate * frames)
         if fade1 == self._fade:
             fade: np.ndarray | float = float(smoothstep(self._fade))
+            y = x * ramp(g0 * fade, g1 * fade, frames)[:, None] if g0 != g1 else x * (g0 * fade)
         else:
             fade = smoothstep(ramp(self._fade, fade1, frames))
-        y = x * (ramp(g0, g1, frames) * fade)[:, None]
+            y = x * (ramp(g0, g1, frames) * fade)[:, None]
         if self.entrainment.active:
             level = self.config.music.target_lufs + self.config.sound.entrainment_level_db
             # follows volume and fades, not the normalisation (it is already at its level)
@@ -407,6 +418,12 @@ class Mixer:
 # (2 × 2·buses) matrices summing the buses' left and right rows, dry and into the reverb
 _DRY = np.tile(np.eye(2), len(BUSES))
 _SEND = np.tile(np.eye(2), len(BUSES)) * np.repeat([SENDS[b] for b in BUSES], 2)[None, :]
+
+
+def _glide(start: float, stop: float, n: int) -> np.ndarray | float:
+    """A gain moving from ``start`` toward ``stop`` over ``n`` frames, or one number when it
+    stays put (most chunks: a multiply by a number is cheaper than by a row of them)."""
+    return start if start == stop else ramp(start, stop, n)
 
 
 def _finite_or(value: float, default: float) -> float:
