@@ -52,6 +52,23 @@ def _notes() -> list[NoteRow]:
     return rows
 
 
+@pytest.mark.parametrize("voice", list(TIMBRES))
+@pytest.mark.parametrize("freq", [55.0, 440.0, 1760.0, 4000.0])
+def test_tables_are_the_partials_that_fit_below_nyquist(voice, freq):
+    """Each table (made by an inverse FFT) against the sum of sines it stands for, the partials
+    at or above 0.45 × rate left out for the band's top note. Tolerance 1e-6 (float32)."""
+    ens = Ensemble(RATE)
+    at = ens.tables.offset(voice, freq)
+    band = math.floor(math.log2(freq / 20.0))
+    top = 20.0 * 2.0 ** (band + 1)
+    phase = 2 * np.pi * np.arange(TABLE_SIZE) / TABLE_SIZE
+    for table, partials in ((ens.tables.body, TIMBRES[voice].body),
+                            (ens.tables.shimmer, TIMBRES[voice].shimmer)):
+        ref = sum(a * np.sin(k * phase) for k, a in enumerate(partials, start=1)
+                  if top * k < 0.45 * RATE)
+        np.testing.assert_allclose(table[at:at + TABLE_SIZE], ref, atol=1e-6)
+
+
 def _reference_buses(ens: Ensemble, frames: int) -> np.ndarray:
     """Frame by frame from the model: table read at the truncated phase, exact exponential
     decays, smoothstep attack × (1 − r)² release, constant-power pan."""
