@@ -290,3 +290,21 @@ def test_rendering_on_after_a_fade_out_while_the_gain_still_moves():
     mixer.set_volume_db(-6.0)  # the volume glides over the next blocks
     out = mixer.render(960)
     assert out.shape == (960, 2) and np.abs(out).max() < 1e-6  # the limiter's 2 ms tail
+
+
+@pytest.mark.parametrize("chunks", [67, 100, 91, 20])
+def test_chunk_states_by_scan_two_levels_or_one_product_agree_with_scipy(chunks):
+    """The chunk-end states come from one product (20 chunks), two levels of products (100 =
+    4 × 25, 91 = 7 × 13) or the prefix scan (67, a prime); all equal scipy. Tolerance 1e-10."""
+    from calmtunes.iir import BlockIIR
+
+    sos = k_weighting_sos(RATE)
+    f = BlockIIR(sos, chunk=48)
+    x = np.random.default_rng(8).standard_normal((2, 48 * chunks * 3))
+    s = np.zeros((2, f.order))
+    out = []
+    for i in range(0, x.shape[1], 48 * chunks):
+        y, s = f.run(x[:, i:i + 48 * chunks], s)
+        out.append(y)
+    np.testing.assert_allclose(np.concatenate(out, axis=1), signal.sosfilt(sos, x, axis=1),
+                               atol=1e-10)
