@@ -263,19 +263,19 @@ class BlockIIR:
             e = _mm(seg, self.G[::up]).reshape(rows, k, n)  # each chunk's own contribution
             if k * n <= self.DIRECT_SIZE:  # one product with the chunk-state matrix
                 T, P = self._direct(k)
-                e = (e.reshape(rows, k * n) @ T + s @ P).reshape(rows, k, n)
+                e = (_mm(e.reshape(rows, k * n), T) + s @ P).reshape(rows, k, n)
             elif g := self._grouping(k):
                 # two levels of the same: states within groups of g chunks from a zero start,
                 # then the states at the groups' ends, then each group's start carried in
                 groups = k // g
                 Tg, Pg = self._direct(g)
-                local = e.reshape(rows * groups, g * n) @ Tg
+                local = _mm(e.reshape(rows * groups, g * n), Tg)
                 TG, PG = self._direct(groups, power=g)
                 ends = local.reshape(rows, groups, g * n)[:, :, -n:].reshape(rows, groups * n)
                 ends = ends @ TG + s @ PG
                 starts = np.concatenate((s[:, None, :], ends.reshape(rows, groups, n)[:, :-1]),
                                         axis=1).reshape(rows * groups, n)
-                e = (local + starts @ Pg).reshape(rows, k, n)
+                e = (local + _mm(starts, Pg)).reshape(rows, k, n)
             else:
                 e[:, 0] += s @ self._doubling[0]
                 d, j = 1, 0
