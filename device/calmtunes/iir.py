@@ -173,8 +173,12 @@ class BlockIIR:
 
     Per chunk: ``y = x·Hᵀ + s·Oᵀ`` (zero-state response plus the start state's response) and
     ``s_end = s·(A^m)ᵀ + x·G``. The chunk-end states obey ``e_k = A^m e_(k−1) + u_k``, a linear
-    recurrence solved for all chunks at once by a prefix scan (log₂ chunks vectorised steps),
-    so the Python work per call grows only with the logarithm of the block length."""
+    recurrence solved for all chunks at once: by one product with a cached block-Toeplitz
+    matrix when chunks × order is small, by two levels of such products (within groups of
+    chunks, then across the groups) when the chunk count factors that way — the ×3 upsampler's
+    100 chunks: 25 % faster than the scan — and otherwise by a prefix scan (log₂ chunks
+    vectorised steps), so the Python work per call grows only with the logarithm of the block
+    length."""
 
     def __init__(self, sos: np.ndarray, chunk: int = 48) -> None:
         self.sos = np.array(sos, dtype=np.float64)
@@ -206,21 +210,33 @@ class BlockIIR:
     #: it the product's O(chunks²) work costs more than the scan's Python steps
     DIRECT_SIZE = 128
 
-    def _direct(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(T, P) with e = u·T + s·P: e_i = Σ_(j≤i) (A^m)^(i−j) u_j + (A^m)^(i+1) s, flattened."""
-        got = self._direct_cache.get(k)
+    def _direct(self, k: int, power: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(T, P) with e = u·T + s·P: e_i = Σ_(j≤i) M^(i−j) u_j + M^(i+1) s, flattened, for
+        M = (A^m)^power (power > 1: the states of groups of ``power`` chunks)."""
+        got = self._direct_cache.get((k, power))
         if got is None:
             n = self.order
+            step = np.linalg.matrix_power(self._doubling[0].T, power)  # M
             am = [np.eye(n)]
             for _ in range(k):
-                am.append(am[-1] @ self._doubling[0].T)
-            T = np.zeros((k * n, k * n))
-            for j in range(k):
-                for i in range(j, k):
-                    T[j * n:(j + 1) * n, i * n:(i + 1) * n] = am[i - j].T
+                am.append(step @ am[-1])
+            am = np.array(am)  # M^0 … M^k
+            lag = np.arange(k)[None, :] - np.arange(k)[:, None]  # [j, i] = i − j
+            blocks = am[np.clip(lag, 0, k)].transpose(0, 1, 3, 2)  # (M^(i−j))ᵀ at [j, i]
+            blocks[lag < 0] = 0.0
+            T = blocks.transpose(0, 2, 1, 3).reshape(k * n, k * n)
             P = np.concatenate([am[i + 1].T for i in range(k)], axis=1)
-            got = self._direct_cache[k] = (T, P)
+            got = self._direct_cache[(k, power)] = (T, P)
         return got
+
+    def _grouping(self, k: int) -> int:
+        """A group size g (dividing k) for which both the chunks of a group and the groups
+        are few enough for the direct products; 0 if there is none."""
+        n, limit = self.order, self.DIRECT_SIZE
+        for g in range(min(k, limit // n), 1, -1):
+            if k % g == 0 and (k // g) * n <= limit:
+                return g
+        return 0
 
     def _step_T(self, j: int) -> np.ndarray:
         while len(self._doubling) <= j:
@@ -247,7 +263,19 @@ class BlockIIR:
             e = _mm(seg, self.G[::up]).reshape(rows, k, n)  # each chunk's own contribution
             if k * n <= self.DIRECT_SIZE:  # one product with the chunk-state matrix
                 T, P = self._direct(k)
-                e = (e.reshape(rows, k * n) @ T + s @ P).reshape(rows, k, n)
+                e = (_mm(e.reshape(rows, k * n), T) + s @ P).reshape(rows, k, n)
+            elif g := self._grouping(k):
+                # two levels of the same: states within groups of g chunks from a zero start,
+                # then the states at the groups' ends, then each group's start carried in
+                groups = k // g
+                Tg, Pg = self._direct(g)
+                local = _mm(e.reshape(rows * groups, g * n), Tg)
+                TG, PG = self._direct(groups, power=g)
+                ends = local.reshape(rows, groups, g * n)[:, :, -n:].reshape(rows, groups * n)
+                ends = ends @ TG + s @ PG
+                starts = np.concatenate((s[:, None, :], ends.reshape(rows, groups, n)[:, :-1]),
+                                        axis=1).reshape(rows * groups, n)
+                e = (local + _mm(starts, Pg)).reshape(rows, k, n)
             else:
                 e[:, 0] += s @ self._doubling[0]
                 d, j = 1, 0
@@ -267,14 +295,28 @@ class BlockIIR:
 
 
 @lru_cache(maxsize=64)
-def _cached(key: bytes, shape: tuple[int, int]) -> BlockIIR:
-    return BlockIIR(np.frombuffer(key, dtype=np.float64).reshape(shape))
+def _cached(key: bytes, shape: tuple[int, int], chunk: int) -> BlockIIR:
+    return BlockIIR(np.frombuffer(key, dtype=np.float64).reshape(shape), chunk)
 
 
-def block_iir(sos: np.ndarray) -> BlockIIR:
-    """A (cached) :class:`BlockIIR` for ``sos``."""
+def block_iir(sos: np.ndarray, chunk: int = 48) -> BlockIIR:
+    """A (cached) :class:`BlockIIR` for ``sos``, working in chunks of ``chunk`` samples."""
     sos = np.ascontiguousarray(sos, dtype=np.float64)
-    return _cached(sos.tobytes(), sos.shape)
+    return _cached(sos.tobytes(), sos.shape, chunk)
+
+
+def chunk_for(frames: int, order: int, up: int = 1) -> int:
+    """The chunk length that filters blocks of ``frames`` (output) samples fastest.
+
+    The cheapest case is a chunk that divides the block (no leftover to handle apart) into at
+    most ``DIRECT_SIZE / order`` chunks (chunk states by one product, no scan): the shortest
+    such chunk from 16 to 96 samples, a multiple of ``up``. Otherwise 48, which does well on
+    any length (measured on (2, 1600) blocks: 35 µs instead of 46 µs for a 2nd-order section,
+    47 µs instead of 78 µs for two)."""
+    for m in range(16, 97):
+        if frames % m == 0 and m % up == 0 and (frames // m) * order <= BlockIIR.DIRECT_SIZE:
+            return m
+    return 48
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None

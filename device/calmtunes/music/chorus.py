@@ -4,12 +4,15 @@ Each side reads the pad's (mono) signal ``base_ms`` ± ``depth_ms`` late, the de
 a slow sine (``rate_hz``; the two sides a quarter-cycle apart), and mixes it with the dry pad.
 The moving delay detunes the copy by a few cents — at most 2π·rate·depth ≈ 0.3 % (5 cents)
 with the defaults — so the pad gently beats against itself, as an ensemble of players does.
-Fractional delays are read with linear interpolation; everything is vectorised per block.
+Fractional delays are read with linear interpolation; everything is vectorised per block. The
+LFO needs no sine per frame: sin(2π(φ + k·δ)) = sin 2πφ·cos 2πkδ + cos 2πφ·sin 2πkδ, with the
+cos/sin of the per-frame steps kept per block length.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,10 +44,13 @@ class Chorus:
             self.hist[:self.keep] = self.hist[self.write - self.keep:self.write]
             self.write = self.keep
         w = self.write
-        self.hist[w:w + n] = 0.5 * (x[0] + x[1])
-        k = np.arange(n, dtype=np.float64)
-        phase = (self.t + k)[None, :] * self.lfo_inc + self._offsets[:, None]  # (2, n)
-        pos = (w + k) - (self.base + self.depth * np.sin(2.0 * math.pi * phase))
+        np.add(x[0], x[1], out=self.hist[w:w + n])
+        self.hist[w:w + n] *= 0.5
+        k, cos_k, sin_k = _steps(n, self.lfo_inc)
+        phase = 2.0 * math.pi * np.mod(self.t * self.lfo_inc + self._offsets, 1.0)  # (2,)
+        lfo = np.sin(phase)[:, None] * cos_k
+        lfo += np.cos(phase)[:, None] * sin_k
+        pos = k + (w - self.base) - self.depth * lfo  # read positions, (2, n)
         i = pos.astype(np.intp)
         frac = pos - i
         h0 = self.hist[i]
@@ -52,3 +58,13 @@ class Chorus:
         self.write = w + n
         self.t += n
         return self.dry * x + self.wet * out
+
+
+@lru_cache(maxsize=8)
+def _steps(n: int, inc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames 0…n−1 and the cos and sin of 2π·k·inc for them (read-only, (n,) and (1, n))."""
+    k = np.arange(n, dtype=np.float64)
+    out = (k, np.cos(2.0 * math.pi * inc * k)[None, :], np.sin(2.0 * math.pi * inc * k)[None, :])
+    for a in out:
+        a.flags.writeable = False
+    return out

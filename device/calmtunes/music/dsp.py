@@ -10,20 +10,32 @@ from functools import lru_cache
 
 import numpy as np
 
-from calmtunes.iir import block_iir
+from calmtunes.iir import BlockIIR, block_iir, chunk_for
 
 
 class SosFilter:
     """A cascade of biquads over ``channels`` signals, keeping its state between blocks.
 
     ``__call__`` takes and returns (channels, frames) float64. ``zi`` is the state, laid out
-    (channels, sections, 2) as scipy's ``sosfilt`` keeps it (direct form II transposed)."""
+    (channels, sections, 2) as scipy's ``sosfilt`` keeps it (direct form II transposed).
+    Each block length gets the chunking that filters it fastest (:func:`calmtunes.iir.chunk_for`;
+    the state carries over whatever the chunking)."""
 
     def __init__(self, sos: np.ndarray, channels: int) -> None:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
         self.channels = channels
         self._iir = block_iir(self.sos)
+        self._by_length: dict[tuple[int, int], BlockIIR] = {}
         self.zi = np.zeros((channels, self.sos.shape[0], 2))
+
+    def _for(self, frames: int, up: int = 1) -> BlockIIR:
+        got = self._by_length.get((frames, up))
+        if got is None:
+            if len(self._by_length) > 16:  # block lengths that keep changing: the default
+                return self._iir
+            chunk = chunk_for(frames, self._iir.order, up)
+            got = self._by_length[(frames, up)] = block_iir(self.sos, chunk)
+        return got
 
     def reset(self) -> None:
         self.zi[:] = 0.0
@@ -32,7 +44,7 @@ class SosFilter:
         x = np.asarray(x, dtype=np.float64)
         if x.shape[0] != self.channels:
             raise ValueError(f"filter: expected {self.channels} channels, got {x.shape[0]}")
-        y, s = self._iir.run(x, self.zi.reshape(self.channels, -1))
+        y, s = self._for(x.shape[1]).run(x, self.zi.reshape(self.channels, -1))
         self.zi = s.reshape(self.zi.shape)
         return y
 
@@ -43,7 +55,8 @@ class SosFilter:
         x = np.asarray(x, dtype=np.float64)
         if x.shape[0] != self.channels:
             raise ValueError(f"filter: expected {self.channels} channels, got {x.shape[0]}")
-        y, s = self._iir.run(x, self.zi.reshape(self.channels, -1), up=factor)
+        y, s = self._for(x.shape[1] * factor, factor).run(
+            x, self.zi.reshape(self.channels, -1), up=factor)
         self.zi = s.reshape(self.zi.shape)
         return y
 

@@ -50,6 +50,12 @@ class TruePeakLimiter:
         self._release = block_iir(np.array([[1.0 - self._pole, 0.0, 0.0, 1.0, -self._pole, 0.0]]))
         self._rel_zi = np.array([self._pole, 0.0])  # steady state at gain 1
         self._tp_hist: np.ndarray | None = None
+        # True while the gain is 1 throughout its memory (needs, running minima, release): the
+        # state the fast path needs, kept as a flag rather than re-read every block
+        self._idle = True
+        # True when every frame waiting in the delay line was found below the fast path's
+        # level as it came in (so the final clip cannot act on it)
+        self._pending_quiet = True
         self.clipped = 0  # frames the final hard clip had to touch (should stay 0)
         self.reduction_db = 0.0  # deepest gain reduction in the last block, in dB
 
@@ -61,9 +67,8 @@ class TruePeakLimiter:
         audio = np.concatenate([self._audio, x], axis=0)
         self._audio = audio[frames:]
         delayed = audio[:frames]
-        released = self._rel_zi[0] >= self._pole - 1e-12 and self._held.min() >= 1.0
         quiet = self._aim * _QUIET
-        if released and self._need.min() >= 1.0 and x.max() < quiet and x.min() > -quiet:
+        if self._idle and x.max() < quiet and x.min() > -quiet:
             # Far below the ceiling and fully released: nothing to do. (For audio band-limited
             # well under Nyquist, as the mixer's is, peaks between samples exceed the samples by
             # far less than the 6 dB margin.)
@@ -72,7 +77,11 @@ class TruePeakLimiter:
             elif self._tp_hist is not None:
                 self._tp_hist = np.concatenate([self._tp_hist, x])[-_TP_TAPS:]
             self.reduction_db = 0.0
+            if self._pending_quiet:  # all of it was checked on the way in: under the ceiling
+                return delayed
+            self._pending_quiet = frames >= self.delay  # the unchecked frames are out now
             return self._clip(delayed)
+        self._pending_quiet = False
         peaks, self._tp_hist = oversampled_peaks(x, self._tp_hist)
         sample_peaks = np.abs(x).max(axis=1)
         need = np.minimum(1.0, self._aim / np.maximum(np.maximum(peaks, sample_peaks), 1e-12))
@@ -88,6 +97,8 @@ class TruePeakLimiter:
         rel, zi = self._release.run(ramp[None, :], self._rel_zi[None, :])
         rel, self._rel_zi = rel[0], zi[0]
         gain = np.minimum(ramp, rel)
+        self._idle = bool(self._rel_zi[0] >= self._pole - 1e-12 and self._held.min() >= 1.0
+                          and self._need.min() >= 1.0)
         self.reduction_db = float(-20.0 * math.log10(max(float(gain.min()), 1e-6)))
         return self._clip(delayed * gain[:, None])
 

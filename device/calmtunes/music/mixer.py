@@ -11,8 +11,13 @@ Signal flow (module that does each step in brackets)::
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
 warm, small-speaker sound wanted here has nothing above ~6.5 kHz, and the synthesis costs a third.
-They run in fixed chunks of 100 ms into a small queue; the master stage (gains, fades, limiter)
-runs on whatever block the caller asks for, so volume and fades answer within one block.
+They run in fixed chunks (``chunk_s``: 100 ms by default) into a small queue; the master stage
+(gains, fades, limiter) runs on whatever block the caller asks for, so volume and fades answer
+within one block. Most of a chunk's cost is a fixed number of numpy calls, so a longer chunk is
+cheaper per second of audio: an offline render, where nobody waits for a control to take effect,
+can use ``chunk_s=0.4`` (about a third less CPU); the daemon keeps 100 ms, so a control change or
+a preset's crossfade is heard within a tenth of a second and no single block's synthesis runs
+long.
 
 Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
 synthesis has reached it plays as soon as it can (at most one chunk late), never cut in half.
@@ -50,7 +55,8 @@ from calmtunes.music.theory import midi_to_hz
 log = logging.getLogger(__name__)
 
 OVERSAMPLE = 3  # output rate / instrument rate
-CHUNK_S = 0.100  # instrument chunk, in seconds (per-chunk costs are fixed: longer is cheaper)
+CHUNK_S = 0.100  # default instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
+CHUNK_RANGE_S = (0.02, 1.0)  # chunk_s accepted, s
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
 BED_GAIN = 0.12  # bed behind the music: at level 1.0 ~12 LU under the instruments, at 0.35 ~21
@@ -66,14 +72,17 @@ _CONTROL_RANGES = {  # Controls field: (min, max) for clamping; NaN keeps the pr
 
 
 class Mixer:
-    def __init__(self, sample_rate: int, config: Config) -> None:
+    def __init__(self, sample_rate: int, config: Config, chunk_s: float = CHUNK_S) -> None:
         if not isinstance(sample_rate, int) or not 24000 <= sample_rate <= 192000 \
                 or sample_rate % OVERSAMPLE:
             raise ValueError(f"mixer: sample rate {sample_rate!r} Hz is not usable; use 44100 "
                              "or 48000 (audio.sample_rate)")
+        lo, hi = CHUNK_RANGE_S
+        if not lo <= chunk_s <= hi:
+            raise ValueError(f"mixer: chunk of {chunk_s!r} s is outside {lo}…{hi} s")
         self.sr = sample_rate
         self.rate = sample_rate / OVERSAMPLE  # instrument rate, Hz
-        self.chunk = round(CHUNK_S * self.rate)
+        self.chunk = round(chunk_s * self.rate)
         self.config = config
         self.position = 0  # absolute output frame of the next rendered sample
         self.scheduled_until = 0  # absolute output frame where the scheduled music ends
@@ -280,11 +289,21 @@ class Mixer:
         self._dyn_x = [self._dyn_x[i] for i in keep] + [cut]
         self._dyn_y = [self._dyn_y[i] for i in keep] + [value]
 
-    def _dynamics(self, t0: int, n: int) -> np.ndarray:
-        """Linear gains of the dynamic envelope for instrument frames t0 … t0 + n."""
+    def _dynamics(self, t0: int, n: int) -> np.ndarray | float:
+        """Linear gains of the dynamic envelope for instrument frames t0 … t0 + n (one number
+        when the envelope is level over them, as it is most of the time)."""
         x, y = self._dyn_x, self._dyn_y
         while len(x) > 2 and x[1] <= t0:  # forget what is past
             del x[0], y[0]
+        last = t0 + n - 1
+        level = y[0] if x[0] >= t0 or len(x) == 1 else float(np.interp(t0, x, y))
+        for xi, yi in zip(x, y):  # the breakpoints up to the last frame (a few at most)
+            if xi > t0 and yi != level:
+                break
+            if xi >= last:
+                return 10.0 ** (level / 20.0)
+        else:
+            return 10.0 ** (level / 20.0)  # level after the last breakpoint too
         frames = np.arange(t0, t0 + n, dtype=np.float64)
         return 10.0 ** (np.interp(frames, x, y) / 20.0)
 
@@ -305,11 +324,11 @@ class Mixer:
         t0 = self._synth_pos
         self._synth_pos += n
         c = self.controls
-        buses = self.ensemble.render(t0, n).astype(np.float64)
+        buses = self.ensemble.render(t0, n)
         self.ensemble.prune(t0 + n)
         breath = self.pacer.gains(n, self.rate, c.breath_rate)
         goal = 0.35 + 0.65 * float(c.melodic)
-        melodic = ramp(self._melodic, goal, n)
+        melodic = _glide(self._melodic, goal, n)
         self._melodic = goal
         pad, mel = 2 * BUSES.index("pad"), 2 * BUSES.index("melody")
         buses[pad:pad + 2] = self.chorus.process(buses[pad:pad + 2]) * breath
@@ -317,22 +336,32 @@ class Mixer:
         dry = _DRY @ buses
         send = _SEND @ buses
         goal = float(self.config.sound.reverb)
-        wet_gain = ramp(self._reverb_level, goal, n)
+        wet_gain = _glide(self._reverb_level, goal, n)
         self._reverb_level = goal
-        wet = self.reverb.process(send) * (wet_gain * REVERB_GAIN)
-        mix = dry * (1.0 - 0.35 * wet_gain) + wet
-        mix += self._render_bed(n, c) * (breath * BED_GAIN)
+        wet = self.reverb.process(send)
+        wet *= wet_gain * REVERB_GAIN
+        dry *= 1.0 - 0.35 * wet_gain
+        mix = dry + wet
+        bed = self._render_bed(n, c)
+        bed *= breath * BED_GAIN
+        mix += bed
         mix = self._highpass(mix)
-        if not np.isfinite(mix).all():
+        if not math.isfinite(float(mix.sum())):  # one pass: |mix| is far from overflowing
             log.error("non-finite samples in the mix; resetting the synthesis state")
             mix = np.zeros_like(mix)
             self._reset_dsp()
         self.normaliser.measure(mix.T)
         # the music's own dynamics come after the loudness measurement, so the slow
-        # normalisation does not flatten them (the envelopes are centred on about 0 dB)
-        mix *= self._dynamics(t0, n)
+        # normalisation does not flatten them (the envelopes are centred on about 0 dB); the
+        # ×OVERSAMPLE makes up for the zero-stuffing's loss of level
+        dynamics = self._dynamics(t0, n)
+        if isinstance(dynamics, float):
+            mix *= dynamics * OVERSAMPLE
+        else:
+            dynamics *= OVERSAMPLE
+            mix *= dynamics
         # zero-stuffed to the output rate and image-filtered (the zeros are not computed on)
-        return self._upsample.upsample(mix * OVERSAMPLE, OVERSAMPLE).T
+        return self._upsample.upsample(mix, OVERSAMPLE).T
 
     def _render_bed(self, n: int, c: Controls) -> np.ndarray:
         out = self.bed.render(n, c.bed_level, c.brightness)
@@ -367,9 +396,10 @@ class Mixer:
                                    self._fade_rate * frames)
         if fade1 == self._fade:
             fade: np.ndarray | float = float(smoothstep(self._fade))
+            y = x * ramp(g0 * fade, g1 * fade, frames)[:, None] if g0 != g1 else x * (g0 * fade)
         else:
             fade = smoothstep(ramp(self._fade, fade1, frames))
-        y = x * (ramp(g0, g1, frames) * fade)[:, None]
+            y = x * (ramp(g0, g1, frames) * fade)[:, None]
         if self.entrainment.active:
             level = self.config.music.target_lufs + self.config.sound.entrainment_level_db
             # follows volume and fades, not the normalisation (it is already at its level)
@@ -388,6 +418,12 @@ class Mixer:
 # (2 × 2·buses) matrices summing the buses' left and right rows, dry and into the reverb
 _DRY = np.tile(np.eye(2), len(BUSES))
 _SEND = np.tile(np.eye(2), len(BUSES)) * np.repeat([SENDS[b] for b in BUSES], 2)[None, :]
+
+
+def _glide(start: float, stop: float, n: int) -> np.ndarray | float:
+    """A gain moving from ``start`` toward ``stop`` over ``n`` frames, or one number when it
+    stays put (most chunks: a multiply by a number is cheaper than by a row of them)."""
+    return start if start == stop else ramp(start, stop, n)
 
 
 def _finite_or(value: float, default: float) -> float:

@@ -9,7 +9,9 @@ dry attack stays clear.
 
 Because every line is at least as long as the block, a block of outputs is read from the lines'
 past in one slice, so the network needs no per-sample loop: a block longer than the shortest line
-is cut into pieces that are not.
+is cut into pieces that are not. Per piece the work is a handful of numpy calls: all eight lines
+are read with one gather (their read positions, relative to the write position, are fixed), and
+written with one slice (every line is written at the same position).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class FDNReverb:
         # line inputs, linear: written at `write`, read `length` behind it; when the end is
         # reached the last `size` frames move to the front (one copy every ~0.5 s)
         self.hist = np.zeros((self.n, self.size + _SPARE))
+        self._flat = self.hist.reshape(-1)  # the same memory, for the one-gather reads
+        self._read_cache: dict[int, np.ndarray] = {}
         self.write = self.size
         self.gains = 10.0 ** (-3.0 * self.lengths / (rt60_s * rate))  # −60 dB in rt60_s
         # damping y[n] = (1 − c)·x[n] + c·x[n − 1] (unity at DC, 1 − 2c at Nyquist). It is the
@@ -74,24 +78,33 @@ class FDNReverb:
         y = self._in_filter(x)
         joined = np.concatenate([self._pre, y], axis=1)
         self._pre = joined[:, frames:]
-        y = joined[:, :frames]
+        feed = self._in_map @ joined[:, :frames]  # what enters each line, (lines, frames)
         out = np.empty((2, frames))
         step = int(self.lengths.min())
         for s in range(0, frames, step):
-            out[:, s:s + step] = self._block(y[:, s:s + step])
+            b = min(step, frames - s)
+            if self.write + b > self.hist.shape[1]:
+                self.hist[:, :self.size] = self.hist[:, self.write - self.size:self.write]
+                self.write = self.size
+            w = self.write
+            # each line's output for this piece, with one frame before it (for the damping)
+            ext = np.take(self._flat, self._reads(b) + w)
+            lines = ext[:, 1:]
+            damped = ext[:, :-1] * self._damp_ratio
+            damped += lines
+            into = self.hist[:, w:w + b]
+            np.matmul(self._feedback, damped, out=into)
+            into += feed[:, s:s + b]
+            self.write = w + b
+            np.matmul(self._out_map, lines, out=out[:, s:s + b])
         return out
 
-    def _block(self, u: np.ndarray) -> np.ndarray:
-        b = u.shape[1]
-        if self.write + b > self.hist.shape[1]:
-            self.hist[:, :self.size] = self.hist[:, self.write - self.size:self.write]
-            self.write = self.size
-        w = self.write
-        # each line's output for this block, with one frame before it (for the damping)
-        ext = np.stack([self.hist[i, w - L - 1:w - L + b] for i, L in enumerate(self._len_list)])
-        lines = ext[:, 1:]
-        damped = ext[:, :-1] * self._damp_ratio
-        damped += lines
-        self.hist[:, w:w + b] = self._feedback @ damped + self._in_map @ u
-        self.write = w + b
-        return self._out_map @ lines
+    def _reads(self, b: int) -> np.ndarray:
+        """Flat indices into ``hist`` of each line's last ``b + 1`` outputs, relative to the
+        write position (cached per piece length)."""
+        got = self._read_cache.get(b)
+        if got is None:
+            rows = np.arange(self.n)[:, None] * self.hist.shape[1]
+            got = rows - self.lengths[:, None] - 1 + np.arange(b + 1)[None, :]
+            self._read_cache[b] = got
+        return got
