@@ -167,7 +167,8 @@ class NullSink(_ThreadSink):
 
 
 class WavSink(_ThreadSink):
-    """Writes 16-bit PCM WAV, with TPDF dither; the header is kept valid as it grows."""
+    """Writes 16-bit PCM WAV, with TPDF dither; written once a second, so the header is valid
+    to within a second as the file grows."""
 
     kind = "wav"
 
@@ -179,6 +180,8 @@ class WavSink(_ThreadSink):
         self._rng = np.random.default_rng(1)
         self.description = f"wav:{self.path}"
         self.peak = 0.0  # largest sample magnitude written (full scale 1.0)
+        self._pending: list[bytes] = []  # PCM not yet written: one write a second
+        self._pending_frames = 0
 
     def open(self) -> None:
         try:
@@ -197,6 +200,7 @@ class WavSink(_ThreadSink):
     def close(self) -> None:
         super().close()
         if self._wav is not None:
+            self._flush()
             if self.max_frames is not None and self.frames_written < self.max_frames:
                 # A file of a stated length: what the output had not yet played is silence.
                 missing = self.max_frames - self.frames_written
@@ -210,9 +214,19 @@ class WavSink(_ThreadSink):
             return
         if real:
             self.peak = max(self.peak, float(np.abs(block[:real]).max()))
-        dither = (self._rng.random(block.shape) - self._rng.random(block.shape)) / 32768.0
-        pcm = np.clip((block + dither) * 32767.0, -32768, 32767).astype("<i2")
-        self._wav.writeframes(pcm.tobytes())
+        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout
+        shape = block.shape
+        dither = self._rng.random(shape, dtype=np.float32) - self._rng.random(shape, np.float32)
+        pcm = np.clip(block * np.float32(32767.0) + dither, -32768, 32767).astype("<i2")
+        self._pending.append(pcm.tobytes())
+        self._pending_frames += len(pcm)
+        if self._pending_frames >= self.sample_rate:  # one write (and header update) a second
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._wav is not None and self._pending:
+            self._wav.writeframes(b"".join(self._pending))
+        self._pending, self._pending_frames = [], 0
 
 
 class SoundDeviceSink(Sink):
