@@ -251,8 +251,9 @@ class RoomRenderer:
         mask[img.any(axis=2)] = 1
         return img, mask
 
-    def linear(self, scene: str, t: float) -> tuple[np.ndarray, float]:
-        """The scene in linear light (H×W×3 float, BGR) and its sensor noise sd."""
+    def linear(self, scene: str, t: float, people: bool = True) -> tuple[np.ndarray, float]:
+        """The scene in linear light (H×W×3 float, BGR) and its sensor noise sd (``people``:
+        with the visitors, where the scene has them)."""
         cct, ambient, window, lamp, noise = self.LIGHTS[scene]
         light = illuminant_rgb(cct)[::-1].astype(np.float32)  # BGR
         out = self._room * (ambient * light)
@@ -262,7 +263,7 @@ class RoomRenderer:
         if lamp:
             out = out + self._room * (0.08 * self._lamp_glow * light)
             out = np.where(self._lamp_shade > 0, 0.5 * light, out)
-        if scene == "visitors":
+        if scene == "visitors" and people:
             people, mask = self._people_layer(t)
             out = np.where(mask[..., None] > 0, _DECODE_LUT[people] * (ambient * light), out)
         return out, noise
@@ -270,14 +271,22 @@ class RoomRenderer:
     def render(self, scene: str, t: float, rng: np.random.Generator,
                blend: tuple[str, float] | None = None) -> np.ndarray:
         """An 8-bit BGR frame; ``blend=(other scene, weight)`` cross-fades towards another."""
-        if blend is None and scene != "visitors":
+        if blend is None:
             # A still room under steady light: its coded picture is the same every frame, so it
-            # is drawn once per scene; only the sensor noise is new.
+            # is drawn once per scene; only the visitors (coded where they stand) and the
+            # sensor noise are new.
             cached = self._still.get(scene)
             if cached is None:
-                lin, noise = self.linear(scene, t)
+                lin, noise = self.linear(scene, t, people=False)
                 cached = self._still[scene] = (encode_255(lin), noise)
             coded, noise = cached
+            if scene == "visitors":
+                people, mask = self._people_layer(t)
+                where = mask > 0
+                cct, ambient = self.LIGHTS[scene][:2]
+                light = illuminant_rgb(cct)[::-1].astype(np.float32)  # BGR
+                coded = coded.copy()
+                coded[where] = encode_255(_DECODE_LUT[people[where]] * (ambient * light))
             coded = coded + rng.standard_normal(coded.shape, dtype=np.float32) * np.float32(noise)
             return np.clip(coded + 0.5, 0, 255).astype(np.uint8)
         lin, noise = self.linear(scene, t)
