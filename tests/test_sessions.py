@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from calmtunes import cli
+from calmtunes.care.trace import POINT_FIELDS
 from calmtunes.config import Config
 from calmtunes.errors import ConfigError
 from calmtunes.pulse.reading import PulseReading
@@ -73,12 +74,24 @@ def test_only_summaries_are_stored(tmp_path):
     record_session(rec, minutes=3)
     db = sqlite3.connect(tmp_path / DB_NAME)
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert tables == ["sessions", "boots"]
+    assert tables == ["sessions", "boots", "session_points"]
     cols = [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
     assert tuple(cols) == COLUMNS
     boots = [r[1] for r in db.execute("PRAGMA table_info(boots)")]
     assert boots == ["id", "started_at", "ended_at", "ended_by", "found_unclean_at"]
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    # the course is kept as 10-second means only: 180 readings make 18 points, not 180 rows
+    assert db.execute("SELECT COUNT(*) FROM session_points").fetchone()[0] == 18
+    points = [r[1] for r in db.execute("PRAGMA table_info(session_points)")]
+    assert set(points) == {"session_id", *POINT_FIELDS}
+
+
+def test_the_trace_is_off_when_configured(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path, trace=False), now=T0)
+    record_session(rec, minutes=3)
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("SELECT COUNT(*) FROM session_points").fetchone()[0] == 0
+    assert rec.store.rows()[0]["hr_start"] is not None
 
 
 def test_unusable_readings_are_not_counted(tmp_path):

@@ -7,6 +7,18 @@ usable pulse readings, with their trend (last minus first; only when those minut
 :data:`MIN_TREND_SPAN_S` apart). Raw PPG samples, beat times and camera images never reach this
 module: it is fed the once-a-second :class:`~calmtunes.pulse.reading.PulseReading` only.
 
+With ``sessions.trace`` (the default) a session's course is kept too, for the clinician's report
+(``calmtunes report``): one row in ``session_points`` per 10 s of session time holding the means
+of that step's usable readings, the share of readings that were usable and their mean signal
+quality, and the music's tempo, paced breathing rate, volume, preset and the camera's scene
+label (:mod:`calmtunes.care.trace`). They are written with the summary, never more often.
+
+Personal care (:mod:`calmtunes.care`): each session also records the ``preset`` it played most,
+the ``listener`` and the ``arm`` the personaliser chose, and the measured response
+(:data:`calmtunes.care.reward.RESPONSE_COLUMNS`: baseline and minutes 5–15 heart rate, RMSSD and
+breathing, the ``reward`` or, in ``reward_reason``, why there is none). The caller gives them
+with :meth:`SessionRecorder.note`.
+
 Who may read them: the daemon's user reads and writes, its group (``calmtunes``: the technicians,
 who also use the control socket) reads, nobody else. The code makes that true whatever the umask:
 ``device.state_dir`` is created :data:`DIR_MODE` (0750; an existing one is tightened to at most
@@ -59,6 +71,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from calmtunes.care.reward import RESPONSE_COLUMNS
+from calmtunes.care.trace import POINT_FIELDS, SessionTrace, TracePoint
 from calmtunes.config import Config
 from calmtunes.music.conductor import check_reading
 
@@ -82,11 +96,15 @@ FIGURES = ("hr", "rmssd", "breathing", "stress")
 _READING_FIELD = {"hr": "hr_bpm", "rmssd": "rmssd_ms", "breathing": "breathing_rate",
                   "stress": "stress"}
 ENDED_UNCLEAN = "unclean"
+_CARE_COLUMNS = {"preset": "TEXT", "listener": "TEXT", "arm": "TEXT",
+                 **{c: ("TEXT" if c == "reward_reason" else "REAL") for c in RESPONSE_COLUMNS}}
 COLUMNS = ("id", "started_at", "ended_at", "duration_s", "ended_by", "presets", "readings",
-           *(f"{f}_{w}" for f in FIGURES for w in ("start", "end", "trend")), "last_seen_at")
+           *(f"{f}_{w}" for f in FIGURES for w in ("start", "end", "trend")), "last_seen_at",
+           *_CARE_COLUMNS)
 
 # Columns added since the first release, with their type: added to an older file at start.
-_ADDED_COLUMNS = {"sessions": {"last_seen_at": "REAL"}}
+_ADDED_COLUMNS = {"sessions": {"last_seen_at": "REAL", **_CARE_COLUMNS}}
+_POINT_TYPES = {"t_s": "REAL NOT NULL", "preset": "TEXT", "scene": "TEXT"}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -107,6 +125,11 @@ CREATE TABLE IF NOT EXISTS boots (
     ended_at REAL,
     ended_by TEXT,
     found_unclean_at REAL
+);
+CREATE TABLE IF NOT EXISTS session_points (
+    session_id INTEGER NOT NULL,
+    {", ".join(f"{c} {_POINT_TYPES.get(c, 'REAL')}" for c in POINT_FIELDS)},
+    PRIMARY KEY (session_id, t_s)
 );
 """
 
@@ -157,7 +180,7 @@ def _secure_file(path: Path) -> None:
 
 def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
     out = {}
-    for table in ("sessions", "boots"):
+    for table in ("sessions", "boots", "session_points"):
         cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
         if cols:
             out[table] = cols
@@ -316,6 +339,31 @@ class SessionStore:
             found = cur.fetchall()
         return [{c: None for c in COLUMNS} | dict(zip(cols, row)) for row in found]
 
+    def add_points(self, session_id: int, points: list[TracePoint], commit: bool = True) -> None:
+        """Append a session's trace points (a point already there is replaced)."""
+        if not points:
+            return
+        cols = ("session_id", *POINT_FIELDS)
+        with self._lock:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO session_points ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})",
+                [(session_id, *(getattr(p, c) for c in POINT_FIELDS)) for p in points])
+            if commit:
+                self._db.commit()
+
+    def points(self, session_id: int) -> list[TracePoint]:
+        """A session's trace, oldest first ([] for a file older than traces)."""
+        have = self._columns.get("session_points")
+        if not have:
+            return []
+        cols = [c for c in POINT_FIELDS if c in have]
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {', '.join(cols)} FROM session_points WHERE session_id = ? "
+                "ORDER BY t_s", (session_id,)).fetchall()
+        return [TracePoint.from_row(dict(zip(cols, row))) for row in found]
+
     def export_csv(self, out: IO[str]) -> int:
         rows = self.rows()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
@@ -329,6 +377,7 @@ class SessionStore:
         """Delete every session (and compact the file so nothing lingers on disk)."""
         with self._lock:
             n = self._db.execute("DELETE FROM sessions").rowcount
+            self._db.execute("DELETE FROM session_points")
             self._db.commit()
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in -wal
@@ -354,6 +403,8 @@ class SessionStore:
             (cutoff, cutoff)).fetchone()
         if old[0]:
             self._db.execute("DELETE FROM sessions WHERE started_at < ?", (cutoff,))
+            self._db.execute("DELETE FROM session_points WHERE session_id NOT IN "
+                             "(SELECT id FROM sessions)")
         if old[1]:
             self._db.execute("DELETE FROM boots WHERE started_at < ? AND ended_by IS NOT NULL",
                              (cutoff,))
@@ -361,8 +412,11 @@ class SessionStore:
 
 
 class _Running:
-    def __init__(self, session_id: int, started_at: float, preset: str) -> None:
+    def __init__(self, session_id: int, started_at: float, preset: str, trace: bool) -> None:
         self.id = session_id
+        self.trace = SessionTrace(started_at) if trace else None
+        self.points_written = 0  # trace points already in the file
+        self.notes: dict[str, Any] = {}  # columns given by note()
         self.started_at = started_at
         self.presets = [preset]
         self.readings = 0
@@ -371,6 +425,15 @@ class _Running:
         self.last: collections.deque[tuple[float, dict[str, float]]] = collections.deque()
         self.last_t: float | None = None
         self.changed = False  # a reading or a preset since the last write
+
+
+def _most_played(r: _Running) -> str:
+    """The preset most of the trace's steps played (the first one without a trace)."""
+    if r.trace is not None and r.trace.points:
+        counts = collections.Counter(p.preset for p in r.trace.points if p.preset)
+        if counts:
+            return counts.most_common(1)[0][0]
+    return r.presets[0]
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -433,7 +496,7 @@ class SessionRecorder:
             except sqlite3.Error as exc:
                 log.error("sessions: cannot start a record (%s)", exc)
                 return
-            self._running = _Running(sid, now, preset)
+            self._running = _Running(sid, now, preset, self.config.sessions.trace)
             self._last_flush = now
 
     def preset(self, name: str) -> None:
@@ -444,8 +507,14 @@ class SessionRecorder:
                 r.changed = True
 
     def reading(self, now: float, reading: Any) -> None:
-        """Take one pulse reading; unusable ones are not counted. Kept in memory only."""
-        if not check_reading(reading, self.config.conductor.min_quality).ok:
+        """Take one pulse reading; unusable ones are not counted (the trace keeps their
+        share and quality). Kept in memory until the next write."""
+        usable = check_reading(reading, self.config.conductor.min_quality).ok
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.reading(now, reading, usable)
+        if not usable:
             return
         values = {}
         for f in FIGURES:
@@ -468,6 +537,47 @@ class SessionRecorder:
                 r.last.popleft()
             r.last_t = now
 
+    def controls(self, now: float, controls: Any) -> None:
+        """The conductor's controls (tempo, paced breathing, volume, preset): for the trace."""
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.controls(now, controls)
+
+    def scene(self, now: float, label: str | None) -> None:
+        """The camera's scene label (None when there is none): for the trace."""
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.scene(now, label)
+
+    def note(self, **values: Any) -> None:
+        """Columns of the running session to write with the next write: ``listener``, ``arm``
+        and the response (:data:`calmtunes.care.reward.RESPONSE_COLUMNS`)."""
+        unknown = set(values) - set(_CARE_COLUMNS)
+        if unknown:
+            raise ValueError(f"not care columns: {', '.join(sorted(unknown))}")
+        with self._lock:
+            r = self._running
+            if r is not None:
+                r.notes.update(values)
+                r.changed = True
+
+    @property
+    def session_id(self) -> int | None:
+        r = self._running
+        return None if r is None else r.id
+
+    def points(self, now: float | None = None) -> list[TracePoint]:
+        """The running session's trace so far (closed up to ``now`` if given)."""
+        with self._lock:
+            r = self._running
+            if r is None or r.trace is None:
+                return []
+            if now is not None:
+                r.trace.finish(now)
+            return list(r.trace.points)
+
     def tick(self, now: float) -> None:
         """Call now and then (the daemon's loop): writes a running session every
         :data:`FLUSH_EVERY_S` when its summary changed (every :data:`IDLE_FLUSH_EVERY_S`
@@ -485,6 +595,10 @@ class SessionRecorder:
                 log.error("sessions: pruning failed (%s)", exc)
 
     def end(self, now: float, ended_by: str, commit: bool = True) -> None:
+        with self._lock:
+            r = self._running
+            if r is not None and r.trace is not None:
+                r.trace.finish(now)
         self._flush(now, ended_by=ended_by, commit=commit)
         with self._lock:
             self._running = None
@@ -510,6 +624,7 @@ class SessionRecorder:
             out: dict[str, Any] = {
                 "duration_s": round(now - r.started_at, 1),
                 "presets": ",".join(r.presets),
+                "preset": _most_played(r),
                 "readings": r.readings,
             }
             span_ok = (r.first_t is not None and r.last_t is not None
@@ -520,6 +635,7 @@ class SessionRecorder:
                 out[f"{f}_start"] = start
                 out[f"{f}_end"] = end
                 out[f"{f}_trend"] = (end - start) if span_ok and None not in (start, end) else None
+            out.update(r.notes)
             return out
 
     def _flush(self, now: float, ended_by: str | None, commit: bool = True) -> None:
@@ -533,8 +649,12 @@ class SessionRecorder:
             values["ended_at"] = now
             values["ended_by"] = ended_by
         changed, r.changed = r.changed, False
+        with self._lock:
+            points = r.trace.points[r.points_written:] if r.trace is not None else []
         try:
+            self.store.add_points(r.id, points, commit=False)
             self.store.write(r.id, values, commit=commit)
+            r.points_written += len(points)
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
             log.error("sessions: cannot write the record (%s)", exc)
