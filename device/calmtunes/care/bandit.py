@@ -14,12 +14,12 @@ The prior (Bayesian linear regression, conjugate with known σ): θ ~ N(μ₀, �
 - each variation: mean −½·``default_prior_reward``, sd σ/√k (a change from the preset as
   configured must earn its place); each arm's own term: mean 0, sd σ/(2√k).
 
-So before any night the default arm (the default preset as configured) is expected to do best, and the personaliser leaves it
-only for an arm the listener's nights show to be better. The posterior after nights (X, y) is
-``Σ = (Σ₀⁻¹ + XᵀX/σ²)⁻¹``, ``μ = Σ(Σ₀⁻¹μ₀ + Xᵀy/σ²)``. Thompson sampling draws θ from it and plays
-the arm whose draw is highest: likelier-better arms are played more often, uncertain ones now
-and then, and exploration fades as the evidence grows (Russo et al., *A Tutorial on Thompson
-Sampling*, 2018, §6 for the linear-Gaussian case).
+So before any night the default arm (the default preset as configured) is expected to do best,
+and the personaliser leaves it only for an arm the listener's nights show to be better.
+The posterior after nights (X, y) is ``Σ = (Σ₀⁻¹ + XᵀX/σ²)⁻¹``, ``μ = Σ(Σ₀⁻¹μ₀ + Xᵀy/σ²)``.
+Thompson sampling draws θ from it and plays the arm whose draw is highest: likelier-better arms are
+played more often, uncertain ones now and then, and exploration fades as the evidence grows (Russo
+et al., *A Tutorial on Thompson Sampling*, 2018, §6 for the linear-Gaussian case).
 
 Human oversight: a pinned arm is always played (the belief still learns from its nights);
 forbidden arms are never played. The random generator is injected (seeded in tests and studies).
