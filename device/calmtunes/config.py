@@ -421,8 +421,14 @@ class CareConfig:
         help="arms never to play, e.g. ['uplift', 'calm/no-pacing']; a bare preset name forbids "
         "every variation of it",
     )
+    variations: list = opt(
+        ["standard", "slower", "no-bed"],
+        help="the variations of each preset the personaliser may choose from: standard (as "
+        "configured), slower (target tempo 4 bpm lower), no-bed (no ambient bed), no-pacing (no "
+        "breath-pacing swell); fewer arms are learnt in fewer nights",
+    )
     prior_strength: float = opt(
-        3.0,
+        1.0,
         help="how many nights of evidence the starting belief is worth (more: slower to leave "
         "the default preset)",
         min=0.5,
@@ -436,7 +442,7 @@ class CareConfig:
         max=3.0,
     )
     reward_sd: float = opt(
-        1.0,
+        0.6,
         help="expected night-to-night spread of one arm's reward, in reward units",
         min=0.1,
         max=5.0,
@@ -637,6 +643,12 @@ def _check_arm_id(path: str, arm: Any, presets: dict, errors: list[str]) -> bool
 def _check_care(config: Config, errors: list[str]) -> None:
     """The care section names presets of the music section: checked once both are parsed."""
     care, presets = config.care, config.music.presets
+    if not care.variations:
+        errors.append("care.variations: name at least one, e.g. ['standard']")
+    for i, v in enumerate(care.variations):
+        if v not in ARM_VARIATIONS:
+            errors.append(f"care.variations[{i}]: {_show(v)} is not one of "
+                          f"{', '.join(ARM_VARIATIONS)}")
     forbidden = []
     for i, arm in enumerate(care.forbidden_arms):
         if _check_arm_id(f"care.forbidden_arms[{i}]", arm, presets, errors):
@@ -650,7 +662,7 @@ def _check_care(config: Config, errors: list[str]) -> None:
                 errors.append(f"care.pinned_arm: {pinned!r} is also in care.forbidden_arms; "
                               "remove it from one of them")
     elif forbidden:
-        allowed = [f"{p}/{v}" for p in presets for v in ARM_VARIATIONS
+        allowed = [f"{p}/{v}" for p in presets for v in care.variations
                    if p not in forbidden and f"{p}/{v}" not in forbidden
                    and not (v == "standard" and p in forbidden)]
         if not allowed:

@@ -72,13 +72,15 @@ def parse_arm(arm_id: str) -> Arm:
 
 
 def arms_for(config: Config) -> tuple[Arm, ...]:
-    """Every arm of the configured presets, the default preset's first, in a stable order."""
+    """The arms of the configured presets and ``care.variations``, the default preset's first,
+    in a stable order."""
     names = list(config.music.presets)
     default = config.music.default_preset
     if default in names:
         names.remove(default)
         names.insert(0, default)
-    return tuple(Arm(p, v) for p in names for v in VARIATIONS)
+    variations = [v for v in VARIATIONS if v in config.care.variations]
+    return tuple(Arm(p, v) for p in names for v in variations)
 
 
 def default_arm(config: Config) -> Arm:

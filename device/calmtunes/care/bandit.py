@@ -8,10 +8,11 @@ about ``sleep`` and about ``slower`` in general, and twelve arms are learnt in a
 
 The prior (Bayesian linear regression, conjugate with known σ): θ ~ N(μ₀, Σ₀), diagonal, with
 
-- the overall level: mean 0, sd 2σ (we do not know how strongly this listener responds);
-- each preset: mean 0, sd σ/√k, where k = ``care.prior_strength`` (a prior worth k nights),
-  except the configured default preset, whose mean is ``care.default_prior_reward``;
-- each variation: mean −½·``default_prior_reward``, sd σ/√k (a change from the preset as
+- the overall level: mean 0, sd 5σ (we do not know how strongly this listener responds);
+- each preset: mean 0, sd 2σ/√k, where k = ``care.prior_strength`` (a prior worth about k
+  nights), except the configured default preset, whose mean is ``care.default_prior_reward``
+  (presets are different music: they may differ most);
+- each variation: mean −¼·``default_prior_reward``, sd σ/√k (a change from the preset as
   configured must earn its place); each arm's own term: mean 0, sd σ/(2√k).
 
 So before any night the default arm (the default preset as configured) is expected to do best,
@@ -53,6 +54,10 @@ def is_forbidden(arm: Arm, forbidden: Iterable[str]) -> bool:
         arm.variation == "standard" and f"{arm.preset}/standard" in forbidden)
 
 
+#: share of ``default_prior_reward`` by which a variation starts behind its preset as configured
+VARIATION_HEAD_START = 0.25
+
+
 class Bandit:
     def __init__(self, arms: Sequence[Arm], default: Arm, *, prior_strength: float = 3.0,
                  default_prior_reward: float = 0.5, reward_sd: float = 1.0,
@@ -76,13 +81,14 @@ class Bandit:
         n = self._arm0 + len(self.arms)
         s, k = self.reward_sd, float(prior_strength)
         sd = np.full(n, s / np.sqrt(k))
-        sd[0] = 2.0 * s
+        sd[0] = 5.0 * s
+        sd[1:1 + len(presets)] = 2.0 * s / np.sqrt(k)
         sd[self._arm0:] = s / (2.0 * np.sqrt(k))
         mu0 = np.zeros(n)
         if default.preset in self._presets:
             mu0[self._presets[default.preset]] = default_prior_reward
         for i in self._variations.values():
-            mu0[i] = -0.5 * default_prior_reward
+            mu0[i] = -VARIATION_HEAD_START * default_prior_reward
         self._precision = np.diag(1.0 / sd**2)  # Σ⁻¹, grows with each night
         self._b = self._precision @ mu0  # Σ⁻¹μ
         self._nights = np.zeros(len(self.arms), dtype=int)

@@ -204,6 +204,15 @@ class CareStore:
             problem = str(self._set_aside(self.current_path, exc))
         return self.new_listener(now), problem
 
+    def peek_current(self) -> str | None:
+        """The current listener without creating or moving anything (None if unknown)."""
+        try:
+            data = _read_json(self.current_path)
+        except (FileNotFoundError, CareFileError):
+            return None
+        listener = data.get("listener") if isinstance(data, dict) else None
+        return listener if isinstance(listener, str) and LISTENER_ID.match(listener) else None
+
     def new_listener(self, now: float | None = None) -> str:
         """Start a new listener (a fresh belief) and make it the current one."""
         now = time.time() if now is None else now
@@ -215,8 +224,10 @@ class CareStore:
         return listener
 
     # -- one listener's nights -------------------------------------------------------------------
-    def load(self, listener: str, now: float | None = None) -> ListenerRecord:
-        """The listener's record; a fresh one (with ``problem`` set) if the file was bad."""
+    def load(self, listener: str, now: float | None = None, *,
+             set_aside: bool = True) -> ListenerRecord:
+        """The listener's record; a fresh one (with ``problem`` set) if the file was bad, which
+        is moved aside unless ``set_aside`` is False (readers such as the report)."""
         path = self.path_for(listener)
         now = time.time() if now is None else now
         try:
@@ -224,7 +235,8 @@ class CareStore:
         except FileNotFoundError:
             return ListenerRecord(listener, now)
         except CareFileError as exc:
-            return ListenerRecord(listener, now, problem=str(self._set_aside(path, exc)))
+            problem = self._set_aside(path, exc) if set_aside else exc
+            return ListenerRecord(listener, now, problem=str(problem))
 
     def save(self, record: ListenerRecord) -> None:
         self._ensure()
