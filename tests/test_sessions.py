@@ -226,6 +226,52 @@ def test_old_database_is_migrated(tmp_path):
     after.close()
 
 
+def test_a_file_without_care_columns_is_read_as_it_is_then_migrated(tmp_path):
+    """A file of the release before personal care: sessions and boots, no arm, no trace."""
+    path = tmp_path / DB_NAME
+    old = sqlite3.connect(path)
+    base = COLUMNS[1:COLUMNS.index("last_seen_at") + 1]  # the columns of that release
+    old.executescript(f"""
+        CREATE TABLE sessions (id INTEGER PRIMARY KEY, {", ".join(base)});
+        CREATE TABLE boots (id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL,
+            ended_by TEXT, found_unclean_at REAL);
+        INSERT INTO sessions (started_at, ended_at, duration_s, ended_by, presets, readings,
+            hr_start) VALUES ({T0}, {T0 + 600}, 600, 'pause', 'calm', 600, 70.0);
+    """)
+    old.commit()
+    old.close()
+    listed = SessionStore(path, readonly=True)
+    [row] = listed.rows()
+    assert row["hr_start"] == 70.0 and row["arm"] is None and row["reward"] is None
+    assert listed.points(row["id"]) == []
+    out = io.StringIO()
+    listed.export_csv(out)
+    listed.close()
+    assert next(csv.DictReader(io.StringIO(out.getvalue())))["arm"] == ""
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 3600)
+    record_session(rec, minutes=3, start=T0 + 3600)
+    first, new = rec.store.rows()
+    assert first["hr_start"] == 70.0 and new["preset"] == "calm"
+    assert len(rec.store.points(new["id"])) == 18
+    rec.close(T0 + 4000)
+
+
+def test_the_arm_and_response_noted_are_written_and_exported(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "sleep")
+    for k in range(60):
+        rec.reading(T0 + k, reading(80, 0.5))
+    rec.note(listener="L1", arm="sleep/slower", reward=1.25, reward_reason="ok", hr_fall=6.0)
+    with pytest.raises(ValueError, match="not care columns"):
+        rec.note(hr_start=3.0)
+    rec.end(T0 + 60, "pause")
+    out = io.StringIO()
+    rec.store.export_csv(out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (row["preset"], row["arm"], row["reward"], row["hr_fall"], row["listener"]) == (
+        "sleep", "sleep/slower", "1.25", "6.0", "L1")
+
+
 def test_retention_deletes_old_sessions(tmp_path):
     rec = SessionRecorder.open(cfg_for(tmp_path, retention_days=7), now=T0 - 9 * 86400)
     record_session(rec, minutes=1, start=T0 - 8 * 86400)

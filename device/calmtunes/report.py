@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,8 +79,11 @@ def _svg(fig: Any, salt: str) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight",
                 metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
     text = buf.getvalue()
-    start = text.index("<svg")
-    return text[start:].replace("<svg ", '<svg role="img" ', 1)
+    text = text[text.index("<svg"):].replace("<svg ", '<svg role="img" ', 1)
+    # matplotlib names groups figure_1, axes_1 … in every plot: make ids unique in the page
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{salt}-\1"', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{salt}-\1)", text)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{salt}-\1"', text)
 
 
 def _minutes(points: Sequence[TracePoint]) -> list[float]:
@@ -252,8 +256,9 @@ CAVEATS = """
 sensor (photoplethysmography, PPG), not an ECG. "Heart rate" is the pulse rate; RMSSD is computed
 from pulse-to-pulse intervals (pulse-rate variability), which motion, cold fingers and a loose
 finger disturb more than ECG-derived HRV; breathing rate is estimated from the pulse wave's
-modulation. The device is a comfort aid: nothing here is a diagnosis, a vital-signs monitor or
-an alarm. Compare a listener with themselves over nights, not with population norms.</p></div>
+modulation. The device is a comfort aid: these figures are not a diagnosis, and it is not a
+vital-signs monitor or an alarm. Compare a listener with themselves over nights, not with
+population norms.</p></div>
 """
 
 GLOSSARY = f"""

@@ -69,6 +69,7 @@ class SessionTrace:
         self._quality = 0.0
         self._readings = 0
         self._usable = 0
+        self._touched = False  # something arrived during this step
 
     def _advance(self, now: float) -> None:
         index = int(max(0.0, now - self.started_at) // self.step_s)
@@ -92,6 +93,7 @@ class SessionTrace:
     def reading(self, now: float, reading: Any, usable: bool) -> None:
         """One pulse reading; only a usable one adds to the means."""
         self._advance(now)
+        self._touched = True
         self._readings += 1
         q = getattr(reading, "quality", None)
         self._quality += float(q) if _finite(q) and 0.0 <= q <= 1.0 else 0.0
@@ -107,18 +109,21 @@ class SessionTrace:
     def controls(self, now: float, controls: Any) -> None:
         """The conductor's controls (tempo, paced breathing, volume, preset) at ``now``."""
         self._advance(now)
+        self._touched = True
         playing = getattr(controls, "playing", True)
         self._music = {k: getattr(controls, k, None) for k in
                        ("tempo_bpm", "breath_rate", "volume_db", "preset")} if playing else {}
 
     def scene(self, now: float, label: str | None) -> None:
         self._advance(now)
+        self._touched = True
         self._scene = label or None
 
     def finish(self, now: float) -> list[TracePoint]:
-        """Close the steps up to ``now`` (a partial last step included); the points."""
+        """Close the steps up to ``now`` (a partial last step included); the points. May be
+        called again later (the points so far are kept)."""
         self._advance(now)
-        if self._readings or self._music:
+        if self._touched:
             self._close()
             self._open(self._index + 1)
         return self.points
