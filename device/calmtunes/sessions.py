@@ -673,7 +673,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         return text if t is None else f"{text} ({t:+.{nd}f})"
 
     head = (f"{'started':<16}  {'min':>5}  {'ended by':<10}  {'presets':<20}  {'HR bpm':<16}  "
-            f"{'RMSSD ms':<16}  {'breaths/min':<18}  stress")
+            f"{'RMSSD ms':<16}  {'breaths/min':<18}  {'stress':<18}  {'arm':<16}  reward")
     lines = [head]
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"]))
@@ -682,7 +682,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{started:<16}  {minutes:5.1f}  {r['ended_by'] or 'running':<10}  "
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
-            f"{cell(r, 'stress', 2)}"
+            f"{cell(r, 'stress', 2):<18}  {r.get('arm') or '—':<16}  "
+            f"{'—' if r.get('reward') is None else format(r['reward'], '+.2f')}"
         )
     return "\n".join(lines)
 
