@@ -86,6 +86,20 @@ def test_only_summaries_are_stored(tmp_path):
     assert set(points) == {"session_id", *POINT_FIELDS}
 
 
+def test_written_trace_points_leave_memory_but_are_all_given_back(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "calm")
+    for k in range(40 * 60):
+        rec.reading(T0 + k, reading(80 - k / 100, 0.5))
+        rec.tick(T0 + k)
+    assert len(rec._running.trace.points) <= FLUSH_EVERY_S / 10 + 1  # the unwritten ones
+    points = rec.points(T0 + 40 * 60)
+    assert [p.t_s for p in points] == [10.0 * i for i in range(240)]
+    assert points[0].hr_bpm == pytest.approx(80 - 4.5 / 100)
+    rec.end(T0 + 40 * 60, "pause")
+    assert len(rec.store.points(1)) == 240
+
+
 def test_the_trace_is_off_when_configured(tmp_path):
     rec = SessionRecorder.open(cfg_for(tmp_path, trace=False), now=T0)
     record_session(rec, minutes=3)

@@ -414,8 +414,7 @@ class SessionStore:
 class _Running:
     def __init__(self, session_id: int, started_at: float, preset: str, trace: bool) -> None:
         self.id = session_id
-        self.trace = SessionTrace(started_at) if trace else None
-        self.points_written = 0  # trace points already in the file
+        self.trace = SessionTrace(started_at) if trace else None  # holds unwritten points
         self.notes: dict[str, Any] = {}  # columns given by note()
         self.started_at = started_at
         self.presets = [preset]
@@ -569,14 +568,21 @@ class SessionRecorder:
         return None if r is None else r.id
 
     def points(self, now: float | None = None) -> list[TracePoint]:
-        """The running session's trace so far (closed up to ``now`` if given)."""
+        """The running session's trace so far (closed up to ``now`` if given): what is in the
+        file and what is not written yet."""
         with self._lock:
             r = self._running
             if r is None or r.trace is None:
                 return []
             if now is not None:
                 r.trace.finish(now)
-            return list(r.trace.points)
+            pending = list(r.trace.points)
+        try:
+            written = self.store.points(r.id)
+        except sqlite3.Error as exc:
+            log.error("sessions: cannot read the trace back (%s)", exc)
+            written = []
+        return written + pending
 
     def tick(self, now: float) -> None:
         """Call now and then (the daemon's loop): writes a running session every
@@ -650,11 +656,13 @@ class SessionRecorder:
             values["ended_by"] = ended_by
         changed, r.changed = r.changed, False
         with self._lock:
-            points = r.trace.points[r.points_written:] if r.trace is not None else []
+            points = list(r.trace.points) if r.trace is not None else []
         try:
             self.store.add_points(r.id, points, commit=False)
             self.store.write(r.id, values, commit=commit)
-            r.points_written += len(points)
+            if points:
+                with self._lock:
+                    del r.trace.points[:len(points)]  # in the file now: memory stays small
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
             log.error("sessions: cannot write the record (%s)", exc)

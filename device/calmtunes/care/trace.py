@@ -4,8 +4,9 @@
 scene label as they come and keeps one :class:`TracePoint` per :data:`STEP_S` seconds of session
 time: the means of the usable readings (a reading is usable when
 :func:`calmtunes.music.conductor.check_reading` says so), the share of readings that were usable,
-and the music's state at the step's end. An 8-hour night is 2 880 points (about 300 KiB in
-memory, 200 KiB in SQLite); only these means are kept, never raw samples.
+and the music's state at the step's end. An 8-hour night is 2 880 points (about 200 KiB in
+SQLite; the session recorder keeps in memory only those not yet written); only these means are
+kept, never raw samples.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ STEP_S = 10.0  # s of session time per point
 MAX_POINTS = 12 * 360  # 12 h of points; a longer session keeps its first 12 h
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TracePoint:
     t_s: float  # s since the session started: the step's start
     hr_bpm: float | None = None  # mean of the usable readings in the step
@@ -57,7 +58,8 @@ class SessionTrace:
     def __init__(self, started_at: float, step_s: float = STEP_S) -> None:
         self.started_at = started_at
         self.step_s = step_s
-        self.points: list[TracePoint] = []
+        self.points: list[TracePoint] = []  # closed steps (a recorder removes written ones)
+        self.closed = 0  # steps closed so far
         self._open(0)
         self._music: dict[str, Any] = {}
         self._scene: str | None = None
@@ -78,8 +80,9 @@ class SessionTrace:
             self._open(self._index + 1)
 
     def _close(self) -> None:
-        if len(self.points) >= MAX_POINTS:
+        if self.closed >= MAX_POINTS:
             return
+        self.closed += 1
         means = {f: (self._sums[f] / self._counts[f] if self._counts[f] else None)
                  for f, _ in _FIGURES}
         n = self._readings
