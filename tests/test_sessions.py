@@ -69,7 +69,7 @@ def test_a_session_keeps_first_and_last_minutes_and_the_trend(tmp_path):
     assert row["readings"] == 600
 
 
-def test_only_summaries_are_stored(tmp_path):
+def test_only_summaries_and_ten_second_means_are_stored(tmp_path):
     rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=3)
     db = sqlite3.connect(tmp_path / DB_NAME)

@@ -1,6 +1,6 @@
 """Session summaries, kept locally in SQLite: what a clinician may look at over SSH.
 
-A session runs from play to pause (or sleep timer, stop, shutdown). Per session only a summary is
+A session runs from play to pause (or sleep timer, stop, shutdown). Per session a summary is
 kept: start and end (Unix time, s), the presets used in order, and heart rate (bpm), RMSSD (ms),
 breathing rate (breaths/min) and stress index (0–1) averaged over the first and the last minute of
 usable pulse readings, with their trend (last minus first; only when those minutes lie at least
