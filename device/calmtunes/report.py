@@ -118,6 +118,10 @@ def session_figure(Figure: Any, data: SessionData, salt: str) -> str:
     hr.plot(x, _series(pts, "tempo_bpm"), color=COLOURS["tempo"], lw=1.2, ls="--",
             label="music tempo")
     hr.set_ylabel("bpm")
+    for a, b, name in ((reward_mod.BASELINE_FROM_S, reward_mod.BASELINE_TO_S, "baseline"),
+                       (reward_mod.RESPONSE_FROM_S, reward_mod.RESPONSE_TO_S, "response")):
+        hr.text((a + b) / 120.0, 1.02, name, ha="center", va="bottom", fontsize=7,
+                color="#8c6d1f", transform=hr.get_xaxis_transform())
     hr.legend(loc="upper right", frameon=False, ncols=2)
     br.plot(x, _series(pts, "breathing_rate"), color=COLOURS["breath"], lw=1.4,
             label="breathing")
