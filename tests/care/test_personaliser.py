@@ -101,3 +101,20 @@ def test_a_study_records_each_night_with_its_arm_and_reward(tmp_path):
     assert exported[0]["arm"] == results[0].arm
     listener = CareStore(tmp_path).peek_current()
     assert len(CareStore(tmp_path).load(listener).nights) == 3
+
+
+@pytest.mark.slow
+def test_a_night_through_the_real_pulse_path_measures_the_listener():
+    """Emulated MAX30102, real driver and analyser: the heart rate the trace holds is the
+    simulated listener's (the fast path's, within a few bpm)."""
+    from calmtunes.care.arms import apply_arm
+    from calmtunes.sim.study import simulate_night
+
+    arm, p = Arm("sleep"), profile("prefers-sleep")
+    config = apply_arm(Config(), arm)
+    real = simulate_night(config, arm, p, seed=3, duration_s=360.0, ppg=True)
+    fast = simulate_night(config, arm, p, seed=3, duration_s=360.0)
+    assert np.mean([q.usable for q in real]) > 0.8
+    for a, b in zip(real[6:], fast[6:]):  # after the first minute (locking on)
+        if a.hr_bpm is not None and b.hr_bpm is not None:
+            assert abs(a.hr_bpm - b.hr_bpm) < 6.0, (a.t_s, a.hr_bpm, b.hr_bpm)
