@@ -18,6 +18,7 @@ from calmtunes import cli
 from calmtunes.care.trace import POINT_FIELDS
 from calmtunes.config import Config
 from calmtunes.errors import ConfigError
+from calmtunes.music.controls import Controls
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.sessions import (
     COLUMNS,
@@ -485,3 +486,18 @@ def test_listing_reads_without_writing_and_forget_needs_the_daemons_user():
         assert _files(state) == before
     finally:
         shutil.rmtree(base)
+
+
+def test_the_preset_column_is_the_one_played_longest(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "calm")
+    for k in range(40 * 60):  # calm for 10 min, then sleep for 30: written in between
+        preset = "calm" if k < 600 else "sleep"
+        if k == 600:
+            rec.preset("sleep")
+        rec.reading(T0 + k, reading(70, 0.5))
+        rec.controls(T0 + k, Controls(preset=preset))
+        rec.tick(T0 + k)
+    rec.end(T0 + 40 * 60, "pause")
+    [row] = rec.store.rows()
+    assert row["preset"] == "sleep" and row["presets"] == "calm,sleep"

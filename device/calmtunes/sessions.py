@@ -428,10 +428,8 @@ class _Running:
 
 def _most_played(r: _Running) -> str:
     """The preset most of the trace's steps played (the first one without a trace)."""
-    if r.trace is not None and r.trace.points:
-        counts = collections.Counter(p.preset for p in r.trace.points if p.preset)
-        if counts:
-            return counts.most_common(1)[0][0]
+    if r.trace is not None and r.trace.preset_steps:
+        return r.trace.preset_steps.most_common(1)[0][0]
     return r.presets[0]
 
 

@@ -11,6 +11,7 @@ kept, never raw samples.
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -60,6 +61,7 @@ class SessionTrace:
         self.step_s = step_s
         self.points: list[TracePoint] = []  # closed steps (a recorder removes written ones)
         self.closed = 0  # steps closed so far
+        self.preset_steps: collections.Counter[str] = collections.Counter()  # steps per preset
         self._open(0)
         self._music: dict[str, Any] = {}
         self._scene: str | None = None
@@ -86,6 +88,8 @@ class SessionTrace:
         means = {f: (self._sums[f] / self._counts[f] if self._counts[f] else None)
                  for f, _ in _FIGURES}
         n = self._readings
+        if self._music.get("preset"):
+            self.preset_steps[self._music["preset"]] += 1
         self.points.append(TracePoint(
             t_s=self._index * self.step_s, **means,
             quality=self._quality / n if n else 0.0, usable=self._usable / n if n else 0.0,
