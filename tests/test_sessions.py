@@ -27,6 +27,7 @@ from calmtunes.sessions import (
     DIR_MODE,
     FLUSH_EVERY_S,
     IDLE_FLUSH_EVERY_S,
+    POINTS_EVERY_S,
     SessionRecorder,
     SessionStore,
     format_rows,
@@ -93,7 +94,7 @@ def test_written_trace_points_leave_memory_but_are_all_given_back(tmp_path):
     for k in range(40 * 60):
         rec.reading(T0 + k, reading(80 - k / 100, 0.5))
         rec.tick(T0 + k)
-    assert len(rec._running.trace.points) <= FLUSH_EVERY_S / 10 + 1  # the unwritten ones
+    assert len(rec._running.trace.points) <= POINTS_EVERY_S / 10 + 1  # the unwritten ones
     points = rec.points(T0 + 40 * 60)
     assert [p.t_s for p in points] == [10.0 * i for i in range(240)]
     assert points[0].hr_bpm == pytest.approx(80 - 4.5 / 100)

@@ -11,7 +11,9 @@ With ``sessions.trace`` (the default) a session's course is kept too, for the cl
 (``calmtunes report``): one row in ``session_points`` per 10 s of session time holding the means
 of that step's usable readings, the share of readings that were usable and their mean signal
 quality, and the music's tempo, paced breathing rate, volume, preset and the camera's scene
-label (:mod:`calmtunes.care.trace`). They are written with the summary, never more often.
+label (:mod:`calmtunes.care.trace`). They are written with the summary at most every
+:data:`POINTS_EVERY_S` (and at the session's end), so a power cut may lose the last half hour of
+a session's course (never its summary).
 
 Personal care (:mod:`calmtunes.care`): each session also records the ``preset`` it played most,
 the ``listener`` and the ``arm`` the personaliser chose, and the measured response
@@ -90,6 +92,9 @@ WINDOW_S = 60.0  # s: the "first minute" and the "last minute"
 MIN_TREND_SPAN_S = 120.0  # s between the first and last usable readings for a trend
 FLUSH_EVERY_S = 300.0  # s: a running session whose summary changed is written at most this often
 IDLE_FLUSH_EVERY_S = 1800.0  # s: ... and at least this often, to keep its last known time
+# s: the trace's points go with the summary at most this often (and at the end): each commit
+# rewrites whole 4 KiB pages, so few large batches wear the card far less than many small ones
+POINTS_EVERY_S = 1800.0
 PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
 FIGURES = ("hr", "rmssd", "breathing", "stress")
@@ -130,7 +135,7 @@ CREATE TABLE IF NOT EXISTS session_points (
     session_id INTEGER NOT NULL,
     {", ".join(f"{c} {_POINT_TYPES.get(c, 'REAL')}" for c in POINT_FIELDS)},
     PRIMARY KEY (session_id, t_s)
-);
+) WITHOUT ROWID;
 """
 
 
@@ -415,6 +420,7 @@ class _Running:
     def __init__(self, session_id: int, started_at: float, preset: str, trace: bool) -> None:
         self.id = session_id
         self.trace = SessionTrace(started_at) if trace else None  # holds unwritten points
+        self.points_at = started_at  # when points were last written
         self.notes: dict[str, Any] = {}  # columns given by note()
         self.started_at = started_at
         self.presets = [preset]
@@ -654,11 +660,13 @@ class SessionRecorder:
             values["ended_by"] = ended_by
         changed, r.changed = r.changed, False
         with self._lock:
-            points = list(r.trace.points) if r.trace is not None else []
+            due = ended_by is not None or now - r.points_at >= POINTS_EVERY_S
+            points = list(r.trace.points) if r.trace is not None and due else []
         try:
             self.store.add_points(r.id, points, commit=False)
             self.store.write(r.id, values, commit=commit)
             if points:
+                r.points_at = now
                 with self._lock:
                     del r.trace.points[:len(points)]  # in the file now: memory stays small
         except sqlite3.Error as exc:
