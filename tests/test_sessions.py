@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 from calmtunes import cli
+from calmtunes.care.trace import POINT_FIELDS
 from calmtunes.config import Config
 from calmtunes.errors import ConfigError
+from calmtunes.music.controls import Controls
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.sessions import (
     COLUMNS,
@@ -25,6 +27,7 @@ from calmtunes.sessions import (
     DIR_MODE,
     FLUSH_EVERY_S,
     IDLE_FLUSH_EVERY_S,
+    POINTS_EVERY_S,
     SessionRecorder,
     SessionStore,
     format_rows,
@@ -68,17 +71,43 @@ def test_a_session_keeps_first_and_last_minutes_and_the_trend(tmp_path):
     assert row["readings"] == 600
 
 
-def test_only_summaries_are_stored(tmp_path):
+def test_only_summaries_and_ten_second_means_are_stored(tmp_path):
     rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=3)
     db = sqlite3.connect(tmp_path / DB_NAME)
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert tables == ["sessions", "boots"]
+    assert tables == ["sessions", "boots", "session_points"]
     cols = [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
     assert tuple(cols) == COLUMNS
     boots = [r[1] for r in db.execute("PRAGMA table_info(boots)")]
     assert boots == ["id", "started_at", "ended_at", "ended_by", "found_unclean_at"]
     assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    # the course is kept as 10-second means only: 180 readings make 18 points, not 180 rows
+    assert db.execute("SELECT COUNT(*) FROM session_points").fetchone()[0] == 18
+    points = [r[1] for r in db.execute("PRAGMA table_info(session_points)")]
+    assert set(points) == {"session_id", *POINT_FIELDS}
+
+
+def test_written_trace_points_leave_memory_but_are_all_given_back(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "calm")
+    for k in range(40 * 60):
+        rec.reading(T0 + k, reading(80 - k / 100, 0.5))
+        rec.tick(T0 + k)
+    assert len(rec._running.trace.points) <= POINTS_EVERY_S / 10 + 1  # the unwritten ones
+    points = rec.points(T0 + 40 * 60)
+    assert [p.t_s for p in points] == [10.0 * i for i in range(240)]
+    assert points[0].hr_bpm == pytest.approx(80 - 4.5 / 100)
+    rec.end(T0 + 40 * 60, "pause")
+    assert len(rec.store.points(1)) == 240
+
+
+def test_the_trace_is_off_when_configured(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path, trace=False), now=T0)
+    record_session(rec, minutes=3)
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("SELECT COUNT(*) FROM session_points").fetchone()[0] == 0
+    assert rec.store.rows()[0]["hr_start"] is not None
 
 
 def test_unusable_readings_are_not_counted(tmp_path):
@@ -211,6 +240,52 @@ def test_old_database_is_migrated(tmp_path):
     after = sqlite3.connect(path)
     assert after.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # at rest
     after.close()
+
+
+def test_a_file_without_care_columns_is_read_as_it_is_then_migrated(tmp_path):
+    """A file of the release before personal care: sessions and boots, no arm, no trace."""
+    path = tmp_path / DB_NAME
+    old = sqlite3.connect(path)
+    base = COLUMNS[1:COLUMNS.index("last_seen_at") + 1]  # the columns of that release
+    old.executescript(f"""
+        CREATE TABLE sessions (id INTEGER PRIMARY KEY, {", ".join(base)});
+        CREATE TABLE boots (id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL,
+            ended_by TEXT, found_unclean_at REAL);
+        INSERT INTO sessions (started_at, ended_at, duration_s, ended_by, presets, readings,
+            hr_start) VALUES ({T0}, {T0 + 600}, 600, 'pause', 'calm', 600, 70.0);
+    """)
+    old.commit()
+    old.close()
+    listed = SessionStore(path, readonly=True)
+    [row] = listed.rows()
+    assert row["hr_start"] == 70.0 and row["arm"] is None and row["reward"] is None
+    assert listed.points(row["id"]) == []
+    out = io.StringIO()
+    listed.export_csv(out)
+    listed.close()
+    assert next(csv.DictReader(io.StringIO(out.getvalue())))["arm"] == ""
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 3600)
+    record_session(rec, minutes=3, start=T0 + 3600)
+    first, new = rec.store.rows()
+    assert first["hr_start"] == 70.0 and new["preset"] == "calm"
+    assert len(rec.store.points(new["id"])) == 18
+    rec.close(T0 + 4000)
+
+
+def test_the_arm_and_response_noted_are_written_and_exported(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "sleep")
+    for k in range(60):
+        rec.reading(T0 + k, reading(80, 0.5))
+    rec.note(listener="L1", arm="sleep/slower", reward=1.25, reward_reason="ok", hr_fall=6.0)
+    with pytest.raises(ValueError, match="not care columns"):
+        rec.note(hr_start=3.0)
+    rec.end(T0 + 60, "pause")
+    out = io.StringIO()
+    rec.store.export_csv(out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (row["preset"], row["arm"], row["reward"], row["hr_fall"], row["listener"]) == (
+        "sleep", "sleep/slower", "1.25", "6.0", "L1")
 
 
 def test_retention_deletes_old_sessions(tmp_path):
@@ -412,3 +487,18 @@ def test_listing_reads_without_writing_and_forget_needs_the_daemons_user():
         assert _files(state) == before
     finally:
         shutil.rmtree(base)
+
+
+def test_the_preset_column_is_the_one_played_longest(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.start(T0, "calm")
+    for k in range(40 * 60):  # calm for 10 min, then sleep for 30: written in between
+        preset = "calm" if k < 600 else "sleep"
+        if k == 600:
+            rec.preset("sleep")
+        rec.reading(T0 + k, reading(70, 0.5))
+        rec.controls(T0 + k, Controls(preset=preset))
+        rec.tick(T0 + k)
+    rec.end(T0 + 40 * 60, "pause")
+    [row] = rec.store.rows()
+    assert row["preset"] == "sleep" and row["presets"] == "calm,sleep"

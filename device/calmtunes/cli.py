@@ -405,6 +405,57 @@ def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:
         store.close()
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The clinician's report: one self-contained HTML file (see :mod:`calmtunes.report`)."""
+    cfg, _ = load_config(args.config)
+    from calmtunes.report import ReportError, write_report
+
+    state_dir = args.state_dir or cfg.device.state_dir
+    try:
+        size = write_report(cfg, state_dir, args.out, last=args.last, session_id=args.session)
+    except ReportError as exc:
+        print(f"calmtunes report: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"calmtunes report: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({size / 1024:.0f} KiB); open it in any browser")
+    return 0
+
+
+def cmd_listener(args: argparse.Namespace) -> int:
+    """``listener new``: a new listener at this bedside, whose belief starts afresh (the
+    previous listener's record stays on the device); ``listener show``: who, and what was
+    learnt. The daemon takes a new listener at its next session start."""
+    cfg, _ = load_config(args.config)
+    from calmtunes.care.personaliser import bandit_for
+    from calmtunes.care.store import CareStore
+
+    store = CareStore(args.state_dir or cfg.device.state_dir)
+    if args.action == "new":
+        try:
+            listener = store.new_listener()
+        except PermissionError as exc:
+            print(f"calmtunes listener new: {exc.filename} may only be changed by the daemon's "
+                  "user: sudo -u calmtunes calmtunes listener new", file=sys.stderr)
+            return 1
+        print(f"new listener {listener}: the personaliser starts afresh from the next session")
+        return 0
+    listener = store.peek_current()
+    if listener is None:
+        print(f"no listener recorded in {store.dir}")
+        return 0
+    record = store.load(listener, set_aside=False)
+    if record.problem:
+        print(f"calmtunes listener: {record.problem}", file=sys.stderr)
+        return 1
+    rewarded = sum(n.reward is not None for n in record.nights)
+    print(f"listener {listener}: {len(record.nights)} nights, {rewarded} with a reward")
+    for b in bandit_for(cfg, record).beliefs():
+        print(f"  {b.arm:<18} expected reward {b.mean:+.2f} ± {b.sd:.2f}  ({b.nights} nights)")
+    return 0
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     """What calmtunes-failed.service runs when systemd gives up on the daemon: the fault note
     and the LEDs' fault pattern (see :mod:`calmtunes.fault`), until stopped."""
@@ -524,6 +575,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--forget", action="store_true", help="delete every session record")
     s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
     s.set_defaults(func=cmd_sessions)
+
+    s = sub.add_parser("report", help="the clinician's report: one self-contained HTML file")
+    s.add_argument("--state-dir", help="where sessions.db and care/ are (default: the config's)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--last", type=int, default=5, metavar="K",
+                       help="show the last K sessions in detail (default 5; 0 for all)")
+    which.add_argument("--session", type=int, metavar="ID", help="show this session in detail")
+    s.add_argument("--out", required=True, metavar="F.html")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("listener", help="start a new listener (fresh personalisation) or show "
+                       "what was learnt")
+    s.add_argument("action", choices=("new", "show"))
+    s.add_argument("--state-dir", help="where care/ is (default: the config's)")
+    s.set_defaults(func=cmd_listener)
 
     s = sub.add_parser("fault", help="show that systemd gave up on the daemon: LEDs and a "
                        "note for `status` (run by calmtunes-failed.service)")

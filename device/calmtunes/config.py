@@ -403,6 +403,63 @@ class ConductorConfig:
 class SessionsConfig:
     enabled: bool = opt(True, help="keep per-session summaries (no raw signals, no images)")
     retention_days: int = opt(90, help="delete sessions older than this, in days", min=1, max=3650)
+    trace: bool = opt(
+        True,
+        help="also keep each session's course in 10-second means (heart rate, RMSSD, breathing, "
+        "signal quality, tempo, pacing, volume, preset, scene label) for `calmtunes report`",
+    )
+
+
+# The variations of a preset the personaliser may play (see calmtunes.care.arms).
+ARM_VARIATIONS = ("standard", "slower", "no-bed", "no-pacing")
+
+
+@dataclass(frozen=True)
+class CareConfig:
+    """the personaliser: learns which preset (or safe variation) calms this listener best"""
+
+    enabled: bool = opt(
+        True,
+        help="choose each session's arm from this listener's responses (false: always the "
+        "default preset as configured)",
+    )
+    pinned_arm: str = opt(
+        "",
+        help="always play this arm, e.g. 'sleep' or 'sleep/slower' (variations: slower, no-bed, "
+        "no-pacing); empty to let the personaliser choose",
+    )
+    forbidden_arms: list = opt(
+        [],
+        help="arms never to play, e.g. ['uplift', 'calm/no-pacing']; a bare preset name forbids "
+        "every variation of it",
+    )
+    variations: list = opt(
+        ["standard", "slower", "no-bed"],
+        help="the variations of each preset the personaliser may choose from: standard (as "
+        "configured), slower (target tempo 4 bpm lower), no-bed (no ambient bed), no-pacing (no "
+        "breath-pacing swell); fewer arms are learnt in fewer nights",
+    )
+    prior_strength: float = opt(
+        1.0,
+        help="how many nights of evidence the starting belief is worth (more: slower to leave "
+        "the default preset)",
+        min=0.5,
+        max=50.0,
+    )
+    default_prior_reward: float = opt(
+        0.5,
+        help="head start of the default preset in the starting belief, in reward units (one "
+        "unit: about 5 bpm of heart-rate fall)",
+        min=0.0,
+        max=3.0,
+    )
+    reward_sd: float = opt(
+        0.6,
+        help="expected night-to-night spread of one arm's reward, in reward units",
+        min=0.1,
+        max=5.0,
+    )
+    seed: int = opt(0, help="random seed of the choice; 0 picks one per choice", min=0)
 
 
 @dataclass(frozen=True)
@@ -425,6 +482,7 @@ class Config:
     panel: PanelConfig = field(default_factory=PanelConfig)
     conductor: ConductorConfig = field(default_factory=ConductorConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    care: CareConfig = field(default_factory=CareConfig)
     sim: SimConfig = field(default_factory=SimConfig)
 
     def replace(self, **sections: Any) -> Config:
@@ -461,7 +519,7 @@ def _show(value: Any) -> str:
 
 def _type_name(t: Any) -> str:
     names = {bool: "true/false", int: "an integer", float: "a number", str: "text",
-             dict: "a mapping"}
+             dict: "a mapping", list: "a list"}
     return names.get(t, getattr(t, "__name__", str(t)))
 
 
@@ -496,7 +554,8 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
 
 def _resolve(t: Any) -> Any:
     if isinstance(t, str):
-        return {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}[t]
+        return {"str": str, "int": int, "float": float, "bool": bool, "dict": dict,
+                "list": list}[t]
     if isinstance(t, types.GenericAlias):
         return typing.get_origin(t)
     return t
@@ -581,6 +640,52 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
         errors.append("conductor.stress_pause_rise: must be below conductor.stress_ease_rise")
 
 
+def _check_arm_id(path: str, arm: Any, presets: dict, errors: list[str]) -> bool:
+    if not isinstance(arm, str) or not arm:
+        errors.append(f"{path}: expected an arm like 'sleep' or 'sleep/slower', got {_show(arm)}")
+        return False
+    preset, _, variation = arm.partition("/")
+    ok = True
+    if preset not in presets:
+        errors.append(f"{path}: no preset named {preset!r}{_suggest(preset, presets)}")
+        ok = False
+    if variation and variation not in ARM_VARIATIONS:
+        errors.append(f"{path}: no variation {variation!r}; choose one of "
+                      f"{', '.join(ARM_VARIATIONS)}{_suggest(variation, ARM_VARIATIONS)}")
+        ok = False
+    return ok
+
+
+def _check_care(config: Config, errors: list[str]) -> None:
+    """The care section names presets of the music section: checked once both are parsed."""
+    care, presets = config.care, config.music.presets
+    if not care.variations:
+        errors.append("care.variations: name at least one, e.g. ['standard']")
+    for i, v in enumerate(care.variations):
+        if v not in ARM_VARIATIONS:
+            errors.append(f"care.variations[{i}]: {_show(v)} is not one of "
+                          f"{', '.join(ARM_VARIATIONS)}")
+    forbidden = []
+    for i, arm in enumerate(care.forbidden_arms):
+        if _check_arm_id(f"care.forbidden_arms[{i}]", arm, presets, errors):
+            forbidden.append(arm)
+    if care.pinned_arm:
+        if _check_arm_id("care.pinned_arm", care.pinned_arm, presets, errors):
+            pinned = care.pinned_arm
+            base = pinned.partition("/")[0]
+            if pinned in forbidden or base in forbidden or (
+                    pinned == base and f"{base}/standard" in forbidden):
+                errors.append(f"care.pinned_arm: {pinned!r} is also in care.forbidden_arms; "
+                              "remove it from one of them")
+    elif forbidden:
+        allowed = [f"{p}/{v}" for p in presets for v in care.variations
+                   if p not in forbidden and f"{p}/{v}" not in forbidden
+                   and not (v == "standard" and p in forbidden)]
+        if not allowed:
+            errors.append("care.forbidden_arms: forbids every arm; leave at least one, or set "
+                          "care.enabled: false")
+
+
 def parse(data: Any, source: str = "config") -> Config:
     """Validate a mapping (as read from YAML) into a :class:`Config`."""
     errors: list[str] = []
@@ -598,7 +703,11 @@ def parse(data: Any, source: str = "config") -> Config:
         parsed[key] = _parse_section(key, sections[key].default_factory, raw, errors)  # type: ignore[misc]
     if errors:
         raise ConfigError(source, errors)
-    return Config(**parsed)
+    config = Config(**parsed)
+    _check_care(config, errors)
+    if errors:
+        raise ConfigError(source, errors)
+    return config
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

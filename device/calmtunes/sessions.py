@@ -1,11 +1,25 @@
 """Session summaries, kept locally in SQLite: what a clinician may look at over SSH.
 
-A session runs from play to pause (or sleep timer, stop, shutdown). Per session only a summary is
+A session runs from play to pause (or sleep timer, stop, shutdown). Per session a summary is
 kept: start and end (Unix time, s), the presets used in order, and heart rate (bpm), RMSSD (ms),
 breathing rate (breaths/min) and stress index (0–1) averaged over the first and the last minute of
 usable pulse readings, with their trend (last minus first; only when those minutes lie at least
 :data:`MIN_TREND_SPAN_S` apart). Raw PPG samples, beat times and camera images never reach this
 module: it is fed the once-a-second :class:`~calmtunes.pulse.reading.PulseReading` only.
+
+With ``sessions.trace`` (the default) a session's course is kept too, for the clinician's report
+(``calmtunes report``): one row in ``session_points`` per 10 s of session time holding the means
+of that step's usable readings, the share of readings that were usable and their mean signal
+quality, and the music's tempo, paced breathing rate, volume, preset and the camera's scene
+label (:mod:`calmtunes.care.trace`). They are written with the summary at most every
+:data:`POINTS_EVERY_S` (and at the session's end), so a power cut may lose the last half hour of
+a session's course (never its summary).
+
+Personal care (:mod:`calmtunes.care`): each session also records the ``preset`` it played most,
+the ``listener`` and the ``arm`` the personaliser chose, and the measured response
+(:data:`calmtunes.care.reward.RESPONSE_COLUMNS`: baseline and minutes 5–15 heart rate, RMSSD and
+breathing, the ``reward`` or, in ``reward_reason``, why there is none). The caller gives them
+with :meth:`SessionRecorder.note`.
 
 Who may read them: the daemon's user reads and writes, its group (``calmtunes``: the technicians,
 who also use the control socket) reads, nobody else. The code makes that true whatever the umask:
@@ -35,7 +49,10 @@ ends and in between at most every :data:`FLUSH_EVERY_S` when its summary changed
 cut loses at most the last :data:`FLUSH_EVERY_S` of a session's summary. ``scripts/bench_wear``
 measured, for a session running round the clock: 12 commits and 12 syncs an hour, 1.2 MB a day
 handed to ``write``, about 8 MB a day of 4 KiB pages dirtied (the ``-wal`` frame and the ``-shm``
-index of each commit); the version that wrote every 30 s: 121 an hour, 12 MB, 66 MB.
+index of each commit); the version that wrote every 30 s: 121 an hour, 12 MB, 66 MB. The trace
+(``sessions.trace``) adds no commit: its points ride on a summary commit every
+:data:`POINTS_EVERY_S`, which raises the bytes handed to ``write`` from 1.2 to 2.4 MB a day (with
+every summary commit instead: 4.6 MB, and 11.2 MB a day of pages dirtied, over the 10 MB goal).
 
 Crash record: each daemon start is a row in ``boots``. At the next start a session or a start left
 open (by a crash, a watchdog kill or a power cut) is closed as ``ended_by = 'unclean'`` at its last
@@ -59,6 +76,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from calmtunes.care.reward import RESPONSE_COLUMNS
+from calmtunes.care.trace import POINT_FIELDS, SessionTrace, TracePoint
 from calmtunes.config import Config
 from calmtunes.music.conductor import check_reading
 
@@ -76,17 +95,24 @@ WINDOW_S = 60.0  # s: the "first minute" and the "last minute"
 MIN_TREND_SPAN_S = 120.0  # s between the first and last usable readings for a trend
 FLUSH_EVERY_S = 300.0  # s: a running session whose summary changed is written at most this often
 IDLE_FLUSH_EVERY_S = 1800.0  # s: ... and at least this often, to keep its last known time
+# s: the trace's points go with the summary at most this often (and at the end): each commit
+# rewrites whole 4 KiB pages, so few large batches wear the card far less than many small ones
+POINTS_EVERY_S = 1800.0
 PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
 FIGURES = ("hr", "rmssd", "breathing", "stress")
 _READING_FIELD = {"hr": "hr_bpm", "rmssd": "rmssd_ms", "breathing": "breathing_rate",
                   "stress": "stress"}
 ENDED_UNCLEAN = "unclean"
+_CARE_COLUMNS = {"preset": "TEXT", "listener": "TEXT", "arm": "TEXT",
+                 **{c: ("TEXT" if c == "reward_reason" else "REAL") for c in RESPONSE_COLUMNS}}
 COLUMNS = ("id", "started_at", "ended_at", "duration_s", "ended_by", "presets", "readings",
-           *(f"{f}_{w}" for f in FIGURES for w in ("start", "end", "trend")), "last_seen_at")
+           *(f"{f}_{w}" for f in FIGURES for w in ("start", "end", "trend")), "last_seen_at",
+           *_CARE_COLUMNS)
 
 # Columns added since the first release, with their type: added to an older file at start.
-_ADDED_COLUMNS = {"sessions": {"last_seen_at": "REAL"}}
+_ADDED_COLUMNS = {"sessions": {"last_seen_at": "REAL", **_CARE_COLUMNS}}
+_POINT_TYPES = {"t_s": "REAL NOT NULL", "preset": "TEXT", "scene": "TEXT"}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -108,6 +134,11 @@ CREATE TABLE IF NOT EXISTS boots (
     ended_by TEXT,
     found_unclean_at REAL
 );
+CREATE TABLE IF NOT EXISTS session_points (
+    session_id INTEGER NOT NULL,
+    {", ".join(f"{c} {_POINT_TYPES.get(c, 'REAL')}" for c in POINT_FIELDS)},
+    PRIMARY KEY (session_id, t_s)
+) WITHOUT ROWID;
 """
 
 
@@ -157,7 +188,7 @@ def _secure_file(path: Path) -> None:
 
 def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
     out = {}
-    for table in ("sessions", "boots"):
+    for table in ("sessions", "boots", "session_points"):
         cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
         if cols:
             out[table] = cols
@@ -316,6 +347,31 @@ class SessionStore:
             found = cur.fetchall()
         return [{c: None for c in COLUMNS} | dict(zip(cols, row)) for row in found]
 
+    def add_points(self, session_id: int, points: list[TracePoint], commit: bool = True) -> None:
+        """Append a session's trace points (a point already there is replaced)."""
+        if not points:
+            return
+        cols = ("session_id", *POINT_FIELDS)
+        with self._lock:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO session_points ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})",
+                [(session_id, *(getattr(p, c) for c in POINT_FIELDS)) for p in points])
+            if commit:
+                self._db.commit()
+
+    def points(self, session_id: int) -> list[TracePoint]:
+        """A session's trace, oldest first ([] for a file older than traces)."""
+        have = self._columns.get("session_points")
+        if not have:
+            return []
+        cols = [c for c in POINT_FIELDS if c in have]
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {', '.join(cols)} FROM session_points WHERE session_id = ? "
+                "ORDER BY t_s", (session_id,)).fetchall()
+        return [TracePoint.from_row(dict(zip(cols, row))) for row in found]
+
     def export_csv(self, out: IO[str]) -> int:
         rows = self.rows()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
@@ -329,6 +385,7 @@ class SessionStore:
         """Delete every session (and compact the file so nothing lingers on disk)."""
         with self._lock:
             n = self._db.execute("DELETE FROM sessions").rowcount
+            self._db.execute("DELETE FROM session_points")
             self._db.commit()
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in -wal
@@ -354,6 +411,8 @@ class SessionStore:
             (cutoff, cutoff)).fetchone()
         if old[0]:
             self._db.execute("DELETE FROM sessions WHERE started_at < ?", (cutoff,))
+            self._db.execute("DELETE FROM session_points WHERE session_id NOT IN "
+                             "(SELECT id FROM sessions)")
         if old[1]:
             self._db.execute("DELETE FROM boots WHERE started_at < ? AND ended_by IS NOT NULL",
                              (cutoff,))
@@ -361,8 +420,11 @@ class SessionStore:
 
 
 class _Running:
-    def __init__(self, session_id: int, started_at: float, preset: str) -> None:
+    def __init__(self, session_id: int, started_at: float, preset: str, trace: bool) -> None:
         self.id = session_id
+        self.trace = SessionTrace(started_at) if trace else None  # holds unwritten points
+        self.points_at = started_at  # when points were last written
+        self.notes: dict[str, Any] = {}  # columns given by note()
         self.started_at = started_at
         self.presets = [preset]
         self.readings = 0
@@ -371,6 +433,13 @@ class _Running:
         self.last: collections.deque[tuple[float, dict[str, float]]] = collections.deque()
         self.last_t: float | None = None
         self.changed = False  # a reading or a preset since the last write
+
+
+def _most_played(r: _Running) -> str:
+    """The preset most of the trace's steps played (the first one without a trace)."""
+    if r.trace is not None and r.trace.preset_steps:
+        return r.trace.preset_steps.most_common(1)[0][0]
+    return r.presets[0]
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -433,7 +502,7 @@ class SessionRecorder:
             except sqlite3.Error as exc:
                 log.error("sessions: cannot start a record (%s)", exc)
                 return
-            self._running = _Running(sid, now, preset)
+            self._running = _Running(sid, now, preset, self.config.sessions.trace)
             self._last_flush = now
 
     def preset(self, name: str) -> None:
@@ -444,8 +513,14 @@ class SessionRecorder:
                 r.changed = True
 
     def reading(self, now: float, reading: Any) -> None:
-        """Take one pulse reading; unusable ones are not counted. Kept in memory only."""
-        if not check_reading(reading, self.config.conductor.min_quality).ok:
+        """Take one pulse reading; unusable ones are not counted (the trace keeps their
+        share and quality). Kept in memory until the next write."""
+        usable = check_reading(reading, self.config.conductor.min_quality).ok
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.reading(now, reading, usable)
+        if not usable:
             return
         values = {}
         for f in FIGURES:
@@ -468,6 +543,54 @@ class SessionRecorder:
                 r.last.popleft()
             r.last_t = now
 
+    def controls(self, now: float, controls: Any) -> None:
+        """The conductor's controls (tempo, paced breathing, volume, preset): for the trace."""
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.controls(now, controls)
+
+    def scene(self, now: float, label: str | None) -> None:
+        """The camera's scene label (None when there is none): for the trace."""
+        r = self._running
+        if r is not None and r.trace is not None:
+            with self._lock:
+                r.trace.scene(now, label)
+
+    def note(self, **values: Any) -> None:
+        """Columns of the running session to write with the next write: ``listener``, ``arm``
+        and the response (:data:`calmtunes.care.reward.RESPONSE_COLUMNS`)."""
+        unknown = set(values) - set(_CARE_COLUMNS)
+        if unknown:
+            raise ValueError(f"not care columns: {', '.join(sorted(unknown))}")
+        with self._lock:
+            r = self._running
+            if r is not None:
+                r.notes.update(values)
+                r.changed = True
+
+    @property
+    def session_id(self) -> int | None:
+        r = self._running
+        return None if r is None else r.id
+
+    def points(self, now: float | None = None) -> list[TracePoint]:
+        """The running session's trace so far (closed up to ``now`` if given): what is in the
+        file and what is not written yet."""
+        with self._lock:
+            r = self._running
+            if r is None or r.trace is None:
+                return []
+            if now is not None:
+                r.trace.finish(now)
+            pending = list(r.trace.points)
+        try:
+            written = self.store.points(r.id)
+        except sqlite3.Error as exc:
+            log.error("sessions: cannot read the trace back (%s)", exc)
+            written = []
+        return written + pending
+
     def tick(self, now: float) -> None:
         """Call now and then (the daemon's loop): writes a running session every
         :data:`FLUSH_EVERY_S` when its summary changed (every :data:`IDLE_FLUSH_EVERY_S`
@@ -485,6 +608,10 @@ class SessionRecorder:
                 log.error("sessions: pruning failed (%s)", exc)
 
     def end(self, now: float, ended_by: str, commit: bool = True) -> None:
+        with self._lock:
+            r = self._running
+            if r is not None and r.trace is not None:
+                r.trace.finish(now)
         self._flush(now, ended_by=ended_by, commit=commit)
         with self._lock:
             self._running = None
@@ -510,6 +637,7 @@ class SessionRecorder:
             out: dict[str, Any] = {
                 "duration_s": round(now - r.started_at, 1),
                 "presets": ",".join(r.presets),
+                "preset": _most_played(r),
                 "readings": r.readings,
             }
             span_ok = (r.first_t is not None and r.last_t is not None
@@ -520,6 +648,7 @@ class SessionRecorder:
                 out[f"{f}_start"] = start
                 out[f"{f}_end"] = end
                 out[f"{f}_trend"] = (end - start) if span_ok and None not in (start, end) else None
+            out.update(r.notes)
             return out
 
     def _flush(self, now: float, ended_by: str | None, commit: bool = True) -> None:
@@ -533,8 +662,16 @@ class SessionRecorder:
             values["ended_at"] = now
             values["ended_by"] = ended_by
         changed, r.changed = r.changed, False
+        with self._lock:
+            due = ended_by is not None or now - r.points_at >= POINTS_EVERY_S
+            points = list(r.trace.points) if r.trace is not None and due else []
         try:
+            self.store.add_points(r.id, points, commit=False)
             self.store.write(r.id, values, commit=commit)
+            if points:
+                r.points_at = now
+                with self._lock:
+                    del r.trace.points[:len(points)]  # in the file now: memory stays small
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
             log.error("sessions: cannot write the record (%s)", exc)
@@ -553,7 +690,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         return text if t is None else f"{text} ({t:+.{nd}f})"
 
     head = (f"{'started':<16}  {'min':>5}  {'ended by':<10}  {'presets':<20}  {'HR bpm':<16}  "
-            f"{'RMSSD ms':<16}  {'breaths/min':<18}  stress")
+            f"{'RMSSD ms':<16}  {'breaths/min':<18}  {'stress':<18}  {'arm':<16}  reward")
     lines = [head]
     for r in rows:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"]))
@@ -562,7 +699,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{started:<16}  {minutes:5.1f}  {r['ended_by'] or 'running':<10}  "
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
-            f"{cell(r, 'stress', 2)}"
+            f"{cell(r, 'stress', 2):<18}  {r.get('arm') or '—':<16}  "
+            f"{'—' if r.get('reward') is None else format(r['reward'], '+.2f')}"
         )
     return "\n".join(lines)
 

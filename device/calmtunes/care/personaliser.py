@@ -1,0 +1,142 @@
+"""The personaliser: what the daemon's loop calls at each session's start and end.
+
+::
+
+    care = Personaliser(config)                      # at daemon start and at each reload
+    choice = care.start_session(now)                 # a session starts (power-on, play, "auto")
+    session_config = choice.config                   # the conductor/composer play this
+    ...                                              # the session runs; its trace is collected
+    outcome = care.end_session(choice, points, now)  # the session ends: reward, learn, save
+    care.status()                                    # for `calmtunes status`
+
+Everything it learns stays in ``<state_dir>/care/`` (:mod:`calmtunes.care.store`). A problem with
+that folder never stops the music: the session then plays the chosen (or the default) arm and
+the problem is logged and shown in ``status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calmtunes.care.arms import Arm, apply_arm, default_arm
+from calmtunes.care.bandit import Bandit, Belief
+from calmtunes.care.reward import Response, session_response
+from calmtunes.care.store import CareStore, ListenerRecord, Night
+from calmtunes.care.trace import TracePoint
+from calmtunes.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A session's arm: the listener, the arm, why, and the config to play it with."""
+
+    listener: str
+    arm: Arm
+    why: str
+    config: Config
+    started_at: float
+
+
+def bandit_for(config: Config, record: ListenerRecord,
+               rng: np.random.Generator | None = None) -> Bandit:
+    """The bandit's belief after this listener's rewarded nights."""
+    bandit = Bandit.from_config(config, rng=rng)
+    for night in record.nights:
+        if night.reward is not None:
+            bandit.update(night.arm, night.reward)
+    return bandit
+
+
+class Personaliser:
+    def __init__(self, config: Config, store: CareStore | None = None,
+                 rng: np.random.Generator | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else CareStore(config.device.state_dir)
+        seed = config.care.seed
+        self.rng = rng if rng is not None else np.random.default_rng(seed or None)
+        self.listener: str | None = None
+        self.current: Choice | None = None
+        self.last: Response | None = None
+        self.problem: str | None = None
+        self._beliefs: list[Belief] = []
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: the next session uses it (the running one keeps its arm)."""
+        self.config = config
+
+    def _record(self, now: float) -> ListenerRecord:
+        listener, problem = self.store.current(now)
+        record = self.store.load(listener, now)
+        self.listener = listener
+        self.problem = problem or record.problem
+        return record
+
+    def start_session(self, now: float | None = None) -> Choice:
+        """Choose this session's arm; never raises for a storage problem."""
+        now = time.time() if now is None else now
+        try:
+            record = self._record(now)
+            bandit = bandit_for(self.config, record, self.rng)
+            arm, why = bandit.choose()
+            self._beliefs = bandit.beliefs()
+        except (OSError, ValueError) as exc:
+            self.problem = f"care record unusable ({exc}); playing the default preset"
+            log.error("care: %s", self.problem)
+            arm, why = default_arm(self.config), self.problem
+        try:
+            config = apply_arm(self.config, arm)
+        except ValueError as exc:  # the arm's preset left the config since
+            arm = default_arm(self.config)
+            why = f"{exc}; playing the default preset"
+            config = apply_arm(self.config, arm)
+        log.info("care: listener %s, arm %s: %s", self.listener, arm.id, why)
+        self.current = Choice(self.listener or "", arm, why, config, now)
+        return self.current
+
+    def end_session(self, choice: Choice, points: Sequence[TracePoint],
+                    now: float | None = None, session_id: int | None = None) -> Response:
+        """Reward the session from its trace, learn from it and save the night."""
+        now = time.time() if now is None else now
+        response = session_response(points)
+        self.last = response
+        if response.reward is None:
+            log.info("care: session on %s gives no reward: %s", choice.arm.id, response.reason)
+        else:
+            log.info("care: session on %s: reward %+.2f (heart rate %.1f → %.1f bpm)",
+                     choice.arm.id, response.reward, response.hr_base, response.hr_resp)
+        if choice.listener:
+            try:
+                record = self.store.add_night(choice.listener, Night(
+                    choice.started_at, choice.arm.id, response.reward, response.reason,
+                    session_id))
+                self._beliefs = bandit_for(self.config, record).beliefs()
+            except (OSError, ValueError) as exc:
+                self.problem = f"cannot save the night ({exc})"
+                log.error("care: %s", self.problem)
+        if self.current is choice:
+            self.current = None
+        return response
+
+    def status(self) -> dict:
+        """For ``calmtunes status``: the listener, the arm and why, the last reward, the best
+        arms believed so far, and any problem with the record."""
+        c = self.current
+        last = self.last
+        return {
+            "enabled": self.config.care.enabled,
+            "listener": self.listener,
+            "arm": c.arm.id if c else None,
+            "why": c.why if c else None,
+            "last_reward": None if last is None else last.reward,
+            "last_reward_reason": None if last is None else last.reason,
+            "best": [{"arm": b.arm, "mean": round(b.mean, 2), "sd": round(b.sd, 2),
+                      "nights": b.nights} for b in self._beliefs[:3]],
+            "problem": self.problem,
+        }

@@ -1,0 +1,250 @@
+"""Each listener's record of nights, kept on the device in ``<state_dir>/care/``.
+
+Layout: ``care/`` (0750), ``care/current.json`` (0640: which listener is at this bedside) and
+``care/listeners/<id>.json`` (0640: that listener's nights: when, which arm, its reward or why
+none). The belief of the bandit is not stored: it is recomputed from the nights and the config at
+each session start, so a changed prior or a removed preset never leaves a stale belief behind.
+
+Writes are atomic (:func:`calmtunes.state.write_atomic`: temporary file, fsync, rename, fsync of
+the folder): a power cut leaves the old file or the new one. A file that cannot be trusted — not
+JSON, the wrong shape, a value out of range, larger than :data:`MAX_FILE_BYTES`, a symbolic link
+or not a regular file — is never read as if it were fine and never deleted: it is renamed
+``<name>.bad-<UTC time>`` beside it, the error says where it went, and the listener starts
+afresh. Nothing here ever leaves the device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import stat
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calmtunes.state import write_atomic
+
+log = logging.getLogger(__name__)
+
+CARE_DIR = "care"
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+FORMAT = 1
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: about 8 000 nights; a bigger file is not ours
+MAX_NIGHTS = 1000  # the oldest nights beyond this are dropped (almost three years)
+LISTENER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class CareFileError(ValueError):
+    """A care file that cannot be trusted; ``kept`` is where it was moved aside, if it was."""
+
+    def __init__(self, message: str, kept: Path | None = None) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
+@dataclass
+class Night:
+    t: float  # Unix time the session started, s
+    arm: str
+    reward: float | None = None  # reward units; None: the session gave no reward
+    reason: str = ""
+    session: int | None = None  # the row in sessions.db
+
+
+@dataclass
+class ListenerRecord:
+    listener: str
+    created_at: float
+    nights: list[Night] = field(default_factory=list)
+    problem: str | None = None  # set when the saved file could not be used (not saved)
+
+    def to_json(self) -> bytes:
+        data = {"format": FORMAT, "listener": self.listener, "created_at": self.created_at,
+                "nights": [asdict(n) for n in self.nights[-MAX_NIGHTS:]]}
+        return json.dumps(data, allow_nan=False, indent=1).encode()
+
+
+def _secure_dir(folder: Path) -> None:
+    """``folder`` and any missing parent made :data:`DIR_MODE` whatever the umask; an existing
+    one of ours is set to it."""
+    if not folder.parent.exists():
+        _secure_dir(folder.parent)
+    try:
+        os.mkdir(folder, DIR_MODE)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"{folder} is not a folder")
+    if stat.S_IMODE(st.st_mode) != DIR_MODE and st.st_uid == os.geteuid():
+        os.chmod(folder, DIR_MODE)
+
+
+def new_listener_id(now: float | None = None) -> str:
+    """``L<yyyymmdd>-<6 hex>``: the date a nurse started it and a random part."""
+    stamp = time.strftime("%Y%m%d", time.gmtime(time.time() if now is None else now))
+    return f"L{stamp}-{secrets.token_hex(3)}"
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; :class:`CareFileError` for anything but a small regular file
+    holding strict JSON. FileNotFoundError passes through."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        if os.path.islink(path):
+            raise CareFileError(f"{path} is a symbolic link, not a file") from None
+        raise CareFileError(f"{path} cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CareFileError(f"{path} is not a regular file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise CareFileError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CareFileError(f"{path} is not valid JSON ({str(exc)[:120]})") from None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_record(path: Path, data: Any, listener: str) -> ListenerRecord:
+    def bad(what: str) -> CareFileError:
+        return CareFileError(f"{path}: {what}")
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    if data.get("format") != FORMAT:
+        raise bad(f"format {data.get('format')!r} is not {FORMAT}")
+    if data.get("listener") != listener:
+        raise bad(f"holds listener {data.get('listener')!r}, not {listener!r}")
+    if not _number(data.get("created_at")):
+        raise bad("created_at is not a time")
+    nights_raw = data.get("nights")
+    if not isinstance(nights_raw, list):
+        raise bad("nights is not a list")
+    nights = []
+    for i, n in enumerate(nights_raw):
+        if not isinstance(n, dict) or set(n) - {"t", "arm", "reward", "reason", "session"}:
+            raise bad(f"nights[{i}] is not a night record")
+        if not _number(n.get("t")) or not isinstance(n.get("arm"), str) or not n["arm"]:
+            raise bad(f"nights[{i}] needs a time t and an arm")
+        reward = n.get("reward")
+        if reward is not None and not (_number(reward) and abs(reward) <= 100.0):
+            raise bad(f"nights[{i}].reward {reward!r} is not a reward (a number within ±100)")
+        session = n.get("session")
+        if session is not None and (not isinstance(session, int) or isinstance(session, bool)):
+            raise bad(f"nights[{i}].session is not a session number")
+        reason = n.get("reason", "")
+        if not isinstance(reason, str):
+            raise bad(f"nights[{i}].reason is not text")
+        nights.append(Night(float(n["t"]), n["arm"], None if reward is None else float(reward),
+                            reason[:300], session))
+    return ListenerRecord(listener, float(data["created_at"]), nights)
+
+
+class CareStore:
+    """The care folder of one device."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(state_dir) / CARE_DIR
+        self.listeners_dir = self.dir / "listeners"
+        self.current_path = self.dir / "current.json"
+
+    def _ensure(self) -> None:
+        _secure_dir(self.dir)
+        _secure_dir(self.listeners_dir)
+
+    def _set_aside(self, path: Path, error: CareFileError) -> CareFileError:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = path.with_name(f"{path.name}.bad-{stamp}")
+        try:
+            os.replace(path, kept)
+        except OSError as exc:
+            log.error("care: %s; could not move it aside (%s)", error, exc)
+            return CareFileError(f"{error} (left in place: {exc.strerror})")
+        log.error("care: %s; kept as %s, starting afresh", error, kept)
+        return CareFileError(f"{error}; kept as {kept.name}, starting afresh", kept)
+
+    def path_for(self, listener: str) -> Path:
+        if not isinstance(listener, str) or not LISTENER_ID.match(listener):
+            raise ValueError(f"listener id {listener!r} is not letters, digits, '-' and '_' "
+                             "(at most 64)")
+        return self.listeners_dir / f"{listener}.json"
+
+    # -- which listener ------------------------------------------------------------------------
+    def current(self, now: float | None = None) -> tuple[str, str | None]:
+        """The listener at this bedside (a new one if none is recorded) and a problem met."""
+        problem = None
+        try:
+            data = _read_json(self.current_path)
+            listener = data.get("listener") if isinstance(data, dict) else None
+            if not isinstance(listener, str) or not LISTENER_ID.match(listener):
+                raise CareFileError(f"{self.current_path}: no valid listener id in it")
+            return listener, None
+        except FileNotFoundError:
+            pass
+        except CareFileError as exc:
+            problem = str(self._set_aside(self.current_path, exc))
+        return self.new_listener(now), problem
+
+    def peek_current(self) -> str | None:
+        """The current listener without creating or moving anything (None if unknown)."""
+        try:
+            data = _read_json(self.current_path)
+        except (FileNotFoundError, CareFileError):
+            return None
+        listener = data.get("listener") if isinstance(data, dict) else None
+        return listener if isinstance(listener, str) and LISTENER_ID.match(listener) else None
+
+    def new_listener(self, now: float | None = None) -> str:
+        """Start a new listener (a fresh belief) and make it the current one."""
+        now = time.time() if now is None else now
+        self._ensure()
+        listener = new_listener_id(now)
+        self.save(ListenerRecord(listener, now))
+        write_atomic(self.current_path, json.dumps({"listener": listener}).encode(), FILE_MODE)
+        log.info("care: new listener %s", listener)
+        return listener
+
+    # -- one listener's nights -------------------------------------------------------------------
+    def load(self, listener: str, now: float | None = None, *,
+             set_aside: bool = True) -> ListenerRecord:
+        """The listener's record; a fresh one (with ``problem`` set) if the file was bad, which
+        is moved aside unless ``set_aside`` is False (readers such as the report)."""
+        path = self.path_for(listener)
+        now = time.time() if now is None else now
+        try:
+            return _check_record(path, _read_json(path), listener)
+        except FileNotFoundError:
+            return ListenerRecord(listener, now)
+        except CareFileError as exc:
+            problem = self._set_aside(path, exc) if set_aside else exc
+            return ListenerRecord(listener, now, problem=str(problem))
+
+    def save(self, record: ListenerRecord) -> None:
+        self._ensure()
+        write_atomic(self.path_for(record.listener), record.to_json(), FILE_MODE)
+
+    def add_night(self, listener: str, night: Night) -> ListenerRecord:
+        record = self.load(listener, night.t)
+        record.nights.append(night)
+        del record.nights[:-MAX_NIGHTS]
+        self.save(record)
+        return record

@@ -1,0 +1,120 @@
+"""The personaliser as the daemon's loop uses it, and the nights study on simulated listeners."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from calmtunes.care.arms import Arm
+from calmtunes.care.personaliser import Personaliser
+from calmtunes.care.store import CareStore
+from calmtunes.care.trace import TracePoint
+from calmtunes.config import Config
+from calmtunes.sessions import DB_NAME, SessionStore
+from calmtunes.sim.profiles import PROFILES, night_model, profile
+from calmtunes.sim.study import expected_rewards, run_study
+
+
+def cfg(tmp_path, **care):
+    return Config().replace(device={"state_dir": str(tmp_path)}, care=care)
+
+
+def falling(minutes=15):
+    return [TracePoint(t_s=k * 10.0, hr_bpm=85.0 - min(15.0, k / 4), rmssd_ms=30.0,
+                       breathing_rate=14.0, quality=0.9, usable=1.0, pace_rate=6.0)
+            for k in range(minutes * 6)]
+
+
+def test_start_and_end_of_a_session(tmp_path):
+    care = Personaliser(cfg(tmp_path, seed=3))
+    choice = care.start_session(1000.0)
+    status = care.status()
+    assert status["arm"] == choice.arm.id and status["why"] == choice.why
+    assert status["listener"] == choice.listener and status["problem"] is None
+    assert choice.config.music.default_preset == choice.arm.preset
+    response = care.end_session(choice, falling(), 1900.0, session_id=4)
+    assert response.reward > 2.0
+    [night] = CareStore(tmp_path).load(choice.listener).nights
+    assert (night.arm, night.reward, night.session) == (choice.arm.id, response.reward, 4)
+    status = care.status()
+    assert status["arm"] is None and status["last_reward"] == response.reward
+    assert status["best"][0]["nights"] in (0, 1)
+    short = care.end_session(care.start_session(2000.0), falling(minutes=4), 2240.0)
+    assert short.reward is None and "too short" in care.status()["last_reward_reason"]
+
+
+def test_a_pinned_arm_is_played_and_still_learnt_from(tmp_path):
+    care = Personaliser(cfg(tmp_path, pinned_arm="sleep/slower"))
+    choice = care.start_session(1000.0)
+    assert choice.arm == Arm("sleep", "slower") and "pinned" in choice.why
+    assert choice.config.music.presets["sleep"]["tempo_bpm"] == 56.0
+
+
+def test_an_unusable_state_folder_never_stops_the_music(tmp_path):
+    (tmp_path / "state").write_text("a file where the folder should be")
+    care = Personaliser(cfg(tmp_path / "state"))
+    choice = care.start_session(1000.0)
+    assert choice.arm == Arm("calm") and "unusable" in care.status()["problem"]
+    assert care.end_session(choice, falling(), 1900.0).reward > 0  # nothing saved or raised
+    assert "unusable" in care.status()["problem"]
+
+
+def test_profiles_answer_best_to_their_preset():
+    config = Config()
+    for name, best, worse in (("prefers-sleep", "sleep", "calm"),
+                              ("prefers-calm", "calm", "sleep")):
+        r = expected_rewards(config, profile(name), [Arm(best), Arm(worse)], 3, 900.0, seed=5)
+        assert r[best] > r[worse] + 0.5, (name, r)
+
+
+def test_nights_vary_and_some_have_too_little_signal():
+    p = PROFILES["prefers-sleep"]
+    rng = np.random.default_rng(0)
+    models = [night_model(p, Arm("sleep"), rng) for _ in range(200)]
+    assert np.std([m.hr0 for m in models]) > 3.0
+    assert len({m.stress_floor for m in models}) > 150
+    assert 2 <= sum(bool(m.finger_off) and m.finger_off[0][1] - m.finger_off[0][0] > 300
+                    for m in models) <= 25
+    with pytest.raises(ValueError, match="prefers-sleep"):
+        profile("prefers-noise")
+
+
+def test_a_study_records_each_night_with_its_arm_and_reward(tmp_path):
+    results = run_study(Config(), profile("prefers-calm"), 3, 600.0, seed=2, state_dir=tmp_path)
+    assert len(results) == 3
+    store = SessionStore(tmp_path / DB_NAME, readonly=True)
+    rows = store.rows()
+    assert [r["arm"] for r in rows] == [r.arm for r in results]
+    assert [r["reward"] for r in rows] == [r.response.reward for r in results]
+    assert all(r["preset"] == r["arm"].split("/")[0] for r in rows)
+    assert all(r["ended_by"] == "sleep_timer" for r in rows)
+    assert len(store.points(rows[0]["id"])) == 60  # 600 s in 10-s steps
+    out = io.StringIO()
+    store.export_csv(out)
+    store.close()
+    exported = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {"preset", "arm", "reward", "hr_fall", "rmssd_rise", "breath_toward"} <= set(
+        exported[0])
+    assert exported[0]["arm"] == results[0].arm
+    listener = CareStore(tmp_path).peek_current()
+    assert len(CareStore(tmp_path).load(listener).nights) == 3
+
+
+@pytest.mark.slow
+def test_a_night_through_the_real_pulse_path_measures_the_listener():
+    """Emulated MAX30102, real driver and analyser: the heart rate the trace holds is the
+    simulated listener's (the fast path's, within a few bpm)."""
+    from calmtunes.care.arms import apply_arm
+    from calmtunes.sim.study import simulate_night
+
+    arm, p = Arm("sleep"), profile("prefers-sleep")
+    config = apply_arm(Config(), arm)
+    real = simulate_night(config, arm, p, seed=3, duration_s=360.0, ppg=True)
+    fast = simulate_night(config, arm, p, seed=3, duration_s=360.0)
+    assert np.mean([q.usable for q in real]) > 0.8
+    for a, b in zip(real[6:], fast[6:]):  # after the first minute (locking on)
+        if a.hr_bpm is not None and b.hr_bpm is not None:
+            assert abs(a.hr_bpm - b.hr_bpm) < 6.0, (a.t_s, a.hr_bpm, b.hr_bpm)

@@ -1,0 +1,157 @@
+"""The clinician's report: one self-contained page with the right figures, from the records."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from calmtunes import cli
+from calmtunes.care.reward import session_response
+from calmtunes.config import Config
+from calmtunes.music.controls import Controls
+from calmtunes.pulse.reading import PulseReading
+from calmtunes.sessions import SessionRecorder
+from calmtunes.sim.profiles import profile
+from calmtunes.sim.study import run_study
+
+pytest.importorskip("matplotlib")
+
+from calmtunes.report import ReportError, build_report
+
+T0 = 1_760_000_000.0
+
+
+def known_session(state_dir):
+    """A 15-minute session whose figures are known: heart rate 80 bpm in the first 3 minutes,
+    70 from minute 5, RMSSD 30 → 45 ms, breathing 15 → 9 (paced at 6); the finger off in
+    minute 10; the scene 'night' from minute 8; the preset sleep from minute 12."""
+    cfg = Config().replace(device={"state_dir": str(state_dir)})
+    rec = SessionRecorder.open(cfg, now=T0)
+    rec.start(T0, "calm")
+    for k in range(900):
+        t = T0 + k
+        late = k >= 300
+        finger = not 600 <= k < 660
+        rec.reading(t, PulseReading(
+            t=k, finger=finger, quality=0.9 if finger else 0.0,
+            hr_bpm=(70.0 if late else 80.0) if finger else None,
+            rmssd_ms=45.0 if late else 30.0, breathing_rate=9.0 if late else 15.0,
+            stress=0.3, stress_sd=0.05))
+        preset = "sleep" if k >= 720 else "calm"
+        if k == 720:
+            rec.preset("sleep")
+        rec.controls(t, Controls(preset=preset, tempo_bpm=72.0 - k / 100, breath_rate=6.0,
+                                 volume_db=-6.0 if k < 450 else -9.0))
+        rec.scene(t, "night" if k >= 480 else None)
+        rec.tick(t)
+    response = session_response(rec.points(T0 + 900))  # as the daemon does at the end
+    rec.note(arm="calm/no-bed", **response.columns())
+    rec.end(T0 + 900, "pause")
+    rec.close(T0 + 901)
+    return cfg
+
+
+def svgs(page):
+    return re.findall(r"<svg\b.*?</svg>", page, flags=re.S)
+
+
+def test_the_page_needs_nothing_from_elsewhere_and_has_every_plot(tmp_path):
+    cfg = Config().replace(device={"state_dir": str(tmp_path)})
+    run_study(cfg, profile("prefers-sleep"), 3, 600.0, seed=1, state_dir=tmp_path)
+    page = build_report(cfg, tmp_path, last=2)
+    assert len(svgs(page)) == 1 + 1 + 2  # the trend, the belief, two sessions in detail
+    for forbidden in ("<script", "<link", "<img", "<iframe", "@import", "src="):
+        assert forbidden not in page.lower(), forbidden
+    assert not re.search(r"url\((?!#)", page)  # only references within the page
+    links = set(re.findall(r"https?://[^\s\"'<>)]+", page))
+    assert links <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}  # names only
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "element ids clash between the plots"
+    for words in ("not an ECG", "not a diagnosis", "bpm", "breaths/min", "RMSSD (ms)",
+                  "What the personaliser learned", "3 night(s)"):
+        assert words in page, words
+
+
+def test_a_known_session_shows_its_figures(tmp_path):
+    cfg = known_session(tmp_path)
+    page = build_report(cfg, tmp_path, session_id=1)
+    assert "80.0 → 70.0 bpm (change -10.0 bpm)" in page
+    assert "30 → 45 ms (change +15 ms)" in page
+    assert "15.0 → 9.0 breaths/min" in page and "paced at 6.0 breaths/min" in page
+    # reward: 10 bpm / 5 + 15 ms / 10 + (|15 − 6| − |9 − 6|) / 3 breaths/min = 2 + 1.5 + 2
+    assert "calm/no-bed" in page and "+5.50 reward units" in page
+    # the minute from 4.8 min (one step at 80 bpm, five at 70: 71.7) is within 2 bpm of 70
+    assert "minutes to settle</th><td class=l>4.8" in page
+    assert "presets in order: calm,sleep" in page
+    [plot] = [s for s in svgs(page)[1:]]  # the trend, then the session (no belief: no listener)
+    for label in ("heart rate (pulse)", "music tempo", "paced breathing", "scene: night",
+                  "volume, dB", "sleep"):
+        assert label in plot, label
+    assert "No listener record" in page
+
+
+def test_the_command_writes_a_private_file_and_explains_failures(tmp_path, capsys):
+    known_session(tmp_path)
+    out = tmp_path / "r.html"
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--session", "99",
+                     "--out", str(out)]) == 1
+    assert "no session 99" in capsys.readouterr().err
+    assert cli.main(["report", "--state-dir", str(tmp_path / "none"), "--out", str(out)]) == 1
+    assert "no sessions recorded" in capsys.readouterr().err
+    with pytest.raises(ReportError, match="no sessions"):
+        build_report(Config(), tmp_path / "none")
+
+
+def test_the_listener_command(tmp_path, capsys):
+    assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 0
+    assert "no listener" in capsys.readouterr().out
+    assert cli.main(["listener", "new", "--state-dir", str(tmp_path)]) == 0
+    listener = capsys.readouterr().out.split()[2].rstrip(":")
+    assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert f"listener {listener}: 0 nights" in shown and "calm" in shown
+
+
+def test_the_daemon_side_never_imports_matplotlib():
+    code = ("import sys, calmtunes.daemon, calmtunes.sessions, calmtunes.care.personaliser, "
+            "calmtunes.sim.study; print('matplotlib' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-500:]
+
+
+def test_the_page_renders_in_a_browser_without_errors(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    cfg = known_session(tmp_path)
+    out = tmp_path / "r.html"
+    out.write_text(build_report(cfg, tmp_path))
+    try:
+        pw = sync_api.sync_playwright().start()
+    except Exception as exc:  # no driver
+        pytest.skip(f"playwright cannot start: {exc}")
+    try:
+        try:
+            browser = pw.chromium.launch()
+        except Exception as exc:  # the browser was never fetched
+            pytest.skip(f"no Chromium for playwright ({str(exc).splitlines()[0]})")
+        page = browser.new_page()
+        errors, requests = [], []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: r.url.startswith("file:") or requests.append(r.url))
+        page.goto(out.as_uri())
+        assert errors == [] and requests == []
+        boxes = [s.bounding_box() for s in page.query_selector_all("svg")]
+        assert len(boxes) == 2 and all(b["width"] > 300 and b["height"] > 150 for b in boxes)
+        browser.close()
+    finally:
+        pw.stop()
