@@ -33,4 +33,5 @@ def tmp_config(tmp_path: Path) -> Config:
         pulse={"backend": "none"},
         scene={"backend": "none"},
         panel={"backend": "none"},
+        care={"enabled": False},  # the presets as chosen; tests/daemon/test_care_loop.py has care
     )

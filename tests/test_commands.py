@@ -79,7 +79,7 @@ def test_a_saved_volume_out_of_range_starts_at_the_first_start_volume_or_the_min
         state = checked_state({"volume_db": saved_db, "preset": "sleep", "playing": False,
                                "privacy": True}, CFG)
     assert state == {"volume_db": M.volume_db, "preset": "sleep", "playing": False,
-                     "privacy": True}
+                     "privacy": True, "manual": False}
     assert "saved volume" in caplog.text
 
 
@@ -92,12 +92,14 @@ def test_saved_preset_and_flags_of_the_wrong_kind_are_replaced(caplog):
     with caplog.at_level(logging.WARNING):
         state = checked_state({"volume_db": -9, "preset": "disco", "playing": "yes",
                                "privacy": 1}, CFG)
-    assert state == {"volume_db": -9.0, "preset": "calm", "playing": True, "privacy": False}
+    assert state == {"volume_db": -9.0, "preset": "calm", "playing": True, "privacy": False,
+                     "manual": False}
     assert "saved preset 'disco'" in caplog.text and "saved playing 'yes'" in caplog.text
 
 
 def test_a_good_saved_state_is_kept_as_it_is():
-    saved = {"volume_db": -12.0, "preset": "uplift", "playing": False, "privacy": False}
+    saved = {"volume_db": -12.0, "preset": "uplift", "playing": False, "privacy": False,
+             "manual": True}
     assert checked_state(saved, CFG) == saved
 
 

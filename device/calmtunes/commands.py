@@ -40,6 +40,7 @@ MAX_SLEEP_MIN = 24 * 60  # the sleep timer's longest setting, in minutes
 NO_ARG = ("volume_up", "volume_down", "play_pause", "stop", "shutdown")
 COMMANDS = ("preset", "volume", "sleep_timer", "privacy", *NO_ARG)
 # What a client of the control socket may ask for (stop, shutdown and privacy are the panel's).
+AUTO = "auto"  # ``preset auto``: the personaliser chooses the session's arm (calmtunes.care)
 SOCKET_COMMANDS = ("preset", "volume", "volume_up", "volume_down", "play_pause", "sleep_timer")
 
 
@@ -100,6 +101,11 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
     m = config.music
     if name == "preset":
         presets = list(m.presets)
+        if arg == AUTO:  # let the personaliser choose (care.enabled)
+            if not config.care.enabled:
+                return Checked(name, error="preset 'auto' needs the personaliser: set care.enabled "
+                                           "true in the config (have: " + ", ".join(presets) + ")")
+            return Checked(name, AUTO)
         if not isinstance(arg, str):
             return Checked(name, error=f"preset needs a name, got {quote(arg)} "
                                        f"(have: {', '.join(presets)})")
@@ -161,8 +167,10 @@ def checked_state(saved: dict[str, Any], config: Config) -> dict[str, Any]:
         log.warning("saved preset %s is not in the config; starting with %r (music.default_preset)",
                     quote(preset), m.default_preset)
         state["preset"] = m.default_preset
-    for key, default in (("playing", True), ("privacy", False)):
-        if not isinstance(state.get(key), bool):
+    for key, default in (("playing", True), ("privacy", False), ("manual", False)):
+        if key not in state:  # a state file from before the key existed
+            state[key] = default
+        elif not isinstance(state.get(key), bool):
             log.warning("saved %s %s is not true or false; taking %s", key, quote(state.get(key)),
                         default)
             state[key] = default

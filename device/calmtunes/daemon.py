@@ -78,6 +78,7 @@ from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
 from calmtunes.clock import SYSTEM, Clock
 from calmtunes.commands import (
+    AUTO,
     SOCKET_COMMANDS,
     TokenBucket,
     check,
@@ -185,7 +186,7 @@ class Daemon:
         self.state = StateStore(
             Path(config.device.state_dir) / STATE_FILE,
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
-             "privacy": False},
+             "privacy": False, "manual": False},
         )
         saved = checked_state(self.state.load() if persist else dict(self.state.defaults),
                               config)  # clamped: never saved back as it was
@@ -219,6 +220,12 @@ class Daemon:
         self.control = (ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
                         if control else None)
         self.socket_rate = TokenBucket(SOCKET_RATE_PER_S, SOCKET_BURST)
+        # Personal care (calmtunes.care): the arm of each session, chosen at its start and
+        # rewarded at its end; a preset chosen by a person overrides it until "preset auto".
+        self.care = self._make_care()
+        self.choice: Any = None  # the running session's arm (a care Choice), when chosen
+        # a person chose the preset: the personaliser stands aside (kept across power cuts)
+        self.manual = bool(saved.get("manual", False))
         self.sessions = self._make_sessions()
         for topic in ("command", "pulse", "scene"):
             self.hub.subscribe(topic, lambda value, t=topic: self.post(t, value))
@@ -235,9 +242,77 @@ class Daemon:
         if not self.persist:
             return None
         recorder = SessionRecorder.open(self.config, self.clock.time())
-        if recorder is not None and self.conductor.playing:
-            recorder.start(self.clock.time(), self.conductor.preset)
+        self.sessions = recorder
+        if self.conductor.playing:  # power-on: a session starts
+            self._start_session(self.clock.time())
         return recorder
+
+    def _make_care(self):
+        if not (self.persist and self.config.care.enabled):
+            return None
+        from calmtunes.care.personaliser import Personaliser
+
+        try:
+            return Personaliser(self.config)
+        except Exception:  # the music never waits for the personaliser
+            log.exception("care: the personaliser cannot start; playing the presets as chosen")
+            return None
+
+    # -- sessions and the personaliser -------------------------------------------------------
+    def _start_session(self, now: float) -> None:
+        """A session starts (power-on, play, ``preset auto``): the personaliser chooses its arm
+        unless a person chose the preset; the record starts."""
+        self.choice = None
+        if self.care is not None and not self.manual:
+            try:
+                self.choice = self.care.start_session(now)
+            except Exception:
+                log.exception("care: choosing the session's arm failed; playing %s",
+                              self.conductor.preset)
+            if self.choice is not None:
+                self._play_arm(self.choice)
+        if self.sessions is not None:
+            self.sessions.start(now, self.conductor.preset)
+            if self.choice is not None:
+                self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
+
+    def _play_arm(self, choice: Any) -> None:
+        """Play ``choice``'s arm: its preset, and its variation of the config (tempo target,
+        bed, breath pacing) for the conductor, composer and mixer. Never louder."""
+        arm_config = choice.config
+        self.conductor.reconfigure(arm_config)
+        changed = self.conductor.set_preset(choice.arm.preset)
+        for part in (self.composer, self.audio):
+            part.reconfigure(arm_config)
+        if changed:
+            self.composer.flush()
+            self.audio.change_preset()
+        log.info("care: playing %s (%s)", choice.arm.describe(), choice.why)
+
+    def _end_session(self, now: float, why: str) -> None:
+        """A session ends: it is rewarded (unless a person took over) and recorded."""
+        if self.sessions is None:
+            return
+        choice, self.choice = self.choice, None
+        if choice is not None and self.care is not None:
+            if self.manual:
+                self.sessions.note(listener=choice.listener, arm=choice.arm.id)
+                log.info("care: no reward for this session: a person chose the preset")
+            else:
+                try:
+                    response = self.care.end_session(choice, self.sessions.points(now), now,
+                                                     self.sessions.session_id)
+                    self.sessions.note(listener=choice.listener, arm=choice.arm.id,
+                                       **response.columns())
+                except Exception:
+                    log.exception("care: rewarding the session failed; the record goes on")
+            if self.config is not choice.config:  # the next session starts from the file's
+                self._unplay_arm()
+        self.sessions.end(now, why)
+
+    def _unplay_arm(self) -> None:
+        for part in (self.conductor, self.composer, self.audio):
+            part.reconfigure(self.config)
 
     def _make_senses(self) -> list[Component]:
         from calmtunes.panel.component import make_component as make_panel
@@ -422,8 +497,10 @@ class Daemon:
         self.notifier.stopping("fading out")
         self.audio.fade_out()
         if self.sessions is not None:  # while the music fades: the last commit syncs the card
-            self.sessions.close(self.clock.time(), "shutdown" if self.exit_code == EXIT_POWEROFF
-                                else "stop")
+            ended = "shutdown" if self.exit_code == EXIT_POWEROFF else "stop"
+            if self.choice is not None:
+                self._end_session(self.clock.time(), ended)
+            self.sessions.close(self.clock.time(), ended)
         self.wait(self.config.audio.fade_out_s + 0.3, lambda: self.audio.faded_out)
         # Let the faded tail already in the ring reach the output.
         self.wait(min(0.3, self.config.audio.buffer_ms / 1000))
@@ -506,6 +583,17 @@ class Daemon:
             self.last_reload = {"ok": False, "error": f"{name}: {exc}"[:500]}
             return "config reload refused: see the journal"
         self.config = new
+        if self.care is not None:
+            self.care.reconfigure(new)
+        if self.choice is not None:  # the session goes on with its arm, on the new config
+            try:
+                from calmtunes.care.arms import apply_arm
+
+                arm_config = apply_arm(new, self.choice.arm)
+                for part in (self.conductor, self.composer, self.audio):
+                    part.reconfigure(arm_config)
+            except ValueError as exc:  # its preset left the config
+                log.warning("care: %s; the session plays on without its arm", exc)
         self.generation += 1
         self.loaded_at = self.clock.time()
         self.last_reload = {"ok": True, "changed": changed, "parts": parts}
@@ -540,7 +628,10 @@ class Daemon:
             self.trace.add(now - self.started_at, controls.tempo_bpm, controls.breath_rate,
                            listener.state, self.conductor.mode)
         if self.sessions is not None:
-            self.sessions.tick(self.clock.time())
+            wall = self.clock.time()
+            self.sessions.controls(wall, controls)
+            self.sessions.scene(wall, getattr(self._scene, "label", None))
+            self.sessions.tick(wall)
 
     # -- commands -------------------------------------------------------------------------------
     def apply_controls(self) -> None:
@@ -552,7 +643,8 @@ class Daemon:
         if not self.persist:
             return
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
-                         "playing": self.conductor.playing, "privacy": self.privacy})
+                         "playing": self.conductor.playing, "privacy": self.privacy,
+                         "manual": self.manual})
 
     def handle_command(self, command: Command) -> None:
         checked = check(command.name, command.arg, self.config)
@@ -564,7 +656,20 @@ class Daemon:
     def _do_command(self, name: str, arg: Any, source: str) -> None:
         """A command :func:`check` accepted (``arg`` is clean)."""
         step = self.config.music.volume_step_db
-        if name == "preset":
+        if name == "preset" and arg == AUTO:
+            log.info("preset auto (%s): the personaliser chooses from the next session", source)
+            self.manual = False
+            now = self.clock.time()
+            if self.conductor.playing:
+                self._end_session(now, "auto")
+                self._start_session(now)
+            else:
+                self._set_playing(True)
+        elif name == "preset":
+            if self.care is not None and not self.manual:
+                self.manual = True
+                log.info("care: %s chose preset %s; the personaliser stands aside until "
+                         "'preset auto'", source, arg)
             if self.conductor.set_preset(arg):
                 log.info("preset %s (%s)", arg, source)
                 self.composer.flush()
@@ -609,11 +714,10 @@ class Daemon:
             self.audio.fade_out(fade_s)
             self.sleep_at = None
         log.info("%s", "playing" if playing else "paused")
-        if self.sessions is not None:
-            if playing:
-                self.sessions.start(self.clock.time(), self.conductor.preset)
-            else:
-                self.sessions.end(self.clock.time(), why)
+        if playing:
+            self._start_session(self.clock.time())
+        else:
+            self._end_session(self.clock.time(), why)
 
     def _sleep_timer(self, minutes: float) -> None:
         """``minutes`` as :func:`check` passed it: 0–1440, 0 cancels."""
@@ -652,6 +756,7 @@ class Daemon:
                        "loaded_at": round(self.loaded_at, 3),
                        "hardware": self.config.device.hardware,
                        "last_reload": self.last_reload},
+            "care": self._care_status(),
             "restarts_unclean": (None if self.sessions is None
                                  else self.sessions.restarts_unclean(self.clock.time())),
             "components": {
@@ -667,6 +772,20 @@ class Daemon:
             for key, hidden in (("conductor", HEALTH_CONDUCTOR), ("controls", HEALTH_CONTROLS)):
                 if isinstance(status[key], dict):
                     status[key] = {k: v for k, v in status[key].items() if k not in hidden}
+        return status
+
+    def _care_status(self) -> dict[str, Any] | None:
+        """The personaliser: the arm playing and why, what it has learnt; or why not."""
+        if self.care is None:
+            return {"enabled": False} if not self.config.care.enabled else \
+                {"enabled": True, "problem": "not running (see the journal)"}
+        status = self.care.status()
+        status["manual"] = self.manual
+        if self.choice is not None:
+            status.update(arm=self.choice.arm.id, why=self.choice.why)
+        if self.manual:
+            status["why"] = ("a person chose the preset; `calmtunes preset auto` hands back to "
+                             "the personaliser")
         return status
 
     def may_see_health(self, peer: Peer | None) -> bool:

@@ -4,7 +4,9 @@ Both run the daemon itself — its control loop, supervisor, composer, audio com
 the emulated sensor and camera when there is a listener — on a
 :class:`~calmtunes.clock.VirtualClock`, as fast as the CPU allows, into a WAV file of exactly the
 length asked for. So what a render, a benchmark or a check hears is what the device plays, and
-the same config, scenario and seed give the same samples, whichever of the two commands ran it.
+the same config, scenario and seed give the same samples, whichever of the two commands ran it
+(with the personaliser off: ``simulate`` keeps a device state and its listener's record, from
+which the personaliser chooses each session's arm; a render keeps none).
 
 With a ``scenario`` (a :data:`~calmtunes.sim.listener.SCENARIOS` name) the session is
 closed-loop: the emulated MAX30102 watches a simulated listener who hears the music, the pulse

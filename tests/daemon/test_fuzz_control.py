@@ -170,7 +170,7 @@ def test_any_state_file_starts_safe_and_saves_back_clean(tmp_config, tmp_path):
     folder.mkdir()
     path = folder / STATE_FILE
     defaults = {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
-                "privacy": False}
+                "privacy": False, "manual": False}
 
     tried = [0]
 

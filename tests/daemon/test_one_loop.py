@@ -27,6 +27,7 @@ def sim_config(tmp_path: Path) -> Config:
         device={"state_dir": str(tmp_path / "state"), "runtime_dir": str(tmp_path / "run")},
         music={"generator": "procedural", "seed": 3},
         sim={"scenario": "stressed", "seed": 5},
+        care={"enabled": False},  # a render has no listener record to choose an arm from
     )
 
 
@@ -130,7 +131,7 @@ def _reloaded_session(tmp_path: Path, name: str, target_lufs: float):
         written = dataclasses.asdict(Config().replace(
             device={"state_dir": cfg.device.state_dir, "runtime_dir": cfg.device.runtime_dir},
             music={"generator": "procedural", "seed": 3, "target_lufs": target_lufs},
-            sim={"scenario": "stressed", "seed": 5}))
+            sim={"scenario": "stressed", "seed": 5}, care={"enabled": False}))
         path.write_text(yaml.safe_dump(written))
         parts["before"] = {c.name: c for c in daemon.components}
         daemon.request_reload()

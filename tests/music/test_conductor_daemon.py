@@ -23,7 +23,7 @@ def make_daemon(tmp_path):
             device={"state_dir": str(tmp_path / "state"), "runtime_dir": str(tmp_path / "run")},
             audio={"backend": "null"}, music={"generator": "procedural", "seed": 1},
             pulse={"backend": "none"}, scene={"backend": "none"},
-            panel={"backend": "none", **panel})
+            panel={"backend": "none", **panel}, care={"enabled": False})
         d = Daemon(cfg)
         made.append(d)
         return d

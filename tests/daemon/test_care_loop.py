@@ -1,0 +1,83 @@
+"""The personaliser in the control loop: the arm chosen at a session's start and played, the
+session rewarded (or not, and why) at its end, a person's choice respected until "preset auto",
+and what status says. The daemon runs on a virtual clock."""
+
+from __future__ import annotations
+
+from clocked import run, virtual_daemon
+
+from calmtunes.config import Config
+from calmtunes.daemon import Daemon
+from calmtunes.sessions import SessionStore
+
+
+def rows(config: Config) -> list[dict]:
+    store = SessionStore.for_config(config, readonly=True)
+    try:
+        return store.rows()
+    finally:
+        store.close()
+
+
+def care_config(tmp_config: Config, **care) -> Config:
+    return tmp_config.replace(care={"enabled": True, "seed": 3, **care})
+
+
+def test_a_pinned_arm_is_played_from_power_on_and_recorded(tmp_config):
+    cfg = care_config(tmp_config, pinned_arm="sleep/slower")
+    daemon = virtual_daemon(cfg)
+    status, playing = run(daemon, 3.0, at=[
+        (2.0, daemon.status),
+        (2.5, lambda: daemon.conductor.config.music.presets["sleep"]["tempo_bpm"])])
+    assert daemon.conductor.preset == "sleep"
+    care = status["care"]
+    assert care["arm"] == "sleep/slower" and "pinned by the clinician" in care["why"]
+    assert care["manual"] is False
+    # the arm's variation is what the conductor plays: the sleep target 4 bpm slower
+    planned = cfg.music.presets["sleep"]["tempo_bpm"] - 4.0
+    assert playing == planned
+    [row] = rows(cfg)
+    assert row["arm"] == "sleep/slower"
+    # a 3 s session has no minutes 5-15: no reward, and the record says why
+    assert row["reward"] is None and row["reward_reason"]
+
+
+def test_a_person_chooses_and_the_personaliser_stands_aside_until_auto(tmp_config):
+    cfg = care_config(tmp_config, pinned_arm="sleep")
+    daemon = virtual_daemon(cfg)
+    manual = run(daemon, 3.0, at=[(1.5, lambda: daemon.hub.command("preset", "uplift")),
+                                  (2.0, daemon.status)])[-1]
+    assert daemon.conductor.preset == "uplift"
+    assert manual["care"]["manual"] is True and "preset auto" in manual["care"]["why"]
+    # a power cut does not undo a person's choice
+    again = Daemon(cfg, control=False)
+    assert again.conductor.preset == "uplift" and again.manual is True
+    again.sessions.close(again.clock.time())
+    # "preset auto" (the socket's word for it) hands back to the personaliser at once
+    third = virtual_daemon(cfg)
+    reply, status = run(third, 3.0, at=[
+        (1.5, lambda: third.handle_request({"cmd": "preset", "arg": "auto"})),
+        (2.0, third.status)])
+    assert reply == {"ok": True}
+    assert status["care"]["manual"] is False and status["care"]["arm"] == "sleep"
+    assert third.conductor.preset == "sleep"
+    presets = [r["arm"] for r in rows(cfg)]
+    assert presets[-1] == "sleep"  # the session after "auto" carries the chosen arm
+
+
+def test_auto_is_refused_with_the_fix_when_the_personaliser_is_off(tmp_config):
+    daemon = Daemon(tmp_config, control=False)  # care off in the shared test config
+    reply = daemon.handle_request({"cmd": "preset", "arg": "auto"})
+    assert reply["ok"] is False and "care.enabled" in reply["error"]
+    assert daemon.status()["care"] == {"enabled": False}
+    daemon.sessions.close(daemon.clock.time())
+
+
+def test_forbidden_arms_are_never_chosen(tmp_config):
+    cfg = care_config(tmp_config, forbidden_arms=["calm", "uplift"], seed=0)
+    chosen = set()
+    for i in range(6):
+        d = virtual_daemon(cfg.replace(device={"state_dir": f"{cfg.device.state_dir}-{i}"}))
+        run(d, 1.5)
+        chosen.add(d.conductor.preset)
+    assert chosen == {"sleep"}
