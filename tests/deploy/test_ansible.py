@@ -114,3 +114,45 @@ def test_ansible_lint_production_profile():
     out = subprocess.run(["ansible-lint", "--offline", "--profile", "production"], cwd=ANSIBLE,
                          capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_folders_are_made_before_files_are_copied_into_them():
+    """ansible.builtin.copy does not make a missing parent folder: on a fresh device (no
+    install-pi before), /opt/calmtunes/bin, /etc/systemd/system.conf.d and the READY check's
+    drop-in folder must be made by an earlier task of the play."""
+    made = {"/etc", "/etc/systemd/system"}  # what a fresh bookworm has
+    order = [t for role in ("system", "hardware", "service", "release")
+             for t in tasks(load(ANSIBLE / "roles" / role / "tasks" / "main.yml"))]
+    for t in order:
+        f = t.get("ansible.builtin.file", {})
+        if f.get("state") == "directory":
+            paths = t.get("loop") or [f["path"]]
+            made.update(str(p) for p in paths)
+        c = t.get("ansible.builtin.copy")
+        if c:
+            parent = str(Path(c["dest"].replace("{{ item }}", "x")).parent)
+            if "{{" in parent:  # e.g. the bundle's folder, checked by its own name below
+                parent = parent.split("/{{")[0]
+            assert parent in made, f"{t['name']!r} copies into {parent}, made by no earlier task"
+
+
+def test_the_device_itself_decides_on_ready_with_the_fleet_deadline():
+    """The play starts the device's own calmtunes-release-check.service (which rolls back even
+    if the connection drops) and fails the host, stopping the rollout, when it did not
+    confirm; the deadline reaches the unit through a drop-in."""
+    release = tasks(load(ANSIBLE / "roles/release/tasks/main.yml"))
+    wait = next(t for t in release if t.get("name") == "Wait for the new release to reach READY")
+    assert wait["when"] == "release_pending.stat.exists"
+    (start,) = wait["block"]
+    assert start["ansible.builtin.systemd_service"] == {
+        "name": "calmtunes-release-check.service", "state": "started"}
+    assert any("ansible.builtin.fail" in t for t in wait["rescue"])
+    service = tasks(load(ANSIBLE / "roles/service/tasks/main.yml"))
+    dropin = next(t["ansible.builtin.copy"] for t in service
+                  if "calmtunes-release-check.service.d" in
+                  str(t.get("ansible.builtin.copy", {}).get("dest")))
+    assert "--deadline {{ calmtunes_ready_deadline | int }}" in dropin["content"]
+    assert "ExecStart=\n" in dropin["content"]  # replaces the unit's ExecStart, not a second one
+    unit = (REPO / "systemd/calmtunes-release-check.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.*) --deadline", unit, re.M).group(1)
+    assert f"ExecStart={exec_start} --deadline" in dropin["content"]
