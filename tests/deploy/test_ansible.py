@@ -1,8 +1,10 @@
 """deploy/ansible: the playbook's shape (what the fleet relies on), its agreement with
 scripts/install-pi, and ansible-playbook --syntax-check / ansible-lint where they are installed:
 
-    python3 -m venv /tmp/ansible && /tmp/ansible/bin/pip install ansible ansible-lint
-    PATH=/tmp/ansible/bin:$PATH python -m pytest tests/deploy/test_ansible.py
+    pip install -e '.[fleet]'      # ansible-core and ansible-lint
+    python -m pytest tests/deploy/test_ansible.py
+
+The playbook run for real, over SSH against booted hosts: tests/deploy/test_fleet.py.
 """
 
 from __future__ import annotations
