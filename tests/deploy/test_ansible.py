@@ -158,3 +158,28 @@ def test_the_device_itself_decides_on_ready_with_the_fleet_deadline():
     unit = (REPO / "systemd/calmtunes-release-check.service").read_text()
     exec_start = re.search(r"^ExecStart=(.*) --deadline", unit, re.M).group(1)
     assert f"ExecStart={exec_start} --deadline" in dropin["content"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_the_deadline_drop_in_verifies_with_the_check_unit(tmp_path):
+    """The drop-in as Ansible writes it for a 40 s deadline, beside the unit: systemd-analyze
+    verify reads both; the unit's time limit outlasts the deadline and the settle time."""
+    service = tasks(load(ANSIBLE / "roles/service/tasks/main.yml"))
+    content = next(t["ansible.builtin.copy"]["content"] for t in service
+                   if "calmtunes-release-check.service.d" in
+                   str(t.get("ansible.builtin.copy", {}).get("dest")))
+    rendered = (content.replace("{{ calmtunes_ready_deadline | int + 120 }}", "160")
+                .replace("{{ calmtunes_ready_deadline | int }}", "40"))
+    assert "{{" not in rendered, rendered
+    python = shutil.which("python3") or "/bin/true"
+    unit = REPO / "systemd/calmtunes-release-check.service"
+    (tmp_path / unit.name).write_text(unit.read_text().replace("/usr/bin/python3", python))
+    dropins = tmp_path / f"{unit.name}.d"
+    dropins.mkdir()
+    (dropins / "deadline.conf").write_text(rendered.replace("/usr/bin/python3", python))
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit.name)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    settle = float(re.search(r"--settle (\d+)", rendered).group(1))
+    assert 40 + settle < float(re.search(r"TimeoutStartSec=(\d+)", rendered).group(1))
