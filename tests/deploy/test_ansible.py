@@ -1,8 +1,10 @@
 """deploy/ansible: the playbook's shape (what the fleet relies on), its agreement with
 scripts/install-pi, and ansible-playbook --syntax-check / ansible-lint where they are installed:
 
-    python3 -m venv /tmp/ansible && /tmp/ansible/bin/pip install ansible ansible-lint
-    PATH=/tmp/ansible/bin:$PATH python -m pytest tests/deploy/test_ansible.py
+    pip install -e '.[fleet]'      # ansible-core and ansible-lint
+    python -m pytest tests/deploy/test_ansible.py
+
+The playbook run for real, over SSH against booted hosts: tests/deploy/test_fleet.py.
 """
 
 from __future__ import annotations
@@ -114,3 +116,70 @@ def test_ansible_lint_production_profile():
     out = subprocess.run(["ansible-lint", "--offline", "--profile", "production"], cwd=ANSIBLE,
                          capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_folders_are_made_before_files_are_copied_into_them():
+    """ansible.builtin.copy does not make a missing parent folder: on a fresh device (no
+    install-pi before), /opt/calmtunes/bin, /etc/systemd/system.conf.d and the READY check's
+    drop-in folder must be made by an earlier task of the play."""
+    made = {"/etc", "/etc/systemd/system"}  # what a fresh bookworm has
+    order = [t for role in ("system", "hardware", "service", "release")
+             for t in tasks(load(ANSIBLE / "roles" / role / "tasks" / "main.yml"))]
+    for t in order:
+        f = t.get("ansible.builtin.file", {})
+        if f.get("state") == "directory":
+            paths = t.get("loop") or [f["path"]]
+            made.update(str(p) for p in paths)
+        c = t.get("ansible.builtin.copy")
+        if c:
+            parent = str(Path(c["dest"].replace("{{ item }}", "x")).parent)
+            if "{{" in parent:  # e.g. the bundle's folder, checked by its own name below
+                parent = parent.split("/{{")[0]
+            assert parent in made, f"{t['name']!r} copies into {parent}, made by no earlier task"
+
+
+def test_the_device_itself_decides_on_ready_with_the_fleet_deadline():
+    """The play starts the device's own calmtunes-release-check.service (which rolls back even
+    if the connection drops) and fails the host, stopping the rollout, when it did not
+    confirm; the deadline reaches the unit through a drop-in."""
+    release = tasks(load(ANSIBLE / "roles/release/tasks/main.yml"))
+    wait = next(t for t in release if t.get("name") == "Wait for the new release to reach READY")
+    assert wait["when"] == "release_pending.stat.exists"
+    (start,) = wait["block"]
+    assert start["ansible.builtin.systemd_service"] == {
+        "name": "calmtunes-release-check.service", "state": "started"}
+    assert any("ansible.builtin.fail" in t for t in wait["rescue"])
+    service = tasks(load(ANSIBLE / "roles/service/tasks/main.yml"))
+    dropin = next(t["ansible.builtin.copy"] for t in service
+                  if "calmtunes-release-check.service.d" in
+                  str(t.get("ansible.builtin.copy", {}).get("dest")))
+    assert "--deadline {{ calmtunes_ready_deadline | int }}" in dropin["content"]
+    assert "ExecStart=\n" in dropin["content"]  # replaces the unit's ExecStart, not a second one
+    unit = (REPO / "systemd/calmtunes-release-check.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.*) --deadline", unit, re.M).group(1)
+    assert f"ExecStart={exec_start} --deadline" in dropin["content"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_the_deadline_drop_in_verifies_with_the_check_unit(tmp_path):
+    """The drop-in as Ansible writes it for a 40 s deadline, beside the unit: systemd-analyze
+    verify reads both; the unit's time limit outlasts the deadline and the settle time."""
+    service = tasks(load(ANSIBLE / "roles/service/tasks/main.yml"))
+    content = next(t["ansible.builtin.copy"]["content"] for t in service
+                   if "calmtunes-release-check.service.d" in
+                   str(t.get("ansible.builtin.copy", {}).get("dest")))
+    rendered = (content.replace("{{ calmtunes_ready_deadline | int + 120 }}", "160")
+                .replace("{{ calmtunes_ready_deadline | int }}", "40"))
+    assert "{{" not in rendered, rendered
+    python = shutil.which("python3") or "/bin/true"
+    unit = REPO / "systemd/calmtunes-release-check.service"
+    (tmp_path / unit.name).write_text(unit.read_text().replace("/usr/bin/python3", python))
+    dropins = tmp_path / f"{unit.name}.d"
+    dropins.mkdir()
+    (dropins / "deadline.conf").write_text(rendered.replace("/usr/bin/python3", python))
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit.name)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    settle = float(re.search(r"--settle (\d+)", rendered).group(1))
+    assert 40 + settle < float(re.search(r"TimeoutStartSec=(\d+)", rendered).group(1))
