@@ -4,11 +4,10 @@ and what status says. The daemon runs on a virtual clock."""
 
 from __future__ import annotations
 
-from clocked import run, virtual_daemon
-
 from calmtunes.config import Config
 from calmtunes.daemon import Daemon
 from calmtunes.sessions import SessionStore
+from clocked import run, virtual_daemon
 
 
 def rows(config: Config) -> list[dict]:
