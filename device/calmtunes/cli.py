@@ -122,6 +122,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"calmtunes simulate: no preset {args.preset!r} (have: "
               f"{', '.join(shown.music.presets)})", file=sys.stderr)
         return 2
+    if args.listener is not None or args.nights is not None:
+        return _simulate_nights(cfg, args)
     if args.virtual_clock:
         if args.duration is None or not args.out:
             print("calmtunes simulate: --virtual-clock needs --duration SECONDS and --out FILE "
@@ -143,6 +145,43 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     daemon = Daemon(cfg, path, overlay=overlay, preset=args.preset)
     daemon.install_signal_handlers()
     return daemon.run(duration=args.duration)
+
+
+def _simulate_nights(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    """``simulate --listener P --nights N --duration S --state-dir DIR --virtual-clock``: the
+    personaliser learns a simulated listener over N sessions on one device state. Each night the
+    real personaliser chooses, the real conductor leads, the readings come through the real
+    pulse path (emulated MAX30102, driver, analyser) and the real session recorder keeps the
+    record; no sound is synthesised (calmtunes.sim.study)."""
+    from calmtunes.sim.profiles import PROFILES
+    from calmtunes.sim.study import run_study
+
+    problems = []
+    if args.listener not in PROFILES:
+        problems.append(f"--listener {args.listener!r}: choose one of {', '.join(PROFILES)}")
+    if not args.nights or args.nights < 1:
+        problems.append("--nights N (1 or more) is needed with --listener")
+    if args.duration is None or args.duration < 60:
+        problems.append("--duration SECONDS (60 or more: a night's session) is needed")
+    if not args.state_dir:
+        problems.append("--state-dir DIR is needed: the device state the nights share")
+    if not args.virtual_clock:
+        problems.append("--virtual-clock is needed: nights run as fast as the CPU allows")
+    if problems:
+        for p in problems:
+            print(f"calmtunes simulate: {p}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.device.log_level)
+    results = run_study(cfg.replace(care={"enabled": True}), PROFILES[args.listener],
+                        args.nights, args.duration, seed=args.seed or 0,
+                        state_dir=args.state_dir, ppg=True)
+    print(f"{args.nights} nights of {args.duration:.0f} s, listener {args.listener!r}, "
+          f"state in {args.state_dir}:")
+    print("night  arm                reward  why")
+    for r in results:
+        reward = "—" if r.response.reward is None else f"{r.response.reward:+.2f}"
+        print(f"{r.night + 1:5d}  {r.arm:<18} {reward:>6}  {r.why[:60]}")
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -343,6 +382,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     )
 
     cfg, _ = load_config(args.config)
+    if args.state_dir:
+        cfg = cfg.replace(device={"state_dir": args.state_dir})
     path = Path(cfg.device.state_dir) / DB_NAME
     if not path.exists():
         print(f"no sessions recorded ({path} does not exist)")
@@ -541,6 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--virtual-clock", action="store_true",
                    help="run on a virtual clock, as fast as the CPU allows (needs --duration and "
                    "--out); the same as `calmtunes render` for the same scenario and seed")
+    s.add_argument("--listener", metavar="PROFILE",
+                   help="a simulated listener with hidden preferences (prefers-sleep, "
+                   "prefers-calm, ...) for a study of the personaliser; with --nights")
+    s.add_argument("--nights", type=int,
+                   help="with --listener: this many sessions of --duration s in a row on one "
+                   "device state (--state-dir), on the virtual clock")
+    s.add_argument("--state-dir", help="the device state for --nights (sessions.db, care/)")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")
@@ -574,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export", choices=("csv",), help="write every session as CSV to stdout")
     s.add_argument("--forget", action="store_true", help="delete every session record")
     s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
+    s.add_argument("--state-dir", help="where sessions.db is (default: the config's)")
     s.set_defaults(func=cmd_sessions)
 
     s = sub.add_parser("report", help="the clinician's report: one self-contained HTML file")

@@ -80,3 +80,28 @@ def test_forbidden_arms_are_never_chosen(tmp_config):
         run(d, 1.5)
         chosen.add(d.conductor.preset)
     assert chosen == {"sleep"}
+
+
+def test_simulate_nights_learns_on_one_device_state_and_exports_the_arms(tmp_path, capsys):
+    from calmtunes import cli
+
+    state = tmp_path / "device"
+    assert cli.main(["simulate", "--listener", "prefers-sleep", "--nights", "2", "--duration",
+                     "120", "--state-dir", str(state), "--virtual-clock", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "2 nights of 120 s, listener 'prefers-sleep'" in out
+    assert cli.main(["sessions", "--state-dir", str(state), "--export", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split(",")
+    assert {"preset", "arm", "reward", "reward_reason"} <= set(header)
+    assert len(lines) == 3  # one row a night, each with its arm
+    assert all(line.split(",")[header.index("arm")] for line in lines[1:])
+
+
+def test_simulate_nights_says_what_is_missing(tmp_path, capsys):
+    from calmtunes import cli
+
+    assert cli.main(["simulate", "--listener", "prefers-jazz", "--nights", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "prefers-sleep" in err and "--nights N" in err and "--state-dir" in err
+    assert "--virtual-clock" in err and "--duration" in err
