@@ -1,6 +1,6 @@
 """Form: the slow structural layer above the phrase — sections, their character, their joins.
 
-A session is a chain of sections, each 2–5 minutes long (the length is drawn per section), in
+A session is a chain of sections, each 3–4 minutes long (the length is drawn per section), in
 the order A, A′, B, A″, B′, A‴, … — a theme, its restatement, a contrast in another harmonic
 area, the theme's return, and so on. Each section has its own
 
@@ -30,7 +30,10 @@ import numpy as np
 from calmtunes.music.controls import Controls
 
 PHRASE_BEATS = 16.0  # four bars of 4/4
-SECTION_S = (150.0, 210.0)  # a section lasts 2½–3½ minutes (drawn), inside the 2–5 wanted
+# A section lasts 3–4 minutes (drawn), inside the 2–5 wanted: never under 3, so ten minutes
+# hold three sections and a fourth can begin only in the last minute, whatever the seed
+# (with 2½–3½ minutes four whole sections fitted for some seeds, over the 2–4 wanted).
+SECTION_S = (180.0, 240.0)
 ANSWER_LIFT = 0.08  # register lift of a pair's second phrase (0–1 scale; ≈ 2 semitones)
 
 
