@@ -156,6 +156,25 @@ def test_the_mixer_plays_the_phrase_envelope_after_measuring_loudness():
 SEEDS = range(1, 9)
 
 
+def _melody_figures(phrases) -> tuple[float, int, float]:
+    """(median span of 16-bar windows in semitones, pitch classes on ≥ 1 % of the notes, share
+    of the commonest pitch in %) of the melody, as scripts/bench_music measures them."""
+    mel, beat = [], 0.0
+    for _, p in phrases:
+        mel += [(beat + n.start_beat, n.pitch) for n in p.notes if n.voice == "melody"]
+        beat += p.beats
+    pitches = [q for _, q in mel]
+    spans = []
+    for w0 in np.arange(0.0, mel[-1][0], 64.0):
+        window = [q for b, q in mel if w0 <= b < w0 + 64.0]
+        if len(window) >= 4:
+            spans.append(max(window) - min(window))
+    counts = np.bincount(np.array(pitches) % 12, minlength=12)
+    top = np.bincount(pitches).max()
+    return (float(np.median(spans)), int(np.sum(counts >= 0.01 * len(pitches))),
+            100.0 * top / len(pitches))
+
+
 @pytest.mark.parametrize("tempo", [60.0, 66.0, 76.0, 88.0])
 def test_sections_last_three_to_five_minutes_whatever_the_seed_and_tempo(tempo):
     # 2½-minute sections let four whole sections into ten minutes for some seeds (more than
@@ -169,3 +188,25 @@ def test_sections_last_three_to_five_minutes_whatever_the_seed_and_tempo(tempo):
         lengths = np.diff(sorted(starts.values()))
         assert len(lengths) >= 3 and all(180.0 <= s <= 300.0 for s in lengths), (seed, lengths)
         assert sum(1 for s in starts.values() if s < 600.0 - 60.0) <= 3
+
+
+@pytest.mark.parametrize("preset", ["calm", "sleep", "uplift"])
+def test_procedural_melodies_span_an_octave_and_more_with_no_pitch_taking_over(preset):
+    c = Controls.from_preset(preset, DEFAULT_PRESETS[preset])
+    for seed in SEEDS:
+        span, pcs, top = _melody_figures(_session(ProceduralComposer(seed), c, 3))
+        assert 12 <= span <= 18, (seed, span)
+        assert pcs >= 7, (seed, pcs)  # every degree of the scale, the sparse line's too
+        assert top <= 30, (seed, top)
+
+
+def test_new_melody_follows_the_arch_highest_in_the_third_bar():
+    heights = [[] for _ in range(4)]
+    for seed in SEEDS:
+        for _, p in _session(ProceduralComposer(seed), Controls(tempo_bpm=66.0), 3):
+            if p.meta["role"] in ("theme", "answer"):
+                for n in p.notes:
+                    if n.voice == "melody":
+                        heights[min(3, int(n.start_beat // 4))].append(n.pitch)
+    means = [np.mean(h) for h in heights]
+    assert int(np.argmax(means)) == 2 and means[2] - means[0] >= 2.0

@@ -9,7 +9,8 @@ of a theme with the transforms a :class:`~calmtunes.music.form.PhrasePlan` asks 
 * ``augment`` — half the theme at half the speed: part 0 plays the statement's first two bars
   stretched over four, part 1 its last two;
 * ``vary`` — the cadence re-aimed (the answer ends on the tonic, the statement on the fifth, a
-  half close), or where it already does, one inner note moved to a neighbour step;
+  half close; within the line's own span where it can), or where it already does, one inner
+  note moved to a neighbour step;
 * ``reorchestrate`` — an octave up or down (the composer also doubles it in the keyed voice);
 * ``reharmonise`` — the melody unchanged; the composer chooses the chords anew.
 
@@ -94,8 +95,11 @@ class MotifMemory:
         if "vary" in transform and len(steps) >= 3:
             goal = 0 if part == 1 else 4  # answer closes on the tonic, statement on the fifth
             last = steps[-1]
-            aimed = min((last - (last - goal) % 7, last + (goal - last) % 7),
-                        key=lambda s: abs(s - last))
+            # the nearest step of the goal, below or above — inside the line's own span where
+            # one is, so a varied return does not leave the register its theme kept to
+            options = (last - (last - goal) % 7, last + (goal - last) % 7)
+            inside = [s for s in options if min(steps) <= s <= max(steps)] or list(options)
+            aimed = min(inside, key=lambda s: abs(s - last))
             if aimed != last:
                 steps[-1] = aimed  # the cadence re-aimed
             else:  # already there: one inner note moves to a neighbour instead
