@@ -79,10 +79,20 @@ def test_motif_memory_transposes_augments_and_varies_without_copying():
     slow = mem.recall(0, 0, ("augment",), 0, "major", 65.0)
     assert [(s, d) for s, d, _, _ in slow] == [(0.0, 2.0), (2.0, 2.0), (4.0, 4.0), (8.0, 4.0),
                                                (12.0, 4.0)]
-    varied = mem.recall(0, 0, ("vary",), 0, "major", 65.0)
-    assert [n[2] for n in varied] != [n[2] for n in line]
+    mem.store(0, 1, line, 0, "major")
+    varied = mem.recall(0, 1, ("vary",), 0, "major", 65.0)
+    assert [n[2] for n in varied][:-1] == [n[2] for n in line][:-1]
     assert [n[:2] for n in varied] == [n[:2] for n in line]  # same rhythm: a near-repeat
-    assert varied[-1][2] % 12 == 7  # the statement half-closes on the fifth
+    assert varied[-1][2] % 12 == 0  # the answer re-aimed to the tonic
+    mem.store(0, 1, [*line[:-1], (12.0, 4.0, 60, 0.5)], 0, "major")  # ends on the tonic already
+    assert mem.recall(0, 1, ("vary",), 0, "major", 65.0)[-1][2] % 12 == 4  # … so to the third
+    # a short statement comes back as it was (that is what makes a sparse return heard); a
+    # long one with one inner note a step away
+    assert [n[2] for n in mem.recall(0, 0, ("vary",), 0, "major", 65.0)] == [n[2] for n in line]
+    long = [*line[:-1], (12.0, 2.0, 62, 0.5), (14.0, 2.0, 64, 0.5)]
+    mem.store(1, 0, long, 0, "major")
+    moved = [a[2] != b[2] for a, b in zip(mem.recall(1, 0, ("vary",), 0, "major", 65.0), long)]
+    assert sum(moved) == 1 and not moved[0] and not moved[-1]
 
 
 @pytest.mark.parametrize("preset,limit", [("calm", 0.5), ("sleep", 0.25)])

@@ -28,8 +28,11 @@ from calmtunes.music.perform import perform
 BEATS_PER_BAR = 4
 BARS = 4
 CALM_KEYS = {"major": (0, 5, 7, 2, 3), "minor": (9, 2, 4, 0)}  # C F G D Eb / A D E C
+STEP_ST = 2.7  # the odds of a melodic interval fall by e per this many semitones
 CONTOUR_PULL_ST = 6.0  # the melody's odds fall by e per this many semitones from the arch
-TIRE = 2.0  # a pitch's odds fall by e^TIRE per recent use (decaying 0.85 a note): with few
+SPARSE_ARCH = 1.5  # a sparse line (two notes a bar) follows a 1.5× deeper arch: with so few
+#                    notes it otherwise spanned 10 semitones in sixteen bars for some seeds
+TIRE = 3.0  # a pitch's odds fall by e^TIRE per recent use (decaying 0.85 a note): with few
 #            notes (sleep: two a bar) a weaker fatigue let one pitch take over a third of them
 
 
@@ -126,7 +129,8 @@ class ProceduralComposer:
         if last_bar:
             onsets = [s for s in onsets if s < 2.0] or [0.0]
         out = []
-        target = centre + CONTOUR_ST[int(start // BEATS_PER_BAR) % len(CONTOUR_ST)]
+        arch = CONTOUR_ST[int(start // BEATS_PER_BAR) % len(CONTOUR_ST)]
+        target = centre + arch * (SPARSE_ARCH if sparse else 1.0)
         for i, onset in enumerate(onsets):
             end = onsets[i + 1] if i + 1 < len(onsets) else BEATS_PER_BAR
             # chord tones on the strong beats; a sparse line's half-bar note may be any scale
@@ -145,7 +149,7 @@ class ProceduralComposer:
         # Prefer small steps, follow the phrase's arch (``target``, the bar's point of it), and
         # tire of pitches heard often lately, so the line travels instead of circling one note.
         weights = np.array([
-            np.exp(-abs(p - last) / 2.7) * np.exp(-abs(p - target) / CONTOUR_PULL_ST)
+            np.exp(-abs(p - last) / STEP_ST) * np.exp(-abs(p - target) / CONTOUR_PULL_ST)
             * (0.25 if p == last else 1.0) * np.exp(-TIRE * self._counts.get(p, 0.0))
             for p in candidates
         ])
