@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calmtunes.config import DEFAULT_PRESETS, Config
@@ -59,3 +60,24 @@ def test_a_loaded_generator_continues_the_procedural_composer_s_form(tmp_path):
     before = engine.fallback.form.phrase_index
     engine.compose_now()
     assert engine.fallback.form.phrase_index == before + 1  # the same piece goes on
+
+
+@pytest.mark.parametrize("preset", ["calm", "sleep", "uplift"])
+def test_melodies_span_an_octave_and_more_for_every_seed(preset):
+    # measured as scripts/bench_music does: the median span of 16-bar windows, pitch classes on
+    # at least 1 % of the notes, the commonest pitch's share; three minutes a seed
+    controls = Controls.from_preset(preset, DEFAULT_PRESETS[preset])
+    for seed in range(1, 6):
+        composer = NeuralComposer(SHIPPED, seed=seed)
+        melody, beat, t = [], 0.0, 0.0
+        while t < 180.0:
+            phrase = composer.next_phrase(controls)
+            melody += [(beat + n.start_beat, n.pitch) for n in phrase.notes
+                       if n.voice == "melody"]
+            beat, t = beat + phrase.beats, t + phrase.seconds
+        spans = [max(w) - min(w) for w0 in range(0, int(beat), 64)
+                 if len(w := [p for b, p in melody if w0 <= b < w0 + 64]) >= 4]
+        pitches = np.array([p for _, p in melody])
+        assert 12 <= np.median(spans) <= 18, (seed, spans)
+        assert np.sum(np.bincount(pitches % 12) >= 0.01 * len(pitches)) >= 7, seed
+        assert np.bincount(pitches).max() <= 0.3 * len(pitches), seed

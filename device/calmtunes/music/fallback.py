@@ -7,7 +7,9 @@ is new, a stored theme coming back transformed (:mod:`calmtunes.music.motifs`), 
 phrase that thins out over a tonic pedal and cadences. Chords change as often as the preset's
 harmonic rhythm allows (:func:`calmtunes.music.arrange.bars_per_chord`); the accompaniment
 (:mod:`calmtunes.music.arrange`) gives the beat; the melody moves mostly by step over chord
-tones across a wide, flat range and ends each phrase on a chord tone; finally the phrase is
+tones, follows the phrase's arch (low, rising to a high point in the third bar, settling),
+tires of pitches it has used lately, spans 12–18 semitones in sixteen bars and ends each phrase
+on a chord tone; finally the phrase is
 performed (:mod:`calmtunes.music.perform`): humanised, with rubato, breaths and swells.
 """
 
@@ -19,14 +21,19 @@ from calmtunes.music import theory
 from calmtunes.music.arrange import accompany, area_key, bars_per_chord
 from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
-from calmtunes.music.form import Form
+from calmtunes.music.form import CONTOUR_ST, MELODY_REACH, Form
 from calmtunes.music.motifs import MotifMemory
 from calmtunes.music.perform import perform
 
 BEATS_PER_BAR = 4
 BARS = 4
 CALM_KEYS = {"major": (0, 5, 7, 2, 3), "minor": (9, 2, 4, 0)}  # C F G D Eb / A D E C
-MELODY_REACH = 12  # semitones either side of the register centre the melody may use
+STEP_ST = 2.7  # the odds of a melodic interval fall by e per this many semitones
+CONTOUR_PULL_ST = 6.0  # the melody's odds fall by e per this many semitones from the arch
+SPARSE_ARCH = 1.5  # a sparse line (two notes a bar) follows a 1.5× deeper arch: with so few
+#                    notes it otherwise spanned 10 semitones in sixteen bars for some seeds
+TIRE = 3.0  # a pitch's odds fall by e^TIRE per recent use (decaying 0.85 a note): with few
+#            notes (sleep: two a bar) a weaker fatigue let one pitch take over a third of them
 
 
 class ProceduralComposer:
@@ -112,7 +119,8 @@ class ProceduralComposer:
     def _melody(self, start: float, pcs: tuple[int, ...], scale: list[int], centre: int,
                 density: float, velocity: float, last_bar: bool) -> list[NoteEvent]:
         # Rhythm: from one note a bar (sparse) to eighth notes (busy), never a grid of equals.
-        slots = [0.0, 1.0, 2.0, 3.0] if density > 0.3 else [0.0, 2.0]
+        sparse = density <= 0.3
+        slots = [0.0, 1.0, 2.0, 3.0] if not sparse else [0.0, 2.0]
         if density > 0.6:
             slots += [1.5, 2.5, 3.5]
         slots.sort()
@@ -121,23 +129,28 @@ class ProceduralComposer:
         if last_bar:
             onsets = [s for s in onsets if s < 2.0] or [0.0]
         out = []
+        arch = CONTOUR_ST[int(start // BEATS_PER_BAR) % len(CONTOUR_ST)]
+        target = centre + arch * (SPARSE_ARCH if sparse else 1.0)
         for i, onset in enumerate(onsets):
             end = onsets[i + 1] if i + 1 < len(onsets) else BEATS_PER_BAR
-            strong = onset in (0.0, 2.0)
-            pitch = self._next_pitch(pcs if (strong or last_bar) else tuple(scale), centre)
+            # chord tones on the strong beats; a sparse line's half-bar note may be any scale
+            # tone (a passing or neighbour note), else it has only the chords' pitch classes
+            strong = onset == 0.0 or (onset == 2.0 and not sparse)
+            pitch = self._next_pitch(pcs if (strong or last_bar) else tuple(scale), centre,
+                                     target)
             out.append(NoteEvent(start + onset, end - onset, pitch,
                                  velocity * (1.0 if strong else 0.8), "melody"))
         return out
 
-    def _next_pitch(self, allowed_pcs, centre: int) -> int:
+    def _next_pitch(self, allowed_pcs, centre: int, target: float) -> int:
         candidates = [p for p in range(centre - MELODY_REACH, centre + MELODY_REACH + 1)
                       if p % 12 in allowed_pcs]
         last = self._last_pitch if self._last_pitch is not None else centre
-        # Prefer small steps, drift gently back toward the centre, and tire of pitches heard
-        # often lately, so the line travels instead of circling one note.
+        # Prefer small steps, follow the phrase's arch (``target``, the bar's point of it), and
+        # tire of pitches heard often lately, so the line travels instead of circling one note.
         weights = np.array([
-            np.exp(-abs(p - last) / 2.7) * np.exp(-abs(p - centre) / 12.0)
-            * (0.25 if p == last else 1.0) * np.exp(-0.6 * self._counts.get(p, 0.0))
+            np.exp(-abs(p - last) / STEP_ST) * np.exp(-abs(p - target) / CONTOUR_PULL_ST)
+            * (0.25 if p == last else 1.0) * np.exp(-TIRE * self._counts.get(p, 0.0))
             for p in candidates
         ])
         pitch = int(self.rng.choice(candidates, p=weights / weights.sum()))

@@ -1,6 +1,6 @@
 """Form: the slow structural layer above the phrase — sections, their character, their joins.
 
-A session is a chain of sections, each 2–5 minutes long (the length is drawn per section), in
+A session is a chain of sections, each 3–4 minutes long (the length is drawn per section), in
 the order A, A′, B, A″, B′, A‴, … — a theme, its restatement, a contrast in another harmonic
 area, the theme's return, and so on. Each section has its own
 
@@ -30,8 +30,22 @@ import numpy as np
 from calmtunes.music.controls import Controls
 
 PHRASE_BEATS = 16.0  # four bars of 4/4
-SECTION_S = (150.0, 210.0)  # a section lasts 2½–3½ minutes (drawn), inside the 2–5 wanted
-ANSWER_LIFT = 0.08  # register lift of a pair's second phrase (0–1 scale; ≈ 2 semitones)
+# A section lasts 3–4 minutes (drawn), inside the 2–5 wanted: never under 3, so ten minutes
+# hold three sections and a fourth can begin only in the last minute, whatever the seed
+# (with 2½–3½ minutes four whole sections fitted for some seeds, over the 2–4 wanted).
+SECTION_S = (180.0, 240.0)
+ANSWER_LIFT = 0.14  # register lift of a pair's second phrase (0–1 scale; ≈ 3–4 semitones)
+# The melodic arch, semitones from the phrase's register centre, bar by bar: the line starts a
+# little low, rises to its high point in the third bar (where the dynamic swell peaks, 60 %
+# through the phrase) and settles — the arch, the commonest phrase contour in song (Huron,
+# "The melodic arch in Western folksongs", Computing in Musicology 10, 1996). The composers pull
+# the line toward it, so even a sparse line (two notes a bar) spans 12 semitones or more in
+# sixteen bars instead of circling its centre, and a busy one is not pushed wider by it.
+CONTOUR_ST = (-4.0, 0.0, 5.0, -1.0)
+# Semitones either side of the register centre a melody may use: 14 in a phrase, about 16 with
+# the answer's lift, so sixteen bars span 12–18 (with 12 either side the procedural line
+# spanned 17–24).
+MELODY_REACH = 7
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ the phrase is performed by :mod:`calmtunes.music.perform`. The conditioning (key
 density, register, rhythmic activity, harmonic rhythm) is set from the :class:`Controls` when
 a phrase starts, so control changes land on phrase boundaries. Sampling is constrained: a
 grammar keeps the token stream well formed, melody pitches stay in the key's scale and within
-``REGISTER_REACH`` semitones of the register centre, tiring of pitches played often lately,
-chords stay diatonic, sparse requests keep onsets on half bars; melody pitches are pulled
-toward the register centre; within that, temperature and nucleus (top-p) sampling. Each phrase
-is drawn ``candidates`` times from the same state and the draw whose measured attributes come
-nearest the request is kept.
+:data:`~calmtunes.music.form.MELODY_REACH` semitones of the register centre, tiring of pitches
+played often lately, chords stay diatonic, sparse requests keep onsets on half bars; melody
+pitches are pulled toward the phrase's melodic arch (:data:`~calmtunes.music.form.CONTOUR_ST`,
+bar by bar around the register centre); within that, temperature and nucleus (top-p)
+sampling. Each phrase is drawn ``candidates`` times from the same state and the draw whose
+measured attributes come nearest the request is kept.
 
 The model's manifest (``<model>.json`` beside it) holds its SHA-256, checked at load, and its
 token list; the manifest's own SHA-256 must be one this release pins (:mod:`model_pin`, in the
@@ -47,7 +48,7 @@ from calmtunes.music import theory
 from calmtunes.music.arrange import accompany, area_key, bars_per_chord
 from calmtunes.music.controls import TEMPO_RANGE, Controls
 from calmtunes.music.events import Chord, NoteEvent, Phrase
-from calmtunes.music.form import Form
+from calmtunes.music.form import CONTOUR_ST, MELODY_REACH, Form
 from calmtunes.music.model_pin import PINNED_MANIFESTS
 from calmtunes.music.motifs import MotifMemory
 from calmtunes.music.perform import perform
@@ -59,10 +60,12 @@ ENV_MODEL = "CALMTUNES_MODEL"
 SYSTEM_MODEL = Path("/usr/share/calmtunes") / MODEL_NAME
 BARS = 4
 CALM_MAJOR_KEYS = (0, 5, 7, 2, 3)  # C F G D Eb; the minor mode uses the relative minor
-REGISTER_REACH = 12  # melody within this many semitones of the register centre
-REGISTER_PULL = 10.0  # semitones: the melody's log-odds fall by 1 per this distance from centre
-FATIGUE = 1.0  # log-odds a melody pitch loses each time it is played (decaying by FATIGUE_DECAY
+REGISTER_PULL = 5.0  # semitones: the melody's log-odds fall by 1 per this distance from the arch
+FATIGUE = 2.0  # log-odds a melody pitch loses each time it is played (decaying by FATIGUE_DECAY
 FATIGUE_DECAY = 0.85  # a note), so the line travels instead of circling one pitch
+LONGING = 0.25  # log-odds every other pitch class gains per note (decaying too, so at most
+#                 about 1.7): a degree long unheard is wanted back, and a sparse sleep line of
+#                 sixty notes still uses all seven (without it one went missing for some seeds)
 SPARSE_DENSITY = 0.3  # below this density, melody onsets and chord changes fall on half bars
 MAX_TOKENS_PER_BAR = 80  # a bar holds at most 16 onsets of 4 tokens; more means a bad model
 TRUST = ("pinned", "any")  # music.model_trust
@@ -376,8 +379,8 @@ class NeuralComposer:
         after POS a diatonic chord or a melody pitch in scale and register; after CHORD also
         a pitch; after PITCH a duration."""
         t = self.tokens
-        pitch_ok = t.pitch_mask(key, mode, int(centre - REGISTER_REACH),
-                                int(centre + REGISTER_REACH))
+        pitch_ok = t.pitch_mask(key, mode, int(centre - MELODY_REACH),
+                                int(centre + MELODY_REACH))
         chord_ok = t.chord_mask(key, mode)
         bar = np.zeros(t.size, dtype=bool)
         bar[t.bar] = True
@@ -416,10 +419,9 @@ class NeuralComposer:
         if self._grammar_key != grammar_key:
             self._grammar_table = self._grammar(key, mode, centre, sparse)
             self._grammar_key = grammar_key
-            pitches = self.tokens.value.astype(float)
-            pull = -np.abs(pitches - centre) / REGISTER_PULL
-            self._pull = np.where(self.tokens.kind == 3, pull, 0.0)
         grammar = self._grammar_table
+        is_pitch = self.tokens.kind == 3
+        pitches = self.tokens.value.astype(float)
         t = self.tokens
         kinds = ("", "POS", "CHORD", "PITCH", "DUR")
         notes: list[tuple[int, int, int]] = []
@@ -429,6 +431,8 @@ class NeuralComposer:
             self.started = True
         spb = self.steps_per_bar
         for bar in range(bars):
+            arch = centre + CONTOUR_ST[bar % len(CONTOUR_ST)]
+            self._pull = np.where(is_pitch, -np.abs(pitches - arch) / REGISTER_PULL, 0.0)
             logits = self._step(t.bar, cond)
             chord_free = chord_bars is None or bar in chord_bars
             if forced is not None:
@@ -459,11 +463,14 @@ class NeuralComposer:
         return notes, chords, key, mode
 
     def _tire(self, token: int) -> None:
-        """A melody pitch was played: it loses :data:`FATIGUE` log-odds, and every pitch of its
-        pitch class a third of that (decaying), so the line uses the whole scale."""
+        """A melody pitch was played: it loses :data:`FATIGUE` log-odds, every pitch of its
+        pitch class a third of that, and every other pitch class gains :data:`LONGING` (all
+        decaying), so the line uses the whole scale."""
         t = self.tokens
         self._fatigue *= FATIGUE_DECAY
-        same_pc = (t.kind == 3) & (t.value % 12 == t.value[token] % 12)
+        pitch = t.kind == 3
+        same_pc = pitch & (t.value % 12 == t.value[token] % 12)
+        self._fatigue[pitch & ~same_pc] -= LONGING
         self._fatigue[same_pc] += FATIGUE / 3.0
         self._fatigue[token] += FATIGUE * 2.0 / 3.0
 

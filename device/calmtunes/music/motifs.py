@@ -8,8 +8,10 @@ of a theme with the transforms a :class:`~calmtunes.music.form.PhrasePlan` asks 
 * ``transpose`` — moved by a third or a fourth within the scale (diatonically);
 * ``augment`` — half the theme at half the speed: part 0 plays the statement's first two bars
   stretched over four, part 1 its last two;
-* ``vary`` — the cadence re-aimed (the answer ends on the tonic, the statement on the fifth, a
-  half close), or where it already does, one inner note moved to a neighbour step;
+* ``vary`` — the answer's cadence re-aimed: to the tonic, or where it already ends there, to
+  the third (an imperfect close), within the line's own span where it can; in a statement of
+  :data:`VARY_MIN_NOTES` notes or more one inner note moves to a neighbour step, a shorter one
+  comes back as it was, so the return is still heard as one;
 * ``reorchestrate`` — an octave up or down (the composer also doubles it in the keyed voice);
 * ``reharmonise`` — the melody unchanged; the composer chooses the chords anew.
 
@@ -26,6 +28,7 @@ import numpy as np
 from calmtunes.music import theory
 
 PHRASE_BEATS = 16.0
+VARY_MIN_NOTES = 8  # a statement this long stays recognisable with one note moved
 
 
 @dataclass(frozen=True)
@@ -91,16 +94,20 @@ class MotifMemory:
         if "transpose" in transform:
             shift = int(self.rng.choice((-3, 2)))
             steps = [s + shift for s in steps]
-        if "vary" in transform and len(steps) >= 3:
-            goal = 0 if part == 1 else 4  # answer closes on the tonic, statement on the fifth
+        if "vary" in transform and part == 0 and len(steps) >= VARY_MIN_NOTES:
+            # one inner note of a long statement moves to a neighbour step; a short one comes
+            # back as it was: a sparse eight bars changed in both halves is no longer heard as
+            # its theme (0 % returning phrases for some seeds of the sleep preset)
+            i = int(self.rng.integers(1, len(steps) - 1))
+            steps[i] += int(self.rng.choice((-1, 1)))
+        if "vary" in transform and part == 1 and steps:
             last = steps[-1]
-            aimed = min((last - (last - goal) % 7, last + (goal - last) % 7),
-                        key=lambda s: abs(s - last))
-            if aimed != last:
-                steps[-1] = aimed  # the cadence re-aimed
-            else:  # already there: one inner note moves to a neighbour instead
-                i = int(self.rng.integers(1, len(steps) - 1))
-                steps[i] += int(self.rng.choice((-1, 1)))
+            goal = 0 if last % 7 != 0 else 2  # to the tonic, or from it to the third
+            # the nearest step of the goal, below or above — inside the line's own span where
+            # one is, so a varied return does not leave the register its theme kept to
+            options = (last - (last - goal) % 7, last + (goal - last) % 7)
+            inside = [s for s in options if min(steps) <= s <= max(steps)] or list(options)
+            steps[-1] = min(inside, key=lambda s: abs(s - last))
         # the octave that puts the line's mean nearest the requested centre
         pitches = [to_pitch(s, key_pc, mode) for s in steps]
         mean = float(np.mean(pitches))

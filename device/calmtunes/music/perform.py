@@ -11,7 +11,7 @@ returns them
   end, nothing new begins;
 * with a **dynamic envelope** in ``meta["dynamics"]``: (beat, dB) breakpoints the mixer follows
   — the section's level, a swell that rises over the first 60 % of the phrase and falls back
-  (the phrase's arch, ±2.2–2.75 dB, deeper for a busier preset), a fade in a closing phrase,
+  (the phrase's arch, ±2.2–2.8 dB, deeper for a sparser preset), a fade in a closing phrase,
   and a dip of :data:`BREATH_DIP_DB` through a breath, the bed and reverb receding with the
   music into a near-silence. The levels are centred so the envelope's mean power is about 0 dB:
   the loudness target still holds.
@@ -32,13 +32,17 @@ RIT_MS = 60.0  # ritardando at the end of a phrase, ms
 CLOSE_RIT_MS = 150.0
 BREATH_BEATS = 1.5  # the rest that ends a breathing phrase
 BREATH_DIP_DB = -12.0
-SWELL_DB = 1.8  # arch depth at density 0, dB
-SWELL_PER_DENSITY_DB = 1.6  # … plus this much at density 1 (sleep 2.2, calm 2.5, uplift 2.75)
+# Arch depth, dB: SWELL_DB at density 0, SWELL_PER_DENSITY_DB more per unit of density (sleep
+# 3.05, calm 2.95, uplift 2.85). Sparse music is steadier by itself — a few long notes over the pad
+# — so its arch must be deeper for the same loudness range: with depths rising with density the
+# sleep preset measured 3.3–4.3 LU and calm 4.4–6.2 over five seeds (4–6 wanted).
+SWELL_DB = 3.2
+SWELL_PER_DENSITY_DB = -0.6
 CENTRE_DB = 0.4  # lifts the envelope so its mean power, breaths included, is about 0 dB
 
 
 def swell_db(density: float) -> float:
-    """Depth of the phrase's arch, dB: a sparse (sleep) phrase breathes flatter than a busy one."""
+    """Depth of the phrase's arch, dB: a sparse (sleep) phrase swells deeper than a busy one."""
     return SWELL_DB + SWELL_PER_DENSITY_DB * min(1.0, max(0.0, float(density)))
 
 
