@@ -55,9 +55,25 @@ def test_render_writes_the_played_notes_on_three_tracks_with_the_tempo_map(tmp_p
     assert all(tracks[name] for name in ("melody", "harmony", "bass"))
     assert sum(len(v) for v in tracks.values()) == summary["midi_notes"]
     # the tempo map follows the closed loop's phrases (iso start near the heart rate)
-    tempi = [round(mido.tempo2bpm(m.tempo), 1) for m in mid.tracks[0] if m.type == "set_tempo"]
-    played = [round(p[2], 1) for p in summary["phrases"]]
-    assert tempi[:len(played)] == played[:len(tempi)]
+    # and every phrase begins on a bar line of the file, at its own tempo, at its own time,
+    # the crossfaded ones included (the cut phrase's last bar is stretched in the tempo map)
+    tick, at_s, last_tick, tempo, events = 0, 0.0, 0, None, []
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            if tempo is not None:
+                at_s += mido.tick2second(tick - last_tick, mid.ticks_per_beat, tempo)
+            last_tick, tempo = tick, msg.tempo
+            events.append((at_s, tick, mido.tempo2bpm(msg.tempo)))
+    bar = 4 * mid.ticks_per_beat
+    for start_s, _beats, bpm, _on, _ob in summary["phrases"]:
+        if start_s >= summary["seconds"]:
+            continue
+        near = [e for e in events if abs(e[0] - start_s) < 0.002]
+        assert near, f"no tempo event at the phrase start {start_s:.3f} s"
+        assert near[-1][1] % bar == 0 and near[-1][2] == pytest.approx(bpm, abs=0.05)
+    assert len(events) > len([p for p in summary["phrases"] if p[0] < summary["seconds"]]), \
+        "the iso start's crossfade should have stretched a bar"
     # every melody onset the mixer scheduled is in the file, at its time (±2 ms)
     onsets = sorted(t for p in summary["phrases"] for t in p[3])
     file_onsets = sorted(on for track in tracks.values() for on, *_ in track)

@@ -5,7 +5,11 @@ in seconds (humanised timing included) and every phrase's tempo — and :func:`w
 it as a format-1 Standard MIDI File (the MIDI Manufacturers Association's SMF 1.0): a tempo-map
 track (tempo at every phrase start, 4/4), then one track each for the melody, the harmony (pad
 and keyed accompaniment on their own channels) and the bass, each with a General MIDI programme.
-Ticks count beats of the tempo map, so a bar in the file is a bar of the music.
+Ticks count beats of the tempo map, so a bar in the file is a bar of the music: every phrase
+begins on a bar line of the file. Where a phrase was cut short by a crossfade (a preset change,
+the iso start meeting the listener's heart), the cut phrase's last, partial bar is stretched in
+the tempo map to end where the new phrase begins, so the times stay exact and the grid stays
+whole.
 
 No dependency: an SMF is a few chunks of big-endian integers and variable-length quantities.
 """
@@ -13,6 +17,8 @@ No dependency: an SMF is a few chunks of big-endian integers and variable-length
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,19 +105,63 @@ def _track(events: list[tuple[int, int, bytes]]) -> bytes:
     return b"MTrk" + struct.pack(">I", len(body)) + bytes(body)
 
 
+BEATS_PER_BAR = 4  # the file's 4/4
+
+
+class TempoMap:
+    """Seconds ↔ beats of the file: knots (time s, beat) joined at constant tempo, each phrase
+    starting on a bar line (see the module docstring)."""
+
+    def __init__(self, phrases: list[tuple[float, float, float]]) -> None:
+        phrases = phrases or [(0.0, 60.0, 4.0)]
+        self.first_bpm, self.last_bpm = phrases[0][1], phrases[-1][1]
+        self.times, self.beats = [phrases[0][0]], [0.0]
+        for (_, bpm, _), (start, _, _) in itertools.pairwise(phrases):
+            t0, b0 = self.times[-1], self.beats[-1]
+            b = b0 + (start - t0) * bpm / 60.0
+            bar = math.ceil(b / BEATS_PER_BAR - 1e-6) * BEATS_PER_BAR
+            if bar - b > 1e-6:  # cut short: stretch from its last whole beat to the bar line
+                whole = max(b0, math.floor(b + 1e-9))
+                t_whole = t0 + (whole - b0) * 60.0 / bpm
+                if t_whole - t0 > 1e-9 and start - t_whole > 1e-9:
+                    self.times.append(t_whole)
+                    self.beats.append(whole)
+            if start - self.times[-1] > 1e-9:
+                self.times.append(start)
+                self.beats.append(float(bar))
+
+    def beat_at(self, t: float) -> float:
+        times, beats = self.times, self.beats
+        if t <= times[0]:
+            return beats[0] + (t - times[0]) * self.first_bpm / 60.0
+        if t >= times[-1]:
+            return beats[-1] + (t - times[-1]) * self.last_bpm / 60.0
+        i = bisect.bisect_right(times, t) - 1
+        return beats[i] + (t - times[i]) * (beats[i + 1] - beats[i]) / (times[i + 1] - times[i])
+
+    def tempi(self) -> list[tuple[float, float]]:
+        """(beat, bpm) at every knot."""
+        out = []
+        for i in range(len(self.times)):
+            if i + 1 < len(self.times):
+                bpm = 60.0 * (self.beats[i + 1] - self.beats[i]) / (self.times[i + 1] -
+                                                                    self.times[i])
+            else:
+                bpm = self.last_bpm
+            out.append((self.beats[i], bpm))
+        return out
+
+
 def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session") -> int:
     """Write ``log`` to ``path`` as a format-1 SMF; return the number of notes written."""
     tpb = TICKS_PER_BEAT
-    phrase_starts = [0.0]
-    for i in range(1, len(log.phrases)):
-        phrase_starts.append(log.beat_at(log.phrases[i][0]))
+    tempo_map = TempoMap(log.phrases)
     tempo_events: list[tuple[int, int, bytes]] = [
         (0, 0, _meta(0x03, title.encode("ascii", "replace"))),
         (0, 1, _meta(0x58, bytes([4, 2, 24, 8]))),  # 4/4, 24 clocks a click, 8 32nds a beat
     ]
-    tempi = log.phrases or [(0.0, 60.0, 4.0)]
-    for beat, (_, bpm, _) in zip(phrase_starts, tempi):
-        us = round(60_000_000 / max(1.0, bpm))
+    for beat, bpm in tempo_map.tempi():
+        us = min(0xFFFFFF, max(1, round(60_000_000 / max(1.0, bpm))))
         tempo_events.append((round(beat * tpb), 2, _meta(0x51, us.to_bytes(3, "big"))))
     chunks = [_track(tempo_events)]
     written = 0
@@ -127,8 +177,8 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
             if n.voice not in voices:
                 continue
             ch = voices[n.voice][0]
-            on = round(log.beat_at(n.on_s) * tpb)
-            off = max(on + 1, round(log.beat_at(n.off_s) * tpb))
+            on = round(tempo_map.beat_at(n.on_s) * tpb)
+            off = max(on + 1, round(tempo_map.beat_at(n.off_s) * tpb))
             vel = min(127, max(1, round(n.velocity * 127)))
             pitch = min(127, max(0, int(n.pitch)))
             keyed.setdefault((ch, pitch), []).append((on, off, vel))
