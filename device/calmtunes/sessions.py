@@ -52,7 +52,9 @@ handed to ``write``, about 8 MB a day of 4 KiB pages dirtied (the ``-wal`` frame
 index of each commit); the version that wrote every 30 s: 121 an hour, 12 MB, 66 MB. The trace
 (``sessions.trace``) adds no commit: its points ride on a summary commit every
 :data:`POINTS_EVERY_S`, which raises the bytes handed to ``write`` from 1.2 to 2.4 MB a day (with
-every summary commit instead: 4.6 MB, and 11.2 MB a day of pages dirtied, over the 10 MB goal).
+every summary commit instead: 4.6 MB); the daemon in simulation over 33 min dirtied pages at
+8.3 MB a day (7.1 without the trace; 11.2 with points at every summary commit, over the 10 MB
+goal).
 
 Crash record: each daemon start is a row in ``boots``. At the next start a session or a start left
 open (by a crash, a watchdog kill or a power cut) is closed as ``ended_by = 'unclean'`` at its last
