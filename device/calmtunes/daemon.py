@@ -466,7 +466,7 @@ class Daemon:
             self.scheduler.run_until(end, stop=until)
             return
         while not until() and self.clock.monotonic() < end:
-            self._stop.wait(0.01)
+            self.clock.sleep(0.01)  # not _stop.wait: while stopping it is set and would spin
 
     def _wait_for_sound(self, timeout: float) -> None:
         self.wait(timeout, lambda: self.audio.first_frame_at is not None or self._stop.is_set())
@@ -502,8 +502,13 @@ class Daemon:
                 self._end_session(self.clock.time(), ended)
             self.sessions.close(self.clock.time(), ended)
         self.wait(self.config.audio.fade_out_s + 0.3, lambda: self.audio.faded_out)
-        # Let the faded tail already in the ring reach the output.
+        # Let the faded tail already in the ring reach the output (a sound card takes it in
+        # about audio.buffer_ms; a late output thread is given up to 0.5 s more).
+        ring = self.audio.ring
+        tail_end = ring.frames_in
         self.wait(min(0.3, self.config.audio.buffer_ms / 1000))
+        if self.audio.first_frame_at is not None:
+            self.wait(0.5, lambda: ring.frames_read >= tail_end)
         self.save_state()
         if self.control is not None:
             self.control.stop()

@@ -34,6 +34,16 @@ class AudioRing:
     def free(self) -> int:
         return self.capacity - self.available
 
+    @property
+    def frames_in(self) -> int:
+        """Frames ever written (the producer's count)."""
+        return self._written
+
+    @property
+    def frames_read(self) -> int:
+        """Frames of audio the output has taken so far (silence for want of audio excluded)."""
+        return self._read
+
     def write(self, block: np.ndarray) -> int:
         """Copy as much of ``block`` as fits; return the frames written."""
         n = min(len(block), self.free)
