@@ -97,3 +97,16 @@ def test_a_crossfade_keeps_only_what_was_heard(tmp_path):
     assert [(round(a, 3), round(b, 3), p) for a, b, p, _ in tracks["melody"]] == [(0.0, 4.0, 60)]
     assert [(round(a, 3), round(b, 3), p, v) for a, b, p, v in tracks["bass"]] == \
         [(4.0, 5.0, 67, 127)]
+
+
+def test_phrases_a_sample_off_the_bar_line_stay_on_it_and_a_cut_one_is_stretched():
+    from calmtunes.music.midi import TempoMap
+
+    per = 16 * 60.0 / 66.0  # a 16-beat phrase at 66 bpm, in s
+    late = [(0.0, 66.0, 16.0), (per + 1 / 48000, 66.0, 16.0), (2 * per - 1 / 48000, 66.0, 16.0)]
+    tm = TempoMap(late)
+    assert tm.beats == [0.0, 16.0, 32.0]  # sample rounding does not push a phrase a bar on
+    cut = [(0.0, 66.0, 16.0), (6.0, 88.0, 16.0)]  # the iso start cuts the first at 6.6 beats
+    tm = TempoMap(cut)
+    assert tm.beats == [0.0, 6.0, 8.0] and tm.times[-1] == 6.0
+    assert tm.beat_at(6.0 + 60.0 / 88.0) == pytest.approx(9.0)  # then 88 bpm from the bar line

@@ -120,7 +120,9 @@ class ComposerComponent(Component):
             log.error("generator unavailable (%s); playing the procedural composer", exc)
             self.degrade(f"generator unavailable: {exc}")
             return
-        if hasattr(composer, "form"):  # the piece goes on: same form, same themes
+        if hasattr(composer, "form") and self.phrases_composed:
+            # the piece already begun goes on: same form, same themes (a generator loaded before
+            # the first phrase, as on the virtual clock, starts the piece with its own)
             composer.form, composer.motifs = self.fallback.form, self.fallback.motifs
         self.composer = composer
         log.info("generator loaded; it takes over at the next phrase")

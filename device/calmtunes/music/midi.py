@@ -106,6 +106,8 @@ def _track(events: list[tuple[int, int, bytes]]) -> bytes:
 
 
 BEATS_PER_BAR = 4  # the file's 4/4
+#: a phrase starting this close to a bar line (in beats; sample rounding) starts on it unchanged
+SNAP_BEATS = 0.01
 
 
 class TempoMap:
@@ -119,9 +121,10 @@ class TempoMap:
         for (_, bpm, _), (start, _, _) in itertools.pairwise(phrases):
             t0, b0 = self.times[-1], self.beats[-1]
             b = b0 + (start - t0) * bpm / 60.0
-            bar = math.ceil(b / BEATS_PER_BAR - 1e-6) * BEATS_PER_BAR
-            if bar - b > 1e-6:  # cut short: stretch from its last whole beat to the bar line
-                whole = max(b0, math.floor(b + 1e-9))
+            bar = round(b / BEATS_PER_BAR) * BEATS_PER_BAR
+            if abs(b - bar) > SNAP_BEATS:  # cut short: stretch its last beat to the bar line
+                bar = math.ceil(b / BEATS_PER_BAR) * BEATS_PER_BAR
+                whole = max(b0, math.ceil(b) - 1)  # the last whole beat before the cut
                 t_whole = t0 + (whole - b0) * 60.0 / bpm
                 if t_whole - t0 > 1e-9 and start - t_whole > 1e-9:
                     self.times.append(t_whole)
