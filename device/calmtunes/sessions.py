@@ -222,8 +222,10 @@ class SessionStore:
                 log.warning("sessions: %s stays in %s mode", self.path, mode)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            existed = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                       "name='sessions'").fetchone() is not None
             self._db.executescript(_SCHEMA)
-            self._migrate()
+            self._migrate(existed)
             self._db.commit()
         except BaseException:
             self._db.close()
@@ -255,14 +257,19 @@ class SessionStore:
         """The SQLite connection (tests trace its statements)."""
         return self._db
 
-    def _migrate(self) -> None:
-        """Add the columns a file made by an older version lacks (ALTER TABLE ADD COLUMN)."""
+    def _migrate(self, existed: bool = True) -> None:
+        """Add the columns a file made by an older version lacks (ALTER TABLE ADD COLUMN);
+        said once, and only for a file that was there before."""
+        gained = []
         for table, added in _ADDED_COLUMNS.items():
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             for name, kind in added.items():
                 if name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                    log.info("sessions: %s gained the column %s.%s", self.path, table, name)
+                    gained.append(f"{table}.{name}")
+        if gained and existed:
+            log.info("sessions: %s, made by an older version, gained the columns %s",
+                     self.path, ", ".join(gained))
 
     def close(self) -> None:
         """Close the file, back in its resting journal mode (see the module docstring)."""
