@@ -175,8 +175,10 @@ def _simulate_nights(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     results = run_study(cfg.replace(care={"enabled": True}), PROFILES[args.listener],
                         args.nights, args.duration, seed=args.seed or 0,
                         state_dir=args.state_dir, ppg=True)
+    composers = ", ".join(sorted({r.composer for r in results}))
     print(f"{args.nights} nights of {args.duration:.0f} s, listener {args.listener!r}, "
-          f"state in {args.state_dir}:")
+          f"state in {args.state_dir}; music written by the {composers} composer "
+          "(no sound synthesised):")
     print("night  arm                reward  why")
     for r in results:
         reward = "—" if r.response.reward is None else f"{r.response.reward:+.2f}"

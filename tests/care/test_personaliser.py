@@ -85,6 +85,7 @@ def test_nights_vary_and_some_have_too_little_signal():
 def test_a_study_records_each_night_with_its_arm_and_reward(tmp_path):
     results = run_study(Config(), profile("prefers-calm"), 3, 600.0, seed=2, state_dir=tmp_path)
     assert len(results) == 3
+    assert {r.composer for r in results} == {"onnx"}  # the shipped generator wrote the music
     store = SessionStore(tmp_path / DB_NAME, readonly=True)
     rows = store.rows()
     assert [r["arm"] for r in rows] == [r.arm for r in results]
@@ -118,3 +119,41 @@ def test_a_night_through_the_real_pulse_path_measures_the_listener():
     for a, b in zip(real[6:], fast[6:]):  # after the first minute (locking on)
         if a.hr_bpm is not None and b.hr_bpm is not None:
             assert abs(a.hr_bpm - b.hr_bpm) < 6.0, (a.t_s, a.hr_bpm, b.hr_bpm)
+
+
+def test_the_listener_hears_the_phrase_the_composer_wrote_not_the_plan():
+    """Phrases are written from the controls of their time, ahead of the playhead: a tempo the
+    conductor asks for at 60 s is heard only once the phrases written before it have played,
+    and each moment sounds the tempo and breath pacing of the phrase that covers it."""
+    from calmtunes.music.controls import Controls
+    from calmtunes.music.fallback import ProceduralComposer
+    from calmtunes.sim.study import ComposedMusic
+
+    music = ComposedMusic(ProceduralComposer(4), lookahead_s=8.0)
+    assert music(0.0) is None  # nothing written yet: silence, no entrainment
+    heard = {}
+    for k in range(180):
+        t = float(k)
+        fast = t < 60
+        music.write_ahead(t, Controls(tempo_bpm=80.0 if fast else 60.0,
+                                      breath_rate=9.0 if fast else 6.0))
+        assert music.written_s >= t + 8.0
+        heard[k] = music(t)
+    assert heard[59].tempo_bpm == 80.0 and heard[59].breath_rate == 9.0
+    assert heard[60].tempo_bpm == 80.0  # already written at 80: the lookahead's lag
+    first_slow = min(k for k, m in heard.items() if m.tempo_bpm == 60.0)
+    assert 60 < first_slow <= 60 + 8 + 30  # lookahead plus at most one long phrase
+    assert all(heard[k].tempo_bpm == 60.0 and heard[k].breath_rate == 6.0
+               for k in range(first_slow, 180))
+    assert music.phrases >= 180 / 30 and set(music.sources) == {"procedural"}
+    assert len(music._phrases) <= 4  # played phrases are let go
+
+
+def test_a_paused_phrase_is_silence_to_the_listener():
+    from calmtunes.music.controls import Controls
+    from calmtunes.music.fallback import ProceduralComposer
+    from calmtunes.sim.study import ComposedMusic
+
+    music = ComposedMusic(ProceduralComposer(1), lookahead_s=4.0)
+    music.write_ahead(0.0, Controls(playing=False))
+    assert music(1.0) is None
