@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 
 QUOTE_CHARS = 40  # longest quote of a value in an error or log line, in characters
 MAX_SLEEP_MIN = 24 * 60  # the sleep timer's longest setting, in minutes
-NO_ARG = ("volume_up", "volume_down", "play_pause", "stop", "shutdown")
+NO_ARG = ("volume_up", "volume_down", "play_pause", "stop", "shutdown", "new_listener")
 COMMANDS = ("preset", "volume", "sleep_timer", "privacy", *NO_ARG)
-# What a client of the control socket may ask for (stop, shutdown and privacy are the panel's).
+# What a client of the control socket may ask for (stop, shutdown, privacy and new_listener are
+# the panel's; over SSH a technician has `calmtunes listener new`).
 AUTO = "auto"  # ``preset auto``: the personaliser chooses the session's arm (calmtunes.care)
 SOCKET_COMMANDS = ("preset", "volume", "volume_up", "volume_down", "play_pause", "sleep_timer")
 

@@ -356,6 +356,10 @@ class PanelConfig:
     sleep_timer_min: float = opt(
         30.0, help="sleep timer: fade out after this many minutes", min=1.0, max=240.0
     )
+    new_listener_hold_s: float = opt(
+        5.0, help="hold volume up and volume down together this long to start a new listener "
+        "(the personaliser starts afresh), in s", min=2.0, max=30.0
+    )
 
 
 @dataclass(frozen=True)

@@ -310,6 +310,29 @@ class Daemon:
                 self._unplay_arm()
         self.sessions.end(now, why)
 
+    def _new_listener(self, source: str) -> None:
+        """A nurse starts a new listener at this bedside (the panel's chord): the session
+        playing ends for the previous listener, and a new one starts with a fresh belief and the
+        personaliser choosing again (a preset the previous listener's carer chose is let go)."""
+        if self.care is None:
+            log.warning("new listener (%s): personal care is not running (care.enabled: false, "
+                        "or no state folder); nothing to start", source)
+            return
+        now = self.clock.time()
+        try:
+            listener = self.care.store.new_listener(now)
+        except OSError as exc:
+            log.error("new listener (%s): the care record cannot be written (%s); the "
+                      "current listener stays. Check %s", source, exc, self.care.store.dir)
+            return
+        log.info("new listener %s (%s): the personaliser starts afresh", listener, source)
+        self.manual = False
+        if self.conductor.playing:
+            self._end_session(now, "new_listener")
+            self._start_session(now)
+            self.apply_controls()
+        self.save_state()
+
     def _unplay_arm(self) -> None:
         for part in (self.conductor, self.composer, self.audio):
             part.reconfigure(self.config)
@@ -703,6 +726,9 @@ class Daemon:
                             source, self.config.panel.long_press_action)
                 return
             self.request_stop(EXIT_POWEROFF)
+            return
+        elif name == "new_listener":
+            self._new_listener(source)
             return
         elif name == "privacy":  # the one privacy switch; the scene component obeys the topic
             self.privacy = (not self.privacy) if arg is None else bool(arg)

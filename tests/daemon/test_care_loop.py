@@ -105,3 +105,38 @@ def test_simulate_nights_says_what_is_missing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "prefers-sleep" in err and "--nights N" in err and "--state-dir" in err
     assert "--virtual-clock" in err and "--duration" in err
+
+
+def test_a_new_listener_from_the_panel_ends_the_session_and_starts_afresh(tmp_config):
+    """The nurse's chord at a new patient's bedside: the session playing is closed for the
+    previous listener, a new one starts at once for the new listener with a fresh choice, and a
+    preset the previous listener's carer chose no longer binds."""
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    _, before, _, after = run(daemon, 5.0, at=[
+        (1.0, lambda: daemon.hub.command("preset", "uplift", source="panel")),
+        (2.0, daemon.status),
+        (3.0, lambda: daemon.hub.command("new_listener", source="panel")),
+        (4.0, daemon.status)])
+    assert before["care"]["manual"] is True
+    assert after["care"]["manual"] is False
+    assert after["care"]["listener"] != before["care"]["listener"]
+    assert after["care"]["arm"]  # the personaliser chose for the new listener
+    records = rows(cfg)
+    assert [r["ended_by"] for r in records[:-1]] == ["new_listener"]
+    assert records[-1]["listener"] == after["care"]["listener"]
+    assert records[0]["listener"] == before["care"]["listener"]
+
+
+def test_a_new_listener_without_the_personaliser_changes_nothing_and_says_why(tmp_config, caplog):
+    daemon = virtual_daemon(tmp_config)  # care off in the shared test config
+    run(daemon, 2.0, at=[(1.0, lambda: daemon.hub.command("new_listener", source="panel"))])
+    assert "care.enabled" in caplog.text
+    assert len(rows(tmp_config)) == 1 and daemon.conductor.playing
+
+
+def test_the_socket_cannot_start_a_new_listener(tmp_config):
+    daemon = Daemon(tmp_config, control=False)
+    reply = daemon.handle_request({"cmd": "new_listener"})
+    assert reply["ok"] is False
+    daemon.sessions.close(daemon.clock.time())

@@ -178,6 +178,41 @@ def test_a_long_press_sends_the_configured_action_and_no_toggle(panel_factory, a
     assert sent == expected
 
 
+def test_holding_both_volume_buttons_starts_a_new_listener_once(panel_factory):
+    comp, hub, sent, factory = panel_factory(new_listener_hold_s=3.0)
+    hub.publish("controls", Controls(preset="sleep"))
+    up, down = factory.pin(PINS["volume_up"]), factory.pin(PINS["volume_down"])
+    up.drive_low()
+    step(comp)
+    step(comp, 0.3)
+    down.drive_low()  # the chord is made 0.3 s after the first button
+    for _ in range(27):
+        step(comp, 0.1)
+    assert ("new_listener", None) not in sent  # 2.7 s of chord: not yet
+    for _ in range(10):
+        step(comp, 0.1)
+    assert sent.count(("new_listener", None)) == 1  # once, however long it is held
+    volume = [name for name, _ in sent if name.startswith("volume")]
+    assert volume.count("volume_up") == volume.count("volume_down") <= 1  # no net change
+    lit = comp.leds["sleep"]
+    assert lit._blink_thread is not None  # the preset LEDs answer with a blink
+    up.drive_high()
+    down.drive_high()
+    step(comp, 0.1)
+    # the blinks over, the preset's LED is lit again from the hub
+    step(comp, 2 * 0.25 * 3)
+    wait_until(lambda: comp.leds["sleep"].value == 1, what="the preset LED lit again")
+    assert sent.count(("new_listener", None)) == 1
+
+
+def test_one_volume_button_held_long_is_no_chord(panel_factory):
+    comp, _, sent, factory = panel_factory(new_listener_hold_s=2.0)
+    factory.pin(PINS["volume_down"]).drive_low()
+    for _ in range(40):
+        step(comp, 0.1)
+    assert sent == [("volume_down", None)]
+
+
 def test_privacy_button(panel_factory):
     comp, _, sent, _ = panel_factory()
     click(comp, "privacy")

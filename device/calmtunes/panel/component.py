@@ -12,6 +12,11 @@ to ground.
 ``panel.sleep_timer_min`` minutes, or ``"shutdown"``. Play/pause therefore acts on release (a
 hold means something else); every other button acts on press.
 
+**New listener.** Holding volume up and volume down together for ``panel.new_listener_hold_s``
+(the chord a nurse uses at a new patient's bedside; no single press can make it) sends
+``"new_listener"``: the personaliser starts afresh. The preset LEDs blink three times to say it
+was taken. The two volume presses that began the chord cancel out (one step up, one down).
+
 Debouncing is done here, identically for every backend: an edge within ``panel.debounce_ms`` of
 the last accepted edge of the same button is contact bounce and ignored, so the first edge acts
 at once (no added latency). A storm of presses does not queue up: the first preset press is sent
@@ -49,6 +54,9 @@ PRESET_GUARD_S = 0.5  # s after a preset is sent during which presses coalesce (
 VOLUME_INTERVAL_S = 0.15  # s between volume steps sent
 MAX_VOLUME_BACKLOG = 3  # volume steps that may wait; more presses are dropped
 TOGGLE_GUARD_S = 0.8  # s: play/pause or privacy again this soon is taken as a bounce or a slip
+CHORD = ("volume_up", "volume_down")  # held together: a new listener
+CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
+CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
 PULSE_STALE_S = 5.0  # s: a pulse reading older than this no longer drives the LED
 HR_LED_CHANGE_BPM = 3.0  # the blink is re-timed only when the heart rate moves this much
 IDLE_STEP_S = 0.25
@@ -88,6 +96,8 @@ class PanelComponent(Component):
         self._pulse_led_mode: tuple[str, float] = ("", 0.0)
         self._lit_preset: str | None = "?"
         self._camera_lit: bool | None = None
+        self._chord_fired = False
+        self._confirm_until = -1e9  # the preset LEDs blink the chord's answer until then
         self.commands_sent = 0
         self.presses_dropped = 0
 
@@ -207,6 +217,31 @@ class PanelComponent(Component):
                 now - hold.pressed_at >= self.config.panel.long_press_s:
             hold.held = True
             self._long_press()
+        self._check_chord(now)
+
+    def _check_chord(self, now: float) -> None:
+        a, b = (self._btn.get(r) for r in CHORD)
+        if a is None or b is None or not (a.down and b.down):
+            self._chord_fired = False
+            return
+        if not self._chord_fired and \
+                now - max(a.pressed_at, b.pressed_at) >= self.config.panel.new_listener_hold_s:
+            self._chord_fired = True
+            self._volume_backlog = 0  # the chord's own presses change nothing more
+            log.info("panel: volume up and down held %.0f s: new listener",
+                     self.config.panel.new_listener_hold_s)
+            self._send("new_listener")
+            self._confirm(now)
+
+    def _confirm(self, now: float) -> None:
+        """Blink every preset LED: the chord was taken."""
+        roles = {str(v.get("led", k)) for k, v in self.config.music.presets.items()}
+        for role in roles:
+            led = self.leds.get(role)
+            if led is not None and role not in ("pulse", "camera"):
+                led.blink(on_time=CONFIRM_BLINK_S, off_time=CONFIRM_BLINK_S, n=CONFIRM_BLINKS)
+        self._confirm_until = now + 2 * CONFIRM_BLINK_S * CONFIRM_BLINKS
+        self._lit_preset = "?"  # lit again from the hub once the blinks are over
 
     def _pressed(self, role: str, t: float) -> None:
         if role in self.config.music.presets:
@@ -260,7 +295,7 @@ class PanelComponent(Component):
     def _update_leds(self, now: float) -> None:
         controls = self.hub.latest("controls")
         preset = getattr(controls, "preset", None)
-        if preset != self._lit_preset:
+        if preset != self._lit_preset and now >= self._confirm_until:
             self._lit_preset = preset
             presets = self.config.music.presets
             lit = str(presets[preset].get("led", preset)) if preset in presets else None
