@@ -18,6 +18,8 @@ command -v aplay >/dev/null || need_apt+=(alsa-utils)
 command -v strace >/dev/null || need_apt+=(strace)
 # ssh-keygen signs and verifies the release bundles in the release tests.
 case ",$EXTRAS," in *,dev,*) command -v ssh-keygen >/dev/null || need_apt+=(openssh-client) ;; esac
+# the clinician's report is checked in a real browser engine (tests/care/test_report.py)
+case ",$EXTRAS," in *,dev,*) command -v chromium >/dev/null || need_apt+=(chromium) ;; esac
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
         echo "missing system packages: ${need_apt[*]}; install them as root (apt-get install ${need_apt[*]})" >&2
