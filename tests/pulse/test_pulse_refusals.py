@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ppg_synth import make_ppg
 
-from calmtunes.pulse import analyze, beats, quality
+from calmtunes.pulse import analyze, beats, filters, quality
 
 
 @pytest.mark.parametrize("hr", [85.0, 100.0, 120.0])
@@ -68,3 +68,43 @@ def test_weak_windows_must_match_their_template(seed):
     r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
     assert r.hr_bpm is None
     assert r.reason
+
+
+def test_shapeless_needs_all_three_signs():
+    t = np.arange(8.0)
+    swinging = beats.Beats(t, (t * 100).astype(int), np.array([1, .4, 1.2, .5, 1.1, .3, 1, .6]))
+    assert beats.upstroke_cv(swinging) > beats.SHAPELESS_CV
+    assert beats.looks_shapeless(swinging, skew=0.3, morphology=0.9)
+    # any one sign of a pulse is enough to keep it: a skewed slope, alike beats, one size
+    assert not beats.looks_shapeless(swinging, skew=0.5, morphology=0.9)
+    assert not beats.looks_shapeless(swinging, skew=0.3, morphology=0.98)
+    even = beats.Beats(t, (t * 100).astype(int), np.array([1, .9, 1.1, 1, .95, 1.05, 1, .9]))
+    assert not beats.looks_shapeless(even, skew=0.3, morphology=0.9)
+
+
+@pytest.mark.parametrize("seed", [158, 771, 979, 1518])
+def test_noise_without_a_pulse_shape_is_refused(seed):
+    # band-limited noise (0.7–3 Hz) whose peaks fall evenly enough to pass the quality floor,
+    # the slope test (skewness just above 0.2) and the template test; its "beats" are unlike
+    # each other and change size, which a pulse's do not both do under such a weak shape
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
+    g = np.random.default_rng(seed).standard_normal(1400)
+    r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+    assert r.hr_bpm is None
+    assert "no pulse shape" in r.reason and "unlike each other" in r.reason
+
+
+@pytest.mark.parametrize("hr", [70.0, 90.0, 110.0])
+def test_a_weakly_shaped_pulse_swinging_with_breath_is_still_a_pulse(hr):
+    # a smoothed pulse with its second wave half a beat later (slope skewness 0.3, below
+    # SHAPELESS_SKEW) whose size swings with deep breaths (upstrokes varying by 0.4): two of
+    # the three signs of noise, but its beats keep one shape
+    ppg = make_ppg(seconds=10, fs=100, hr=hr, br=18.0, fall=1.4, dicrotic=0.5,
+                   dicrotic_delay_s=0.5 * 60.0 / hr, baseline=0.0, noise=0.01, seed=int(hr))
+    x = ppg.x * (1 + 0.45 * np.sin(2 * np.pi * 0.3 * np.arange(len(ppg.x)) / ppg.fs))
+    up = beats.orient(filters.pulse_band(x - x.mean(), ppg.fs))[0]  # as analyze() sees it
+    assert beats.MIN_SLOPE_SKEW < beats.slope_skewness(up) < beats.SHAPELESS_SKEW
+    r = analyze(x, ppg.fs)
+    assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.0), r.reason

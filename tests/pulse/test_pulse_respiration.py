@@ -47,3 +47,24 @@ def test_agreeing_modulations_are_fused_and_two_outvote_one():
     assert smart_fusion(apart)[0] == pytest.approx(18.0)
     # nothing passes its gate: no answer from the fusion
     assert smart_fusion([_mod("intensity", 8.0, 14.0, 9.0)])[0] is None
+
+
+def test_a_modulation_passing_alone_needs_another_to_see_its_rhythm():
+    # the amplitude passes its own gate at ~16 /min; the baseline and the intervals see other
+    # rhythms (a slow wave, ectopic noise): one mechanism alone does not vouch for a rate
+    alone = [_mod("intensity", 11.0, 6.5, 3.0), _mod("amplitude", 16.0, 16.5, 8.0),
+             _mod("frequency", 22.0, 25.0, 3.0)]
+    assert not alone[0].passes_gate() and not alone[2].passes_gate()
+    assert smart_fusion(alone)[0] is None
+    # the baseline's breath count, too weak to pass its own gate, sees the same rhythm
+    counted = [_mod("intensity", 15.0, 6.5, 3.0), *alone[1:]]
+    assert smart_fusion(counted)[0] == pytest.approx(16.25)
+    # ... or the intervals' spectral peak does: within 3 /min of the gated rate
+    peaked = [alone[0], alone[1], _mod("frequency", 22.0, 18.5, 3.0)]
+    assert smart_fusion(peaked)[0] == pytest.approx(16.25)
+    # 3.5 /min away is another rhythm, not the same one seen differently
+    apart = [alone[0], alone[1], _mod("frequency", 22.0, 19.75, 3.0)]
+    assert smart_fusion(apart)[0] is None
+    # its own count and spectrum do not corroborate it: the intensity is the only other one
+    only = [_mod("amplitude", 16.0, 16.5, 8.0), _mod("intensity", None, 9.0, 2.0)]
+    assert smart_fusion(only)[0] is None

@@ -223,6 +223,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     span_beats = beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
     env = quality.envelope_cv(x_up[s0:], fs, None if bad is None else bad[s0:])
     motion = beats_mod.looks_like_motion(x_up, span_beats, env, skew)
+    shapeless = beats_mod.looks_shapeless(span_beats, skew, morph)
     # beats of one shape and size are a pulse even when they fall as fast as they rise
     steady = (skew < beats_mod.MIN_SLOPE_SKEW or motion) and beats_mod.steady(
         span_beats, quality.template_match(x_up, span_beats.index), env,
@@ -232,7 +233,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     unmatched = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY and (
         quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
     )
-    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched
+    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched or shapeless
             or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion))):
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
@@ -245,6 +246,12 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         elif motion and not steady:
             why = ("no pulse: the waves swing in size and fall as fast as they rise "
                    "(motion, not a pulse)")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif shapeless:
+            # never steady: its upstrokes vary more than steady beats may
+            why = (f"no pulse shape: the signal falls nearly as fast as it rises (slope "
+                   f"skewness {skew:.2f}), its beats are unlike each other (morphology "
+                   f"{morph:.2f}) and change size; noise, not a pulse")
             q = min(q, quality.MIN_QUALITY * 0.99)
         elif unmatched:
             why = (f"signal quality {q:.2f} is weak and the beats do not match their template "

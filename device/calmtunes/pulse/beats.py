@@ -81,6 +81,15 @@ MOTION_WEAK_SKEW = 0.6
 #: go, a pulse keeps its strength (dev split: 5 of the 12 noise windows answered before
 #: caught, 2 of 702 real windows refused)
 MOTION_BURST_UPDOWN = 1.75
+#: shapeless: a weak pulse shape (slope skewness below this; real BIDMC and Welltory windows
+#: of the dev split ≥ 0.46 in 99 %, 0.4 % below it) …
+SHAPELESS_SKEW = 0.4
+#: … beats unlike their mean beat (median correlation below this; real dev windows 4 %) …
+SHAPELESS_MORPH = 0.96
+#: … and of changing size (upstroke coefficient of variation above this; real dev windows
+#: 6 %): each weak alone, together they are noise (dev: 11 of the 26 band-limited and
+#: motion windows answered on extra development seeds 1000–1399, 1 of 699 real windows)
+SHAPELESS_CV = 0.3
 #: steady beats: at least this mean Orphanidou template correlation (they accept from 0.86) …
 STEADY_TEMPLATE = 0.9
 #: … upstrokes and second-by-second RMS varying at most this much (coefficient of variation)
@@ -117,6 +126,21 @@ def looks_like_motion(
         for a, c in zip(b.index[:-1], b.index[1:])
     ]))
     return (swings and ratio < MOTION_UPDOWN) or (bursts and ratio < MOTION_BURST_UPDOWN)
+
+
+def looks_shapeless(b: Beats, skew: float, morphology: float) -> bool:
+    """True when the beats ``b`` have no pulse shape to speak of: the window falls nearly as
+    fast as it rises (``skew``, the slope skewness, below :data:`SHAPELESS_SKEW`), its beats
+    are unlike their mean beat (``morphology`` below :data:`SHAPELESS_MORPH`) and change size
+    (upstrokes varying more than :data:`SHAPELESS_CV`). A real pulse, even a weak one, keeps
+    at least one of the three; band-limited noise whose peaks happen to be evenly spaced
+    keeps none."""
+    return (
+        len(b.index) >= 3
+        and skew < SHAPELESS_SKEW
+        and morphology < SHAPELESS_MORPH
+        and upstroke_cv(b) > SHAPELESS_CV
+    )
 
 
 def steady(b: Beats, template: float, envelope_cv: float, harmonics: float) -> bool:

@@ -27,10 +27,13 @@ The rate is then the first of three answers that holds:
    agree within :data:`GATE_AGREEMENT_BPM` (one rhythm, seen the same way in time and in
    frequency); its rate is the mean of the two. The modulations that pass are fused only when
    they agree (spread at most :data:`FUSION_SPREAD_BPM`): their peakedness-weighted mean; two
-   that agree outvote a third; with no two agreeing, the most peaked one. Karlen fused all
-   three whenever their spread was below 4 /min; gating each first keeps a flat modulation out
-   and lets the amplitude and the intervals speak where the baseline carries a slower
-   vasomotor wave.
+   that agree outvote a third; with no two agreeing, the most peaked one. A modulation that
+   passes alone must be **corroborated**: another modulation's breath count or spectral peak
+   within :data:`FUSION_SPREAD_BPM` of it (a second mechanism seeing the same rhythm, even
+   where it is too weak to pass its own gate); otherwise the next answer is tried. Karlen
+   fused all three whenever their spread was below 4 /min; gating each first keeps a flat
+   modulation out and lets the amplitude and the intervals speak where the baseline carries a
+   slower vasomotor wave.
 2. **Breath count against the fused spectrum**: the intensity series' breath count, when the
    spectra of all three (normalised, weighted by peakedness, summed) have a peak standing out
    (≥ :data:`MIN_PEAKEDNESS` × mean) within :data:`AGREEMENT_BPM` of it.
@@ -156,14 +159,27 @@ def _refined(p: np.ndarray, k: int, f: np.ndarray) -> float:
     return rate
 
 
+def _corroborated(m: Modulation, mods: list[Modulation]) -> bool:
+    """Whether another modulation's breath count or spectral peak lies within
+    :data:`FUSION_SPREAD_BPM` of ``m``'s gated rate: a second mechanism seeing the same rhythm,
+    even where it is too weak or too mixed to pass its own gate."""
+    return any(
+        v is not None and abs(v - m.rate) <= FUSION_SPREAD_BPM
+        for o in mods
+        if o.name != m.name
+        for v in (o.count, o.spectral)
+    )
+
+
 def smart_fusion(mods: list[Modulation]) -> tuple[float | None, float]:
     """Karlen's Smart Fusion over the modulations that pass their own gate: the
     peakedness-weighted mean of those that agree (spread at most :data:`FUSION_SPREAD_BPM`);
     when not all do, of the best-supported agreeing pair (two modulations against one); when
-    none agree, the most peaked one's. Returns the rate (None when none passes) and the
-    peakedness behind it."""
+    none agree, the most peaked one's. A modulation passing alone needs another's count or
+    spectral peak near it (:func:`_corroborated`). Returns the rate (None when none passes, or
+    one passes uncorroborated) and the peakedness behind it."""
     ok = [m for m in mods if m.passes_gate()]
-    if not ok:
+    if not ok or (len(ok) == 1 and not _corroborated(ok[0], mods)):
         return None, 0.0
     rates = np.array([m.rate for m in ok])
     weights = np.array([m.peakedness for m in ok])
