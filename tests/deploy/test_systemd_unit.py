@@ -122,6 +122,14 @@ def test_resources_are_capped_with_headroom_over_what_was_measured():
     assert one["LogRateLimitIntervalSec"] and 500 <= int(one["LogRateLimitBurst"]) < 10000
 
 
+def test_the_music_comes_before_ordinary_work_but_never_in_a_real_time_class():
+    d = directives(UNIT.read_text())
+    assert int(d["Nice"][-1]) <= -5  # ahead of an update or a technician's command
+    assert int(d["CPUWeight"][-1]) > 100  # and between cgroups (100 is every unit's default)
+    for key in ("CPUSchedulingPolicy", "CPUSchedulingPriority", "LimitRTPRIO"):
+        assert key not in d, f"{key}= would let a runaway thread lock up the Pi"
+
+
 def test_giving_up_starts_the_fault_signal():
     main = {k: v[-1] for k, v in directives(UNIT.read_text()).items()}
     assert main["OnFailure"] == FAILED_UNIT.name
