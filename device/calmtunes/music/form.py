@@ -23,6 +23,7 @@ phrases.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,16 @@ class Form:
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
+
+    def state(self) -> dict:
+        """Where the piece stands (section, phrase, themes, the random draws to come): give it
+        to :meth:`restore` to plan again from here."""
+        return copy.deepcopy(self.__dict__)
+
+    def restore(self, state: dict) -> None:
+        """Go back to a :meth:`state`: phrases planned since were never heard (a crossfade cut
+        them), so the piece goes on as if they had not been written."""
+        self.__dict__.update(copy.deepcopy(state))
 
     @property
     def section(self) -> Section:
