@@ -4,10 +4,13 @@ they had never been written — no theme returns that nobody heard, and phrase p
 
 from __future__ import annotations
 
+import pytest
+
 from calmtunes.config import Config
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.music.engine import ComposerComponent
+from calmtunes.music.fallback import ProceduralComposer
 from calmtunes.music.form import Form
 from calmtunes.music.motifs import MotifMemory
 
@@ -88,3 +91,37 @@ def test_form_and_motif_states_restore_exactly():
     motifs.restore(m)
     assert [form.next(controls) for _ in range(30)] == ahead  # the same draws to come
     assert set(motifs.themes) == {0}
+
+
+def test_the_room_s_changes_of_colour_wait_for_the_next_section():
+    # night falls in mid-section: the conductor asks for sparser, lower, darker music
+    form = Form(seed=3)
+    day = Controls(tempo_bpm=70.0, density=0.5, register=0.5, brightness=0.5)
+    night = day.with_(density=0.4, register=0.42, brightness=0.37, tempo_bpm=68.0)
+    plans = [form.next(day) for _ in range(4)]
+    while form.section_index == 0:
+        plans.append(form.next(night))
+    first = [p for p in plans if p.section_index == 0]
+    assert len(first) > 6 and plans[-1].section_index == 1
+    for p in first:  # the section keeps the colour it began with …
+        held = p.apply(night)
+        assert p.held(night).density == 0.5 and p.held(night).brightness == 0.5
+        assert held.register == min(1.0, 0.5 + p.section.register_shift + 0.14 * p.part)
+        assert p.brightness_shift(night) == pytest.approx(p.section.bright + 0.5 - 0.37)
+    assert plans[-1].held(night) == night  # … and the next one takes the night's
+    assert plans[-1].brightness_shift(night) == plans[-1].section.bright
+
+
+def test_a_composed_phrase_keeps_the_section_s_colour_but_follows_the_tempo():
+    composer = ProceduralComposer(seed=6)
+    day = Controls(tempo_bpm=70.0, density=0.5, brightness=0.5)
+    composer.next_phrase(day)
+    night = day.with_(tempo_bpm=66.0, density=0.2, brightness=0.3)
+    phrase = composer.next_phrase(night)
+    assert phrase.tempo_bpm == 66.0
+    assert phrase.meta["brightness_shift"] == pytest.approx(
+        composer.form.section.bright + 0.2)
+    melody = [n for n in phrase.notes if n.voice == "melody"]
+    # density 0.5 (the section's) writes a note or more a beat on average; 0.2 would write two
+    # a bar at most
+    assert len(melody) > 8

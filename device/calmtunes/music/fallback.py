@@ -112,7 +112,7 @@ class ProceduralComposer:
             chords=tuple(chords),
             source=self.name,
             meta={"dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.section.bright},
+                  "brightness_shift": plan.brightness_shift(controls)},
         )
 
     # -- melody ------------------------------------------------------------------------------

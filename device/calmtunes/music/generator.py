@@ -649,7 +649,7 @@ class NeuralComposer:
             source=self.name,
             meta={"melody_notes": len(notes), "tokens": self.tokens_generated,
                   "dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.section.bright},
+                  "brightness_shift": plan.brightness_shift(controls)},
         )
 
 
