@@ -114,14 +114,25 @@ def test_the_room_s_changes_of_colour_wait_for_the_next_section():
 
 def test_a_composed_phrase_keeps_the_section_s_colour_but_follows_the_tempo():
     composer = ProceduralComposer(seed=6)
-    day = Controls(tempo_bpm=70.0, density=0.5, brightness=0.5)
+    day = Controls(tempo_bpm=70.0, density=0.35, brightness=0.5)
     composer.next_phrase(day)
-    night = day.with_(tempo_bpm=66.0, density=0.2, brightness=0.3)
-    phrase = composer.next_phrase(night)
+    dusk = day.with_(tempo_bpm=66.0, density=0.28, brightness=0.42)  # the scene's glide
+    phrase = composer.next_phrase(dusk)
     assert phrase.tempo_bpm == 66.0
     assert phrase.meta["brightness_shift"] == pytest.approx(
-        composer.form.section.bright + 0.2)
+        composer.form.section.bright + 0.08)
     melody = [n for n in phrase.notes if n.voice == "melody"]
-    # density 0.5 (the section's) writes a note or more a beat on average; 0.2 would write two
-    # a bar at most
+    # density 0.35 (the section's) writes up to four notes a bar; 0.28 would be sparse, two a
+    # bar at most (seven in the phrase, whose last bar has one)
     assert len(melody) > 8
+
+
+def test_a_step_no_scene_could_make_is_heard_at_once():
+    # a person edits the preset's register mid-section: not the room's glide, so no waiting
+    form = Form(seed=3)
+    c = Controls(tempo_bpm=70.0, register=0.5)
+    for _ in range(3):
+        form.next(c)
+    plan = form.next(c.with_(register=0.2))
+    assert plan.section_index == 0 and plan.phrase_index == 3
+    assert plan.held(c).register == 0.2

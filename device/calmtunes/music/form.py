@@ -29,7 +29,9 @@ the colour in mid-section: a closed-loop session moved 4–5.3 dB from minute to
 is wanted, and its scene changes were heard as extra sections — 4.1 in ten minutes for one
 seed.) Tempo, breath pacing, volume, the bed and the melody's prominence still follow the
 conductor at once: they are the loop's and the room's, not the section's colour. A preset
-change starts a new piece and so a new section with the new preset's character.
+change starts a new piece and so a new section with the new preset's character; a step larger
+than the scene can make between two phrases (:data:`CHARACTER_JUMP`: an edited preset) is
+taken at once.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ CONTOUR_ST = (-4.0, 0.0, 5.0, -1.0)
 # the answer's lift, so sixteen bars span 12–18 (with 12 either side the procedural line
 # spanned 17–24).
 MELODY_REACH = 7
+# A section holds the density, register and brightness it began with (see the module
+# docstring) unless one of them moves more than this (0–1 scale) from one phrase to the next:
+# the scene glides (30 s time constant), moving one by 0.13 at most in a 16 s phrase even at
+# full scene influence, so a bigger step is a person's choice (an edited preset) — heard at once.
+CHARACTER_JUMP = 0.15
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ class Form:
         self._themes = 0
         self._pair: tuple[str, int, tuple[str, ...]] | None = None  # the pair's second half
         self._character: tuple[float, float, float] | None = None  # held through the section
+        self._asked: tuple[float, float, float] | None = None  # as the last phrase asked
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
@@ -176,9 +184,11 @@ class Form:
             self.section_index += 1
             self.phrase_index, self.elapsed_s = 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
-        if self.phrase_index == 0 or self._character is None:
-            self._character = (float(controls.density), float(controls.register),
-                               float(controls.brightness))
+        asked = (float(controls.density), float(controls.register), float(controls.brightness))
+        last, self._asked = self._asked, asked
+        if (self.phrase_index == 0 or self._character is None or last is None
+                or max(abs(a - b) for a, b in zip(asked, last)) > CHARACTER_JUMP):
+            self._character = asked
         plan = replace(self._plan(seconds), character=self._character)
         self.phrase_index += 1
         self.elapsed_s += seconds
