@@ -218,16 +218,3 @@ def test_any_sequence_of_readings_keeps_controls_sane(seq):
         assert 4.0 <= out.breath_rate <= 20.0
         for v in (out.density, out.brightness, out.register, out.bed_level, out.melodic):
             assert 0.0 <= v <= 1.0
-
-
-def test_the_room_the_music_starts_in_is_taken_at_once_a_later_one_glides_in():
-    s = Config().conductor.scene_influence
-    c = Conductor(Config(), "calm", -6.0)
-    first = c.update(0.0, None, scene(0.0, "quiet_day", people=2))  # visitors already there
-    assert first.melodic == pytest.approx(1.0 - 0.6 * s, abs=0.01)
-    assert first.volume_db == pytest.approx(-6.0 - 3.0 * s, abs=0.01)
-    late = Conductor(Config(), "calm", -6.0)
-    for t in range(10):  # the camera reports only after ten seconds
-        late.update(float(t), None, None)
-    out = late.update(10.0, None, scene(10.0, "quiet_day", people=2))
-    assert out.melodic > 0.97  # glides in from here, no step

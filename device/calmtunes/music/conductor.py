@@ -40,9 +40,7 @@ gliding toward the preset (shifted by the scene) at the glide rate.
 
 **Scene** (``conductor.scene_influence`` = *s*, 0–1). Each label's weight follows the camera's
 label with a time constant of :data:`SCENE_TAU_S` (so a label change glides in over a minute or so),
-and falls back to zero when the scene is stale or the camera is off; the first scene, when it
-comes within :data:`SCENE_START_S` of the start, is taken at once (the room the music starts
-in). At full weight:
+and falls back to zero when the scene is stale or the camera is off. At full weight:
 
 =============  =====================================================================================
 night          tempo −4·s bpm, density ×(1−0.4·s), brightness −0.25·s, register −0.15·s,
@@ -88,8 +86,6 @@ MAX_STRESS_SD = 0.25  # a stress index less certain than this is not acted on
 PULSE_GAP_S = 60.0  # s without a usable reading after which the smoothing starts afresh
 SCENE_TAU_S = 30.0  # s: how fast the scene's weights follow the label
 SCENE_STALE_S = 30.0  # s: a scene record older than this no longer counts
-SCENE_START_S = 3.0  # s: a first scene this soon after the start (within the default 3 s
-#                      fade-in) is taken at once, not glided in
 LOG_EVERY_S = 60.0  # s between log lines about the same kind of bad reading
 # a heart rate this many times the last good one is suspect: half or double the true rate
 # (a beat missed each time, or a dicrotic wave counted as a beat) is the pulse analysis's
@@ -219,7 +215,6 @@ class Conductor:
         self._last_usable_breath: float | None = None
         self._harmonic = HarmonicGuard()
         self._scene_w = dict.fromkeys(SCENE_EFFECTS, 0.0)
-        self._scene_seen = False  # a fresh scene has been taken since the conductor began
         self._logged: dict[str, float] = {}
         self.mode = "open"  # open | iso start | matching | waiting | leading | paused | easing
         self.ignored_readings = 0
@@ -431,15 +426,6 @@ class Conductor:
             people = getattr(scene, "people", 0)
             if isinstance(people, int) and people > 0:
                 want["active"] = 1.0  # visitors: softer and less melodic, whatever the light
-        if fresh and not self._scene_seen:
-            self._scene_seen = True
-            start = self._segment_start
-            if start is not None and now - start <= SCENE_START_S:
-                # the room the music starts in is taken as it is: gliding in from an empty
-                # room moved the melody and volume through the first minute, heard as a
-                # change of section a minute in
-                self._scene_w = want
-                return
         if dt > 0:
             for k, v in want.items():
                 w = _ema(self._scene_w[k], v, dt, SCENE_TAU_S)
