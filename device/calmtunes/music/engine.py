@@ -7,6 +7,17 @@ music does not stop. The audio component takes phrases from :meth:`take_phrase`.
 
 On a virtual clock the generator is loaded in :meth:`ComposerComponent.open`, in line: the
 hand-over then falls at the same phrase on every run, so a session replays sample for sample.
+
+The form and the motif memory follow what is *heard*, not what was written: each phrase is
+kept with the plan's state before it (:class:`PlanMark`), and :meth:`ComposerComponent.flush`
+(a preset change, the iso start meeting the listener's heart — both crossfade now) takes the
+piece back to the state before the phrase last handed to the audio component, the one the
+crossfade cuts. Phrases written ahead and dropped are then never counted as played: a theme
+whose statement was cut after a few seconds, or never played, is not stored and so never
+"returns", and the section's clock and the phrase pairs (statement, answer: eight bars) start
+again on the music that follows. (Before, the iso start cut the first theme after ~6 s and
+dropped its answer, so every later return in a closed-loop session brought back a theme nobody
+had heard: 0–16 % returning phrases where the open-loop presets had 20–28 %.)
 """
 
 from __future__ import annotations
@@ -27,6 +38,29 @@ from calmtunes.music.events import Phrase
 from calmtunes.music.fallback import ProceduralComposer
 
 log = logging.getLogger(__name__)
+
+
+class PlanMark:
+    """The state of a composer's form and motif memory before a phrase (see the module
+    docstring); :meth:`restore` puts it back in place (objects shared by the two composers stay
+    shared)."""
+
+    def __init__(self, composer: Composer) -> None:
+        self.composer = composer
+        self.form = getattr(composer, "form", None)
+        self.motifs = getattr(composer, "motifs", None)
+        self.form_state = self.form.state() if self.form is not None else None
+        self.motifs_state = self.motifs.state() if self.motifs is not None else None
+
+    def restore(self) -> None:
+        if self.form is None:  # written before the piece began: it begins anew
+            self.composer.form = None  # type: ignore[attr-defined]
+        else:
+            self.form.restore(self.form_state)
+        if self.motifs is None:
+            self.composer.motifs = None  # type: ignore[attr-defined]
+        else:
+            self.motifs.restore(self.motifs_state)
 
 
 def load_generator(config: Config, seed: int | None) -> Composer:
@@ -50,9 +84,11 @@ class ComposerComponent(Component):
         seed = config.music.seed or None
         self.fallback = ProceduralComposer(seed)
         self.composer: Composer = self.fallback
-        self._queue: collections.deque[Phrase] = collections.deque()
+        self._queue: collections.deque[tuple[Phrase, PlanMark]] = collections.deque()
         self._lock = threading.Lock()
         self._generation = 0  # bumped by flush(); phrases of older generations are dropped
+        self._handed: PlanMark | None = None  # the plan before the phrase last handed out
+        self._rewind: PlanMark | None = None  # set by flush(), applied before the next phrase
         self._loader_thread: threading.Thread | None = None
         self.phrases_composed = 0
         self.fallbacks = 0
@@ -60,27 +96,36 @@ class ComposerComponent(Component):
     # -- interface for the audio component ---------------------------------------------------
     def take_phrase(self) -> Phrase | None:
         with self._lock:
-            phrase = self._queue.popleft() if self._queue else None
+            phrase, mark = self._queue.popleft() if self._queue else (None, None)
+            if mark is not None:
+                self._handed = mark
         if phrase is not None:
             self.wake()
         return phrase
 
     def flush(self) -> None:
-        """Drop phrases written for old controls (a preset change); compose anew at once."""
+        """Drop phrases written for old controls (a preset change, the iso start) and compose
+        anew at once; the piece goes back to where it stood before the phrase the crossfade
+        cuts (see the module docstring)."""
         with self._lock:
             self._queue.clear()
             self._generation += 1
+            if self._handed is not None:
+                self._rewind, self._handed = self._handed, None
         self.wake()
 
     def compose_now(self) -> Phrase:
         """One phrase for the current controls, written in the caller's thread (used when the
         audio component finds the queue empty: never silence for want of a phrase)."""
-        return self._compose(self._controls())
+        phrase, mark = self._compose(self._controls())
+        with self._lock:
+            self._handed = mark
+        return phrase
 
     @property
     def queued_seconds(self) -> float:
         with self._lock:
-            return sum(p.seconds for p in self._queue)
+            return sum(p.seconds for p, _ in self._queue)
 
     # -- component ---------------------------------------------------------------------------
     def reconfigure(self, config: Config) -> str:
@@ -133,14 +178,20 @@ class ComposerComponent(Component):
             return 0.5
         with self._lock:
             generation = self._generation
-        phrase = self._compose(self._controls())
+        phrase, mark = self._compose(self._controls())
         with self._lock:
             if generation == self._generation:
-                self._queue.append(phrase)
+                self._queue.append((phrase, mark))
         return 0.0
 
-    def _compose(self, controls: Controls) -> Phrase:
+    def _compose(self, controls: Controls) -> tuple[Phrase, PlanMark]:
+        """The next phrase, and the plan's state before it."""
+        with self._lock:
+            rewind, self._rewind = self._rewind, None
+        if rewind is not None:
+            rewind.restore()
         composer = self.composer
+        mark = PlanMark(composer)
         try:
             phrase = composer.next_phrase(controls)
         except Exception as exc:
@@ -151,9 +202,11 @@ class ComposerComponent(Component):
                       type(exc).__name__, exc)
             self.composer = self.fallback
             self.degrade(f"generator failed: {exc}")
+            mark.restore()  # the failed phrase was never played (the form may be shared)
+            mark = PlanMark(self.fallback)
             phrase = self.fallback.next_phrase(controls)
         self.phrases_composed += 1
-        return phrase
+        return phrase, mark
 
     def status(self) -> dict:
         return {

@@ -112,7 +112,7 @@ class ProceduralComposer:
             chords=tuple(chords),
             source=self.name,
             meta={"dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.section.bright},
+                  "brightness_shift": plan.brightness_shift(controls)},
         )
 
     # -- melody ------------------------------------------------------------------------------
@@ -120,7 +120,11 @@ class ProceduralComposer:
                 density: float, velocity: float, last_bar: bool) -> list[NoteEvent]:
         # Rhythm: from one note a bar (sparse) to eighth notes (busy), never a grid of equals.
         sparse = density <= 0.3
-        slots = [0.0, 1.0, 2.0, 3.0] if not sparse else [0.0, 2.0]
+        # a sparse line's second note falls on the third beat or, more often, the fourth (a
+        # pickup): on the third alone it marked every other beat, heard as half the tempo when
+        # the loop plays the sleep preset at a stressed listener's heart rate (88 bpm)
+        slots = [0.0, 1.0, 2.0, 3.0] if not sparse else [
+            0.0, 3.0 if self.rng.random() < 2 / 3 else 2.0]
         if density > 0.6:
             slots += [1.5, 2.5, 3.5]
         slots.sort()
@@ -133,7 +137,7 @@ class ProceduralComposer:
         target = centre + arch * (SPARSE_ARCH if sparse else 1.0)
         for i, onset in enumerate(onsets):
             end = onsets[i + 1] if i + 1 < len(onsets) else BEATS_PER_BAR
-            # chord tones on the strong beats; a sparse line's half-bar note may be any scale
+            # chord tones on the strong beats; a sparse line's second note may be any scale
             # tone (a passing or neighbour note), else it has only the chords' pitch classes
             strong = onset == 0.0 or (onset == 2.0 and not sparse)
             pitch = self._next_pitch(pcs if (strong or last_bar) else tuple(scale), centre,

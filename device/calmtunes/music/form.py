@@ -19,11 +19,25 @@ next section is prepared, never cut in).
 The form knows time only through the phrases it plans: each phrase lasts ``beats × 60 /
 tempo`` seconds, so a slower tempo makes the same section last the same minutes with fewer
 phrases.
+
+**The room's changes land on section boundaries.** The conductor moves density, register and
+brightness with the camera's scene (visitors, dusk, night), whenever the room changes. The form
+takes those three as they stand when a section begins and holds them through the section
+(:attr:`PhrasePlan.character`): a section keeps its own colour, and the room's moves are heard
+where the music changes anyway, prepared by the close. (Taken phrase by phrase, they moved
+the colour in mid-section: a closed-loop session moved 4–5.3 dB from minute to minute where 2–4
+is wanted, and its scene changes were heard as extra sections — 4.1 in ten minutes for one
+seed.) Tempo, breath pacing, volume, the bed and the melody's prominence still follow the
+conductor at once: they are the loop's and the room's, not the section's colour. A preset
+change starts a new piece and so a new section with the new preset's character; a step larger
+than the scene can make between two phrases (:data:`CHARACTER_JUMP`: an edited preset) is
+taken at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +60,11 @@ CONTOUR_ST = (-4.0, 0.0, 5.0, -1.0)
 # the answer's lift, so sixteen bars span 12–18 (with 12 either side the procedural line
 # spanned 17–24).
 MELODY_REACH = 7
+# A section holds the density, register and brightness it began with (see the module
+# docstring) unless one of them moves more than this (0–1 scale) from one phrase to the next:
+# the scene glides (30 s time constant), moving one by 0.13 at most in a 16 s phrase even at
+# full scene influence, so a bigger step is a person's choice (an edited preset) — heard at once.
+CHARACTER_JUMP = 0.15
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,8 @@ class PhrasePlan:
     transform: tuple[str, ...] = ()  # for a return: what is done to the theme
     theme_id: int | None = None  # theme stored (role theme) or returning (role return)
     breath: bool = False  # end the phrase with a rest (a breath between phrases)
+    # (density, register, brightness) of the controls when the section began, held through it
+    character: tuple[float, float, float] | None = None
 
     @property
     def part(self) -> int:
@@ -91,9 +112,23 @@ class PhrasePlan:
     def degree_for(self, mode: str) -> int:
         return self.section.degree
 
+    def held(self, controls: Controls) -> Controls:
+        """``controls`` with the density, register and brightness the section began with."""
+        if self.character is None:
+            return controls
+        density, register, brightness = self.character
+        return controls.with_(density=density, register=register, brightness=brightness)
+
+    def brightness_shift(self, controls: Controls) -> float:
+        """What the mixer adds to the brightness it plays (the conductor's, now): the section's
+        timbre, and the way back to the brightness the section began with."""
+        return self.section.bright + (self.held(controls).brightness - controls.brightness)
+
     def apply(self, controls: Controls) -> Controls:
-        """The controls as this section colours them (register, density; clamped to 0–1)."""
+        """The controls as this section colours them (its held character, register, density;
+        clamped to 0–1)."""
         s = self.section
+        controls = self.held(controls)
         density = controls.density * s.density_scale
         if self.role == "close":
             density *= 0.6  # thinning before the next section
@@ -117,9 +152,21 @@ class Form:
         self._theme: dict[str, int] = {}  # section family (A, B) -> id of its theme
         self._themes = 0
         self._pair: tuple[str, int, tuple[str, ...]] | None = None  # the pair's second half
+        self._character: tuple[float, float, float] | None = None  # held through the section
+        self._asked: tuple[float, float, float] | None = None  # as the last phrase asked
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
+
+    def state(self) -> dict:
+        """Where the piece stands (section, phrase, themes, the random draws to come): give it
+        to :meth:`restore` to plan again from here."""
+        return copy.deepcopy(self.__dict__)
+
+    def restore(self, state: dict) -> None:
+        """Go back to a :meth:`state`: phrases planned since were never heard (a crossfade cut
+        them), so the piece goes on as if they had not been written."""
+        self.__dict__.update(copy.deepcopy(state))
 
     @property
     def section(self) -> Section:
@@ -137,7 +184,12 @@ class Form:
             self.section_index += 1
             self.phrase_index, self.elapsed_s = 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
-        plan = self._plan(seconds)
+        asked = (float(controls.density), float(controls.register), float(controls.brightness))
+        last, self._asked = self._asked, asked
+        if (self.phrase_index == 0 or self._character is None or last is None
+                or max(abs(a - b) for a, b in zip(asked, last)) > CHARACTER_JUMP):
+            self._character = asked
+        plan = replace(self._plan(seconds), character=self._character)
         self.phrase_index += 1
         self.elapsed_s += seconds
         return plan

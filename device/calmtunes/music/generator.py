@@ -17,11 +17,11 @@ density, register, rhythmic activity, harmonic rhythm) is set from the :class:`C
 a phrase starts, so control changes land on phrase boundaries. Sampling is constrained: a
 grammar keeps the token stream well formed, melody pitches stay in the key's scale and within
 :data:`~calmtunes.music.form.MELODY_REACH` semitones of the register centre, tiring of pitches
-played often lately, chords stay diatonic, sparse requests keep onsets on half bars; melody
-pitches are pulled toward the phrase's melodic arch (:data:`~calmtunes.music.form.CONTOUR_ST`,
-bar by bar around the register centre); within that, temperature and nucleus (top-p)
-sampling. Each phrase is drawn ``candidates`` times from the same state and the draw whose
-measured attributes come nearest the request is kept.
+played often lately, chords stay diatonic, sparse requests keep onsets on half bars and the
+fourth beat; melody pitches are pulled toward the phrase's melodic arch
+(:data:`~calmtunes.music.form.CONTOUR_ST`, bar by bar around the register centre); within
+that, temperature and nucleus (top-p) sampling. Each phrase is drawn ``candidates`` times from
+the same state and the draw whose measured attributes come nearest the request is kept.
 
 The model's manifest (``<model>.json`` beside it) holds its SHA-256, checked at load, and its
 token list; the manifest's own SHA-256 must be one this release pins (:mod:`model_pin`, in the
@@ -374,8 +374,8 @@ class NeuralComposer:
     def _grammar(self, key: int, mode: str, centre: float, sparse: bool = False) -> dict:
         """Allowed next tokens by (last kind, position), as token ids, for one phrase's key,
         mode and register: after BAR, DUR or CHORD a later position (or the bar's end; for a
-        ``sparse`` request only the half-bar positions, as the model alone stays busier than
-        about 0.75 notes a beat);
+        ``sparse`` request only the half-bar positions and the fourth beat, as the model alone
+        stays busier than about 0.75 notes a beat);
         after POS a diatonic chord or a melody pitch in scale and register; after CHORD also
         a pitch; after PITCH a duration."""
         t = self.tokens
@@ -386,8 +386,14 @@ class NeuralComposer:
         bar[t.bar] = True
         table = {}
         grid = self.steps_per_bar // 2 if sparse else 1
+        # a sparse line may also move on the fourth beat (a pickup into the next bar): on the
+        # first and third beats only, its notes marked every other beat, and sped up to meet a
+        # stressed listener's heart (sleep at 88 bpm) it was heard at half the plan (44) by a
+        # beat tracker expecting 60
+        pickup = 3 * self.steps_per_bar // 4 if sparse else 0
         for pos in range(-1, self.steps_per_bar):
-            later = (t.pos & (t.value > pos) & (t.value % grid == 0)) | bar
+            later = (t.pos & (t.value > pos) & ((t.value % grid == 0) | (t.value == pickup))
+                     ) | bar
             table["BAR", pos] = np.flatnonzero(later)
             table["DUR", pos] = np.flatnonzero(later)
             table["CHORD", pos] = np.flatnonzero(later | pitch_ok)
@@ -649,7 +655,7 @@ class NeuralComposer:
             source=self.name,
             meta={"melody_notes": len(notes), "tokens": self.tokens_generated,
                   "dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.section.bright},
+                  "brightness_shift": plan.brightness_shift(controls)},
         )
 
 

@@ -21,6 +21,7 @@ neural one feeds it to the model, which chooses the chords under it (a new harmo
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,14 @@ class MotifMemory:
         self.themes.setdefault(theme_id, {})[part] = tuple(
             MotifNote(float(s), float(d), st, float(v))
             for (s, d, _, v), st in zip(notes, steps))
+
+    def state(self) -> dict:
+        """The themes kept so far (and the random draws to come), for :meth:`restore`."""
+        return copy.deepcopy(self.__dict__)
+
+    def restore(self, state: dict) -> None:
+        """Forget what was stored since :meth:`state`: a theme nobody heard cannot return."""
+        self.__dict__.update(copy.deepcopy(state))
 
     def has(self, theme_id: int | None, part: int) -> bool:
         return theme_id is not None and part in self.themes.get(theme_id, {})

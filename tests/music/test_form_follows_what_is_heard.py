@@ -1,0 +1,138 @@
+"""The form and the motif memory follow what is heard: a crossfade (the iso start, a preset
+change) drops the phrases written ahead and cuts the one playing, and the piece goes on as if
+they had never been written — no theme returns that nobody heard, and phrase pairs stay whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from calmtunes.config import Config
+from calmtunes.hub import Hub
+from calmtunes.music.controls import Controls
+from calmtunes.music.engine import ComposerComponent
+from calmtunes.music.fallback import ProceduralComposer
+from calmtunes.music.form import Form
+from calmtunes.music.motifs import MotifMemory
+
+
+def _engine(seed: int = 4, tempo: float = 60.0) -> tuple[ComposerComponent, dict]:
+    controls = {"now": Controls(tempo_bpm=tempo)}
+    cfg = Config().replace(music={"seed": seed, "generator": "procedural"})
+    return ComposerComponent(cfg, Hub(), lambda: controls["now"]), controls
+
+
+def test_a_crossfade_takes_the_piece_back_to_before_the_phrase_it_cuts():
+    engine, controls = _engine()
+    first = engine.take_phrase() or engine.compose_now()  # the theme's statement begins
+    assert first.meta["role"] == "theme"
+    engine.step(0.0)  # its answer, written ahead
+    assert engine.queued_seconds > 0
+    # the iso start: the heart is at 84 bpm; the music at that tempo crossfades in now
+    controls["now"] = Controls(tempo_bpm=84.0)
+    engine.flush()
+    again = engine.take_phrase() or engine.compose_now()
+    assert again.meta["role"] == "theme"  # the theme is stated again, now in full
+    assert again.tempo_bpm == 84.0
+    form = engine.composer.form
+    assert (form.section_index, form.phrase_index) == (0, 1)
+    assert form.elapsed_s == 16 * 60.0 / 84.0  # the cut phrase's time is not counted
+
+
+def test_a_theme_nobody_heard_is_never_brought_back():
+    engine, controls = _engine(seed=7)
+    engine.compose_now()  # the statement of theme 0, stored as written …
+    cut = engine.composer.motifs.themes[0][0]
+    engine.flush()  # … and cut after a few seconds
+    heard = engine.compose_now()
+    engine.compose_now()
+    stored = engine.composer.motifs.themes
+    # what is kept is the statement played after the cut, not the cut one
+    assert stored[0][0] != cut
+    assert len(stored[0][0]) == sum(n.voice == "melody" for n in heard.notes)
+    assert set(stored) == {0} and set(stored[0]) == {0, 1}
+    plans = [engine.composer.form.next(controls["now"]) for _ in range(10)]
+    returns = [p for p in plans if p.role == "return"]
+    assert returns and all(p.theme_id in stored for p in returns)
+
+
+def test_phrases_dropped_unheard_leave_no_trace_in_the_form():
+    engine, _ = _engine(seed=2)
+    for _ in range(5):  # a minute and a half of music, each phrase handed out and played
+        engine.compose_now()
+    before = engine.composer.form.state()
+    engine.compose_now()  # the phrase now playing …
+    for _ in range(3):
+        engine.step(0.0)  # … and those written ahead
+    engine.flush()
+    engine.compose_now()
+    replay = Form()
+    replay.restore(before)
+    plan = replay.next(Controls(tempo_bpm=60.0))
+    form = engine.composer.form
+    assert (form.section_index, form.phrase_index) == (plan.section_index, plan.phrase_index + 1)
+
+
+def test_a_flush_before_any_phrase_changes_nothing():
+    engine, _ = _engine()
+    engine.flush()
+    assert engine.compose_now().meta["role"] == "theme"
+
+
+def test_form_and_motif_states_restore_exactly():
+    form, motifs = Form(seed=5), MotifMemory(seed=5)
+    controls = Controls(tempo_bpm=70.0)
+    for _ in range(7):
+        form.next(controls)
+    motifs.store(0, 0, [(0.0, 2.0, 64, 0.5), (2.0, 2.0, 67, 0.5)], 0, "major")
+    f, m = form.state(), motifs.state()
+    ahead = [form.next(controls) for _ in range(30)]
+    motifs.store(1, 0, [(0.0, 4.0, 60, 0.5)], 0, "major")
+    form.restore(f)
+    motifs.restore(m)
+    assert [form.next(controls) for _ in range(30)] == ahead  # the same draws to come
+    assert set(motifs.themes) == {0}
+
+
+def test_the_room_s_changes_of_colour_wait_for_the_next_section():
+    # night falls in mid-section: the conductor asks for sparser, lower, darker music
+    form = Form(seed=3)
+    day = Controls(tempo_bpm=70.0, density=0.5, register=0.5, brightness=0.5)
+    night = day.with_(density=0.4, register=0.42, brightness=0.37, tempo_bpm=68.0)
+    plans = [form.next(day) for _ in range(4)]
+    while form.section_index == 0:
+        plans.append(form.next(night))
+    first = [p for p in plans if p.section_index == 0]
+    assert len(first) > 6 and plans[-1].section_index == 1
+    for p in first:  # the section keeps the colour it began with …
+        held = p.apply(night)
+        assert p.held(night).density == 0.5 and p.held(night).brightness == 0.5
+        assert held.register == min(1.0, 0.5 + p.section.register_shift + 0.14 * p.part)
+        assert p.brightness_shift(night) == pytest.approx(p.section.bright + 0.5 - 0.37)
+    assert plans[-1].held(night) == night  # … and the next one takes the night's
+    assert plans[-1].brightness_shift(night) == plans[-1].section.bright
+
+
+def test_a_composed_phrase_keeps_the_section_s_colour_but_follows_the_tempo():
+    composer = ProceduralComposer(seed=6)
+    day = Controls(tempo_bpm=70.0, density=0.35, brightness=0.5)
+    composer.next_phrase(day)
+    dusk = day.with_(tempo_bpm=66.0, density=0.28, brightness=0.42)  # the scene's glide
+    phrase = composer.next_phrase(dusk)
+    assert phrase.tempo_bpm == 66.0
+    assert phrase.meta["brightness_shift"] == pytest.approx(
+        composer.form.section.bright + 0.08)
+    melody = [n for n in phrase.notes if n.voice == "melody"]
+    # density 0.35 (the section's) writes up to four notes a bar; 0.28 would be sparse, two a
+    # bar at most (seven in the phrase, whose last bar has one)
+    assert len(melody) > 8
+
+
+def test_a_step_no_scene_could_make_is_heard_at_once():
+    # a person edits the preset's register mid-section: not the room's glide, so no waiting
+    form = Form(seed=3)
+    c = Controls(tempo_bpm=70.0, register=0.5)
+    for _ in range(3):
+        form.next(c)
+    plan = form.next(c.with_(register=0.2))
+    assert plan.section_index == 0 and plan.phrase_index == 3
+    assert plan.held(c).register == 0.2
