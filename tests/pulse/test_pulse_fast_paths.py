@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import find_peaks as scipy_find_peaks
 from scipy.signal import sosfiltfilt
 
-from calmtunes.pulse import beats, filters
+from calmtunes.pulse import beats, filters, respiration
 from calmtunes.pulse.max30102 import median
 
 
@@ -70,3 +70,30 @@ def test_the_rounded_design_stays_within_a_fraction_of_the_signal(fs):
     exact = sosfiltfilt(filters.bandpass_sos(fs, *filters.PULSE_BAND_HZ)[0], x)
     got = filters.pulse_band(x, fs)
     assert np.max(np.abs(got - exact)) < 2e-3 * np.max(np.abs(exact))
+
+
+@pytest.mark.parametrize("n", [5, 40, 241, 6043])
+def test_signals_filtered_together_match_one_at_a_time(n):
+    rows = np.random.default_rng(n).standard_normal((3, n)).cumsum(axis=1)
+    for design in (filters.bandpass_sos(100.0, *filters.PULSE_BAND_HZ),
+                   filters.highpass_sos(4.0, 0.1), filters.lowpass_sos(60.0, 5.0)):
+        together = filters.filtfilt(design, rows)
+        for row, got in zip(rows, together):
+            one = filters.filtfilt(design, row)
+            np.testing.assert_allclose(got, one, rtol=0, atol=1e-12 * np.abs(one).max())
+            if n > 15:  # scipy's padding needs a longer signal
+                np.testing.assert_allclose(got, sosfiltfilt(design[0], row), rtol=0,
+                                           atol=1e-9 * np.abs(one).max())
+
+
+def test_breaths_counted_together_are_counted_as_one_at_a_time():
+    t = np.arange(0, 60, 1 / respiration.RESAMPLE_HZ)
+    rng = np.random.default_rng(4)
+    series = np.stack([np.sin(2 * np.pi * rate / 60 * t) + 0.3 * rng.standard_normal(len(t))
+                       for rate in (9.0, 14.0, 21.0)])
+    centred = series - series.mean(axis=1, keepdims=True)
+    band = respiration._breath_band(centred, 0.6)
+    for row, s in enumerate(series):
+        alone = respiration.count_breaths(s, 0.6)
+        assert alone is not None
+        assert respiration._count(band[row]) == pytest.approx(alone, abs=1e-9)
