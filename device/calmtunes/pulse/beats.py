@@ -37,12 +37,16 @@ def find_peaks(x: np.ndarray, distance: int) -> tuple[np.ndarray, dict]:
     n = len(x)
     if n < 3:
         return np.zeros(0, dtype=np.intp), {}
-    change = np.flatnonzero(x[1:] != x[:-1]) + 1  # first sample of each run of equal values
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change - 1, [n - 1]))
-    v = x[starts]
-    top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
-    peaks = (starts[top] + ends[top]) // 2
+    mid, left, right = x[1:-1], x[:-2], x[2:]
+    if np.all(x[1:] != x[:-1]):  # no flat stretch (the usual case for filtered data)
+        peaks = np.flatnonzero((mid > left) & (mid > right)) + 1
+    else:
+        change = np.flatnonzero(x[1:] != x[:-1]) + 1  # first sample of each run of equals
+        starts = np.concatenate(([0], change))
+        ends = np.concatenate((change - 1, [n - 1]))
+        v = x[starts]
+        top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
+        peaks = (starts[top] + ends[top]) // 2
     if distance > 1 and len(peaks) > 1:
         # the peaks are in order: those closer than ``distance`` to peak i are the runs
         # lo[i]:i and i+1:hi[i], found for all at once
