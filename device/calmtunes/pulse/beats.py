@@ -37,21 +37,29 @@ def find_peaks(x: np.ndarray, distance: int) -> tuple[np.ndarray, dict]:
     n = len(x)
     if n < 3:
         return np.zeros(0, dtype=np.intp), {}
-    change = np.flatnonzero(x[1:] != x[:-1]) + 1  # first sample of each run of equal values
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change - 1, [n - 1]))
-    v = x[starts]
-    top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
-    peaks = (starts[top] + ends[top]) // 2
+    mid, left, right = x[1:-1], x[:-2], x[2:]
+    if np.all(x[1:] != x[:-1]):  # no flat stretch (the usual case for filtered data)
+        peaks = np.flatnonzero((mid > left) & (mid > right)) + 1
+    else:
+        change = np.flatnonzero(x[1:] != x[:-1]) + 1  # first sample of each run of equals
+        starts = np.concatenate(([0], change))
+        ends = np.concatenate((change - 1, [n - 1]))
+        v = x[starts]
+        top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
+        peaks = (starts[top] + ends[top]) // 2
     if distance > 1 and len(peaks) > 1:
-        keep = np.ones(len(peaks), dtype=bool)
-        for i in np.argsort(x[peaks])[::-1]:  # highest first (scipy's order, ties included)
-            if not keep[i]:
-                continue
-            near = np.abs(peaks - peaks[i]) < distance
-            near[i] = False
-            keep &= ~near
-        peaks = peaks[keep]
+        # the peaks are in order: those closer than ``distance`` to peak i are the runs
+        # lo[i]:i and i+1:hi[i], found for all at once
+        lo = np.searchsorted(peaks, peaks - distance, side="right").tolist()
+        hi = np.searchsorted(peaks, peaks + distance, side="left").tolist()
+        keep = [True] * len(peaks)
+        for i in np.argsort(x[peaks])[::-1].tolist():  # highest first (scipy's order, ties too)
+            if keep[i]:
+                for j in range(lo[i], i):
+                    keep[j] = False
+                for j in range(i + 1, hi[i]):
+                    keep[j] = False
+        peaks = peaks[np.array(keep, dtype=bool)]
     return peaks.astype(np.intp), {}
 
 

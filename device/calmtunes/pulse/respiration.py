@@ -127,10 +127,21 @@ def _p75(v: np.ndarray) -> float:
 def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
     """Breaths/min in a per-beat series sampled at :data:`RESAMPLE_HZ` by counting breaths
     (count-orig, see the module notes) in its 0.1 Hz – ``top_hz`` band; None below 2 breaths."""
+    band = _breath_band(series - series.mean(), top_hz)
+    return None if band is None else _count(band)
+
+
+def _breath_band(centred: np.ndarray, top_hz: float) -> np.ndarray | None:
+    """The mean-free series (one, or several as rows) band-passed 0.1 Hz – ``top_hz`` for
+    counting; None when the band or the series is too short to count breaths in."""
     top = round(min(top_hz, 0.45 * RESAMPLE_HZ), 2)  # rounded: the designs stay cached
-    if top <= 1.5 * DRIFT_CUTOFF_HZ or len(series) < 16:
+    if top <= 1.5 * DRIFT_CUTOFF_HZ or centred.shape[-1] < 16:
         return None
-    s = filtfilt(bandpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ, top), series - series.mean())
+    return filtfilt(bandpass_sos(RESAMPLE_HZ, DRIFT_CUTOFF_HZ, top), centred)
+
+
+def _count(s: np.ndarray) -> float | None:
+    """count-orig on one band-passed series: breaths/min, None below 2 breaths."""
     mid, left, right = s[1:-1], s[:-2], s[2:]
     peaks = np.flatnonzero((mid > left) & (mid >= right)) + 1
     troughs = np.flatnonzero((mid < left) & (mid <= right)) + 1
@@ -230,8 +241,11 @@ def breathing_rate(
     f = freqs[band]
     fused = np.zeros(len(f))
     mods: list[Modulation] = []
-    for name, s in zip(MODULATIONS, series):
-        p = np.abs(np.fft.rfft(filtfilt(hp, s - s.mean()) * win, nfft))[band] ** 2
+    # the series, one a row, each filtered and transformed together
+    centred = np.stack([s - s.mean() for s in series])
+    power = np.abs(np.fft.rfft(filtfilt(hp, centred) * win, nfft))[:, band] ** 2
+    counting = _breath_band(centred, top / 60.0)
+    for row, (name, p) in enumerate(zip(MODULATIONS, power)):
         total = p.sum()
         if total <= 0:
             continue
@@ -239,8 +253,8 @@ def breathing_rate(
         k = int(np.argmax(p))
         peaked = float(p[k] * len(p))
         # the interval series is only ever used through its gate: not counted when flat
-        counted = peaked >= GATE_PEAKEDNESS or name != "frequency"
-        count = count_breaths(s, top / 60.0) if counted else None
+        counted = counting is not None and (peaked >= GATE_PEAKEDNESS or name != "frequency")
+        count = _count(counting[row]) if counted else None
         mods.append(Modulation(name, count, _refined(p, k, f), peaked))
         fused += p * peaked
     if not mods:
