@@ -29,7 +29,7 @@ from calmtunes.config import Config
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.music.engine import ComposerComponent
-from calmtunes.music.mixer import Mixer
+from calmtunes.music.mixer import CHUNK_S, OFFLINE_CHUNK_S, Mixer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ class AudioComponent(Component):
         self.ring = AudioRing(int(a.sample_rate * a.buffer_ms / 1000) + self.block)
         self.target_fill = int(a.sample_rate * a.buffer_ms / 1000)
         self.composer = composer
-        self.mixer = Mixer(a.sample_rate, config)
+        # on a virtual clock (renders) nobody waits for a control to be heard: longer chunks
+        self.mixer = Mixer(a.sample_rate, config, chunk_s=OFFLINE_CHUNK_S
+                           if getattr(clock, "virtual", False) else CHUNK_S)
         self._sink_factory = sink_factory or (lambda cfg, ring: make_sink(
             cfg.audio.backend, ring, cfg.audio.sample_rate, device=cfg.audio.device,
             wav_path=cfg.audio.wav_path, realtime=cfg.audio.realtime, clock=clock))
@@ -138,19 +140,29 @@ class AudioComponent(Component):
         return max(period / 2, spare / self.sample_rate)
 
     def _fill(self) -> None:
-        """Render blocks into the ring until it holds ``audio.buffer_ms``."""
-        while self.ring.free >= self.block and self.ring.available < self.target_fill:
-            self._feed_phrases()
-            self.ring.write(self.mixer.render(self.block))
+        """Render blocks into the ring until it holds ``audio.buffer_ms``.
 
-    def _feed_phrases(self) -> None:
+        The blocks wanted are rendered by one call to the mixer: its master stage (gains,
+        fades, limiter) costs a fixed number of numpy calls per call, and a top-up is usually
+        several blocks (a third of the buffer on a sound card, a sink block on a virtual
+        clock). Volume and fades still glide, joined linearly across the call."""
+        block = self.block
+        while self.ring.free >= block and self.ring.available < self.target_fill:
+            blocks = min(self.ring.free // block,
+                         -(-(self.target_fill - self.ring.available) // block))
+            self._feed_phrases(blocks * block)
+            self.ring.write(self.mixer.render(blocks * block))
+
+    def _feed_phrases(self, frames: int | None = None) -> None:
+        """Schedule phrases until the music reaches a second past the next ``frames`` (default
+        one block) of output, or crossfade into a new phrase now when a preset changed."""
         if self._pending_crossfade:
             self._pending_crossfade = False
             phrase = self.composer.take_phrase() or self.composer.compose_now()
             start = self.mixer.position
             self._schedule(phrase, start, crossfade_s=CROSSFADE_S)
             return
-        horizon = self.mixer.position + self.block
+        horizon = self.mixer.position + (self.block if frames is None else frames)
         while self.mixer.scheduled_until <= horizon + self.sample_rate:
             phrase = self.composer.take_phrase() or self.composer.compose_now()
             self._schedule(phrase)

@@ -63,6 +63,13 @@ class _ThreadSink(Sink):
     """Drains the ring from a thread, paced by the clock or as fast as the producer goes."""
 
     block_frames = 1024
+    #: on a virtual clock nobody listens while it runs: the sink takes up to this many frames
+    #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over a
+    #: third or a quarter as often (each wake costs a fixed number of Python and numpy calls,
+    #: whatever its length). A multiple of ``block_frames`` that the ring always holds: its
+    #: capacity less the largest producer block (audio.block_ms ≤ 100 ms) is what the
+    #: producer keeps in it (150 ms of buffer at 48 kHz: 3072 frames)
+    virtual_block_frames = 4096
 
     def __init__(self, ring: AudioRing, sample_rate: int, realtime: bool,
                  clock: Callable[[], float] = SYSTEM, max_frames: int | None = None) -> None:
@@ -74,6 +81,9 @@ class _ThreadSink(Sink):
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._virtual = self.virtual = bool(getattr(clock, "virtual", False))
+        if self._virtual:
+            held = (ring.capacity - sample_rate // 10) // self.block_frames * self.block_frames
+            self.block_frames = max(self.block_frames, min(self.virtual_block_frames, held))
         self._next_t: float | None = None  # virtual clock: when the next block is due
         self._block = np.zeros((self.block_frames, ring.channels), dtype=np.float32)
 
