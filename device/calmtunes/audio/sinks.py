@@ -223,11 +223,16 @@ class WavSink(_ThreadSink):
         if self._wav is None:
             return
         if real:
-            self.peak = max(self.peak, float(np.abs(block[:real]).max()))
-        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout
-        shape = block.shape
-        dither = self._rng.random(shape, dtype=np.float32) - self._rng.random(shape, np.float32)
-        pcm = np.clip(block * np.float32(32767.0) + dither, -32768, 32767).astype("<i2")
+            self.peak = max(self.peak, float(block[:real].max()), -float(block[:real].min()))
+        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout;
+        # both draws in one call (the same values as two calls of the block's shape), the rest
+        # in place
+        u = self._rng.random((2, *block.shape), dtype=np.float32)
+        pcm = np.multiply(block, np.float32(32767.0))
+        dither = np.subtract(u[0], u[1], out=u[0])
+        pcm += dither
+        np.clip(pcm, -32768, 32767, out=pcm)
+        pcm = pcm.astype("<i2")
         self._pending.append(pcm.tobytes())
         self._pending_frames += len(pcm)
         if self._pending_frames >= self.sample_rate:  # one write (and header update) a second
