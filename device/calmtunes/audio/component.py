@@ -169,10 +169,13 @@ class AudioComponent(Component):
 
     def _schedule(self, phrase: Any, start: int | None = None, **kw: Any) -> None:
         at = self.mixer.scheduled_until if start is None else start
+        # a crossfade drops the earlier phrases' notes not yet begun where the synthesis is
+        heard_until = max(at, self.mixer.synthesised)
         onsets = self.mixer.schedule(phrase, start, **kw)
         if self.played is not None:
-            if kw.get("crossfade_s"):  # notes of earlier phrases not begun by now are dropped
-                self.played = [(a, p, [o for o in ons if o[1] < at]) for a, p, ons in self.played]
+            if kw.get("crossfade_s"):
+                self.played = [(a, p, [o for o in ons if o[1] < heard_until])
+                               for a, p, ons in self.played]
             self.played.append((at, phrase, onsets))
 
     def _keep_sink(self, now: float) -> None:

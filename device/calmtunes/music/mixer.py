@@ -192,6 +192,12 @@ class Mixer:
         self._fade_rate = 1.0 / max(1.0, _finite_or(seconds, 1.0) * self.sr)
 
     @property
+    def synthesised(self) -> int:
+        """Output frame the synthesis has reached (it runs up to a chunk ahead of ``position``):
+        a crossfade cannot drop a note that starts before it, it is already sounding."""
+        return self._synth_pos * OVERSAMPLE
+
+    @property
     def faded_out(self) -> bool:
         return self._fade <= 0.0 and self._fade_target == 0.0
 
