@@ -145,11 +145,15 @@ class AudioComponent(Component):
         The blocks wanted are rendered by one call to the mixer: its master stage (gains,
         fades, limiter) costs a fixed number of numpy calls per call, and a top-up is usually
         several blocks (a third of the buffer on a sound card, a sink block on a virtual
-        clock). Volume and fades still glide, joined linearly across the call."""
+        clock). Volume and fades still glide, joined linearly across the call. A sound card's
+        ring about to run dry (at start, after a stall) gets one block at a time, so it has
+        sound again as soon as one block is ready."""
         block = self.block
         while self.ring.free >= block and self.ring.available < self.target_fill:
             blocks = min(self.ring.free // block,
                          -(-(self.target_fill - self.ring.available) // block))
+            if self.ring.available < 2 * block and not self.sink.virtual:
+                blocks = 1
             self._feed_phrases(blocks * block)
             self.ring.write(self.mixer.render(blocks * block))
 
