@@ -142,18 +142,16 @@ class AudioComponent(Component):
     def _fill(self) -> None:
         """Render blocks into the ring until it holds ``audio.buffer_ms``.
 
-        The blocks wanted are rendered by one call to the mixer: its master stage (gains,
-        fades, limiter) costs a fixed number of numpy calls per call, and a top-up is usually
-        several blocks (a third of the buffer on a sound card, a sink block on a virtual
-        clock). Volume and fades still glide, joined linearly across the call. A sound card's
-        ring about to run dry (at start, after a stall) gets one block at a time, so it has
-        sound again as soon as one block is ready."""
+        On a virtual clock the blocks wanted are rendered by one call to the mixer: its master
+        stage (gains, fades, limiter) costs a fixed number of numpy calls per call, and there a
+        top-up is a whole sink block. Volume and fades still glide, joined linearly across the
+        call. A sound card's ring is fed block by block, each written as soon as it is ready."""
         block = self.block
         while self.ring.free >= block and self.ring.available < self.target_fill:
-            blocks = min(self.ring.free // block,
-                         -(-(self.target_fill - self.ring.available) // block))
-            if self.ring.available < 2 * block and not self.sink.virtual:
-                blocks = 1
+            blocks = 1
+            if self.sink.virtual:
+                blocks = min(self.ring.free // block,
+                             -(-(self.target_fill - self.ring.available) // block))
             self._feed_phrases(blocks * block)
             self.ring.write(self.mixer.render(blocks * block))
 
