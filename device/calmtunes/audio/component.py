@@ -29,7 +29,7 @@ from calmtunes.config import Config
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.music.engine import ComposerComponent
-from calmtunes.music.mixer import Mixer
+from calmtunes.music.mixer import CHUNK_S, OFFLINE_CHUNK_S, Mixer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ class AudioComponent(Component):
         self.ring = AudioRing(int(a.sample_rate * a.buffer_ms / 1000) + self.block)
         self.target_fill = int(a.sample_rate * a.buffer_ms / 1000)
         self.composer = composer
-        self.mixer = Mixer(a.sample_rate, config)
+        # on a virtual clock (renders) nobody waits for a control to be heard: longer chunks
+        self.mixer = Mixer(a.sample_rate, config, chunk_s=OFFLINE_CHUNK_S
+                           if getattr(clock, "virtual", False) else CHUNK_S)
         self._sink_factory = sink_factory or (lambda cfg, ring: make_sink(
             cfg.audio.backend, ring, cfg.audio.sample_rate, device=cfg.audio.device,
             wav_path=cfg.audio.wav_path, realtime=cfg.audio.realtime, clock=clock))
@@ -138,29 +140,44 @@ class AudioComponent(Component):
         return max(period / 2, spare / self.sample_rate)
 
     def _fill(self) -> None:
-        """Render blocks into the ring until it holds ``audio.buffer_ms``."""
-        while self.ring.free >= self.block and self.ring.available < self.target_fill:
-            self._feed_phrases()
-            self.ring.write(self.mixer.render(self.block))
+        """Render blocks into the ring until it holds ``audio.buffer_ms``.
 
-    def _feed_phrases(self) -> None:
+        On a virtual clock the blocks wanted are rendered by one call to the mixer: its master
+        stage (gains, fades, limiter) costs a fixed number of numpy calls per call, and there a
+        top-up is a whole sink block. Volume and fades still glide, joined linearly across the
+        call. A sound card's ring is fed block by block, each written as soon as it is ready."""
+        block = self.block
+        while self.ring.free >= block and self.ring.available < self.target_fill:
+            blocks = 1
+            if self.sink.virtual:
+                blocks = min(self.ring.free // block,
+                             -(-(self.target_fill - self.ring.available) // block))
+            self._feed_phrases(blocks * block)
+            self.ring.write(self.mixer.render(blocks * block))
+
+    def _feed_phrases(self, frames: int | None = None) -> None:
+        """Schedule phrases until the music reaches a second past the next ``frames`` (default
+        one block) of output, or crossfade into a new phrase now when a preset changed."""
         if self._pending_crossfade:
             self._pending_crossfade = False
             phrase = self.composer.take_phrase() or self.composer.compose_now()
             start = self.mixer.position
             self._schedule(phrase, start, crossfade_s=CROSSFADE_S)
             return
-        horizon = self.mixer.position + self.block
+        horizon = self.mixer.position + (self.block if frames is None else frames)
         while self.mixer.scheduled_until <= horizon + self.sample_rate:
             phrase = self.composer.take_phrase() or self.composer.compose_now()
             self._schedule(phrase)
 
     def _schedule(self, phrase: Any, start: int | None = None, **kw: Any) -> None:
         at = self.mixer.scheduled_until if start is None else start
+        # a crossfade drops the earlier phrases' notes not yet begun where the synthesis is
+        heard_until = max(at, self.mixer.synthesised)
         onsets = self.mixer.schedule(phrase, start, **kw)
         if self.played is not None:
-            if kw.get("crossfade_s"):  # notes of earlier phrases not begun by now are dropped
-                self.played = [(a, p, [o for o in ons if o[1] < at]) for a, p, ons in self.played]
+            if kw.get("crossfade_s"):
+                self.played = [(a, p, [o for o in ons if o[1] < heard_until])
+                               for a, p, ons in self.played]
             self.played.append((at, phrase, onsets))
 
     def _keep_sink(self, now: float) -> None:

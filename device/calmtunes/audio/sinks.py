@@ -63,6 +63,13 @@ class _ThreadSink(Sink):
     """Drains the ring from a thread, paced by the clock or as fast as the producer goes."""
 
     block_frames = 1024
+    #: on a virtual clock nobody listens while it runs: the sink takes up to this many frames
+    #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over a
+    #: third or a quarter as often (each wake costs a fixed number of Python and numpy calls,
+    #: whatever its length). A multiple of ``block_frames`` that the ring always holds: its
+    #: capacity less the largest producer block (audio.block_ms ≤ 100 ms) is what the
+    #: producer keeps in it (150 ms of buffer at 48 kHz: 3072 frames)
+    virtual_block_frames = 4096
 
     def __init__(self, ring: AudioRing, sample_rate: int, realtime: bool,
                  clock: Callable[[], float] = SYSTEM, max_frames: int | None = None) -> None:
@@ -74,6 +81,9 @@ class _ThreadSink(Sink):
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._virtual = self.virtual = bool(getattr(clock, "virtual", False))
+        if self._virtual:
+            held = (ring.capacity - sample_rate // 10) // self.block_frames * self.block_frames
+            self.block_frames = max(self.block_frames, min(self.virtual_block_frames, held))
         self._next_t: float | None = None  # virtual clock: when the next block is due
         self._block = np.zeros((self.block_frames, ring.channels), dtype=np.float32)
 
@@ -213,11 +223,16 @@ class WavSink(_ThreadSink):
         if self._wav is None:
             return
         if real:
-            self.peak = max(self.peak, float(np.abs(block[:real]).max()))
-        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout
-        shape = block.shape
-        dither = self._rng.random(shape, dtype=np.float32) - self._rng.random(shape, np.float32)
-        pcm = np.clip(block * np.float32(32767.0) + dither, -32768, 32767).astype("<i2")
+            self.peak = max(self.peak, float(block[:real].max()), -float(block[:real].min()))
+        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout;
+        # both draws in one call (the same values as two calls of the block's shape), the rest
+        # in place
+        u = self._rng.random((2, *block.shape), dtype=np.float32)
+        pcm = np.multiply(block, np.float32(32767.0))
+        dither = np.subtract(u[0], u[1], out=u[0])
+        pcm += dither
+        np.clip(pcm, -32768, 32767, out=pcm)
+        pcm = pcm.astype("<i2")
         self._pending.append(pcm.tobytes())
         self._pending_frames += len(pcm)
         if self._pending_frames >= self.sample_rate:  # one write (and header update) a second

@@ -15,9 +15,10 @@ They run in fixed chunks (``chunk_s``: 100 ms by default) into a small queue; th
 (gains, fades, limiter) runs on whatever block the caller asks for, so volume and fades answer
 within one block. Most of a chunk's cost is a fixed number of numpy calls, so a longer chunk is
 cheaper per second of audio: an offline render, where nobody waits for a control to take effect,
-can use ``chunk_s=0.4`` (about a third less CPU); the daemon keeps 100 ms, so a control change or
-a preset's crossfade is heard within a tenth of a second and no single block's synthesis runs
-long.
+uses ``chunk_s=0.4`` (:data:`OFFLINE_CHUNK_S`, about a third less CPU: the audio component
+takes it on a virtual clock, so ``calmtunes render`` and ``simulate --virtual-clock`` alike); the
+daemon keeps 100 ms, so a control change or a preset's crossfade is heard within a tenth of a
+second and no single block's synthesis runs long (on a virtual clock they land within 0.4 s).
 
 Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
 synthesis has reached it plays as soon as it can (at most one chunk late), never cut in half.
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 OVERSAMPLE = 3  # output rate / instrument rate
 CHUNK_S = 0.100  # default instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
+OFFLINE_CHUNK_S = 0.400  # where nobody listens while it renders (a virtual clock), s
 CHUNK_RANGE_S = (0.02, 1.0)  # chunk_s accepted, s
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
@@ -188,6 +190,12 @@ class Mixer:
     def fade_out(self, seconds: float) -> None:
         self._fade_target = 0.0
         self._fade_rate = 1.0 / max(1.0, _finite_or(seconds, 1.0) * self.sr)
+
+    @property
+    def synthesised(self) -> int:
+        """Output frame the synthesis has reached (it runs up to a chunk ahead of ``position``):
+        a crossfade cannot drop a note that starts before it, it is already sounding."""
+        return self._synth_pos * OVERSAMPLE
 
     @property
     def faded_out(self) -> bool:

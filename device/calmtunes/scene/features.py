@@ -133,13 +133,17 @@ def colour_temperature(frame: np.ndarray, luma: np.ndarray | None = None) -> flo
     when the estimate falls outside 1667–15000 K, or when the colour lies more than
     :data:`MAX_DUV` from the Planckian locus (the scene is not lit by anything near white).
     """
+    import cv2
+
     if luma is None:
         luma = grey(frame)
-    mask = (luma > 20) & (luma < 242)
-    count = int(np.count_nonzero(mask))
+    # luma 21–241 of 255 (8–95 %); OpenCV's masked mean sums the same pixels in one pass, where
+    # numpy's boolean indexing copies them out first (0.1 ms instead of 4 ms a 320×240 frame)
+    mask = cv2.inRange(luma, 21, 241)
+    count = cv2.countNonZero(mask)
     if count < 0.02 * luma.size:
         return None
-    bgr = frame[mask].mean(axis=0) / 255.0
+    bgr = np.array(cv2.mean(frame, mask=mask)[:3]) / 255.0
     rgb = _srgb_to_linear(bgr[::-1])
     x_, y_, z_ = _RGB_TO_XYZ @ rgb
     total = x_ + y_ + z_

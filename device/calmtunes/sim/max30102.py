@@ -31,6 +31,7 @@ Time comes from an injectable clock; samples are produced lazily when the bus is
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import math
 import time
@@ -242,13 +243,19 @@ class MAX30102Chip:
             if self.saturate:
                 code[:] = FULL_SCALE
             codes.append(code)
-        for i in range(len(times)):
-            self._pending.append(tuple(int(c[i]) for c in codes))
-            if len(self._pending) >= self.averaging():
-                avg = np.mean(self._pending, axis=0)
-                self._pending.clear()
-                # left-justified: the lowest (18 − resolution) bits read 0
-                mask = FULL_SCALE & ~((1 << (18 - bits)) - 1)
+        # averaged in groups of SMP_AVE conversions, a partial group carried to the next call;
+        # the means of whole groups at once (exact: the codes' sums are integers below 2^53)
+        every = self.averaging()
+        pending = self._pending + list(zip(*(c.tolist() for c in codes))) if codes else \
+            self._pending + [()] * len(times)
+        whole = len(pending) // every * every
+        self._pending = pending[whole:]
+        if whole:
+            # left-justified: the lowest (18 − resolution) bits read 0
+            mask = FULL_SCALE & ~((1 << (18 - bits)) - 1)
+            means = np.array(pending[:whole], dtype=np.int64).reshape(
+                whole // every, every, len(slots) if codes else 0).mean(axis=1)
+            for avg in means.tolist():
                 self._push(tuple(int(v) & mask for v in avg))
 
     def _push(self, sample: tuple[int, ...]) -> None:
@@ -307,6 +314,20 @@ class MAX30102Chip:
             self.regs[reg] = 0  # interrupt flags clear on read
         self._pointer = (reg + 1) & 0xFF
         return value
+
+    def read_registers(self, n: int) -> list[int]:
+        """``n`` bytes from the register pointer, as ``n`` calls of :meth:`read_register`
+        (a FIFO read hands out whole samples at a time: the same bytes, far fewer calls)."""
+        if self._pointer != FIFO_DATA:
+            return [self.read_register() for _ in range(n)]
+        out = bytearray()
+        while len(out) < n:
+            if not self._stream:
+                self._stream = bytes([self._read_fifo_byte()]) + self._stream
+            take = min(len(self._stream), n - len(out))
+            out += self._stream[:take]
+            self._stream = self._stream[take:]
+        return list(out)
 
     def _read_fifo_byte(self) -> int:
         if not self._stream:
@@ -394,7 +415,7 @@ class EmulatedBus:
         return chip
 
     def _read(self, chip: MAX30102Chip, n: int) -> list[int]:
-        data = [chip.read_register() for _ in range(n)]
+        data = chip.read_registers(n)
         self.bytes_moved += n
         f = self.faults
         if f.garbage_rate and self._rng.uniform() < f.garbage_rate:
@@ -452,8 +473,7 @@ class EmulatedBus:
                 raise OSError(errno.EREMOTEIO, "Remote I/O error")
             if msg.flags & 0x0001:  # I2C_M_RD
                 data = self._read(chip, msg.len)
-                for i, b in enumerate(data):
-                    msg.buf[i] = bytes([b])
+                ctypes.memmove(msg.buf, bytes(data), len(data))
                 msg.len = len(data)
             else:
                 raw = bytes(msg)
