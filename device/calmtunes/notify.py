@@ -21,6 +21,8 @@ class Notifier:
         if self._address and self._address.startswith("@"):
             self._address = "\0" + self._address[1:]  # abstract namespace
         self._sock: socket.socket | None = None
+        self.dropped = 0  # messages the receiver's full queue refused
+        self._dropping = False
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
         self.watchdog_usec: int | None = None
@@ -40,14 +42,28 @@ class Notifier:
         return self.watchdog_usec / 2e6 if self.watchdog_usec else None
 
     def send(self, *fields: str) -> bool:
+        """Send without ever waiting: the control loop calls this, and a receiver that does not
+        read (a full queue: net.unix.max_dgram_qlen datagrams, 10 by default) must not stall the
+        music's control. A message that cannot go now is dropped, and said once."""
         if self._address is None:
             return False
         message = "\n".join(fields).encode()
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message, self._address)
+            self._sock.sendto(message, socket.MSG_DONTWAIT, self._address)
+            if self._dropping:
+                self._dropping = False
+                log.info("sd_notify: the service manager takes notifications again")
             return True
+        except BlockingIOError:
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                log.warning("sd_notify: the service manager is not reading its notification "
+                            "socket (queue full); %s dropped, the daemon goes on without waiting",
+                            fields[0].split("=", 1)[0])
+            return False
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
             return False

@@ -123,3 +123,36 @@ def test_ready_comes_without_sound_output_saying_why(tmp_config, tmp_path, syste
     ready = systemd.times("READY=1")
     assert len(ready) == 1 and ready[0] > READY_WITHOUT_SOUND_S  # it waited for sound first
     assert any(m.startswith("STATUS=NO SOUND:") and str(wav) in m for _, m in systemd.messages)
+
+
+def test_a_service_manager_that_does_not_read_never_stalls_the_loop(tmp_path, caplog):
+    """A notification socket nobody reads fills up (net.unix.max_dgram_qlen); sending must then
+    drop the message at once and say so once, not block the control loop (it did: the loop hung
+    in sendto after a dozen preset changes' STATUS= lines)."""
+    import logging
+    import threading
+
+    caplog.set_level(logging.INFO, logger="calmtunes.notify")
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        sent: list[bool] = []
+        sender = threading.Thread(target=lambda: sent.extend(
+            notifier.status(f"playing preset {i}") for i in range(2000)), daemon=True)
+        sender.start()
+        sender.join(10.0)
+        assert not sender.is_alive(), "sd_notify blocked on a full queue"
+        assert sent[0] and not all(sent) and notifier.dropped == sent.count(False)
+        assert caplog.text.count("not reading its notification socket") == 1
+        while True:  # the manager reads again: so do we
+            try:
+                sock.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        assert notifier.watchdog()
+        assert "takes notifications again" in caplog.text
+        notifier.close()
+    finally:
+        sock.close()
