@@ -57,15 +57,19 @@ def test_envelope_leaves_out_what_was_left_out():
     assert quality.envelope_cv(x_gap, fs, bad) < 0.05
 
 
+def band_noise(seed: int) -> np.ndarray:
+    """10 s at 100 Hz of Gaussian noise band-limited to 0.7–3 Hz (the pulse band), edges cut."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
+    return sosfiltfilt(sos, np.random.default_rng(seed).standard_normal(1400))[200:-200]
+
+
 @pytest.mark.parametrize("seed", [851, 934, 1162, 1183])
 def test_weak_windows_must_match_their_template(seed):
     # band-limited noise (0.7–3 Hz) that passes the quality floor and the shape tests by
     # chance: its "beats" do not match their mean beat as a pulse's do (Orphanidou)
-    from scipy.signal import butter, sosfiltfilt
-
-    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
-    g = np.random.default_rng(seed).standard_normal(1400)
-    r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+    r = analyze(band_noise(seed), 100)
     assert r.hr_bpm is None
     assert r.reason
 
@@ -87,11 +91,7 @@ def test_noise_without_a_pulse_shape_is_refused(seed):
     # band-limited noise (0.7–3 Hz) whose peaks fall evenly enough to pass the quality floor,
     # the slope test (skewness just above 0.2) and the template test; its "beats" are unlike
     # each other and change size, which a pulse's do not both do under such a weak shape
-    from scipy.signal import butter, sosfiltfilt
-
-    sos = butter(4, [0.7, 3.0], btype="bandpass", fs=100, output="sos")
-    g = np.random.default_rng(seed).standard_normal(1400)
-    r = analyze(sosfiltfilt(sos, g)[200:-200], 100)
+    r = analyze(band_noise(seed), 100)
     assert r.hr_bpm is None
     assert "no pulse shape" in r.reason and "unlike each other" in r.reason
 
