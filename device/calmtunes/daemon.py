@@ -330,8 +330,6 @@ class Daemon:
         if self.conductor.playing:
             self._end_session(now, "new_listener")
             self._start_session(now)
-            self.apply_controls()
-        self.save_state()
 
     def _unplay_arm(self) -> None:
         for part in (self.conductor, self.composer, self.audio):
@@ -729,7 +727,6 @@ class Daemon:
             return
         elif name == "new_listener":
             self._new_listener(source)
-            return
         elif name == "privacy":  # the one privacy switch; the scene component obeys the topic
             self.privacy = (not self.privacy) if arg is None else bool(arg)
             log.info("camera %s (%s)", "off for privacy" if self.privacy else "allowed", source)

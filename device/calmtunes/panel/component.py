@@ -126,7 +126,7 @@ class PanelComponent(Component):
             factory = MockFactory(pin_class=MockPWMPin)
         self.factory = factory
         presets = self.config.music.presets
-        led_roles = {str(v.get("led", k)) for k, v in presets.items()} | {"pulse", "camera"}
+        led_roles = preset_led_roles(presets) | {"pulse", "camera"}
         try:
             for role, pin in p.buttons.items():
                 if role not in presets and role not in ACTION_BUTTONS:
@@ -235,11 +235,8 @@ class PanelComponent(Component):
 
     def _confirm(self, now: float) -> None:
         """Blink every preset LED: the chord was taken."""
-        roles = {str(v.get("led", k)) for k, v in self.config.music.presets.items()}
-        for role in roles:
-            led = self.leds.get(role)
-            if led is not None and role not in ("pulse", "camera"):
-                led.blink(on_time=CONFIRM_BLINK_S, off_time=CONFIRM_BLINK_S, n=CONFIRM_BLINKS)
+        for led in self._preset_leds().values():
+            led.blink(on_time=CONFIRM_BLINK_S, off_time=CONFIRM_BLINK_S, n=CONFIRM_BLINKS)
         self._confirm_until = now + 2 * CONFIRM_BLINK_S * CONFIRM_BLINKS
         self._lit_preset = "?"  # lit again from the hub once the blinks are over
 
@@ -292,6 +289,11 @@ class PanelComponent(Component):
         self.hub.command(name, arg, source="panel")
 
     # -- LEDs ------------------------------------------------------------------------------------
+    def _preset_leds(self) -> dict[str, Any]:
+        """The LEDs that show a preset, by role (the pulse and camera LEDs have their own)."""
+        return {role: self.leds[role] for role in preset_led_roles(self.config.music.presets)
+                if role in self.leds and role not in ("pulse", "camera")}
+
     def _update_leds(self, now: float) -> None:
         controls = self.hub.latest("controls")
         preset = getattr(controls, "preset", None)
@@ -299,9 +301,8 @@ class PanelComponent(Component):
             self._lit_preset = preset
             presets = self.config.music.presets
             lit = str(presets[preset].get("led", preset)) if preset in presets else None
-            for role in {str(v.get("led", k)) for k, v in presets.items()}:
-                if role in self.leds and role not in ("pulse", "camera"):
-                    self.leds[role].value = 1 if role == lit else 0
+            for role, led in self._preset_leds().items():
+                led.value = 1 if role == lit else 0
         camera = self.hub.latest("camera")
         active = bool(camera.get("active")) if isinstance(camera, dict) else False
         if active != self._camera_lit and "camera" in self.leds:
@@ -334,6 +335,11 @@ class PanelComponent(Component):
             led.pulse(fade_in_time=2.0, fade_out_time=2.0)  # ~15 breaths/min of light
         else:
             led.off()
+
+
+def preset_led_roles(presets: dict[str, dict]) -> set[str]:
+    """The LED roles the presets light: each preset's ``led`` name, else its own."""
+    return {str(v.get("led", k)) for k, v in presets.items()}
 
 
 def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -> Component:

@@ -141,7 +141,7 @@ class ComposedMusic:
         return MusicInput(sounding.tempo_bpm, sounding.controls.breath_rate)
 
 
-def night_composer(config: Config, seed: int, generator: Composer | None = None) -> Composer:
+def night_composer(seed: int, generator: Composer | None = None) -> Composer:
     """A composer for one night: a fresh piece (new form and themes) from ``generator`` when
     one is loaded, else the procedural composer seeded for the night."""
     if generator is not None:
@@ -236,7 +236,7 @@ def run_study(config: Config, p: Profile, nights: int, duration_s: float, seed: 
             start = FIRST_NIGHT + n * NIGHT_S
             choice: Choice = care.start_session(start)
             night_seed = seed * 100_003 + n
-            composer = (night_composer(choice.config, night_seed, generator) if composed
+            composer = (night_composer(night_seed, generator) if composed
                         else None)
             points = simulate_night(choice.config, choice.arm, p, night_seed, duration_s,
                                     start, recorder, ppg, composer)
@@ -266,7 +266,7 @@ def expected_rewards(config: Config, p: Profile, arms: list[Arm], nights: int,
         rewards = []
         for n in range(nights):
             night_seed = seed * 7919 + n
-            composer = night_composer(cfg, night_seed, generator) if composed else None
+            composer = night_composer(night_seed, generator) if composed else None
             resp = session_response(simulate_night(cfg, arm, p, night_seed, duration_s,
                                                    ppg=ppg, composer=composer))
             if resp.reward is not None:
