@@ -221,20 +221,35 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     skew = beats_mod.slope_skewness(x_up[s0:])
     in_window = bt.index >= s0
     span_beats = beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
-    env = quality.envelope_cv(x_up[s0:], fs, None if bad is None else bad[s0:])
+    seconds = quality.second_rms(x_up[s0:], fs, None if bad is None else bad[s0:])
+    env = quality.envelope_cv(x_up[s0:], fs, seconds=seconds)
     motion = beats_mod.looks_like_motion(x_up, span_beats, env, skew)
     shapeless = beats_mod.looks_shapeless(span_beats, skew, morph)
+    surges = beats_mod.looks_like_surges(span_beats, env, skew)
+    # beats counted in the quiet between bursts: the noise floor, not a pulse
+    quiet = quality.beats_in_quiet(seconds, fs, span_beats.index - s0) >= quality.QUIET_BEATS
+    # the intervals as corrected (a missed beat put back), none across left-out samples
+    rhythmless = beats_mod.looks_rhythmless(ibi_span, skew)
+    harm: float | None = None
+    if skew < beats_mod.MIN_SLOPE_SKEW or motion:
+        harm = quality.harmonic_ratio(x_up[s0:], fs, period)
     # beats of one shape and size are a pulse even when they fall as fast as they rise
-    steady = (skew < beats_mod.MIN_SLOPE_SKEW or motion) and beats_mod.steady(
-        span_beats, quality.template_match(x_up, span_beats.index), env,
-        quality.harmonic_ratio(x_up[s0:], fs, period),
+    steady = harm is not None and beats_mod.steady(
+        span_beats, quality.template_match(x_up, span_beats.index), env, harm,
     )
     # a weak window must at least pass Orphanidou's template matching
     unmatched = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY and (
         quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
     )
-    if (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched or shapeless
-            or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion))):
+    refused = (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched or shapeless
+               or quiet or rhythmless or surges
+               or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion)))
+    sine = False
+    if not refused:
+        # last, as it costs a spectrum: a wave without harmonics is a sine, not a pulse
+        harm = quality.harmonic_ratio(x_up[s0:], fs, period) if harm is None else harm
+        sine = refused = harm < quality.SINE_HARMONICS
+    if refused:
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
         if len(ibi_span) < 2:
             why = "fewer than three beats found"
@@ -256,6 +271,25 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         elif unmatched:
             why = (f"signal quality {q:.2f} is weak and the beats do not match their template "
                    f"(mean correlation below {quality.TEMPLATE_ACCEPT:g})")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif quiet:
+            why = ("no pulse: beats were found in a quiet stretch between louder waves (the "
+                   "noise between bursts of motion; a pulse does not fade to a quarter and "
+                   "back within seconds)")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif rhythmless:
+            why = (f"no pulse: the signal falls nearly as fast as it rises (slope skewness "
+                   f"{skew:.2f}) and its beats keep no rhythm (intervals vary by "
+                   f"{100 * beats_mod.interval_cv(ibi_span):.0f} %); motion, not a pulse")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif surges:
+            why = (f"no pulse: the signal's strength surges and fades (second-by-second "
+                   f"variation {env:.2f}) and its waves change size "
+                   f"({beats_mod.upstroke_cv(span_beats):.2f}); motion, not a pulse")
+            q = min(q, quality.MIN_QUALITY * 0.99)
+        elif sine:
+            why = (f"no pulse: the wave is a sine (harmonics {harm:.3f} of the fundamental's "
+                   "power); a pulse wave's sharp upstroke has harmonics")
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 

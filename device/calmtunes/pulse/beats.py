@@ -151,6 +151,53 @@ def looks_shapeless(b: Beats, skew: float, morphology: float) -> bool:
     )
 
 
+#: rhythmless: in a window with a weak pulse shape (slope skewness below
+#: :data:`MOTION_WEAK_SKEW`), beats whose intervals vary by more than this (coefficient of
+#: variation of the corrected intervals: a missed beat put back) are waves of motion at
+#: changing frequencies (dev split: real BIDMC and Welltory windows that weak ≤ 0.2;
+#: HeartPy's data3 ≤ 0.2 but one window with half its beats missed, 0.8)
+RHYTHMLESS_CV = 0.3
+#: surges: the band's strength, second by second, varying by more than this (coefficient of
+#: variation; dev real windows ≤ 0.45 wherever their upstrokes vary by more than 0.45 and
+#: their slope skewness is below :data:`SURGE_SKEW`) …
+SURGE_ENVELOPE_CV = 0.6
+#: … with upstrokes varying by more than this …
+SURGE_HEIGHT_CV = 0.6
+#: … under a pulse shape weaker than this (real windows near those variations ≥ 0.92; the
+#: motion windows caught 0.44–0.90): one burst of motion waxing and waning
+SURGE_SKEW = 1.0
+
+
+def interval_cv(intervals: np.ndarray) -> float:
+    """Coefficient of variation of beat ``intervals`` (0 with fewer than three)."""
+    if len(intervals) < 3:
+        return 0.0
+    return float(np.std(intervals)) / max(1e-12, float(np.mean(intervals)))
+
+
+def looks_rhythmless(intervals: np.ndarray, skew: float) -> bool:
+    """True when the window has neither a pulse's shape nor its rhythm: it falls nearly as
+    fast as it rises (``skew`` below :data:`MOTION_WEAK_SKEW`) and its beats come at
+    ``intervals`` (corrected, none across left-out samples) varying by more than
+    :data:`RHYTHMLESS_CV`. A pulse with a weak shape still beats at a rate; waves of motion
+    at changing frequencies do not."""
+    return skew < MOTION_WEAK_SKEW and interval_cv(intervals) > RHYTHMLESS_CV
+
+
+def looks_like_surges(b: Beats, envelope_cv: float, skew: float) -> bool:
+    """True when the window's strength surges and fades (``envelope_cv`` above
+    :data:`SURGE_ENVELOPE_CV`) and its beats change size with it (upstrokes varying by more
+    than :data:`SURGE_HEIGHT_CV`) under a moderate pulse shape (``skew`` below
+    :data:`SURGE_SKEW`): a burst of motion waxing and waning. A pulse's strength follows the
+    breath by tens of per cent; a pulse that fades out leaves a flat line, no beats."""
+    return (
+        len(b.index) >= 3
+        and skew < SURGE_SKEW
+        and envelope_cv > SURGE_ENVELOPE_CV
+        and upstroke_cv(b) > SURGE_HEIGHT_CV
+    )
+
+
 def steady(b: Beats, template: float, envelope_cv: float, harmonics: float) -> bool:
     """Beats of one shape and one size, with harmonics: a pulse, even where it falls as fast
     as it rises (a heavily smoothed sensor output, a strong second wave), which motion and
