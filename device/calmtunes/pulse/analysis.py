@@ -193,7 +193,18 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         period = float(np.median(np.diff(bt.times)))
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
-    iv = hrv.correct(bt.times)
+    in_window = bt.index >= s0
+    span_beats = beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
+    skew = beats_mod.slope_skewness(x_up[s0:])
+    # an irregular rhythm of clear beats (atrial fibrillation): every beat found is a beat, and
+    # an interval twice the median is no sign of a missed one
+    found_iv = np.diff(span_beats.times)
+    if bad is not None and len(found_iv):
+        found_iv = found_iv[~_spans(bad, span_beats.times, fs)]
+    irregular = beats_mod.irregular_but_clear(found_iv, span_beats, skew) and (
+        quality.template_match(x_up, span_beats.index) >= quality.TEMPLATE_ACCEPT
+    )
+    iv = hrv.correct(bt.times, put_back=not irregular)
     if bad is not None:
         # an interval spanning left-out samples is not an interval between two seen beats
         seen = ~_spans(bad, iv.beat_times, fs)
@@ -202,7 +213,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         seen = np.ones(len(iv.ibi_s), dtype=bool)
     in_span = (iv.beat_times[1:] >= duration - span) & seen
     ibi_span = iv.ibi_s[in_span]
-    if len(ibi_span) >= 2:
+    if irregular:
+        # nothing in an irregular rhythm is a correction: its irregularity is no sign of noise
+        regular = 1.0
+    elif len(ibi_span) >= 2:
         ref = iv.reference[in_span]
         regular = float(np.mean(np.abs(ibi_span - ref) <= hrv.TOLERANCE * ref))
         regular *= 1.0 - (iv.missed + iv.extra) / max(1, len(iv.ibi_s))
@@ -218,9 +232,6 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         clean=iv.clean,
         flipped=flipped,
     )
-    skew = beats_mod.slope_skewness(x_up[s0:])
-    in_window = bt.index >= s0
-    span_beats = beats_mod.Beats(bt.times[in_window], bt.index[in_window], bt.heights[in_window])
     seconds = quality.second_rms(x_up[s0:], fs, None if bad is None else bad[s0:])
     env = quality.envelope_cv(x_up[s0:], fs, seconds=seconds)
     motion = beats_mod.looks_like_motion(x_up, span_beats, env, skew)
@@ -294,7 +305,11 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 
     clean_span = iv.clean[in_span] | iv.premature[in_span]
-    if np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
+    if irregular:
+        # every beat counts, as the ECG counts them (an extra wave found is still removed)
+        hr = 60.0 / float(np.mean(ibi_span))
+        notes.append("irregular rhythm (atrial fibrillation?): the rate counts every beat")
+    elif np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
         hr = 60.0 / float(np.mean(ibi_span[clean_span]))
     else:
         hr = 60.0 / float(np.mean(ibi_span))

@@ -198,6 +198,38 @@ def looks_like_surges(b: Beats, envelope_cv: float, skew: float) -> bool:
     )
 
 
+#: irregular rhythm: intervals whose robust spread (1.4826 × median absolute deviation over
+#: the median, a normal distribution's coefficient of variation) exceeds this have no regular
+#: rhythm to judge a missed or extra beat by (atrial fibrillation: ~0.1–0.3; the normalised
+#: RMSSD that AF detectors threshold is of the same order). Fixed before it was tried; dev
+#: sweep in ANALYSIS.md (round six)
+IRREGULAR_SPREAD = 0.1
+
+
+def robust_spread(intervals: np.ndarray) -> float:
+    """1.4826 × the median absolute deviation of ``intervals`` over their median (a normal
+    distribution's coefficient of variation, unmoved by a few outliers such as one missed
+    beat); 0 with fewer than four."""
+    if len(intervals) < 4:
+        return 0.0
+    med = float(np.median(intervals))
+    return 1.4826 * float(np.median(np.abs(intervals - med))) / med if med > 0 else 0.0
+
+
+def irregular_but_clear(intervals: np.ndarray, b: Beats, skew: float) -> bool:
+    """True when the beats ``b`` look like clear pulses at an irregular rhythm (atrial
+    fibrillation): their ``intervals`` (as found, none across left-out samples) spread by more
+    than :data:`IRREGULAR_SPREAD`, the window has a pulse's shape (``skew`` ≥
+    :data:`MOTION_WEAK_SKEW`) and the upstrokes keep their size (variation ≤
+    :data:`MOTION_HEIGHT_CV`). The caller also asks for Orphanidou et al.'s template
+    acceptance (costlier, so last)."""
+    return (
+        robust_spread(intervals) > IRREGULAR_SPREAD
+        and skew >= MOTION_WEAK_SKEW
+        and upstroke_cv(b) <= MOTION_HEIGHT_CV
+    )
+
+
 def steady(b: Beats, template: float, envelope_cv: float, harmonics: float) -> bool:
     """Beats of one shape and one size, with harmonics: a pulse, even where it falls as fast
     as it rises (a heavily smoothed sensor output, a strong second wave), which motion and

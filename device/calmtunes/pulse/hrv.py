@@ -62,8 +62,11 @@ def local_median(ibi: np.ndarray, half: int = HALF_WIDTH) -> np.ndarray:
     return np.sort(ibi[j], axis=1)[:, h]
 
 
-def correct(beat_times: np.ndarray) -> Intervals:
-    """Classify and correct the intervals between ``beat_times`` (s, increasing)."""
+def correct(beat_times: np.ndarray, *, put_back: bool = True) -> Intervals:
+    """Classify and correct the intervals between ``beat_times`` (s, increasing).
+
+    ``put_back=False``: no missed beat is put back (an irregular rhythm, where an interval
+    close to twice the median is no sign of one)."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
     if _bigeminy(np.diff(t)):
@@ -96,7 +99,7 @@ def correct(beat_times: np.ndarray) -> Intervals:
             if len(t) < 3:
                 break
     interp = np.zeros(len(t), dtype=bool)
-    if len(t) >= 3:
+    if len(t) >= 3 and put_back:
         ibi = np.diff(t)
         ref = local_median(ibi)
         k = np.rint(ibi / ref)
