@@ -232,13 +232,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         clean=iv.clean,
         flipped=flipped,
     )
-    seconds = quality.second_rms(x_up[s0:], fs, None if bad is None else bad[s0:])
-    env = quality.envelope_cv(x_up[s0:], fs, seconds=seconds)
+    env = quality.envelope_cv(x_up[s0:], fs, None if bad is None else bad[s0:])
     motion = beats_mod.looks_like_motion(x_up, span_beats, env, skew)
     shapeless = beats_mod.looks_shapeless(span_beats, skew, morph)
     surges = beats_mod.looks_like_surges(span_beats, env, skew)
-    # beats counted in the quiet between bursts: the noise floor, not a pulse
-    quiet = quality.beats_in_quiet(seconds, fs, span_beats.index - s0) >= quality.QUIET_BEATS
     # the intervals as corrected (a missed beat put back), none across left-out samples
     rhythmless = beats_mod.looks_rhythmless(ibi_span, skew)
     harm: float | None = None
@@ -253,7 +250,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
     )
     refused = (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched or shapeless
-               or quiet or rhythmless or surges
+               or rhythmless or surges
                or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion)))
     sine = False
     if not refused:
@@ -282,11 +279,6 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         elif unmatched:
             why = (f"signal quality {q:.2f} is weak and the beats do not match their template "
                    f"(mean correlation below {quality.TEMPLATE_ACCEPT:g})")
-            q = min(q, quality.MIN_QUALITY * 0.99)
-        elif quiet:
-            why = ("no pulse: beats were found in a quiet stretch between louder waves (the "
-                   "noise between bursts of motion; a pulse does not fade to a quarter and "
-                   "back within seconds)")
             q = min(q, quality.MIN_QUALITY * 0.99)
         elif rhythmless:
             why = (f"no pulse: the signal falls nearly as fast as it rises (slope skewness "

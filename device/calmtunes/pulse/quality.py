@@ -173,73 +173,19 @@ def index(periodicity: float, morph: float, regular: float) -> float:
     return float(min(1.0, q))
 
 
-def second_rms(x_bp: np.ndarray, fs: float, bad: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The RMS of ``x_bp`` over each whole second, and whether that second is free of ``bad``
-    samples."""
-    w = max(1, int(fs))
-    n = len(x_bp) // w
-    rms = np.sqrt(np.mean(x_bp[: n * w].reshape(n, w) ** 2, axis=1))
-    if bad is None:
-        return rms, np.ones(n, dtype=bool)
-    return rms, ~bad[: n * w].reshape(n, w).any(axis=1)
-
-
-def envelope_cv(x_bp: np.ndarray, fs: float, bad: np.ndarray | None = None,
-                seconds: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+def envelope_cv(x_bp: np.ndarray, fs: float, bad: np.ndarray | None = None) -> float:
     """Coefficient of variation of the RMS of ``x_bp`` second by second, over the whole
     seconds free of ``bad`` samples (0 with fewer than three): how much the signal's strength
-    comes and goes. ``seconds``: :func:`second_rms` of the same, when already at hand."""
-    rms, kept = second_rms(x_bp, fs, bad) if seconds is None else seconds
-    if len(rms) < 3:
+    comes and goes."""
+    w = max(1, int(fs))
+    n = len(x_bp) // w
+    if n < 3:
         return 0.0
-    rms = rms[kept]
+    rms = np.sqrt(np.mean(x_bp[: n * w].reshape(n, w) ** 2, axis=1))
+    if bad is not None:
+        rms = rms[~bad[: n * w].reshape(n, w).any(axis=1)]
     m = float(np.mean(rms)) if len(rms) >= 3 else 0.0
     return float(np.std(rms)) / m if m > 0 else 0.0
-
-
-#: a second whose RMS is below this share of the strong seconds' (the 90th percentile of the
-#: seconds around it) carries no pulse to speak of: a pulse's strength follows the breath by
-#: tens of per cent, not fourfold within seconds (Sukor et al. 2011 reject a pulse whose
-#: amplitude is far from its neighbours')
-QUIET_SHARE = 0.25
-#: … the seconds around it: the stretch of this many seconds it lies in (stretches counted
-#: back from the last whole second), so that a long window's slow changes of strength are not
-#: taken for motion, s
-QUIET_CONTEXT_S = 10
-#: … and this many such seconds in a row are a quiet stretch, s
-QUIET_RUN_S = 2
-#: beats found inside a quiet stretch, at least this many, were counted in the noise floor
-#: between bursts of motion, not in a pulse (a pulse that fades keeps no beats there: a
-#: sensor that loses the finger goes flat)
-QUIET_BEATS = 2
-
-
-def beats_in_quiet(seconds: tuple[np.ndarray, np.ndarray], fs: float,
-                   index: np.ndarray) -> int:
-    """The most beats (sample ``index``) inside one quiet stretch: at least
-    :data:`QUIET_RUN_S` whole seconds in a row, free of left-out samples, each with an RMS
-    below :data:`QUIET_SHARE` × the 90th percentile of the kept seconds' in its
-    :data:`QUIET_CONTEXT_S` (``seconds``: :func:`second_rms`). 0 without such a stretch."""
-    rms, kept = seconds
-    n = len(rms)
-    quiet = np.zeros(n, dtype=bool)
-    for end in range(n, 0, -QUIET_CONTEXT_S):
-        a = max(0, end - QUIET_CONTEXT_S)
-        k = kept[a:end]
-        if np.count_nonzero(k) >= 3:
-            top = float(np.percentile(rms[a:end][k], 90))
-            quiet[a:end] = k & (rms[a:end] < QUIET_SHARE * top)
-    if np.count_nonzero(quiet) < QUIET_RUN_S:
-        return 0
-    edges = np.diff(np.concatenate(([0], quiet.astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    w = max(1, int(fs))
-    most = 0
-    for a, b in zip(starts, ends):
-        if b - a >= QUIET_RUN_S:
-            most = max(most, int(np.count_nonzero((index >= a * w) & (index < b * w))))
-    return most
 
 
 #: below this harmonic ratio (:func:`harmonic_ratio`) a wave is a sine, not a pulse: a sine has
