@@ -253,8 +253,9 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
                or rhythmless or surges
                or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion)))
     sine = False
-    if not refused:
-        # last, as it costs a spectrum: a wave without harmonics is a sine, not a pulse
+    if not refused and skew < beats_mod.MOTION_WEAK_SKEW:
+        # a weak pulse shape must show harmonics: a wave without them is a sine, not a pulse
+        # (a strongly skewed slope has them by its sharp upstroke); last, as it costs a spectrum
         harm = quality.harmonic_ratio(x_up[s0:], fs, period) if harm is None else harm
         sine = refused = harm < quality.SINE_HARMONICS
     if refused:

@@ -158,13 +158,14 @@ def looks_shapeless(b: Beats, skew: float, morphology: float) -> bool:
 #: HeartPy's data3 ≤ 0.2 but one window with half its beats missed, 0.8)
 RHYTHMLESS_CV = 0.3
 #: surges: the band's strength, second by second, varying by more than this (coefficient of
-#: variation; dev real windows ≤ 0.45 wherever their upstrokes vary by more than 0.45 and
-#: their slope skewness is below :data:`SURGE_SKEW`) …
+#: variation) …
 SURGE_ENVELOPE_CV = 0.6
 #: … with upstrokes varying by more than this …
 SURGE_HEIGHT_CV = 0.6
-#: … under a pulse shape weaker than this (real windows near those variations ≥ 0.92; the
-#: motion windows caught 0.44–0.90): one burst of motion waxing and waning
+#: … under a pulse shape weaker than this (slope skewness): one burst of motion waxing and
+#: waning. Dev split: no real window below this skewness varies by more than 0.43 and 0.55
+#: (bidmc_05 at 150 s); the two that vary more (bidmc_05 at 115 s, bidmc_35 at 250 s) rise
+#: far faster (≥ 1.23); the motion windows caught lie at 0.44–0.90
 SURGE_SKEW = 1.0
 
 
