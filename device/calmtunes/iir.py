@@ -316,7 +316,20 @@ def chunk_for(frames: int, order: int, up: int = 1) -> int:
     for m in range(16, 97):
         if frames % m == 0 and m % up == 0 and (frames // m) * order <= BlockIIR.DIRECT_SIZE:
             return m
+    # Next best, for longer blocks (a render's 6400-frame chunks): a chunk of at least 32 that
+    # divides the block into chunks whose states two levels of direct products solve (measured
+    # on (2, 6400) blocks: 32 takes 58–65 µs where 48, with its leftover, takes 73–87 µs)
+    for m in range(32, 97):
+        if frames % m == 0 and m % up == 0 and _groups(frames // m, order):
+            return m
     return 48
+
+
+def _groups(k: int, order: int) -> bool:
+    """Whether ``k`` chunks split into groups for :meth:`BlockIIR._grouping` (the same test)."""
+    limit = BlockIIR.DIRECT_SIZE
+    return any(k % g == 0 and (k // g) * order <= limit
+               for g in range(min(k, limit // order), 1, -1))
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None

@@ -142,18 +142,20 @@ class AudioComponent(Component):
     def _fill(self) -> None:
         """Render blocks into the ring until it holds ``audio.buffer_ms``.
 
-        On a virtual clock the blocks wanted are rendered by one call to the mixer: its master
-        stage (gains, fades, limiter) costs a fixed number of numpy calls per call, and there a
-        top-up is a whole sink block. Volume and fades still glide, joined linearly across the
-        call. A sound card's ring is fed block by block, each written as soon as it is ready."""
-        block = self.block
-        while self.ring.free >= block and self.ring.available < self.target_fill:
-            blocks = 1
-            if self.sink.virtual:
-                blocks = min(self.ring.free // block,
-                             -(-(self.target_fill - self.ring.available) // block))
+        The blocks a top-up wants are rendered by one call to the mixer: its master stage
+        (gains, fades, limiter) costs a fixed number of numpy calls per call whatever its
+        length, so one call per wake instead of one per block. Volume and fades still glide,
+        joined linearly across the call, and nothing is heard later for it: what a top-up
+        renders goes into the ring behind what is already there either way. Only when a sound
+        card's ring has run low (a wake came late, or the start) is the first block rendered
+        and written on its own, so the card has it as soon as it is ready."""
+        ring, block = self.ring, self.block
+        while ring.free >= block and ring.available < self.target_fill:
+            blocks = min(ring.free // block, -(-(self.target_fill - ring.available) // block))
+            if not self.sink.virtual and ring.available < self.target_fill // 3:
+                blocks = 1
             self._feed_phrases(blocks * block)
-            self.ring.write(self.mixer.render(blocks * block))
+            ring.write(self.mixer.render(blocks * block))
 
     def _feed_phrases(self, frames: int | None = None) -> None:
         """Schedule phrases until the music reaches a second past the next ``frames`` (default

@@ -72,11 +72,15 @@ class AudioRing:
                 self.underruns += 1
         self._read += n
         self.frames_out += want
-        self._space.set()
+        if not self._space.is_set():  # (an Event's set takes its lock even when set already)
+            self._space.set()
         return n
 
     def wait_for_space(self, frames: int, timeout: float) -> bool:
-        """Block the producer until ``frames`` fit or ``timeout`` s pass."""
+        """Block the producer until ``frames`` fit or ``timeout`` s pass.
+
+        The flag is cleared before ``free`` is looked at again, so a read between the two either
+        shows in ``free`` or sets the flag anew: no wake-up is lost."""
         if self.free >= frames:
             return True
         self._space.clear()

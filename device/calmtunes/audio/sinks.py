@@ -145,13 +145,18 @@ class _ThreadSink(Sink):
         block = np.zeros((self.block_frames, self.ring.channels), dtype=np.float32)
         period = self.block_frames / self.sample_rate
         next_t = self.clock()
+        sleep = time.sleep
         try:
             while not self._stop.is_set():
                 if self.realtime:
                     next_t += period
                     delay = next_t - self.clock()
                     if delay > 0:
-                        self._stop.wait(delay)
+                        # a plain sleep, one call, where an Event's wait builds a lock and a
+                        # waiter list every period: close() is seen within one period instead
+                        sleep(delay)
+                        if self._stop.is_set():
+                            break
                     elif delay < -1.0:
                         next_t = self.clock()  # we were suspended; do not catch up
                     real = self.ring.read_into(block)
@@ -174,6 +179,10 @@ class NullSink(_ThreadSink):
     """Drops the audio (benchmarks, soaks, headless checks)."""
 
     kind = "null"
+
+
+#: below this magnitude a sample scaled to 16 bits plus dither (< 1 LSB) cannot leave the range
+_NO_CLIP = 0.999
 
 
 class WavSink(_ThreadSink):
@@ -222,16 +231,22 @@ class WavSink(_ThreadSink):
     def _consume(self, block: np.ndarray, real: int) -> None:
         if self._wav is None:
             return
+        hi = lo = 0.0
         if real:
-            self.peak = max(self.peak, float(block[:real].max()), -float(block[:real].min()))
-        # TPDF dither of ±1 LSB (the difference of two uniform draws), in float32 throughout;
-        # both draws in one call (the same values as two calls of the block's shape), the rest
-        # in place
-        u = self._rng.random((2, *block.shape), dtype=np.float32)
-        pcm = np.multiply(block, np.float32(32767.0))
-        dither = np.subtract(u[0], u[1], out=u[0])
-        pcm += dither
-        np.clip(pcm, -32768, 32767, out=pcm)
+            hi, lo = float(block[:real].max()), float(block[:real].min())
+            self.peak = max(self.peak, hi, -lo)
+        # TPDF dither of ±1 LSB: the difference of two uniform draws, each 16 random bits (four
+        # to a 64-bit draw of the generator: a third of the cost of two float draws per sample,
+        # and a 1/65536 LSB grid is far finer than the dither needs), in float32 in place
+        frames, channels = block.shape
+        bits = self._rng.bit_generator.random_raw(-(-frames * channels // 2))
+        u = bits.view(np.uint16)[:2 * frames * channels].reshape(2, frames, channels)
+        pcm = u[0].astype(np.float32)
+        pcm -= u[1]
+        pcm *= np.float32(1.0 / 65536.0)
+        pcm += np.multiply(block, np.float32(32767.0))
+        if hi > _NO_CLIP or lo < -_NO_CLIP:  # the mixer's output stays under −1 dBTP: never
+            np.clip(pcm, -32768, 32767, out=pcm)
         pcm = pcm.astype("<i2")
         self._pending.append(pcm.tobytes())
         self._pending_frames += len(pcm)

@@ -290,7 +290,7 @@ class Ensemble:
             weights = (np.stack([g0, g1 - g0])[:, None] * route).astype(np.float32)
             mixed = matmul_single(weights.reshape(2 * out_rows, 2 * count), waves[:, s:s + n])
             slope = mixed[out_rows:]
-            slope *= k32[:, :n] * np.float32(1.0 / n)
+            slope *= _fractions32(n)
             np.add(mixed[:out_rows], slope, out=out[:, s:s + n])
         return out
 
@@ -318,6 +318,14 @@ def _envelope(dt: np.ndarray, attack: np.ndarray, release: np.ndarray,
     r *= r
     env *= r
     return env
+
+
+@lru_cache(maxsize=8)
+def _fractions32(n: int) -> np.ndarray:
+    """k/n for frames k = 0…n−1 of a piece, as a float32 (1, n) row (read-only)."""
+    out = np.arange(n, dtype=np.float32)[None, :] * np.float32(1.0 / n)
+    out.flags.writeable = False
+    return out
 
 
 @lru_cache(maxsize=8)

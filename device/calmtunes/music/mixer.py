@@ -319,10 +319,18 @@ class Mixer:
     def render(self, frames: int) -> np.ndarray:
         """The next ``frames`` of output: (frames, 2) float32, finite, under −1 dBTP."""
         frames = max(0, int(frames))
-        while len(self._queue) < frames:
-            self._queue = np.concatenate([self._queue, self._synthesise()], axis=0)
-        programme = self._queue[:frames]
-        self._queue = self._queue[frames:]
+        queue = self._queue
+        if len(queue) >= frames:
+            programme, self._queue = queue[:frames], queue[frames:]
+        else:  # only the frames wanted are joined; the rest of the new chunk waits as a view
+            pieces, have = [queue], len(queue)
+            while have < frames:
+                chunk = self._synthesise()
+                take = min(len(chunk), frames - have)
+                pieces.append(chunk[:take])
+                have += take
+                queue = chunk[take:]
+            programme, self._queue = np.concatenate(pieces, axis=0), queue
         self.position += frames
         return self._master(programme)
 

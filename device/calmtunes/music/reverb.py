@@ -50,7 +50,7 @@ class FDNReverb:
         # reached the last `size` frames move to the front (one copy every ~0.5 s)
         self.hist = np.zeros((self.n, self.size + _SPARE))
         self._flat = self.hist.reshape(-1)  # the same memory, for the one-gather reads
-        self._read_cache: dict[int, np.ndarray] = {}
+        self._read_cache: dict[int, tuple[np.ndarray, ...]] = {}
         self.write = self.size
         self.gains = 10.0 ** (-3.0 * self.lengths / (rt60_s * rate))  # −60 dB in rt60_s
         # damping y[n] = (1 − c)·x[n] + c·x[n − 1] (unity at DC, 1 − 2c at Nyquist). It is the
@@ -87,10 +87,13 @@ class FDNReverb:
                 self.hist[:, :self.size] = self.hist[:, self.write - self.size:self.write]
                 self.write = self.size
             w = self.write
-            # each line's output for this piece, with one frame before it (for the damping)
-            ext = np.take(self._flat, self._reads(b) + w)
+            # each line's output for this piece, with one frame before it (for the damping);
+            # indices, gather and damping in buffers kept per piece length (no allocations)
+            reads, idx, ext, damped = self._buffers(b)
+            np.add(reads, w, out=idx)
+            np.take(self._flat, idx, out=ext, mode="clip")  # in range by construction
             lines = ext[:, 1:]
-            damped = ext[:, :-1] * self._damp_ratio
+            np.multiply(ext[:, :-1], self._damp_ratio, out=damped)
             damped += lines
             into = self.hist[:, w:w + b]
             np.matmul(self._feedback, damped, out=into)
@@ -99,12 +102,14 @@ class FDNReverb:
             np.matmul(self._out_map, lines, out=out[:, s:s + b])
         return out
 
-    def _reads(self, b: int) -> np.ndarray:
-        """Flat indices into ``hist`` of each line's last ``b + 1`` outputs, relative to the
-        write position (cached per piece length)."""
+    def _buffers(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For pieces of ``b`` frames (cached per length): the flat indices into ``hist`` of
+        each line's last ``b + 1`` outputs relative to the write position, and room for the
+        absolute indices, the lines' outputs and their damped copy."""
         got = self._read_cache.get(b)
         if got is None:
             rows = np.arange(self.n)[:, None] * self.hist.shape[1]
-            got = rows - self.lengths[:, None] - 1 + np.arange(b + 1)[None, :]
+            reads = rows - self.lengths[:, None] - 1 + np.arange(b + 1)[None, :]
+            got = (reads, np.empty_like(reads), np.empty(reads.shape), np.empty((self.n, b)))
             self._read_cache[b] = got
         return got
