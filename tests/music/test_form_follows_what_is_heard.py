@@ -4,6 +4,8 @@ they had never been written — no theme returns that nobody heard, and phrase p
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from calmtunes.config import Config
@@ -136,3 +138,76 @@ def test_a_step_no_scene_could_make_is_heard_at_once():
     plan = form.next(c.with_(register=0.2))
     assert plan.section_index == 0 and plan.phrase_index == 3
     assert plan.held(c).register == 0.2
+
+
+def _section_lengths(seed: int, room_at: float | None, tempo: float = 64.0):
+    """Seconds into the session where sections 1 and 2 begin, with the room changing (dusk:
+    sparser, darker, a little more bed) at ``room_at`` s, or never."""
+    form, t, starts = Form(seed=seed), 0.0, {}
+    day = Controls(tempo_bpm=tempo, density=0.3, register=0.4, brightness=0.42, bed_level=0.5)
+    dusk = day.with_(density=0.27, brightness=0.3, bed_level=0.55)
+    plans = []
+    while len(starts) < 3:
+        plan = form.next(dusk if room_at is not None and t >= room_at else day)
+        starts.setdefault(plan.section_index, t)
+        plans.append((t, plan))
+        t += 16 * 60.0 / tempo
+    return starts, plans, form, day, dusk
+
+
+def test_a_change_of_the_room_begins_the_next_section():
+    # a seed whose first section is drawn long: without the room it runs past four minutes
+    seed = next(s for s in range(1, 50) if Form(seed=s).length_s > 240.0)
+    quiet, _, _, _, _ = _section_lengths(seed, None)
+    assert quiet[1] > 240.0
+    # the room changes 3 min 10 s in: the section ends with the pair under way (its close) and
+    # the next begins in the room's colour, instead of a change in the middle of the section
+    starts, plans, form, day, dusk = _section_lengths(seed, 190.0)
+    assert 190.0 < starts[1] <= 190.0 + 2 * 15.0 + 1e-9
+    before = [p for t, p in plans if p.section_index == 0]
+    assert before[-1].role == "close" and before[-1].breath  # prepared: thinned, cadenced
+    assert all(p.held(dusk) == day for p in before)  # the room waited for the boundary
+    assert all(p.room(dusk) == {"melodic": 1.0, "bed_level": 0.5, "brightness": 0.42}
+               for p in before)
+    first_of_next = next(p for t, p in plans if p.section_index == 1)
+    assert first_of_next.held(day) == dusk
+    assert first_of_next.room(day) == {"melodic": 1.0, "bed_level": 0.55, "brightness": 0.3}
+
+
+def test_a_room_change_early_in_a_section_waits_for_its_three_minutes():
+    seed = next(s for s in range(1, 50) if Form(seed=s).length_s > 240.0)
+    starts, plans, *_ = _section_lengths(seed, 40.0)
+    assert 180.0 <= starts[1] <= 180.0 + 2 * 15.0  # brought forward, but never crowded
+    assert 180.0 <= starts[2] - starts[1]  # the next section keeps its own length
+    # ten minutes of a room that keeps changing still hold no more than three sections
+    form, t, begun = Form(seed=seed), 0.0, {}
+    while t < 600.0:
+        c = Controls(tempo_bpm=64.0, density=0.3, brightness=0.4 + 0.1 * (int(t // 50) % 2))
+        begun.setdefault(form.next(c).section_index, t)  # the room changes every 50 s
+        t += 15.0
+    assert all(b - a >= 180.0 for a, b in itertools.pairwise(sorted(begun.values())))
+    assert sum(1 for b in begun.values() if b < 540.0) <= 3
+
+
+def test_the_mixer_plays_the_section_s_room_colour_not_the_conductor_s_of_the_moment():
+    import numpy as np
+
+    from calmtunes.music.events import NoteEvent, Phrase
+    from calmtunes.music.mixer import Mixer
+
+    cfg = Config().replace(sound={"bed": "none", "reverb": 0.0, "breath_pacing": False})
+
+    def level(now: Controls, room: dict | None) -> float:
+        mixer = Mixer(48000, cfg)
+        mixer.set_controls(now.with_(volume_db=0.0))  # the conductor, this second
+        mixer.fade_in(0.01)
+        notes = tuple(NoteEvent(float(b), 1.0, 67, 0.5, "melody") for b in range(8))
+        meta = {} if room is None else {"room": room}
+        mixer.schedule(Phrase(notes, 8.0, 60.0, 0, "major", Controls(), meta=meta))
+        y = np.concatenate([mixer.render(4800) for _ in range(60)])
+        return 20 * np.log10(np.sqrt(np.mean(y[48000:5 * 48000] ** 2)))
+
+    visitors = Controls(melodic=0.4)  # the room changed after the section began
+    held = {"melodic": 1.0, "bed_level": 0.35, "brightness": 0.5}
+    assert level(visitors, held) == pytest.approx(level(Controls(), None), abs=0.05)
+    assert level(visitors, None) < level(Controls(), None) - 2.0  # without it: at once
