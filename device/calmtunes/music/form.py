@@ -11,6 +11,15 @@ area, the theme's return, and so on. Each section has its own
 * dynamic level (dB, a section's loudness relative to the others; the mixer plays it),
 * timbre (a brightness offset for its notes).
 
+Within a section the sound follows an arch (:attr:`PhrasePlan.arch`): it opens thinner and a
+little darker, the pad and the bass swell (:data:`ARCH_LOW`) and the timbre brightens
+(:data:`ARCH_BRIGHT`) steadily to a high point about three fifths of the way through, and both
+recede again into the close — the section's own swell, the phrase's arch on the scale of
+minutes, so the colour moves from minute to minute inside a section as well as between
+sections, and smoothly, never as a step that could be heard as a section of its own. (Without
+it a closed-loop session's colour moved 1.7 dB from minute to minute for one seed of five,
+where 2–4 is wanted: within a section each minute sounded like the last.)
+
 Its phrases have roles: ``theme`` (new material, kept in the motif memory), ``answer`` (new
 material), ``return`` (a stored theme, transformed — see :mod:`calmtunes.music.motifs`) and
 ``close`` (the section's last phrase: thinner, over a tonic pedal, ending on a cadence, so the
@@ -72,6 +81,17 @@ SECTION_MIN_S = 180.0
 # register by 0.075, visitors the melody's prominence by 0.3 — pass it within a phrase or two of
 # the change; what is left of a glide when a section begins (a fifth or so) does not.
 ROOM_MOVE = 0.04
+# The section's arch (see the module docstring) comes ARCH_PEAK of the way through the section
+# and rises and falls in straight lines, so every minute moves the colour about alike. Its
+# brightness (0–1 scale) runs from ARCH_BRIGHT / 2 under the section's to as much over it (about
+# 0.14 a minute) …
+ARCH_BRIGHT = 0.3
+ARCH_PEAK = 0.6
+# … and the pad and the bass play at this share of their velocity at the arch's ends (−10 dB;
+# the accompaniment swells in under the melody and recedes into the close; see
+# music/perform.py). With half (−6 dB) and a brightness arch of 0.2 the session's colour still
+# moved 1.8 dB a minute for one seed of five.
+ARCH_LOW = 0.3
 ANSWER_LIFT = 0.14  # register lift of a pair's second phrase (0–1 scale; ≈ 3–4 semitones)
 # The melodic arch, semitones from the phrase's register centre, bar by bar: the line starts a
 # little low, rises to its high point in the third bar (where the dynamic swell peaks, 60 %
@@ -131,6 +151,9 @@ class PhrasePlan:
     # the controls' CHARACTER (density, register, brightness, melodic, bed_level) when the
     # section began, held through it
     character: tuple[float, ...] | None = None
+    # where the phrase's middle lies on the section's arch: 0 (its ends) … 1 (its high point);
+    # None: no arch (a phrase planned outside a form)
+    arch: float | None = None
 
     @property
     def part(self) -> int:
@@ -155,8 +178,10 @@ class PhrasePlan:
 
     def brightness_shift(self, controls: Controls) -> float:
         """What the mixer adds to the brightness it plays (the conductor's, now): the section's
-        timbre, and the way back to the brightness the section began with."""
-        return self.section.bright + (self.held(controls).brightness - controls.brightness)
+        timbre and arch, and the way back to the brightness the section began with."""
+        arch = 0.0 if self.arch is None else ARCH_BRIGHT * (self.arch - 0.5)
+        return (self.section.bright + arch
+                + (self.held(controls).brightness - controls.brightness))
 
     def apply(self, controls: Controls) -> Controls:
         """The controls as this section colours them (its held character, register, density;
@@ -229,10 +254,18 @@ class Form:
             self._character = asked
         elif max(abs(a - b) for a, b in zip(asked, self._character)) > ROOM_MOVE:
             self._room_moved = True  # the section closes once it has lasted SECTION_MIN_S
-        plan = replace(self._plan(seconds), character=self._character)
+        plan = replace(self._plan(seconds), character=self._character,
+                       arch=self._arch(self.elapsed_s + seconds / 2.0))
         self.phrase_index += 1
         self.elapsed_s += seconds
         return plan
+
+    def _arch(self, at_s: float) -> float:
+        """The section's arch (0 at its ends, 1 at its high point) ``at_s`` seconds in, on its
+        planned length (shortened to SECTION_MIN_S when the room has moved)."""
+        end = min(self.length_s, SECTION_MIN_S) if self._room_moved else self.length_s
+        x = min(1.0, max(0.0, at_s / end))
+        return x / ARCH_PEAK if x <= ARCH_PEAK else (1.0 - x) / (1.0 - ARCH_PEAK)
 
     def _plan(self, seconds: float) -> PhrasePlan:
         """Phrases go in pairs (eight bars): a statement (even index) and its answer (odd)."""
