@@ -181,6 +181,23 @@ def test_scene_changes_glide_and_fade_when_stale():
     assert last == Conductor(Config(), "calm", -6.0).controls()
 
 
+def test_the_room_the_music_finds_is_taken_at_once_and_later_changes_glide():
+    cfg = Config()
+    c = Conductor(cfg, "sleep", -6.0)
+    first = c.update(0.0, None, scene(0.0, "quiet_day", people=2))  # visitors at the start
+    empty = Conductor(cfg, "sleep", -6.0).controls()  # no room seen
+    assert first.melodic == pytest.approx(1.0 - 0.6 * cfg.conductor.scene_influence)
+    assert first.volume_db < empty.volume_db and first.density < empty.density
+    for t in range(1, 60):  # the same room: nothing moves
+        assert c.update(float(t), None, scene(float(t), "quiet_day", people=2)) == first
+    gone = c.update(60.0, None, scene(60.0, "quiet_day"))  # the visitors leave: a glide
+    assert first.melodic < gone.melodic < first.melodic + 0.05
+    late = Conductor(cfg, "sleep", -6.0)  # a camera that comes on later is a change: a glide
+    for t in range(0, 30):
+        late.update(float(t), None, None)
+    assert late.update(30.0, None, scene(30.0, "quiet_day", people=2)).melodic > 0.95
+
+
 def test_preset_change_restarts_at_the_heart_rate_and_bad_names_are_refused(caplog):
     c = Conductor(Config(), "calm", -6.0)
     for t in range(0, 600):

@@ -40,7 +40,12 @@ gliding toward the preset (shifted by the scene) at the glide rate.
 
 **Scene** (``conductor.scene_influence`` = *s*, 0–1). Each label's weight follows the camera's
 label with a time constant of :data:`SCENE_TAU_S` (so a label change glides in over a minute or so),
-and falls back to zero when the scene is stale or the camera is off. At full weight:
+and falls back to zero when the scene is stale or the camera is off. The room as the music
+finds it is not a change: the first fresh scene within :data:`SCENE_FOUND_S` of a segment's start
+sets the weights at once (as the iso start meets the heart), so a session begun with visitors in
+the room starts softer, where a glide from an empty room would move the music's colour through
+its first minute and a half — a change of character nobody asked for, heard as a section of its
+own. At full weight:
 
 =============  =====================================================================================
 night          tempo −4·s bpm, density ×(1−0.4·s), brightness −0.25·s, register −0.15·s,
@@ -86,6 +91,7 @@ MAX_STRESS_SD = 0.25  # a stress index less certain than this is not acted on
 PULSE_GAP_S = 60.0  # s without a usable reading after which the smoothing starts afresh
 SCENE_TAU_S = 30.0  # s: how fast the scene's weights follow the label
 SCENE_STALE_S = 30.0  # s: a scene record older than this no longer counts
+SCENE_FOUND_S = 10.0  # s after a segment starts in which the first fresh scene is taken at once
 LOG_EVERY_S = 60.0  # s between log lines about the same kind of bad reading
 # a heart rate this many times the last good one is suspect: half or double the true rate
 # (a beat missed each time, or a dicrotic wave counted as a beat) is the pulse analysis's
@@ -215,6 +221,7 @@ class Conductor:
         self._last_usable_breath: float | None = None
         self._harmonic = HarmonicGuard()
         self._scene_w = dict.fromkeys(SCENE_EFFECTS, 0.0)
+        self._scene_found = False  # the segment's room taken as found (see SCENE_FOUND_S)
         self._logged: dict[str, float] = {}
         self.mode = "open"  # open | iso start | matching | waiting | leading | paused | easing
         self.ignored_readings = 0
@@ -352,6 +359,7 @@ class Conductor:
     def _restart_segment(self) -> None:
         self._segment_start = None
         self._iso_done = False
+        self._scene_found = False
         self._breath_started = False
 
     def _iso_tempo(self, hr: float) -> float:
@@ -426,6 +434,11 @@ class Conductor:
             people = getattr(scene, "people", 0)
             if isinstance(people, int) and people > 0:
                 want["active"] = 1.0  # visitors: softer and less melodic, whatever the light
+        if fresh and not self._scene_found:
+            self._scene_found = True
+            if self._segment_start is not None and now - self._segment_start <= SCENE_FOUND_S:
+                self._scene_w = want  # the room as the music finds it: no glide
+                return
         if dt > 0:
             for k, v in want.items():
                 w = _ema(self._scene_w[k], v, dt, SCENE_TAU_S)

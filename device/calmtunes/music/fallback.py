@@ -82,7 +82,7 @@ class ProceduralComposer:
         scale = sorted(theory.scale_pcs(key, mode))
         centre = 55 + round(played.register * 22)  # melody centre, G3–E5
         density = float(np.clip(played.density, 0.0, 1.0))
-        velocity = 0.35 + 0.25 * float(np.clip(controls.melodic, 0.0, 1.0))
+        velocity = 0.35 + 0.25 * float(np.clip(played.melodic, 0.0, 1.0))  # the section's
         if plan.role == "return" and self.motifs.has(plan.theme_id, plan.part):
             line = self.motifs.recall(plan.theme_id, plan.part, plan.transform, key, mode,
                                       centre)
@@ -112,7 +112,8 @@ class ProceduralComposer:
             chords=tuple(chords),
             source=self.name,
             meta={"dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.brightness_shift(controls)},
+                  "brightness_shift": plan.brightness_shift(controls),
+                  "room": plan.room(controls)},
         )
 
     # -- melody ------------------------------------------------------------------------------

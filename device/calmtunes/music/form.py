@@ -11,6 +11,15 @@ area, the theme's return, and so on. Each section has its own
 * dynamic level (dB, a section's loudness relative to the others; the mixer plays it),
 * timbre (a brightness offset for its notes).
 
+Within a section the sound follows an arch (:attr:`PhrasePlan.arch`): it opens thinner and a
+little darker, the pad and the bass swell (:data:`ARCH_LOW`) and the timbre brightens
+(:data:`ARCH_BRIGHT`) steadily to a high point about three fifths of the way through, and both
+recede again into the close — the section's own swell, the phrase's arch on the scale of
+minutes, so the colour moves from minute to minute inside a section as well as between
+sections, and smoothly, never as a step that could be heard as a section of its own. (Without
+it a closed-loop session's colour moved 1.7 dB from minute to minute for one seed of five,
+where 2–4 is wanted: within a section each minute sounded like the last.)
+
 Its phrases have roles: ``theme`` (new material, kept in the motif memory), ``answer`` (new
 material), ``return`` (a stored theme, transformed — see :mod:`calmtunes.music.motifs`) and
 ``close`` (the section's last phrase: thinner, over a tonic pedal, ending on a cadence, so the
@@ -20,18 +29,33 @@ The form knows time only through the phrases it plans: each phrase lasts ``beats
 tempo`` seconds, so a slower tempo makes the same section last the same minutes with fewer
 phrases.
 
-**The room's changes land on section boundaries.** The conductor moves density, register and
-brightness with the camera's scene (visitors, dusk, night), whenever the room changes. The form
-takes those three as they stand when a section begins and holds them through the section
-(:attr:`PhrasePlan.character`): a section keeps its own colour, and the room's moves are heard
-where the music changes anyway, prepared by the close. (Taken phrase by phrase, they moved
-the colour in mid-section: a closed-loop session moved 4–5.3 dB from minute to minute where 2–4
-is wanted, and its scene changes were heard as extra sections — 4.1 in ten minutes for one
-seed.) Tempo, breath pacing, volume, the bed and the melody's prominence still follow the
-conductor at once: they are the loop's and the room's, not the section's colour. A preset
-change starts a new piece and so a new section with the new preset's character; a step larger
-than the scene can make between two phrases (:data:`CHARACTER_JUMP`: an edited preset) is
-taken at once.
+**The room's changes land on section boundaries, and the room may bring the boundary
+forward.** The conductor moves the music's colour with the camera's scene (visitors, dusk,
+night): density, register, brightness, the melody's prominence and the bed. A musician playing
+in that room would not change character in the middle of a section, nor ignore the room for
+five minutes: they let the section they are in come to its close and begin the next one in the
+room's new mood. So does the form:
+
+* a section takes the five as they stand when it begins and holds them through the section
+  (:attr:`PhrasePlan.character`; the mixer plays the held melody prominence, bed level and bed
+  colour from the phrase's ``meta["room"]``), so nothing of the room is heard in mid-section;
+* when the room moves the colour by more than :data:`ROOM_MOVE` from what the section holds, the
+  section closes early — at the end of the phrase pair under way, with its usual close (thinner,
+  over a tonic pedal, cadencing) — as soon as it has lasted :data:`SECTION_MIN_S`; the next
+  section begins in the room's new colour. A room change in a section's first
+  :data:`SECTION_MIN_S` waits until then: sections stay at least that long, so the room can
+  only move boundaries, never crowd them (ten minutes still hold at most three sections).
+
+Sections are drawn 3–4⅓ minutes long; a room change cuts that short to the moment the room
+changed (never under three minutes). (Taken phrase by phrase, the room's moves changed the
+colour in mid-section and were heard as extra sections: 4.1 in ten minutes for one seed of a
+closed-loop session where 2–4 are wanted; with density, register and brightness held but the
+bed and the melody's prominence following the room at once, still 5.1 for one seed of five.)
+Tempo, breath pacing and volume still follow
+the conductor at once: they are the loop's and the room's level, not the section's colour. A
+preset change starts a new piece and so a new section with the new preset's character; a step
+larger than the scene can make between two phrases (:data:`CHARACTER_JUMP`: an edited preset)
+is taken at once.
 """
 
 from __future__ import annotations
@@ -44,10 +68,30 @@ import numpy as np
 from calmtunes.music.controls import Controls
 
 PHRASE_BEATS = 16.0  # four bars of 4/4
-# A section lasts 3–4 minutes (drawn), inside the 2–5 wanted: never under 3, so ten minutes
-# hold three sections and a fourth can begin only in the last minute, whatever the seed
-# (with 2½–3½ minutes four whole sections fitted for some seeds, over the 2–4 wanted).
-SECTION_S = (180.0, 240.0)
+# A section is drawn 3–4⅓ minutes long (it ends with the phrase pair under way, so it lasts up to
+# half a minute more: inside the 2–5 wanted); a change of the room ends it early, but never under
+# SECTION_MIN_S: so ten minutes hold three sections and a fourth can begin only in the last
+# minute, whatever the seed and the room (with 2½–3½ minutes four whole sections fitted for some
+# seeds, over the 2–4 wanted).
+SECTION_S = (180.0, 260.0)
+SECTION_MIN_S = 180.0
+# The room has moved the colour when one of density, register, brightness, melody prominence or
+# bed level (0–1 scales) is this far from what the section holds. The smallest of the scene's
+# moves at the default influence 0.5 — dusk after day moves brightness by 0.12, night after dusk
+# register by 0.075, visitors the melody's prominence by 0.3 — pass it within a phrase or two of
+# the change; what is left of a glide when a section begins (a fifth or so) does not.
+ROOM_MOVE = 0.04
+# The section's arch (see the module docstring) comes ARCH_PEAK of the way through the section
+# and rises and falls in straight lines, so every minute moves the colour about alike. Its
+# brightness (0–1 scale) runs from ARCH_BRIGHT / 2 under the section's to as much over it (about
+# 0.14 a minute) …
+ARCH_BRIGHT = 0.3
+ARCH_PEAK = 0.6
+# … and the pad and the bass play at this share of their velocity at the arch's ends (−10 dB;
+# the accompaniment swells in under the melody and recedes into the close; see
+# music/perform.py). With half (−6 dB) and a brightness arch of 0.2 the session's colour still
+# moved 1.8 dB a minute for one seed of five.
+ARCH_LOW = 0.3
 ANSWER_LIFT = 0.14  # register lift of a pair's second phrase (0–1 scale; ≈ 3–4 semitones)
 # The melodic arch, semitones from the phrase's register centre, bar by bar: the line starts a
 # little low, rises to its high point in the third bar (where the dynamic swell peaks, 60 %
@@ -60,11 +104,14 @@ CONTOUR_ST = (-4.0, 0.0, 5.0, -1.0)
 # the answer's lift, so sixteen bars span 12–18 (with 12 either side the procedural line
 # spanned 17–24).
 MELODY_REACH = 7
-# A section holds the density, register and brightness it began with (see the module
-# docstring) unless one of them moves more than this (0–1 scale) from one phrase to the next:
+# A section holds the colour it began with (see the module docstring) unless its density,
+# register, brightness or bed level moves more than this (0–1 scale) from one phrase to the next:
 # the scene glides (30 s time constant), moving one by 0.13 at most in a 16 s phrase even at
 # full scene influence, so a bigger step is a person's choice (an edited preset) — heard at once.
+# (The melody's prominence is only ever the room's: no preset sets it.)
 CHARACTER_JUMP = 0.15
+#: the colour a section holds, in this order (see PhrasePlan.character)
+CHARACTER = ("density", "register", "brightness", "melodic", "bed_level")
 
 
 @dataclass(frozen=True)
@@ -101,8 +148,12 @@ class PhrasePlan:
     transform: tuple[str, ...] = ()  # for a return: what is done to the theme
     theme_id: int | None = None  # theme stored (role theme) or returning (role return)
     breath: bool = False  # end the phrase with a rest (a breath between phrases)
-    # (density, register, brightness) of the controls when the section began, held through it
-    character: tuple[float, float, float] | None = None
+    # the controls' CHARACTER (density, register, brightness, melodic, bed_level) when the
+    # section began, held through it
+    character: tuple[float, ...] | None = None
+    # where the phrase's middle lies on the section's arch: 0 (its ends) … 1 (its high point);
+    # None: no arch (a phrase planned outside a form)
+    arch: float | None = None
 
     @property
     def part(self) -> int:
@@ -113,16 +164,24 @@ class PhrasePlan:
         return self.section.degree
 
     def held(self, controls: Controls) -> Controls:
-        """``controls`` with the density, register and brightness the section began with."""
+        """``controls`` with the colour (:data:`CHARACTER`) the section began with."""
         if self.character is None:
             return controls
-        density, register, brightness = self.character
-        return controls.with_(density=density, register=register, brightness=brightness)
+        return controls.with_(**dict(zip(CHARACTER, self.character)))
+
+    def room(self, controls: Controls) -> dict[str, float]:
+        """What the mixer plays for this phrase in place of the conductor's current melody
+        prominence, bed level and bed colour (the phrase's ``meta["room"]``): the section's."""
+        held = self.held(controls)
+        return {"melodic": held.melodic, "bed_level": held.bed_level,
+                "brightness": held.brightness}
 
     def brightness_shift(self, controls: Controls) -> float:
         """What the mixer adds to the brightness it plays (the conductor's, now): the section's
-        timbre, and the way back to the brightness the section began with."""
-        return self.section.bright + (self.held(controls).brightness - controls.brightness)
+        timbre and arch, and the way back to the brightness the section began with."""
+        arch = 0.0 if self.arch is None else ARCH_BRIGHT * (self.arch - 0.5)
+        return (self.section.bright + arch
+                + (self.held(controls).brightness - controls.brightness))
 
     def apply(self, controls: Controls) -> Controls:
         """The controls as this section colours them (its held character, register, density;
@@ -152,8 +211,9 @@ class Form:
         self._theme: dict[str, int] = {}  # section family (A, B) -> id of its theme
         self._themes = 0
         self._pair: tuple[str, int, tuple[str, ...]] | None = None  # the pair's second half
-        self._character: tuple[float, float, float] | None = None  # held through the section
-        self._asked: tuple[float, float, float] | None = None  # as the last phrase asked
+        self._character: tuple[float, ...] | None = None  # held through the section
+        self._asked: tuple[float, ...] | None = None  # as the last phrase asked
+        self._room_moved = False  # the room has moved the colour since the section began
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
@@ -178,21 +238,34 @@ class Form:
             # a new preset starts its own piece from its first section (themes are kept)
             self.section_index, self.phrase_index, self.elapsed_s = 0, 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
+            self._room_moved = False
         self.preset = controls.preset
         seconds = PHRASE_BEATS * 60.0 / max(30.0, float(controls.tempo_bpm))
         if self._closing:
             self.section_index += 1
             self.phrase_index, self.elapsed_s = 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
-        asked = (float(controls.density), float(controls.register), float(controls.brightness))
+            self._room_moved = False
+        asked = tuple(float(getattr(controls, name)) for name in CHARACTER)
         last, self._asked = self._asked, asked
         if (self.phrase_index == 0 or self._character is None or last is None
-                or max(abs(a - b) for a, b in zip(asked, last)) > CHARACTER_JUMP):
+                or max(abs(a - b) for a, b, name in zip(asked, last, CHARACTER)
+                       if name != "melodic") > CHARACTER_JUMP):
             self._character = asked
-        plan = replace(self._plan(seconds), character=self._character)
+        elif max(abs(a - b) for a, b in zip(asked, self._character)) > ROOM_MOVE:
+            self._room_moved = True  # the section closes once it has lasted SECTION_MIN_S
+        plan = replace(self._plan(seconds), character=self._character,
+                       arch=self._arch(self.elapsed_s + seconds / 2.0))
         self.phrase_index += 1
         self.elapsed_s += seconds
         return plan
+
+    def _arch(self, at_s: float) -> float:
+        """The section's arch (0 at its ends, 1 at its high point) ``at_s`` seconds in, on its
+        planned length (shortened to SECTION_MIN_S when the room has moved)."""
+        end = min(self.length_s, SECTION_MIN_S) if self._room_moved else self.length_s
+        x = min(1.0, max(0.0, at_s / end))
+        return x / ARCH_PEAK if x <= ARCH_PEAK else (1.0 - x) / (1.0 - ARCH_PEAK)
 
     def _plan(self, seconds: float) -> PhrasePlan:
         """Phrases go in pairs (eight bars): a statement (even index) and its answer (odd)."""
@@ -200,7 +273,8 @@ class Form:
         family = s.name.rstrip("'")
         pair, second = divmod(i, 2)
         if second:
-            if self.elapsed_s + seconds >= self.length_s:
+            end = min(self.length_s, SECTION_MIN_S) if self._room_moved else self.length_s
+            if self.elapsed_s + seconds >= end:
                 self._closing = True
                 return PhrasePlan(s, self.section_index, i, "close", breath=True)
             if self._pair is not None:  # the second half of a theme or of its return

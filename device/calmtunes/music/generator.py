@@ -613,7 +613,7 @@ class NeuralComposer:
         total = BARS * spb
         beats = float(BARS * 4)
         events: list[NoteEvent] = []
-        melodic = float(np.clip(controls.melodic, 0.0, 1.0))
+        melodic = float(np.clip(played.melodic, 0.0, 1.0))  # the section's
         velocity = 0.35 + 0.25 * melodic
         for i, (start, dur, pitch) in enumerate(notes):
             stop = notes[i + 1][0] if i + 1 < len(notes) else total
@@ -655,7 +655,8 @@ class NeuralComposer:
             source=self.name,
             meta={"melody_notes": len(notes), "tokens": self.tokens_generated,
                   "dynamics": envelope, "section": plan.section.name, "role": plan.role,
-                  "brightness_shift": plan.brightness_shift(controls)},
+                  "brightness_shift": plan.brightness_shift(controls),
+                  "room": plan.room(controls)},
         )
 
 

@@ -118,6 +118,9 @@ class Mixer:
         self._dyn_y: list[float] = [0.0]
         self._queue = np.zeros((0, 2))  # upsampled programme not yet through the master stage
         self._melodic = 1.0  # glided melody prominence gain
+        # (instrument frame, {melodic, bed_level, brightness}) from the phrases' meta["room"]:
+        # the section's room colour, played from where the phrase starts (see music/form.py)
+        self._rooms: list[tuple[float, dict[str, float]]] = []
         self._reverb_level = config.sound.reverb
         self._volume_db = self._clamp_volume(config.music.volume_db)
         self._volume_now = self._volume_db
@@ -234,6 +237,7 @@ class Mixer:
             if self.log is not None:
                 self.log.cut(cut * OVERSAMPLE / self.sr)
             self._cut_dynamics(cut)
+            self._rooms = [r for r in self._rooms if r[0] < cut]
         spb = 60.0 / tempo * self.rate  # instrument frames per beat
         shift = phrase.meta.get("brightness_shift", 0.0) if isinstance(phrase.meta, dict) else 0.0
         shift = _finite_or(shift, 0.0)
@@ -270,6 +274,11 @@ class Mixer:
                 rows.append(NoteRow(start=on, freq=freq, pan=timbre.pan, **base))
         self.ensemble.add(rows)
         self._add_dynamics(phrase, start_i, spb, beats, earliest)
+        room = phrase.meta.get("room") if isinstance(phrase.meta, dict) else None
+        if isinstance(room, dict):
+            self._rooms.append((start_i, {k: clamp(_finite_or(room.get(k), getattr(c, k)),
+                                                   0.0, 1.0)
+                                          for k in ("melodic", "bed_level", "brightness")}))
         self.scheduled_until = start + max(1, round(beats * spb * OVERSAMPLE))
         self.current_phrase = phrase
         return onsets
@@ -340,6 +349,10 @@ class Mixer:
         t0 = self._synth_pos
         self._synth_pos += n
         c = self.controls
+        while len(self._rooms) > 1 and self._rooms[1][0] <= t0:
+            del self._rooms[0]
+        if self._rooms and self._rooms[0][0] <= t0:  # the playing phrase's section colour
+            c = c.with_(**self._rooms[0][1])
         buses = self.ensemble.render(t0, n)
         self.ensemble.prune(t0 + n)
         breath = self.pacer.gains(n, self.rate, c.breath_rate)

@@ -9,6 +9,9 @@ returns them
   150 ms before a section's close), and the first beat of the phrase is never early;
 * with a **breath**: when the plan asks for one, the phrase's last 1½ beats are a rest — notes
   end, nothing new begins;
+* with the **section's swell**: the pad and the bass play softer at the ends of the section's
+  arch than at its high point (:data:`~calmtunes.music.form.ARCH_LOW`), so the balance of the
+  sound moves from minute to minute within a section;
 * with a **dynamic envelope** in ``meta["dynamics"]``: (beat, dB) breakpoints the mixer follows
   — the section's level, a swell that rises over the first 60 % of the phrase and falls back
   (the phrase's arch, ±2.2–2.8 dB, deeper for a sparser preset), a fade in a closing phrase,
@@ -24,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from calmtunes.music.events import NoteEvent
-from calmtunes.music.form import PhrasePlan
+from calmtunes.music.form import ARCH_LOW, PhrasePlan
 
 TIMING_SD_MS = 16.0  # onset spread, ms (mean |deviation| ≈ 13 ms)
 MAX_SHIFT_MS = 35.0
@@ -73,6 +76,8 @@ def perform(notes: list[NoteEvent], plan: PhrasePlan | None, beats: float, tempo
     rit = CLOSE_RIT_MS if close else RIT_MS
     breath = plan is not None and plan.breath
     rest_at = beats - BREATH_BEATS if breath else beats
+    arch = plan.arch if plan is not None and plan.arch is not None else 1.0
+    swell = ARCH_LOW + (1.0 - ARCH_LOW) * arch  # the section's swell, for the pad and the bass
     def rubato(beat: float) -> float:  # ms: the last bar broadens
         return rit * (max(0.0, beat - (beats - 4.0)) / 4.0) ** 2
 
@@ -91,6 +96,9 @@ def perform(notes: list[NoteEvent], plan: PhrasePlan | None, beats: float, tempo
         start = max(0.0, n.start_beat + shifts[n.start_beat] / beat_ms)
         end = min(end, beats)
         start = min(start, end - 0.05)
-        velocity = float(np.clip(n.velocity * (1.0 + rng.uniform(-0.06, 0.06)), 0.05, 1.0))
+        velocity = n.velocity * (1.0 + rng.uniform(-0.06, 0.06))
+        if n.voice in ("pad", "bass"):
+            velocity *= swell
+        velocity = float(np.clip(velocity, 0.05, 1.0))
         out.append(replace(n, start_beat=start, duration_beats=end - start, velocity=velocity))
     return out, dynamics(plan, beats, density)
