@@ -211,6 +211,7 @@ class RoomRenderer:
         self.visitors = _visitors(np.random.default_rng(seed))
         self._still: dict[str, tuple[np.ndarray, float]] = {}  # scene: (coded picture, noise sd)
         self._codes: dict[str, np.ndarray] = {}  # scene: see _people_codes
+        self._noise: SensorNoise | None = None
 
     def _people_codes(self, scene: str) -> np.ndarray:
         """Flat (256 × 3) table: 8-bit reflectance code and BGR channel → coded value under
@@ -303,29 +304,56 @@ class RoomRenderer:
                 idx *= 3
                 idx += _CHANNELS
                 coded = np.where(mask[..., None] > 0, self._people_codes(scene).take(idx), coded)
-            return _with_noise(coded, noise, rng)
+            return self._noisy(coded, noise, rng)
         lin, noise = self.linear(scene, t)
         if blend is not None:
             other, a = blend
             lin2, noise2 = self.linear(other, t)
             lin = (1.0 - a) * lin + a * lin2
             noise = (1.0 - a) * noise + a * noise2
-        return _with_noise(encode_255(lin), noise, rng)
+        return self._noisy(encode_255(lin), noise, rng)
+
+    def _noisy(self, coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+        if self._noise is None or self._noise.shape != coded.shape:
+            self._noise = SensorNoise(coded.shape, rng)
+        return self._noise.add(coded, noise, rng)
 
 
 _CHANNELS = np.arange(3, dtype=np.intp)
 
 
-def _with_noise(coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """An 8-bit frame: the coded picture (0–255, float32) plus Gaussian sensor noise of sd
-    ``noise`` (of 255), rounded and clipped. Worked in place in the noise array: the same
-    values as ``clip(coded + noise·N(0, 1) + 0.5)``, without three frame-sized temporaries."""
-    out = rng.standard_normal(coded.shape, dtype=np.float32)
-    out *= np.float32(noise)
-    out += coded
-    out += np.float32(0.5)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+class SensorNoise:
+    """Gaussian sensor noise for frames of one shape, cut from a pool drawn once.
+
+    Drawing 230 400 normal deviates a frame was most of the emulated camera's cost. Each frame
+    takes a contiguous slice of a pool one frame plus :data:`MARGIN_ROWS` rows long, at a random
+    start, so within a frame every value is an independent N(0, 1) deviate as before. Between one
+    frame and the next the start moves by at least :data:`MIN_SHIFT_ROWS` rows: no pixel, and no
+    4×4 block the motion meter averages, sees the same deviates in two frames in a row, so the
+    frame-to-frame difference of still parts is still noise of √2 times the sd.
+    """
+
+    MARGIN_ROWS = 64
+    MIN_SHIFT_ROWS = 6  # > the 4 rows of a motion block, plus a row for the column shift
+
+    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        self.shape = shape
+        self.row = int(np.prod(shape[1:]))  # values in one row of the frame
+        rows = shape[0] + self.MARGIN_ROWS
+        self.pool = rng.standard_normal(rows * self.row, dtype=np.float32)
+        self._start_row = 0
+
+    def add(self, coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+        """``coded`` (0–255, float32) plus noise of sd ``noise``, rounded and saturated to
+        uint8 in one pass."""
+        import cv2
+
+        m, s = self.MARGIN_ROWS, self.MIN_SHIFT_ROWS
+        start = (self._start_row + s + int(rng.integers(0, m - 2 * s + 1))) % m
+        self._start_row = start
+        offset = start * self.row + int(rng.integers(0, self.row))
+        deviates = self.pool[offset:offset + coded.size].reshape(coded.shape)
+        return cv2.addWeighted(deviates, float(noise), coded, 1.0, 0.0, dtype=cv2.CV_8U)
 
 
 class SceneTimeline:
