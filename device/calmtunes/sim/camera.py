@@ -296,14 +296,15 @@ class RoomRenderer:
                 cached = self._still[scene] = (encode_255(lin), noise)
             coded, noise = cached
             if scene == "visitors":
+                import cv2
+
                 people, mask = self._people_layer(t)
                 # the visitors coded where they stand: per channel, a 256-entry table of
                 # encode_255(_DECODE_LUT[code] · ambient · light) (the same float32 operations
-                # as converting each pixel, done once per code value)
-                idx = people.astype(np.intp)
-                idx *= 3
-                idx += _CHANNELS
-                coded = np.where(mask[..., None] > 0, self._people_codes(scene).take(idx), coded)
+                # as converting each pixel, done once per code value), copied in under the mask
+                coded = coded.copy()
+                lut = self._people_codes(scene).reshape(1, 256, 3)
+                cv2.copyTo(cv2.LUT(people, lut), mask, coded)
             return self._noisy(coded, noise, rng)
         lin, noise = self.linear(scene, t)
         if blend is not None:
@@ -317,9 +318,6 @@ class RoomRenderer:
         if self._noise is None or self._noise.shape != coded.shape:
             self._noise = SensorNoise(coded.shape, rng)
         return self._noise.add(coded, noise, rng)
-
-
-_CHANNELS = np.arange(3, dtype=np.intp)
 
 
 class SensorNoise:
