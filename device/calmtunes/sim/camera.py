@@ -209,7 +209,9 @@ class RoomRenderer:
         self._lamp_glow = (1.0 / (1.0 + d2))[..., None]
         self._lamp_shade = self._mask(0.80, 0.40, 0.92, 0.52)
         self.visitors = _visitors(np.random.default_rng(seed))
-        self._still: dict[str, tuple[np.ndarray, float]] = {}  # scene: (coded picture, noise sd)
+        # the scene on view: (scene, its coded picture, noise sd); one only, as the room shows one
+        # scene for minutes (a frame of float32 is 0.9 MB at 320×240)
+        self._still: tuple[str, np.ndarray, float] | None = None
         self._codes: dict[str, np.ndarray] = {}  # scene: see _people_codes
         self._noise: SensorNoise | None = None
 
@@ -225,9 +227,9 @@ class RoomRenderer:
         return got
 
     def _mask(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-        m = np.zeros((self.height, self.width, 1), np.float32)
+        m = np.zeros((self.height, self.width, 1), bool)
         w, h = self.width, self.height
-        m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = 1.0
+        m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = True
         return m
 
     def _draw_room(self) -> np.ndarray:
@@ -274,10 +276,10 @@ class RoomRenderer:
         out = self._room * (ambient * light)
         if window:
             sky = illuminant_rgb(min(cct + 1000.0, 25000.0))[::-1].astype(np.float32)
-            out = np.where(self._window > 0, window * sky, out)
+            out = np.where(self._window, window * sky, out)
         if lamp:
             out = out + self._room * (0.08 * self._lamp_glow * light)
-            out = np.where(self._lamp_shade > 0, 0.5 * light, out)
+            out = np.where(self._lamp_shade, 0.5 * light, out)
         if scene == "visitors" and people:
             people, mask = self._people_layer(t)
             out = np.where(mask[..., None] > 0, _DECODE_LUT[people] * (ambient * light), out)
@@ -288,13 +290,12 @@ class RoomRenderer:
         """An 8-bit BGR frame; ``blend=(other scene, weight)`` cross-fades towards another."""
         if blend is None:
             # A still room under steady light: its coded picture is the same every frame, so it
-            # is drawn once per scene; only the visitors (coded where they stand) and the
+            # is drawn once while the scene is on view; only the visitors (coded where they stand) and the
             # sensor noise are new.
-            cached = self._still.get(scene)
-            if cached is None:
+            if self._still is None or self._still[0] != scene:
                 lin, noise = self.linear(scene, t, people=False)
-                cached = self._still[scene] = (encode_255(lin), noise)
-            coded, noise = cached
+                self._still = (scene, encode_255(lin), noise)
+            _, coded, noise = self._still
             if scene == "visitors":
                 import cv2
 
