@@ -409,6 +409,7 @@ class SimCamera:
         self.present = present
         self.is_open = False
         self.opens = 0
+        self.cpu_s = 0.0  # CPU time spent drawing frames, s
         self._faults: list[str] = []
 
     # -- the camera interface ----------------------------------------------------------------
@@ -426,9 +427,13 @@ class SimCamera:
             raise CameraUnplugged("emulated camera: read while closed")
         if not self.present:
             raise CameraUnplugged("emulated camera: unplugged (no frame within the timeout)")
-        if self._faults:
-            return self._faulty(self._faults.pop(0))
-        return self.frame_at(self.elapsed())
+        started = time.thread_time()
+        try:
+            if self._faults:
+                return self._faulty(self._faults.pop(0))
+            return self.frame_at(self.elapsed())
+        finally:
+            self.cpu_s += time.thread_time() - started  # the emulator's own cost
 
     # -- the room ----------------------------------------------------------------------------
     def elapsed(self) -> float:

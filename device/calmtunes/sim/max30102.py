@@ -381,6 +381,21 @@ class MAX30102Chip:
         self._pointer = reg & 0xFF
 
 
+def _emulation(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Count the CPU time of a bus transaction in ``bus.cpu_s`` (the emulator's own cost, so
+    the daemon's figures in simulation can be told from the device's)."""
+
+    def timed(self: EmulatedBus, *args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.cpu_s += time.thread_time() - started
+
+    timed.__name__, timed.__doc__ = method.__name__, method.__doc__
+    return timed
+
+
 class EmulatedBus:
     """An ``smbus2.SMBus`` look-alike carrying emulated chips, with transaction counts and faults.
 
@@ -402,6 +417,7 @@ class EmulatedBus:
         self.errors = 0
         self.closed = False
         self.fd = None  # like a closed SMBus: nothing to release
+        self.cpu_s = 0.0  # CPU time spent emulating (chip, listener, bus), s
 
     # -- plumbing -------------------------------------------------------------------------------
     def _chip(self, addr: int) -> MAX30102Chip:
@@ -441,6 +457,7 @@ class EmulatedBus:
         self.bytes_moved += 1 + len(values)
 
     # -- smbus2 API ---------------------------------------------------------------------------
+    @_emulation
     def read_byte_data(self, i2c_addr: int, register: int, force: Any = None) -> int:
         chip = self._chip(i2c_addr)
         chip.set_pointer(register)
@@ -449,10 +466,12 @@ class EmulatedBus:
             raise OSError(errno.EIO, "short read")
         return data[0]
 
+    @_emulation
     def write_byte_data(self, i2c_addr: int, register: int, value: int, force: Any = None) -> None:
         chip = self._chip(i2c_addr)
         self._write(chip, register, [value])
 
+    @_emulation
     def read_i2c_block_data(
         self, i2c_addr: int, register: int, length: int, force: Any = None
     ) -> list[int]:
@@ -462,6 +481,7 @@ class EmulatedBus:
         chip.set_pointer(register)
         return self._read(chip, length)
 
+    @_emulation
     def write_i2c_block_data(
         self, i2c_addr: int, register: int, data: list[int], force: Any = None
     ) -> None:
@@ -470,6 +490,7 @@ class EmulatedBus:
         chip = self._chip(i2c_addr)
         self._write(chip, register, list(data))
 
+    @_emulation
     def i2c_rdwr(self, *i2c_msgs: Any) -> None:
         """Combined transfer of ``smbus2.i2c_msg`` messages (write sets the register pointer)."""
         if not i2c_msgs:
