@@ -9,11 +9,13 @@ from __future__ import annotations
 import threading
 
 import pytest
+from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from calmtunes.clock import VirtualClock
 from calmtunes.component import DISABLED, OK
 from calmtunes.config import Config
+from calmtunes.hardware import MOCK_PIN_HISTORY, mock_pin_factory
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.panel.component import (
@@ -365,3 +367,17 @@ def test_a_preset_change_wakes_the_idle_panel_for_its_led():
         assert comp.factory.pin(LEDS["uplift"]).state == 1
     finally:
         comp.stop()
+
+
+def test_simulated_pins_remember_a_bounded_history():
+    # the simulated pulse LED changes ~10 times a second all night: gpiozero's mock pins would
+    # keep every change
+    factory = mock_pin_factory()
+    try:
+        led = PWMLED(LEDS["pulse"], pin_factory=factory)
+        for k in range(3 * MOCK_PIN_HISTORY):
+            led.value = (k % 10) / 10
+        assert len(factory.pin(LEDS["pulse"]).states) == MOCK_PIN_HISTORY
+        led.close()
+    finally:
+        factory.reset()

@@ -43,7 +43,7 @@ from typing import Any
 from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
-from calmtunes.hardware import Hardware
+from calmtunes.hardware import Hardware, mock_pin_factory
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
@@ -130,9 +130,7 @@ class PanelComponent(Component):
 
         factory = self._factory_given
         if factory is None and p.backend == "mock":
-            from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-            factory = MockFactory(pin_class=MockPWMPin)
+            factory = mock_pin_factory()
         self.factory = factory
         presets = self.config.music.presets
         led_roles = preset_led_roles(presets) | {"pulse", "camera"}

@@ -290,8 +290,8 @@ class RoomRenderer:
         """An 8-bit BGR frame; ``blend=(other scene, weight)`` cross-fades towards another."""
         if blend is None:
             # A still room under steady light: its coded picture is the same every frame, so it
-            # is drawn once while the scene is on view; only the visitors (coded where they stand) and the
-            # sensor noise are new.
+            # is drawn once while the scene is on view; only the visitors (coded where they
+            # stand) and the sensor noise are new.
             if self._still is None or self._still[0] != scene:
                 lin, noise = self.linear(scene, t, people=False)
                 self._still = (scene, encode_255(lin), noise)
