@@ -86,7 +86,7 @@ from calmtunes.commands import (
     quote,
     suggest,
 )
-from calmtunes.component import Component
+from calmtunes.component import Component, name_os_threads
 from calmtunes.config import Config
 from calmtunes.control import ControlServer, Peer, socket_path
 from calmtunes.errors import ConfigError
@@ -108,6 +108,7 @@ SLEEP_FADE_S = 30.0  # the sleep timer's fade, in s
 READY_WITHOUT_SOUND_S = 10.0  # READY=1 after this long even without a sound card (see above)
 SOUND_FIRST_S = 1.0  # the senses start once audio flows, or after this long without a card
 CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes once a second)
+THREAD_NAMING_S = 5.0  # s between naming new threads for the kernel (top -H, scripts/bench)
 LOOP_TICK_S = 0.25  # s: the loop's own cadence (supervisor, watchdog, saved state)
 ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
 SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
@@ -168,6 +169,7 @@ class Daemon:
         self.hub = Hub()
         self.hardware = Hardware(clock, self.hub)
         self._stop = threading.Event()
+        self._next_thread_naming = 0.0
         self.exit_code = 0
         self.started_at = clock.monotonic()
         self.ready_at: float | None = None
@@ -477,6 +479,9 @@ class Daemon:
         self._drain_events()
         self._check_ready(now)
         self.supervisor.tick(now, self.summary())
+        if now >= self._next_thread_naming:  # threads come and go (restarts, LED blinks)
+            self._next_thread_naming = now + THREAD_NAMING_S
+            name_os_threads()
         self.conduct(now)
         self.save_state()
 

@@ -116,9 +116,7 @@ class Hardware:
         """gpiozero's pin factory for ``panel.backend``: its mock pins for ``mock``, None (its
         default: lgpio on a Pi, or what ``GPIOZERO_PIN_FACTORY`` names) for ``gpio``."""
         if config.panel.backend == "mock":
-            from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-            return MockFactory(pin_class=MockPWMPin)
+            return mock_pin_factory()
         return None
 
     # -- sound ------------------------------------------------------------------------------------
@@ -128,3 +126,23 @@ class Hardware:
         a = config.audio
         return make_sink(a.backend, ring, a.sample_rate, device=a.device, wav_path=a.wav_path,
                          realtime=a.realtime, clock=self.clock, max_frames=max_frames)
+
+
+#: state changes a simulated pin remembers (gpiozero's mock pins remember every one, for tests)
+MOCK_PIN_HISTORY = 256
+
+
+def mock_pin_factory() -> Any:
+    """gpiozero's ``MockFactory`` with PWM pins that keep only their last
+    :data:`MOCK_PIN_HISTORY` state changes: gpiozero's own keep all of them, and the simulated
+    pulse LED changes ~10 times a second, some 300 000 records (~30 MB) over a night."""
+    from collections import deque
+
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    class BoundedMockPWMPin(MockPWMPin):
+        def clear_states(self) -> None:
+            super().clear_states()
+            self.states = deque(self.states, maxlen=MOCK_PIN_HISTORY)
+
+    return MockFactory(pin_class=BoundedMockPWMPin)

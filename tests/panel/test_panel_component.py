@@ -6,15 +6,20 @@ guard or a long press is a clock reading, not a wait."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from calmtunes.clock import VirtualClock
 from calmtunes.component import DISABLED, OK
 from calmtunes.config import Config
+from calmtunes.hardware import MOCK_PIN_HISTORY, mock_pin_factory
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.panel.component import (
+    LED_FPS,
     PRESET_GUARD_S,
     TOGGLE_GUARD_S,
     VOLUME_INTERVAL_S,
@@ -322,3 +327,57 @@ def test_mock_backend_runs_in_its_own_thread():
         assert sent == ["volume_down"]
     finally:
         comp.stop()
+
+
+def test_buttons_run_no_threads_of_their_own(panel_factory):
+    # gpiozero's Button polls for holds from a thread per button, 10 times a second; the holds
+    # here are timed from the edges by the panel's own step (long press, the chord)
+    before = threading.active_count()
+    comp, _, _, _ = panel_factory()
+    assert len(comp.buttons) == len(PINS)
+    assert threading.active_count() == before
+
+
+def test_the_breathing_glow_is_drawn_at_the_led_frame_rate(panel_factory):
+    comp, hub, _, factory = panel_factory()
+    led_pin = factory.pin(LEDS["pulse"])
+    led_pin.clear_states()
+    hub.publish("pulse", PulseReading(t=comp.clock.monotonic(), finger=True, quality=0.1))
+    step(comp)
+    assert comp._pulse_led_mode[0] == "glow"
+    # gpiozero's fading thread runs on the system clock: a second of the 2 s fade in
+    wait_until(lambda: len(led_pin.states) > LED_FPS, timeout=5.0, what="LED frames")
+    gaps = [s.timestamp for s in led_pin.states[2:LED_FPS + 1]]
+    assert min(gaps) > 0.8 / LED_FPS > 0.04  # frames 1/LED_FPS apart, not gpiozero's 1/25 s
+    rising = [s.state for s in led_pin.states[1:LED_FPS + 1]]
+    assert rising == sorted(rising) and rising[-1] > 0.3  # and still a smooth swell
+    comp.leds["pulse"].off()
+
+
+def test_a_preset_change_wakes_the_idle_panel_for_its_led():
+    clock = VirtualClock()
+    scheduler = Scheduler(clock)
+    hub = Hub()
+    comp = PanelComponent(Config().replace(panel={"backend": "mock"}), hub, clock=clock)
+    comp.start(scheduler)
+    try:
+        scheduler.run_until(10.0)
+        hub.publish("controls", Controls(preset="uplift"))
+        scheduler.run_until(10.001)  # well before the next idle step (IDLE_STEP_S)
+        assert comp.factory.pin(LEDS["uplift"]).state == 1
+    finally:
+        comp.stop()
+
+
+def test_simulated_pins_remember_a_bounded_history():
+    # the simulated pulse LED changes ~10 times a second all night: gpiozero's mock pins would
+    # keep every change
+    factory = mock_pin_factory()
+    try:
+        led = PWMLED(LEDS["pulse"], pin_factory=factory)
+        for k in range(3 * MOCK_PIN_HISTORY):
+            led.value = (k % 10) / 10
+        assert len(factory.pin(LEDS["pulse"]).states) == MOCK_PIN_HISTORY
+        led.close()
+    finally:
+        factory.reset()

@@ -125,3 +125,12 @@ def test_injected_black_and_corrupt_frames_come_once_each():
     assert cam.read().shape == (240, 320, 3)
     with pytest.raises(ValueError, match="black"):
         cam.inject("purple")
+
+
+def test_the_camera_counts_its_own_cpu_time():
+    cam = SimCamera(160, 120, scenario="visitors", clock=Clock())
+    cam.open()
+    assert cam.cpu_s == 0.0
+    for _ in range(3):
+        cam.read()
+    assert cam.cpu_s > 0.0

@@ -70,7 +70,10 @@ def line_cloud(rate: float, lo: float, hi: float, frames: int = _LOOP) -> np.nda
     noise_power = float(np.mean(gain ** 2))  # unit white noise through the band
     bins = frames // 2 + 1
     df = rate / frames
-    spec = np.zeros((2, bins), dtype=np.complex128)
+    # single precision from the start: each line is computed in double and rounded as it is
+    # stored, the same values as rounding the whole spectrum before the transform, without a
+    # 4 MB double spectrum and its copy at start-up (the daemon's peak RSS)
+    spec = np.zeros((2, bins), dtype=np.complex64)
     half = max(1, round(LINE_WIDTH_HZ / df))
     offsets = np.arange(-half, half + 1)
     shape = np.exp(-0.5 * (offsets * df / (0.5 * LINE_WIDTH_HZ)) ** 2)  # ±σ = ±width/2
@@ -85,7 +88,7 @@ def line_cloud(rate: float, lo: float, hi: float, frames: int = _LOOP) -> np.nda
         f += step
     # in single precision (half the work of the 2^18-point transform, the bed's whole start-up
     # cost; the cloud is stored as float32 anyway, and the rounding is ~−140 dB)
-    y = np.fft.irfft(spec.astype(np.complex64), n=frames, axis=1)
+    y = np.fft.irfft(spec, n=frames, axis=1)
     power = np.mean(y * y, axis=1, keepdims=True, dtype=np.float64)
     y *= np.sqrt(noise_power / np.maximum(power, 1e-30)).astype(np.float32)
     y.flags.writeable = False

@@ -43,7 +43,7 @@ from typing import Any
 from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
-from calmtunes.hardware import Hardware
+from calmtunes.hardware import Hardware, mock_pin_factory
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
@@ -59,8 +59,13 @@ CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
 PULSE_STALE_S = 5.0  # s: a pulse reading older than this no longer drives the LED
 HR_LED_CHANGE_BPM = 3.0  # the blink is re-timed only when the heart rate moves this much
-IDLE_STEP_S = 0.25
+IDLE_STEP_S = 1.0  # the pulse LED follows a reading published once a second; a preset or
+# camera change wakes the step at once (see _on_controls, _on_camera), as does a button edge
 BUSY_STEP_S = 0.02  # while a button is held or commands wait
+# Frames per second of the pulse LED's fades (gpiozero's own fades write 25 a second, forever).
+# A 2 s breathing fade in 10 % steps of duty every 0.1 s, or a heartbeat's fade-out in 3–4 steps,
+# reads as a smooth swell on a diffused LED at a bedside; the thread wakes 2.5× less often.
+LED_FPS = 10
 
 
 @dataclass
@@ -100,6 +105,8 @@ class PanelComponent(Component):
         self._confirm_until = -1e9  # the preset LEDs blink the chord's answer until then
         self.commands_sent = 0
         self.presses_dropped = 0
+        hub.subscribe("controls", self._on_controls)
+        hub.subscribe("camera", self._on_camera)
 
     def reconfigure(self, config: Config) -> str:
         """New pins, buttons or presets: the buttons and LEDs are made again; anything else
@@ -116,14 +123,14 @@ class PanelComponent(Component):
         p = self.config.panel
         if p.backend == "none":
             return
-        from gpiozero import LED, PWMLED, Button  # late: only where there is a panel
+        # DigitalInputDevice, not Button: a Button runs a thread per button that polls 10×/s
+        # for holds; the holds here are timed by this component's own step from the edges
+        from gpiozero import LED, PWMLED, DigitalInputDevice  # late: only where there is a panel
         from gpiozero.exc import BadPinFactory
 
         factory = self._factory_given
         if factory is None and p.backend == "mock":
-            from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-            factory = MockFactory(pin_class=MockPWMPin)
+            factory = mock_pin_factory()
         self.factory = factory
         presets = self.config.music.presets
         led_roles = preset_led_roles(presets) | {"pulse", "camera"}
@@ -134,9 +141,9 @@ class PanelComponent(Component):
                                 "button on GPIO%d not used", role,
                                 ", ".join([*presets, *ACTION_BUTTONS]), pin)
                     continue
-                b = Button(pin, pull_up=True, bounce_time=None, pin_factory=factory)
-                b.when_pressed = lambda _d=None, r=role: self._edge(r, True)
-                b.when_released = lambda _d=None, r=role: self._edge(r, False)
+                b = DigitalInputDevice(pin, pull_up=True, bounce_time=None, pin_factory=factory)
+                b.when_activated = lambda _d=None, r=role: self._edge(r, True)
+                b.when_deactivated = lambda _d=None, r=role: self._edge(r, False)
                 self.buttons[role] = b
                 self._btn[role] = _ButtonState()
             for role, pin in p.leds.items():
@@ -191,6 +198,16 @@ class PanelComponent(Component):
             self._events.append((role, pressed, self.clock()))
         self.wake()
 
+    # -- hub topics (the publisher's thread): wake the step only when an LED must change -----
+    def _on_controls(self, controls: Any) -> None:
+        if getattr(controls, "preset", None) != self._lit_preset:
+            self.wake()
+
+    def _on_camera(self, camera: Any) -> None:
+        active = bool(camera.get("active")) if isinstance(camera, dict) else False
+        if active != self._camera_lit:
+            self.wake()
+
     # -- the component's thread ---------------------------------------------------------------
     def _take_events(self, now: float) -> None:
         with self._lock:
@@ -210,8 +227,8 @@ class PanelComponent(Component):
         # A bounce that ended in the other state: believe the pin once it has settled.
         for role, st in self._btn.items():
             b = self.buttons.get(role)
-            if b is not None and st.down != bool(b.is_pressed) and now - st.last_edge > debounce:
-                st.down, st.last_edge = bool(b.is_pressed), now
+            if b is not None and st.down != bool(b.is_active) and now - st.last_edge > debounce:
+                st.down, st.last_edge = bool(b.is_active), now
         hold = self._btn.get("play_pause")
         if hold is not None and hold.down and not hold.held and \
                 now - hold.pressed_at >= self.config.panel.long_press_s:
@@ -329,12 +346,25 @@ class PanelComponent(Component):
         self._pulse_led_mode = (mode, hr)
         if mode == "beat":
             period = 60.0 / hr  # one soft blink per heartbeat
-            led.blink(on_time=0.1 * period, off_time=0.35 * period,
-                      fade_in_time=0.15 * period, fade_out_time=0.4 * period)
+            _fade(led, on_time=0.1 * period, off_time=0.35 * period,
+                  fade_in_time=0.15 * period, fade_out_time=0.4 * period)
         elif mode == "glow":
-            led.pulse(fade_in_time=2.0, fade_out_time=2.0)  # ~15 breaths/min of light
+            _fade(led, 0.0, 0.0, 2.0, 2.0)  # ~15 breaths/min of light
         else:
             led.off()
+
+
+def _fade(led: Any, on_time: float, off_time: float, fade_in_time: float,
+          fade_out_time: float) -> None:
+    """``led.blink`` with fades, forever, at :data:`LED_FPS` frames a second. gpiozero's
+    public ``blink`` fixes 25; its blink thread takes the rate as an argument (gpiozero is
+    pinned in requirements/; the panel tests check the blink still runs)."""
+    from gpiozero.threads import GPIOThread
+
+    led._stop_blink()
+    led._blink_thread = GPIOThread(
+        led._blink_device, (on_time, off_time, fade_in_time, fade_out_time, None, LED_FPS))
+    led._blink_thread.start()
 
 
 def preset_led_roles(presets: dict[str, dict]) -> set[str]:

@@ -198,6 +198,9 @@ class PulseComponent(Component):
             "reinits": s.reinits,
             "finger": d.finger,
             "die_temp_c": d.temperature_c,
+            # simulation: the CPU time the emulated chip and listener took (not the device's)
+            **({"emulator_cpu_s": round(self._bus.cpu_s, 3)}
+               if hasattr(self._bus, "cpu_s") else {}),
         }
 
 

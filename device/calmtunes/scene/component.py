@@ -186,6 +186,9 @@ class SceneComponent(Component):
             "frames": self.frames_analysed,
             "people_detector": self._analyser is not None and self._analyser.detector is not None,
             "analysis_ms": round(self.analysis_ms, 1),
+            # simulation: the CPU time the emulated camera took drawing frames
+            **({"emulator_cpu_s": round(self._camera.cpu_s, 3)}
+               if hasattr(self._camera, "cpu_s") else {}),
         }
 
 

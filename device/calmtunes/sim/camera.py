@@ -209,8 +209,11 @@ class RoomRenderer:
         self._lamp_glow = (1.0 / (1.0 + d2))[..., None]
         self._lamp_shade = self._mask(0.80, 0.40, 0.92, 0.52)
         self.visitors = _visitors(np.random.default_rng(seed))
-        self._still: dict[str, tuple[np.ndarray, float]] = {}  # scene: (coded picture, noise sd)
+        # the scene on view: (scene, its coded picture, noise sd); one only, as the room shows one
+        # scene for minutes (a frame of float32 is 0.9 MB at 320×240)
+        self._still: tuple[str, np.ndarray, float] | None = None
         self._codes: dict[str, np.ndarray] = {}  # scene: see _people_codes
+        self._noise: SensorNoise | None = None
 
     def _people_codes(self, scene: str) -> np.ndarray:
         """Flat (256 × 3) table: 8-bit reflectance code and BGR channel → coded value under
@@ -224,9 +227,9 @@ class RoomRenderer:
         return got
 
     def _mask(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-        m = np.zeros((self.height, self.width, 1), np.float32)
+        m = np.zeros((self.height, self.width, 1), bool)
         w, h = self.width, self.height
-        m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = 1.0
+        m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = True
         return m
 
     def _draw_room(self) -> np.ndarray:
@@ -273,10 +276,10 @@ class RoomRenderer:
         out = self._room * (ambient * light)
         if window:
             sky = illuminant_rgb(min(cct + 1000.0, 25000.0))[::-1].astype(np.float32)
-            out = np.where(self._window > 0, window * sky, out)
+            out = np.where(self._window, window * sky, out)
         if lamp:
             out = out + self._room * (0.08 * self._lamp_glow * light)
-            out = np.where(self._lamp_shade > 0, 0.5 * light, out)
+            out = np.where(self._lamp_shade, 0.5 * light, out)
         if scene == "visitors" and people:
             people, mask = self._people_layer(t)
             out = np.where(mask[..., None] > 0, _DECODE_LUT[people] * (ambient * light), out)
@@ -287,45 +290,69 @@ class RoomRenderer:
         """An 8-bit BGR frame; ``blend=(other scene, weight)`` cross-fades towards another."""
         if blend is None:
             # A still room under steady light: its coded picture is the same every frame, so it
-            # is drawn once per scene; only the visitors (coded where they stand) and the
-            # sensor noise are new.
-            cached = self._still.get(scene)
-            if cached is None:
+            # is drawn once while the scene is on view; only the visitors (coded where they
+            # stand) and the sensor noise are new.
+            if self._still is None or self._still[0] != scene:
                 lin, noise = self.linear(scene, t, people=False)
-                cached = self._still[scene] = (encode_255(lin), noise)
-            coded, noise = cached
+                self._still = (scene, encode_255(lin), noise)
+            _, coded, noise = self._still
             if scene == "visitors":
+                import cv2
+
                 people, mask = self._people_layer(t)
                 # the visitors coded where they stand: per channel, a 256-entry table of
                 # encode_255(_DECODE_LUT[code] · ambient · light) (the same float32 operations
-                # as converting each pixel, done once per code value)
-                idx = people.astype(np.intp)
-                idx *= 3
-                idx += _CHANNELS
-                coded = np.where(mask[..., None] > 0, self._people_codes(scene).take(idx), coded)
-            return _with_noise(coded, noise, rng)
+                # as converting each pixel, done once per code value), copied in under the mask
+                coded = coded.copy()
+                lut = self._people_codes(scene).reshape(1, 256, 3)
+                cv2.copyTo(cv2.LUT(people, lut), mask, coded)
+            return self._noisy(coded, noise, rng)
         lin, noise = self.linear(scene, t)
         if blend is not None:
             other, a = blend
             lin2, noise2 = self.linear(other, t)
             lin = (1.0 - a) * lin + a * lin2
             noise = (1.0 - a) * noise + a * noise2
-        return _with_noise(encode_255(lin), noise, rng)
+        return self._noisy(encode_255(lin), noise, rng)
+
+    def _noisy(self, coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+        if self._noise is None or self._noise.shape != coded.shape:
+            self._noise = SensorNoise(coded.shape, rng)
+        return self._noise.add(coded, noise, rng)
 
 
-_CHANNELS = np.arange(3, dtype=np.intp)
+class SensorNoise:
+    """Gaussian sensor noise for frames of one shape, cut from a pool drawn once.
 
+    Drawing 230 400 normal deviates a frame was most of the emulated camera's cost. Each frame
+    takes a contiguous slice of a pool one frame plus :data:`MARGIN_ROWS` rows long, at a random
+    start, so within a frame every value is an independent N(0, 1) deviate as before. Between one
+    frame and the next the start moves by at least :data:`MIN_SHIFT_ROWS` rows: no pixel, and no
+    4×4 block the motion meter averages, sees the same deviates in two frames in a row, so the
+    frame-to-frame difference of still parts is still noise of √2 times the sd.
+    """
 
-def _with_noise(coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """An 8-bit frame: the coded picture (0–255, float32) plus Gaussian sensor noise of sd
-    ``noise`` (of 255), rounded and clipped. Worked in place in the noise array: the same
-    values as ``clip(coded + noise·N(0, 1) + 0.5)``, without three frame-sized temporaries."""
-    out = rng.standard_normal(coded.shape, dtype=np.float32)
-    out *= np.float32(noise)
-    out += coded
-    out += np.float32(0.5)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    MARGIN_ROWS = 64
+    MIN_SHIFT_ROWS = 6  # > the 4 rows of a motion block, plus a row for the column shift
+
+    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        self.shape = shape
+        self.row = int(np.prod(shape[1:]))  # values in one row of the frame
+        rows = shape[0] + self.MARGIN_ROWS
+        self.pool = rng.standard_normal(rows * self.row, dtype=np.float32)
+        self._start_row = 0
+
+    def add(self, coded: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+        """``coded`` (0–255, float32) plus noise of sd ``noise``, rounded and saturated to
+        uint8 in one pass."""
+        import cv2
+
+        m, s = self.MARGIN_ROWS, self.MIN_SHIFT_ROWS
+        start = (self._start_row + s + int(rng.integers(0, m - 2 * s + 1))) % m
+        self._start_row = start
+        offset = start * self.row + int(rng.integers(0, self.row))
+        deviates = self.pool[offset:offset + coded.size].reshape(coded.shape)
+        return cv2.addWeighted(deviates, float(noise), coded, 1.0, 0.0, dtype=cv2.CV_8U)
 
 
 class SceneTimeline:
@@ -382,6 +409,7 @@ class SimCamera:
         self.present = present
         self.is_open = False
         self.opens = 0
+        self.cpu_s = 0.0  # CPU time spent drawing frames, s
         self._faults: list[str] = []
 
     # -- the camera interface ----------------------------------------------------------------
@@ -399,9 +427,13 @@ class SimCamera:
             raise CameraUnplugged("emulated camera: read while closed")
         if not self.present:
             raise CameraUnplugged("emulated camera: unplugged (no frame within the timeout)")
-        if self._faults:
-            return self._faulty(self._faults.pop(0))
-        return self.frame_at(self.elapsed())
+        started = time.thread_time()
+        try:
+            if self._faults:
+                return self._faulty(self._faults.pop(0))
+            return self.frame_at(self.elapsed())
+        finally:
+            self.cpu_s += time.thread_time() - started  # the emulator's own cost
 
     # -- the room ----------------------------------------------------------------------------
     def elapsed(self) -> float:

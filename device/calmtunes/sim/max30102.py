@@ -255,8 +255,9 @@ class MAX30102Chip:
             mask = FULL_SCALE & ~((1 << (18 - bits)) - 1)
             means = np.array(pending[:whole], dtype=np.int64).reshape(
                 whole // every, every, len(slots) if codes else 0).mean(axis=1)
-            for avg in means.tolist():
-                self._push(tuple(int(v) & mask for v in avg))
+            # int() of a mean ≥ 0 truncates, as astype does
+            for avg in (means.astype(np.int64) & mask).tolist():
+                self._push(tuple(avg))
 
     def _push(self, sample: tuple[int, ...]) -> None:
         self.samples_made += 1
@@ -320,30 +321,37 @@ class MAX30102Chip:
         (a FIFO read hands out whole samples at a time: the same bytes, far fewer calls)."""
         if self._pointer != FIFO_DATA:
             return [self.read_register() for _ in range(n)]
-        out = bytearray()
+        out = bytearray(self._stream[:n])
+        self._stream = self._stream[n:]
+        width = 0
         while len(out) < n:
-            if not self._stream:
-                self._stream = bytes([self._read_fifo_byte()]) + self._stream
-            take = min(len(self._stream), n - len(out))
-            out += self._stream[:take]
-            self._stream = self._stream[take:]
+            width = width or 3 * max(len(self._slots()), 1)
+            sample = self._pop_sample(width)
+            take = min(width, n - len(out))
+            out += sample[:take]
+            self._stream = sample[take:]
         return list(out)
 
     def _read_fifo_byte(self) -> int:
         if not self._stream:
-            width = 3 * max(len(self._slots()), 1)
-            rd = self.regs[_RD_PTR]
-            sample = self._fifo[rd] or (0,) * (width // 3)
-            if self._count:
-                # the read pointer advances on the first byte of each sample
-                self.regs[_RD_PTR] = (rd + 1) % FIFO_DEPTH
-                self._count -= 1
-                self.regs[_OVF] = 0  # cleared when a complete sample is popped
-            raw = b"".join(v.to_bytes(3, "big") for v in sample)
-            self._stream = raw[:width].ljust(width, b"\0")
-            self.regs[_STATUS1] &= ~PPG_RDY
+            self._stream = self._pop_sample(3 * max(len(self._slots()), 1))
         value, self._stream = self._stream[0], self._stream[1:]
         return value
+
+    def _pop_sample(self, width: int) -> bytes:
+        """The next sample's ``width`` bytes; the read pointer advances (on its first byte)."""
+        rd = self.regs[_RD_PTR]
+        sample = self._fifo[rd] or (0,) * (width // 3)
+        if self._count:
+            self.regs[_RD_PTR] = (rd + 1) % FIFO_DEPTH
+            self._count -= 1
+            self.regs[_OVF] = 0  # cleared when a complete sample is popped
+        self.regs[_STATUS1] &= ~PPG_RDY
+        value = 0
+        for v in sample:
+            value = (value << 24) | v
+        raw = value.to_bytes(3 * len(sample), "big")
+        return raw[:width].ljust(width, b"\0")
 
     def write_register(self, value: int) -> None:
         reg = self._pointer
@@ -373,6 +381,21 @@ class MAX30102Chip:
         self._pointer = reg & 0xFF
 
 
+def _emulation(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Count the CPU time of a bus transaction in ``bus.cpu_s`` (the emulator's own cost, so
+    the daemon's figures in simulation can be told from the device's)."""
+
+    def timed(self: EmulatedBus, *args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.cpu_s += time.thread_time() - started
+
+    timed.__name__, timed.__doc__ = method.__name__, method.__doc__
+    return timed
+
+
 class EmulatedBus:
     """An ``smbus2.SMBus`` look-alike carrying emulated chips, with transaction counts and faults.
 
@@ -394,6 +417,7 @@ class EmulatedBus:
         self.errors = 0
         self.closed = False
         self.fd = None  # like a closed SMBus: nothing to release
+        self.cpu_s = 0.0  # CPU time spent emulating (chip, listener, bus), s
 
     # -- plumbing -------------------------------------------------------------------------------
     def _chip(self, addr: int) -> MAX30102Chip:
@@ -433,6 +457,7 @@ class EmulatedBus:
         self.bytes_moved += 1 + len(values)
 
     # -- smbus2 API ---------------------------------------------------------------------------
+    @_emulation
     def read_byte_data(self, i2c_addr: int, register: int, force: Any = None) -> int:
         chip = self._chip(i2c_addr)
         chip.set_pointer(register)
@@ -441,10 +466,12 @@ class EmulatedBus:
             raise OSError(errno.EIO, "short read")
         return data[0]
 
+    @_emulation
     def write_byte_data(self, i2c_addr: int, register: int, value: int, force: Any = None) -> None:
         chip = self._chip(i2c_addr)
         self._write(chip, register, [value])
 
+    @_emulation
     def read_i2c_block_data(
         self, i2c_addr: int, register: int, length: int, force: Any = None
     ) -> list[int]:
@@ -454,6 +481,7 @@ class EmulatedBus:
         chip.set_pointer(register)
         return self._read(chip, length)
 
+    @_emulation
     def write_i2c_block_data(
         self, i2c_addr: int, register: int, data: list[int], force: Any = None
     ) -> None:
@@ -462,6 +490,7 @@ class EmulatedBus:
         chip = self._chip(i2c_addr)
         self._write(chip, register, list(data))
 
+    @_emulation
     def i2c_rdwr(self, *i2c_msgs: Any) -> None:
         """Combined transfer of ``smbus2.i2c_msg`` messages (write sets the register pointer)."""
         if not i2c_msgs:
