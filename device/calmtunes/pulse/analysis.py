@@ -241,14 +241,14 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     harm: float | None = None
     if skew < beats_mod.MIN_SLOPE_SKEW or motion:
         harm = quality.harmonic_ratio(x_up[s0:], fs, period)
+    weak = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY
+    # Orphanidou's template matching, computed once for the two tests that use it
+    match = (quality.template_match(x_up, span_beats.index)
+             if harm is not None or weak else 1.0)
     # beats of one shape and size are a pulse even when they fall as fast as they rise
-    steady = harm is not None and beats_mod.steady(
-        span_beats, quality.template_match(x_up, span_beats.index), env, harm,
-    )
-    # a weak window must at least pass Orphanidou's template matching
-    unmatched = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY and (
-        quality.template_match(x_up, span_beats.index) < quality.TEMPLATE_ACCEPT
-    )
+    steady = harm is not None and beats_mod.steady(span_beats, match, env, harm)
+    # a weak window must at least pass the template matching
+    unmatched = weak and match < quality.TEMPLATE_ACCEPT
     refused = (q < quality.MIN_QUALITY or len(ibi_span) < 2 or unmatched or shapeless
                or rhythmless or surges
                or (not steady and (skew < beats_mod.MIN_SLOPE_SKEW or motion)))
@@ -260,40 +260,39 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         sine = refused = harm < quality.SINE_HARMONICS
     if refused:
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"
+        no_pulse = True  # not a weak pulse but none: the quality says so too
         if len(ibi_span) < 2:
             why = "fewer than three beats found"
+            no_pulse = False
         elif skew < beats_mod.MIN_SLOPE_SKEW and not steady:
             why = (f"no pulse shape: the signal falls as fast as it rises (slope skewness "
                    f"{skew:.2f} < {beats_mod.MIN_SLOPE_SKEW:g}) and its beats are not steady "
                    "in shape and size; noise or motion, not a pulse")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif motion and not steady:
             why = ("no pulse: the waves swing in size and fall as fast as they rise "
                    "(motion, not a pulse)")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif shapeless:
             # never steady: its upstrokes vary more than steady beats may
             why = (f"no pulse shape: the signal falls nearly as fast as it rises (slope "
                    f"skewness {skew:.2f}), its beats are unlike each other (morphology "
                    f"{morph:.2f}) and change size; noise, not a pulse")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif unmatched:
             why = (f"signal quality {q:.2f} is weak and the beats do not match their template "
                    f"(mean correlation below {quality.TEMPLATE_ACCEPT:g})")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif rhythmless:
             why = (f"no pulse: the signal falls nearly as fast as it rises (slope skewness "
                    f"{skew:.2f}) and its beats keep no rhythm (intervals vary by "
                    f"{100 * beats_mod.interval_cv(ibi_span):.0f} %); motion, not a pulse")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif surges:
             why = (f"no pulse: the signal's strength surges and fades (second-by-second "
                    f"variation {env:.2f}) and its waves change size "
                    f"({beats_mod.upstroke_cv(span_beats):.2f}); motion, not a pulse")
-            q = min(q, quality.MIN_QUALITY * 0.99)
         elif sine:
             why = (f"no pulse: the wave is a sine (harmonics {harm:.3f} of the fundamental's "
                    "power); a pulse wave's sharp upstroke has harmonics")
+        else:
+            no_pulse = False
+        if no_pulse:
             q = min(q, quality.MIN_QUALITY * 0.99)
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)
 
