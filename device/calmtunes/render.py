@@ -50,6 +50,7 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
     sample, full scale 1.0), ``phrases`` (for every phrase played: ``(start_s, beats,
     tempo_bpm, onsets_s, onset_beats)``, the onsets being the note-on times the mixer actually
     scheduled), ``steps`` (scheduler steps), ``busy_s`` (seconds spent in each part's task),
+    ``emulator_cpu_s`` (CPU seconds the emulated sensors and listener took, 0 without them),
     and with a simulated listener ``trace`` (a
     per-second :class:`~calmtunes.sim.listener.LoopTrace`). With ``midi``, the notes played
     (melody, harmony, bass tracks and the tempo map) go there as a Standard MIDI File."""
@@ -86,6 +87,8 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
         "frames": getattr(sink, "frames_written", 0),
         "steps": daemon.scheduler.steps if daemon.scheduler else 0,
         "busy_s": dict(daemon.scheduler.cpu_s) if daemon.scheduler else {},
+        # CPU s the emulated sensors and listener took (a simulated session's, not the device's)
+        "emulator_cpu_s": sum(c.status().get("emulator_cpu_s", 0.0) for c in daemon.components),
         "phrases": [(start / sr, phrase.beats, phrase.tempo_bpm,
                      [frame / sr for _, frame in onsets], [beat for beat, _ in onsets])
                     for start, phrase, onsets in (daemon.audio.played or [])],

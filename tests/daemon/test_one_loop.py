@@ -101,6 +101,8 @@ def test_render_and_simulate_on_the_virtual_clock_give_the_same_samples(tmp_path
     assert summary["trace"].t[:3] == [1.0, 2.0, 3.0] or summary["trace"].t[0] <= 2.0
     # the listener was heard: the pulse path measured it and the conductor met its heart
     assert any(m != "open" for m in summary["trace"].mode)
+    # the emulators count their own CPU, so a benchmark can tell the device's work from theirs
+    assert 0.0 < summary["emulator_cpu_s"] < sum(summary["busy_s"].values())
     render_offline(cfg.replace(sim={"seed": 6}), 0.4, c, scenario="stressed")
     assert digest(c) != digest(a)  # another listener: another session
 
@@ -112,6 +114,7 @@ def test_a_render_is_replayed_sample_for_sample(tmp_path):
     second = render_offline(cfg, 0.25, b, preset="sleep")
     assert digest(a) == digest(b) and digest(a)[0] == 15 * 48000
     assert first["phrases"] == second["phrases"]
+    assert first["emulator_cpu_s"] == 0.0  # no senses, no emulators
     assert not (tmp_path / "state").exists()  # a render leaves the device's state alone
 
 
