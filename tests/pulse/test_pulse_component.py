@@ -66,7 +66,11 @@ def test_reads_feeds_and_publishes_once_a_second():
     assert status["mode"] == "polling" and status["lost"] == 0
     assert 95 <= status["samples_per_s"] <= 105
     assert status["die_temp_c"] is not None
+    spent = status["emulator_cpu_s"]
+    assert spent > 0  # the emulated chip counts its own CPU …
     comp.close()
+    # … and the count outlives the bus, so a finished render can still tell it from the device's
+    assert comp.status()["emulator_cpu_s"] >= spent
 
 
 def test_led_current_off_the_chip_grid_is_snapped_not_refused():

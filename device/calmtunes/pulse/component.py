@@ -65,6 +65,7 @@ class PulseComponent(Component):
         self.driver: MAX30102 | None = None
         self.analyser: Any = None
         self._bus: Any = None
+        self._emulator_cpu_s = 0.0  # simulation: CPU s of the emulated buses closed so far
         self._bus_failures = 0
         self._next_publish = 0.0
         self._next_temperature = 0.0
@@ -122,6 +123,7 @@ class PulseComponent(Component):
             finally:
                 self.driver = None
         if self._bus is not None:
+            self._emulator_cpu_s += getattr(self._bus, "cpu_s", 0.0)
             _close_quietly(self._bus)
             self._bus = None
 
@@ -183,8 +185,11 @@ class PulseComponent(Component):
 
     def status(self) -> dict:
         d = self.driver
+        emulator = ({"emulator_cpu_s": round(self._emulator_cpu_s
+                                              + getattr(self._bus, "cpu_s", 0.0), 3)}
+                    if self._emulator_cpu_s or hasattr(self._bus, "cpu_s") else {})
         if d is None:
-            return {"backend": self.config.pulse.backend, "running": False}
+            return {"backend": self.config.pulse.backend, "running": False, **emulator}
         s = d.stats
         return {
             "backend": self.config.pulse.backend,
@@ -199,8 +204,7 @@ class PulseComponent(Component):
             "finger": d.finger,
             "die_temp_c": d.temperature_c,
             # simulation: the CPU time the emulated chip and listener took (not the device's)
-            **({"emulator_cpu_s": round(self._bus.cpu_s, 3)}
-               if hasattr(self._bus, "cpu_s") else {}),
+            **emulator,
         }
 
 
