@@ -219,3 +219,19 @@ def test_a_slow_generator_is_never_waited_on_by_the_audio_thread(tmp_config):
         audio.stop()
         composer.stop()
     assert writers and all(name != audio.name for name in writers), writers
+
+
+def test_between_presets_the_audio_thread_composes_only_when_the_music_runs_short(tmp_config):
+    composer, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, realtime=True))
+    own = Counting(composer)
+    play(audio, 4096)  # the start: nothing scheduled, so the first phrase is written here
+    assert own.calls == 1
+    sr = audio.sample_rate
+    while own.calls == 1:  # the composer's thread is not running: nothing ever queued
+        left = audio.mixer.scheduled_until - audio.mixer.position
+        play(audio, 1024)
+        assert audio.mixer.scheduled_until > audio.mixer.position  # never ran dry
+    # it waited for the composer's thread until half a second (plus what one top-up renders)
+    # was left, then wrote the phrase itself (before: with a second left)
+    assert 0 < left <= sr // 2 + 3 * 1024
+    assert audio.ring.underruns == 0

@@ -180,21 +180,27 @@ class AudioComponent(Component):
             self._schedule(phrase, self.mixer.position, crossfade_s=CROSSFADE_S)
             return
         while self.mixer.scheduled_until <= horizon + self.sample_rate:
-            phrase = self.composer.take_phrase() or self.composer.compose_now()
+            phrase = self.composer.take_phrase()
+            if phrase is None:
+                if self._may_wait(self.mixer.scheduled_until - horizon > self.sample_rate // 2):
+                    break  # half a second and more still scheduled: the composer's thread
+                phrase = self.composer.compose_now()  # never silence for want of a phrase
             self._schedule(phrase)
 
-    def _may_wait_for_phrase(self, horizon: int) -> bool:
-        """A preset changed and the composer has no phrase yet: may the music scheduled play
-        on while its thread writes one (instead of this thread waiting on the generator)?
+    def _may_wait(self, music_left: bool) -> bool:
+        """The composer has no phrase ready: may the music scheduled play on while its thread
+        writes one, instead of this thread writing it (and waiting on the generator, a good
+        part of a second under load, while the ring drains)? Only in real time: on a virtual
+        clock the phrase is written here at once, so a session replays sample for sample."""
+        return music_left and not getattr(self.clock, "virtual", False)
 
-        Only in real time (on a virtual clock the phrase is written here, at once, so a
-        session replays sample for sample), for at most ``PRESET_WAIT_S`` of output, and while
-        the music scheduled reaches past the frames about to be rendered."""
-        if getattr(self.clock, "virtual", False):
-            return False
+    def _may_wait_for_phrase(self, horizon: int) -> bool:
+        """A preset changed and the composer has no phrase yet: :meth:`_may_wait`, for at most
+        ``PRESET_WAIT_S`` of output, while the music scheduled reaches past ``horizon``."""
         if self._crossfade_by is None:
             self._crossfade_by = self.mixer.position + int(PRESET_WAIT_S * self.sample_rate)
-        return self.mixer.position < self._crossfade_by and self.mixer.scheduled_until > horizon
+        return self._may_wait(self.mixer.position < self._crossfade_by
+                              and self.mixer.scheduled_until > horizon)
 
     def _schedule(self, phrase: Any, start: int | None = None, **kw: Any) -> None:
         at = self.mixer.scheduled_until if start is None else start
