@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import numpy as np
 import pytest
 
 from calmtunes.audio.component import AudioComponent
@@ -102,3 +104,134 @@ def test_missing_sound_card_degrades_with_a_clear_reason(tmp_config):
     assert "aplay -l" in health.detail or "PortAudio" in health.detail
     # Music time went on without a card, so it resumes where it would have been.
     assert position == pytest.approx(0.8 * cfg.audio.sample_rate, abs=audio.block)
+
+
+# -- a preset change while the composer is slow (a neural generator under load) --------------
+
+class Counting:
+    """Counts the phrases the audio component composes itself (``compose_now``)."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, 0
+        self._compose_now = engine.compose_now
+        engine.compose_now = self
+
+    def __call__(self):
+        self.calls += 1
+        return self._compose_now()
+
+
+def play(audio, frames: int) -> None:
+    """The output takes ``frames`` from the ring in 1024-frame periods, the producer topping
+    it up after each (the audio thread's work, here in the test's own thread)."""
+    buf = np.zeros((1024, 2), dtype=np.float32)
+    for _ in range(frames // 1024):
+        audio.ring.read_into(buf)
+        audio._fill()
+
+
+def preset_change_setup(tmp_config):
+    composer, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, realtime=True))
+    audio.played = []
+    own = Counting(composer)
+    play(audio, 48000)  # a second of music: the first phrases composed here, nothing queued
+    own.calls = 0
+    composer.flush()
+    audio.change_preset()
+    return composer, audio, own
+
+
+def test_a_preset_change_plays_on_until_the_composer_thread_delivers(tmp_config):
+    composer, audio, own = preset_change_setup(tmp_config)
+    phrases = len(audio.played)
+    play(audio, 24000)  # half a second: the composer's thread is still writing
+    assert own.calls == 0 and len(audio.played) == phrases
+    assert audio.ring.underruns == 0
+    woken = []
+    audio.wake = lambda: woken.append(True)  # (its thread would take the phrase now)
+    composer.on_phrase = audio.wake
+    composer.step(0.0)  # the new preset's first phrase, written in the composer's thread
+    assert woken
+    written = composer._queue[0][0]
+    at = audio.mixer.position
+    play(audio, 2048)
+    assert own.calls == 0  # the audio thread never composed
+    assert len(audio.played) == phrases + 1
+    start, phrase, _ = audio.played[-1]
+    assert phrase is written
+    assert start == at  # the crossfade began as soon as the phrase came
+    assert audio.ring.underruns == 0
+
+
+def test_a_composer_that_never_delivers_is_waited_for_a_bounded_time(tmp_config):
+    from calmtunes.audio.component import PRESET_WAIT_S
+
+    _, audio, own = preset_change_setup(tmp_config)
+    began = audio.mixer.position
+    while own.calls == 0:
+        play(audio, 1024)
+        assert audio.mixer.position - began <= (PRESET_WAIT_S + 0.2) * audio.sample_rate
+    assert audio.mixer.position - began >= PRESET_WAIT_S * audio.sample_rate
+    assert audio._pending_crossfade is False  # the fallback's phrase crossfades in
+    assert audio.ring.underruns == 0
+
+
+def test_on_a_virtual_clock_the_phrase_is_written_at_once(tmp_config):
+    clock = VirtualClock()
+    composer, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, True, clock), clock)
+    own = Counting(composer)
+    audio._fill()
+    own.calls = 0
+    composer.flush()
+    audio.change_preset()
+    play(audio, 1024)
+    assert own.calls == 1  # replayable: nothing depends on when another thread delivers
+
+
+def test_a_slow_generator_is_never_waited_on_by_the_audio_thread(tmp_config):
+    # Real threads, real time: the composer takes 0.4 s a phrase; a preset change must not
+    # make the audio thread write a phrase itself (it would stall the ring for 0.4 s).
+    composer, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, realtime=True))
+    audio.played = []
+    writers = []
+    fallback = composer.fallback
+
+    class Slow:
+        name = "slow"
+
+        def next_phrase(self, controls):
+            writers.append(threading.current_thread().name)
+            time.sleep(0.4)
+            return fallback.next_phrase(controls)
+
+    composer.start()
+    wait_until(lambda: composer.queued_seconds > 0, timeout=10.0, what="a phrase queued")
+    composer.composer = Slow()
+    audio.start()
+    try:
+        wait_until(lambda: audio.sink.frames_played > 24000, timeout=10.0, what="music")
+        writers.clear()
+        phrases = len(audio.played)
+        composer.flush()
+        audio.change_preset()
+        wait_until(lambda: len(audio.played) > phrases, timeout=10.0, what="the crossfade")
+    finally:
+        audio.stop()
+        composer.stop()
+    assert writers and all(name != audio.name for name in writers), writers
+
+
+def test_between_presets_the_audio_thread_composes_only_when_the_music_runs_short(tmp_config):
+    composer, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, realtime=True))
+    own = Counting(composer)
+    play(audio, 4096)  # the start: nothing scheduled, so the first phrase is written here
+    assert own.calls == 1
+    sr = audio.sample_rate
+    while own.calls == 1:  # the composer's thread is not running: nothing ever queued
+        left = audio.mixer.scheduled_until - audio.mixer.position
+        play(audio, 1024)
+        assert audio.mixer.scheduled_until > audio.mixer.position  # never ran dry
+    # it waited for the composer's thread until half a second (plus what one top-up renders)
+    # was left, then wrote the phrase itself (before: with a second left)
+    assert 0 < left <= sr // 2 + 3 * 1024
+    assert audio.ring.underruns == 0

@@ -34,6 +34,11 @@ from calmtunes.music.mixer import CHUNK_S, OFFLINE_CHUNK_S, Mixer
 log = logging.getLogger(__name__)
 
 CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
+#: on a preset change in real time, how long the music already scheduled plays on while the
+#: composer's thread writes the new preset's first phrase (a neural generator under load can take
+#: a good part of a second): only past this, or with the scheduled music about to run out, does
+#: the audio thread compose the phrase itself
+PRESET_WAIT_S = 1.0
 
 
 class AudioComponent(Component):
@@ -66,6 +71,10 @@ class AudioComponent(Component):
         self._next_reopen = 0.0
         self._reopen_delay = 1.0
         self._pending_crossfade = False
+        self._crossfade_by: int | None = None  # output frame by which the crossfade must start
+        # a phrase queued wakes the audio thread, which may be waiting for it (a preset change)
+        if hasattr(composer, "on_phrase"):
+            composer.on_phrase = self.wake
         self.started_at = clock()
         self.sink_failures = 0
         #: (start frame, phrase) of every phrase scheduled, when asked for (renders, analysis)
@@ -160,16 +169,38 @@ class AudioComponent(Component):
     def _feed_phrases(self, frames: int | None = None) -> None:
         """Schedule phrases until the music reaches a second past the next ``frames`` (default
         one block) of output, or crossfade into a new phrase now when a preset changed."""
-        if self._pending_crossfade:
-            self._pending_crossfade = False
-            phrase = self.composer.take_phrase() or self.composer.compose_now()
-            start = self.mixer.position
-            self._schedule(phrase, start, crossfade_s=CROSSFADE_S)
-            return
         horizon = self.mixer.position + (self.block if frames is None else frames)
+        if self._pending_crossfade:
+            phrase = self.composer.take_phrase()
+            if phrase is None and self._may_wait_for_phrase(horizon):
+                return  # what is scheduled plays on; the composer's thread wakes us
+            self._pending_crossfade = False
+            self._crossfade_by = None
+            phrase = phrase or self.composer.compose_now()
+            self._schedule(phrase, self.mixer.position, crossfade_s=CROSSFADE_S)
+            return
         while self.mixer.scheduled_until <= horizon + self.sample_rate:
-            phrase = self.composer.take_phrase() or self.composer.compose_now()
+            phrase = self.composer.take_phrase()
+            if phrase is None:
+                if self._may_wait(self.mixer.scheduled_until - horizon > self.sample_rate // 2):
+                    break  # half a second and more still scheduled: the composer's thread
+                phrase = self.composer.compose_now()  # never silence for want of a phrase
             self._schedule(phrase)
+
+    def _may_wait(self, music_left: bool) -> bool:
+        """The composer has no phrase ready: may the music scheduled play on while its thread
+        writes one, instead of this thread writing it (and waiting on the generator, a good
+        part of a second under load, while the ring drains)? Only in real time: on a virtual
+        clock the phrase is written here at once, so a session replays sample for sample."""
+        return music_left and not getattr(self.clock, "virtual", False)
+
+    def _may_wait_for_phrase(self, horizon: int) -> bool:
+        """A preset changed and the composer has no phrase yet: :meth:`_may_wait`, for at most
+        ``PRESET_WAIT_S`` of output, while the music scheduled reaches past ``horizon``."""
+        if self._crossfade_by is None:
+            self._crossfade_by = self.mixer.position + int(PRESET_WAIT_S * self.sample_rate)
+        return self._may_wait(self.mixer.position < self._crossfade_by
+                              and self.mixer.scheduled_until > horizon)
 
     def _schedule(self, phrase: Any, start: int | None = None, **kw: Any) -> None:
         at = self.mixer.scheduled_until if start is None else start

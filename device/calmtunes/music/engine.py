@@ -92,6 +92,9 @@ class ComposerComponent(Component):
         self._loader_thread: threading.Thread | None = None
         self.phrases_composed = 0
         self.fallbacks = 0
+        #: called (from this component's thread) when a phrase is queued: the audio component
+        #: waiting for the first phrase after a preset change takes it at once
+        self.on_phrase: Callable[[], None] | None = None
 
     # -- interface for the audio component ---------------------------------------------------
     def take_phrase(self) -> Phrase | None:
@@ -180,8 +183,11 @@ class ComposerComponent(Component):
             generation = self._generation
         phrase, mark = self._compose(self._controls())
         with self._lock:
-            if generation == self._generation:
+            queued = generation == self._generation
+            if queued:
                 self._queue.append((phrase, mark))
+        if queued and self.on_phrase is not None:
+            self.on_phrase()
         return 0.0
 
     def _compose(self, controls: Controls) -> tuple[Phrase, PlanMark]:

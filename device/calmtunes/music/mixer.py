@@ -118,6 +118,8 @@ class Mixer:
         self._dyn_y: list[float] = [0.0]
         self._queue = np.zeros((0, 2))  # upsampled programme not yet through the master stage
         self._melodic = 1.0  # glided melody prominence gain
+        # (controls, room) → the controls with the room's colour: made once per change
+        self._room_controls: tuple[Controls, dict[str, float], Controls] | None = None
         # (instrument frame, {melodic, bed_level, brightness}) from the phrases' meta["room"]:
         # the section's room colour, played from where the phrase starts (see music/form.py)
         self._rooms: list[tuple[float, dict[str, float]]] = []
@@ -352,7 +354,7 @@ class Mixer:
         while len(self._rooms) > 1 and self._rooms[1][0] <= t0:
             del self._rooms[0]
         if self._rooms and self._rooms[0][0] <= t0:  # the playing phrase's section colour
-            c = c.with_(**self._rooms[0][1])
+            c = self._with_room(c, self._rooms[0][1])
         buses = self.ensemble.render(t0, n)
         self.ensemble.prune(t0 + n)
         breath = self.pacer.gains(n, self.rate, c.breath_rate)
@@ -391,6 +393,13 @@ class Mixer:
             mix *= dynamics
         # zero-stuffed to the output rate and image-filtered (the zeros are not computed on)
         return self._upsample.upsample(mix, OVERSAMPLE).T
+
+    def _with_room(self, c: Controls, room: dict[str, float]) -> Controls:
+        """``c`` with the section's room colour (the same object while neither changes)."""
+        got = self._room_controls
+        if got is None or got[0] is not c or got[1] is not room:
+            got = self._room_controls = (c, room, c.with_(**room))
+        return got[2]
 
     def _render_bed(self, n: int, c: Controls) -> np.ndarray:
         out = self.bed.render(n, c.bed_level, c.brightness)
