@@ -11,14 +11,16 @@ Signal flow (module that does each step in brackets)::
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
 warm, small-speaker sound wanted here has nothing above ~6.5 kHz, and the synthesis costs a third.
-They run in fixed chunks (``chunk_s``: 100 ms by default) into a small queue; the master stage
+They run in fixed chunks (``chunk_s``: 200 ms by default) into a small queue; the master stage
 (gains, fades, limiter) runs on whatever block the caller asks for, so volume and fades answer
 within one block. Most of a chunk's cost is a fixed number of numpy calls, so a longer chunk is
 cheaper per second of audio: an offline render, where nobody waits for a control to take effect,
 uses ``chunk_s=0.4`` (:data:`OFFLINE_CHUNK_S`, about a third less CPU: the audio component
 takes it on a virtual clock, so ``calmtunes render`` and ``simulate --virtual-clock`` alike); the
-daemon keeps 100 ms, so a control change or a preset's crossfade is heard within a tenth of a
-second and no single block's synthesis runs long (on a virtual clock they land within 0.4 s).
+daemon keeps 200 ms, so a conductor's control or a preset's crossfade is heard within a fifth of
+a second (volume and fades act on the master stage: within one output block) and no single
+block's synthesis runs long (on a virtual clock they land within 0.4 s). 100 ms chunks would
+cost the audio thread about a quarter more CPU in real time (``scripts/bench_audio``).
 
 Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
 synthesis has reached it plays as soon as it can (at most one chunk late), never cut in half.
@@ -56,7 +58,7 @@ from calmtunes.music.theory import midi_to_hz
 log = logging.getLogger(__name__)
 
 OVERSAMPLE = 3  # output rate / instrument rate
-CHUNK_S = 0.100  # default instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
+CHUNK_S = 0.200  # default instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
 OFFLINE_CHUNK_S = 0.400  # where nobody listens while it renders (a virtual clock), s
 CHUNK_RANGE_S = (0.02, 1.0)  # chunk_s accepted, s
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
