@@ -250,4 +250,7 @@ class AudioComponent(Component):
             "underruns": self.ring.underruns,
             "played_s": round(self.sink.frames_played / self.sample_rate, 1),
             "sink_failures": self.sink_failures,
+            # the sound card's own buffer, ms (a PortAudio stream, while open)
+            **({"card_latency_ms": round(1000 * self.sink.latency_s, 1)}
+               if getattr(self.sink, "latency_s", None) else {}),
         }
