@@ -254,3 +254,46 @@ def test_the_pad_and_bass_swell_with_the_section_s_arch_and_the_melody_does_not(
     for voice in ("melody", "harmony"):
         assert end[voice] == top[voice]
     assert none == top  # a phrase planned outside a form plays at full
+
+
+def test_the_audio_thread_never_writes_a_phrase_while_the_composer_s_thread_is_writing_one():
+    """compose_now (the audio thread, the queue empty) and the component's own step run in two
+    threads; the form and themes are one piece's state, so the phrases must be written one at a
+    time, and a phrase the component's thread was writing is taken rather than a second one."""
+    import threading
+    import time
+
+    engine, _ = _engine(seed=9)
+    composer = engine.fallback
+    real = composer.next_phrase
+    inside, overlaps = [0], [0]
+    guard = threading.Lock()
+
+    def next_phrase(controls):
+        with guard:
+            inside[0] += 1
+            overlaps[0] += inside[0] > 1
+        try:
+            time.sleep(0.002)  # a phrase takes a while: long enough for the threads to meet
+            return real(controls)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    composer.next_phrase = next_phrase
+    stop = threading.Event()
+
+    def component_thread():
+        while not stop.is_set():
+            engine.step(0.0)
+            engine.take_phrase()  # the queue never fills: the thread keeps writing
+
+    worker = threading.Thread(target=component_thread, daemon=True)
+    worker.start()
+    try:
+        phrases = [engine.compose_now() for _ in range(60)]
+    finally:
+        stop.set()
+        worker.join(5)
+    assert overlaps[0] == 0
+    assert all(p.notes for p in phrases)

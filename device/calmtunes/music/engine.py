@@ -86,6 +86,10 @@ class ComposerComponent(Component):
         self.composer: Composer = self.fallback
         self._queue: collections.deque[tuple[Phrase, PlanMark]] = collections.deque()
         self._lock = threading.Lock()
+        # One phrase written at a time: the form and the themes are one piece's state, and the
+        # audio thread's compose_now would otherwise write into them while this component's
+        # thread is halfway through a phrase (held for a whole phrase; _lock only briefly)
+        self._compose_lock = threading.Lock()
         self._generation = 0  # bumped by flush(); phrases of older generations are dropped
         self._handed: PlanMark | None = None  # the plan before the phrase last handed out
         self._rewind: PlanMark | None = None  # set by flush(), applied before the next phrase
@@ -119,10 +123,16 @@ class ComposerComponent(Component):
 
     def compose_now(self) -> Phrase:
         """One phrase for the current controls, written in the caller's thread (used when the
-        audio component finds the queue empty: never silence for want of a phrase)."""
-        phrase, mark = self._compose(self._controls())
-        with self._lock:
-            self._handed = mark
+        audio component finds the queue empty: never silence for want of a phrase). Where this
+        component's thread is writing one, it waits for that phrase and takes it instead of
+        writing a second."""
+        with self._compose_lock:
+            phrase = self.take_phrase()
+            if phrase is not None:
+                return phrase
+            phrase, mark = self._compose(self._controls())
+            with self._lock:
+                self._handed = mark
         return phrase
 
     @property
@@ -168,24 +178,26 @@ class ComposerComponent(Component):
             log.error("generator unavailable (%s); playing the procedural composer", exc)
             self.degrade(f"generator unavailable: {exc}")
             return
-        if hasattr(composer, "form") and self.phrases_composed:
-            # the piece already begun goes on: same form, same themes (a generator loaded before
-            # the first phrase, as on the virtual clock, starts the piece with its own)
-            composer.form, composer.motifs = self.fallback.form, self.fallback.motifs
-        self.composer = composer
+        with self._compose_lock:  # not while a phrase is being written from the old one
+            if hasattr(composer, "form") and self.phrases_composed:
+                # the piece already begun goes on: same form, same themes (a generator loaded
+                # before the first phrase, as on the virtual clock, starts the piece with its own)
+                composer.form, composer.motifs = self.fallback.form, self.fallback.motifs
+            self.composer = composer
         log.info("generator loaded; it takes over at the next phrase")
         self.mark_ok(f"{composer.name} generator")
 
     def step(self, now: float) -> float:
         if self.queued_seconds >= self.config.music.lookahead_s:
             return 0.5
-        with self._lock:
-            generation = self._generation
-        phrase, mark = self._compose(self._controls())
-        with self._lock:
-            queued = generation == self._generation
-            if queued:
-                self._queue.append((phrase, mark))
+        with self._compose_lock:
+            with self._lock:
+                generation = self._generation
+            phrase, mark = self._compose(self._controls())
+            with self._lock:
+                queued = generation == self._generation
+                if queued:
+                    self._queue.append((phrase, mark))
         if queued and self.on_phrase is not None:
             self.on_phrase()
         return 0.0
