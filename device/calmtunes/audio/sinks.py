@@ -344,6 +344,7 @@ class SoundDeviceSink(Sink):
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
+        self.latency_s = None  # no card buffer while closed: status stops showing one
         if stream is not None:
             try:
                 stream.abort()
