@@ -9,7 +9,7 @@ from scipy.signal import find_peaks as scipy_find_peaks
 from scipy.signal import sosfiltfilt
 
 from calmtunes.pulse import beats, filters, respiration
-from calmtunes.pulse.max30102 import median
+from calmtunes.pulse.stats import median
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -26,6 +26,7 @@ from calmtunes.pulse.analysis import PulseAnalysis, analyze
 from calmtunes.pulse.finger import FingerDetector
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.pulse.samples import SampleBlock
+from calmtunes.pulse.stats import median
 from calmtunes.pulse.stress import StressIndex
 from calmtunes.pulse.tracker import RateTracker
 
@@ -82,7 +83,7 @@ class PulseAnalyser:
         # block; else the same rule at the sensor's nominal settings (calmtunes.pulse.finger).
         finger = block.finger
         if finger is None:
-            finger = self._finger_rule.update(float(np.median(ir)))
+            finger = self._finger_rule.update(float(median(ir)))
         if self._finger and not finger:
             self._finger = False
         elif not self._finger and finger:

@@ -21,6 +21,7 @@ import numpy as np
 
 from calmtunes.pulse import beats as beats_mod
 from calmtunes.pulse import elgendi, filters, hrv, quality, respiration
+from calmtunes.pulse.stats import diff, mean, median
 
 #: in band-passed units, samples beyond this many median absolute amplitudes are artefacts
 ARTEFACT_CLIP = 8.0
@@ -63,9 +64,9 @@ def _artefacts(
     too_much = 1.0 - quality.MIN_USABLE
     clip = quality.clipped(x, fs)
     bad = quality.widen(clip, margin)
-    if np.mean(bad) > too_much:
+    if mean(bad) > too_much:
         return x, x_bp, bad, (
-            f"signal clips: {100 * np.mean(clip):.0f} % of samples sit at one extreme "
+            f"signal clips: {100 * mean(clip):.0f} % of samples sit at one extreme "
             "(reduce LED current or finger pressure)"
         )
     if bad.any():
@@ -74,9 +75,9 @@ def _artefacts(
     swing = quality.swings(x_bp, fs)
     if swing.any():
         bad = bad | quality.widen(swing, margin)
-        if np.mean(bad) > too_much:
+        if mean(bad) > too_much:
             return x, x_bp, bad, (
-                f"artefacts (motion?) cover {100 * np.mean(bad):.0f} % of the window"
+                f"artefacts (motion?) cover {100 * mean(bad):.0f} % of the window"
             )
         x = _bridge(x, bad)
         x_bp = filters.pulse_band(x, fs)
@@ -108,13 +109,13 @@ def _second_opinion(x_up: np.ndarray, fs: float, s0: int, bt: beats_mod.Beats) -
     mine = bt.index[bt.index >= s0]
     if len(pk) < 3 or len(mine) < 3:
         return bt
-    p_e = float(np.median(np.diff(pk))) / fs
-    p_o = float(np.median(np.diff(mine))) / fs
+    p_e = float(median(diff(pk))) / fs
+    p_o = float(median(diff(mine))) / fs
     if abs(p_e - p_o) <= DETECTOR_AGREEMENT * p_e:
         return bt
     alt = beats_mod.detect(x_up, fs, p_e)
     mine_alt = alt.index[alt.index >= s0]
-    p_a = float(np.median(np.diff(mine_alt))) / fs if len(mine_alt) >= 3 else np.inf
+    p_a = float(median(diff(mine_alt))) / fs if len(mine_alt) >= 3 else np.inf
     if abs(p_a - p_e) > DETECTOR_AGREEMENT * p_e:
         return bt
     w = int(max(p_a, p_o) * fs)
@@ -162,7 +163,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
 
     # any scale: bring the samples to ±1 so that sums of squares cannot overflow
     x = x / float(np.max(np.abs(x)))
-    x = x - x.mean()
+    x = x - mean(x)
     x_bp = filters.pulse_band(x, fs)
     # artefacts are bridged before filtering again, so their edges do not ring into the pulse
     # around them; what lies under them is never used
@@ -170,8 +171,8 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     if why:
         return _refuse(why)
     if bad is not None:
-        notes.append(f"{100 * np.mean(bad):.0f} % of the window left out (clipping or motion)")
-    scale = float(np.median(np.abs(x_bp)))
+        notes.append(f"{100 * mean(bad):.0f} % of the window left out (clipping or motion)")
+    scale = float(median(np.abs(x_bp)))
     if scale <= 0:
         return _refuse("no pulsatile component in the signal")
     np.clip(x_bp, -ARTEFACT_CLIP * scale, ARTEFACT_CLIP * scale, out=x_bp)
@@ -190,7 +191,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     bt = _second_opinion(x_up, fs, s0, beats_mod.harmonic_check(x_up, fs, period, first))
     if len(bt.times) >= 4 and not 0.7 < len(bt.times) / max(1, len(first.times)) < 1.4:
         # the ½×/2× check found another rate: judge the beats at their own spacing
-        period = float(np.median(np.diff(bt.times)))
+        period = float(median(diff(bt.times)))
     if bad is not None:
         bt = beats_mod.Beats(*(a[~bad[bt.index]] for a in (bt.times, bt.index, bt.heights)))
     in_window = bt.index >= s0
@@ -198,7 +199,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     skew = beats_mod.slope_skewness(x_up[s0:])
     # an irregular rhythm of clear beats (atrial fibrillation): every beat found is a beat, and
     # an interval twice the median is no sign of a missed one
-    found_iv = np.diff(span_beats.times)
+    found_iv = diff(span_beats.times)
     if bad is not None and len(found_iv):
         found_iv = found_iv[~_spans(bad, span_beats.times, fs)]
     irregular = beats_mod.irregular_but_clear(found_iv, span_beats, skew) and (
@@ -218,14 +219,14 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         regular = 1.0
     elif len(ibi_span) >= 2:
         ref = iv.reference[in_span]
-        regular = float(np.mean(np.abs(ibi_span - ref) <= hrv.TOLERANCE * ref))
+        regular = float(mean(np.abs(ibi_span - ref) <= hrv.TOLERANCE * ref))
         regular *= 1.0 - (iv.missed + iv.extra) / max(1, len(iv.ibi_s))
     else:
         regular = 0.0
     morph = quality.morphology(x_up, bt.index[bt.index >= s0], fs, period)
     q = quality.index(periodicity, morph, regular)
     if bad is not None:
-        q *= 1.0 - float(np.mean(bad))  # what was left out carried no pulse
+        q *= 1.0 - float(mean(bad))  # what was left out carried no pulse
     base = dict(
         beat_times=iv.beat_times,
         ibi_ms=iv.ibi_s * 1000.0,
@@ -299,12 +300,12 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
     clean_span = iv.clean[in_span] | iv.premature[in_span]
     if irregular:
         # every beat counts, as the ECG counts them (an extra wave found is still removed)
-        hr = 60.0 / float(np.mean(ibi_span))
+        hr = 60.0 / float(mean(ibi_span))
         notes.append("irregular rhythm (atrial fibrillation?): the rate counts every beat")
     elif np.count_nonzero(clean_span) >= max(2, len(ibi_span) // 2):
-        hr = 60.0 / float(np.mean(ibi_span[clean_span]))
+        hr = 60.0 / float(mean(ibi_span[clean_span]))
     else:
-        hr = 60.0 / float(np.mean(ibi_span))
+        hr = 60.0 / float(mean(ibi_span))
     if not beats_mod.MIN_BPM <= hr <= beats_mod.MAX_BPM:
         why = f"beats give {hr:.0f} bpm, outside {beats_mod.MIN_BPM:g}–{beats_mod.MAX_BPM:g} bpm"
         return PulseAnalysis(None, None, None, None, q, "; ".join([*notes, why]), **base)

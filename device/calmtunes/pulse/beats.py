@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calmtunes.pulse.stats import diff, mean, median, percentile
+
 #: physiological limits of the search, in bpm
 MIN_BPM = 30.0
 MAX_BPM = 220.0
@@ -66,8 +68,8 @@ def find_peaks(x: np.ndarray, distance: int) -> tuple[np.ndarray, dict]:
 def slope_skewness(x_bp: np.ndarray) -> float:
     """Skewness of the slope of ``x_bp``: positive for an upright pulse (fast rise, slow fall),
     negative for an inverted one, near 0 for noise and smooth motion, which rise as they fall."""
-    d = np.diff(x_bp)
-    d = d - d.mean()
+    d = diff(x_bp)
+    d = d - mean(d)
     m2 = float(np.dot(d, d)) / max(1, len(d))
     if m2 <= 0:
         return 0.0
@@ -111,7 +113,7 @@ def upstroke_cv(b: Beats) -> float:
     """Coefficient of variation of the beats' upstrokes (0 with fewer than three)."""
     if len(b.heights) < 3:
         return 0.0
-    return float(np.std(b.heights)) / max(1e-12, float(np.mean(b.heights)))
+    return float(np.std(b.heights)) / max(1e-12, float(mean(b.heights)))
 
 
 def looks_like_motion(
@@ -128,8 +130,8 @@ def looks_like_motion(
     bursts = envelope_cv > MOTION_ENVELOPE_CV and skew < MOTION_WEAK_SKEW
     if not (swings or bursts):
         return False
-    d = np.diff(x_up)
-    ratio = float(np.median([
+    d = diff(x_up)
+    ratio = float(median([
         d[a:c].max() / max(1e-12, -float(d[a:c].min()))
         for a, c in zip(b.index[:-1], b.index[1:])
     ]))
@@ -173,7 +175,7 @@ def interval_cv(intervals: np.ndarray) -> float:
     """Coefficient of variation of beat ``intervals`` (0 with fewer than three)."""
     if len(intervals) < 3:
         return 0.0
-    return float(np.std(intervals)) / max(1e-12, float(np.mean(intervals)))
+    return float(np.std(intervals)) / max(1e-12, float(mean(intervals)))
 
 
 def looks_rhythmless(intervals: np.ndarray, skew: float) -> bool:
@@ -213,8 +215,8 @@ def robust_spread(intervals: np.ndarray) -> float:
     beat); 0 with fewer than four."""
     if len(intervals) < 4:
         return 0.0
-    med = float(np.median(intervals))
-    return 1.4826 * float(np.median(np.abs(intervals - med))) / med if med > 0 else 0.0
+    med = float(median(intervals))
+    return 1.4826 * float(median(np.abs(intervals - med))) / med if med > 0 else 0.0
 
 
 def irregular_but_clear(intervals: np.ndarray, b: Beats, skew: float) -> bool:
@@ -252,8 +254,8 @@ def orient(x_bp: np.ndarray) -> tuple[np.ndarray, bool]:
     positive. Raw MAX30102 counts and camera brightness fall with blood volume (more absorption)
     and are flipped here; a monitor's pleth curve is already upright.
     """
-    d = np.diff(x_bp)
-    d = d - d.mean()
+    d = diff(x_bp)
+    d = d - mean(d)
     m2 = float(np.dot(d, d))
     m3 = float(np.dot(d * d, d))
     if m2 > 0 and m3 < 0:
@@ -272,7 +274,7 @@ def detect(
     x_up: np.ndarray, fs: float, period_s: float, *, check_second_wave: bool = True
 ) -> Beats:
     """Find beats in an upright, band-passed PPG whose dominant period is ``period_s``."""
-    d = np.diff(x_up)
+    d = diff(x_up)
     spacing = MIN_SPACING * period_s if np.isfinite(period_s) else 60.0 / MAX_BPM
     spacing = max(spacing, 60.0 / MAX_BPM)
     peaks, _ = find_peaks(d, distance=max(1, int(spacing * fs)))
@@ -284,7 +286,7 @@ def detect(
     peaks = peaks[(peaks > 0) & (peaks < len(d) - 1)]
     h = d[peaks]
     if h.size:
-        keep = h > MIN_HEIGHT * np.median(h[h > 0]) if np.any(h > 0) else h > 0
+        keep = h > MIN_HEIGHT * median(h[h > 0]) if np.any(h > 0) else h > 0
         peaks, h = peaks[keep], h[keep]
     y0, y1, y2 = d[peaks - 1], h, d[peaks + 1]
     den = y0 - 2 * y1 + y2
@@ -331,7 +333,7 @@ def harmonic_check(x_up: np.ndarray, fs: float, period_s: float, found: Beats) -
         return found
     if _dicrotic_pairs(alt) is not None:
         return found
-    ref = float(np.median(found.heights))
+    ref = float(median(found.heights))
     old = np.isin(alt.index, found.index)
     keep = old.copy()
     last = -np.inf
@@ -360,8 +362,8 @@ def _dicrotic_pairs(b: Beats) -> np.ndarray | None:
     if len(b.times) < 6:
         return None
     h = b.heights
-    lag = np.diff(b.times)
-    weak = h[1:] < 0.75 * float(np.percentile(h, 75))
+    lag = diff(b.times)
+    weak = h[1:] < 0.75 * float(percentile(h, 75))
     cand = weak & (lag <= DICROTIC_MAX_S)
     if np.count_nonzero(cand) < 0.25 * len(lag) or float(np.std(lag[cand])) > 0.06:
         return None
@@ -377,9 +379,9 @@ def _second_wave_counted(d: np.ndarray, peaks: np.ndarray, fs: float, period_s: 
     and pulsus alternans do not alternate that strictly, or not by that much.
     """
     h = d[peaks]
-    if len(peaks) < 6 or np.median(np.diff(peaks)) >= 0.7 * period_s * fs:
+    if len(peaks) < 6 or median(diff(peaks)) >= 0.7 * period_s * fs:
         return False
-    step = np.sign(np.diff(h))
-    strict = float(np.mean(step[1:] != step[:-1]))
-    a, b = float(np.median(h[0::2])), float(np.median(h[1::2]))
+    step = np.sign(diff(h))
+    strict = float(mean(step[1:] != step[:-1]))
+    a, b = float(median(h[0::2])), float(median(h[1::2]))
     return strict >= 0.9 and min(a, b) < 0.5 * max(a, b)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from calmtunes.pulse.stats import diff, mean
+
 #: window of the systolic-peak moving average, s (Elgendi 2013)
 W1_S = 0.111
 #: window of the beat moving average, s (Elgendi 2013)
@@ -44,8 +46,8 @@ def systolic_peaks(x_bp: np.ndarray, fs: float) -> np.ndarray:
     w1, w2 = max(1, round(W1_S * fs)), max(2, round(W2_S * fs))
     ma_peak = _moving_average(y, w1)
     ma_beat = _moving_average(y, w2)
-    block = ma_peak > ma_beat + BETA * float(y.mean())
-    edges = np.diff(np.concatenate(([0], block.astype(np.int8), [0])))
+    block = ma_peak > ma_beat + BETA * float(mean(y))
+    edges = diff(np.concatenate(([0], block.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     keep = ends - starts >= w1
     out = [a + int(np.argmax(y[a:b])) for a, b in zip(starts[keep], ends[keep])]

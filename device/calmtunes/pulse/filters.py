@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from calmtunes.iir import block_iir, butter_sos, sosfilt
+from calmtunes.pulse.stats import mean
 
 #: pulse band in Hz: 0.5 Hz (30 bpm) to 5 Hz holds the first harmonics of a resting pulse;
 #: above it a camera or a dim LED adds mostly noise that jitters the beat timing
@@ -132,7 +133,7 @@ def dominant_period(x: np.ndarray, fs: float, min_s: float, max_s: float) -> tup
     if hi - lo < 3:
         return float("nan"), 0.0
     nfft = next_fast_len(n + hi + 2)  # no wrap-around up to lag hi + 1
-    spec = np.fft.rfft(x - x.mean(), nfft)
+    spec = np.fft.rfft(x - mean(x), nfft)
     ac = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[: hi + 2]
     if ac[0] <= 0:
         return float("nan"), 0.0

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from calmtunes.pulse.stats import diff, mean, median
+
 #: relative deviation from the local median beyond which an interval is abnormal
 TOLERANCE = 0.2
 #: neighbours on each side used for the local median
@@ -55,7 +57,7 @@ def local_median(ibi: np.ndarray, half: int = HALF_WIDTH) -> np.ndarray:
     """Median of each interval's neighbourhood (itself included), mirrored at the edges."""
     n = len(ibi)
     if n < 3:
-        return np.full(n, np.median(ibi)) if n else ibi.copy()
+        return np.full(n, median(ibi)) if n else ibi.copy()
     h = min(half, n - 1)
     j = np.abs(np.arange(n)[:, None] + np.arange(-h, h + 1))
     j = np.where(j > n - 1, 2 * (n - 1) - j, j)
@@ -69,19 +71,19 @@ def correct(beat_times: np.ndarray, *, put_back: bool = True) -> Intervals:
     close to twice the median is no sign of one)."""
     t = np.asarray(beat_times, dtype=float)
     missed = extra = 0
-    if _bigeminy(np.diff(t)):
+    if _bigeminy(diff(t)):
         # every interval alternates short–long: a premature beat after every normal one. All
         # are real beats (the rate counts them); none is normal-to-normal (HRV leaves them out)
         # (each is judged against the median of its own kind, short or long)
-        ibi = np.diff(t)
+        ibi = diff(t)
         n = len(ibi)
         ref = np.empty(n)
-        ref[0::2], ref[1::2] = np.median(ibi[0::2]), np.median(ibi[1::2])
+        ref[0::2], ref[1::2] = median(ibi[0::2]), median(ibi[1::2])
         return Intervals(t, ibi, np.zeros(n, dtype=bool), ref, 0, 0, 0, np.ones(n, dtype=bool))
     if len(t) >= 3:
         # extra beats: remove the beat splitting an interval in two short parts
         for _ in range(3):
-            ibi = np.diff(t)
+            ibi = diff(t)
             ref = local_median(ibi)
             short = ibi < (1 - TOLERANCE) * ref
             pair = np.zeros(len(t), dtype=bool)
@@ -92,7 +94,7 @@ def correct(beat_times: np.ndarray, *, put_back: bool = True) -> Intervals:
             if drop.size == 0:
                 break
             # never drop two neighbouring beats in one pass
-            drop = drop[np.concatenate(([True], np.diff(drop) > 1))]
+            drop = drop[np.concatenate(([True], diff(drop) > 1))]
             pair[drop] = True
             t = t[~pair]
             extra += int(drop.size)
@@ -100,7 +102,7 @@ def correct(beat_times: np.ndarray, *, put_back: bool = True) -> Intervals:
                 break
     interp = np.zeros(len(t), dtype=bool)
     if len(t) >= 3 and put_back:
-        ibi = np.diff(t)
+        ibi = diff(t)
         ref = local_median(ibi)
         k = np.rint(ibi / ref)
         k[k < 1] = 1
@@ -118,7 +120,7 @@ def correct(beat_times: np.ndarray, *, put_back: bool = True) -> Intervals:
                 flags.append(np.zeros(1, dtype=bool))
             t = np.concatenate(parts)
             interp = np.concatenate(flags)
-    ibi = np.diff(t)
+    ibi = diff(t)
     if len(ibi) == 0:
         return Intervals(t, ibi, np.zeros(0, dtype=bool), ibi.copy(), missed, extra, 0)
     ref = local_median(ibi)
@@ -154,10 +156,10 @@ def _bigeminy(ibi: np.ndarray) -> bool:
     :data:`TOLERANCE` shorter: bigeminy (a premature beat after every normal one)."""
     if len(ibi) < 6:
         return False
-    step = np.sign(np.diff(ibi))
-    if float(np.mean(step[1:] != step[:-1])) < 0.9:
+    step = np.sign(diff(ibi))
+    if float(mean(step[1:] != step[:-1])) < 0.9:
         return False
-    a, b = float(np.median(ibi[0::2])), float(np.median(ibi[1::2]))
+    a, b = float(median(ibi[0::2])), float(median(ibi[1::2]))
     return min(a, b) < (1 - TOLERANCE) * max(a, b)
 
 
@@ -165,7 +167,7 @@ def heart_rate(iv: Intervals) -> float | None:
     """Beats per minute over the corrected intervals, None without two intervals."""
     if len(iv.ibi_s) < 2:
         return None
-    return 60.0 / float(np.mean(iv.ibi_s))
+    return 60.0 / float(mean(iv.ibi_s))
 
 
 def rmssd_ms(iv: Intervals, min_pairs: int = 5) -> float | None:
@@ -173,8 +175,8 @@ def rmssd_ms(iv: Intervals, min_pairs: int = 5) -> float | None:
     ok = iv.clean[1:] & iv.clean[:-1]
     if np.count_nonzero(ok) < min_pairs:
         return None
-    dd = np.diff(iv.ibi_s)[ok] * 1000.0
-    return float(np.sqrt(np.mean(dd * dd)))
+    dd = diff(iv.ibi_s)[ok] * 1000.0
+    return float(np.sqrt(mean(dd * dd)))
 
 
 def sdnn_ms(iv: Intervals, min_beats: int = 6) -> float | None:

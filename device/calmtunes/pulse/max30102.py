@@ -42,6 +42,7 @@ from calmtunes.errors import HardwareError
 from calmtunes.pulse import max30102_registers as R
 from calmtunes.pulse.finger import FingerDetector
 from calmtunes.pulse.samples import SampleBlock
+from calmtunes.pulse.stats import median
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,6 @@ class Stats:
     reinits: int = 0  # chip re-initialisations after repeated failures
     led_changes: int = 0  # automatic LED-current adjustments
     transfers: dict[str, int] = field(default_factory=dict)
-
-
-def median(v: np.ndarray) -> float:
-    """The median of a short 1-D array, as ``np.median`` gives it (the mean of the middle two
-    for an even length) without its generic machinery: ~1 µs for one FIFO read's samples."""
-    s = np.sort(v)
-    m = len(s) // 2
-    return float(s[m]) if len(s) % 2 else 0.5 * (float(s[m - 1]) + float(s[m]))
 
 
 # automatic LED current: keep each channel's DC between these fractions of full scale

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from calmtunes.pulse.stats import diff, mean, median
+
 #: below this quality no figure is reported
 MIN_QUALITY = 0.2
 #: a window of quality below this (just above the floor) must also pass Orphanidou et al.'s
@@ -108,7 +110,7 @@ def swings(x_bp: np.ndarray, fs: float) -> np.ndarray:
         return out
     blocks = x_bp[: nb * m].reshape(nb, m)
     ptp = blocks.max(axis=1) - blocks.min(axis=1)
-    ref = float(np.median(ptp))
+    ref = float(median(ptp))
     if ref <= 0:
         return out
     bad = ptp > ARTEFACT_SWING * ref
@@ -130,7 +132,7 @@ def widen(mask: np.ndarray, n: int) -> np.ndarray:
 
 def _runs_at_least(mask: np.ndarray, k: int) -> np.ndarray:
     """Keep only the runs of True in ``mask`` at least ``k`` long."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    edges = diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     out = np.zeros(len(mask), dtype=bool)
     for a, b in zip(starts, ends):
@@ -164,7 +166,7 @@ def morphology(x_up: np.ndarray, index: np.ndarray, fs: float, period_s: float) 
     if len(idx) < 3:
         return 0.0
     corr = _template_correlations(x_up, idx, before, after)
-    return 0.0 if corr is None else float(max(0.0, np.median(corr)))
+    return 0.0 if corr is None else float(max(0.0, median(corr)))
 
 
 def index(periodicity: float, morph: float, regular: float) -> float:
@@ -184,7 +186,7 @@ def envelope_cv(x_bp: np.ndarray, fs: float, bad: np.ndarray | None = None) -> f
     rms = np.sqrt(np.mean(x_bp[: n * w].reshape(n, w) ** 2, axis=1))
     if bad is not None:
         rms = rms[~bad[: n * w].reshape(n, w).any(axis=1)]
-    m = float(np.mean(rms)) if len(rms) >= 3 else 0.0
+    m = float(mean(rms)) if len(rms) >= 3 else 0.0
     return float(np.std(rms)) / m if m > 0 else 0.0
 
 
@@ -224,7 +226,7 @@ def template_match(x_up: np.ndarray, index: np.ndarray, width: int | None = None
     centred on a dicrotic wave, a whole beat's window looks unlike one centred on a beat."""
     if len(index) < 4:
         return 0.0
-    w = int(np.median(np.diff(index))) if width is None else int(width)
+    w = int(median(diff(index))) if width is None else int(width)
     half = w // 2
     if half < 2:
         return 0.0
@@ -232,4 +234,4 @@ def template_match(x_up: np.ndarray, index: np.ndarray, width: int | None = None
     if len(idx) < 3:
         return 0.0
     corr = _template_correlations(x_up, idx, half, half)
-    return 0.0 if corr is None else float(max(0.0, np.mean(corr)))
+    return 0.0 if corr is None else float(max(0.0, mean(corr)))

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calmtunes.pulse.filters import bandpass_sos, filtfilt, highpass_sos
+from calmtunes.pulse.stats import diff, mean, median
 
 #: band searched, in breaths per minute
 BAND_BPM = (5.0, 42.0)
@@ -127,7 +128,7 @@ def _p75(v: np.ndarray) -> float:
 def count_breaths(series: np.ndarray, top_hz: float) -> float | None:
     """Breaths/min in a per-beat series sampled at :data:`RESAMPLE_HZ` by counting breaths
     (count-orig, see the module notes) in its 0.1 Hz – ``top_hz`` band; None below 2 breaths."""
-    band = _breath_band(series - series.mean(), top_hz)
+    band = _breath_band(series - mean(series), top_hz)
     return None if band is None else _count(band)
 
 
@@ -153,10 +154,10 @@ def _count(s: np.ndarray) -> float | None:
         return None
     # a breath: consecutive maxima with exactly one minimum between them
     between = np.searchsorted(troughs, peaks[1:]) - np.searchsorted(troughs, peaks[:-1], "right")
-    dur = np.diff(peaks)[between == 1] / RESAMPLE_HZ
+    dur = diff(peaks)[between == 1] / RESAMPLE_HZ
     if len(dur) < 2:
         return None
-    return float(60.0 / dur.mean())
+    return float(60.0 / mean(dur))
 
 
 def _refined(p: np.ndarray, k: int, f: np.ndarray) -> float:
@@ -242,7 +243,7 @@ def breathing_rate(
     fused = np.zeros(len(f))
     mods: list[Modulation] = []
     # the series, one a row, each filtered and transformed together
-    centred = np.stack([s - s.mean() for s in series])
+    centred = np.stack([s - mean(s) for s in series])
     power = np.abs(np.fft.rfft(filtfilt(hp, centred) * win, nfft))[:, band] ** 2
     counting = _breath_band(centred, top / 60.0)
     for row, (name, p) in enumerate(zip(MODULATIONS, power)):
@@ -272,7 +273,7 @@ def breathing_rate(
     conf, why = 0.0, "no clear breathing rhythm in the pulse"
     if inner.size:
         k = int(inner[np.argmax(fused[inner])])
-        peakedness = float(fused[k] / fused.mean())
+        peakedness = float(fused[k] / mean(fused))
         spectral = _refined(fused, k, f)
         conf = float(np.clip((peakedness - 1.0) / 10.0, 0.0, 1.0))
         if counted is None:
@@ -289,5 +290,5 @@ def breathing_rate(
         others = [mods[1].count, mods[1].spectral, mods[0].spectral]
         near = [o for o in others if o is not None and abs(o - counted) <= FALLBACK_BPM]
         if near:
-            return float(np.median([counted, *near])), 0.25 * conf, ""
+            return float(median([counted, *near])), 0.25 * conf, ""
     return None, 0.5 * conf, why
