@@ -214,8 +214,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     setup_logging(cfg.device.log_level)
     music: dict = {}
+    sim: dict = {}
     if args.seed is not None:
+        # one seed for the whole session: the composer, and with --scenario the simulated
+        # listener and room (as scripts/bench_music seeds its renders)
         music["seed"] = args.seed
+        sim["seed"] = args.seed
     if args.preset is not None and args.preset not in cfg.music.presets:
         print(f"calmtunes render: no preset {args.preset!r} (have: "
               f"{', '.join(cfg.music.presets)})", file=sys.stderr)
@@ -227,7 +231,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"calmtunes render: no scenario {args.scenario!r} (have: "
                   f"{', '.join(SCENARIOS)})", file=sys.stderr)
             return 2
-    cfg = cfg.replace(music=music)
+    cfg = cfg.replace(music=music, sim=sim)
 
     def progress(fraction: float) -> None:
         if sys.stderr.isatty() or args.progress:
@@ -621,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset")
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
                    "sleepy, startled, unresponsive, restless)")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=int, help="seed of the composer and, with --scenario, of "
+                   "the simulated listener and room: the same seed gives the same samples")
     s.add_argument("--midi", help="also write the notes played to this MIDI file")
     s.add_argument("--progress", action="store_true",
                    help="show the progress bar even when not a terminal")

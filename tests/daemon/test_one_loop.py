@@ -107,6 +107,21 @@ def test_render_and_simulate_on_the_virtual_clock_give_the_same_samples(tmp_path
     assert digest(c) != digest(a)  # another listener: another session
 
 
+@pytest.mark.slow
+def test_render_seed_seeds_the_composer_and_the_simulated_listener(tmp_path):
+    """`calmtunes render --scenario S --seed N` is the session scripts/bench_music measures
+    as seed N (composer and simulated listener and room all seeded N), whatever seeds the
+    config file holds."""
+    cfg = sim_config(tmp_path)  # the file's seeds: composer 3, listener 5
+    path = write(tmp_path / "config.yaml", cfg)
+    a, b = tmp_path / "cli.wav", tmp_path / "api.wav"
+    assert cli.main(["render", "--config", str(path), "--minutes", "0.4", "--scenario",
+                     "stressed", "--seed", "6", "--out", str(a)]) == 0
+    render_offline(cfg.replace(music={"seed": 6}, sim={"seed": 6}), 0.4, b,
+                   scenario="stressed")
+    assert digest(a) == digest(b)
+
+
 def test_a_render_is_replayed_sample_for_sample(tmp_path):
     cfg = sim_config(tmp_path)
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
