@@ -1,0 +1,58 @@
+"""scripts/bench_music judges what a loudness meter reads from the file, and the colour of every
+render long enough to show it."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_bench():
+    loader = importlib.machinery.SourceFileLoader("calmtunes_bench_music",
+                                                  str(REPO / "scripts" / "bench_music"))
+    spec = importlib.util.spec_from_loader("calmtunes_bench_music", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _met(checks, name: str) -> bool:
+    (row,) = [c for c in checks if c[0] == name]
+    return row[4]
+
+
+def test_a_session_too_quiet_and_too_wide_as_heard_is_not_met():
+    """The room's volume moves (visitors, dusk, night) are taken out for the music's own
+    figures, but a loudness meter hears them: the session as heard is judged too."""
+    bench = load_bench()
+    session = {"lra": 5.6, "lra_heard": 6.7, "lufs_err": -0.27, "heard_err": -1.19}
+    checks = bench.targets({(1, "session"): session}, quick=True)
+    assert _met(checks, "LRA (session: the room's volume out)")
+    assert _met(checks, "loudness (session: vs target + the room's volume)")
+    assert not _met(checks, "LRA as heard (session, the room's volume in)")
+    assert not _met(checks, "loudness as heard (session, the room's volume in)")
+    within = {**session, "lra_heard": 5.9, "heard_err": -0.6}
+    checks = bench.targets({(1, "session"): within}, quick=True)
+    assert _met(checks, "LRA as heard (session, the room's volume in)")
+    assert _met(checks, "loudness as heard (session, the room's volume in)")
+
+
+def test_preset_renders_are_judged_on_colour_when_long_enough():
+    bench = load_bench()
+    sr = bench.SR_ANALYSIS
+    rng = np.random.default_rng(1)
+    t = np.arange(int(4 * 60 * sr)) / sr
+    # noise whose colour changes each minute: a low and a high band trade places
+    low = np.sin(2 * np.pi * 200 * t) * (1 + (t // 60) % 2)
+    body = (0.1 * rng.standard_normal(len(t)) + low).astype(np.float32)
+    colour = bench.preset_colour(body)
+    assert colour["colour"] > 0.5 and np.isfinite(colour["colour_all"])
+    assert bench.preset_colour(body[: int(2.9 * 60 * sr)]) == {}
+    # a preset's colour counts in the colour target
+    checks = bench.targets({(1, "calm"): {"colour": 1.2}}, quick=True)
+    assert not _met(checks, "colour move per minute")
