@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import resource
 import threading
@@ -105,3 +106,17 @@ def test_a_symbolic_link_in_place_of_the_file_is_not_followed(tmp_path, caplog):
     store.save({**DEFAULTS, "preset": "uplift"})
     assert json.loads(target.read_text())["preset"] == "sleep"  # the link's target untouched
     assert not path.is_symlink() and json.loads(path.read_text())["preset"] == "uplift"
+
+
+def test_a_save_that_keeps_failing_is_said_once_and_its_recovery_too(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()  # in the way of every save
+    caplog.set_level(logging.INFO, "calmtunes.state")
+    store = StateStore(path, DEFAULTS)
+    for i in range(40):  # ten seconds of the loop's saves
+        store.save({**DEFAULTS, "volume_db": float(-i)})
+    assert caplog.text.count("cannot save state") == 1
+    path.rmdir()
+    store.save({**DEFAULTS, "volume_db": -3.0})
+    assert json.loads(path.read_text())["volume_db"] == -3.0
+    assert f"state saved to {path} again" in caplog.text

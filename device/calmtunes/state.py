@@ -7,7 +7,9 @@ regular file of at most :data:`MAX_STATE_BYTES` is read, without following a sym
 waiting on a FIFO, so no file in its place can hang the start or fill the memory. A value
 of the wrong type is left out (with a warning) and the default kept; what the values may be is
 checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9 left behind
-(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity).
+(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity). A save
+that fails is tried again at the next one, and said once until the reason changes or a save
+works again (the loop saves four times a second).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class StateStore:
         self.path = Path(path)
         self.defaults = dict(defaults)
         self._last: dict[str, Any] | None = None
+        self._save_problem: str | None = None  # why the last save failed, once said
 
     def load(self) -> dict[str, Any]:
         self.remove_stale_temporaries()
@@ -109,9 +112,18 @@ class StateStore:
             return
         try:
             write_atomic(self.path, json.dumps(state, sort_keys=True, allow_nan=False).encode())
-            self._last = dict(state)
         except (OSError, ValueError) as exc:
-            log.warning("cannot save state to %s (%s); the music goes on", self.path, exc)
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            if why != self._save_problem:
+                log.warning("cannot save state to %s (%s); the music goes on, and saving is "
+                            "tried again without saying so until the reason changes", self.path,
+                            why)
+                self._save_problem = why
+            return
+        self._last = dict(state)
+        if self._save_problem is not None:
+            log.info("state saved to %s again", self.path)
+            self._save_problem = None
 
     def remove_stale_temporaries(self) -> int:
         """Delete ``.state.json.*`` files that a write cut short (kill -9) left; how many."""
