@@ -42,6 +42,20 @@ def socket_path(runtime_dir: str | os.PathLike[str]) -> Path:
     return Path(runtime_dir) / SOCKET_NAME
 
 
+def in_use(path: Path, timeout: float = 0.5) -> bool:
+    """Whether a server listens on the socket at ``path`` (a daemon that runs); a socket file
+    that a stopped daemon left behind refuses the connection and is not in use."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (BlockingIOError, TimeoutError):  # its queue is full: it is there, and busy
+            return True
+        except (OSError, ValueError):  # nothing there, nobody listening, or not a usable path
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class Peer:
     """Who is on the other end of a connection, as the kernel tells it (``SO_PEERCRED``)."""

@@ -296,6 +296,27 @@ def test_the_daemon_exits_78_on_a_runtime_dir_others_may_write(tmp_config, tmp_p
     assert f"device.runtime_dir {run}" in capsys.readouterr().err
 
 
+def test_a_second_daemon_is_refused_and_leaves_the_running_one_reachable(tmp_config):
+    first = Daemon(tmp_config)
+    with running(first) as path:
+        with pytest.raises(ConfigError) as err:
+            Daemon(tmp_config)
+        assert "another calmtunes daemon is running" in str(err.value)
+        assert "systemctl stop calmtunes" in str(err.value)
+        assert request(path, "status")["ok"]  # its socket is still there and answers
+        assert first.sessions.restarts_unclean(time.time())["total"] == 0
+
+
+def test_a_socket_file_a_stopped_daemon_left_does_not_stop_the_next(tmp_config):
+    path = socket_path(prepare_runtime_dir(tmp_config.device.runtime_dir))
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(path))  # bound, never listening, closed without removing the file: a kill -9
+    left.close()
+    with running(Daemon(tmp_config)) as again:
+        wait_until(lambda: control.in_use(again), timeout=8.0, what="the new daemon's socket")
+        assert request(again, "status")["ok"]
+
+
 def test_systemd_dirs_override_the_config():
     cfg = Config()
     got = with_systemd_dirs(cfg, {"STATE_DIRECTORY": "/var/lib/x:/var/lib/y",
