@@ -155,8 +155,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         log.info("simulation on a virtual clock: scenario %r, %.0f s into %s",
                  shown.sim.scenario, args.duration, args.out)
-        summary = run_session(cfg, args.duration, args.out, preset=args.preset, overlay=overlay,
-                              config_path=path, control=True, persist=True)
+        try:
+            summary = run_session(cfg, args.duration, args.out, preset=args.preset,
+                                  overlay=overlay, config_path=path, control=True, persist=True)
+        except OSError as exc:  # HardwareError: the file was not written
+            print(f"calmtunes simulate: {_os_error(exc)}", file=sys.stderr)
+            return 1
         print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} "
               f"composer")
         return 0
@@ -234,8 +238,14 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar = "#" * int(fraction * 40)
             print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
 
-    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
-                             scenario=args.scenario, midi=args.midi, progress=progress)
+    try:
+        summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
+                                 scenario=args.scenario, midi=args.midi, progress=progress)
+    except OSError as exc:  # the WAV or the MIDI file could not be written
+        if sys.stderr.isatty() or args.progress:
+            print(file=sys.stderr)
+        print(f"calmtunes render: {_os_error(exc)}", file=sys.stderr)
+        return 1
     if sys.stderr.isatty() or args.progress:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
@@ -251,6 +261,13 @@ def cmd_render(args: argparse.Namespace) -> int:
                   f"  {trace.br[i]:5.1f}/min  {trace.stress[i]:6.2f}"
                   f"  {trace.mode[i]}")
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file that could not be written: which, and why."""
+    if exc.filename is not None and exc.strerror:
+        return f"cannot write {exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _socket_candidates(args: argparse.Namespace) -> list[Path]:

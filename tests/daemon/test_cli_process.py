@@ -105,6 +105,32 @@ def test_render_refuses_an_unknown_preset(tmp_path):
     assert "no preset 'disco'" in proc.stderr
 
 
+def test_render_into_a_folder_says_it_cannot_write_and_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes render: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
+
+
+def test_render_with_a_midi_file_it_cannot_write_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
+                           str(tmp_path / "r.wav"), "--midi", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes render: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_simulate_on_the_virtual_clock_into_a_folder_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "simulate", "--virtual-clock", "--duration", "3",
+                           "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes simulate: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
+
+
 def test_status_without_a_daemon_exits_69(tmp_path):
     proc = subprocess.run([*CALMTUNES, "status", "--runtime-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, env=env_for(tmp_path))

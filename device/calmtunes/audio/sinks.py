@@ -18,6 +18,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -196,6 +197,7 @@ class WavSink(_ThreadSink):
         super().__init__(ring, sample_rate, realtime, clock, max_frames)
         self.path = Path(path)
         self._wav: wave.Wave_write | None = None
+        self._file: BinaryIO | None = None  # the file the WAV is written to
         self._rng = np.random.default_rng(1)
         self.description = f"wav:{self.path}"
         self.peak = 0.0  # largest sample magnitude written (full scale 1.0)
@@ -205,11 +207,15 @@ class WavSink(_ThreadSink):
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            wav = wave.open(str(self.path), "wb")
+            # opened here, not by wave.open(path): a Wave_write whose open failed prints a
+            # traceback from its __del__ at each retry
+            file = open(self.path, "wb")  # closed in close()
         except OSError as exc:
             raise HardwareError(
                 f"cannot write {self.path}: {exc.strerror}; choose a writable audio.wav_path"
             ) from exc
+        self._file = file
+        wav = wave.open(file, "wb")
         wav.setnchannels(self.ring.channels)
         wav.setsampwidth(2)
         wav.setframerate(self.sample_rate)
@@ -227,6 +233,9 @@ class WavSink(_ThreadSink):
                 self.frames_written = self.max_frames
             self._wav.close()
             self._wav = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _consume(self, block: np.ndarray, real: int) -> None:
         if self._wav is None:
