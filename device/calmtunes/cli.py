@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -597,6 +598,17 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def positive(text: str) -> float:
+    """A length of time on the command line: a finite number above 0 (not nan, inf, -1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"needs a finite number above 0, got {text[:40]!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
@@ -615,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="run the whole daemon on the emulated sensor and camera")
-    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
     s.add_argument("--seed", type=int, help="seed of the simulated listener")
     s.add_argument("--out", help="write to this WAV file instead of the sound card")
@@ -633,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")
-    s.add_argument("--minutes", type=float, required=True)
+    s.add_argument("--minutes", type=positive, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--preset")
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
@@ -685,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "note for `status` (run by calmtunes-failed.service)")
     s.add_argument("--reason", help="the words to record (default: from $MONITOR_SERVICE_RESULT "
                    "and $MONITOR_EXIT_STATUS, which systemd sets)")
-    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.set_defaults(func=cmd_fault)
 
     s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")

@@ -12,7 +12,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from calmtunes import cli
 from clocked import wait_until
 
 CALMTUNES = [sys.executable, "-m", "calmtunes"]
@@ -129,6 +131,19 @@ def test_simulate_on_the_virtual_clock_into_a_folder_exits_1(tmp_path):
     assert proc.returncode == 1
     assert f"calmtunes simulate: cannot write {tmp_path}: Is a directory" in proc.stderr
     assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e999", "ten"])
+@pytest.mark.parametrize("command", [["render", "--out", "x.wav", "--minutes"],
+                                     ["simulate", "--virtual-clock", "--out", "x.wav",
+                                      "--duration"],
+                                     ["fault", "--duration"]])
+def test_a_length_of_time_that_is_not_a_positive_number_is_wrong_usage(command, value, capsys):
+    with pytest.raises(SystemExit) as end:
+        cli.main([*command, value])
+    assert end.value.code == 2
+    err = capsys.readouterr().err
+    assert f"needs a finite number above 0, got {value!r}" in err and "Traceback" not in err
 
 
 def test_status_without_a_daemon_exits_69(tmp_path):
