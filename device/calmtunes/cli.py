@@ -154,6 +154,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
         from calmtunes.render import run_session
 
+        if not _fits_a_wav(args.duration, shown.audio.sample_rate, "simulate", "--duration"):
+            return 2
+
         log.info("simulation on a virtual clock: scenario %r, %.0f s into %s",
                  shown.sim.scenario, args.duration, args.out)
         try:
@@ -232,6 +235,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"calmtunes render: no scenario {args.scenario!r} (have: "
                   f"{', '.join(SCENARIOS)})", file=sys.stderr)
             return 2
+    if not _fits_a_wav(args.minutes * 60.0, cfg.audio.sample_rate, "render", "--minutes"):
+        return 2
     cfg = cfg.replace(music=music)
 
     def progress(fraction: float) -> None:
@@ -262,6 +267,19 @@ def cmd_render(args: argparse.Namespace) -> int:
                   f"  {trace.br[i]:5.1f}/min  {trace.stress[i]:6.2f}"
                   f"  {trace.mode[i]}")
     return 0
+
+
+def _fits_a_wav(seconds: float, sample_rate: int, command: str, option: str) -> bool:
+    """Whether one WAV file holds ``seconds`` at ``sample_rate``; if not, says so."""
+    from calmtunes.audio.sinks import wav_max_frames
+
+    most = wav_max_frames() / sample_rate
+    if seconds <= most:
+        return True
+    shown = f"{int(most // 60)} minutes" if option == "--minutes" else f"{int(most)} s"
+    print(f"calmtunes {command}: {option} asks for more than one WAV file holds at "
+          f"{sample_rate} Hz (at most {shown}); ask for less", file=sys.stderr)
+    return False
 
 
 def _os_error(exc: OSError) -> str:

@@ -146,6 +146,14 @@ def test_a_length_of_time_that_is_not_a_positive_number_is_wrong_usage(command, 
     assert f"needs a finite number above 0, got {value!r}" in err and "Traceback" not in err
 
 
+def test_a_render_longer_than_a_wav_file_holds_is_refused_before_it_starts(tmp_path, capsys):
+    out = tmp_path / "night.wav"
+    assert cli.main(["render", "--minutes", "480", "--out", str(out)]) == 2
+    assert "more than one WAV file holds at 48000 Hz (at most 372 minutes)" in \
+        capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_status_without_a_daemon_exits_69(tmp_path):
     proc = subprocess.run([*CALMTUNES, "status", "--runtime-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
