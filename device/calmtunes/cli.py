@@ -540,6 +540,11 @@ def cmd_listener(args: argparse.Namespace) -> int:
             print(f"calmtunes listener new: {exc.filename} may only be changed by the daemon's "
                   "user: sudo -u calmtunes calmtunes listener new", file=sys.stderr)
             return 1
+        except OSError as exc:  # the state folder is missing, or a file stands in its place
+            print(f"calmtunes listener new: cannot write the care record in {store.dir}: "
+                  f"{exc.strerror or exc}; check --state-dir (or device.state_dir)",
+                  file=sys.stderr)
+            return 1
         print(f"new listener {listener}: the personaliser starts afresh from the next session")
         return 0
     listener = store.peek_current()
