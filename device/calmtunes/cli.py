@@ -319,6 +319,8 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
                 if reply.get("error") != BUSY or wait is None:
                     return reply
                 time.sleep(wait)
+        except BlockingIOError:  # it runs, but its queue of connections stayed full
+            return {"ok": False, "error": BUSY}
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
         except ValueError as exc:  # not JSON: not our daemon, or a cut-off reply

@@ -241,10 +241,19 @@ def _finite_only(x: Any) -> Any:
 
 
 def request(path: Path, cmd: str, timeout: float = 3.0, **args: Any) -> dict[str, Any]:
-    """Send one request to the daemon; raises OSError if it is not running."""
+    """Send one request to the daemon; raises OSError if it is not running, BlockingIOError if
+    its queue of connections stayed full for all of ``timeout`` (it runs, but is swamped)."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        while True:
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:  # a Unix socket's full queue answers at once: wait for room
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
         sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
