@@ -147,6 +147,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     if args.listener is not None or args.nights is not None:
         return _simulate_nights(cfg, args)
+    from calmtunes.sim.closed_loop import LISTENERS
+    from calmtunes.sim.physiology import SCENARIOS
+
+    if shown.sim.scenario not in LISTENERS and shown.sim.scenario not in SCENARIOS:
+        names = ", ".join(sorted({*LISTENERS, *SCENARIOS}))
+        print(f"calmtunes simulate: no scenario {shown.sim.scenario!r} (have: {names}); "
+              "check --scenario or sim.scenario", file=sys.stderr)
+        return 2
     if args.virtual_clock:
         if args.duration is None or not args.out:
             print("calmtunes simulate: --virtual-clock needs --duration SECONDS and --out FILE "

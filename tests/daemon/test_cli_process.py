@@ -154,6 +154,17 @@ def test_a_render_longer_than_a_wav_file_holds_is_refused_before_it_starts(tmp_p
     assert not out.exists()
 
 
+def test_simulate_refuses_an_unknown_scenario_as_render_does(tmp_path, capsys, monkeypatch):
+    for key, value in env_for(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "x.wav"
+    assert cli.main(["simulate", "--virtual-clock", "--duration", "3", "--out", str(out),
+                     "--scenario", "stresed"]) == 2
+    err = capsys.readouterr().err
+    assert "no scenario 'stresed'" in err and "stressed" in err
+    assert not out.exists()
+
+
 def test_status_without_a_daemon_exits_69(tmp_path):
     proc = subprocess.run([*CALMTUNES, "status", "--runtime-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
