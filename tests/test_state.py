@@ -86,6 +86,13 @@ def test_a_fifo_in_place_of_the_file_gives_defaults_without_waiting(tmp_path, ca
     assert "not a regular file" in caplog.text
 
 
+def test_a_folder_in_place_of_the_file_is_named_as_such(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()
+    assert StateStore(path, DEFAULTS).load() == DEFAULTS
+    assert f"state file {path} is unreadable (not a regular file)" in caplog.text
+
+
 def test_a_huge_file_is_refused_without_reading_it_whole(tmp_path, caplog):
     path = tmp_path / "state.json"
     with open(path, "wb") as f:
