@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from calmtunes.config import Config
@@ -91,6 +92,26 @@ def test_preset_leds_blink_the_fault_pattern_and_the_others_stay_dark():
     assert not any(s["pulse"] or s["camera"] for s in seen)
     assert not any(factory.pin(pin).state for pin in leds.values())  # all off at the end
     lights.close()
+
+
+@pytest.mark.parametrize("note", [
+    b'{"time": 1e400, "reason": "x"}', b'{"time": 1e20, "reason": "x"}',
+    b'{"time": NaN, "reason": "x"}', b'{"time": -1e18, "reason": "x"}',
+    b'{"time": 1, "reason": {"why": "x"}}', b'[1]', b'\xff\xfe'])
+def test_a_note_of_the_wrong_shape_is_ignored(tmp_path, note):
+    fault_path(tmp_path).write_bytes(note)
+    assert read_fault(tmp_path) is None
+
+
+def test_status_with_a_fifo_for_a_note_says_the_daemon_is_down(tmp_path):
+    config = _config_file(tmp_path)
+    (tmp_path / "state").mkdir()
+    os.mkfifo(fault_path(tmp_path / "state"))
+    status = subprocess.run([*CALMTUNES, "status", "--config", str(config), "--runtime-dir",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                            env=_env())
+    assert status.returncode == 69
+    assert "not running" in status.stderr and "Traceback" not in status.stderr
 
 
 def test_fault_command_writes_the_note_that_status_shows(tmp_path):

@@ -1,7 +1,10 @@
 import json
+import logging
 import os
+import resource
+import threading
 
-from calmtunes.state import StateStore
+from calmtunes.state import MAX_STATE_BYTES, StateStore
 
 DEFAULTS = {"preset": "calm", "volume_db": -6.0, "playing": True}
 
@@ -69,3 +72,58 @@ def test_non_finite_numbers_are_never_written(tmp_path, caplog):
     store.save({**DEFAULTS, "volume_db": float("nan")})
     assert json.loads(path.read_text())["volume_db"] == -3.0
     assert "cannot save state" in caplog.text
+
+
+def test_a_fifo_in_place_of_the_file_gives_defaults_without_waiting(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    os.mkfifo(path)  # no writer: reading it the plain way would wait for ever
+    done = []
+    reader = threading.Thread(target=lambda: done.append(StateStore(path, DEFAULTS).load()),
+                              daemon=True)
+    reader.start()
+    reader.join(5)
+    assert done == [DEFAULTS]
+    assert "not a regular file" in caplog.text
+
+
+def test_a_folder_in_place_of_the_file_is_named_as_such(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()
+    assert StateStore(path, DEFAULTS).load() == DEFAULTS
+    assert f"state file {path} is unreadable (not a regular file)" in caplog.text
+
+
+def test_a_huge_file_is_refused_without_reading_it_whole(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    with open(path, "wb") as f:
+        f.truncate(1 << 40)  # sparse: a terabyte that takes no disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert StateStore(path, DEFAULTS).load() == DEFAULTS
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 10 * 1024  # KiB
+    assert f"larger than {MAX_STATE_BYTES} bytes" in caplog.text
+
+
+def test_a_symbolic_link_in_place_of_the_file_is_not_followed(tmp_path, caplog):
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({**DEFAULTS, "preset": "sleep"}))
+    path = tmp_path / "state.json"
+    path.symlink_to(target)
+    store = StateStore(path, DEFAULTS)
+    assert store.load() == DEFAULTS
+    store.save({**DEFAULTS, "preset": "uplift"})
+    assert json.loads(target.read_text())["preset"] == "sleep"  # the link's target untouched
+    assert not path.is_symlink() and json.loads(path.read_text())["preset"] == "uplift"
+
+
+def test_a_save_that_keeps_failing_is_said_once_and_its_recovery_too(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()  # in the way of every save
+    caplog.set_level(logging.INFO, "calmtunes.state")
+    store = StateStore(path, DEFAULTS)
+    for i in range(40):  # ten seconds of the loop's saves
+        store.save({**DEFAULTS, "volume_db": float(-i)})
+    assert caplog.text.count("cannot save state") == 1
+    path.rmdir()
+    store.save({**DEFAULTS, "volume_db": -3.0})
+    assert json.loads(path.read_text())["volume_db"] == -3.0
+    assert f"state saved to {path} again" in caplog.text

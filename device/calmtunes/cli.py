@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -146,6 +147,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     if args.listener is not None or args.nights is not None:
         return _simulate_nights(cfg, args)
+    from calmtunes.sim.closed_loop import LISTENERS
+    from calmtunes.sim.physiology import SCENARIOS
+
+    if shown.sim.scenario not in LISTENERS and shown.sim.scenario not in SCENARIOS:
+        names = ", ".join(sorted({*LISTENERS, *SCENARIOS}))
+        print(f"calmtunes simulate: no scenario {shown.sim.scenario!r} (have: {names}); "
+              "check --scenario or sim.scenario", file=sys.stderr)
+        return 2
     if args.virtual_clock:
         if args.duration is None or not args.out:
             print("calmtunes simulate: --virtual-clock needs --duration SECONDS and --out FILE "
@@ -153,10 +162,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
         from calmtunes.render import run_session
 
+        if not _fits_a_wav(args.duration, shown.audio.sample_rate, "simulate", "--duration"):
+            return 2
+
         log.info("simulation on a virtual clock: scenario %r, %.0f s into %s",
                  shown.sim.scenario, args.duration, args.out)
-        summary = run_session(cfg, args.duration, args.out, preset=args.preset, overlay=overlay,
-                              config_path=path, control=True, persist=True)
+        try:
+            summary = run_session(cfg, args.duration, args.out, preset=args.preset,
+                                  overlay=overlay, config_path=path, control=True, persist=True)
+        except OSError as exc:  # HardwareError: the file was not written
+            print(f"calmtunes simulate: {_os_error(exc)}", file=sys.stderr)
+            return 1
         print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} "
               f"composer")
         return 0
@@ -231,6 +247,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"calmtunes render: no scenario {args.scenario!r} (have: "
                   f"{', '.join(SCENARIOS)})", file=sys.stderr)
             return 2
+    if not _fits_a_wav(args.minutes * 60.0, cfg.audio.sample_rate, "render", "--minutes"):
+        return 2
     cfg = cfg.replace(music=music, sim=sim)
 
     def progress(fraction: float) -> None:
@@ -238,8 +256,14 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar = "#" * int(fraction * 40)
             print(f"\rrendering [{bar:<40}] {fraction * 100:5.1f}%", end="", file=sys.stderr)
 
-    summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
-                             scenario=args.scenario, midi=args.midi, progress=progress)
+    try:
+        summary = render_offline(cfg, args.minutes, args.out, preset=args.preset,
+                                 scenario=args.scenario, midi=args.midi, progress=progress)
+    except OSError as exc:  # the WAV or the MIDI file could not be written
+        if sys.stderr.isatty() or args.progress:
+            print(file=sys.stderr)
+        print(f"calmtunes render: {_os_error(exc)}", file=sys.stderr)
+        return 1
     if sys.stderr.isatty() or args.progress:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
@@ -255,6 +279,26 @@ def cmd_render(args: argparse.Namespace) -> int:
                   f"  {trace.br[i]:5.1f}/min  {trace.stress[i]:6.2f}"
                   f"  {trace.mode[i]}")
     return 0
+
+
+def _fits_a_wav(seconds: float, sample_rate: int, command: str, option: str) -> bool:
+    """Whether one WAV file holds ``seconds`` at ``sample_rate``; if not, says so."""
+    from calmtunes.audio.sinks import wav_max_frames
+
+    most = wav_max_frames() / sample_rate
+    if seconds <= most:
+        return True
+    shown = f"{int(most // 60)} minutes" if option == "--minutes" else f"{int(most)} s"
+    print(f"calmtunes {command}: {option} asks for more than one WAV file holds at "
+          f"{sample_rate} Hz (at most {shown}); ask for less", file=sys.stderr)
+    return False
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file that could not be written: which, and why."""
+    if exc.filename is not None and exc.strerror:
+        return f"cannot write {exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _socket_candidates(args: argparse.Namespace) -> list[Path]:
@@ -287,6 +331,8 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
                 if reply.get("error") != BUSY or wait is None:
                     return reply
                 time.sleep(wait)
+        except BlockingIOError:  # it runs, but its queue of connections stayed full
+            return {"ok": False, "error": BUSY}
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
         except ValueError as exc:  # not JSON: not our daemon, or a cut-off reply
@@ -508,6 +554,11 @@ def cmd_listener(args: argparse.Namespace) -> int:
             print(f"calmtunes listener new: {exc.filename} may only be changed by the daemon's "
                   "user: sudo -u calmtunes calmtunes listener new", file=sys.stderr)
             return 1
+        except OSError as exc:  # the state folder is missing, or a file stands in its place
+            print(f"calmtunes listener new: cannot write the care record in {store.dir}: "
+                  f"{exc.strerror or exc}; check --state-dir (or device.state_dir)",
+                  file=sys.stderr)
+            return 1
         print(f"new listener {listener}: the personaliser starts afresh from the next session")
         return 0
     listener = store.peek_current()
@@ -584,6 +635,17 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def positive(text: str) -> float:
+    """A length of time on the command line: a finite number above 0 (not nan, inf, -1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"needs a finite number above 0, got {text[:40]!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
@@ -602,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="run the whole daemon on the emulated sensor and camera")
-    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
     s.add_argument("--seed", type=int, help="seed of the simulated listener")
     s.add_argument("--out", help="write to this WAV file instead of the sound card")
@@ -620,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")
-    s.add_argument("--minutes", type=float, required=True)
+    s.add_argument("--minutes", type=positive, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--preset")
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
@@ -673,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "note for `status` (run by calmtunes-failed.service)")
     s.add_argument("--reason", help="the words to record (default: from $MONITOR_SERVICE_RESULT "
                    "and $MONITOR_EXIT_STATUS, which systemd sets)")
-    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.set_defaults(func=cmd_fault)
 
     s = sub.add_parser("selftest", help="check the hardware and setup; PASS/FAIL table")

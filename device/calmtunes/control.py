@@ -42,6 +42,20 @@ def socket_path(runtime_dir: str | os.PathLike[str]) -> Path:
     return Path(runtime_dir) / SOCKET_NAME
 
 
+def in_use(path: Path, timeout: float = 0.5) -> bool:
+    """Whether a server listens on the socket at ``path`` (a daemon that runs); a socket file
+    that a stopped daemon left behind refuses the connection and is not in use."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (BlockingIOError, TimeoutError):  # its queue is full: it is there, and busy
+            return True
+        except (OSError, ValueError):  # nothing there, nobody listening, or not a usable path
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class Peer:
     """Who is on the other end of a connection, as the kernel tells it (``SO_PEERCRED``)."""
@@ -227,10 +241,19 @@ def _finite_only(x: Any) -> Any:
 
 
 def request(path: Path, cmd: str, timeout: float = 3.0, **args: Any) -> dict[str, Any]:
-    """Send one request to the daemon; raises OSError if it is not running."""
+    """Send one request to the daemon; raises OSError if it is not running, BlockingIOError if
+    its queue of connections stayed full for all of ``timeout`` (it runs, but is swamped)."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        while True:
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:  # a Unix socket's full queue answers at once: wait for room
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
         sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

@@ -49,7 +49,8 @@ with the reason. Commands that change the device's state are rate-limited on the
 
 Folders: the runtime folder (the control socket's) must belong to the daemon's user and not be
 writable by group or others; it is made 0750 when missing, and anything else stops the start with
-exit status 78 and how to fix it (:func:`prepare_runtime_dir`). ``calmtunes run`` takes systemd's
+exit status 78 and how to fix it (:func:`prepare_runtime_dir`); so does a daemon already
+answering on its control socket (:func:`refuse_second_daemon`). ``calmtunes run`` takes systemd's
 ``$STATE_DIRECTORY`` and ``$RUNTIME_DIRECTORY`` over the config's (:func:`with_systemd_dirs`).
 
 systemd: READY=1 goes out once audio flows, or after :data:`READY_WITHOUT_SOUND_S` without a
@@ -88,7 +89,7 @@ from calmtunes.commands import (
 )
 from calmtunes.component import Component, name_os_threads
 from calmtunes.config import Config
-from calmtunes.control import ControlServer, Peer, socket_path
+from calmtunes.control import ControlServer, Peer, in_use, socket_path
 from calmtunes.errors import ConfigError
 from calmtunes.fault import clear_fault
 from calmtunes.hardware import Hardware, resolve
@@ -179,6 +180,7 @@ class Daemon:
         self.persist = persist
         if control:
             prepare_runtime_dir(config.device.runtime_dir)
+            refuse_second_daemon(config.device.runtime_dir)
 
         # -- the device's state: owned by the loop's thread ----------------------------------
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -921,6 +923,18 @@ def prepare_runtime_dir(path: str | os.PathLike[str]) -> Path:
     if problems:
         raise ConfigError(where, problems)
     return p
+
+
+def refuse_second_daemon(runtime_dir: str | os.PathLike[str]) -> None:
+    """:class:`ConfigError` (exit 78) if a daemon already answers on this runtime folder's
+    control socket: a second one would take its socket away (``calmtunes status`` could no
+    longer reach the one playing) and write over its state and session records."""
+    path = socket_path(runtime_dir)
+    if in_use(path):
+        raise ConfigError(f"device.runtime_dir {runtime_dir}", [
+            f"another calmtunes daemon is running here (its control socket {path} answers); "
+            "stop it first (systemctl stop calmtunes), or give this one its own "
+            "device.runtime_dir and device.state_dir"])
 
 
 def _user_name(uid: int) -> str:

@@ -30,11 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calmtunes.state import write_atomic
+from calmtunes.state import read_small, write_atomic
 
 log = logging.getLogger(__name__)
 
 FAULT_FILE = "fault.json"
+MAX_NOTE_BYTES = 64 * 1024  # a note is about 100 bytes; a larger file is not one
 #: (preset LEDs lit, seconds): two short blinks, then dark; one cycle is 4 s.
 PATTERN = ((True, 0.15), (False, 0.25), (True, 0.15), (False, 3.45))
 #: systemd's service results ($MONITOR_SERVICE_RESULT) in words.
@@ -79,14 +80,20 @@ def record_fault(state_dir: str | os.PathLike[str], reason: str, result: str | N
 
 
 def read_fault(state_dir: str | os.PathLike[str]) -> dict | None:
-    """The fault note, or None when there is none (or it cannot be read: status goes on)."""
+    """The fault note, or None when there is none (or it cannot be read: status goes on).
+
+    Only a small regular file is read (a FIFO in its place never blocks ``calmtunes status``);
+    a note whose time is no moment the clock can show, or whose reason is not text, is
+    unreadable."""
     try:
-        note = json.loads(fault_path(state_dir).read_text(encoding="utf-8"))
-        float(note["time"]), str(note["reason"])
+        note = json.loads(read_small(fault_path(state_dir), MAX_NOTE_BYTES).decode("utf-8"))
+        time.localtime(float(note["time"]))  # NaN, 1e400 or 1e20 would fail in format_fault
+        if not isinstance(note["reason"], str):
+            raise TypeError("the reason is not text")
         return note
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         log.debug("fault note in %s unreadable: %s", state_dir, exc)
         return None
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from calmtunes.clock import VirtualClock
 from calmtunes.config import Config
+from calmtunes.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
     ``emulator_cpu_s`` (CPU seconds the emulated sensors and listener took, 0 without them),
     and with a simulated listener ``trace`` (a
     per-second :class:`~calmtunes.sim.listener.LoopTrace`). With ``midi``, the notes played
-    (melody, harmony, bass tracks and the tempo map) go there as a Standard MIDI File."""
+    (melody, harmony, bass tracks and the tempo map) go there as a Standard MIDI File.
+    :class:`~calmtunes.errors.HardwareError` when ``out`` could not be written whole."""
     from calmtunes.daemon import Daemon
     from calmtunes.music.midi import PlayLog, write_midi
 
@@ -80,6 +82,11 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
     if progress is not None:
         progress(1.0)
     sink = daemon.audio.sink
+    if getattr(sink, "frames_written", 0) < total:  # the file could not be written, or not all
+        error = daemon.audio.sink_error
+        if isinstance(getattr(error, "__cause__", None), OSError):
+            raise error.__cause__  # says which file and why: "Is a directory"
+        raise HardwareError(f"{out} was not written ({error or 'the output never opened'})")
     summary: dict[str, Any] = {
         "composer": daemon.composer.composer.name,
         "seconds": total / sr,

@@ -2,10 +2,14 @@
 
 Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder), so
 pulling the plug at any instant leaves either the old file or the new one, never a torn one. A
-missing or unreadable file gives the defaults with a warning; it never stops the music. A value
+missing or unreadable file gives the defaults with a warning; it never stops the music. Only a
+regular file of at most :data:`MAX_STATE_BYTES` is read, without following a symbolic link or
+waiting on a FIFO, so no file in its place can hang the start or fill the memory. A value
 of the wrong type is left out (with a warning) and the default kept; what the values may be is
 checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9 left behind
-(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity).
+(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity). A save
+that fails is tried again at the next one, and said once until the reason changes or a save
+works again (the loop saves four times a second).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,25 @@ from typing import Any
 from calmtunes.commands import quote
 
 log = logging.getLogger(__name__)
+
+MAX_STATE_BYTES = 64 * 1024  # the state file holds about 100 bytes; a larger one is not ours
+
+
+def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file ``path`` if it holds at most ``limit`` bytes.
+
+    Never blocks (a FIFO is opened with ``O_NONBLOCK`` and refused), never follows a symbolic
+    link, never reads more than ``limit`` + 1 bytes. FileNotFoundError passes through; any other
+    problem is an OSError or a ValueError saying what the path is instead."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder obscurely
+        os.close(fd)
+        raise ValueError("not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -54,13 +78,14 @@ class StateStore:
         self.path = Path(path)
         self.defaults = dict(defaults)
         self._last: dict[str, Any] | None = None
+        self._save_problem: str | None = None  # why the last save failed, once said
 
     def load(self) -> dict[str, Any]:
         self.remove_stale_temporaries()
         state = dict(self.defaults)
         clean = True  # False: the file needs rewriting at the next save
         try:
-            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            saved = json.loads(read_small(self.path, MAX_STATE_BYTES).decode("utf-8"))
             if not isinstance(saved, dict):
                 raise ValueError("not a JSON object")
             for key, value in saved.items():
@@ -88,9 +113,18 @@ class StateStore:
             return
         try:
             write_atomic(self.path, json.dumps(state, sort_keys=True, allow_nan=False).encode())
-            self._last = dict(state)
         except (OSError, ValueError) as exc:
-            log.warning("cannot save state to %s (%s); the music goes on", self.path, exc)
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            if why != self._save_problem:
+                log.warning("cannot save state to %s (%s); the music goes on, and saving is "
+                            "tried again without saying so until the reason changes", self.path,
+                            why)
+                self._save_problem = why
+            return
+        self._last = dict(state)
+        if self._save_problem is not None:
+            log.info("state saved to %s again", self.path)
+            self._save_problem = None
 
     def remove_stale_temporaries(self) -> int:
         """Delete ``.state.json.*`` files that a write cut short (kill -9) left; how many."""

@@ -235,3 +235,27 @@ def test_between_presets_the_audio_thread_composes_only_when_the_music_runs_shor
     # was left, then wrote the phrase itself (before: with a second left)
     assert 0 < left <= sr // 2 + 3 * 1024
     assert audio.ring.underruns == 0
+
+
+def test_a_wav_file_at_the_format_limit_is_kept_and_the_music_goes_on(tmp_path, caplog):
+    from calmtunes.audio.ring import AudioRing
+    from calmtunes.audio.sinks import WavSink
+
+    most = (2**32 - 1 - 36) // 4  # 16-bit stereo frames: the RIFF header counts in 32 bits
+    clock = VirtualClock()
+    ring = AudioRing(48000)
+    sink = WavSink(ring, 48000, tmp_path / "night.wav", realtime=True, clock=clock)
+    sink.open()
+    # Six hours and more already written, as far as the WAV header is concerned (writing
+    # them for real would take 4 GiB): half a second of room left.
+    wav = sink._wav
+    wav._nframeswritten = most - 24000
+    wav._datawritten = wav._nframeswritten * 4
+    for _ in range(40):  # 4 s of output, written once a second
+        ring.write(np.full((4800, 2), 0.1, dtype=np.float32))
+        clock.advance(0.1)
+        sink.catch_up(clock.monotonic())
+    assert sink.is_alive()  # no failed write: the output is not reopened, the file not cut
+    assert wav._nframeswritten == most
+    sink.close()
+    assert caplog.text.count("holds all a WAV file can") == 1

@@ -121,6 +121,15 @@ def test_the_listener_command(tmp_path, capsys):
     assert f"listener {listener}: 0 nights" in shown and "calm" in shown
 
 
+def test_listener_new_in_a_state_folder_that_is_a_file_says_so(tmp_path, capsys):
+    blocker = tmp_path / "state"
+    blocker.write_text("")
+    assert cli.main(["listener", "new", "--state-dir", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write the care record in {blocker / 'care'}" in err
+    assert "check --state-dir" in err
+
+
 def test_the_daemon_side_never_imports_matplotlib():
     code = ("import sys, calmtunes.daemon, calmtunes.sessions, calmtunes.care.personaliser, "
             "calmtunes.sim.study; print('matplotlib' in sys.modules)")

@@ -12,7 +12,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from calmtunes import cli
 from clocked import wait_until
 
 CALMTUNES = [sys.executable, "-m", "calmtunes"]
@@ -103,6 +105,64 @@ def test_render_refuses_an_unknown_preset(tmp_path):
                           capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
     assert proc.returncode == 2
     assert "no preset 'disco'" in proc.stderr
+
+
+def test_render_into_a_folder_says_it_cannot_write_and_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes render: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
+
+
+def test_render_with_a_midi_file_it_cannot_write_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
+                           str(tmp_path / "r.wav"), "--midi", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes render: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_simulate_on_the_virtual_clock_into_a_folder_exits_1(tmp_path):
+    proc = subprocess.run([*CALMTUNES, "simulate", "--virtual-clock", "--duration", "3",
+                           "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert f"calmtunes simulate: cannot write {tmp_path}: Is a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e999", "ten"])
+@pytest.mark.parametrize("command", [["render", "--out", "x.wav", "--minutes"],
+                                     ["simulate", "--virtual-clock", "--out", "x.wav",
+                                      "--duration"],
+                                     ["fault", "--duration"]])
+def test_a_length_of_time_that_is_not_a_positive_number_is_wrong_usage(command, value, capsys):
+    with pytest.raises(SystemExit) as end:
+        cli.main([*command, value])
+    assert end.value.code == 2
+    err = capsys.readouterr().err
+    assert f"needs a finite number above 0, got {value!r}" in err and "Traceback" not in err
+
+
+def test_a_render_longer_than_a_wav_file_holds_is_refused_before_it_starts(tmp_path, capsys):
+    out = tmp_path / "night.wav"
+    assert cli.main(["render", "--minutes", "480", "--out", str(out)]) == 2
+    assert "more than one WAV file holds at 48000 Hz (at most 372 minutes)" in \
+        capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_simulate_refuses_an_unknown_scenario_as_render_does(tmp_path, capsys, monkeypatch):
+    for key, value in env_for(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "x.wav"
+    assert cli.main(["simulate", "--virtual-clock", "--duration", "3", "--out", str(out),
+                     "--scenario", "stresed"]) == 2
+    err = capsys.readouterr().err
+    assert "no scenario 'stresed'" in err and "stressed" in err
+    assert not out.exists()
 
 
 def test_status_without_a_daemon_exits_69(tmp_path):

@@ -296,6 +296,81 @@ def test_the_daemon_exits_78_on_a_runtime_dir_others_may_write(tmp_config, tmp_p
     assert f"device.runtime_dir {run}" in capsys.readouterr().err
 
 
+def _full_queue(path: Path) -> tuple[socket.socket, list[socket.socket]]:
+    """A listening socket at ``path`` that accepts nothing, its queue filled: as a daemon
+    swamped by a storm of connections."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(0)
+    waiting = []
+    while True:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        try:
+            client.connect(str(path))
+        except BlockingIOError:
+            client.close()
+            return server, waiting
+        waiting.append(client)
+
+
+def test_a_client_waits_for_room_in_a_full_queue(tmp_path):
+    path = tmp_path / "control.sock"
+    server, waiting = _full_queue(path)
+
+    def serve():
+        time.sleep(0.3)  # the queue drains a little later
+        for _ in waiting:
+            server.accept()[0].close()
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b'{"ok": true}\n')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert request(path, "status", timeout=3.0) == {"ok": True}
+    finally:
+        thread.join(5)
+        server.close()
+        for client in waiting:
+            client.close()
+
+
+def test_status_against_a_swamped_daemon_says_busy_not_down(tmp_path, capsys):
+    server, waiting = _full_queue(socket_path(tmp_path))
+    try:
+        assert cli.main(["status", "--runtime-dir", str(tmp_path)]) == 1
+    finally:
+        server.close()
+        for client in waiting:
+            client.close()
+    err = capsys.readouterr().err
+    assert BUSY in err and "not running" not in err
+
+
+def test_a_second_daemon_is_refused_and_leaves_the_running_one_reachable(tmp_config):
+    first = Daemon(tmp_config)
+    with running(first) as path:
+        with pytest.raises(ConfigError) as err:
+            Daemon(tmp_config)
+        assert "another calmtunes daemon is running" in str(err.value)
+        assert "systemctl stop calmtunes" in str(err.value)
+        assert request(path, "status")["ok"]  # its socket is still there and answers
+        assert first.sessions.restarts_unclean(time.time())["total"] == 0
+
+
+def test_a_socket_file_a_stopped_daemon_left_does_not_stop_the_next(tmp_config):
+    path = socket_path(prepare_runtime_dir(tmp_config.device.runtime_dir))
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(path))  # bound, never listening, closed without removing the file: a kill -9
+    left.close()
+    with running(Daemon(tmp_config)) as again:
+        wait_until(lambda: control.in_use(again), timeout=8.0, what="the new daemon's socket")
+        assert request(again, "status")["ok"]
+
+
 def test_systemd_dirs_override_the_config():
     cfg = Config()
     got = with_systemd_dirs(cfg, {"STATE_DIRECTORY": "/var/lib/x:/var/lib/y",

@@ -77,6 +77,7 @@ class AudioComponent(Component):
             composer.on_phrase = self.wake
         self.started_at = clock()
         self.sink_failures = 0
+        self.sink_error: Exception | None = None  # why the output last failed to open
         #: (start frame, phrase) of every phrase scheduled, when asked for (renders, analysis)
         self.played: list[tuple[int, Any]] | None = None
         self.mixer.fade_in(a.fade_in_s)
@@ -224,6 +225,7 @@ class AudioComponent(Component):
             try:
                 self.sink.open()
             except Exception as exc:
+                self.sink_error = exc
                 log.error("audio output unavailable: %s (retrying in %.0f s)", exc,
                           self._reopen_delay)
                 self.degrade(f"no audio output: {exc}")

@@ -18,6 +18,7 @@ import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -183,11 +184,21 @@ class NullSink(_ThreadSink):
 
 #: below this magnitude a sample scaled to 16 bits plus dither (< 1 LSB) cannot leave the range
 _NO_CLIP = 0.999
+#: a WAV file's RIFF header counts its size in 32 bits: at most this many bytes of samples
+#: (6 h 12 min of 48 kHz stereo); Python's wave module raises past it
+WAV_MAX_DATA_BYTES = 2**32 - 1 - 36
+
+
+def wav_max_frames(channels: int = 2) -> int:
+    """The most 16-bit frames one WAV file holds."""
+    return WAV_MAX_DATA_BYTES // (2 * channels)
 
 
 class WavSink(_ThreadSink):
     """Writes 16-bit PCM WAV, with TPDF dither; written once a second, so the header is valid
-    to within a second as the file grows."""
+    to within a second as the file grows. A file that reaches the format's size limit
+    (:func:`wav_max_frames`) is kept as it is: the music goes on, no longer written, and a
+    warning says so once (a failed write would make the output reopen and truncate it)."""
 
     kind = "wav"
 
@@ -196,24 +207,31 @@ class WavSink(_ThreadSink):
         super().__init__(ring, sample_rate, realtime, clock, max_frames)
         self.path = Path(path)
         self._wav: wave.Wave_write | None = None
+        self._file: BinaryIO | None = None  # the file the WAV is written to
         self._rng = np.random.default_rng(1)
         self.description = f"wav:{self.path}"
         self.peak = 0.0  # largest sample magnitude written (full scale 1.0)
+        self.full = False  # the file holds all a WAV file can
         self._pending: list[bytes] = []  # PCM not yet written: one write a second
         self._pending_frames = 0
 
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            wav = wave.open(str(self.path), "wb")
+            # opened here, not by wave.open(path): a Wave_write whose open failed prints a
+            # traceback from its __del__ at each retry
+            file = open(self.path, "wb")  # closed in close()
         except OSError as exc:
             raise HardwareError(
                 f"cannot write {self.path}: {exc.strerror}; choose a writable audio.wav_path"
             ) from exc
+        self._file = file
+        wav = wave.open(file, "wb")
         wav.setnchannels(self.ring.channels)
         wav.setsampwidth(2)
         wav.setframerate(self.sample_rate)
         self._wav = wav
+        self.full = False
         super().open()
 
     def close(self) -> None:
@@ -223,10 +241,14 @@ class WavSink(_ThreadSink):
             if self.max_frames is not None and self.frames_written < self.max_frames:
                 # A file of a stated length: what the output had not yet played is silence.
                 missing = self.max_frames - self.frames_written
-                self._wav.writeframes(bytes(2 * self.ring.channels * missing))
+                self._pending.append(bytes(2 * self.ring.channels * missing))
+                self._flush()
                 self.frames_written = self.max_frames
             self._wav.close()
             self._wav = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _consume(self, block: np.ndarray, real: int) -> None:
         if self._wav is None:
@@ -255,7 +277,17 @@ class WavSink(_ThreadSink):
 
     def _flush(self) -> None:
         if self._wav is not None and self._pending:
-            self._wav.writeframes(b"".join(self._pending))
+            data = b"".join(self._pending)
+            room = wav_max_frames(self.ring.channels) - self._wav.getnframes()
+            frame_bytes = 2 * self.ring.channels
+            if len(data) > room * frame_bytes and not self.full:
+                self.full = True
+                log.warning("%s holds all a WAV file can (%.1f h); the music goes on, no longer "
+                            "written to it", self.path, wav_max_frames(self.ring.channels)
+                            / self.sample_rate / 3600)
+            data = data[: max(0, room) * frame_bytes]
+            if data:
+                self._wav.writeframes(data)
         self._pending, self._pending_frames = [], 0
 
 
