@@ -5,8 +5,6 @@ rollback makes, all without waiting."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import subprocess
 import time
@@ -15,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from script_module import load_script
 
 
 def load_release():
-    loader = importlib.machinery.SourceFileLoader("calmtunes_release",
-                                                  str(REPO / "scripts" / "release"))
-    spec = importlib.util.spec_from_loader("calmtunes_release", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script('release')
 
 
 class Device:

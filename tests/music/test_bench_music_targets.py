@@ -3,22 +3,13 @@ render long enough to show it."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from script_module import load_script
 
 
 def load_bench():
-    loader = importlib.machinery.SourceFileLoader("calmtunes_bench_music",
-                                                  str(REPO / "scripts" / "bench_music"))
-    spec = importlib.util.spec_from_loader("calmtunes_bench_music", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script('bench_music')
 
 
 def _met(checks, name: str) -> bool:
