@@ -123,7 +123,9 @@ class Section:
     pulse: bool  # the keyed accompaniment plays the beat
     pad: bool  # the sustained pad plays
     walk: bool  # the bass moves on beat 3 (else holds)
-    level_db: float  # section loudness relative to the session, dB
+    # section loudness relative to the session, dB: within ±1 dB, so ten minutes of sections keep
+    # the loudness range inside 4–6 LU (with ±1.5 a ten-minute preset read up to 6.0; SOUND.md)
+    level_db: float
     bright: float = 0.0  # timbre: added to Controls.brightness for the section's notes
 
 
@@ -132,10 +134,10 @@ class Section:
 # class and never sounds like a jump.
 _CYCLE = (
     Section("A", 0.0, 1.0, 0, pulse=True, pad=True, walk=False, level_db=0.0),
-    Section("A'", 0.1, 1.1, 0, pulse=True, pad=False, walk=True, level_db=1.0, bright=0.1),
-    Section("B", -0.18, 0.8, 3, pulse=True, pad=True, walk=False, level_db=-1.5, bright=-0.15),
-    Section("A''", 0.15, 1.15, 0, pulse=True, pad=True, walk=True, level_db=1.5, bright=0.15),
-    Section("B'", -0.1, 0.85, 4, pulse=True, pad=True, walk=False, level_db=-1.0, bright=-0.1),
+    Section("A'", 0.1, 1.1, 0, pulse=True, pad=False, walk=True, level_db=0.7, bright=0.1),
+    Section("B", -0.18, 0.8, 3, pulse=True, pad=True, walk=False, level_db=-1.0, bright=-0.15),
+    Section("A''", 0.15, 1.15, 0, pulse=True, pad=True, walk=True, level_db=1.0, bright=0.15),
+    Section("B'", -0.1, 0.85, 4, pulse=True, pad=True, walk=False, level_db=-0.7, bright=-0.1),
 )
 
 
