@@ -107,7 +107,10 @@ def simulation_overlay(cfg: config_mod.Config,
     if getattr(args, "scenario", None):
         sim["scenario"] = args.scenario
     if getattr(args, "seed", None) is not None:
+        # one seed for the whole session, as `calmtunes render --seed`: the simulated listener
+        # and room, and the composer
         sim["seed"] = args.seed
+        overlay["music"] = {"seed": args.seed}
     if sim:
         overlay["sim"] = sim
     return overlay
@@ -666,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run the whole daemon on the emulated sensor and camera")
     s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
-    s.add_argument("--seed", type=int, help="seed of the simulated listener")
+    s.add_argument("--seed", type=int, help="seed of the simulated listener and room and of "
+                   "the composer (as render --seed)")
     s.add_argument("--out", help="write to this WAV file instead of the sound card")
     s.add_argument("--preset", help="start on this preset")
     s.add_argument("--virtual-clock", action="store_true",

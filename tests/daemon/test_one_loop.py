@@ -122,6 +122,20 @@ def test_render_seed_seeds_the_composer_and_the_simulated_listener(tmp_path):
     assert digest(a) == digest(b)
 
 
+@pytest.mark.slow
+def test_simulate_seed_is_render_seed(tmp_path):
+    """`calmtunes simulate --virtual-clock --seed N` seeds what `calmtunes render --seed N`
+    seeds (the composer too), so the two give the same samples for the same scenario."""
+    cfg = sim_config(tmp_path)  # the file's seeds: composer 3, listener 5
+    path = write(tmp_path / "config.yaml", cfg)
+    a, b = tmp_path / "render.wav", tmp_path / "simulate.wav"
+    assert cli.main(["render", "--config", str(path), "--minutes", "0.4", "--scenario",
+                     "stressed", "--seed", "6", "--out", str(a)]) == 0
+    assert cli.main(["simulate", "--config", str(path), "--virtual-clock", "--duration", "24",
+                     "--scenario", "stressed", "--seed", "6", "--out", str(b)]) == 0
+    assert digest(a) == digest(b)
+
+
 def test_a_render_is_replayed_sample_for_sample(tmp_path):
     cfg = sim_config(tmp_path)
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
