@@ -24,6 +24,44 @@ def test_a_torn_or_corrupt_file_gives_defaults(tmp_path, caplog):
     assert "unreadable" in caplog.text
 
 
+def test_a_file_that_holds_no_state_is_kept_aside_not_written_over(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    for bad in (b"\xff\xfe garbage", b"[1, 2]", b'{"preset": "sl', b"[" * 5000):
+        for old in tmp_path.glob("state.json.bad-*"):
+            old.unlink()
+        path.write_bytes(bad)
+        store = StateStore(path, DEFAULTS)
+        assert store.load() == DEFAULTS
+        (kept,) = tmp_path.glob("state.json.bad-*")
+        assert kept.read_bytes() == bad  # the file, whole
+        assert f"kept as {kept.name}" in caplog.text
+        store.save({**DEFAULTS, "preset": "sleep"})  # the next save writes a fresh file …
+        assert kept.read_bytes() == bad  # … and the copy stays
+
+
+def test_only_the_newest_three_copies_are_kept(tmp_path):
+    path = tmp_path / "state.json"
+    older = [tmp_path / f"state.json.bad-2026010{d}T000000Z" for d in range(1, 6)]
+    for old in older:
+        old.write_bytes(b"x")
+    path.write_bytes(b"not json")
+    StateStore(path, DEFAULTS).load()
+    kept = sorted(tmp_path.glob("state.json.bad-*"))
+    assert len(kept) == 3
+    assert kept[:2] == older[-2:] and kept[-1].read_bytes() == b"not json"
+
+
+def test_a_state_file_that_cannot_be_moved_aside_still_gives_defaults(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_bytes(b"not json")
+    os.chmod(tmp_path, 0o500)  # the folder: no renames (root ignores this; the load must work)
+    try:
+        assert StateStore(path, DEFAULTS).load() == DEFAULTS
+    finally:
+        os.chmod(tmp_path, 0o700)
+    assert "unreadable" in caplog.text
+
+
 def test_wrong_types_and_unknown_keys_are_ignored(tmp_path):
     path = tmp_path / "state.json"
     path.write_text(json.dumps({"preset": 3, "volume_db": -3.0, "rogue": 1}))

@@ -2,9 +2,12 @@
 
 Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder), so
 pulling the plug at any instant leaves either the old file or the new one, never a torn one. A
-missing or unreadable file gives the defaults with a warning; it never stops the music. Only a
-regular file of at most :data:`MAX_STATE_BYTES` is read, without following a symbolic link or
-waiting on a FIFO, so no file in its place can hang the start or fill the memory. A value
+missing or unreadable file gives the defaults with a warning; it never stops the music. A file
+that was read but holds no state (garbage, cut short, the wrong shape) is first moved aside to
+``state.json.bad-<UTC time>`` (the three newest are kept), so nothing a technician may want to
+look at is written over. Only a regular file of at most :data:`MAX_STATE_BYTES` is read,
+without following a symbolic link or waiting on a FIFO, so no file in its place can hang the
+start or fill the memory. A value
 of the wrong type is left out (with a warning) and the default kept; what the values may be is
 checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9 left behind
 (``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity). A save
@@ -19,6 +22,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from calmtunes.commands import quote
 log = logging.getLogger(__name__)
 
 MAX_STATE_BYTES = 64 * 1024  # the state file holds about 100 bytes; a larger one is not ours
+BAD_COPIES = 3  # unreadable state files kept aside (state.json.bad-<time>), newest first
 
 
 def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
@@ -85,9 +90,13 @@ class StateStore:
         state = dict(self.defaults)
         clean = True  # False: the file needs rewriting at the next save
         try:
-            saved = json.loads(read_small(self.path, MAX_STATE_BYTES).decode("utf-8"))
-            if not isinstance(saved, dict):
-                raise ValueError("not a JSON object")
+            data = read_small(self.path, MAX_STATE_BYTES)
+            try:
+                saved = json.loads(data.decode("utf-8"))
+                if not isinstance(saved, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"{exc}{self._set_aside()}") from exc
             for key, value in saved.items():
                 if key not in state:
                     continue
@@ -107,6 +116,25 @@ class StateStore:
             )
         self._last = dict(state) if clean else None
         return state
+
+    def _set_aside(self, keep: int = BAD_COPIES) -> str:
+        """Move a file that was read but is not a state (garbage, cut short, the wrong shape)
+        to ``state.json.bad-<UTC time>`` beside it, so the next save does not destroy what a
+        technician may want to see; the ``keep`` newest such copies stay. What to add to the
+        warning: where it went, or why it could not be moved."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        try:
+            os.replace(self.path, kept)
+        except OSError as exc:
+            return f"; could not keep it aside ({exc.strerror})"
+        old = sorted(self.path.parent.glob(f"{self.path.name}.bad-*"))[:-keep]
+        for path in old:
+            try:
+                path.unlink()
+            except OSError:
+                pass  # an older copy that cannot go stays; the warning is about this one
+        return f"; kept as {kept.name}"
 
     def save(self, state: dict[str, Any]) -> None:
         if state == self._last:
