@@ -7,12 +7,11 @@ that was read but holds no state (garbage, cut short, the wrong shape) is first 
 ``state.json.bad-<UTC time>`` (the three newest are kept), so nothing a technician may want to
 look at is written over. Only a regular file of at most :data:`MAX_STATE_BYTES` is read,
 without following a symbolic link or waiting on a FIFO, so no file in its place can hang the
-start or fill the memory. A value
-of the wrong type is left out (with a warning) and the default kept; what the values may be is
-checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9 left behind
-(``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or Infinity). A save
-that fails is tried again at the next one, and said once until the reason changes or a save
-works again (the loop saves four times a second).
+start or fill the memory. A value of the wrong type is left out (with a warning) and the default
+kept; what the values may be is checked by :func:`calmtunes.commands.checked_state`. Temporary
+files a kill -9 left behind (``.state.json.*``) are removed at load. Only strict JSON is written
+(no NaN or Infinity). A save that fails is tried again at the next one, and said once until the
+reason changes or a save works again (the loop saves four times a second).
 """
 
 from __future__ import annotations
@@ -76,6 +75,22 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
         os.close(dir_fd)
 
 
+def move_aside(path: Path, keep: int | None = None) -> Path:
+    """Rename a file that could not be used to ``<name>.bad-<UTC time>`` beside it, so what a
+    technician may want to see is not written over; with ``keep``, only that many such copies
+    (the newest) stay. The new path; OSError if the rename fails."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = path.with_name(f"{path.name}.bad-{stamp}")
+    os.replace(path, kept)
+    if keep is not None:
+        for old in sorted(path.parent.glob(f"{path.name}.bad-*"))[:-keep]:
+            try:
+                old.unlink()
+            except OSError:
+                pass  # an older copy that cannot go stays; the newest is kept all the same
+    return kept
+
+
 class StateStore:
     """``load()`` returns the saved mapping merged over ``defaults``; ``save()`` persists it."""
 
@@ -117,24 +132,13 @@ class StateStore:
         self._last = dict(state) if clean else None
         return state
 
-    def _set_aside(self, keep: int = BAD_COPIES) -> str:
-        """Move a file that was read but is not a state (garbage, cut short, the wrong shape)
-        to ``state.json.bad-<UTC time>`` beside it, so the next save does not destroy what a
-        technician may want to see; the ``keep`` newest such copies stay. What to add to the
-        warning: where it went, or why it could not be moved."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        kept = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+    def _set_aside(self) -> str:
+        """:func:`move_aside` for a file that was read but is not a state (garbage, cut short,
+        the wrong shape); what to add to the warning: where it went, or why it could not."""
         try:
-            os.replace(self.path, kept)
+            return f"; kept as {move_aside(self.path, BAD_COPIES).name}"
         except OSError as exc:
             return f"; could not keep it aside ({exc.strerror})"
-        old = sorted(self.path.parent.glob(f"{self.path.name}.bad-*"))[:-keep]
-        for path in old:
-            try:
-                path.unlink()
-            except OSError:
-                pass  # an older copy that cannot go stays; the warning is about this one
-        return f"; kept as {kept.name}"
 
     def save(self, state: dict[str, Any]) -> None:
         if state == self._last:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calmtunes.state import write_atomic
+from calmtunes.state import move_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,8 @@ class CareStore:
         _secure_dir(self.listeners_dir)
 
     def _set_aside(self, path: Path, error: CareFileError) -> CareFileError:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        kept = path.with_name(f"{path.name}.bad-{stamp}")
         try:
-            os.replace(path, kept)
+            kept = move_aside(path)
         except OSError as exc:
             log.error("care: %s; could not move it aside (%s)", error, exc)
             return CareFileError(f"{error} (left in place: {exc.strerror})")
