@@ -198,7 +198,7 @@ class BlockIIR:
         self.O_T = np.array([C @ powers[i] for i in range(m)]).T  # (n, m): s_row @ O_T
         self.G = np.array([powers[m - 1 - j] @ B for j in range(m)])  # (m, n): x_row @ G
         self._doubling = [powers[m].T]  # (A^m)^(2^j), transposed, grown on demand
-        self._direct_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._direct_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # power → (T, P)
         self.B, self.A = B, A
 
     def steady_state(self) -> np.ndarray:
@@ -212,10 +212,15 @@ class BlockIIR:
 
     def _direct(self, k: int, power: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(T, P) with e = u·T + s·P: e_i = Σ_(j≤i) M^(i−j) u_j + M^(i+1) s, flattened, for
-        M = (A^m)^power (power > 1: the states of groups of ``power`` chunks)."""
-        got = self._direct_cache.get((k, power))
-        if got is None:
-            n = self.order
+        M = (A^m)^power (power > 1: the states of groups of ``power`` chunks).
+
+        The matrices for k chunks are the leading (k·order) rows and columns of those for more
+        chunks, so one pair per power is kept, as large as asked for so far, and sliced: a
+        filter fed blocks of many lengths (a pulse window's, say) keeps one 128 KB pair, not
+        one per length (which grew to 3 MB in the daemon's first minute)."""
+        n = self.order
+        got = self._direct_cache.get(power)
+        if got is None or got[0].shape[0] < k * n:
             step = np.linalg.matrix_power(self._doubling[0].T, power)  # M
             am = [np.eye(n)]
             for _ in range(k):
@@ -226,8 +231,11 @@ class BlockIIR:
             blocks[lag < 0] = 0.0
             T = blocks.transpose(0, 2, 1, 3).reshape(k * n, k * n)
             P = np.concatenate([am[i + 1].T for i in range(k)], axis=1)
-            got = self._direct_cache[(k, power)] = (T, P)
-        return got
+            got = self._direct_cache[power] = (T, P)
+        T, P = got
+        if T.shape[0] == k * n:
+            return T, P
+        return T[:k * n, :k * n], P[:, :k * n]
 
     def _grouping(self, k: int) -> int:
         """A group size g (dividing k) for which both the chunks of a group and the groups

@@ -72,6 +72,26 @@ def test_streaming_blocks_equal_one_pass(sizes):
     np.testing.assert_allclose(f.zi, np.moveaxis(zf, 1, 0), atol=1e-10)
 
 
+def test_blocks_of_many_lengths_keep_one_chunk_state_matrix():
+    """A filter fed blocks of every length (a pulse window's, a top-up's) keeps one pair of
+    chunk-state matrices, sliced for shorter blocks, in any order of lengths: its memory stays
+    put (one pair per length grew to megabytes), and each block is filtered exactly as by a
+    filter that saw only that length."""
+    sos = iir.butter_sos(2, [0.5, 5.0], "bandpass", 100.0)
+    x = np.random.default_rng(4).standard_normal((2, 48 * 32))
+    zi = np.random.default_rng(5).standard_normal((2, 4))
+    shared = iir.BlockIIR(sos, 48)
+    for k in (9, 32, 3, 17, 31, 1, 20, 5):
+        y, s = shared.run(x[:, :48 * k], zi)
+        fresh_y, fresh_s = iir.BlockIIR(sos, 48).run(x[:, :48 * k], zi)
+        np.testing.assert_array_equal(y, fresh_y)
+        np.testing.assert_array_equal(s, fresh_s)
+        ref, zf = signal.sosfilt(sos, x[:, :48 * k], axis=1, zi=zi.reshape(2, 2, 2).transpose(1, 0, 2))
+        np.testing.assert_allclose(y, ref, atol=1e-9)
+    assert list(shared._direct_cache) == [1]
+    assert shared._direct_cache[1][0].shape == (32 * 4, 32 * 4)
+
+
 def test_steady_state_is_sosfilt_zi():
     for order, freqs, btype, fs in DESIGNS:
         sos = iir.butter_sos(order, freqs, btype, fs)
