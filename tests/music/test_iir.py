@@ -86,8 +86,10 @@ def test_blocks_of_many_lengths_keep_one_chunk_state_matrix():
         fresh_y, fresh_s = iir.BlockIIR(sos, 48).run(x[:, :48 * k], zi)
         np.testing.assert_array_equal(y, fresh_y)
         np.testing.assert_array_equal(s, fresh_s)
-        ref, zf = signal.sosfilt(sos, x[:, :48 * k], axis=1, zi=zi.reshape(2, 2, 2).transpose(1, 0, 2))
+        zi_scipy = zi.reshape(2, 2, 2).transpose(1, 0, 2)  # (section, channel, 2)
+        ref, zf = signal.sosfilt(sos, x[:, :48 * k], axis=1, zi=zi_scipy)
         np.testing.assert_allclose(y, ref, atol=1e-9)
+        np.testing.assert_allclose(s.reshape(2, 2, 2).transpose(1, 0, 2), zf, atol=1e-9)
     assert list(shared._direct_cache) == [1]
     assert shared._direct_cache[1][0].shape == (32 * 4, 32 * 4)
 
