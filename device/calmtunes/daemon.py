@@ -84,6 +84,7 @@ from calmtunes.commands import (
     TokenBucket,
     check,
     checked_state,
+    no_argument,
     quote,
     suggest,
 )
@@ -860,6 +861,9 @@ class Daemon:
             self._do_command(checked.name, checked.arg, "socket")
             return {"ok": True}
         if cmd == "reload":
+            checked = no_argument(cmd, request.get("arg"))
+            if not checked.ok:
+                return {"ok": False, "error": checked.error}
             if not self.socket_rate.take():
                 return {"ok": False, "error": SLOW_DOWN}
             self.reload()

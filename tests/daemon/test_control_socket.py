@@ -4,6 +4,7 @@ health figures; the folders it lives in; the CLI on the other end."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -161,6 +162,23 @@ def test_refused_commands_say_why_and_change_nothing(tmp_config):
         assert r["ok"] is False and r["error"].startswith("volume ")
     assert good == {"ok": True}
     assert daemon.conductor.preset == "calm" and daemon.conductor.volume_db == -12.0
+
+
+def test_reload_refuses_an_argument_as_the_other_commands_do(tmp_config, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(tmp_config)))
+    daemon = Daemon(tmp_config, str(path))
+    with running(daemon) as sock:
+        foo = request(sock, "reload", arg="foo")
+        now = raw(sock, b'{"cmd": "reload", "arg": "now"}\n')
+        other = request(sock, "play_pause", arg="foo")
+        generation = request(sock, "status")["config"]["generation"]
+        plain = request(sock, "reload")
+    assert foo == {"ok": False, "error": "reload takes no argument, got 'foo'"}
+    assert now == {"ok": False, "error": "reload takes no argument, got 'now'"}
+    assert other == {"ok": False, "error": "play_pause takes no argument, got 'foo'"}
+    assert generation == 1, "a refused reload must not reload"
+    assert plain["ok"] is True and plain["config"]["generation"] == 2
 
 
 def test_cli_preset_prints_the_reason_and_exits_1(tmp_config, capsys):
