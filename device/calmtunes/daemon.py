@@ -851,6 +851,9 @@ class Daemon:
     def _answer(self, request: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
+            checked = no_argument(cmd, request.get("arg"))
+            if not checked.ok:
+                return {"ok": False, "error": checked.error}
             return {"ok": True, **self.status(health=self.may_see_health(peer))}
         if cmd in SOCKET_COMMANDS:
             checked = check(cmd, request.get("arg"), self.config)

@@ -181,6 +181,14 @@ def test_reload_refuses_an_argument_as_the_other_commands_do(tmp_config, tmp_pat
     assert plain["ok"] is True and plain["config"]["generation"] == 2
 
 
+def test_status_refuses_an_argument_too(tmp_config):
+    with running(Daemon(tmp_config)) as path:
+        odd = request(path, "status", arg="verbose")
+        plain = request(path, "status")
+    assert odd == {"ok": False, "error": "status takes no argument, got 'verbose'"}
+    assert plain["ok"] is True
+
+
 def test_cli_preset_prints_the_reason_and_exits_1(tmp_config, capsys):
     with running(Daemon(tmp_config)):
         code = cli.main(["preset", "slep", "--runtime-dir", tmp_config.device.runtime_dir])
