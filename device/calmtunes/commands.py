@@ -13,7 +13,8 @@ Every value that can reach the music — a request on the control socket, a butt
 The rules: a volume is a finite real number of dB (not a bool) within
 ``music.min_volume_db``–``music.max_volume_db`` (a louder one is refused, never played); a preset
 is one of the configured ones (with "did you mean"); the sleep timer is 0–1440 minutes (0
-cancels); privacy is a bool or nothing (toggle); the other commands take no argument. Values are
+cancels); privacy is a bool or nothing (toggle); the other commands take no argument
+(:func:`no_argument`, which the socket's ``status`` and ``reload`` take too). Values are
 quoted back at most :data:`QUOTE_CHARS` characters long, so no request can make a giant log line.
 
 :class:`TokenBucket` is the rate limit the control socket applies to commands that change the
@@ -136,7 +137,13 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
             return Checked(name, error=f"privacy takes true, false or nothing (toggle), "
                                        f"got {quote(arg)}")
         return Checked(name, arg)
-    if arg is not None:  # NO_ARG
+    return no_argument(name, arg)  # NO_ARG
+
+
+def no_argument(name: str, arg: Any) -> Checked:
+    """A command that takes no argument (the NO_ARG ones, the socket's ``status`` and
+    ``reload``): refused with one."""
+    if arg is not None:
         return Checked(name, error=f"{name} takes no argument, got {quote(arg)}")
     return Checked(name)
 

@@ -3,12 +3,17 @@
 A Unix stream socket in the runtime directory, mode 0660 (owner and group only). One JSON
 request per connection, one JSON reply. No network, by construction.
 
-One slow or silent client never blocks another: each connection is served on its own short-lived
-thread and must deliver its whole request (one line, at most :data:`MAX_REQUEST` bytes) within
-:data:`REQUEST_TIMEOUT_S` in total, else it is answered ``ok: false`` and closed. At most
-:data:`MAX_CLIENTS` are served at once; one more is answered ``ok: false`` ("busy") at once. The
-client's uid, gid and pid come from the kernel (``SO_PEERCRED``) and are handed to the handler,
-which decides what that client may see.
+One slow or silent client never blocks another. The socket's own thread reads every
+connection's request as it arrives, without a thread for it (at most :data:`MAX_WAITING` at once;
+beyond that the one that has waited longest without sending a byte is told "busy" and let go), and
+each must deliver its whole request (one line, at most :data:`MAX_REQUEST` bytes) within
+:data:`REQUEST_TIMEOUT_S` in total, else it is answered ``ok: false`` and closed. Only a complete
+request takes a client slot: it is served on a short-lived thread of its own, at most
+:data:`MAX_CLIENTS` at once, and one more is answered ``ok: false`` ("busy") at once. So clients
+that connect and send nothing cannot keep ``status`` from anyone, and a flood of them costs a
+bounded number of sockets, a few KB each, and no thread. The client's uid, gid and pid come from
+the kernel (``SO_PEERCRED``) and are handed to the handler, which decides what that client may
+see.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import logging
 import math
 import os
+import selectors
 import socket
 import struct
 import threading
@@ -32,7 +38,8 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 4096  # bytes in one request line; a longer one is refused
 REQUEST_TIMEOUT_S = 2.0  # s for a client to deliver its whole request (not per recv)
-MAX_CLIENTS = 8  # connections served at once; more are answered "busy"
+MAX_CLIENTS = 8  # requests served at once (a thread each); one more is answered "busy"
+MAX_WAITING = 128  # connections still sending their request, read by the socket's own thread
 BACKLOG = 32  # connections the kernel queues before accept()
 BUSY = "busy: too many connections to the control socket; try again"
 TOO_LONG = f"request longer than {MAX_REQUEST} bytes; refused"
@@ -76,6 +83,16 @@ def peer_of(conn: socket.socket) -> Peer | None:
 Handler = Callable[[dict[str, Any], "Peer | None"], dict[str, Any]]
 
 
+@dataclass
+class _Waiting:
+    """A connection whose request is not complete yet."""
+
+    conn: socket.socket
+    deadline: float  # monotonic s by which its whole request must have come
+    data: bytearray
+    draining: bool = False  # told its request is too long; what it still sends is dropped
+
+
 class ControlServer:
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path = Path(path)
@@ -84,9 +101,15 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.clients = 0  # being served now
+        self._waiting: dict[socket.socket, _Waiting] = {}  # in the order they came
+        self.clients = 0  # requests being served now
         self.refused_busy = 0
         self.timed_out = 0
+
+    @property
+    def waiting(self) -> int:
+        """Connections still sending their request."""
+        return len(self._waiting)
 
     def start(self) -> None:
         self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -102,7 +125,7 @@ class ControlServer:
             os.umask(old)
         os.chmod(self.path, 0o660)
         sock.listen(BACKLOG)
-        sock.settimeout(0.5)
+        sock.setblocking(False)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
@@ -121,87 +144,161 @@ class ControlServer:
 
     def _serve(self) -> None:
         assert self._sock is not None
-        while not self._stop.is_set():
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            try:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    first = min((w.deadline for w in self._waiting.values()), default=now + 0.5)
+                    for key, _ in selector.select(min(0.5, max(0.0, first - now))):
+                        if key.fileobj is self._sock:
+                            self._accept(selector)
+                        elif (waiting := self._waiting.get(key.fileobj)) is not None:
+                            self._step(selector, waiting)
+                    self._expire(selector, time.monotonic())
+            finally:
+                for waiting in list(self._waiting.values()):
+                    self._let_go(selector, waiting)
+
+    def _step(self, selector: selectors.BaseSelector, waiting: _Waiting) -> None:
+        try:
+            self._read(selector, waiting)
+        except Exception:  # a bug here must not end the server; it is logged to be fixed
+            log.exception("control socket: reading a request failed")
+            self._let_go(selector, waiting)
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        assert self._sock is not None
+        for _ in range(BACKLOG):  # what the queue holds, then back to the others
             try:
                 conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
+            except BlockingIOError:
+                return
             except OSError:
-                if self._stop.is_set():
-                    return
                 time.sleep(0.05)  # e.g. EMFILE: do not spin
-                continue
-            with self._lock:
-                busy = self.clients >= MAX_CLIENTS
-                if not busy:
-                    self.clients += 1
-            if busy:
-                self.refused_busy += 1
-                _reply(conn, {"ok": False, "error": BUSY}, timeout=0.2)
-                conn.close()
-                continue
-            try:
-                threading.Thread(target=self._serve_one, args=(conn,), name="control-client",
-                                 daemon=True).start()
-            except RuntimeError:  # no thread to be had: answer busy rather than hang
-                with self._lock:
-                    self.clients -= 1
-                _reply(conn, {"ok": False, "error": BUSY}, timeout=0.2)
-                conn.close()
+                return
+            conn.setblocking(False)
+            if len(self._waiting) >= MAX_WAITING:
+                silent = next((w for w in self._waiting.values()
+                               if not w.data and not w.draining), None)
+                if silent is None:  # all of them are sending: the newcomer waits its turn
+                    self.refused_busy += 1
+                    _reply_now(conn, {"ok": False, "error": BUSY})
+                    conn.close()
+                    continue
+                self.refused_busy += 1  # the longest silent makes room
+                _reply_now(silent.conn, {"ok": False, "error": BUSY})
+                self._let_go(selector, silent)
+            waiting = _Waiting(conn, time.monotonic() + REQUEST_TIMEOUT_S, bytearray())
+            self._waiting[conn] = waiting
+            selector.register(conn, selectors.EVENT_READ)
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def _read(self, selector: selectors.BaseSelector, waiting: _Waiting) -> None:
+        """What the client sent since; its request once it is whole (its newline optional at
+        end of stream), or why there is none."""
+        conn, data = waiting.conn, waiting.data
+        try:
+            chunk = conn.recv(65536 if waiting.draining else MAX_REQUEST + 1 - len(data))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._answer(selector, waiting, f"cannot read the request ({exc.strerror or exc})")
+            return
+        if waiting.draining:
+            if not chunk:
+                self._let_go(selector, waiting)
+            return
+        data += chunk
+        end = data.find(b"\n")
+        if (end if end >= 0 else len(data)) > MAX_REQUEST:
+            self._answer(selector, waiting, TOO_LONG)
+        elif end >= 0 or not chunk:
+            self._dispatch(selector, waiting, bytes(data if end < 0 else data[:end]))
+
+    def _expire(self, selector: selectors.BaseSelector, now: float) -> None:
+        for waiting in [w for w in self._waiting.values() if w.deadline <= now]:
+            if waiting.draining:
+                self._let_go(selector, waiting)
+            else:
+                self.timed_out += 1
+                self._answer(selector, waiting,
+                             f"no complete request within {REQUEST_TIMEOUT_S:g} s; send one JSON "
+                             "object and a newline")
+
+    def _answer(self, selector: selectors.BaseSelector, waiting: _Waiting, problem: str) -> None:
+        """Refuse a request that never came whole, here and now."""
+        _reply_now(waiting.conn, {"ok": False, "error": problem})
+        if problem == TOO_LONG:  # so the client may finish sending and read why
+            with contextlib.suppress(OSError):
+                waiting.conn.shutdown(socket.SHUT_WR)
+            waiting.draining, waiting.data = True, bytearray()
+            return
+        self._let_go(selector, waiting)
+
+    def _let_go(self, selector: selectors.BaseSelector, waiting: _Waiting) -> None:
+        self._waiting.pop(waiting.conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(waiting.conn)
+        waiting.conn.close()
+
+    def _dispatch(self, selector: selectors.BaseSelector, waiting: _Waiting, line: bytes) -> None:
+        """A whole request: refused here if it is not one, else served on a thread of its own
+        (or answered "busy" when :data:`MAX_CLIENTS` are being served)."""
+        request, problem = _parse(line)
+        if request is None:
+            self._answer(selector, waiting, problem)
+            return
+        with self._lock:
+            busy = self.clients >= MAX_CLIENTS
+            if not busy:
+                self.clients += 1
+        if busy:
+            self.refused_busy += 1
+            self._answer(selector, waiting, BUSY)
+            return
+        self._waiting.pop(waiting.conn, None)
+        selector.unregister(waiting.conn)
+        conn = waiting.conn
+        try:
+            threading.Thread(target=self._serve_one, args=(conn, request, waiting.deadline),
+                             name="control-client", daemon=True).start()
+        except RuntimeError:  # no thread to be had: answer busy rather than hang
+            with self._lock:
+                self.clients -= 1
+            _reply_now(conn, {"ok": False, "error": BUSY})
+            conn.close()
+
+    def _serve_one(self, conn: socket.socket, request: dict[str, Any], deadline: float) -> None:
         try:
             with conn:
-                deadline = time.monotonic() + REQUEST_TIMEOUT_S
-                data, problem = self._read(conn, deadline)
-                if problem:
-                    reply = {"ok": False, "error": problem}
-                else:
-                    reply = self._handle(data, peer_of(conn))
+                conn.setblocking(True)
+                reply = self.handler(request, peer_of(conn))
                 _reply(conn, reply, timeout=max(0.1, deadline - time.monotonic()))
-                if problem == TOO_LONG:
-                    _drain(conn, deadline)  # so the client may finish sending and read why
         except Exception:  # a bug here must not end the server; it is logged to be fixed
             log.exception("control socket: serving a request failed")
         finally:
             with self._lock:
                 self.clients -= 1
 
-    def _read(self, conn: socket.socket, deadline: float) -> tuple[bytes, str]:
-        """One request line (its newline optional at end of stream), or why there is none."""
-        data = bytearray()
-        while b"\n" not in data:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.timed_out += 1
-                return b"", (f"no complete request within {REQUEST_TIMEOUT_S:g} s; send one JSON "
-                             "object and a newline")
-            conn.settimeout(left)
-            try:
-                chunk = conn.recv(MAX_REQUEST + 1)
-            except TimeoutError:
-                continue  # the deadline check above answers
-            except OSError as exc:
-                return b"", f"cannot read the request ({exc.strerror or exc})"
-            if not chunk:
-                break
-            data += chunk
-            if data.find(b"\n", 0, MAX_REQUEST + 1) < 0 and len(data) > MAX_REQUEST:
-                return b"", TOO_LONG
-        line = bytes(data.split(b"\n", 1)[0])
-        if len(line) > MAX_REQUEST:
-            return b"", TOO_LONG
-        return line, ""
 
-    def _handle(self, data: bytes, peer: Peer | None) -> dict[str, Any]:
-        try:
-            request = json.loads(data.decode() or "null")
-        except (ValueError, RecursionError):  # bad UTF-8 or JSON, an int too long, deep nesting
-            return {"ok": False, "error": "request is not JSON; send one JSON object such as "
-                                          '{"cmd": "status"}'}
-        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": "request needs a 'cmd' (a string)"}
-        return self.handler(request, peer)
+def _parse(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The request in one line, or why it is none."""
+    try:
+        request = json.loads(line.decode() or "null")
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, an int too long, deep nesting
+        return None, 'request is not JSON; send one JSON object such as {"cmd": "status"}'
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        return None, "request needs a 'cmd' (a string)"
+    return request, ""
+
+
+def _reply_now(conn: socket.socket, reply: dict[str, Any]) -> None:
+    """A refusal on a connection that must not block the socket's thread: a few hundred bytes
+    into a socket nothing was sent on yet go at once, or not at all."""
+    try:
+        conn.send(_dumps(reply).encode() + b"\n")
+    except OSError:
+        pass  # the client left, or does not read: nothing to tell it
 
 
 def _reply(conn: socket.socket, reply: dict[str, Any], timeout: float) -> None:
@@ -210,16 +307,6 @@ def _reply(conn: socket.socket, reply: dict[str, Any], timeout: float) -> None:
         conn.sendall(_dumps(reply).encode() + b"\n")
     except OSError:
         pass  # the client left: nothing to tell it
-
-
-def _drain(conn: socket.socket, deadline: float) -> None:
-    """Read and drop what the client still sends, until it stops or the deadline."""
-    with contextlib.suppress(OSError):
-        conn.shutdown(socket.SHUT_WR)
-        while (left := deadline - time.monotonic()) > 0:
-            conn.settimeout(left)
-            if not conn.recv(65536):
-                return
 
 
 def _dumps(reply: dict[str, Any]) -> str:

@@ -84,6 +84,7 @@ from calmtunes.commands import (
     TokenBucket,
     check,
     checked_state,
+    no_argument,
     quote,
     suggest,
 )
@@ -850,6 +851,9 @@ class Daemon:
     def _answer(self, request: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
+            checked = no_argument(cmd, request.get("arg"))
+            if not checked.ok:
+                return {"ok": False, "error": checked.error}
             return {"ok": True, **self.status(health=self.may_see_health(peer))}
         if cmd in SOCKET_COMMANDS:
             checked = check(cmd, request.get("arg"), self.config)
@@ -860,6 +864,9 @@ class Daemon:
             self._do_command(checked.name, checked.arg, "socket")
             return {"ok": True}
         if cmd == "reload":
+            checked = no_argument(cmd, request.get("arg"))
+            if not checked.ok:
+                return {"ok": False, "error": checked.error}
             if not self.socket_rate.take():
                 return {"ok": False, "error": SLOW_DOWN}
             self.reload()

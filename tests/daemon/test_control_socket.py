@@ -4,8 +4,10 @@ health figures; the folders it lives in; the CLI on the other end."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -20,7 +22,15 @@ import yaml
 from calmtunes import cli, control
 from calmtunes.commands import TokenBucket
 from calmtunes.config import Config, DeviceConfig
-from calmtunes.control import BUSY, MAX_CLIENTS, MAX_REQUEST, Peer, request, socket_path
+from calmtunes.control import (
+    BUSY,
+    MAX_CLIENTS,
+    MAX_REQUEST,
+    MAX_WAITING,
+    Peer,
+    request,
+    socket_path,
+)
 from calmtunes.daemon import (
     HEALTH_HIDDEN,
     SLOW_DOWN,
@@ -66,6 +76,16 @@ def raw(path: Path, data: bytes, timeout: float = 5.0) -> dict:
     return json.loads(reply)
 
 
+def connected(s: socket.socket, path: Path) -> bool:
+    """Whether ``s`` got through to ``path``; False while the queue of connections is full (a
+    Unix socket answers that at once)."""
+    try:
+        s.connect(str(path))
+    except BlockingIOError:
+        return False
+    return True
+
+
 def test_silent_and_trickling_clients_do_not_keep_status_from_another(tmp_config):
     with running(Daemon(tmp_config)) as path:
         silent = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(5)]
@@ -105,22 +125,86 @@ def test_a_silent_client_is_answered_and_let_go(tmp_config):
     assert reply["ok"] is False and reply["error"].startswith("no complete request within 2 s")
 
 
-def test_one_client_too_many_is_told_busy_at_once(tmp_config, monkeypatch):
+@pytest.mark.parametrize("silent", [MAX_CLIENTS, 64])
+def test_silent_connections_do_not_keep_status_busy(tmp_config, monkeypatch, silent):
     monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 30.0)  # the silent ones stay, however slow
     with running(Daemon(tmp_config)) as path:
-        silent = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CLIENTS)]
+        held = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(silent)]
         try:
-            for s in silent:
+            for s in held:
                 s.connect(str(path))
+            time.sleep(0.2)  # all of them accepted and waiting
+            asked = time.monotonic()
+            reply = raw(path, b'{"cmd": "status"}\n', timeout=1.0)
+            took = time.monotonic() - asked
+        finally:
+            for s in held:
+                s.close()
+    # Each silent connection once took one of the MAX_CLIENTS slots until it timed out: eight
+    # of them kept every status "busy" for their whole REQUEST_TIMEOUT_S.
+    assert reply["ok"] is True and reply["preset"] == "calm"
+    assert took < 1.0
+
+
+def test_one_request_too_many_is_told_busy_at_once(tmp_config):
+    daemon = Daemon(tmp_config)
+    answer, release = daemon.control.handler, threading.Event()
+
+    def slow(request, peer):  # a loop slow to answer: the requests hold their slots
+        release.wait(10)
+        return answer(request, peer)
+
+    daemon.control.handler = slow
+    with running(daemon) as path:
+        replies = []
+        held = [threading.Thread(target=lambda: replies.append(request(path, "status", 10.0)))
+                for _ in range(MAX_CLIENTS)]
+        try:
+            for t in held:
+                t.start()
+            wait_until(lambda: daemon.control.clients == MAX_CLIENTS, timeout=5.0,
+                       what="every slot taken")
             reply = raw(path, b'{"cmd": "status"}\n', timeout=1.0)
         finally:
-            for s in silent:
-                s.close()
+            release.set()
+            for t in held:
+                t.join(10)
         assert reply == {"ok": False, "error": BUSY}
-        # The silent ones have left (the server's threads see it in their own time); then all
-        # is well again.
-        wait_until(lambda: request(path, "status").get("ok"), timeout=10.0,
-                   what="status answered again")
+        assert len(replies) == MAX_CLIENTS and all(r["ok"] for r in replies)
+        assert request(path, "status")["ok"]  # the slots are free again
+
+
+def test_a_flood_of_silent_connections_stays_bounded_and_the_music_plays_on(tmp_config,
+                                                                              monkeypatch):
+    monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 30.0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1000 + MAX_WAITING + 256  # the flood's ends, the daemon's, and the test's own files
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"needs {want} open files, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    daemon = Daemon(tmp_config)
+    flood = []
+    try:
+        with running(daemon) as path:
+            for _ in range(1000):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                flood.append(s)
+                s.settimeout(5.0)
+                wait_until(lambda s=s: connected(s, path), timeout=5.0,
+                           what="room in the socket's queue")
+            wait_until(lambda: daemon.control.refused_busy >= 1000 - MAX_WAITING, timeout=10.0,
+                       what="the oldest silent connections let go")
+            assert daemon.control.waiting <= MAX_WAITING
+            assert not [t for t in threading.enumerate() if t.name == "control-client"], \
+                "not a thread for any of them"
+            reply = raw(path, b'{"cmd": "status"}\n', timeout=1.0)
+            assert reply["ok"] is True
+            assert reply["components"]["audio"]["state"] == "ok"
+            assert reply["components"]["audio"]["underruns"] == 0
+    finally:
+        for s in flood:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_request_over_the_size_limit_is_refused(tmp_config):
@@ -161,6 +245,31 @@ def test_refused_commands_say_why_and_change_nothing(tmp_config):
         assert r["ok"] is False and r["error"].startswith("volume ")
     assert good == {"ok": True}
     assert daemon.conductor.preset == "calm" and daemon.conductor.volume_db == -12.0
+
+
+def test_reload_refuses_an_argument_as_the_other_commands_do(tmp_config, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(tmp_config)))
+    daemon = Daemon(tmp_config, str(path))
+    with running(daemon) as sock:
+        foo = request(sock, "reload", arg="foo")
+        now = raw(sock, b'{"cmd": "reload", "arg": "now"}\n')
+        other = request(sock, "play_pause", arg="foo")
+        generation = request(sock, "status")["config"]["generation"]
+        plain = request(sock, "reload")
+    assert foo == {"ok": False, "error": "reload takes no argument, got 'foo'"}
+    assert now == {"ok": False, "error": "reload takes no argument, got 'now'"}
+    assert other == {"ok": False, "error": "play_pause takes no argument, got 'foo'"}
+    assert generation == 1, "a refused reload must not reload"
+    assert plain["ok"] is True and plain["config"]["generation"] == 2
+
+
+def test_status_refuses_an_argument_too(tmp_config):
+    with running(Daemon(tmp_config)) as path:
+        odd = request(path, "status", arg="verbose")
+        plain = request(path, "status")
+    assert odd == {"ok": False, "error": "status takes no argument, got 'verbose'"}
+    assert plain["ok"] is True
 
 
 def test_cli_preset_prints_the_reason_and_exits_1(tmp_config, capsys):

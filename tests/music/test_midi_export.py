@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from calmtunes.config import Config
-from calmtunes.music.midi import PlayedNote, PlayLog, write_midi
+from calmtunes.music.midi import TEMPO_TOLERANCE, PlayedNote, PlayLog, TempoMap, write_midi
 from calmtunes.render import render_offline
 
 mido = pytest.importorskip("mido")
@@ -45,6 +45,34 @@ def _notes_by_track(path):
     return mid, out
 
 
+def _tempo_map(path):
+    """[(second, tick, bpm)] of every set_tempo and [(tick, numerator, denominator)] of every
+    time signature, as mido reads them."""
+    mid = mido.MidiFile(str(path))
+    tick, at_s, last_tick, tempo, tempi, signatures = 0, 0.0, 0, None, [], []
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            if tempo is not None:
+                at_s += mido.tick2second(tick - last_tick, mid.ticks_per_beat, tempo)
+            last_tick, tempo = tick, msg.tempo
+            tempi.append((at_s, tick, mido.tempo2bpm(msg.tempo)))
+        elif msg.type == "time_signature":
+            signatures.append((tick, msg.numerator, msg.denominator))
+    return tempi, signatures
+
+
+def _bar_lines(signatures, end_tick, tpb=480):
+    """The tick of every bar line up to ``end_tick``, as the time signatures lay them."""
+    changes = {tick: (n, d) for tick, n, d in signatures}
+    lines, tick, (n, d) = [], 0, changes.get(0, (4, 4))
+    while tick <= end_tick:
+        lines.append(tick)
+        tick += round(n * 4 * tpb / d)
+        n, d = changes.get(tick, (n, d))
+    return lines
+
+
 def test_render_writes_the_played_notes_on_three_tracks_with_the_tempo_map(tmp_path):
     cfg = Config().replace(music={"generator": "procedural", "seed": 4})
     wav, mid_path = tmp_path / "s.wav", tmp_path / "s.mid"
@@ -56,24 +84,23 @@ def test_render_writes_the_played_notes_on_three_tracks_with_the_tempo_map(tmp_p
     assert sum(len(v) for v in tracks.values()) == summary["midi_notes"]
     # the tempo map follows the closed loop's phrases (iso start near the heart rate)
     # and every phrase begins on a bar line of the file, at its own tempo, at its own time,
-    # the crossfaded ones included (the cut phrase's last bar is stretched in the tempo map)
-    tick, at_s, last_tick, tempo, events = 0, 0.0, 0, None, []
-    for msg in mid.tracks[0]:
-        tick += msg.time
-        if msg.type == "set_tempo":
-            if tempo is not None:
-                at_s += mido.tick2second(tick - last_tick, mid.ticks_per_beat, tempo)
-            last_tick, tempo = tick, msg.tempo
-            events.append((at_s, tick, mido.tempo2bpm(msg.tempo)))
-    bar = 4 * mid.ticks_per_beat
-    for start_s, _beats, bpm, _on, _ob in summary["phrases"]:
-        if start_s >= summary["seconds"]:
-            continue
+    # the crossfaded ones included (the cut phrase's last bar is a short bar of its own)
+    events, signatures = _tempo_map(mid_path)
+    heard = [p for p in summary["phrases"] if p[0] < summary["seconds"]]
+    lines = _bar_lines(signatures, events[-1][1])
+    for (start_s, beats, bpm, _on, _ob), after in zip(heard, [*heard[1:], None]):
         near = [e for e in events if abs(e[0] - start_s) < 0.002]
         assert near, f"no tempo event at the phrase start {start_s:.3f} s"
-        assert near[-1][1] % bar == 0 and near[-1][2] == pytest.approx(bpm, abs=0.05)
-    assert len(events) > len([p for p in summary["phrases"] if p[0] < summary["seconds"]]), \
-        "the iso start's crossfade should have stretched a bar"
+        assert near[-1][1] in lines
+        cut = after is not None and after[0] - start_s < beats * 60.0 / bpm - 0.01
+        assert near[-1][2] == pytest.approx(bpm, rel=TEMPO_TOLERANCE if cut else 0, abs=0.05)
+    # no tempo in the map but those played (the cut bar was once closed at 165 bpm here)
+    assert len(events) == len(heard)
+    low, high = min(p[2] for p in heard), max(p[2] for p in heard)
+    for _, _, bpm in events:
+        assert low * (1 - TEMPO_TOLERANCE) <= bpm <= high * (1 + TEMPO_TOLERANCE), events
+    assert any((n, d) != (4, 4) for _, n, d in signatures), \
+        "the iso start's crossfade should have made a short bar"
     # every melody onset the mixer scheduled is in the file, at its time (±2 ms)
     onsets = sorted(t for p in summary["phrases"] for t in p[3])
     file_onsets = sorted(on for track in tracks.values() for on, *_ in track)
@@ -99,14 +126,59 @@ def test_a_crossfade_keeps_only_what_was_heard(tmp_path):
         [(4.0, 5.0, 67, 127)]
 
 
-def test_phrases_a_sample_off_the_bar_line_stay_on_it_and_a_cut_one_is_stretched():
-    from calmtunes.music.midi import TempoMap
 
+def test_phrases_a_sample_off_the_bar_line_stay_on_it_and_a_cut_one_has_a_short_bar():
     per = 16 * 60.0 / 66.0  # a 16-beat phrase at 66 bpm, in s
     late = [(0.0, 66.0, 16.0), (per + 1 / 48000, 66.0, 16.0), (2 * per - 1 / 48000, 66.0, 16.0)]
     tm = TempoMap(late)
     assert tm.beats == [0.0, 16.0, 32.0]  # sample rounding does not push a phrase a bar on
+    assert tm.time_signatures() == [(0.0, 4, 4)]
     cut = [(0.0, 66.0, 16.0), (6.0, 88.0, 16.0)]  # the iso start cuts the first at 6.6 beats
     tm = TempoMap(cut)
-    assert tm.beats == [0.0, 6.0, 8.0] and tm.times[-1] == 6.0
-    assert tm.beat_at(6.0 + 60.0 / 88.0) == pytest.approx(9.0)  # then 88 bpm from the bar line
+    assert tm.beats == [0.0, 6.625] and tm.times == [0.0, 6.0]  # 6.6 to an eighth, 0.4 % off
+    assert tm.time_signatures() == [(0.0, 4, 4), (4.0, 21, 32), (6.625, 4, 4)]
+    assert tm.tempi()[0][1] == pytest.approx(66.0, rel=TEMPO_TOLERANCE)
+    assert tm.beat_at(6.0 + 60.0 / 88.0) == pytest.approx(7.625)  # then 88 bpm from the bar line
+
+
+@pytest.mark.parametrize("cut_s", [6 * 60 / 66 + 0.2, 6 * 60 / 66 + 0.01, 4 * 60 / 66 + 0.05],
+                         ids=["0.2 s after a beat", "just after a beat", "just after a bar"])
+def test_a_cut_phrase_leaves_only_tempos_that_were_played(tmp_path, cut_s):
+    log = PlayLog()
+    log.add_phrase(0.0, 66.0, 16.0)
+    log.add_note(PlayedNote(0.0, 20.0, 60, 0.5, "melody"))
+    log.cut(cut_s)
+    log.add_phrase(cut_s, 88.0, 16.0)
+    log.add_note(PlayedNote(cut_s, cut_s + 1.0, 67, 0.5, "melody"))
+    log.add_phrase(cut_s + 16 * 60 / 88, 87.5, 16.0)
+    path = tmp_path / "cut.mid"
+    write_midi(path, log)
+    tempi, signatures = _tempo_map(path)
+    # the cut bar was closed in what was left of its beat: 600 bpm 0.2 s after one
+    assert [round(bpm, 1) for _, _, bpm in tempi] == [pytest.approx(66.0, rel=TEMPO_TOLERANCE),
+                                                      88.0, 87.5]
+    # the new phrase begins at its time on a bar line of the file; the notes keep their times
+    at_s, tick, _ = tempi[1]
+    assert at_s == pytest.approx(cut_s, abs=0.002)
+    assert tick in _bar_lines(signatures, tick)
+    _, tracks = _notes_by_track(path)
+    assert [(round(on, 3), round(off, 3)) for on, off, *_ in tracks["melody"]] == \
+        [(0.0, round(cut_s, 3)), (round(cut_s, 3), round(cut_s + 1.0, 3))]
+
+
+def test_a_phrase_cut_as_it_began_is_heard_as_part_of_its_neighbour(tmp_path):
+    log = PlayLog()
+    log.add_phrase(0.0, 70.0, 16.0)  # cut as it began (a second preset change at once)
+    log.add_phrase(0.04, 60.0, 16.0)
+    log.add_phrase(5.0, 88.0, 16.0)  # cut 0.03 s (0.04 beats) in
+    log.add_phrase(5.03, 72.0, 16.0)
+    log.add_note(PlayedNote(5.03, 6.0, 67, 0.5, "bass"))
+    path = tmp_path / "sliver.mid"
+    write_midi(path, log)
+    tempi, signatures = _tempo_map(path)
+    assert [round(bpm, 1) for _, _, bpm in tempi] == [pytest.approx(60.0, rel=TEMPO_TOLERANCE),
+                                                      72.0]
+    assert tempi[1][0] == pytest.approx(5.03, abs=0.002)
+    assert tempi[1][1] in _bar_lines(signatures, tempi[1][1])
+    _, tracks = _notes_by_track(path)
+    assert [(round(on, 3), round(off, 3)) for on, off, *_ in tracks["bass"]] == [(5.03, 6.0)]

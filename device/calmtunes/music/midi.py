@@ -3,13 +3,18 @@
 :class:`PlayLog` collects what the mixer actually scheduled — every note with its sounding time
 in seconds (humanised timing included) and every phrase's tempo — and :func:`write_midi` writes
 it as a format-1 Standard MIDI File (the MIDI Manufacturers Association's SMF 1.0): a tempo-map
-track (tempo at every phrase start, 4/4), then one track each for the melody, the harmony (pad
-and keyed accompaniment on their own channels) and the bass, each with a General MIDI programme.
+track (tempo at every phrase start, 4/4 but for a cut phrase's last bar), then one track each
+for the melody, the harmony (pad and keyed accompaniment on their own channels) and the bass,
+each with a General MIDI programme.
 Ticks count beats of the tempo map, so a bar in the file is a bar of the music: every phrase
 begins on a bar line of the file. Where a phrase was cut short by a crossfade (a preset change,
-the iso start meeting the listener's heart), the cut phrase's last, partial bar is stretched in
-the tempo map to end where the new phrase begins, so the times stay exact and the grid stays
-whole.
+the iso start meeting the listener's heart), its last bar is a short one: a time signature gives
+that bar the beats that were played, rounded to the coarsest note value (a beat, an eighth, …
+a 128th) that keeps the phrase's tempo in the file within :data:`TEMPO_TOLERANCE` of the one
+played (the rounding spread over all the beats it played), and 4/4 resumes where the new phrase
+begins. So the tempo map carries only tempos that were played; a phrase cut too soon for that
+(within its first beat and a half) is heard in the file as part of the phrase before it. The
+times stay exact and the grid stays whole.
 
 No dependency: an SMF is a few chunks of big-endian integers and variable-length quantities.
 """
@@ -106,32 +111,60 @@ def _track(events: list[tuple[int, int, bytes]]) -> bytes:
 
 
 BEATS_PER_BAR = 4  # the file's 4/4
-#: a phrase starting this close to a bar line (in beats; sample rounding) starts on it unchanged
-SNAP_BEATS = 0.01
+#: the lengths a cut phrase's beats are rounded to in the file, coarsest first, in beats: a bar,
+#: a beat, down to a 128th note (the bar it ends with then has a time signature n/128)
+GRIDS_BEATS = (4.0, 1.0, 1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32)
+#: how far a cut phrase's tempo in the file may be from the tempo it was played at (1 %: under a
+#: bpm at the plans' 50–90, well under what a listener tells apart); a phrase whose played beats
+#: cannot be rounded that closely even to a 128th note is taken into the phrase before it
+TEMPO_TOLERANCE = 0.01
+
+
+def _on_grid(beats: float) -> float | None:
+    """``beats`` played, rounded to the coarsest of :data:`GRIDS_BEATS` that changes the tempo
+    by at most :data:`TEMPO_TOLERANCE`; None where none does (or nothing was played)."""
+    for grid in GRIDS_BEATS:
+        whole = round(beats / grid) * grid
+        if whole > 0 and abs(whole - beats) <= TEMPO_TOLERANCE * beats:
+            return whole
+    return None
+
+
+def _time_signature(beats: float) -> tuple[int, int]:
+    """A bar of ``beats`` (a multiple of a 128th note) as (numerator, denominator)."""
+    numerator, denominator = round(beats * 32), 128
+    while numerator % 2 == 0 and denominator > 4:
+        numerator, denominator = numerator // 2, denominator // 2
+    return numerator, denominator
 
 
 class TempoMap:
-    """Seconds ↔ beats of the file: knots (time s, beat) joined at constant tempo, each phrase
-    starting on a bar line (see the module docstring)."""
+    """Seconds ↔ beats of the file: knots (time s, beat), one at every phrase start, joined at
+    the phrase's tempo, each phrase starting on a bar line (see the module docstring)."""
 
     def __init__(self, phrases: list[tuple[float, float, float]]) -> None:
-        phrases = phrases or [(0.0, 60.0, 4.0)]
-        self.first_bpm, self.last_bpm = phrases[0][1], phrases[-1][1]
-        self.times, self.beats = [phrases[0][0]], [0.0]
-        for (_, bpm, _), (start, _, _) in itertools.pairwise(phrases):
-            t0, b0 = self.times[-1], self.beats[-1]
-            b = b0 + (start - t0) * bpm / 60.0
-            bar = round(b / BEATS_PER_BAR) * BEATS_PER_BAR
-            if abs(b - bar) > SNAP_BEATS:  # cut short: stretch its last beat to the bar line
-                bar = math.ceil(b / BEATS_PER_BAR) * BEATS_PER_BAR
-                whole = max(b0, math.ceil(b) - 1)  # the last whole beat before the cut
-                t_whole = t0 + (whole - b0) * 60.0 / bpm
-                if t_whole - t0 > 1e-9 and start - t_whole > 1e-9:
-                    self.times.append(t_whole)
-                    self.beats.append(whole)
-            if start - self.times[-1] > 1e-9:
-                self.times.append(start)
-                self.beats.append(float(bar))
+        kept: list[tuple[float, float, float]] = []
+        spans: list[float] = []  # beats of the file from each kept phrase to the next
+        for phrase in phrases or [(0.0, 60.0, 4.0)]:
+            while kept:
+                start, bpm, _ = kept[-1]
+                span = _on_grid((phrase[0] - start) * bpm / 60.0)
+                if span is not None:
+                    spans.append(span)
+                    break
+                # Cut too soon to be a bar of its own: the phrase before it holds on over it
+                # (or, for the first, the next one takes over from its start).
+                kept.pop()
+                if not kept:
+                    phrase = (start, *phrase[1:])
+                else:
+                    spans.pop()
+            kept.append(phrase)
+        self.first_bpm, self.last_bpm = kept[0][1], kept[-1][1]
+        self.times = [p[0] for p in kept]
+        self.beats = [0.0]
+        for span in spans:
+            self.beats.append(self.beats[-1] + span)
 
     def beat_at(self, t: float) -> float:
         times, beats = self.times, self.beats
@@ -154,6 +187,18 @@ class TempoMap:
             out.append((self.beats[i], bpm))
         return out
 
+    def time_signatures(self) -> list[tuple[float, int, int]]:
+        """(beat, numerator, denominator) where the bars change: 4/4 from the start, a short
+        bar where a phrase was cut, and 4/4 again where the next one begins."""
+        out = [(0.0, BEATS_PER_BAR, 4)]
+        for b0, b1 in itertools.pairwise(self.beats):
+            bars = math.floor((b1 - b0) / BEATS_PER_BAR)
+            short = b1 - b0 - bars * BEATS_PER_BAR
+            if short > 0:
+                out.append((b0 + bars * BEATS_PER_BAR, *_time_signature(short)))
+                out.append((b1, BEATS_PER_BAR, 4))
+        return out
+
 
 def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session") -> int:
     """Write ``log`` to ``path`` as a format-1 SMF; return the number of notes written."""
@@ -161,8 +206,11 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
     tempo_map = TempoMap(log.phrases)
     tempo_events: list[tuple[int, int, bytes]] = [
         (0, 0, _meta(0x03, title.encode("ascii", "replace"))),
-        (0, 1, _meta(0x58, bytes([4, 2, 24, 8]))),  # 4/4, 24 clocks a click, 8 32nds a beat
     ]
+    for beat, numerator, denominator in tempo_map.time_signatures():
+        # n/2**d, 24 MIDI clocks a click, 8 32nds a beat
+        data = bytes([numerator, denominator.bit_length() - 1, 24, 8])
+        tempo_events.append((round(beat * tpb), 1, _meta(0x58, data)))
     for beat, bpm in tempo_map.tempi():
         us = min(0xFFFFFF, max(1, round(60_000_000 / max(1.0, bpm))))
         tempo_events.append((round(beat * tpb), 2, _meta(0x51, us.to_bytes(3, "big"))))
