@@ -313,7 +313,8 @@ class Listener:
         t = np.asarray(t, dtype=float)
         self._extend_breath(float(np.max(t, initial=0.0)) + self._BREATH_DT)
         phase = self._bphase.values
-        x = np.clip((t - self._b0) / self._BREATH_DT, 0.0, len(phase) - 1.000001)
+        # (np.minimum(np.maximum(…)): np.clip's values, without its Python-level wrapper)
+        x = np.minimum(np.maximum((t - self._b0) / self._BREATH_DT, 0.0), len(phase) - 1.000001)
         i = x.astype(np.int64)
         return phase[i] + (x - i) * (phase[np.minimum(i + 1, len(phase) - 1)] - phase[i])
 
@@ -372,7 +373,7 @@ class Listener:
         self._extend_beats(float(t.max(initial=0.0)) + 3.0)
         beats = self._beats.values
         idx = np.searchsorted(beats, t, side="right") - 1
-        idx = np.clip(idx, 0, len(beats) - 2)
+        idx = np.minimum(np.maximum(idx, 0), len(beats) - 2)
         start = beats[idx]
         period = beats[idx + 1] - start
         x = (t - start) / period
