@@ -267,8 +267,29 @@ class MAX30102Chip:
         raw = raw.reshape(len(means), -1, 4)[:, :, 1:]
         width = 3 * len(slots)
         data = raw.tobytes()
-        for k in range(0, len(data), width):
-            self._push(data[k:k + width])
+        samples = [data[k:k + width] for k in range(0, len(data), width)]
+        if len(samples) <= FIFO_DEPTH - self._count:
+            self._push_fitting(samples)
+        else:
+            for sample in samples:
+                self._push(sample)
+
+    def _push_fitting(self, samples: list[bytes]) -> None:
+        """:meth:`_push` of each of ``samples`` when all fit in the FIFO (none overflows): the
+        same pointers, count and flags, set once."""
+        n = len(samples)
+        if not n:
+            return
+        wr, before = self.regs[_WR_PTR], self._count
+        first = min(n, FIFO_DEPTH - wr)
+        self._fifo[wr:wr + first] = samples[:first]
+        self._fifo[:n - first] = samples[first:]
+        self.regs[_WR_PTR] = (wr + n) % FIFO_DEPTH
+        self._count += n
+        self.samples_made += n
+        self.regs[_STATUS1] |= PPG_RDY
+        if before < FIFO_DEPTH - (self.regs[_FIFO_CONFIG] & 0x0F) <= self._count:
+            self.regs[_STATUS1] |= A_FULL  # the write pointer reached FIFO_A_FULL free slots
 
     def _push(self, sample: bytes) -> None:
         self.samples_made += 1
