@@ -123,12 +123,14 @@ class MAX30102Chip:
         self.regs[_STATUS1] = PWR_RDY
         self.regs[_REV] = REV_ID
         self.regs[_PART] = self.part_id & 0xFF
-        self._fifo: list[tuple[int, ...]] = [()] * FIFO_DEPTH
+        # each FIFO slot holds one sample as the bytes it reads out as (3 a channel, big-endian)
+        self._fifo: list[bytes] = [b""] * FIFO_DEPTH
         self._count = 0  # unread samples in the FIFO (0–32)
         self._pointer = 0  # the register address pointer
         self._stream = b""  # bytes of the sample being read out of FIFO_DATA
         self._next_conv: float | None = None  # clock time of the next conversion
-        self._pending: list[tuple[float, ...]] = []  # conversions awaiting averaging
+        # conversions awaiting averaging: one row of codes per conversion, a column per slot
+        self._pending = np.empty((0, 0), dtype=np.int64)
         self._reset_until = 0.0
         self._temp_done: float | None = None
 
@@ -177,7 +179,7 @@ class MAX30102Chip:
         slots = self._slots()
         if not slots:
             self._next_conv = None
-            self._pending.clear()
+            self._pending = self._pending[:0]
             return
         if self._next_conv is None:
             self._next_conv = now + 1.0 / self.sample_rate()
@@ -205,7 +207,7 @@ class MAX30102Chip:
     def _overflow_uncounted(self, lost: int, before: bool) -> None:
         """Account for ``lost`` samples that were never converted (long gaps only)."""
         self.samples_made += lost
-        self._pending.clear()
+        self._pending = self._pending[:0]
         if before:
             # rollover: they filled and cycled the FIFO; the kept ones overwrite them again
             self._count = FIFO_DEPTH
@@ -229,37 +231,67 @@ class MAX30102Chip:
             )
             red_c, ir_c = red_c * wobble, ir_c * wobble
         leak = np.maximum(ambient - ALC_LIMIT_NA, 0.0)
-        if np.any(leak > 0):
+        if (leak > 0).any():
             self.regs[_STATUS1] |= ALC_OVF
-        channels = {
-            1: red_c * self.regs[_LED1] * 0.2,  # LEDx_PA: 0.2 mA per LSB
-            2: ir_c * self.regs[_LED2] * 0.2,
-        }
-        codes = []
-        for s in slots:
-            na = channels.get(s, np.zeros_like(times)) + leak
-            na = na + self._rng.normal(0.0, 0.25 + 2e-4 * na)  # sensor noise, nA rms
-            code = np.clip(np.round(na / full_na * (1 << 18)), 0, FULL_SCALE).astype(np.int64)
-            if self.saturate:
-                code[:] = FULL_SCALE
-            codes.append(code)
+        # one row per slot: the photocurrent of its LED (LEDx_PA: 0.2 mA per LSB); a slot of an
+        # LED this board lacks sees only the leak
+        rows = [red_c * self.regs[_LED1] * 0.2 if s == 1 else
+                ir_c * self.regs[_LED2] * 0.2 if s == 2 else np.zeros_like(times)
+                for s in slots]
+        na = np.stack(rows) + leak  # (update converts only while some slot is enabled)
+        # sensor noise, nA rms: one draw per conversion, slot by slot (row by row)
+        na = na + self._rng.normal(0.0, 0.25 + 2e-4 * na)
+        # quantised and clipped to the ADC's 18 bits (rint: halves to even, as np.round)
+        codes = np.minimum(np.maximum(np.rint(na / full_na * (1 << 18)), 0), FULL_SCALE)
+        codes = codes.astype(np.int64).T  # a row per conversion
+        if self.saturate:
+            codes[:] = FULL_SCALE
         # averaged in groups of SMP_AVE conversions, a partial group carried to the next call;
         # the means of whole groups at once (exact: the codes' sums are integers below 2^53)
         every = self.averaging()
-        pending = self._pending + list(zip(*(c.tolist() for c in codes))) if codes else \
-            self._pending + [()] * len(times)
+        pending = codes if not len(self._pending) else np.concatenate((self._pending, codes))
         whole = len(pending) // every * every
         self._pending = pending[whole:]
-        if whole:
-            # left-justified: the lowest (18 − resolution) bits read 0
-            mask = FULL_SCALE & ~((1 << (18 - bits)) - 1)
-            means = np.array(pending[:whole], dtype=np.int64).reshape(
-                whole // every, every, len(slots) if codes else 0).mean(axis=1)
+        if not whole:
+            return
+        if every == 1:
+            means = pending  # the mean of one code is that code
+        else:
             # int() of a mean ≥ 0 truncates, as astype does
-            for avg in (means.astype(np.int64) & mask).tolist():
-                self._push(tuple(avg))
+            means = pending[:whole].reshape(whole // every, every, len(slots)).mean(axis=1)
+            means = means.astype(np.int64)
+        # left-justified: the lowest (18 − resolution) bits read 0
+        mask = FULL_SCALE & ~((1 << (18 - bits)) - 1)
+        # each channel as FIFO_DATA hands it out: 3 bytes, most significant first
+        raw = np.ascontiguousarray(means & mask, dtype=">u4").view(np.uint8)
+        raw = raw.reshape(len(means), -1, 4)[:, :, 1:]
+        width = 3 * len(slots)
+        data = raw.tobytes()
+        samples = [data[k:k + width] for k in range(0, len(data), width)]
+        if len(samples) <= FIFO_DEPTH - self._count:
+            self._push_fitting(samples)
+        else:
+            for sample in samples:
+                self._push(sample)
 
-    def _push(self, sample: tuple[int, ...]) -> None:
+    def _push_fitting(self, samples: list[bytes]) -> None:
+        """:meth:`_push` of each of ``samples`` when all fit in the FIFO (none overflows): the
+        same pointers, count and flags, set once."""
+        n = len(samples)
+        if not n:
+            return
+        wr, before = self.regs[_WR_PTR], self._count
+        first = min(n, FIFO_DEPTH - wr)
+        self._fifo[wr:wr + first] = samples[:first]
+        self._fifo[:n - first] = samples[first:]
+        self.regs[_WR_PTR] = (wr + n) % FIFO_DEPTH
+        self._count += n
+        self.samples_made += n
+        self.regs[_STATUS1] |= PPG_RDY
+        if before < FIFO_DEPTH - (self.regs[_FIFO_CONFIG] & 0x0F) <= self._count:
+            self.regs[_STATUS1] |= A_FULL  # the write pointer reached FIFO_A_FULL free slots
+
+    def _push(self, sample: bytes) -> None:
         self.samples_made += 1
         wr = self.regs[_WR_PTR]
         if self._count == FIFO_DEPTH:
@@ -341,17 +373,13 @@ class MAX30102Chip:
     def _pop_sample(self, width: int) -> bytes:
         """The next sample's ``width`` bytes; the read pointer advances (on its first byte)."""
         rd = self.regs[_RD_PTR]
-        sample = self._fifo[rd] or (0,) * (width // 3)
+        sample = self._fifo[rd] or bytes(3 * (width // 3))  # never written: zeros
         if self._count:
             self.regs[_RD_PTR] = (rd + 1) % FIFO_DEPTH
             self._count -= 1
             self.regs[_OVF] = 0  # cleared when a complete sample is popped
         self.regs[_STATUS1] &= ~PPG_RDY
-        value = 0
-        for v in sample:
-            value = (value << 24) | v
-        raw = value.to_bytes(3 * len(sample), "big")
-        return raw[:width].ljust(width, b"\0")
+        return sample[:width].ljust(width, b"\0")
 
     def write_register(self, value: int) -> None:
         reg = self._pointer

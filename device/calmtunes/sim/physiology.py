@@ -281,6 +281,9 @@ class Listener:
             for (t0, t1, s) in self.scenario.motion
         ]
         self._wander_phase = self._rng.uniform(0, 2 * math.pi, 2)
+        # a finger that never leaves the window covers it fully at every moment (cover 1)
+        self._always_covered = any(not (math.isfinite(a) or math.isfinite(b))
+                                   for a, b in self.scenario.finger)
 
     # -- rates --------------------------------------------------------------------------------
     def _rates(self, t: float) -> tuple[float, float]:
@@ -310,9 +313,20 @@ class Listener:
         t = np.asarray(t, dtype=float)
         self._extend_breath(float(np.max(t, initial=0.0)) + self._BREATH_DT)
         phase = self._bphase.values
-        x = np.clip((t - self._b0) / self._BREATH_DT, 0.0, len(phase) - 1.000001)
+        # (np.minimum(np.maximum(…)): np.clip's values, without its Python-level wrapper)
+        x = np.minimum(np.maximum((t - self._b0) / self._BREATH_DT, 0.0), len(phase) - 1.000001)
         i = x.astype(np.int64)
         return phase[i] + (x - i) * (phase[np.minimum(i + 1, len(phase) - 1)] - phase[i])
+
+    def _breath_phase_at(self, t: float) -> float:
+        """:meth:`breath_phase` at one time, in the same arithmetic without arrays (each beat
+        drawn asks for one)."""
+        self._extend_breath(max(t, 0.0) + self._BREATH_DT)
+        phase = self._bphase.values
+        x = min(max((t - self._b0) / self._BREATH_DT, 0.0), len(phase) - 1.000001)
+        i = int(x)
+        p = float(phase[i])
+        return p + (x - i) * (float(phase[min(i + 1, len(phase) - 1)]) - p)
 
     def _extend_beats(self, t_end: float) -> None:
         sc = self.scenario
@@ -321,7 +335,7 @@ class Listener:
             hr, _ = self._rates(t)
             ibi = 60.0 / hr
             # RSA: inhalation (phase 0–0.5) shortens intervals
-            rsa = -sc.rsa * math.sin(2 * math.pi * float(self.breath_phase(t)))
+            rsa = -sc.rsa * math.sin(2 * math.pi * self._breath_phase_at(t))
             lf = sc.lf * math.sin(2 * math.pi * 0.1 * t + self._lf_phase)
             ibi *= 1.0 + rsa + lf + sc.jitter * float(self._rng.standard_normal())
             ectopic = False
@@ -344,6 +358,8 @@ class Listener:
     # -- finger -------------------------------------------------------------------------------
     def finger_cover(self, t: np.ndarray) -> np.ndarray:
         """0 (no finger) – 1 (finger on), ramping over FINGER_RAMP_S at each event."""
+        if self._always_covered:
+            return np.ones_like(t)
         cover = np.zeros_like(t)
         for start, end in self.scenario.finger:
             up = np.clip((t - start) / FINGER_RAMP_S, 0.0, 1.0) if math.isfinite(start) else 1.0
@@ -357,7 +373,7 @@ class Listener:
         self._extend_beats(float(t.max(initial=0.0)) + 3.0)
         beats = self._beats.values
         idx = np.searchsorted(beats, t, side="right") - 1
-        idx = np.clip(idx, 0, len(beats) - 2)
+        idx = np.minimum(np.maximum(idx, 0), len(beats) - 2)
         start = beats[idx]
         period = beats[idx + 1] - start
         x = (t - start) / period
@@ -389,7 +405,6 @@ class Listener:
         """
         t = np.atleast_1d(np.asarray(t, dtype=float))
         sc = self.scenario
-        cover = self.finger_cover(t)
         phase = self.breath_phase(t)
         breath = np.sin(2 * np.pi * phase)
         pulse = self._pulse(t)
@@ -397,13 +412,21 @@ class Listener:
         wander = 0.004 * breath + 0.003 * np.sin(2 * np.pi * 0.03 * t + self._wander_phase[0])
         amp = sc.perfusion * (1.0 + 0.12 * breath)
         r_ratio = ratio_for_spo2(sc.spo2)
-        motion = self._motion_at(t)
-        base = sc.pressure * (1.0 + wander + motion)
+        # (without motion episodes or finger events the terms they add are exactly 0 and the
+        # factors exactly 1, and are left out: the same numbers, fewer array operations)
+        motion = self._motion_at(t) if self._motion else None
+        base = sc.pressure * (1.0 + wander + motion if motion is not None else 1.0 + wander)
         ir = IR_COUPLING_NA_PER_MA * sc.skin_ir * base * (1.0 - amp * pulse)
         red = RED_COUPLING_NA_PER_MA * sc.skin_red * base * (1.0 - r_ratio * amp * pulse)
-        ir = cover * ir + (1.0 - cover) * EMPTY_COUPLING_NA_PER_MA
-        red = cover * red + (1.0 - cover) * EMPTY_COUPLING_NA_PER_MA
-        ambient = sc.ambient_na * (1.0 - 0.97 * cover) * (1.0 + 0.5 * np.abs(motion))
+        if self._always_covered:
+            ambient = np.full_like(t, sc.ambient_na * (1.0 - 0.97 * 1.0))
+        else:
+            cover = self.finger_cover(t)
+            ir = cover * ir + (1.0 - cover) * EMPTY_COUPLING_NA_PER_MA
+            red = cover * red + (1.0 - cover) * EMPTY_COUPLING_NA_PER_MA
+            ambient = sc.ambient_na * (1.0 - 0.97 * cover)
+        if motion is not None:
+            ambient = ambient * (1.0 + 0.5 * np.abs(motion))
         return red, ir, ambient
 
     # -- ground truth -------------------------------------------------------------------------
