@@ -29,7 +29,7 @@ from calmtunes.config import Config
 from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.music.engine import ComposerComponent
-from calmtunes.music.mixer import CHUNK_S, OFFLINE_CHUNK_S, Mixer
+from calmtunes.music.mixer import Mixer
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ class AudioComponent(Component):
         self.ring = AudioRing(int(a.sample_rate * a.buffer_ms / 1000) + self.block)
         self.target_fill = int(a.sample_rate * a.buffer_ms / 1000)
         self.composer = composer
-        # on a virtual clock (renders) nobody waits for a control to be heard: longer chunks
-        self.mixer = Mixer(a.sample_rate, config, chunk_s=OFFLINE_CHUNK_S
-                           if getattr(clock, "virtual", False) else CHUNK_S)
+        self.mixer = Mixer(a.sample_rate, config)  # the same chunks in renders and in real time
         self._sink_factory = sink_factory or (lambda cfg, ring: make_sink(
             cfg.audio.backend, ring, cfg.audio.sample_rate, device=cfg.audio.device,
             wav_path=cfg.audio.wav_path, realtime=cfg.audio.realtime, clock=clock))

@@ -11,16 +11,17 @@ Signal flow (module that does each step in brackets)::
 
 Instruments, bed and reverb run at a third of the output rate (16 kHz for 48 kHz output): the
 warm, small-speaker sound wanted here has nothing above ~6.5 kHz, and the synthesis costs a third.
-They run in fixed chunks (``chunk_s``: 200 ms by default) into a small queue; the master stage
+They run in fixed chunks (``chunk_s``: 400 ms by default) into a small queue; the master stage
 (gains, fades, limiter) runs on whatever block the caller asks for, so volume and fades answer
-within one block. Most of a chunk's cost is a fixed number of numpy calls, so a longer chunk is
-cheaper per second of audio: an offline render, where nobody waits for a control to take effect,
-uses ``chunk_s=0.4`` (:data:`OFFLINE_CHUNK_S`, about a third less CPU: the audio component
-takes it on a virtual clock, so ``calmtunes render`` and ``simulate --virtual-clock`` alike); the
-daemon keeps 200 ms, so a conductor's control or a preset's crossfade is heard within a fifth of
-a second (volume and fades act on the master stage: within one output block) and no single
-block's synthesis runs long (on a virtual clock they land within 0.4 s). 100 ms chunks would
-cost the audio thread about a quarter more CPU in real time (``scripts/bench_audio``).
+within one block. Most of a chunk's cost is a fixed number of numpy calls, and in real time each
+call costs more than back to back (the other threads have run since, and the caches are cold),
+so a longer chunk is cheaper per second of audio: in the daemon the audio thread took 1.25–1.44 %
+of a core with 400 ms chunks against 1.52–1.66 % with 200 ms (``scripts/bench_audio``, five runs
+each, alternated), and 100 ms cost about a quarter more again. The price is that a conductor's
+control or a preset's crossfade starts within 0.4 s instead of 0.2 (a crossfade lasts 2.5 s;
+volume and fades act on the master stage, within one output block), and one chunk's synthesis
+runs at once: about 2–4 ms here, a good margin under the 150 ms the ring holds. Renders and
+the daemon use the same chunks, so a render sounds as the daemon plays.
 
 Times: ``position`` and ``scheduled_until`` are absolute output frames. A note due before the
 synthesis has reached it plays as soon as it can (at most one chunk late), never cut in half.
@@ -58,8 +59,7 @@ from calmtunes.music.theory import midi_to_hz
 log = logging.getLogger(__name__)
 
 OVERSAMPLE = 3  # output rate / instrument rate
-CHUNK_S = 0.200  # default instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
-OFFLINE_CHUNK_S = 0.400  # where nobody listens while it renders (a virtual clock), s
+CHUNK_S = 0.400  # instrument chunk, s (per-chunk costs are fixed: longer is cheaper)
 CHUNK_RANGE_S = (0.02, 1.0)  # chunk_s accepted, s
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
