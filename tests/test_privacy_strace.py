@@ -1,17 +1,18 @@
 """Nothing leaves the box and nothing is left behind: every command under strace.
 
-``calmtunes simulate``, ``render``, ``selftest`` and ``run`` (emulated sensor, camera and
-panel, audio to a WAV file or nowhere) run under ``strace -f`` as a user would start them: with
-no telemetry variable in the environment, a fresh empty HOME and no XDG folders but the run's
-own. One checker reads each trace and fails on
+``calmtunes simulate``, ``render``, ``selftest``, ``run`` (emulated sensor, camera and
+panel, audio to a WAV file or nowhere) and ``report`` (matplotlib) run under ``strace -f`` as a
+user would start them: with no telemetry variable in the environment, a fresh empty HOME and no
+XDG folders but the run's own. One checker reads each trace and fails on
 
 - any AF_INET, AF_INET6 or AF_PACKET socket and any routing netlink socket (what resolvers and
   network probes open), whether or not the kernel granted it;
 - any connect, sendto, sendmsg or sendmmsg to port 53 (a DNS lookup);
 - any file or folder created (also in /dev/shm), or any existing file opened for writing
-  (devices and /proc aside), outside the run's state and runtime folders and its output WAV:
-  ~/.cache, ~/.local, /tmp and the working folder are all watched. The one exception, by name,
-  is PortAudio's JACK metadata folder (see JACK_METADATA below and docs/SOUP.md).
+  (devices and /proc aside), outside the run's state and runtime folders and its output file
+  (with that file's temporaries beside it, ``.<name>.*``): ~/.cache, ~/.local, /tmp and the
+  working folder are all watched. The one exception, by name, is PortAudio's JACK metadata
+  folder (see JACK_METADATA below and docs/SOUP.md).
 
 The checker is first shown to catch each kind of leak (tests/privacy_leaks.py): sockets, files
 in ~/.cache, ~/.local and /tmp, and the real ``calmtunes simulate`` with onnxruntime's
@@ -119,9 +120,15 @@ class Allowed:
     files: list[Path]
 
     def __contains__(self, path: Path) -> bool:
+        """In an allowed folder, an output, or an output's temporary (``.<name>.*`` beside it,
+        and what is in it): the file written whole, then renamed into place."""
         path = Path(os.path.normpath(path))
         if path in self.files:
             return True
+        for f in self.files:
+            for p in (path, *path.parents):
+                if p.parent == f.parent and p.name.startswith(f".{f.name}."):
+                    return True
         return any(path == d or d in path.parents for d in self.folders)
 
 
@@ -334,6 +341,11 @@ def test_checker_allows_the_run_folders_and_the_output():
     assert Path("/x/state") in allowed
     assert Path("/x/out/out.wav") in allowed
     assert Path("/x/out/out.wav.tmp") not in allowed
+    assert Path("/x/out/.out.wav.k2j9x") in allowed  # its temporary, renamed into place
+    assert Path("/x/out/.out.wav.k2j9x/a/b") in allowed
+    assert Path("/x/out/.out.wav") not in allowed
+    assert Path("/x/.out.wav.k2j9x") not in allowed
+    assert Path("/x/out/sub/.out.wav.k2j9x") not in allowed
     assert Path("/x/statefile") not in allowed
     assert Path("/x/state/../home/.cache/x") not in allowed
 
@@ -388,6 +400,23 @@ def test_render_opens_no_socket_and_leaves_nothing(box):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "onnx composer" in done.stdout, done.stdout  # the neural path, onnxruntime and all
     _assert_onnxruntime_loaded(box)
+    box.assert_clean()
+
+
+@pytest.mark.slow
+def test_report_opens_no_socket_and_leaves_nothing(box):
+    pytest.importorskip("matplotlib")
+    study = subprocess.run([*calmtunes_command(), "simulate", "--listener", "prefers-sleep",
+                            "--nights", "1", "--duration", "300", "--virtual-clock",
+                            "--state-dir", str(box.state / "calmtunes")],
+                           capture_output=True, text=True, timeout=180, env=box.env(),
+                           cwd=box.work)
+    assert study.returncode == 0, study.stderr[-3000:]
+    out = box.out("report.html")
+    done = box.call([*calmtunes_command(), "report", "--config", str(box.config),
+                     "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "matplotlib" in box.log.read_text(errors="replace")  # the plots were drawn
     box.assert_clean()
 
 

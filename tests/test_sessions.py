@@ -362,6 +362,24 @@ def test_disabled_or_unusable_store_gives_no_recorder(tmp_path, caplog):
     assert "the music goes on" in caplog.text
 
 
+
+
+@pytest.mark.parametrize("name", [DB_NAME, DB_NAME + "-wal", DB_NAME + "-journal"])
+def test_records_never_follow_a_link_out_of_the_state_folder(tmp_path, caplog, name):
+    """A symbolic link in the database's place (or its companion's) would have SQLite write
+    the listener's records wherever it points: the records are refused, the music goes on,
+    the link stays for a technician to see and nothing is written at its target."""
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    state.mkdir()
+    elsewhere.mkdir()
+    if name != DB_NAME:  # a database of our own, with a link beside it
+        SessionStore(state / DB_NAME).close()
+    (state / name).symlink_to(elsewhere / "records")
+    assert SessionRecorder.open(cfg_for(state)) is None
+    assert list(elsewhere.iterdir()) == []
+    assert (state / name).is_symlink()
+    assert f"{state / name} is a symbolic link, not a regular file" in caplog.text
+    assert "the music goes on" in caplog.text
 def _cli(tmp_path, *args, stdin=""):
     conf = tmp_path / "config.yaml"
     conf.write_text(yaml.safe_dump({"device": {"state_dir": str(tmp_path)}}))

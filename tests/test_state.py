@@ -141,6 +141,20 @@ def test_a_huge_file_is_refused_without_reading_it_whole(tmp_path, caplog):
     assert f"larger than {MAX_STATE_BYTES} bytes" in caplog.text
 
 
+def test_a_file_too_large_is_kept_aside_not_written_over(tmp_path, caplog):
+    """Not read, but not destroyed either: the next save would rename the new state over it."""
+    path = tmp_path / "state.json"
+    big = b'{"preset": "sleep", "note": "' + b"x" * MAX_STATE_BYTES + b'"}'
+    path.write_bytes(big)
+    store = StateStore(path, DEFAULTS)
+    assert store.load() == DEFAULTS
+    store.save(DEFAULTS)
+    kept = list(tmp_path.glob("state.json.bad-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == big
+    assert f"kept as {kept[0].name}" in caplog.text
+    assert json.loads(path.read_text()) == DEFAULTS
+
+
 def test_a_symbolic_link_in_place_of_the_file_is_not_followed(tmp_path, caplog):
     target = tmp_path / "elsewhere.json"
     target.write_text(json.dumps({**DEFAULTS, "preset": "sleep"}))

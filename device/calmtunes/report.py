@@ -18,12 +18,16 @@ each arm now.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import math
+import os
 import re
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -431,14 +435,35 @@ def _learned(config: Config, state_dir: Path, Figure: Any) -> str:
     return head + text + f"<figure>{belief_figure(Figure, beliefs, 'belief')}</figure>"
 
 
-def write_report(config: Config, state_dir: str | Path, out: str | Path, **kw: Any) -> int:
-    """Write the report to ``out`` (0640, like the records it shows); its size in bytes."""
-    import os
+@contextlib.contextmanager
+def _matplotlib_folder(out: Path) -> Iterator[None]:
+    """A private folder for matplotlib beside ``out`` while the report is made, removed after.
 
+    On import matplotlib makes its settings folder and writes a font list (the computer's
+    fonts, by name and path) in ``$MPLCONFIGDIR``, else ``~/.config`` and ``~/.cache``, else a
+    folder of its own in /tmp. The report leaves only the file it was asked for, so matplotlib
+    gets ``.<out>.mpl-*`` in the folder that file goes to (the font list is made again each time:
+    a fraction of a second). A ``$MPLCONFIGDIR`` the user set, or a matplotlib already imported
+    in this process, is left as it is."""
+    if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.mpl-", dir=out.parent) as folder:
+        os.environ["MPLCONFIGDIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["MPLCONFIGDIR"]
+
+
+def write_report(config: Config, state_dir: str | Path, out: str | Path, **kw: Any) -> int:
+    """Write the report to ``out`` (0640, like the records it shows); its size in bytes.
+    Nothing else is left anywhere (:func:`_matplotlib_folder`)."""
     from calmtunes.state import write_atomic
 
-    text = build_report(config, state_dir, **kw).encode("utf-8")
     out = Path(out)
+    with _matplotlib_folder(out):
+        text = build_report(config, state_dir, **kw).encode("utf-8")
     write_atomic(out, text, 0o640)
     os.chmod(out, 0o640)
     return len(text)

@@ -165,7 +165,12 @@ def _secure_dir(folder: Path) -> None:
 
 def _secure_file(path: Path) -> None:
     """Create ``path`` :data:`DB_MODE` whatever the umask, or set an existing one of ours (and
-    SQLite's companion files) to it."""
+    SQLite's companion files) to it.
+
+    SQLite opens the database and its companions by name and follows a symbolic link: one in
+    their place would have the listener's records written wherever it points, outside the state
+    folder. Anything there but a regular file is refused (OSError saying what it is), and left
+    in place for a technician to see."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      DB_MODE)
@@ -176,16 +181,26 @@ def _secure_file(path: Path) -> None:
             os.fchmod(fd, DB_MODE)
         finally:
             os.close(fd)
-        return
     for p in (path, *(path.with_name(path.name + s) for s in SIDE_FILES)):
         try:
             st = os.lstat(p)
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != DB_MODE \
-                and st.st_uid == os.geteuid():
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{p} is {_kind(st.st_mode)}, not a regular file; move it out of "
+                          f"{p.parent} for the records to be kept there again")
+        if stat.S_IMODE(st.st_mode) != DB_MODE and st.st_uid == os.geteuid():
             os.chmod(p, DB_MODE)
             log.info("sessions: %s was %04o, now %04o", p, stat.S_IMODE(st.st_mode), DB_MODE)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words."""
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a device"
 
 
 def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:

@@ -2,16 +2,16 @@
 
 Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder), so
 pulling the plug at any instant leaves either the old file or the new one, never a torn one. A
-missing or unreadable file gives the defaults with a warning; it never stops the music. A file
-that was read but holds no state (garbage, cut short, the wrong shape) is first moved aside to
-``state.json.bad-<UTC time>`` (the three newest are kept), so nothing a technician may want to
-look at is written over. Only a regular file of at most :data:`MAX_STATE_BYTES` is read,
-without following a symbolic link or waiting on a FIFO, so no file in its place can hang the
-start or fill the memory. A value of the wrong type is left out (with a warning) and the default
-kept; what the values may be is checked by :func:`calmtunes.commands.checked_state`. Temporary
-files a kill -9 left behind (``.state.json.*``) are removed at load. Only strict JSON is written
-(no NaN or Infinity). A save that fails is tried again at the next one, and said once until the
-reason changes or a save works again (the loop saves four times a second).
+missing or unreadable file gives the defaults with a warning; it never stops the music. A file that
+holds no state (garbage, cut short, the wrong shape) or is too large to be one is first moved aside
+to ``state.json.bad-<UTC time>`` (the three newest are kept), so nothing a technician may want to
+look at is written over. Only a regular file of at most :data:`MAX_STATE_BYTES` is read, without
+following a symbolic link or waiting on a FIFO, so no file in its place can hang the start or fill
+the memory. A value of the wrong type is left out (with a warning) and the default kept; what the
+values may be is checked by :func:`calmtunes.commands.checked_state`. Temporary files a kill -9
+left behind (``.state.json.*``) are removed at load. Only strict JSON is written (no NaN or
+Infinity). A save that fails is tried again at the next one, and said once until the reason changes
+or a save works again (the loop saves four times a second).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ MAX_STATE_BYTES = 64 * 1024  # the state file holds about 100 bytes; a larger on
 BAD_COPIES = 3  # unreadable state files kept aside (state.json.bad-<time>), newest first
 
 
+class TooLarge(ValueError):
+    """A regular file larger than :func:`read_small` takes."""
+
+
 def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
     """The bytes of the regular file ``path`` if it holds at most ``limit`` bytes.
 
@@ -46,7 +50,7 @@ def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"larger than {limit} bytes")
+        raise TooLarge(f"larger than {limit} bytes")
     return data
 
 
@@ -105,7 +109,10 @@ class StateStore:
         state = dict(self.defaults)
         clean = True  # False: the file needs rewriting at the next save
         try:
-            data = read_small(self.path, MAX_STATE_BYTES)
+            try:
+                data = read_small(self.path, MAX_STATE_BYTES)
+            except TooLarge as exc:  # not read, but a save would rename the new state over it
+                raise TooLarge(f"{exc}{self._set_aside()}") from exc
             try:
                 saved = json.loads(data.decode("utf-8"))
                 if not isinstance(saved, dict):

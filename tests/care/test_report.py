@@ -169,3 +169,22 @@ def test_the_page_renders_in_a_browser_without_errors(tmp_path):
         browser.close()
     finally:
         pw.stop()
+
+
+def test_the_command_leaves_nothing_but_the_report(tmp_path):
+    """matplotlib keeps a settings folder and a font list (the computer's fonts, by name and
+    path) in ~/.config and ~/.cache, or in a folder of its own in /tmp: the report command,
+    run as a clinician would with a fresh home, leaves neither, only the file it was asked for."""
+    state, home, tmp, work = (tmp_path / n for n in ("state", "home", "tmp", "work"))
+    for d in (home, tmp, work):
+        d.mkdir()
+    known_session(state)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(tmp),
+           "LANG": "C.UTF-8", "PYTHONPATH": os.pathsep.join(sys.path),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-m", "calmtunes", "report", "--state-dir", str(state),
+                           "--out", str(work / "r.html")], capture_output=True, text=True,
+                          env=env, cwd=work, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in work.iterdir()) == ["r.html"]
+    assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
