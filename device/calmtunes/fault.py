@@ -130,6 +130,10 @@ class FaultLights:
             from gpiozero.pins.mock import MockFactory, MockPWMPin
 
             factory = MockFactory(pin_class=MockPWMPin)
+        elif factory is None:
+            from calmtunes.hardware import use_local_pins
+
+            use_local_pins()
         presets = config.music.presets
         preset_leds = {str(v.get("led", k)) for k, v in presets.items()}
         self.blinking: dict[str, Any] = {}

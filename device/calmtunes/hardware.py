@@ -22,7 +22,9 @@ only for the backend in use.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -113,8 +115,9 @@ class Hardware:
 
     # -- buttons and LEDs ------------------------------------------------------------------------
     def pin_factory(self, config: Config) -> Any:
-        """gpiozero's pin factory for ``panel.backend``: its mock pins for ``mock``, None (its
-        default: lgpio on a Pi, or what ``GPIOZERO_PIN_FACTORY`` names) for ``gpio``."""
+        """gpiozero's pin factory for ``panel.backend``: its mock pins for ``mock``, None for
+        ``gpio`` (gpiozero's default, which the panel sets with :func:`use_local_pins` as it
+        opens: lgpio on a Pi)."""
         if config.panel.backend == "mock":
             return mock_pin_factory()
         return None
@@ -126,6 +129,50 @@ class Hardware:
         a = config.audio
         return make_sink(a.backend, ring, a.sample_rate, device=a.device, wav_path=a.wav_path,
                          realtime=a.realtime, clock=self.clock, max_frames=max_frames)
+
+
+#: gpiozero's pin factories that drive the pins from this process, in gpiozero's own order of
+#: preference: (name, module, class). Its default list also holds pigpio, between RPi.GPIO and
+#: native, whose client drives the pins through the pigpio daemon over TCP ($PIGPIO_ADDR,
+#: default localhost:8888): a network socket, which calmtunes never opens.
+LOCAL_PIN_FACTORIES = (
+    ("lgpio", "gpiozero.pins.lgpio", "LGPIOFactory"),
+    ("rpigpio", "gpiozero.pins.rpigpio", "RPiGPIOFactory"),
+    ("native", "gpiozero.pins.native", "NativeFactory"),
+)
+#: GPIOZERO_PIN_FACTORY names (as gpiozero matches them: verbatim or lower-cased) of factories
+#: that reach the pins over the network
+NETWORK_PIN_FACTORIES = frozenset({"pigpio", "pigpiofactory"})
+
+
+def use_local_pins() -> None:
+    """Make gpiozero's default pin factory (``Device.pin_factory``, what every device created
+    without a ``pin_factory`` uses) one that drives the pins from this process.
+
+    Left to itself gpiozero tries lgpio, RPi.GPIO, then pigpio, then native: with lgpio
+    failing (a user not in group ``gpio``) and pigpio's client installed, the panel would be
+    driven over TCP. Here the first of :data:`LOCAL_PIN_FACTORIES` that loads is set instead. A
+    factory named by ``GPIOZERO_PIN_FACTORY`` (``mock`` in a test) is gpiozero's to load, unless
+    it is pigpio. Raises gpiozero's ``BadPinFactory`` saying why each was refused and what to
+    do; the callers run without the panel then."""
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory
+
+    named = os.environ.get("GPIOZERO_PIN_FACTORY")
+    if named is not None and named.strip().lower() in NETWORK_PIN_FACTORIES:
+        raise BadPinFactory(
+            f"GPIOZERO_PIN_FACTORY={named} drives the pins through the pigpio daemon over the "
+            "network, which calmtunes never uses; unset it (lgpio is used)")
+    if named or Device.pin_factory is not None:
+        return
+    reasons = []
+    for name, module, cls in LOCAL_PIN_FACTORIES:
+        try:
+            Device.pin_factory = getattr(importlib.import_module(module), cls)()
+            return
+        except Exception as exc:  # each library fails in its own way off a Pi
+            reasons.append(f"{name}: {exc}")
+    raise BadPinFactory("no GPIO library can drive the pins here (" + "; ".join(reasons) + ")")
 
 
 #: state changes a simulated pin remembers (gpiozero's mock pins remember every one, for tests)

@@ -319,6 +319,10 @@ def check_panel(config: Config, probe: Probe) -> list[Check]:
     rows: list[Check] = []
     opened: list[Any] = []
     try:
+        if probe.pin_factory is None:
+            from calmtunes.hardware import use_local_pins
+
+            use_local_pins()
         stuck, lit, problems = [], [], []
         for role, pin in p.buttons.items():
             try:

@@ -1,7 +1,9 @@
 """The panel: preset, volume, play/pause and privacy buttons, and the LEDs that answer them.
 
-Backends (``panel.backend``): ``gpio`` uses gpiozero's default pin factory (lgpio on a Pi;
-``GPIOZERO_PIN_FACTORY`` chooses another, e.g. ``mock``); ``mock`` uses gpiozero's own
+Backends (``panel.backend``): ``gpio`` drives the pins from this process (lgpio on a Pi, else
+RPi.GPIO or gpiozero's native pins; never pigpio, whose client goes over the network: see
+:func:`calmtunes.hardware.use_local_pins`; ``GPIOZERO_PIN_FACTORY`` may name another, e.g.
+``mock``); ``mock`` uses gpiozero's own
 ``MockFactory`` with PWM-capable mock pins (simulation); ``none`` runs without a panel.
 Buttons are wired to ground with the internal pull-ups (pressed = low); LEDs through a resistor
 to ground.
@@ -43,7 +45,7 @@ from typing import Any
 from calmtunes.clock import SYSTEM
 from calmtunes.component import Component
 from calmtunes.config import Config
-from calmtunes.hardware import Hardware, mock_pin_factory
+from calmtunes.hardware import Hardware, mock_pin_factory, use_local_pins
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
@@ -135,6 +137,8 @@ class PanelComponent(Component):
         presets = self.config.music.presets
         led_roles = preset_led_roles(presets) | {"pulse", "camera"}
         try:
+            if factory is None:
+                use_local_pins()
             for role, pin in p.buttons.items():
                 if role not in presets and role not in ACTION_BUTTONS:
                     log.warning("panel.buttons.%s: no preset or action of that name (have: %s); "

@@ -251,6 +251,10 @@ class MAX30102:
     def _open_int_pin(self) -> None:
         from gpiozero import DigitalInputDevice  # only where an INT line is wired
 
+        if self.pin_factory is None:
+            from calmtunes.hardware import use_local_pins
+
+            use_local_pins()  # never pigpio's, which reaches the pins over the network
         # INT is open drain, active low (datasheet pin description): pull up, active when low
         self._int_device = DigitalInputDevice(
             self.int_pin, pull_up=True, pin_factory=self.pin_factory
