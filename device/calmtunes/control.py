@@ -281,10 +281,28 @@ class ControlServer:
                 self.clients -= 1
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object that names a key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's keys, each at most once: JSON leaves a repeated key to the reader (Python
+    keeps the last), so {"cmd": "status", "cmd": "volume", "arg": 0} could mean either, and a
+    request is carried out only as the client meant it (the config file refuses them too)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RepeatedKey(key)
+        obj[key] = value
+    return obj
+
+
 def _parse(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """The request in one line, or why it is none."""
     try:
-        request = json.loads(line.decode() or "null")
+        request = json.loads(line.decode() or "null", object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        return None, f"request names {str(exc)!r} more than once; send each key once"
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, an int too long, deep nesting
         return None, 'request is not JSON; send one JSON object such as {"cmd": "status"}'
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):

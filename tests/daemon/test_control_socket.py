@@ -247,6 +247,20 @@ def test_refused_commands_say_why_and_change_nothing(tmp_config):
     assert daemon.conductor.preset == "calm" and daemon.conductor.volume_db == -12.0
 
 
+def test_a_request_naming_a_key_twice_is_refused_and_changes_nothing(tmp_config):
+    daemon = Daemon(tmp_config)
+    with running(daemon) as path:
+        before = daemon.conductor.volume_db
+        twice = raw(path, b'{"cmd": "status", "cmd": "volume", "arg": -20}\n')
+        nested = raw(path, b'{"cmd": "volume", "arg": {"a": 1, "a": 2}}\n')
+        alive = request(path, "status")
+    assert twice == {"ok": False, "error": "request names 'cmd' more than once; "
+                                           "send each key once"}
+    assert nested["ok"] is False and "'a' more than once" in nested["error"]
+    assert daemon.conductor.volume_db == before
+    assert alive["ok"] is True
+
+
 def test_reload_refuses_an_argument_as_the_other_commands_do(tmp_config, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(tmp_config)))
