@@ -218,6 +218,11 @@ def test_volume_is_the_persons_choice_at_once():
     assert c.set_volume_db(99.0) == Config().music.max_volume_db
 
 
+def test_minus_zero_db_is_zero_db():
+    c = Conductor(Config(), "calm", -6.0)
+    assert str(c.set_volume_db(-0.0)) == "0.0"
+
+
 finite = st.floats(allow_nan=True, allow_infinity=True)
 
 

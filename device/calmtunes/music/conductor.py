@@ -283,7 +283,8 @@ class Conductor:
             if not _finite(db):
                 log.warning("volume %s is not a finite number of dB; ignored", quote(db))
                 return self.volume_db
-            self.volume_db = _clip(float(db), m.min_volume_db, m.max_volume_db)
+            # + 0.0: a request for -0 dB is 0 dB, and status says so (not "-0.0")
+            self.volume_db = _clip(float(db), m.min_volume_db, m.max_volume_db) + 0.0
             return self.volume_db
 
     # -- the loop ------------------------------------------------------------------------------
