@@ -54,6 +54,13 @@ def test_bool_is_not_a_number_and_ints_widen_to_float():
     assert config.parse({"audio": {"block_ms": 10}}).audio.block_ms == 10.0
 
 
+def test_nan_is_refused_with_the_range_a_number_may_take():
+    found = problems({"music": {"volume_db": float("nan")}, "audio": {"block_ms": float("nan")}})
+    assert "music.volume_db: expected a number from -40.0 to 6.0, got NaN" in found
+    assert any(p.startswith("audio.block_ms: expected a number ") and p.endswith("got NaN")
+               for p in found)
+
+
 def test_presets_are_checked_inside():
     found = problems({"music": {"presets": {"night": {"tempo_bpm": 200, "mode": "dorian",
                                                       "tempo": 1}},

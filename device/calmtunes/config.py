@@ -540,7 +540,11 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
         errors.append(f"{path}: expected {_type_name(ftype)}, got {_show(value)}")
         return None
     if ftype is float and value != value:  # NaN
-        errors.append(f"{path}: expected a number, got NaN")
+        lo, hi = meta.get("min"), meta.get("max")
+        span = (f" from {lo!r} to {hi!r}" if lo is not None and hi is not None
+                else f" of at least {lo!r}" if lo is not None
+                else f" of at most {hi!r}" if hi is not None else "")
+        errors.append(f"{path}: expected a number{span}, got NaN")
         return None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
