@@ -112,20 +112,31 @@ class ControlServer:
         return len(self._waiting)
 
     def start(self) -> None:
+        """Listen at :attr:`path`. The socket is bound and listening under a temporary name
+        first and then renamed into place (replacing one a stopped daemon left), so the path
+        never names a socket that is not yet listening: a client that saw it appear (``calmtunes
+        status`` just after a start) would have been refused and told the daemon is not
+        running."""
         self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o117)  # the socket is created 0660
         try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o660)
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
+            old = os.umask(0o117)  # the socket is created 0660
+            try:
+                sock.bind(str(tmp))
+            finally:
+                os.umask(old)
+            os.chmod(tmp, 0o660)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+            os.replace(tmp, self.path)
+        except BaseException:
+            sock.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()

@@ -27,6 +27,7 @@ from calmtunes.control import (
     MAX_CLIENTS,
     MAX_REQUEST,
     MAX_WAITING,
+    ControlServer,
     Peer,
     request,
     socket_path,
@@ -205,6 +206,36 @@ def test_a_flood_of_silent_connections_stays_bounded_and_the_music_plays_on(tmp_
         for s in flood:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_socket_appears_only_once_it_listens(tmp_path, monkeypatch):
+    """``calmtunes status`` right after a start connects as soon as the path exists: a path
+    naming a socket bound but not yet listening refused it ("not running"). The server is
+    bound, made 0660 and listening under another name before the path appears."""
+    path = socket_path(tmp_path / "run")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path.parent.mkdir()
+    stale.bind(str(path))  # what a daemon that was killed leaves behind
+    stale.close()
+    at_chmod = []
+    chmod = os.chmod
+
+    def watched(target, mode, *args, **kwargs):
+        at_chmod.append(Path(target) == path)  # made 0660 between bind() and listen()
+        return chmod(target, mode, *args, **kwargs)
+
+    monkeypatch.setattr(control.os, "chmod", watched)
+    server = ControlServer(path, lambda req, peer: {"ok": True, "cmd": req["cmd"]})
+    server.start()
+    try:
+        monkeypatch.undo()
+        assert at_chmod == [False], "the socket was made 0660 at its public path, before listening"
+        assert raw(path, b'{"cmd": "status"}\n') == {"ok": True, "cmd": "status"}
+        assert oct(path.stat().st_mode & 0o777) == "0o660"
+        assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "a temporary left"
+    finally:
+        server.stop()
+    assert not path.exists()
 
 
 def test_a_request_over_the_size_limit_is_refused(tmp_config):
