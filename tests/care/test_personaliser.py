@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -44,6 +45,20 @@ def test_start_and_end_of_a_session(tmp_path):
     assert status["best"][0]["nights"] in (0, 1)
     short = care.end_session(care.start_session(2000.0), falling(minutes=4), 2240.0)
     assert short.reward is None and "too short" in care.status()["last_reward_reason"]
+
+
+def test_the_rewarded_night_is_logged_without_the_listeners_heart_rate(tmp_path, caplog):
+    """The reward goes to the journal, the heart rates it came from only at debug (the journal
+    reaches more people than health figures may; `calmtunes sessions` has them)."""
+    care = Personaliser(cfg(tmp_path, seed=3))
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    response = care.end_session(care.start_session(1000.0), falling(), 1900.0)
+    said = " | ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert f"reward {response.reward:+.2f}" in said, said
+    figures = {f"{response.hr_base:.1f}", f"{response.hr_resp:.1f}"}
+    assert not [f for f in figures if f in said], said
+    debug = " | ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert all(f in debug for f in figures), debug
 
 
 def test_a_pinned_arm_is_played_and_still_learnt_from(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pytest
@@ -127,3 +128,22 @@ def test_the_iso_start_crossfades_in_instead_of_waiting_for_the_phrase(make_daem
                                         breathing_rate=15.0, stress=0.6, stress_sd=0.05))
     d.conduct(now + 7)  # leading: small steps wait for the phrase boundary
     assert d.audio._pending_crossfade is False
+
+
+def test_the_journal_gets_no_heart_rate_unless_asked_for_debug(make_daemon, caplog):
+    """The iso start and a suspect halving are logged as events; the heart rate and the tempo
+    (which the iso start sets to it) only at debug: the journal reaches more people than the
+    health figures may (``device.status_health``)."""
+    d = make_daemon()
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    now = time.monotonic()
+    for k, hr in enumerate((84.0, 84.0, 42.0)):  # a steady pulse, then half of it
+        d.hub.publish("pulse", PulseReading(t=now + k, finger=True, quality=0.9, hr_bpm=hr,
+                                            breathing_rate=15.0, stress=0.6, stress_sd=0.05))
+        d.conduct(now + k)
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    said = " | ".join(r.getMessage() for r in shown)
+    assert "iso start" in said and "half or double" in said, said
+    assert not re.search(r"(?<![\w.])(84|42)(\.0)?(?![\w.])", said), said
+    debug = " | ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "heart rate 84 bpm" in debug and "42 bpm" in debug, debug

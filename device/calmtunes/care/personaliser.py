@@ -109,8 +109,10 @@ class Personaliser:
         if response.reward is None:
             log.info("care: session on %s gives no reward: %s", choice.arm.id, response.reason)
         else:
-            log.info("care: session on %s: reward %+.2f (heart rate %.1f → %.1f bpm)",
-                     choice.arm.id, response.reward, response.hr_base, response.hr_resp)
+            log.info("care: session on %s: reward %+.2f", choice.arm.id, response.reward)
+            # the listener's figures only at debug (the journal reaches more people than they
+            # may: device.status_health); `calmtunes sessions` shows them to those who may
+            log.debug("care: heart rate %.1f → %.1f bpm", response.hr_base, response.hr_resp)
         if choice.listener:
             try:
                 record = self.store.add_night(choice.listener, Night(

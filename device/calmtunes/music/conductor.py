@@ -308,7 +308,10 @@ class Conductor:
                     self._tempo = self._iso_tempo(hr)
                     self._iso_done = True
                     self.mode = "iso start"
-                    log.info("iso start: heart rate %.0f bpm, tempo %.1f bpm", hr, self._tempo)
+                    # the figures only at debug: the journal reaches more people than the
+                    # health figures may (device.status_health), and the tempo is the heart rate
+                    log.info("iso start: the music begins at the listener's heart rate")
+                    log.debug("iso start: heart rate %.0f bpm, tempo %.1f bpm", hr, self._tempo)
                 elif not lo - BAND_SLACK_BPM <= self._tempo <= hi + BAND_SLACK_BPM:
                     self._tempo = _toward(self._tempo, _clip(self._tempo, lo, hi),
                                           MATCH_RATE_FACTOR * glide)
@@ -401,8 +404,9 @@ class Conductor:
             last = self._logged.get("suspect")
             if last is None or now - last >= LOG_EVERY_S or now < last:
                 self._logged["suspect"] = now
-                log.warning("heart rate %.0f bpm is about half or double the last good %.0f "
-                            "bpm: held at %.0f until confirmed", hr, self._hr, self._hr)
+                log.warning("a heart rate about half or double the last good one: the last "
+                            "good one is held until confirmed")
+                log.debug("heart rate %.0f bpm against the last good %.0f bpm", hr, self._hr)
             return True
         if self._hr is not None and not 0.6 < hr / self._hr < 1.67:
             self._hr = None  # a confirmed jump: start the smoothing at the new rate
