@@ -112,7 +112,7 @@ class AudioConfig:
         150.0,
         help="audio kept rendered ahead of the sound card, in ms (more is safer against "
         "underruns, less makes buttons answer sooner: a press is heard after about this much "
-        "plus a block and the card's own latency (two 1024-frame periods: 43 ms at 48 kHz), "
+        "plus a block and the card's own latency (two 2048-frame periods: 85 ms at 48 kHz), "
         "and must be within 300 ms)",
         min=60.0,
         max=2000.0,

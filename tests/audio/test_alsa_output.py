@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calmtunes.audio.sinks import CARD_PERIOD_FRAMES
+
 sd = pytest.importorskip("sounddevice", exc_type=OSError)
 
 SCRIPT = textwrap.dedent("""
@@ -71,11 +73,11 @@ def test_daemon_audio_reaches_alsa(tmp_path: Path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "OUTPUT sounddevice:default ok" in proc.stdout, proc.stdout + proc.stderr[-3000:]
-    # fixed 1024-frame periods, two of them in the card (not PortAudio's 104-frame, 8.7 ms
+    # fixed 2048-frame periods, two of them in the card (not PortAudio's 104-frame, 8.7 ms
     # "low" latency: 460 callbacks a second, each waiting for the GIL)
     card = next(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("CARD"))
-    assert card[0] == "1024", proc.stdout
-    assert 40.0 <= float(card[1]) <= 90.0, proc.stdout
+    assert card[0] == str(CARD_PERIOD_FRAMES) == "2048", proc.stdout
+    assert 80.0 <= float(card[1]) <= 180.0, proc.stdout
     # The null device takes frames as fast as PortAudio gives them, so the capture is mostly
     # the silence PortAudio plays while the ring is empty, with the music's frames among it
     # wherever they were ready: gather the frames that carry a signal, wherever they lie.

@@ -28,6 +28,15 @@ from calmtunes.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
+#: the sound card takes audio in periods of this many frames (42.7 ms at 48 kHz), two of them
+#: queued in the card; the null and wav sinks in real time take the same periods, so a
+#: simulation wakes as often as the device's callback thread. Each period costs one wake of a
+#: thread that takes the GIL, about the same whatever its length: 2048 frames are 23 wakes a
+#: second where 1024 were 47 (the null sink's thread: 0.57 → 0.3 % of a core here). The music
+#: is rendered 150 ms ahead in the ring anyway; the card's 85 ms are the only latency this adds
+#: to a press (ring + a block + card ≈ 255 ms at the defaults, under the 300 ms asked).
+CARD_PERIOD_FRAMES = 2048
+
 
 class Sink:
     kind = "sink"
@@ -63,11 +72,11 @@ class Sink:
 class _ThreadSink(Sink):
     """Drains the ring from a thread, paced by the clock or as fast as the producer goes."""
 
-    block_frames = 1024
+    block_frames = CARD_PERIOD_FRAMES
     #: on a virtual clock nobody listens while it runs: the sink takes up to this many frames
-    #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over a
-    #: third or a quarter as often (each wake costs a fixed number of Python and numpy calls,
-    #: whatever its length). A multiple of ``block_frames`` that the ring always holds: its
+    #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over
+    #: less often (each wake costs a fixed number of Python and numpy calls, whatever its
+    #: length). At least a card period, in whole 1024 frames that the ring always holds: its
     #: capacity less the largest producer block (audio.block_ms ≤ 100 ms) is what the
     #: producer keeps in it (150 ms of buffer at 48 kHz: 3072 frames)
     virtual_block_frames = 4096
@@ -83,7 +92,7 @@ class _ThreadSink(Sink):
         self._error: BaseException | None = None
         self._virtual = self.virtual = bool(getattr(clock, "virtual", False))
         if self._virtual:
-            held = (ring.capacity - sample_rate // 10) // self.block_frames * self.block_frames
+            held = (ring.capacity - sample_rate // 10) // 1024 * 1024
             self.block_frames = max(self.block_frames, min(self.virtual_block_frames, held))
         self._next_t: float | None = None  # virtual clock: when the next block is due
         self._block = np.zeros((self.block_frames, ring.channels), dtype=np.float32)
@@ -294,18 +303,19 @@ class WavSink(_ThreadSink):
 class SoundDeviceSink(Sink):
     """A PortAudio output stream; its callback only copies from the ring.
 
-    The card takes fixed periods of :attr:`period_frames` (1024: 21.3 ms at 48 kHz, as the
-    null sink's emulated card) with about two of them queued in the card (PortAudio rounds the
-    latency asked for to whole periods: 42.7 ms at 48 kHz). Left to itself ("low" latency)
-    PortAudio on ALSA takes 104-frame periods and an 8.7 ms card buffer: 460 Python callbacks a
-    second, each taking the GIL, and an underrun whenever the callback thread waits longer
-    than that — for the GIL, whose switch interval is 5 ms, or for a core on a loaded Pi. The
-    music is rendered 150 ms ahead in the ring anyway, so the deeper card buffer makes nothing
-    answer later that a listener could notice (a press: ring + card, about 0.2 s).
+    The card takes fixed periods of :attr:`period_frames` (:data:`CARD_PERIOD_FRAMES`: 42.7 ms
+    at 48 kHz, as the null sink's emulated card) with about two of them queued in the card
+    (PortAudio rounds the latency asked for to whole periods: 85.3 ms at 48 kHz). Left to
+    itself ("low" latency) PortAudio on ALSA takes 104-frame periods and an 8.7 ms card buffer:
+    460 Python callbacks a second, each taking the GIL, and an underrun whenever the callback
+    thread waits longer than that — for the GIL, whose switch interval is 5 ms, or for a core
+    on a loaded Pi. The music is rendered 150 ms ahead in the ring anyway, so the deeper card
+    buffer makes nothing answer later that a listener could notice (a press: ring + a block +
+    card, about 0.26 s).
     """
 
     kind = "sounddevice"
-    period_frames = 1024
+    period_frames = CARD_PERIOD_FRAMES
     periods_queued = 2
 
     def __init__(self, ring: AudioRing, sample_rate: int, device: str = "") -> None:
