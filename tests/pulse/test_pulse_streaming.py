@@ -81,6 +81,37 @@ def test_streaming_uses_the_batch_analysis():
     assert np.all(np.diff(times) > 0)
 
 
+def test_breathing_is_measured_every_few_seconds_and_carried_between(monkeypatch):
+    """A third of a reading's cost: measured afresh every BREATH_EVERY_S while the pulse is
+    read, the last figure carried between, and afresh at once in a new segment."""
+    import calmtunes.pulse.analyser as analyser_mod
+
+    asked: list[bool] = []
+
+    def spy(*args, **kw):
+        asked.append(kw["breathing"])
+        return analyze(*args, **kw)
+
+    monkeypatch.setattr(analyser_mod, "analyze", spy)
+    ppg = make_ppg(seconds=80, fs=100, hr=70, br=12)
+    a, out = run(ppg)
+    rates = [(t, r.breathing_rate) for t, r in out if r.breathing_rate is not None]
+    assert rates and rates[-1][1] == pytest.approx(12, abs=1.0)
+    once_there = asked[next(i for i, (t, _) in enumerate(out) if t >= rates[0][0]):]
+    # one fresh measurement in about every BREATH_EVERY_S readings, never more than that apart
+    assert len(once_there) / sum(once_there) == pytest.approx(analyser_mod.BREATH_EVERY_S, abs=0.6)
+    gaps = np.diff(np.flatnonzero(once_there))
+    assert gaps.max() <= analyser_mod.BREATH_EVERY_S
+    # between two measurements the figure is the last one, with its confidence
+    for (_, r0), (_, r1), fresh in zip(out, out[1:], asked[1:]):
+        if not fresh and r0.breathing_rate is not None:
+            assert r1.breathing_rate == r0.breathing_rate
+    # lost samples restart the segment: nothing carried into it
+    t = T0 + 81.0 + np.arange(25) / 100
+    a.feed(SampleBlock(t=t, red=np.full(25, 9e4), ir=np.full(25, 1.2e5), lost=40))
+    assert a.reading(t[-1]).breathing_rate is None
+
+
 def test_lost_samples_restart_the_segment():
     ppg = make_ppg(seconds=30, fs=100, hr=70)
     a, out = run(ppg)

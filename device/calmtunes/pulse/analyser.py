@@ -9,8 +9,10 @@ current), an empty sensor only a few thousand; on/off thresholds with hysteresis
 the benchmarks score — on the IR samples since the finger settled (at most the last 60 s), with
 the heart rate taken over the last 10 s, then tracked across readings
 (:class:`~calmtunes.pulse.tracker.RateTracker`: a sudden halving or doubling is read back on
-the tracked rate until it persists, a true change is followed at once). The analysis is cached
-per sample count, so calling ``reading`` more often than samples arrive costs nothing. A gap
+the tracked rate until it persists, a true change is followed at once). The breathing rate, a
+third of a reading's cost, is measured afresh every :data:`BREATH_EVERY_S` and carried between
+while the segment lasts. The analysis is cached per sample count, so calling ``reading`` more
+often than samples arrive costs nothing. A gap
 in the samples (FIFO overflow, ``lost`` > 0, or a jump in the timestamps) restarts the
 segment, because beat intervals across a gap would be wrong; so does placing the finger
 (after :data:`SETTLE_S` for the pressure transient). Every figure is None when it cannot be
@@ -18,6 +20,8 @@ measured now, never a stale value.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -38,6 +42,9 @@ HR_SPAN_S = 10.0
 HRV_SPAN_S = 60.0
 #: HRV is reported once the segment spans this long
 HRV_MIN_S = 30.0
+#: the breathing rate is measured afresh this often, s, and carried between (see reading()):
+#: over a 60 s window it moves little in a few seconds, and it is a third of a reading's cost
+BREATH_EVERY_S = 5.0
 #: the first second after the finger lands is pressure transient, not pulse
 SETTLE_S = 1.0
 #: no sample for this long means the sensor is silent, s
@@ -66,6 +73,8 @@ class PulseAnalyser:
         self._cache: tuple[int, float, PulseAnalysis, float | None, float] | None = None
         self.stress = stress if stress is not None else StressIndex()
         self.tracker = RateTracker()
+        #: the last breathing measured: (rate, confidence, reason, last sample's time, segment)
+        self._breath: tuple[float, float, str, float, float] | None = None
         self._tracked: tuple[float | None, str] = (None, "")  # rate reported, note
 
     # -- input ---------------------------------------------------------------------------
@@ -106,6 +115,28 @@ class PulseAnalyser:
         k = int(np.searchsorted(t, start))
         return t[k:], self._red[idx[k:]], self._ir[idx[k:]]
 
+    def _analyze(self, t: np.ndarray, ir: np.ndarray, fs: float) -> PulseAnalysis:
+        """:func:`analyze` with the breathing rate measured every :data:`BREATH_EVERY_S`: in
+        between, the last one is carried while the segment goes on and the pulse is read (a
+        figure from the same 60 s window, moved on by a few seconds); a refused window, a new
+        segment or no figure last time measure it afresh."""
+        end, seg, last = float(t[-1]), self._seg_start, self._breath
+        # (readings come about a second apart, each a FIFO round late or early)
+        fresh = last is None or last[4] != seg or end - last[3] >= BREATH_EVERY_S - 0.5
+        res = analyze(ir, fs, hr_span_s=HR_SPAN_S, breathing=fresh)
+        if res.hr_bpm is None:
+            self._breath = None
+        elif fresh:
+            br = res.breathing_rate
+            self._breath = (None if br is None else
+                            (br, res.breathing_confidence, res.breathing_reason, end, seg))
+        elif last is not None:
+            br, conf, why, _, _ = last
+            res = replace(res, breathing_rate=br, breathing_confidence=conf,
+                          breathing_reason=why,
+                          reason="; ".join(r for r in (res.reason, why) if r))
+        return res
+
     # -- output --------------------------------------------------------------------------
     @property
     def finger(self) -> bool:
@@ -137,7 +168,7 @@ class PulseAnalyser:
                 measured = (len(t) - 1) / span
                 if abs(measured / fs - 1.0) < 0.1:
                     fs = measured  # the sensor's own clock, a few % off nominal
-            res = analyze(ir, fs, hr_span_s=HR_SPAN_S)
+            res = self._analyze(t, ir, fs)
             spo2 = None
             if res.hr_bpm is not None:
                 k = max(0, len(t) - int(HR_SPAN_S * fs))

@@ -44,6 +44,9 @@ class PulseAnalysis:
     clean: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # per interval
     breathing_confidence: float = 0.0  # 0–1
     flipped: bool = False  # the input was upside down (raw sensor counts usually are)
+    #: why the breathing rate is None, or what qualifies it ("" when measured plainly); also in
+    #: ``reason``. Empty when the caller asked for no breathing (``analyze(breathing=False)``)
+    breathing_reason: str = ""
 
 
 def _refuse(reason: str, q: float = 0.0) -> PulseAnalysis:
@@ -131,11 +134,14 @@ def _spans(bad: np.ndarray, beat_times: np.ndarray, fs: float) -> np.ndarray:
     return (c[i[1:] + 1] - c[i[:-1]]) > 0
 
 
-def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> PulseAnalysis:
+def analyze(signal: object, fs: float, *, hr_span_s: float | None = None,
+            breathing: bool = True) -> PulseAnalysis:
     """Analyse one window of PPG (any polarity and scale) sampled at ``fs`` Hz (25–1000).
 
     ``hr_span_s`` restricts the heart rate (and the quality it is judged by) to the last that
     many seconds of the window; HRV and breathing always use the whole window.
+    ``breathing=False`` leaves the breathing rate out (None, no reason given for it): a third
+    of the cost of a 60 s window, for a caller that measures it less often than the pulse.
     Never raises on bad data: the result carries None figures, low quality and the reason.
     """
     why = quality.check_fs(fs)
@@ -317,7 +323,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
         rmssd = sdnn = None
         notes.append(f"HRV needs at least {HRV_MIN_SECONDS:g} s of beats")
 
-    if duration >= respiration.MIN_SECONDS:
+    br, br_conf, why = None, 0.0, ""
+    if not breathing:
+        pass
+    elif duration >= respiration.MIN_SECONDS:
         x_slow = filters.slow_band(x, fs)
         if flipped:
             x_slow = -x_slow
@@ -325,10 +334,10 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None) -> Pul
             x_slow, bt.index, iv.beat_times, iv.ibi_s, fs, period
         )
     else:
-        br, br_conf = None, 0.0
         why = f"breathing needs a window of at least {respiration.MIN_SECONDS:g} s"
     if why:
         notes.append(why)
     return PulseAnalysis(
-        hr, rmssd, sdnn, br, q, "; ".join(notes), breathing_confidence=br_conf, **base
+        hr, rmssd, sdnn, br, q, "; ".join(notes), breathing_confidence=br_conf,
+        breathing_reason=why, **base
     )
