@@ -62,10 +62,23 @@ pip_quiet() {
     return "$rc"
 }
 
-# Reinstall only when the project's metadata, the lock or the wanted extras change.
+# Reinstall only when the project's metadata or the lock change, or an extra is wanted that is
+# not installed: a venv set up with more extras serves (./scripts/demo after ./scripts/test
+# keeps the dev tools instead of reinstalling without them, and the other way round).
 stamp="$VENV/.calmtunes-installed"
-want="$(cat "$ROOT/pyproject.toml" "$LOCK" | sha256sum | cut -c1-16) [$EXTRAS]"
-if [ ! -f "$stamp" ] || ! grep -qxF -- "$want" "$stamp"; then
+digest="$(cat "$ROOT/pyproject.toml" "$LOCK" | sha256sum | cut -c1-16)"
+want="$digest [$EXTRAS]"
+installed_serves() {
+    [ -f "$stamp" ] || return 1
+    local line have extra
+    line=$(head -n 1 "$stamp")
+    [ "${line%% *}" = "$digest" ] || return 1
+    have=${line#* [}; have=",${have%]},"
+    for extra in ${EXTRAS//,/ }; do
+        case "$have" in *",$extra,"*) ;; *) return 1 ;; esac
+    done
+}
+if ! installed_serves; then
     say "installing calmtunes${EXTRAS:+ with [$EXTRAS]} into $VENV (first time takes a few minutes)"
     pip_opts=(-q --disable-pip-version-check)
     # Use local wheel caches where the machine has them (e.g. the CPU build of torch).

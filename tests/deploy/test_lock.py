@@ -129,6 +129,27 @@ def test_the_installers_install_the_lock_with_its_hashes():
     assert "--upgrade" not in install_pi  # nothing unpinned as root
 
 
+@pytest.mark.parametrize(("stamp", "extras", "serves"), [
+    ("D [dev,train]", "", True),  # ./scripts/demo after ./scripts/test: nothing reinstalled
+    ("D [dev,train]", "dev,train", True),
+    ("D [dev,train]", "dev", True),
+    ("D []", "dev,train", False),  # ./scripts/test after ./scripts/demo: the dev tools
+    ("D [dev]", "dev,train", False),
+    ("OLD [dev,train]", "", False),  # pyproject.toml or the lock changed
+    (None, "", False),
+])
+def test_a_venv_with_more_extras_serves_a_command_that_wants_fewer(tmp_path, stamp, extras,
+                                                                   serves):
+    env_sh = (REPO / "scripts" / "lib" / "env.sh").read_text()
+    func = re.search(r"^installed_serves\(\) \{\n.*?^\}\n", env_sh, re.S | re.M).group(0)
+    if stamp is not None:
+        (tmp_path / "stamp").write_text(stamp + "\n")
+    script = (f'set -euo pipefail\nstamp="{tmp_path}/stamp"\ndigest=D\nEXTRAS="{extras}"\n'
+              f"{func}installed_serves")
+    rc = subprocess.run(["bash", "-c", script], capture_output=True, text=True).returncode
+    assert (rc == 0) == serves
+
+
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
                     reason="systemd-sysusers (package systemd) is not installed")
 def test_install_pi_dry_run_installs_from_the_lock_of_this_machine():
