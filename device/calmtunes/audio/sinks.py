@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 #: queued in the card; the null and wav sinks in real time take the same periods, so a
 #: simulation wakes as often as the device's callback thread. Each period costs one wake of a
 #: thread that takes the GIL, about the same whatever its length: 2048 frames are 23 wakes a
-#: second where 1024 were 47 (the null sink's thread: 0.57 → 0.3 % of a core here). The music
-#: is rendered 150 ms ahead in the ring anyway; the card's 85 ms are the only latency this adds
-#: to a press (ring + a block + card ≈ 255 ms at the defaults, under the 300 ms asked).
+#: second where 1024 were 47 (the null sink's thread: 0.70 → 0.32 % of a core here,
+#: scripts/bench_audio). The music is rendered 150 ms ahead in the ring anyway; the card's
+#: 85 ms are the only latency this adds to a press (ring + a block + card ≈ 255 ms at the
+#: defaults, under the 300 ms asked).
 CARD_PERIOD_FRAMES = 2048
 
 
@@ -76,9 +77,9 @@ class _ThreadSink(Sink):
     #: on a virtual clock nobody listens while it runs: the sink takes up to this many frames
     #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over
     #: less often (each wake costs a fixed number of Python and numpy calls, whatever its
-    #: length). At least a card period, in whole 1024 frames that the ring always holds: its
-    #: capacity less the largest producer block (audio.block_ms ≤ 100 ms) is what the
-    #: producer keeps in it (150 ms of buffer at 48 kHz: 3072 frames)
+    #: length). At least a card period, else whole 1024-frame steps that the ring always
+    #: holds: its capacity less the largest producer block (audio.block_ms ≤ 100 ms) is what
+    #: the producer keeps in it (150 ms of buffer at 48 kHz: 3072 frames)
     virtual_block_frames = 4096
 
     def __init__(self, ring: AudioRing, sample_rate: int, realtime: bool,

@@ -324,16 +324,14 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None,
         notes.append(f"HRV needs at least {HRV_MIN_SECONDS:g} s of beats")
 
     br, br_conf, why = None, 0.0, ""
-    if not breathing:
-        pass
-    elif duration >= respiration.MIN_SECONDS:
+    if breathing and duration >= respiration.MIN_SECONDS:
         x_slow = filters.slow_band(x, fs)
         if flipped:
             x_slow = -x_slow
         br, br_conf, why = respiration.breathing_rate(
             x_slow, bt.index, iv.beat_times, iv.ibi_s, fs, period
         )
-    else:
+    elif breathing:
         why = f"breathing needs a window of at least {respiration.MIN_SECONDS:g} s"
     if why:
         notes.append(why)
