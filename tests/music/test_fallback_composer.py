@@ -55,9 +55,12 @@ def test_density_and_register_steer_the_melody():
 
 
 def test_melody_moves_mostly_by_step():
-    notes = [n.pitch for p in phrases(Controls(density=0.7), 10) for n in p.notes
-             if n.voice == "melody"]
-    leaps = np.abs(np.diff(notes))
+    # pooled over ten seeds: one seed's share moves by a few points with any change to the plan
+    # (0.65–0.76 over seeds 1–30, 0.72 pooled, before and after the section's register arch)
+    leaps = np.concatenate([
+        np.abs(np.diff([n.pitch for p in phrases(Controls(density=0.7), 10, seed=seed)
+                        for n in p.notes if n.voice == "melody"]))
+        for seed in range(1, 11)])
     assert np.mean(leaps <= 4) > 0.7
     assert leaps.max() <= 19
 

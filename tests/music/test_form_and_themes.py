@@ -13,7 +13,7 @@ from calmtunes.config import DEFAULT_PRESETS, Config
 from calmtunes.music.controls import Controls
 from calmtunes.music.events import NoteEvent, Phrase
 from calmtunes.music.fallback import ProceduralComposer
-from calmtunes.music.form import Form
+from calmtunes.music.form import ANSWER_LIFT, ARCH_REGISTER, Form
 from calmtunes.music.mixer import Mixer
 from calmtunes.music.motifs import MotifMemory, to_pitch, to_steps
 from calmtunes.music.perform import BREATH_BEATS, perform
@@ -208,6 +208,24 @@ def test_procedural_melodies_span_an_octave_and_more_with_no_pitch_taking_over(p
         assert 12 <= span <= 18, (seed, span)
         assert pcs >= 7, (seed, pcs)  # every degree of the scale, the sparse line's too
         assert top <= 30, (seed, top)
+
+
+def test_the_melody_climbs_pair_by_pair_to_the_section_s_high_point_and_back():
+    for seed in SEEDS:
+        form, plans = Form(seed=seed), []
+        while not plans or plans[-1].section_index == 0:
+            plans.append(form.next(Controls(tempo_bpm=66.0)))
+        first = [p for p in plans if p.section_index == 0]
+        centre = [p.apply(Controls(tempo_bpm=66.0)).register for p in first]
+        # the two halves of a pair share the section's step; the answer sits ANSWER_LIFT higher
+        for a, b, pa, pb in zip(centre[0::2], centre[1::2], first[0::2], first[1::2]):
+            assert pa.pair_arch == pb.pair_arch
+            assert b - a == pytest.approx(ANSWER_LIFT)
+        steps = np.array(centre[0::2])  # the statements: the line up to the high point and down
+        top = int(np.argmax(steps))
+        assert 0 < top < len(steps) - 1, (seed, steps)
+        assert np.all(np.diff(steps[: top + 1]) > 0) and np.all(np.diff(steps[top:]) < 0)
+        assert steps.max() - steps.min() >= 0.6 * ARCH_REGISTER, (seed, steps)
 
 
 def test_new_melody_follows_the_arch_highest_in_the_third_bar():

@@ -14,7 +14,7 @@ from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.music.engine import ComposerComponent
 from calmtunes.music.fallback import ProceduralComposer
-from calmtunes.music.form import ARCH_BRIGHT, Form
+from calmtunes.music.form import ANSWER_LIFT, ARCH_BRIGHT, ARCH_REGISTER, Form
 from calmtunes.music.motifs import MotifMemory
 
 
@@ -109,7 +109,8 @@ def test_the_room_s_changes_of_colour_wait_for_the_next_section():
     for p in first:  # the section keeps the colour it began with …
         held = p.apply(night)
         assert p.held(night).density == 0.5 and p.held(night).brightness == 0.5
-        assert held.register == min(1.0, 0.5 + p.section.register_shift + 0.14 * p.part)
+        assert held.register == min(1.0, 0.5 + p.section.register_shift + ANSWER_LIFT * p.part
+                                    + ARCH_REGISTER * (p.pair_arch - 0.5))
         assert p.brightness_shift(night) == pytest.approx(
             p.section.bright + ARCH_BRIGHT * (p.arch - 0.5) + 0.5 - 0.37)
     assert plans[-1].held(night) == night  # … and the next one takes the night's

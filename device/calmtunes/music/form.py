@@ -11,14 +11,15 @@ area, the theme's return, and so on. Each section has its own
 * dynamic level (dB, a section's loudness relative to the others; the mixer plays it),
 * timbre (a brightness offset for its notes).
 
-Within a section the sound follows an arch (:attr:`PhrasePlan.arch`): it opens thinner and a
-little darker, the pad and the bass swell (:data:`ARCH_LOW`) and the timbre brightens
-(:data:`ARCH_BRIGHT`) steadily to a high point about three fifths of the way through, and both
-recede again into the close — the section's own swell, the phrase's arch on the scale of
-minutes, so the colour moves from minute to minute inside a section as well as between
-sections, and smoothly, never as a step that could be heard as a section of its own. (Without
-it a closed-loop session's colour moved 1.7 dB from minute to minute for one seed of five,
-where 2–4 is wanted: within a section each minute sounded like the last.)
+Within a section the sound follows an arch (:attr:`PhrasePlan.arch`): it opens thinner, a
+little darker and lower, the pad and the bass swell (:data:`ARCH_LOW`), the timbre brightens
+(:data:`ARCH_BRIGHT`) and the melody climbs pair by pair (:data:`ARCH_REGISTER`) steadily to a
+high point about three fifths of the way through, and all recede again into the close — the
+section's own swell, the phrase's arch on the scale of minutes, so the colour moves from
+minute to minute inside a section as well as between sections, and smoothly, never as a step
+that could be heard as a section of its own. (Without it a closed-loop session's colour moved
+1.7 dB from minute to minute for one seed of five, where 2–4 is wanted: within a section each
+minute sounded like the last.)
 
 Its phrases have roles: ``theme`` (new material, kept in the motif memory), ``answer`` (new
 material), ``return`` (a stored theme, transformed — see :mod:`calmtunes.music.motifs`) and
@@ -92,7 +93,19 @@ ARCH_PEAK = 0.6
 # music/perform.py). With half (−6 dB) and a brightness arch of 0.2 the session's colour still
 # moved 1.8 dB a minute for one seed of five.
 ARCH_LOW = 0.3
-ANSWER_LIFT = 0.14  # register lift of a pair's second phrase (0–1 scale; ≈ 3–4 semitones)
+# … and the melody's register rises with it, by ARCH_REGISTER (0–1 scale; ≈ 4–5 semitones)
+# from the arch's ends to its high point: the climb to a section's climax and the way down, a
+# pair of phrases at a time (the pair's two halves share the step, so eight bars span no
+# wider). Within a section the colour moved too little from minute to minute without it:
+# 1.5–1.9 dB for five of twelve 10-minute preset renders (seeds 1–4), where 2–4 is wanted;
+# with it and ANSWER_LIFT 0.10, 2.1–3.5 dB for seeds 1–2 (which chose it) and 2.0–2.8 for
+# seeds 3–4 (which checked it; calm's seed 3 1.98). At 0.2 the step between two pairs took
+# sixteen bars of the procedural line past 18 semitones for 3 of 72 three-minute sessions.
+ARCH_REGISTER = 0.15
+# register lift of a pair's second phrase (0–1 scale; ≈ 3 semitones). It was 0.14 before the
+# section's register arch (ARCH_REGISTER) took over part of the climb: with both, sixteen bars
+# spanned 19 semitones in some renders, over the 12–18 wanted
+ANSWER_LIFT = 0.10
 # The melodic arch, semitones from the phrase's register centre, bar by bar: the line starts a
 # little low, rises to its high point in the third bar (where the dynamic swell peaks, 60 %
 # through the phrase) and settles — the arch, the commonest phrase contour in song (Huron,
@@ -156,6 +169,9 @@ class PhrasePlan:
     # where the phrase's middle lies on the section's arch: 0 (its ends) … 1 (its high point);
     # None: no arch (a phrase planned outside a form)
     arch: float | None = None
+    # the section's arch at the middle of the pair this phrase belongs to: where its register
+    # stands (both halves of a pair share it); None: no arch
+    pair_arch: float | None = None
 
     @property
     def part(self) -> int:
@@ -195,6 +211,8 @@ class PhrasePlan:
             density *= 0.6  # thinning before the next section
         # the answer of a pair sits a little higher than its statement: the line breathes out
         register = controls.register + s.register_shift + ANSWER_LIFT * self.part
+        if self.pair_arch is not None:  # and the pairs climb to the section's high point
+            register += ARCH_REGISTER * (self.pair_arch - 0.5)
         return controls.with_(register=float(np.clip(register, 0, 1)),
                               density=float(np.clip(density, 0.0, 1.0)))
 
@@ -216,6 +234,7 @@ class Form:
         self._character: tuple[float, ...] | None = None  # held through the section
         self._asked: tuple[float, ...] | None = None  # as the last phrase asked
         self._room_moved = False  # the room has moved the colour since the section began
+        self._pair_arch = 0.5  # the section's arch at the middle of the pair under way
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
@@ -256,8 +275,11 @@ class Form:
             self._character = asked
         elif max(abs(a - b) for a, b in zip(asked, self._character)) > ROOM_MOVE:
             self._room_moved = True  # the section closes once it has lasted SECTION_MIN_S
+        if self.phrase_index % 2 == 0:  # a pair begins: its middle is this phrase's end
+            self._pair_arch = self._arch(self.elapsed_s + seconds)
         plan = replace(self._plan(seconds), character=self._character,
-                       arch=self._arch(self.elapsed_s + seconds / 2.0))
+                       arch=self._arch(self.elapsed_s + seconds / 2.0),
+                       pair_arch=self._pair_arch)
         self.phrase_index += 1
         self.elapsed_s += seconds
         return plan
