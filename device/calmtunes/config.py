@@ -320,6 +320,12 @@ class SceneConfig:
         "the count is held in between, light and motion are measured on every frame)",
         min=0.0, max=60.0,
     )
+    people_still_s: float = opt(
+        60.0, help="in a still room (no movement, the light unchanged since the last count) the "
+        "people count is held up to this long before the face detector runs again; 0 counts "
+        "every people_every_s whatever the room does",
+        min=0.0, max=600.0,
+    )
 
 
 @dataclass(frozen=True)

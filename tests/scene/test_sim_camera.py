@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,57 @@ def test_the_camera_counts_its_own_cpu_time():
     for _ in range(3):
         cam.read()
     assert cam.cpu_s > 0.0
+
+
+class CountingDetector:
+    """The real face detector, counting how often it runs."""
+
+    def __init__(self, detector: PeopleDetector) -> None:
+        self.detector, self.runs = detector, []
+
+    def count(self, luma: np.ndarray) -> int:
+        self.runs.append(len(self.runs))
+        return self.detector.count(luma)
+
+
+def test_a_still_room_keeps_its_people_count_and_movement_or_new_light_counts_again():
+    detector = CountingDetector(detector_or_skip())
+    clock = Clock()
+    cam = SimCamera(320, 240, scenario="stressed", seed=1, clock=clock)
+    cam.open()
+    analyser = SceneAnalyser(320, 240, detector=detector, people_every_s=5.0,
+                             people_still_s=60.0)
+    leave, dusk, night = cam.timeline.transitions()
+    runs_at, people = {}, {}
+    for t in range(int(night) + 30):
+        clock.now = float(t)
+        before = len(detector.runs)
+        people[t] = analyser.analyse(cam.read(), clock.now).people
+        runs_at[t] = len(detector.runs) > before
+    counted = [t for t, ran in runs_at.items() if ran]
+    # visitors walking about: counted every 5 s, and seen
+    visiting = [t for t in counted if t < leave]
+    assert len(visiting) >= leave / 5 - 1
+    assert max(people[t] for t in range(int(leave))) >= 2
+    # they leave (movement): counted again once the room is still, and nobody is there
+    assert any(leave < t <= leave + 10 for t in counted)
+    settled = int(leave) + 10
+    assert all(people[t] == 0 for t in range(settled, int(dusk)))
+    # the still day room: the count is held, the detector runs once a minute at most
+    still = [t for t in counted if settled <= t < dusk - 1]
+    assert len(still) <= (dusk - settled) / 60 + 1
+    assert all(b - a >= 60 for a, b in itertools.pairwise(still))
+    # dusk: the light changes by more than the labels' margin, so the room is counted afresh
+    assert any(dusk - 1 <= t <= dusk + 10 for t in counted)
+
+
+def test_without_a_still_hold_every_slot_counts():
+    detector = CountingDetector(detector_or_skip())
+    clock = Clock()
+    cam = SimCamera(320, 240, scenario="day", seed=0, clock=clock)
+    cam.open()
+    analyser = SceneAnalyser(320, 240, detector=detector, people_every_s=5.0)
+    for t in range(60):
+        clock.now = float(t)
+        analyser.analyse(cam.read(), clock.now)
+    assert len(detector.runs) == 12

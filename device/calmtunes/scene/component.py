@@ -142,7 +142,8 @@ class SceneComponent(Component):
         sc = self.config.scene
         if self._analyser is None:
             self._analyser = SceneAnalyser(sc.width, sc.height,
-                                           people_every_s=sc.people_every_s)
+                                           people_every_s=sc.people_every_s,
+                                           people_still_s=sc.people_still_s)
         if self._camera is None:
             self._camera = self.hardware.camera(self.config)
         try:
