@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from calmtunes.audio.component import AudioComponent
+from calmtunes.audio.component import NO_CARD_CATCH_UP_S, NO_CARD_STEP_S, AudioComponent
 from calmtunes.audio.sinks import NullSink, SoundDeviceSink
 from calmtunes.clock import VirtualClock
 from calmtunes.hub import Hub
@@ -102,8 +102,26 @@ def test_missing_sound_card_degrades_with_a_clear_reason(tmp_config):
     assert health.state == "degraded"
     assert "no-such-card-xyz" in health.detail
     assert "aplay -l" in health.detail or "PortAudio" in health.detail
-    # Music time went on without a card, so it resumes where it would have been.
-    assert position == pytest.approx(0.8 * cfg.audio.sample_rate, abs=audio.block)
+    # Music time went on without a card, so it resumes where it would have been (to within
+    # one of the steps it keeps time in meanwhile).
+    assert position == pytest.approx(0.8 * cfg.audio.sample_rate,
+                                     abs=NO_CARD_STEP_S * cfg.audio.sample_rate)
+
+
+def test_without_a_card_the_music_keeps_time_in_few_wakes_and_skips_a_stall(tmp_config):
+    _, audio = build(tmp_config, lambda r, sr: SoundDeviceSink(r, sr, "no-such-card-xyz"))
+    sr = audio.sample_rate
+    now, wakes = 100.0, 0
+    while now < 110.0:  # ten seconds without a card, the thread's own steps
+        now += audio.step(now)
+        wakes += 1
+    assert audio.health().state == "degraded"
+    assert wakes <= 10.0 / NO_CARD_STEP_S + 1  # not one wake per 20 ms block
+    assert audio.mixer.position == pytest.approx(10.0 * sr, abs=NO_CARD_STEP_S * sr)
+    # the thread stalled for a minute: the music goes on from where it was, not a minute on
+    before = audio.mixer.position
+    audio.step(now + 60.0)
+    assert 0 < audio.mixer.position - before <= NO_CARD_CATCH_UP_S * sr
 
 
 # -- a preset change while the composer is slow (a neural generator under load) --------------

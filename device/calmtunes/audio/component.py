@@ -39,6 +39,13 @@ CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
 #: a good part of a second): only past this, or with the scheduled music about to run out, does
 #: the audio thread compose the phrase itself
 PRESET_WAIT_S = 1.0
+#: without a sound card the music keeps time in steps this long (s): nothing is heard, so it
+#: needs no 20 ms blocks, and four wakes a second cost less than fifty (a daemon whose card is
+#: missing took 2.6 % of a core in its audio thread instead of 1.3 %)
+NO_CARD_STEP_S = 0.25
+#: ... catching up at most this much music (s) in one step after a stall, the rest skipped:
+#: a minute's backlog rendered at once would be tens of MB of samples nobody hears
+NO_CARD_CATCH_UP_S = 1.0
 
 
 class AudioComponent(Component):
@@ -68,6 +75,7 @@ class AudioComponent(Component):
         self._sink_open = False
         self._next_reopen = 0.0
         self._reopen_delay = 1.0
+        self._silent: tuple[float, int] | None = None  # no card since (s), frames kept time for
         self._pending_crossfade = False
         self._crossfade_by: int | None = None  # output frame by which the crossfade must start
         # a phrase queued wakes the audio thread, which may be waiting for it (a preset change)
@@ -134,10 +142,11 @@ class AudioComponent(Component):
             return max(1e-4, (next_block if next_block is not None else now + period) - now)
         if not self._sink_open:
             # No sound card: keep time as if playing, so the music is where it should be when
-            # the card comes back (and the composer upstream keeps running).
-            self._feed_phrases()
-            self.mixer.render(self.block)
-            return period
+            # the card comes back (and the composer upstream keeps running): each step renders
+            # what a card would have played since the last.
+            self._keep_time(now)
+            return NO_CARD_STEP_S
+        self._silent = None
         self._fill()
         if not self.config.audio.realtime:
             self.ring.wait_for_space(self.block, timeout=0.1)  # as fast as the sink drains
@@ -146,6 +155,21 @@ class AudioComponent(Component):
         # second instead of one per block, with two thirds of the buffer always in hand.
         spare = self.ring.available - self.target_fill * 2 / 3
         return max(period / 2, spare / self.sample_rate)
+
+    def _keep_time(self, now: float) -> None:
+        if self._silent is None:
+            self._silent = (now, 0)
+        since, kept = self._silent
+        due = int((now - since) * self.sample_rate) - kept
+        most = int(NO_CARD_CATCH_UP_S * self.sample_rate)
+        if due > most:  # a stall: the music resumes from where it stopped, not minutes on
+            kept += due - most
+            due = most
+        if due > 0:
+            self._feed_phrases(due)
+            self.mixer.render(due)
+            kept += due
+        self._silent = (since, kept)
 
     def _fill(self) -> None:
         """Render blocks into the ring until it holds ``audio.buffer_ms``.
