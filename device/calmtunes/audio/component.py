@@ -40,8 +40,8 @@ CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
 #: the audio thread compose the phrase itself
 PRESET_WAIT_S = 1.0
 #: without a sound card the music keeps time in steps this long (s): nothing is heard, so it
-#: needs no 20 ms blocks, and four wakes a second cost less than fifty (a daemon whose card is
-#: missing took 2.6 % of a core in its audio thread instead of 1.3 %)
+#: needs no 20 ms blocks, and four wakes a second cost less than fifty (the audio thread of a
+#: daemon whose card is missing: 2.6 % of a core with a 20 ms block a wake, 1.0 % in these steps)
 NO_CARD_STEP_S = 0.25
 #: ... catching up at most this much music (s) in one step after a stall, the rest skipped:
 #: a minute's backlog rendered at once would be tens of MB of samples nobody hears
