@@ -15,7 +15,7 @@ from calmtunes.pulse.stats import diff, mean, median, percentile
 
 def _arrays(seed: int):
     rng = np.random.default_rng(seed)
-    for n in (1, 2, 3, 4, 7, 16, 17, 100, 1001):
+    for n in (1, 2, 3, 4, 7, 16, 17, 100, 255, 256, 257, 1001, 7500):  # sorted, partitioned
         yield rng.standard_normal(n)
         yield rng.integers(0, 262143, n)  # sensor counts
         yield rng.integers(-5, 6, n).astype(np.int8)
@@ -51,5 +51,10 @@ def test_nothing_or_nan_gives_nan_as_numpy_does():
             assert math.isnan(mean(empty)) and math.isnan(float(np.mean(empty)))
         with_nan = np.array([1.0, np.nan, 3.0, 0.5])
         assert math.isnan(median(with_nan)) and math.isnan(float(np.median(with_nan)))
+        long = np.random.default_rng(0).standard_normal(7500)  # a median that partitions
+        for at in (0, 3749, 3750, 7499):
+            one = long.copy()
+            one[at] = np.nan
+            assert math.isnan(median(one)) and math.isnan(float(np.median(one)))
         assert math.isnan(percentile(with_nan, 75))
         assert math.isnan(float(np.percentile(with_nan, 75)))

@@ -14,12 +14,21 @@ import math
 
 import numpy as np
 
+#: from this many values a median partitions instead of sorting (a window's samples: a 60 s
+#: window of 7500 took 0.12 ms to sort, a tenth of its analysis, against 0.03 to partition)
+PARTITION_FROM = 256
+
 
 def median(values: object) -> float:
     """The median of the values (any shape, taken flat), as ``float(np.median(values))``; in
     the values' own precision for floats, in double for integers and booleans, as numpy."""
-    s = np.sort(np.asarray(values), axis=None)
-    n = len(s)
+    a = np.asarray(values).ravel()
+    n = len(a)
+    if n >= PARTITION_FROM:
+        # the middle values and the largest where a full sort would put them (NaN sorts last)
+        s = np.partition(a, (n // 2 - 1, n // 2, n - 1))
+    else:
+        s = np.sort(a)
     if s.dtype.kind in "biu":
         s = s.astype(np.float64)
     if n == 0 or math.isnan(s[-1]):  # np.sort puts NaN last
