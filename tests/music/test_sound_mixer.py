@@ -109,3 +109,71 @@ def test_fade_out_reaches_silence_and_reports_it():
     assert mixer.faded_out
     assert np.abs(tail[-BLOCK:]).max() == 0.0
     assert len(find_clicks(tail, SR)) == 0
+
+
+# -- skipping what nobody hears (no sound card) -----------------------------------------------
+
+def playing_mixer(config=None, seconds=10.0, seed=3):
+    config = config or Config()
+    mixer, _ = render_preset(config, "calm", seconds, seed=seed)
+    return mixer, ProceduralComposer(seed + 1)
+
+
+def schedule_ahead(mixer, composer, frames):
+    while mixer.scheduled_until <= mixer.position + frames + SR:
+        mixer.schedule(composer.next_phrase(mixer.controls))
+
+
+def test_skip_moves_the_music_on_without_synthesising(monkeypatch):
+    mixer, composer = playing_mixer()
+    calls = []
+    real = mixer.ensemble.render
+    monkeypatch.setattr(mixer.ensemble, "render", lambda t0, n: calls.append(t0) or real(t0, n))
+    start, rows = mixer.position, None
+    for _ in range(4 * 120):  # two minutes in 0.25 s steps, as a daemon without a card
+        schedule_ahead(mixer, composer, SR // 4)
+        mixer.skip(SR // 4)
+        rows = len(mixer.ensemble.rows)
+    assert calls == []
+    assert mixer.position == start + 120 * SR  # the music's time, to the frame
+    assert mixer.synthesised >= mixer.position  # the synthesis resumes ahead, on a chunk edge
+    # the notes that have sounded are forgotten as they pass: the set stays one phrase's worth
+    assert rows < 200
+    assert not mixer.faded_out  # still playing, unheard
+
+
+def test_after_a_skip_the_music_fades_in_from_silence_without_a_click():
+    mixer, composer = playing_mixer()
+    for _ in range(20):
+        schedule_ahead(mixer, composer, SR // 4)
+        mixer.skip(SR // 4)
+    out = []
+    for _ in range(int(6 * SR / BLOCK)):
+        schedule_ahead(mixer, composer, BLOCK)
+        out.append(mixer.render(BLOCK))
+    y = np.concatenate(out)
+    assert np.isfinite(y).all()
+    assert true_peak_dbtp(y) <= -1.0
+    assert len(find_clicks(y, SR)) == 0
+    rms = lambda a: float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))  # noqa: E731
+    first, later = rms(y[: SR // 10]), rms(y[4 * SR:6 * SR])
+    assert later > 0 and first < 0.05 * later  # from silence, not mid-note at full level
+
+
+def test_a_stop_while_skipping_is_silent_at_once():
+    mixer, composer = playing_mixer()
+    mixer.fade_out(1.0)
+    schedule_ahead(mixer, composer, SR // 4)
+    mixer.skip(SR // 4)
+    assert mixer.faded_out
+
+
+def test_skip_of_less_than_what_is_queued_and_of_nothing():
+    mixer, _ = playing_mixer()
+    queued = len(mixer._queue)
+    at, synth = mixer.position, mixer.synthesised
+    mixer.skip(0)
+    assert (mixer.position, mixer.synthesised) == (at, synth)
+    if queued > 1:
+        mixer.skip(queued - 1)
+        assert mixer.position == at + queued - 1 and mixer.synthesised == synth

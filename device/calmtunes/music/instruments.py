@@ -181,6 +181,13 @@ class Ensemble:
         if np.count_nonzero(a["end"] + a["release"] <= before) > keep_dead:
             self.replace([r for r in self.rows if r.end + r.release > before])
 
+    def forget(self, before: float) -> None:
+        """Forget every row that has fully faded before frame ``before`` now (where nothing is
+        rendered, :meth:`prune` has no row arrays to batch its work by)."""
+        kept = [r for r in self.rows if r.end + r.release > before]
+        if len(kept) < len(self.rows):
+            self.replace(kept)
+
     def _build(self) -> dict[str, np.ndarray]:
         cols: dict[str, list[float]] = {k: [] for k in _ROW_FIELDS}
         route = np.zeros((2 * len(BUSES), len(self.rows)))

@@ -131,6 +131,7 @@ class Mixer:
         self._fade = 0.0  # 0 silent – 1 full (linear position along the fade)
         self._fade_target = 0.0
         self._fade_rate = 1.0  # per frame
+        self._skipping = False  # the last frames were skipped (:meth:`skip`), not rendered
 
     # -- control -------------------------------------------------------------------------------
     def reconfigure(self, config: Config) -> None:
@@ -345,7 +346,42 @@ class Mixer:
                 queue = chunk[take:]
             programme, self._queue = np.concatenate(pieces, axis=0), queue
         self.position += frames
+        self._skipping = False
         return self._master(programme)
+
+    def skip(self, frames: int) -> None:
+        """Move the music on by ``frames`` output frames without sounding them: for an output
+        nobody hears (no sound card). The scheduled notes pass by their times, as played; the
+        synthesis resumes on an instrument chunk's edge (the rest of that chunk is silence),
+        its reverb, chorus, filters and limiter cleared of what they held before, and the
+        music fades in from silence at the last fade's rate, as at a start: whatever sounds
+        then does not start abruptly. Fades out, volume and loudness glides move on as they
+        would have (a stop with no card still ends in silence, at once)."""
+        frames = max(0, int(frames))
+        if frames == 0:
+            return
+        if not self._skipping:  # what the DSP holds was heard before the gap: not after it
+            self._skipping = True
+            self._reset_dsp()
+            self.chorus = Chorus(self.rate)
+            self.limiter = TruePeakLimiter(self.sr, CEILING_DBTP)
+        queue = self._queue
+        if len(queue) >= frames:
+            self._queue = queue[frames:]
+        else:
+            span = self.chunk * OVERSAMPLE
+            chunks = -(-(frames - len(queue)) // span)
+            self._synth_pos += chunks * self.chunk
+            self._queue = np.zeros((len(queue) + chunks * span - frames, 2))
+            t = self._synth_pos
+            self.ensemble.forget(t)
+            while len(self._rooms) > 1 and self._rooms[1][0] <= t:
+                del self._rooms[0]
+            self._dynamics(t, 1)  # forgets the breakpoints past
+        self.position += frames
+        self.normaliser.advance(frames / self.sr)
+        self._volume_now = self._volume_db
+        self._fade = 0.0  # silence now: the next render fades in (or stays out)
 
     def _synthesise(self) -> np.ndarray:
         """One instrument chunk → (chunk × OVERSAMPLE, 2) upsampled programme, before gain."""
