@@ -277,3 +277,48 @@ def test_a_wav_file_at_the_format_limit_is_kept_and_the_music_goes_on(tmp_path, 
     assert wav._nframeswritten == most
     sink.close()
     assert caplog.text.count("holds all a WAV file can") == 1
+
+
+class LateCard(NullSink):
+    """A sound card that is missing until ``present`` is set; then a sink whose ring the test
+    reads itself (no thread drains it)."""
+
+    present = False
+
+    def open(self):
+        if not self.present:
+            raise OSError("no such card")
+        self._alive = True
+
+    def close(self):
+        self._alive = False
+
+    def is_alive(self):
+        return getattr(self, "_alive", False)
+
+
+def test_without_a_card_nothing_is_synthesised_and_the_card_fades_in(tmp_config, monkeypatch):
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+    sr = audio.sample_rate
+    synthesised = []
+    real = audio.mixer.ensemble.render
+    monkeypatch.setattr(audio.mixer.ensemble, "render",
+                        lambda t0, n: synthesised.append(n) or real(t0, n))
+    now = 100.0
+    while now < 130.0:  # half a minute without a card
+        now += audio.step(now)
+    assert audio.health().state == "degraded"
+    assert synthesised == []  # nothing nobody hears is rendered
+    assert audio.mixer.position == pytest.approx(30.0 * sr, abs=NO_CARD_STEP_S * sr)
+    assert audio.mixer.scheduled_until > audio.mixer.position  # the music was still composed
+    audio.sink.present = True
+    audio._next_reopen = now  # (the back-off's next try, brought forward)
+    out = np.zeros((3 * sr, 2), dtype=np.float32)
+    got = 0
+    while got < len(out):  # the test plays the card's part: it takes what is rendered
+        audio.step(now)
+        got += audio.ring.read_into(out[got:got + min(audio.ring.available, len(out) - got)])
+        now += 0.05
+    assert audio.health().state == "ok" and synthesised
+    level = np.sqrt(np.mean(np.square(out, dtype=np.float64).reshape(30, -1), axis=1))
+    assert level[-1] > 0 and level[0] < 0.1 * level[-1]  # from silence, not mid-music at once

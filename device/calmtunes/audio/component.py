@@ -2,8 +2,8 @@
 
 Its thread takes phrases from the composer when the scheduled music runs short, renders blocks
 into the ring until it holds ``audio.buffer_ms``, and checks the sink: a sound card that vanished
-is reopened with back-off while rendering goes on (so the composer and everything upstream keep
-running, and the music resumes where it would have been).
+is reopened with back-off while the music keeps its time unheard (so the composer and everything
+upstream keep running, and the music fades in where it would have been when the card is back).
 
 On a virtual clock the sink has no thread of its own: each step first lets the sink take what
 the output would have played by now (:meth:`~calmtunes.audio.sinks.Sink.catch_up`), then tops the
@@ -39,12 +39,13 @@ CROSSFADE_S = 2.5  # preset changes glide over this long (≥ 2 s)
 #: a good part of a second): only past this, or with the scheduled music about to run out, does
 #: the audio thread compose the phrase itself
 PRESET_WAIT_S = 1.0
-#: without a sound card the music keeps time in steps this long (s): nothing is heard, so it
-#: needs no 20 ms blocks, and four wakes a second cost less than fifty (the audio thread of a
-#: daemon whose card is missing: 2.6 % of a core with a 20 ms block a wake, 1.0 % in these steps)
+#: without a sound card the music keeps time in steps this long (s): the composer and the mixer's
+#: schedule move on as if playing, but nothing is synthesised (:meth:`Mixer.skip`: the audio
+#: thread of a daemon whose card is missing took 2.6 % of a core rendering a 20 ms block a wake,
+#: 1.0 % rendering in these steps)
 NO_CARD_STEP_S = 0.25
-#: ... catching up at most this much music (s) in one step after a stall, the rest skipped:
-#: a minute's backlog rendered at once would be tens of MB of samples nobody hears
+#: ... moving on at most this much music (s) in one step after a stall, the rest dropped: the
+#: music resumes from where it stopped, not minutes on
 NO_CARD_CATCH_UP_S = 1.0
 
 
@@ -142,8 +143,9 @@ class AudioComponent(Component):
             return max(1e-4, (next_block if next_block is not None else now + period) - now)
         if not self._sink_open:
             # No sound card: keep time as if playing, so the music is where it should be when
-            # the card comes back (and the composer upstream keeps running): each step renders
-            # what a card would have played since the last.
+            # the card comes back (and the composer upstream keeps running): each step moves
+            # the music on by what a card would have played since the last, unsynthesised;
+            # when the card is back the music fades in from there.
             self._keep_time(now)
             return NO_CARD_STEP_S
         self._silent = None
@@ -167,7 +169,7 @@ class AudioComponent(Component):
             due = most
         if due > 0:
             self._feed_phrases(due)
-            self.mixer.render(due)
+            self.mixer.skip(due)  # nothing hears it: the music moves on unsynthesised
             kept += due
         self._silent = (since, kept)
 
