@@ -322,3 +322,38 @@ def test_without_a_card_nothing_is_synthesised_and_the_card_fades_in(tmp_config,
     assert audio.health().state == "ok" and synthesised
     level = np.sqrt(np.mean(np.square(out, dtype=np.float64).reshape(30, -1), axis=1))
     assert level[-1] > 0 and level[0] < 0.1 * level[-1]  # from silence, not mid-music at once
+
+
+def test_a_card_back_after_a_gap_plays_no_stale_audio_first(tmp_config):
+    # The card plays, vanishes mid-music with the ring full, and comes back a while later:
+    # what the ring held from before the gap is not played then (a blip of old music at full
+    # level); the music fades in where it now is.
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+    sr = audio.sample_rate
+    audio.sink.present = True
+    now, scratch = 100.0, np.zeros((sr // 20, 2), dtype=np.float32)
+    while now < 110.0:  # ten seconds of music, the test taking what the card would
+        audio.step(now)
+        audio.ring.read_into(scratch[:min(len(scratch), audio.ring.available)])
+        now += 0.05
+    audio.step(now)
+    assert audio.ring.available > sr // 20  # the ring is full of music when the card goes
+    audio.sink.present = False
+    audio.sink.close()  # unplugged
+    while now < 130.0:
+        now += audio.step(now)
+    assert audio.health().state == "degraded"
+    audio.sink.present = True
+    audio._next_reopen = now
+    out = np.zeros((sr, 2), dtype=np.float32)
+    got = 0
+    while got < len(out):
+        audio.step(now)
+        got += audio.ring.read_into(out[got:got + min(audio.ring.available, len(out) - got)])
+        now += 0.05
+    assert audio.health().state == "ok"
+    # no old music first: silence, then the fade-in (this config's is 0.2 s)
+    level = np.sqrt(np.mean(np.square(out, dtype=np.float64).reshape(50, -1), axis=1))
+    start = int(np.argmax(level > 0))
+    assert np.max(np.abs(out[: sr // 50])) < 1e-4
+    assert level[start] < 0.2 * level[start + 10:].mean()

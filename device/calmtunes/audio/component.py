@@ -161,6 +161,9 @@ class AudioComponent(Component):
     def _keep_time(self, now: float) -> None:
         if self._silent is None:
             self._silent = (now, 0)
+            # what the ring still holds was for the card that went: played when one is back,
+            # it would be a blip of old music at full level before the music fades in
+            self.ring.clear()
         since, kept = self._silent
         due = int((now - since) * self.sample_rate) - kept
         most = int(NO_CARD_CATCH_UP_S * self.sample_rate)
