@@ -32,12 +32,38 @@ BETA = 0.02
 
 
 def _moving_average(y: np.ndarray, n: int) -> np.ndarray:
-    """Centred moving average over ``n`` samples (shorter at the edges)."""
+    """Centred moving average over ``n`` samples (shorter at the edges): sample i averages
+    ``y[max(0, i − n//2) : min(len(y), i + n − n//2)]``."""
+    size, back = len(y), n // 2
+    fwd = n - back
     c = np.concatenate(([0.0], np.cumsum(y)))
-    i = np.arange(len(y))
-    lo = np.maximum(0, i - n // 2)
-    hi = np.minimum(len(y), i + n - n // 2)
-    return (c[hi] - c[lo]) / (hi - lo)
+    if size - fwd < back:  # shorter than the window: every sample is an edge
+        i = np.arange(size)
+        lo, hi = np.maximum(0, i - back), np.minimum(size, i + fwd)
+        return (c[hi] - c[lo]) / (hi - lo)
+    out = np.empty(size)
+    out[back:size - fwd + 1] = (c[n:] - c[:size - n + 1]) / n  # whole windows, as slices
+    i = np.arange(back)  # the first samples: windows cut at the start
+    out[:back] = c[i + fwd] / (i + fwd)
+    i = np.arange(size - fwd + 1, size)  # the last: cut at the end
+    out[size - fwd + 1:] = (c[size] - c[i - back]) / (size - (i - back))
+    return out
+
+
+def block_maxima(y: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Index of the first maximum of ``y`` in each block [starts[k], ends[k]) (disjoint,
+    ascending, none empty), without a Python loop over the blocks."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    lengths = ends - starts
+    # the blocks' samples, one after another, and each one's block
+    first = np.cumsum(lengths) - lengths
+    index = np.arange(int(lengths.sum())) + np.repeat(starts - first, lengths)
+    values = y[index]
+    top = np.maximum.reduceat(values, first)
+    at = np.flatnonzero(values == np.repeat(top, lengths))
+    # the first hit of each block: hits are ascending, and every block has one
+    return index[at[np.searchsorted(at, first)]].astype(np.int64)
 
 
 def systolic_peaks(x_bp: np.ndarray, fs: float) -> np.ndarray:
@@ -50,5 +76,4 @@ def systolic_peaks(x_bp: np.ndarray, fs: float) -> np.ndarray:
     edges = diff(np.concatenate(([0], block.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     keep = ends - starts >= w1
-    out = [a + int(np.argmax(y[a:b])) for a, b in zip(starts[keep], ends[keep])]
-    return np.asarray(out, dtype=np.int64)
+    return block_maxima(y, starts[keep], ends[keep])
