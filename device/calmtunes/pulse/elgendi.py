@@ -60,6 +60,8 @@ def block_maxima(y: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     first = np.cumsum(lengths) - lengths
     index = np.arange(int(lengths.sum())) + np.repeat(starts - first, lengths)
     values = y[index]
+    if not np.isfinite(values).all():  # argmax's own rule for NaN (the first wins), block by block
+        return np.array([a + int(np.argmax(y[a:b])) for a, b in zip(starts, ends)], dtype=np.int64)
     top = np.maximum.reduceat(values, first)
     at = np.flatnonzero(values == np.repeat(top, lengths))
     # the first hit of each block: hits are ascending, and every block has one
