@@ -357,3 +357,36 @@ def test_a_card_back_after_a_gap_plays_no_stale_audio_first(tmp_config):
     start = int(np.argmax(level > 0))
     assert np.max(np.abs(out[: sr // 50])) < 1e-4
     assert level[start] < 0.2 * level[start + 10:].mean()
+
+
+class FakePortAudio:
+    """sounddevice's start count and its _terminate()/_initialize(), the latter failing once
+    when asked to (a PortAudio that cannot start)."""
+
+    def __init__(self, fail_once: bool = False):
+        self._initialized, self.calls, self.fail_once = 1, [], fail_once
+
+    def _terminate(self):
+        self.calls.append("terminate")
+        self._initialized -= 1
+
+    def _initialize(self):
+        self.calls.append("initialize")
+        if self.fail_once:
+            self.fail_once = False
+            raise RuntimeError("Error initializing PortAudio")
+        self._initialized += 1
+
+
+def test_portaudio_starts_anew_to_find_a_card_and_a_failed_start_is_retried():
+    from calmtunes.errors import HardwareError
+
+    sd = FakePortAudio()
+    SoundDeviceSink._restart_portaudio(sd)
+    assert sd.calls == ["terminate", "initialize"] and sd._initialized == 1
+    sd = FakePortAudio(fail_once=True)
+    with pytest.raises(HardwareError, match="restart PortAudio.*aplay -l"):
+        SoundDeviceSink._restart_portaudio(sd)
+    assert sd._initialized == 0
+    SoundDeviceSink._restart_portaudio(sd)  # stopped: only started, not stopped again
+    assert sd.calls == ["terminate", "initialize", "initialize"] and sd._initialized == 1

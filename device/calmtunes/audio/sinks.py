@@ -326,6 +326,7 @@ class SoundDeviceSink(Sink):
         self._callback_errors = 0
         self.device_name = ""
         self.latency_s: float | None = None  # the card's, as PortAudio set it
+        self._tried = False  # open() was called before: PortAudio's device list may be stale
 
     def _find_device(self, sd) -> int | None:
         """The output device whose name contains ``device_query`` (case-insensitive)."""
@@ -351,6 +352,9 @@ class SoundDeviceSink(Sink):
             raise HardwareError(
                 f"PortAudio is not available ({exc}); install it: sudo apt install libportaudio2"
             ) from exc
+        if self._tried:
+            self._restart_portaudio(sd)
+        self._tried = True
         ring = self.ring
 
         def callback(outdata, frames, time_info, status):  # PortAudio's thread: copy only
@@ -384,6 +388,22 @@ class SoundDeviceSink(Sink):
         self.latency_s = float(stream.latency)
         log.info("audio: playing on %r at %d Hz, %d-frame periods, %.1f ms in the card",
                  self.device_name, self.sample_rate, stream.blocksize, 1000 * self.latency_s)
+
+    @staticmethod
+    def _restart_portaudio(sd) -> None:
+        """PortAudio lists the sound cards once, when it starts, and never again: a card that
+        appeared since (a DAC whose driver probed after the daemon started, a USB card plugged
+        in, or one back under a new index) is seen only once PortAudio starts anew. Called
+        before each reopen, when no stream of ours is open, the way sounddevice's maintainer
+        gives for it (its _terminate() and _initialize(); its count of starts says whether
+        PortAudio is running to be stopped)."""
+        try:
+            if getattr(sd, "_initialized", 1) > 0:
+                sd._terminate()
+            sd._initialize()
+        except Exception as exc:  # sd.PortAudioError; left stopped, the next try starts it
+            raise HardwareError(f"cannot restart PortAudio to look for the sound card again "
+                                f"({exc}); check `aplay -l`") from exc
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
