@@ -385,7 +385,7 @@ def test_portaudio_starts_anew_to_find_a_card_and_a_failed_start_is_retried():
     SoundDeviceSink._restart_portaudio(sd)
     assert sd.calls == ["terminate", "initialize"] and sd._initialized == 1
     sd = FakePortAudio(fail_once=True)
-    with pytest.raises(HardwareError, match="restart PortAudio.*aplay -l"):
+    with pytest.raises(HardwareError, match=r"restart PortAudio.*aplay -l"):
         SoundDeviceSink._restart_portaudio(sd)
     assert sd._initialized == 0
     SoundDeviceSink._restart_portaudio(sd)  # stopped: only started, not stopped again
