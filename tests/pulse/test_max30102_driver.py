@@ -287,3 +287,48 @@ def test_any_led_current_in_range_starts_and_reads_back(red, ir):
     assert driver.read_settings() == driver.settings
     driver.set_led_current(red_ma=ir)
     assert bus.devices[A].regs[0x0C] == round(ir / 0.2)
+
+
+def test_a_chip_reset_behind_the_drivers_back_is_configured_again():
+    # A loose wire or a dip in the sensor's supply resets the chip (PWR_RDY) while every bus
+    # transfer still succeeds: in its power-on state it samples nothing, so nothing would
+    # ever fail, and the pulse would be gone until a restart.
+    driver, bus, clock = make()
+    driver.start()
+    _, t, _ = run(driver, clock, 1.0)
+    assert len(t) >= 90
+    bus.devices[A]._power_on()  # a brown-out: registers back to their power-on values
+    blocks, t, _ = run(driver, clock, 2.0)
+    assert driver.stats.resets_seen == 1 and driver.stats.reinits == 0
+    assert len(t) >= 180  # sampling again at once
+    # what it did not sample until the next read found it is counted lost: one poll's worth
+    assert 0 < sum(b.lost for b in blocks) <= driver.settings.fs * 2 * driver.poll_delay() + 2
+
+
+def test_a_chip_that_stops_sampling_is_configured_again():
+    # Its mode register lost (bus noise on a write, a glitch) without a reset: no PWR_RDY,
+    # no failing transfer, no samples.
+    driver, bus, clock = make()
+    driver.start()
+    run(driver, clock, 1.0)
+    chip = bus.devices[A]
+    chip.regs[0x09] = 0x00  # MODE_CONFIG: not sampling
+    blocks, t, _ = run(driver, clock, 3.0)
+    assert driver.stats.resets_seen == 1
+    assert len(t) >= 150  # back within about the stall time
+    assert sum(b.lost for b in blocks) >= 90  # the second without samples, counted lost
+
+
+def test_a_clean_start_sees_no_reset():
+    driver, _, clock = make()
+    driver.start()
+    run(driver, clock, 3.0)
+    assert driver.stats.resets_seen == 0 and driver.stats.reinits == 0
+
+
+def test_slow_averaged_sampling_is_not_taken_for_a_stall():
+    # 50 sps averaged 32 times: a FIFO sample every 0.64 s, nearly the stall time apart
+    driver, _, clock = make(settings=Settings(sample_rate=50, averaging=32))
+    driver.start()
+    _, t, _ = run(driver, clock, 10.0)
+    assert driver.stats.resets_seen == 0 and len(t) >= 14

@@ -201,6 +201,7 @@ class PulseComponent(Component):
             "bus_errors": s.bus_errors,
             "corrupt": s.corrupt,
             "reinits": s.reinits,
+            "resets_seen": s.resets_seen,
             "finger": d.finger,
             "die_temp_c": d.temperature_c,
             # simulation: the CPU time the emulated chip and listener took (not the device's)

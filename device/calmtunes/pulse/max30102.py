@@ -23,8 +23,11 @@ otherwise :meth:`MAX30102.poll_delay` says when the FIFO will hold the almost-fu
 Faults: every transfer is retried with back-off (1, 2, 4 ms) on ``OSError`` (121 NACK, 5 EIO,
 110 timeout) and on short reads; bytes that cannot be right (reserved bits set, pointers that
 contradict each other) are refused as corrupt. After ``reinit_after`` failed reads in a row, the
-next read re-initialises the chip. What escapes is a :class:`SensorError` (a
-:class:`~calmtunes.errors.HardwareError`) saying what to check.
+next read re-initialises the chip. A chip reset behind the driver's back (PWR_RDY set again: its
+supply dipped, a loose wire) or one that stopped sampling (no sample for ``stall_s``) is
+configured again at once: in its power-on state it samples nothing while every transfer
+succeeds. What escapes is a :class:`SensorError` (a :class:`~calmtunes.errors.HardwareError`)
+saying what to check.
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class Stats:
     bus_errors: int = 0  # failed transfers (each retry counts)
     corrupt: int = 0  # transfers refused as corrupt
     reinits: int = 0  # chip re-initialisations after repeated failures
+    resets_seen: int = 0  # times the chip was found reset or stalled, and configured again
     led_changes: int = 0  # automatic LED-current adjustments
     transfers: dict[str, int] = field(default_factory=dict)
 
@@ -159,6 +163,10 @@ class MAX30102:
     backoff_s = 0.001  # first retry delay, doubled each time
     reinit_after = 3  # failed reads in a row before the chip is re-initialised
     reset_timeout_s = 0.1  # datasheet: the reset completes well within this
+    #: no sample for this long (or ten sample periods, where averaging makes them longer) is a
+    #: chip that stopped converting (its configuration lost without the bus failing): it is
+    #: configured again, s
+    stall_s = 1.0
 
     def __init__(
         self,
@@ -196,6 +204,7 @@ class MAX30102:
         self._resume_after: float | None = None  # newest timestamp before a re-initialisation
         self._period = 1.0 / self.settings.fs
         self._last_read = clock()
+        self._last_sample_at = self._last_read  # when a read last brought samples
         self._led_changed_at = -1e9
         self._temp_pending = False
 
@@ -237,9 +246,13 @@ class MAX30102:
                 f"MAX30102 configuration did not stick (wrote {s}, read back {readback}); "
                 f"{WIRING_HINT}"
             )
+        # PWR_RDY is set by the power-on reset (and the soft reset above): read now, it clears,
+        # so that seen again later it means the chip was reset behind our back
+        self._read_block(R.INT_STATUS_1, 2, "clear interrupt status")
         self._period = 1.0 / s.fs
         self._t_last = None
         self._last_read = self.clock()
+        self._last_sample_at = self._last_read
         self._failures = 0
         self._started = True
         if self.int_pin is not None and self._int_device is None:
@@ -362,10 +375,13 @@ class MAX30102:
         log.debug("MAX30102: %s (failure %d in a row)", last, self._failures)
         raise last
 
-    def _reinit(self) -> None:
-        if self._started:
+    def _reinit(self, why: str = "") -> None:
+        if self._started and not why:
             self.stats.reinits += 1
             log.warning("MAX30102: re-initialising after %d failed reads", self._failures)
+        elif why:
+            self.stats.resets_seen += 1
+            log.warning("MAX30102: %s; configuring it again", why)
         if self._t_last is not None:
             self._resume_after = self._t_last
         self._started = False
@@ -388,8 +404,19 @@ class MAX30102:
             n = R.FIFO_DEPTH  # equal pointers with an overflow: full, not empty
         self.stats.reads += 1
         self._last_read = t_read
+        stalled = t_read - self._last_sample_at > max(self.stall_s, 10.0 / self.settings.fs)
+        if status1 & R.PWR_RDY or (n == 0 and stalled):
+            # Reset behind our back (PWR_RDY: the supply dipped below its lockout and came
+            # back, a loose wire or a brown-out), or sampling stopped: the registers are at
+            # their power-on values, in which the chip samples nothing, and the bus never
+            # fails to say so. What it did not sample meanwhile counts as lost.
+            self._reinit("the sensor was reset (a loose wire or a dip in its supply?)"
+                         if status1 & R.PWR_RDY else
+                         f"no sample for {t_read - self._last_sample_at:.1f} s")
+            return self._block(t_read, np.empty((0, 2)), 0)
         if n == 0:
             return self._block(t_read, np.empty((0, 2)), ovf)
+        self._last_sample_at = t_read
         raw = np.frombuffer(self._read_samples(n), dtype=np.uint8)
         data = raw.reshape(n, 2, 3).astype(np.int64)
         if np.any(data[:, :, 0] & 0xFC):
