@@ -268,3 +268,59 @@ def test_picamera2_backend_names_what_is_missing():
             cam.open()
     else:
         pytest.skip("picamera2 is installed here; the hardware test belongs on the Pi")
+
+
+class StandInPicamera2:
+    """picamera2's Picamera2 as far as open() uses it: one camera, which a process holds from
+    Picamera2() until close(); its start fails while ``fail_start`` is set (libcamera's
+    RuntimeError, e.g. a camera that cannot stream)."""
+
+    held = False
+    fail_start = True
+
+    @staticmethod
+    def global_camera_info():
+        return [{"Model": "imx708"}]
+
+    def __init__(self):
+        if StandInPicamera2.held:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+        StandInPicamera2.held = True
+
+    def create_video_configuration(self, **kw):
+        return kw
+
+    def configure(self, config):
+        self.config = config
+
+    def start(self):
+        if StandInPicamera2.fail_start:
+            raise RuntimeError("Failed to start camera: Invalid argument")
+
+    def capture_array(self, name):
+        return np.zeros((240, 320, 3), dtype=np.uint8)
+
+    def stop(self):
+        pass
+
+    def close(self):
+        StandInPicamera2.held = False
+
+
+def test_a_csi_camera_that_fails_to_start_is_released_for_the_next_try(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "picamera2",
+                        types.SimpleNamespace(Picamera2=StandInPicamera2))
+    monkeypatch.setattr(StandInPicamera2, "held", False)
+    monkeypatch.setattr(StandInPicamera2, "fail_start", True)
+    cam = make_camera(Config().replace(scene={"backend": "picamera2"}))
+    with pytest.raises(CameraError, match="did not start: Failed to start"):
+        cam.open()
+    assert not StandInPicamera2.held  # not kept acquired by the failed try
+    StandInPicamera2.fail_start = False
+    cam.open()  # the retry acquires it (it would be "busy" otherwise)
+    assert cam.read().shape == (240, 320, 3)
+    cam.close()
+    assert not StandInPicamera2.held

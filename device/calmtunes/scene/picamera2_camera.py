@@ -26,6 +26,7 @@ class Picamera2Camera:
         except ImportError:
             raise CameraError("picamera2 is not installed: apt install python3-picamera2, "
                               "or set scene.backend to opencv for a USB camera") from None
+        cam = None
         try:
             if not Picamera2.global_camera_info():
                 raise CameraError("no CSI camera found: check the ribbon cable and "
@@ -34,9 +35,15 @@ class Picamera2Camera:
             cam.configure(cam.create_video_configuration(
                 main={"size": (self.width, self.height), "format": "RGB888"}, buffer_count=2))
             cam.start()
-        except CameraError:
-            raise
         except Exception as exc:  # libcamera raises RuntimeError and friends
+            if cam is not None:
+                # Picamera2() acquired the camera: kept, every retry would find it busy (ours)
+                try:
+                    cam.close()
+                except Exception:  # the start's error is the one to report
+                    pass
+            if isinstance(exc, CameraError):
+                raise
             raise CameraError(f"CSI camera did not start: {exc}") from exc
         self._cam = cam
 
