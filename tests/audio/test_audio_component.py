@@ -390,3 +390,61 @@ def test_portaudio_starts_anew_to_find_a_card_and_a_failed_start_is_retried():
     assert sd._initialized == 0
     SoundDeviceSink._restart_portaudio(sd)  # stopped: only started, not stopped again
     assert sd.calls == ["terminate", "initialize", "initialize"] and sd._initialized == 1
+
+
+class StandInSoundDevice:
+    """sounddevice as far as SoundDeviceSink.open() uses it: one card, which an OutputStream
+    holds from its making until close(); starting fails while ``fail_start`` is set."""
+
+    def __init__(self):
+        self._initialized, self.held, self.fail_start = 1, False, True
+
+    def _terminate(self):
+        self._initialized -= 1
+
+    def _initialize(self):
+        self._initialized += 1
+
+    def query_devices(self, index=None):
+        info = {"name": "snd_rpi_hifiberry_dac", "max_output_channels": 2}
+        return info if index is not None else [info]
+
+    def OutputStream(self, **kw):  # sounddevice's name
+        sd = self
+        if sd.held:
+            raise RuntimeError("Error opening OutputStream: Device unavailable [PaErrorCode -9985]")
+        sd.held = True
+
+        class Stream:
+            device, latency, blocksize, active, closed = 0, 0.085, kw["blocksize"], True, False
+
+            def start(self):
+                if sd.fail_start:
+                    raise RuntimeError("Error starting stream: Unanticipated host error")
+
+            def abort(self):
+                pass
+
+            def close(self):
+                sd.held = False
+
+        return Stream()
+
+
+def test_a_stream_that_fails_to_start_lets_go_of_the_card(monkeypatch):
+    import sys
+
+    from calmtunes.audio.ring import AudioRing
+    from calmtunes.errors import HardwareError
+
+    sd = StandInSoundDevice()
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    sink = SoundDeviceSink(AudioRing(4800), 48000, "hifiberry")
+    with pytest.raises(HardwareError, match=r"Unanticipated host error.*aplay -l"):
+        sink.open()
+    assert not sd.held  # a stream made but not started still held the card: closed
+    sd.fail_start = False
+    sink.open()  # the next try gets the card (it would be "unavailable" otherwise)
+    assert sink.is_alive() and sink.description == "sounddevice:snd_rpi_hifiberry_dac"
+    sink.close()
+    assert not sd.held

@@ -363,6 +363,7 @@ class SoundDeviceSink(Sink):
             if ring.read_into(outdata) and self.first_frame_at is None:
                 self.first_frame_at = self.clock()
 
+        stream = None
         try:
             device = self._find_device(sd)
             stream = sd.OutputStream(
@@ -375,9 +376,14 @@ class SoundDeviceSink(Sink):
                 latency=self.periods_queued * self.period_frames / self.sample_rate,
             )
             stream.start()
-        except HardwareError:
-            raise
         except Exception as exc:  # sd.PortAudioError, ValueError for a bad device
+            if stream is not None:  # made but not started: it holds the device all the same
+                try:
+                    stream.close()
+                except Exception:  # the start's error is the one to report
+                    pass
+            if isinstance(exc, HardwareError):
+                raise
             raise HardwareError(
                 f"cannot open the sound device ({exc}); check `aplay -l` and audio.device"
             ) from exc
