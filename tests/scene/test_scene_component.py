@@ -324,3 +324,24 @@ def test_a_csi_camera_that_fails_to_start_is_released_for_the_next_try(monkeypat
     assert cam.read().shape == (240, 320, 3)
     cam.close()
     assert not StandInPicamera2.held
+
+
+def test_a_stalled_usb_camera_cannot_outlast_the_scene_heartbeat(monkeypatch):
+    # OpenCV's V4L2 backend waits 10 s for each frame of a camera that stopped sending, and a
+    # read is two waits (grab, then read): 20 s, past the 10 s after which the supervisor
+    # takes the scene thread for hung and lets systemd restart the daemon (the music with it).
+    from calmtunes.scene import opencv_camera
+
+    monkeypatch.setenv(opencv_camera.V4L_SELECT_TIMEOUT_ENV, "")  # (restored afterwards)
+    monkeypatch.delenv(opencv_camera.V4L_SELECT_TIMEOUT_ENV)
+    cam = make_camera(Config().replace(scene={"backend": "opencv", "device": 63}))
+    with pytest.raises(CameraError):
+        cam.open()  # no /dev/video63 here; the wait is set before any capture all the same
+    import os
+
+    wait = float(os.environ[opencv_camera.V4L_SELECT_TIMEOUT_ENV])
+    assert 2 * wait < SceneComponent.heartbeat_timeout_s / 2  # with room for the analysis
+    monkeypatch.setenv(opencv_camera.V4L_SELECT_TIMEOUT_ENV, "5")  # a technician's own
+    with pytest.raises(CameraError):
+        cam.open()
+    assert os.environ[opencv_camera.V4L_SELECT_TIMEOUT_ENV] == "5"

@@ -4,8 +4,9 @@ The capture is asked for the analysis size; a camera that cannot give it deliver
 mode and the analyser resizes. The driver's queue is cut to one buffer so a read returns the
 picture of now, not one taken seconds ago at 1 analysed frame per second (V4L2 drops new frames
 while every buffer is full, so the one queued buffer is first discarded with ``grab()``). A
-camera unplugged mid-session makes ``read()`` fail (V4L2 answers ENODEV); that raises
-:class:`CameraError` and the component reopens it with back-off.
+camera unplugged mid-session makes ``read()`` fail (V4L2 answers ENODEV), and one that stalls
+fails it within :data:`V4L_SELECT_TIMEOUT_S` a wait; that raises :class:`CameraError` and the
+component reopens it with back-off.
 
 Real cameras expose automatically: a dim room comes out brighter than it is, which moves the
 luminance bands of the labels. Where that matters, fix the exposure with
@@ -20,6 +21,17 @@ import numpy as np
 
 from calmtunes.scene.backends import CameraError
 
+#: OpenCV's V4L2 backend waits this long (s) for each frame of a camera that stopped sending
+#: (``select()`` on the device; its own default is 10 s, read once, at the first capture). A read
+#: here is a grab and a retrieve: at the default a stalled camera (a USB hiccup, a firmware that
+#: hangs) held the scene thread 20 s, past its 10 s heartbeat, so the supervisor withheld the
+#: watchdog and systemd restarted the daemon: the music stopped for a camera. At 2 s a stalled
+#: read fails within 4 s and the component reopens the camera with back-off; a camera at any
+#: frame rate it is asked for (the analysis takes one frame a second) answers far sooner. An
+#: OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT in the environment is left as it is.
+V4L_SELECT_TIMEOUT_S = 2
+V4L_SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+
 
 class OpenCVCamera:
     name = "opencv"
@@ -33,6 +45,7 @@ class OpenCVCamera:
         return f"/dev/video{self.index}"
 
     def open(self) -> None:
+        os.environ.setdefault(V4L_SELECT_TIMEOUT_ENV, str(V4L_SELECT_TIMEOUT_S))
         import cv2
 
         if not os.path.exists(self.path):
