@@ -297,7 +297,15 @@ class StandInPicamera2:
         if StandInPicamera2.fail_start:
             raise RuntimeError("Failed to start camera: Invalid argument")
 
-    def capture_array(self, name):
+    stalled = False
+
+    def capture_array(self, name, wait=None):
+        assert wait is False  # a job, waited for with a timeout
+        return "job"
+
+    def wait(self, job, timeout=None):
+        if StandInPicamera2.stalled:
+            raise TimeoutError
         return np.zeros((240, 320, 3), dtype=np.uint8)
 
     def stop(self):
@@ -322,6 +330,9 @@ def test_a_csi_camera_that_fails_to_start_is_released_for_the_next_try(monkeypat
     StandInPicamera2.fail_start = False
     cam.open()  # the retry acquires it (it would be "busy" otherwise)
     assert cam.read().shape == (240, 320, 3)
+    monkeypatch.setattr(StandInPicamera2, "stalled", True)  # the sensor stops sending
+    with pytest.raises(CameraError, match="no frame within 3 s"):
+        cam.read()  # fails in time for the component to reopen it, not hung past its heartbeat
     cam.close()
     assert not StandInPicamera2.held
 

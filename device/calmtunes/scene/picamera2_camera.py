@@ -12,6 +12,12 @@ import numpy as np
 
 from calmtunes.scene.backends import CameraError
 
+#: the longest a frame is waited for, s: a camera that stalls must fail a read well within the
+#: scene component's 10 s heartbeat, or the supervisor takes the thread for hung and the
+#: watchdog restarts the daemon, music and all (picamera2 waits with a timeout since its
+#: releases of early 2024, picamera2#889; an older one waits without)
+READ_TIMEOUT_S = 3.0
+
 
 class Picamera2Camera:
     name = "picamera2"
@@ -51,7 +57,14 @@ class Picamera2Camera:
         if self._cam is None:
             raise CameraError("CSI camera: read before open")
         try:
-            return self._cam.capture_array("main")
+            job = self._cam.capture_array("main", wait=False)
+            try:
+                return self._cam.wait(job, timeout=READ_TIMEOUT_S)
+            except TypeError:  # an older picamera2: its wait() takes no timeout
+                return self._cam.wait(job)
+        except TimeoutError as exc:
+            raise CameraError(f"CSI camera: no frame within {READ_TIMEOUT_S:g} s (stalled?)"
+                              ) from exc
         except Exception as exc:
             raise CameraError(f"CSI camera: no frame ({exc})") from exc
 
