@@ -57,20 +57,30 @@ def decode(raw: bytes, width: int) -> np.ndarray:
     return np.frombuffer(raw, dtype).astype(np.float64) / float(2 ** (8 * width - 1))
 
 
-def test_daemon_audio_reaches_alsa(tmp_path: Path):
-    capture = tmp_path / "capture.wav"
-    (tmp_path / ".asoundrc").write_text(textwrap.dedent(f"""
+def file_pcm(capture: Path) -> str:
+    """An ~/.asoundrc whose default PCM is a `file` plugin writing WAV to ``capture``."""
+    return textwrap.dedent(f"""
         pcm.!default {{
             type file
             slave.pcm "null"
             file "{capture}"
             format "wav"
         }}
-    """))
-    env = dict(os.environ, HOME=str(tmp_path))
+    """)
+
+
+def run_daemon(script: str, home: Path) -> subprocess.CompletedProcess:
+    """``script`` in a subprocess whose HOME (and so ~/.asoundrc) is ``home``."""
+    env = dict(os.environ, HOME=str(home))
     env.pop("ALSA_CONFIG_PATH", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env,
+    return subprocess.run([sys.executable, "-c", script, str(home)], env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_daemon_audio_reaches_alsa(tmp_path: Path):
+    capture = tmp_path / "capture.wav"
+    (tmp_path / ".asoundrc").write_text(file_pcm(capture))
+    proc = run_daemon(SCRIPT, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "OUTPUT sounddevice:default ok" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     # fixed 2048-frame periods, two of them in the card (not PortAudio's 104-frame, 8.7 ms
@@ -132,18 +142,8 @@ def test_a_card_that_appears_after_the_start_is_found(tmp_path: Path):
     # daemon started (or a USB card plugged in later) was never found until a restart. Here
     # the daemon starts with no card at all (no ~/.asoundrc: ALSA's default is card 0, which
     # this machine lacks), and the card appears while it retries.
-    (tmp_path / "asoundrc.later").write_text(textwrap.dedent(f"""
-        pcm.!default {{
-            type file
-            slave.pcm "null"
-            file "{tmp_path / 'capture.wav'}"
-            format "wav"
-        }}
-    """))
-    env = dict(os.environ, HOME=str(tmp_path))
-    env.pop("ALSA_CONFIG_PATH", None)
-    proc = subprocess.run([sys.executable, "-c", LATE_CARD, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    (tmp_path / "asoundrc.later").write_text(file_pcm(tmp_path / "capture.wav"))
+    proc = run_daemon(LATE_CARD, tmp_path)
     for f in tmp_path.glob("capture.wav"):
         f.unlink()  # the null device is not paced: it grows fast
     assert proc.returncode == 0, proc.stderr[-3000:]
