@@ -12,6 +12,7 @@ a file at an exact length (a render of N minutes is N minutes long).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -378,10 +379,8 @@ class SoundDeviceSink(Sink):
             stream.start()
         except Exception as exc:  # sd.PortAudioError, ValueError for a bad device
             if stream is not None:  # made but not started: it holds the device all the same
-                try:
+                with contextlib.suppress(Exception):  # the start's error is the one to report
                     stream.close()
-                except Exception:  # the start's error is the one to report
-                    pass
             if isinstance(exc, HardwareError):
                 raise
             raise HardwareError(

@@ -8,6 +8,8 @@ B, G, R, exactly OpenCV's BGR — at the analysis size, so no conversion or resi
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from calmtunes.scene.backends import CameraError
@@ -44,10 +46,8 @@ class Picamera2Camera:
         except Exception as exc:  # libcamera raises RuntimeError and friends
             if cam is not None:
                 # Picamera2() acquired the camera: kept, every retry would find it busy (ours)
-                try:
+                with contextlib.suppress(Exception):  # the start's error is the one to report
                     cam.close()
-                except Exception:  # the start's error is the one to report
-                    pass
             if isinstance(exc, CameraError):
                 raise
             raise CameraError(f"CSI camera did not start: {exc}") from exc
