@@ -86,6 +86,28 @@ def test_broken_yaml_names_the_line(tmp_path):
     assert "not valid YAML" in str(info.value)
 
 
+def test_words_yaml_reads_as_null_or_false_say_to_quote_them(tmp_path):
+    # a technician's natural spelling: YAML 1.1 turns these words into None and False
+    bad = tmp_path / "c.yaml"
+    bad.write_text("audio:\n  backend: null\nsound:\n  entrainment: off\n  bed: surf\n"
+                   "device:\n  log_level: yes\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(bad)
+    got = sorted(info.value.problems)
+    assert got[0].startswith("audio.backend: expected text, got None; ")
+    assert got[0].endswith("write the text in quotes, e.g. 'null'")
+    assert got[1].startswith("device.log_level: expected text, got True; ")
+    assert got[1].endswith("(one of 'debug', 'info', 'warning', 'error')")
+    assert got[2].endswith("write the text in quotes, e.g. 'off'")
+    # written as the hint says, the same file loads
+    bad.write_text("audio:\n  backend: 'null'\nsound:\n  entrainment: 'off'\n")
+    cfg = config.load(bad)
+    assert (cfg.audio.backend, cfg.sound.entrainment) == ("null", "off")
+    # a number given nothing is not told to quote anything
+    assert problems({"audio": {"sample_rate": None}}) == [
+        "audio.sample_rate: expected an integer, got None"]
+
+
 def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"copy config\.example\.yaml"):
         config.load(tmp_path / "nope.yaml")

@@ -534,6 +534,22 @@ def _type_name(t: Any) -> str:
     return names.get(t, getattr(t, "__name__", str(t)))
 
 
+def _yaml_hint(value: Any, ftype: Any, choices: tuple | None) -> str:
+    """How to write a text value that YAML read as something else, or "".
+
+    YAML 1.1 (PyYAML) reads a bare ``null``, ``~`` or nothing as no value, and ``on``/``off``/
+    ``yes``/``no`` as true/false: ``backend: null`` or ``entrainment: off`` arrive as None and
+    False, not as the words written."""
+    if ftype is not str or not (value is None or isinstance(value, bool)):
+        return ""
+    read_as = {None: ("null", "none"), False: ("off", "no", "false"), True: ("on", "yes", "true")}
+    meant = [c for c in choices or () if str(c).lower() in read_as[value]]
+    example = (f", e.g. '{meant[0]}'" if meant
+               else f" (one of {', '.join(repr(c) for c in choices)})" if choices else "")
+    return ("; YAML reads a bare null, ~ or nothing as no value, and on/off/yes/no as true/"
+            f"false: write the text in quotes{example}")
+
+
 def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str]) -> Any:
     """Check one value against its declared type and range; return it converted, or None."""
     if ftype is float and isinstance(value, int) and not isinstance(value, bool):
@@ -543,7 +559,8 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
         and not (ftype in (int, float) and isinstance(value, bool))
     )
     if not ok:
-        errors.append(f"{path}: expected {_type_name(ftype)}, got {_show(value)}")
+        errors.append(f"{path}: expected {_type_name(ftype)}, got {_show(value)}"
+                      + _yaml_hint(value, ftype, meta.get("choices")))
         return None
     if ftype is float and value != value:  # NaN
         lo, hi = meta.get("min"), meta.get("max")
