@@ -47,3 +47,24 @@ def test_preset_renders_are_judged_on_colour_when_long_enough():
     # a preset's colour counts in the colour target
     checks = bench.targets({(1, "calm"): {"colour": 1.2}}, quick=True)
     assert not _met(checks, "colour move per minute")
+
+
+def test_a_section_boundary_is_a_peak_of_the_novelty_not_where_the_kernel_begins():
+    """The checkerboard kernel reaches ±60 s, so its curve begins a minute in; a change in that
+    first minute leaves the curve falling from there, which is no boundary. One real change
+    (a new chord and register at 5 minutes) is."""
+    bench = load_bench()
+    sr = bench.SR_ANALYSIS
+    t = np.arange(int(10 * 60 * sr)) / sr
+
+    def chord(freqs, span):
+        on = (t >= span[0]) & (t < span[1])
+        return on * sum(np.sin(2 * np.pi * f * t) for f in freqs)
+
+    body = (chord((220.0, 277.2, 329.6), (0, 50))  # an opening of 50 s in its own colour
+            + chord((261.6, 329.6, 392.0), (50, 300))
+            + chord((174.6, 220.0, 523.3), (300, 600)))
+    body = (0.1 * body + 0.01 * np.random.default_rng(2).standard_normal(len(t)))
+    f = bench.form_figures(body.astype(np.float32))
+    assert f["boundaries_s"] and all(abs(b - 300) <= 10 for b in f["boundaries_s"])
+    assert f["sections"] == 2.0
