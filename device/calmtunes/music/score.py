@@ -122,8 +122,14 @@ def clean_phrase(phrase: Phrase) -> tuple[list[NoteEvent], float, float, list[st
     return notes, tempo, float(beats), problems
 
 
+#: an overlap up to this is rounding, not two notes on one key: a performed note ends where the
+#: next begins, but its start plus its duration (each rounded) can land an ulp past it, beats
+TOUCH_BEATS = 1e-9
+
+
 def _legato(notes: list[NoteEvent]) -> tuple[list[NoteEvent], int]:
-    """End each note where the next one of the same pitch and voice begins, if they overlap."""
+    """End each note where the next one of the same pitch and voice begins, if they overlap
+    (by more than :data:`TOUCH_BEATS`)."""
     by_key: dict[tuple[str, int], list[int]] = {}
     order = sorted(range(len(notes)), key=lambda i: notes[i].start_beat)
     for i in order:
@@ -134,7 +140,7 @@ def _legato(notes: list[NoteEvent]) -> tuple[list[NoteEvent], int]:
     for idx in by_key.values():
         for a, b in itertools.pairwise(idx):
             na, nb = out[a], out[b]
-            if na.start_beat + na.duration_beats > nb.start_beat:
+            if na.start_beat + na.duration_beats > nb.start_beat + TOUCH_BEATS:
                 fixed += 1
                 if nb.start_beat <= na.start_beat:  # struck twice at once: keep one
                     keep[a] = False
