@@ -138,6 +138,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run()
 
 
+def audio_output(cfg: config_mod.Config) -> str:
+    """Where the config sends the sound, in words."""
+    a = cfg.audio
+    if a.backend == "wav":
+        return a.wav_path
+    if a.backend == "null":
+        return "nowhere (audio.backend 'null')"
+    return f"the sound device matching {a.device!r}" if a.device else "the default sound device"
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     cfg, path = load_config(args.config)
     limit_malloc_arenas()
@@ -181,8 +191,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     from calmtunes.daemon import Daemon
 
-    log.info("simulation: scenario %r, audio to %s", shown.sim.scenario,
-             args.out or "the default sound device")
+    log.info("simulation: scenario %r, audio to %s", shown.sim.scenario, audio_output(shown))
     daemon = Daemon(cfg, path, overlay=overlay, preset=args.preset)
     daemon.install_signal_handlers()
     return daemon.run(duration=args.duration)

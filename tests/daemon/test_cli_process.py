@@ -170,3 +170,16 @@ def test_status_without_a_daemon_exits_69(tmp_path):
                           capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
     assert proc.returncode == 69
     assert "daemon is not running" in proc.stderr
+
+
+def test_simulate_says_where_the_sound_goes_as_the_config_has_it():
+    from calmtunes.config import Config
+
+    base = Config()
+    assert cli.audio_output(base) == "the default sound device"
+    assert cli.audio_output(base.replace(audio={"device": "hifiberry"})) == (
+        "the sound device matching 'hifiberry'")
+    assert cli.audio_output(base.replace(audio={"backend": "null"})) == (
+        "nowhere (audio.backend 'null')")
+    assert cli.audio_output(base.replace(audio={"backend": "wav", "wav_path": "/tmp/x.wav"})) == (
+        "/tmp/x.wav")
