@@ -14,7 +14,34 @@ def load_bench():
 
 def _met(checks, name: str) -> bool:
     (row,) = [c for c in checks if c[0] == name]
-    return row[4]
+    return row[-1]
+
+
+def test_each_target_says_how_many_renders_meet_it():
+    """Over many seeds a target met by most renders is not one met by none: the table says
+    how many renders meet it, of those it applies to (the session-only targets count the
+    sessions alone)."""
+    bench = load_bench()
+    rows = {(1, "calm"): {"lra": 5.0}, (2, "calm"): {"lra": 6.3}, (3, "calm"): {"lra": 4.4},
+            (1, "session"): {"lra": 5.1, "lra_heard": 6.2}}
+    checks = {c[0]: c for c in bench.targets(rows, quick=True)}
+    _, _, got, fails, share, ok = checks["LRA (session: the room's volume out)"]
+    assert (share, ok) == ("3/4", False) and fails == "s2 calm 6.3" and got == "4.4 … 6.3"
+    assert checks["LRA as heard (session, the room's volume in)"][4:] == ("0/1", False)
+    # nothing to judge: no figure, no share
+    assert checks["timing deviation"][2:5] == ("–", "", "–")
+
+
+def test_seeds_are_numbers_and_ranges():
+    bench = load_bench()
+    assert bench.parse_seeds("1,2,9-12") == [1, 2, 9, 10, 11, 12]
+    assert bench.parse_seeds(" 3 , 1-3 ,") == [3, 1, 2]
+    for bad in ("5-2", "a", "1-b", "1--2"):
+        try:
+            bench.parse_seeds(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was taken")
 
 
 def test_a_session_too_quiet_and_too_wide_as_heard_is_not_met():
