@@ -405,6 +405,38 @@ def test_cli_lists_exports_and_forgets(tmp_path, capsys, monkeypatch):
     assert SessionStore(tmp_path / DB_NAME).rows() == []
 
 
+def test_cli_says_where_a_simulations_sessions_are(tmp_path, capsys, monkeypatch):
+    """`calmtunes simulate` records into its own folder, never the device's: `sessions` and
+    `report` run after it find none where the device keeps them, and say where the
+    simulation's are and the command that shows them."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    sim = tmp_path / "xdg" / "calmtunes-sim"
+    device = tmp_path / "device"
+    device.mkdir()
+    assert _cli(device) == 0
+    assert "calmtunes-sim" not in capsys.readouterr().out  # no simulation ran: nothing to say
+    sim.mkdir(parents=True)
+    rec = SessionRecorder.open(cfg_for(sim), now=T0)
+    record_session(rec, minutes=2)
+    rec.close(T0 + 999)
+    assert _cli(device) == 0
+    said = capsys.readouterr().out
+    assert f"no sessions recorded ({device / DB_NAME} does not exist)" in said
+    assert f"calmtunes sessions --state-dir {sim}" in said
+    assert cli.main(["sessions", "--state-dir", str(sim)]) == 0
+    assert "→" in capsys.readouterr().out
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "--state-dir", str(device), "--out", str(out)]) == 1
+    assert f"calmtunes report --out {out} --state-dir {sim}" in capsys.readouterr().err
+    assert cli.main(["report", "--state-dir", str(sim), "--out", str(out)]) == 0
+    # looking in the simulation's own folder, there is nothing else to point to
+    empty = tmp_path / "xdg2"
+    monkeypatch.setenv("XDG_STATE_HOME", str(empty))
+    (empty / "calmtunes-sim").mkdir(parents=True)
+    assert cli.main(["sessions", "--state-dir", str(empty / "calmtunes-sim")]) == 0
+    assert "a simulation's" not in capsys.readouterr().out
+
+
 def test_cli_forget_asks_first(tmp_path, capsys, monkeypatch):
     rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=2)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -66,6 +67,23 @@ def sim_dirs() -> tuple[str, str]:
     xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
     runtime = Path(xdg_runtime) / "calmtunes-sim" if xdg_runtime else state / "run"
     return str(state), str(runtime)
+
+
+def sim_sessions_hint(missing: Path, command: str) -> str:
+    """Where a simulation's session records are, when ``missing`` (the sessions database the
+    command looked for) does not exist and a ``calmtunes simulate`` run by this user left some:
+    `simulate` keeps them in its own folder (:func:`sim_dirs`), never in the device's. "" when
+    there are none or they are the ones looked for."""
+    from calmtunes.sessions import DB_NAME
+
+    try:
+        sim = Path(sim_dirs()[0])
+        if missing.parent.resolve() == sim.resolve() or not (sim / DB_NAME).is_file():
+            return ""
+    except (OSError, RuntimeError, KeyError):  # no home to look in, or not ours to look at
+        return ""
+    return (f"; a simulation's sessions are in {sim}: calmtunes {command} --state-dir "
+            f"{shlex.quote(str(sim))}")
 
 
 def load_config(path: str | None) -> tuple[config_mod.Config, str | None]:
@@ -472,7 +490,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         cfg = cfg.replace(device={"state_dir": args.state_dir})
     path = Path(cfg.device.state_dir) / DB_NAME
     if not path.exists():
-        print(f"no sessions recorded ({path} does not exist)")
+        print(f"no sessions recorded ({path} does not exist){sim_sessions_hint(path, 'sessions')}")
         return 0
     if args.forget:
         return _forget_sessions(path, cfg.sessions.retention_days, args.yes)
@@ -541,7 +559,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         size = write_report(cfg, state_dir, args.out, last=args.last, session_id=args.session)
     except ReportError as exc:
-        print(f"calmtunes report: {exc}", file=sys.stderr)
+        hint = ""
+        if exc.missing is not None:
+            hint = sim_sessions_hint(exc.missing, f"report --out {shlex.quote(str(args.out))}")
+        print(f"calmtunes report: {exc}{hint}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"calmtunes report: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)

@@ -46,7 +46,12 @@ PRESET_COLOURS = ("#9ecae1", "#c7e9c0", "#fdd0a2", "#dadaeb", "#fcbba1", "#d9d9d
 
 
 class ReportError(Exception):
-    """Nothing to report, or the records cannot be read: the message says which and why."""
+    """Nothing to report, or the records cannot be read: the message says which and why;
+    ``missing``, the sessions database that does not exist (when that is why)."""
+
+    def __init__(self, message: str, missing: Path | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass
@@ -348,7 +353,8 @@ def _session_summary(r: dict[str, Any]) -> str:
 def load_sessions(state_dir: Path) -> tuple[SessionStore, list[dict[str, Any]]]:
     path = state_dir / DB_NAME
     if not path.exists():
-        raise ReportError(f"no sessions recorded ({path} does not exist); check --state-dir")
+        raise ReportError(f"no sessions recorded ({path} does not exist); check --state-dir",
+                          missing=path)
     import sqlite3
 
     try:
