@@ -417,17 +417,23 @@ def format_status(s: dict) -> str:
                       f"quality {fmt(pulse.get('quality'), '', 2)}, "
                       f"breathing {fmt(pulse.get('breathing_rate'), '/min', 1)}, "
                       f"stress {fmt(pulse.get('stress'), '', 2)}")
+    audio = s.get("components", {}).get("audio", {})
+    unheard = audio.get("heard") is False  # a daemon from before the flag says nothing
+    playing = "paused"
+    if s.get("playing"):
+        playing = "playing, not heard: no audio output" if unheard else "playing"
     lines = [
         f"calmtunes {s.get('version')}  up {int(up // 3600)}h{int(up % 3600 // 60):02d}m",
-        f"preset     {s.get('preset')}  ({'playing' if s.get('playing') else 'paused'}), "
-        f"volume {s.get('volume_db', 0):+.1f} dB",
+        f"preset     {s.get('preset')}  ({playing}), volume {s.get('volume_db', 0):+.1f} dB",
         pulse_line,
         f"scene      {scene.get('label', '—')}" + (
             f", {scene.get('people')} people, light {fmt(scene.get('luminance'), '', 2)}"
             if scene else ""),
     ]
-    audio = s.get("components", {}).get("audio", {})
-    lines.append(f"audio      {audio.get('output', '—')}, underruns {audio.get('underruns', '—')}")
+    closed = (" not open (the music keeps its time unheard and fades in when the output is "
+              "back; the audio component's line says why)") if unheard else ""
+    lines.append(f"audio      {audio.get('output', '—')}{closed}, underruns "
+                 f"{audio.get('underruns', '—')}")
     conf = s.get("config") or {}
     if conf:
         lines.append(f"config     {conf.get('path') or 'defaults'}, generation "

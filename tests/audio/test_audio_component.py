@@ -79,7 +79,7 @@ def test_vanished_output_is_reopened_the_same_way_on_a_virtual_clock(tmp_config,
         audio.stop()
         composer.stop()
     assert audio.sink.opens >= 2 and health.state == "ok"
-    assert status["sink_failures"] == 1
+    assert status["sink_failures"] == 1 and status["heard"] is True
     assert "audio output stopped" in caplog.text
 
 
@@ -94,7 +94,7 @@ def test_missing_sound_card_degrades_with_a_clear_reason(tmp_config):
     audio.start(scheduler)
     try:
         scheduler.run_until(0.8)
-        health = audio.health()
+        health, status = audio.health(), audio.status()
         position = audio.mixer.position
     finally:
         audio.stop()
@@ -102,6 +102,7 @@ def test_missing_sound_card_degrades_with_a_clear_reason(tmp_config):
     assert health.state == "degraded"
     assert "no-such-card-xyz" in health.detail
     assert "aplay -l" in health.detail or "PortAudio" in health.detail
+    assert status["heard"] is False  # `calmtunes status`: playing, not heard
     # Music time went on without a card, so it resumes where it would have been (to within
     # one of the steps it keeps time in meanwhile).
     assert position == pytest.approx(0.8 * cfg.audio.sample_rate,

@@ -423,6 +423,22 @@ def test_cli_says_when_health_figures_are_hidden():
     assert "HR" not in text
 
 
+def test_cli_says_when_the_music_plays_unheard():
+    """No output open (a card missing or gone): the music keeps its time, but nobody hears it,
+    and the first line a nurse or technician reads must not say only "playing"."""
+    base = {"ok": True, "version": "x", "preset": "calm", "playing": True, "volume_db": -6.0}
+    missing = {"output": "sounddevice", "heard": False, "underruns": 0}
+    text = cli.format_status({**base, "components": {"audio": {
+        **missing, "state": "degraded", "detail": "no audio output: no such card"}}})
+    assert "(playing, not heard: no audio output)" in text
+    assert "audio      sounddevice not open (the music keeps its time unheard" in text
+    heard = cli.format_status({**base, "components": {"audio": {**missing, "heard": True}}})
+    assert "(playing)" in heard and "not open" not in heard
+    paused = cli.format_status({**base, "playing": False,
+                                "components": {"audio": missing}})
+    assert "(paused)" in paused
+
+
 # -- folders -------------------------------------------------------------------------------
 def test_a_missing_runtime_dir_is_made_0750(tmp_path):
     path = prepare_runtime_dir(tmp_path / "a" / "run")

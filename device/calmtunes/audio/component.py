@@ -276,6 +276,8 @@ class AudioComponent(Component):
     def status(self) -> dict:
         return {
             "output": self.sink.description,
+            # the output is open: what plays is heard (else it keeps its time unheard)
+            "heard": self._sink_open,
             "underruns": self.ring.underruns,
             "played_s": round(self.sink.frames_played / self.sample_rate, 1),
             "sink_failures": self.sink_failures,
