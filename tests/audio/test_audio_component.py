@@ -80,6 +80,7 @@ def test_vanished_output_is_reopened_the_same_way_on_a_virtual_clock(tmp_config,
         composer.stop()
     assert audio.sink.opens >= 2 and health.state == "ok"
     assert status["sink_failures"] == 1 and status["heard"] is True
+    assert audio.hub.latest("output")["heard"] is True
     assert "audio output stopped" in caplog.text
 
 
@@ -103,6 +104,8 @@ def test_missing_sound_card_degrades_with_a_clear_reason(tmp_config):
     assert "no-such-card-xyz" in health.detail
     assert "aplay -l" in health.detail or "PortAudio" in health.detail
     assert status["heard"] is False  # `calmtunes status`: playing, not heard
+    output = audio.hub.latest("output")  # the panel flashes the preset LED
+    assert output["heard"] is False and "no-such-card-xyz" in output["detail"]
     # Music time went on without a card, so it resumes where it would have been (to within
     # one of the steps it keeps time in meanwhile).
     assert position == pytest.approx(0.8 * cfg.audio.sample_rate,

@@ -7,6 +7,7 @@ guard or a long press is a clock reading, not a wait."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from gpiozero import PWMLED
@@ -20,6 +21,8 @@ from calmtunes.hub import Hub
 from calmtunes.music.controls import Controls
 from calmtunes.panel.component import (
     LED_FPS,
+    NO_OUTPUT_FLASH_S,
+    NO_OUTPUT_PERIOD_S,
     PRESET_GUARD_S,
     TOGGLE_GUARD_S,
     VOLUME_INTERVAL_S,
@@ -238,6 +241,35 @@ def test_preset_and_camera_leds_follow_the_hub(panel_factory):
     step(comp)
     assert factory.pin(LEDS["uplift"]).state and not factory.pin(LEDS["sleep"]).state
     assert not factory.pin(LEDS["camera"]).state
+
+
+def test_the_preset_led_flashes_while_no_audio_output_is_open(panel_factory):
+    """A sound card missing or gone: the music keeps its time unheard. The lit preset LED
+    flashes (briefly, every NO_OUTPUT_PERIOD_S) so the silence reads as a fault, not a pause,
+    and is steady again once the output is back; the other presets' LEDs stay off."""
+    comp, hub, _, factory = panel_factory()
+    sleep_pin = factory.pin(LEDS["sleep"])
+    hub.publish("controls", Controls(preset="sleep"))
+    hub.publish("output", {"heard": True, "detail": "sounddevice:DAC"})
+    step(comp)
+    assert sleep_pin.state == 1
+    before = len(sleep_pin.states)
+    hub.publish("output", {"heard": False, "detail": "no audio output: no such card"})
+    step(comp)
+
+    def went_dark():  # lit, then dark while the preset is still the one playing
+        states = [s.state for s in sleep_pin.states[before:]]
+        return 1 in states and 0 in states[states.index(1):]
+
+    wait_until(went_dark, timeout=NO_OUTPUT_PERIOD_S + 1.0, what="the preset LED flashed")
+    assert NO_OUTPUT_FLASH_S < NO_OUTPUT_PERIOD_S / 2  # a flash, not a blink: dark for longer
+    assert not factory.pin(LEDS["calm"]).state and not factory.pin(LEDS["uplift"]).state
+    hub.publish("output", {"heard": True, "detail": "sounddevice:DAC"})
+    step(comp)
+    assert sleep_pin.state == 1
+    steady = len(sleep_pin.states)
+    time.sleep(NO_OUTPUT_PERIOD_S)  # gpiozero's blink thread runs in real time
+    assert sleep_pin.state == 1 and len(sleep_pin.states) == steady  # no flash any more
 
 
 def _blink_period(pin):

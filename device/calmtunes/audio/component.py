@@ -9,6 +9,9 @@ On a virtual clock the sink has no thread of its own: each step first lets the s
 the output would have played by now (:meth:`~calmtunes.audio.sinks.Sink.catch_up`), then tops the
 ring up, and returns when the next output block is due.
 
+It publishes ``"output"`` (``{"heard": bool, "detail": str}``) whenever its output opens or is
+lost: the panel flashes the preset LED while nothing is heard.
+
 A reload reaches it when ``audio``, ``music`` or ``sound`` change: the mixer takes loudness,
 volume limits and textures in place (every change glides); a new output (backend, device, file)
 reopens the sink while the music goes on; a new sample rate or block size restarts the
@@ -74,6 +77,7 @@ class AudioComponent(Component):
             wav_path=cfg.audio.wav_path, realtime=cfg.audio.realtime, clock=clock))
         self.sink = sink or self._sink_factory(config, self.ring)
         self._sink_open = False
+        self._published: bool | None = None  # the output's state last published ("output")
         self._next_reopen = 0.0
         self._reopen_delay = 1.0
         self._silent: tuple[float, int] | None = None  # no card since (s), frames kept time for
@@ -256,12 +260,20 @@ class AudioComponent(Component):
                 log.error("audio output unavailable: %s (retrying in %.0f s)", exc,
                           self._reopen_delay)
                 self.degrade(f"no audio output: {exc}")
+                self._publish_output(f"no audio output: {exc}")
                 self._next_reopen = now + self._reopen_delay
                 self._reopen_delay = min(self._reopen_delay * 2, self.config.audio.reopen_max_s)
                 return
             self._sink_open = True
             self._reopen_delay = 1.0
             self.mark_ok(self.sink.description)
+            self._publish_output(self.sink.description)
+
+    def _publish_output(self, detail: str) -> None:
+        """Publish ``"output"`` when whether the music is heard changed."""
+        if self._sink_open != self._published:
+            self._published = self._sink_open
+            self.hub.publish("output", {"heard": self._sink_open, "detail": detail})
 
     def _close_sink(self) -> None:
         try:

@@ -28,9 +28,13 @@ out and at most :data:`MAX_VOLUME_BACKLOG` steps waiting; play/pause and privacy
 :data:`TOGGLE_GUARD_S` of the last one sent are dropped.
 
 **LEDs.** The active preset's LED (the preset's ``led`` name, else its own name) is lit, from the
-``"controls"`` topic. The ``pulse`` LED (PWM) blinks softly at the heart rate while a usable pulse
-reading is there (the same test the conductor applies), glows slowly like breathing while a finger
-is on but no usable reading yet, and is off without a finger. The ``camera`` LED follows the
+``"controls"`` topic; while no audio output is open (the ``"output"`` topic: a sound card
+missing or gone, the music keeping its time unheard) it flashes instead, briefly every
+:data:`NO_OUTPUT_PERIOD_S`, so whoever stands at the bedside sees that the silence is a fault,
+not a pause: a paused device's LED stays lit. The ``pulse`` LED (PWM) blinks softly at the
+heart rate while a usable pulse reading is there (the same test the conductor applies), glows
+slowly like breathing while a finger is on but no usable reading yet, and is off without a
+finger. The ``camera`` LED follows the
 ``"camera"`` topic (``{"active": bool}``, published by the scene component).
 """
 
@@ -59,6 +63,10 @@ TOGGLE_GUARD_S = 0.8  # s: play/pause or privacy again this soon is taken as a b
 CHORD = ("volume_up", "volume_down")  # held together: a new listener
 CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
+#: with no audio output open the lit preset LED flashes this long (s) every NO_OUTPUT_PERIOD_S
+#: (s): unlike the chord's quick blinks and the fault pattern (every LED, twice every 4 s)
+NO_OUTPUT_FLASH_S = 0.2
+NO_OUTPUT_PERIOD_S = 2.0
 PULSE_STALE_S = 5.0  # s: a pulse reading older than this no longer drives the LED
 HR_LED_CHANGE_BPM = 3.0  # the blink is re-timed only when the heart rate moves this much
 IDLE_STEP_S = 1.0  # the pulse LED follows a reading published once a second; a preset or
@@ -102,6 +110,7 @@ class PanelComponent(Component):
         self._last_toggle_sent: dict[str, float] = {}
         self._pulse_led_mode: tuple[str, float] = ("", 0.0)
         self._lit_preset: str | None = "?"
+        self._lit_unheard = False  # the lit preset LED flashes: no audio output
         self._camera_lit: bool | None = None
         self._chord_fired = False
         self._confirm_until = -1e9  # the preset LEDs blink the chord's answer until then
@@ -109,6 +118,7 @@ class PanelComponent(Component):
         self.presses_dropped = 0
         hub.subscribe("controls", self._on_controls)
         hub.subscribe("camera", self._on_camera)
+        hub.subscribe("output", self._on_output)
 
     def reconfigure(self, config: Config) -> str:
         """New pins, buttons or presets: the buttons and LEDs are made again; anything else
@@ -210,6 +220,10 @@ class PanelComponent(Component):
     def _on_camera(self, camera: Any) -> None:
         active = bool(camera.get("active")) if isinstance(camera, dict) else False
         if active != self._camera_lit:
+            self.wake()
+
+    def _on_output(self, output: Any) -> None:
+        if _unheard(output) != self._lit_unheard:
             self.wake()
 
     # -- the component's thread ---------------------------------------------------------------
@@ -318,12 +332,18 @@ class PanelComponent(Component):
     def _update_leds(self, now: float) -> None:
         controls = self.hub.latest("controls")
         preset = getattr(controls, "preset", None)
-        if preset != self._lit_preset and now >= self._confirm_until:
-            self._lit_preset = preset
+        unheard = _unheard(self.hub.latest("output"))
+        if (preset != self._lit_preset or unheard != self._lit_unheard) \
+                and now >= self._confirm_until:
+            self._lit_preset, self._lit_unheard = preset, unheard
             presets = self.config.music.presets
             lit = str(presets[preset].get("led", preset)) if preset in presets else None
             for role, led in self._preset_leds().items():
-                led.value = 1 if role == lit else 0
+                if role == lit and unheard:
+                    led.blink(on_time=NO_OUTPUT_FLASH_S,
+                              off_time=NO_OUTPUT_PERIOD_S - NO_OUTPUT_FLASH_S)
+                else:
+                    led.value = 1 if role == lit else 0
         camera = self.hub.latest("camera")
         active = bool(camera.get("active")) if isinstance(camera, dict) else False
         if active != self._camera_lit and "camera" in self.leds:
@@ -369,6 +389,12 @@ def _fade(led: Any, on_time: float, off_time: float, fade_in_time: float,
     led._blink_thread = GPIOThread(
         led._blink_device, (on_time, off_time, fade_in_time, fade_out_time, None, LED_FPS))
     led._blink_thread.start()
+
+
+def _unheard(output: Any) -> bool:
+    """Whether the ``"output"`` topic says no audio output is open (nothing published yet, or
+    anything not from the audio component: heard, the LED steady as before)."""
+    return isinstance(output, dict) and output.get("heard") is False
 
 
 def preset_led_roles(presets: dict[str, dict]) -> set[str]:
