@@ -30,12 +30,32 @@ def test_write_never_overwrites_unread_audio():
 
 def test_underrun_fills_silence_and_is_counted():
     ring = AudioRing(8)
-    ring.write(ramp(1, 3))
+    ring.write(ramp(0, 5))
     out = np.ones((5, 2), np.float32)
+    assert ring.read_into(out) == 5  # the output has started
+    ring.write(ramp(5, 3))
     assert ring.read_into(out) == 3
-    assert np.all(out[3:] == 0)
+    assert np.array_equal(out[:3], ramp(5, 3)) and np.all(out[3:] == 0)
     assert ring.underruns == 1
-    assert ring.frames_out == 5
+    assert ring.frames_out == 10
+
+
+def test_the_output_starts_with_a_whole_read():
+    """As ALSA's start threshold: the first block written alone is not played with silence
+    after it (a gap at the start, counted as an underrun); the output waits, handing on
+    silence and taking nothing, until a whole read is there. Again after clear()."""
+    ring = AudioRing(16)
+    ring.write(ramp(0, 3))
+    out = np.ones((5, 2), np.float32)
+    assert ring.read_into(out) == 0 and np.all(out == 0)
+    assert ring.available == 3 and ring.underruns == 0 and ring.frames_out == 5
+    ring.write(ramp(3, 4))
+    assert ring.read_into(out) == 5 and np.array_equal(out, ramp(0, 5))
+    ring.clear()  # the output stopped (a card gone): it starts anew when one is back
+    ring.write(ramp(7, 2))
+    assert ring.read_into(out) == 0 and ring.underruns == 0
+    ring.write(ramp(9, 3))
+    assert ring.read_into(out) == 5 and np.array_equal(out, ramp(7, 5))
 
 
 def test_silence_before_the_first_write_is_not_an_underrun():

@@ -4,6 +4,11 @@ The producer (the music engine's render thread) writes whole blocks; the consume
 card's callback) reads into the buffer PortAudio hands it. ``read_into`` never allocates, locks
 or logs: it copies what is there, fills the rest with silence and counts an underrun. The two
 indices are only ever advanced by their own side, so no lock is needed.
+
+The output starts as ALSA's start threshold starts a stream: until the ring first holds a
+whole read, a read takes nothing and hands on silence, so the sound begins with a whole period,
+never with the first block written and silence after it (a gap at the very start, and an
+underrun counted for it). The same holds again after :meth:`AudioRing.clear`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class AudioRing:
         self._read = 0  # total frames ever read (consumer only)
         self.underruns = 0  # callbacks that found too little audio
         self.frames_out = 0  # frames handed to the output, silence included
+        self._started = False  # a whole read was there once (the start threshold was met)
         self._space = threading.Event()
 
     @property
@@ -61,6 +67,12 @@ class AudioRing:
         """Fill ``out`` (frames × channels); return the frames of real audio copied."""
         want = len(out)
         n = min(want, self.available)
+        if not self._started:
+            if n < want:  # not started yet: silence, nothing taken, no underrun
+                out[:] = 0.0
+                self.frames_out += want
+                return 0
+            self._started = True
         start = self._read % self.capacity
         first = min(n, self.capacity - start)
         out[:first] = self._buf[start : start + first]
@@ -89,5 +101,7 @@ class AudioRing:
         return self._space.wait(timeout) and self.free >= frames
 
     def clear(self) -> None:
-        """Drop what is buffered (consumer side; only when the output is stopped)."""
+        """Drop what is buffered (consumer side; only when the output is stopped); the output
+        starts again at a whole read."""
         self._read = self._written
+        self._started = False
