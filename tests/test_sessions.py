@@ -123,6 +123,25 @@ def test_unusable_readings_are_not_counted(tmp_path):
     assert row["readings"] == 0 and row["hr_start"] is None and row["hr_trend"] is None
 
 
+def test_the_stretches_without_audio_output_are_kept_for_the_reward(tmp_path):
+    """The recorder follows the audio output (open or not) and gives the running session's
+    silent stretches in its own seconds; one that began before the session starts with it,
+    one still open ends now; a new session starts with none."""
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    rec.output(T0 - 50, False)  # no card before the session
+    rec.start(T0, "calm")
+    rec.output(T0 + 30, True)
+    rec.output(T0 + 31, True)  # no change: nothing new
+    rec.output(T0 + 100, False)
+    assert rec.unheard_spans(T0 + 160) == [(0.0, 30.0), (100.0, 160.0)]
+    rec.output(T0 + 200, True)
+    rec.end(T0 + 300, "stop")
+    assert rec.unheard_spans(T0 + 300) == []
+    rec.start(T0 + 400, "sleep")
+    assert rec.unheard_spans(T0 + 500) == []
+    rec.close(T0 + 600)
+
+
 def test_a_short_session_has_no_trend(tmp_path):
     rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
     record_session(rec, minutes=1.5)

@@ -232,7 +232,7 @@ class Daemon:
         # a person chose the preset: the personaliser stands aside (kept across power cuts)
         self.manual = bool(saved.get("manual", False))
         self.sessions = self._make_sessions()
-        for topic in ("command", "pulse", "scene"):
+        for topic in ("command", "pulse", "scene", "output"):
             self.hub.subscribe(topic, lambda value, t=topic: self.post(t, value))
 
     # -- construction (kept apart so the closed loop can extend it) ---------------------------
@@ -305,8 +305,9 @@ class Daemon:
                 log.info("care: no reward for this session: a person chose the preset")
             else:
                 try:
-                    response = self.care.end_session(choice, self.sessions.points(now), now,
-                                                     self.sessions.session_id)
+                    response = self.care.end_session(
+                        choice, self.sessions.points(now), now, self.sessions.session_id,
+                        unheard=self.sessions.unheard_spans(now))
                     self.sessions.note(listener=choice.listener, arm=choice.arm.id,
                                        **response.columns())
                 except Exception:
@@ -386,6 +387,9 @@ class Daemon:
                 self.sessions.reading(self.clock.time(), value)
         elif kind == "scene":
             self._scene = value
+        elif kind == "output":  # the audio output opened or was lost: its music heard or not
+            if self.sessions is not None and isinstance(value, dict):
+                self.sessions.output(self.clock.time(), value.get("heard") is not False)
         elif kind == "reload":
             self.reload()
         elif kind == "request":

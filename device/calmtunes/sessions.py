@@ -457,6 +457,8 @@ class _Running:
         self.last: collections.deque[tuple[float, dict[str, float]]] = collections.deque()
         self.last_t: float | None = None
         self.changed = False  # a reading or a preset since the last write
+        #: [start, end or None] of each stretch with no audio output open (Unix s)
+        self.unheard: list[list[float | None]] = []
 
 
 def _most_played(r: _Running) -> str:
@@ -483,6 +485,7 @@ class SessionRecorder:
         self._unclean = list(unclean_stops or [])
         self._lock = threading.Lock()
         self._running: _Running | None = None
+        self._heard = True  # an audio output is open (the "output" topic; assumed at first)
         self._last_flush = 0.0
         self._last_prune = 0.0
 
@@ -527,6 +530,8 @@ class SessionRecorder:
                 log.error("sessions: cannot start a record (%s)", exc)
                 return
             self._running = _Running(sid, now, preset, self.config.sessions.trace)
+            if not self._heard:  # a session that begins in silence
+                self._running.unheard.append([now, None])
             self._last_flush = now
 
     def preset(self, name: str) -> None:
@@ -566,6 +571,32 @@ class SessionRecorder:
             while r.last and now - r.last[0][0] > WINDOW_S:
                 r.last.popleft()
             r.last_t = now
+
+    def output(self, now: float, heard: bool) -> None:
+        """Whether an audio output is open (the audio component's ``"output"`` topic): the
+        stretches of a session with none are kept for its reward (nobody heard its music)."""
+        with self._lock:
+            heard = bool(heard)
+            if heard == self._heard:
+                return
+            self._heard = heard
+            r = self._running
+            if r is None:
+                return
+            if not heard:
+                r.unheard.append([now, None])
+            elif r.unheard and r.unheard[-1][1] is None:
+                r.unheard[-1][1] = now
+
+    def unheard_spans(self, now: float) -> list[tuple[float, float]]:
+        """The running session's stretches with no audio output, in seconds since its start
+        (one still open ends ``now``)."""
+        with self._lock:
+            r = self._running
+            if r is None:
+                return []
+            return [(a - r.started_at, (now if b is None else b) - r.started_at)
+                    for a, b in r.unheard]
 
     def controls(self, now: float, controls: Any) -> None:
         """The conductor's controls (tempo, paced breathing, volume, preset): for the trace."""

@@ -45,6 +45,12 @@ def test_start_and_end_of_a_session(tmp_path):
     assert status["best"][0]["nights"] in (0, 1)
     short = care.end_session(care.start_session(2000.0), falling(minutes=4), 2240.0)
     assert short.reward is None and "too short" in care.status()["last_reward_reason"]
+    # a night nobody heard (no audio output for two minutes of it) teaches nothing
+    silent = care.end_session(care.start_session(3000.0), falling(), 3900.0,
+                              unheard=[(200.0, 320.0)])
+    assert silent.reward is None and "no audio output" in silent.reason
+    night = CareStore(tmp_path).load(choice.listener).nights[-1]
+    assert night.reward is None and "unheard" in night.reason
 
 
 def test_the_rewarded_night_is_logged_without_the_listeners_heart_rate(tmp_path, caplog):

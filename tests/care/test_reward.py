@@ -61,6 +61,22 @@ def test_too_short_or_too_little_signal_gives_no_reward_and_says_why():
     assert session_response([]).reward is None
 
 
+def test_music_nobody_heard_earns_no_reward():
+    """No audio output for more than a minute of the rewarded minutes (a card missing or
+    gone): the listener's response is not the music's. A short loss, or silence after the
+    response window, leaves the reward as it was."""
+    whole = session_response(course(minutes=20))
+    for spans in ([(400.0, 430.0)], [(20.0, 40.0), (600.0, 650.0)], [(960.0, 1200.0)]):
+        r = session_response(course(minutes=20), spans)
+        assert r.reward == pytest.approx(whole.reward), spans  # ≤ 60 s inside minutes ½–15
+    lost = session_response(course(minutes=20), [(100.0, 140.0), (500.0, 530.0)])
+    assert lost.reward is None
+    assert "unheard for 70 s" in lost.reason and "no audio output" in lost.reason
+    assert lost.hr_base == pytest.approx(whole.hr_base)  # the figures are still shown
+    # a session that began without a card and never had one
+    assert session_response(course(minutes=20), [(0.0, 1200.0)]).reward is None
+
+
 def test_missing_rmssd_counts_as_zero_and_is_said():
     r = session_response(course(rmssd=None))
     assert r.reward is not None and "no RMSSD" in r.reason and r.rmssd_rise is None

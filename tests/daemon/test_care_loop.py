@@ -4,6 +4,8 @@ and what status says. The daemon runs on a virtual clock."""
 
 from __future__ import annotations
 
+import pytest
+
 from calmtunes.config import Config
 from calmtunes.daemon import Daemon
 from calmtunes.sessions import SessionStore
@@ -62,6 +64,19 @@ def test_a_person_chooses_and_the_personaliser_stands_aside_until_auto(tmp_confi
     assert third.conductor.preset == "sleep"
     presets = [r["arm"] for r in rows(cfg)]
     assert presets[-1] == "sleep"  # the session after "auto" carries the chosen arm
+
+
+def test_the_loop_keeps_where_the_music_went_unheard_for_the_reward(tmp_config):
+    """The audio output's state reaches the session record through the loop, so the session's
+    reward knows when nobody heard its music (calmtunes.care.reward.MAX_UNHEARD_S)."""
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    [spans] = run(daemon, 3.0, at=[
+        (1.0, lambda: daemon.hub.publish("output", {"heard": False, "detail": "no card"})),
+        (2.0, lambda: daemon.hub.publish("output", {"heard": True, "detail": "card"})),
+        (2.5, lambda: daemon.sessions.unheard_spans(daemon.clock.time()))])[-1:]
+    [(a, b)] = spans
+    assert b - a == pytest.approx(1.0, abs=0.3)
 
 
 def test_auto_is_refused_with_the_fix_when_the_personaliser_is_off(tmp_config):

@@ -101,10 +101,12 @@ class Personaliser:
         return self.current
 
     def end_session(self, choice: Choice, points: Sequence[TracePoint],
-                    now: float | None = None, session_id: int | None = None) -> Response:
-        """Reward the session from its trace, learn from it and save the night."""
+                    now: float | None = None, session_id: int | None = None,
+                    unheard: Sequence[tuple[float, float]] = ()) -> Response:
+        """Reward the session from its trace, learn from it and save the night; ``unheard``,
+        the spans (session seconds) the music went unheard."""
         now = time.time() if now is None else now
-        response = session_response(points)
+        response = session_response(points, unheard)
         self.last = response
         if response.reward is None:
             log.info("care: session on %s gives no reward: %s", choice.arm.id, response.reason)

@@ -18,8 +18,11 @@ weighs them in *reward units*:
 each term clipped to ±:data:`TERM_LIMIT` so one bad stretch of signal cannot dominate. A
 session gives **no reward** (``reward is None``, with the reason) when the baseline has fewer
 than :data:`MIN_BASELINE_S` usable seconds or the response fewer than :data:`MIN_RESPONSE_S` —
-a finger that slipped, a short session, a poor signal. Heart rate alone is needed; RMSSD and
-breathing terms count as 0 when their readings are missing (the reason says so).
+a finger that slipped, a short session, a poor signal — and when the music went unheard (no
+audio output open: a sound card missing or gone) for more than :data:`MAX_UNHEARD_S` between the
+baseline's start and the response window's end: whatever the listener did then, the music did
+not do it. Heart rate alone is needed; RMSSD and breathing terms count as 0 when their readings
+are missing (the reason says so).
 
 These are PPG-derived figures (pulse rate, pulse-rate variability) from a fingertip sensor: good
 enough to compare one listener's nights, not an ECG and not a diagnosis.
@@ -43,6 +46,10 @@ RMSSD_UNIT_MS = 10.0
 BREATH_UNIT = 3.0  # breaths/min
 TERM_LIMIT = 3.0  # reward units, per term
 SETTLE_BAND_BPM = 2.0  # settled: the 1-min heart rate within this of the last 3 min's mean
+#: s of the rewarded minutes (baseline start to response end) the music may go unheard; a card
+#: lost and found again within seconds does not make a night worthless, a minute of silence
+#: is a sixth of the baseline and more than the response's change could hide
+MAX_UNHEARD_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,16 @@ def settle_minutes(points: Sequence[TracePoint]) -> float | None:
     return None
 
 
-def session_response(points: Sequence[TracePoint]) -> Response:
-    """The response and reward of one session (see the module docstring)."""
+def unheard_seconds(spans: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
+    """Seconds of [t0, t1) inside the ``spans`` (session seconds, start to end) the music went
+    unheard."""
+    return sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in spans)
+
+
+def session_response(points: Sequence[TracePoint],
+                     unheard: Sequence[tuple[float, float]] = ()) -> Response:
+    """The response and reward of one session (see the module docstring); ``unheard``: the
+    spans (session seconds, start to end) with no audio output open."""
     if not points:
         return Response(None, "no readings recorded")
     end = points[-1].t_s + _step(points)
@@ -130,6 +145,11 @@ def session_response(points: Sequence[TracePoint]) -> Response:
     if end < RESPONSE_FROM_S + MIN_RESPONSE_S:
         return Response(None, f"session too short for a reward ({end / 60:.1f} min; needs "
                               f"{(RESPONSE_FROM_S + MIN_RESPONSE_S) / 60:.1f})", **figures)
+    silent = unheard_seconds(unheard, BASELINE_FROM_S, min(end, RESPONSE_TO_S))
+    if silent > MAX_UNHEARD_S:
+        return Response(None, f"the music went unheard for {silent:.0f} s of the rewarded "
+                              f"minutes (no audio output): the response is not the music's",
+                        **figures)
     if base_s < MIN_BASELINE_S:
         return Response(None, f"too little usable pulse in the first minutes ({base_s:.0f} s of "
                               f"{MIN_BASELINE_S:.0f} s needed): finger off or poor signal",
