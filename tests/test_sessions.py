@@ -571,3 +571,113 @@ def test_the_preset_column_is_the_one_played_longest(tmp_path):
     rec.end(T0 + 40 * 60, "pause")
     [row] = rec.store.rows()
     assert row["preset"] == "sleep" and row["presets"] == "calm,sleep"
+
+
+# -- a records file changed or damaged outside calmtunes ---------------------------------------
+def _recorded(tmp_path) -> Path:
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    record_session(rec, minutes=3)
+    rec.close(T0 + 999)
+    return tmp_path / DB_NAME
+
+
+def test_a_bad_value_in_the_records_does_not_stop_the_daemon_starting(tmp_path):
+    """SQLite keeps text where a time belongs when someone writes it there: the next start
+    opened the records, read the unclean stops and died on float('x') — a restart loop with no
+    music. Now the value reads as missing and the start goes on."""
+    path = _recorded(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO boots (started_at, ended_by, found_unclean_at) "
+               "VALUES (?, 'unclean', 'x')", (T0 + 1000,))
+    db.execute("INSERT INTO boots (started_at, ended_by, found_unclean_at) "
+               "VALUES (?, 'unclean', 1e308)", (T0 + 1001,))
+    db.commit()
+    db.close()
+    problems: list[str] = []
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 2000, problems=problems)
+    assert rec is not None and problems == []
+    # the two rows' times cannot be used: they are not counted (and not a crash)
+    assert rec.restarts_unclean(T0 + 2000)["total"] == 0
+    rec.close(T0 + 2001)
+
+
+@pytest.mark.parametrize("column, value", [
+    ("started_at", "yesterday"), ("started_at", 1e308), ("presets", 5), ("hr_start", "fast"),
+    ("reward", "good"), ("duration_s", "long"), ("readings", 2.5), ("ended_by", b"\xff\xfe"),
+])
+def test_listing_and_report_read_a_bad_value_as_missing(tmp_path, capsys, column, value):
+    path = _recorded(tmp_path)
+    _recorded_again = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 5000)
+    record_session(_recorded_again, minutes=3, start=T0 + 5000)
+    _recorded_again.close(T0 + 6000)
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE sessions SET {column} = ? WHERE id = 1", (value,))
+    db.execute("UPDATE session_points SET t_s = 'x' WHERE session_id = 2 AND t_s = 0")
+    db.execute("UPDATE session_points SET hr_bpm = 'high' WHERE session_id = 2")
+    db.commit()
+    db.close()
+    assert _cli(tmp_path) == 0
+    out, err = capsys.readouterr()
+    assert "→" in out  # the other session is listed with its figures
+    store = SessionStore(path, readonly=True)
+    rows = store.rows()
+    points = store.points(2)
+    store.close()
+    if column == "started_at":  # a session that cannot be placed is counted, not shown
+        assert [r["id"] for r in rows] == [2]
+        assert "1 session record(s)" in err and "no usable start time" in err
+    else:
+        assert [r["id"] for r in rows] == [1, 2] and err == ""
+        assert rows[0][column] is None or isinstance(rows[0][column], (str, int, float))
+    assert points and all(p.t_s > 0 and p.hr_bpm is None for p in points)
+    assert _cli(tmp_path, "--export", "csv") == 0
+    from calmtunes.report import build_report
+
+    html_text = build_report(Config(), tmp_path, now=T0 + 9000)
+    assert "Session 2" in html_text
+
+
+def test_a_damaged_records_file_is_kept_aside_and_a_fresh_one_begun(tmp_path, caplog):
+    """Random bytes in sessions.db: the records were off for good, with one log line and
+    nothing in the status. Now the file is renamed (kept for a technician), a fresh one is
+    begun, and the status says so."""
+    path = _recorded(tmp_path)
+    damaged = os.urandom(8192)
+    path.write_bytes(damaged)
+    problems: list[str] = []
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0 + 2000, problems=problems)
+    assert rec is not None
+    kept = list(tmp_path.glob(DB_NAME + ".bad-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == damaged
+    assert problems and "damaged" in problems[0] and kept[0].name in problems[0]
+    record_session(rec, minutes=2, start=T0 + 2000)
+    rec.close(T0 + 3000)
+    assert len(SessionStore(path, readonly=True).rows()) == 1
+
+
+def test_the_cli_says_a_damaged_file_is_damaged(tmp_path, capsys):
+    (tmp_path / DB_NAME).write_bytes(b"\0" * 50 + os.urandom(4000))
+    assert _cli(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "damaged" in err and "calmtunes group" not in err
+
+
+def test_the_daemon_starts_on_a_damaged_file_and_its_status_says_so(tmp_config):
+    from calmtunes.daemon import Daemon
+
+    state = Path(tmp_config.device.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / DB_NAME).write_bytes(os.urandom(8192))
+    d = Daemon(tmp_config)
+    try:
+        status = d.status()
+        assert d.sessions is not None and len(status["records"]) == 1
+        text = cli.format_status(status)
+        assert "records    " in text and "was damaged" in text and ".bad-" in text
+    finally:
+        d.sessions.close(time.time())
+    d = Daemon(tmp_config)  # the next start finds the fresh file: nothing to say
+    try:
+        assert d.status()["records"] == []
+    finally:
+        d.sessions.close(time.time())

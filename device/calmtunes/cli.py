@@ -442,6 +442,8 @@ def format_status(s: dict) -> str:
     if restarts is not None:
         lines.append(f"restarts   {restarts['total']} unclean ({restarts['last_24h']} in the "
                      f"last 24 h)")
+    for problem in s.get("records") or []:
+        lines.append(f"records    {problem}")
     lines.append("components:")
     for name, c in s.get("components", {}).items():
         detail = f"  {c['detail']}" if c.get("detail") else ""
@@ -489,6 +491,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         count_restarts,
         format_restarts,
         format_rows,
+        read_error,
     )
 
     cfg, _ = load_config(args.config)
@@ -503,18 +506,21 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     try:
         store = SessionStore(path, cfg.sessions.retention_days, readonly=True)
     except (OSError, sqlite3.Error) as exc:
-        print(f"calmtunes sessions: cannot read {path}: {exc} (are you in the calmtunes group?)",
-              file=sys.stderr)
+        print(f"calmtunes sessions: {read_error(path, exc)}", file=sys.stderr)
         return 1
     try:
         if args.export == "csv":
             store.export_csv(sys.stdout)
-            return 0
-        print(format_rows(store.rows()))
-        print(format_restarts(count_restarts(store.unclean_stops(), time.time())))
+        else:
+            print(format_rows(store.rows()))
+            print(format_restarts(count_restarts(store.unclean_stops(), time.time())))
+        if store.unreadable:
+            print(f"calmtunes sessions: {store.unreadable} session record(s) in {path} have no "
+                  "usable start time and are not shown (the file was changed outside "
+                  "calmtunes)", file=sys.stderr)
         return 0
     except sqlite3.Error as exc:
-        print(f"calmtunes sessions: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"calmtunes sessions: {read_error(path, exc)}", file=sys.stderr)
         return 1
     finally:
         store.close()

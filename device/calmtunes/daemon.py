@@ -246,7 +246,8 @@ class Daemon:
 
         if not self.persist:
             return None
-        recorder = SessionRecorder.open(self.config, self.clock.time())
+        self.records_problems: list[str] = []
+        recorder = SessionRecorder.open(self.config, self.clock.time(), self.records_problems)
         self.sessions = recorder
         if self.conductor.playing:  # power-on: a session starts
             self._start_session(self.clock.time())
@@ -799,6 +800,8 @@ class Daemon:
             "care": self._care_status(),
             "restarts_unclean": (None if self.sessions is None
                                  else self.sessions.restarts_unclean(self.clock.time())),
+            # what went wrong with the session records at the start (none: they are kept)
+            "records": list(getattr(self, "records_problems", [])),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components

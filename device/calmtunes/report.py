@@ -37,7 +37,7 @@ from calmtunes.care.personaliser import bandit_for
 from calmtunes.care.store import CareStore, ListenerRecord
 from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
-from calmtunes.sessions import DB_NAME, SessionStore
+from calmtunes.sessions import DB_NAME, SessionStore, read_error
 
 POOR_USABLE = 0.5  # a step with fewer usable readings than this is shaded as poor signal
 COLOURS = {"hr": "#b2182b", "tempo": "#2166ac", "breath": "#1b7837", "pace": "#762a83",
@@ -361,7 +361,7 @@ def load_sessions(state_dir: Path) -> tuple[SessionStore, list[dict[str, Any]]]:
         store = SessionStore(path, readonly=True)
         return store, store.rows()
     except (OSError, sqlite3.Error) as exc:
-        raise ReportError(f"cannot read {path}: {exc} (are you in the calmtunes group?)") from exc
+        raise ReportError(read_error(path, exc)) from exc
 
 
 def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
@@ -388,7 +388,9 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
         "<title>calmtunes: sessions report</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>calmtunes — listening sessions report</h1>",
         f"<p>Made {_when(now)} from {html.escape(str(state_dir))}: {len(rows)} session(s) "
-        f"recorded, {len(detail)} shown in detail.</p>",
+        f"recorded, {len(detail)} shown in detail."
+        + (f" {store.unreadable} more have no usable start time and are left out (the file was "
+           "changed outside calmtunes)." if store.unreadable else "") + "</p>",
         CAVEATS,
     ]
     parts.append("<h2>Across sessions</h2>")

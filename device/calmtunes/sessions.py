@@ -61,8 +61,15 @@ open (by a crash, a watchdog kill or a power cut) is closed as ``ended_by = 'unc
 known time (``last_seen_at``: the last write), and the unclean stop is counted
 (:meth:`SessionRecorder.restarts_unclean`, shown by ``calmtunes status`` and ``sessions``).
 
-Sessions and starts older than ``sessions.retention_days`` are deleted at start and hourly. A
-database that cannot be opened disables the records with a log line; the music goes on.
+Sessions and starts older than ``sessions.retention_days`` are deleted at start and hourly.
+
+A file changed or damaged outside calmtunes never stops the daemon or a report. SQLite keeps
+whatever is written, whatever a column's type: a value not of its column's kind (text for a
+time, a time past 2106) reads as missing, and a session without a usable start is left out of
+listings and counted. A file SQLite cannot read as a database is renamed
+``sessions.db.bad-<UTC time>`` (never deleted) and a fresh one begun; a folder that cannot be
+written disables the records. Either way the daemon logs it, ``calmtunes status`` shows it on a
+``records`` line, and the music goes on.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from __future__ import annotations
 import collections
 import csv
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -212,6 +220,53 @@ def _table_columns(db: sqlite3.Connection) -> dict[str, list[str]]:
     return out
 
 
+# SQLite keeps whatever was written, whatever a column's declared type: a file edited by hand or
+# damaged can hold text where a time belongs. Every value read goes through these, so a bad one
+# reads as missing (None) — shown as "–" — never as a crash of the daemon or of a report.
+LATEST_TIME = 4294967295.0  # Unix s: 2106-02-07, where 32-bit Unix time ends; no record is later
+
+
+def _real(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _time(v: Any) -> float | None:
+    t = _real(v)
+    return t if t is not None and 0.0 <= t <= LATEST_TIME else None
+
+
+def _integer(v: Any) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    r = _real(v)
+    return int(r) if r is not None else None
+
+
+def _text(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
+_TIMES = ("started_at", "ended_at", "last_seen_at")
+_CLEAN = {c: (_time if c in _TIMES else _integer if c in ("id", "readings") else
+              _text if c in ("ended_by", "presets") or _CARE_COLUMNS.get(c) == "TEXT" else _real)
+          for c in COLUMNS}
+_POINT_CLEAN = {c: (_text if _POINT_TYPES.get(c, "REAL") == "TEXT" else _real)
+                for c in POINT_FIELDS}
+
+
+def clean_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A session row with every value of its column's kind, or None where it is not."""
+    return {k: (_CLEAN[k](v) if k in _CLEAN else v) for k, v in row.items()}
+
+
 class SessionStore:
     """The SQLite file: write summaries, list, export, forget, prune; count unclean stops.
 
@@ -223,6 +278,7 @@ class SessionStore:
         self.path = Path(path)
         self.retention_days = retention_days
         self.readonly = readonly
+        self.unreadable = 0  # sessions the last rows() left out: no usable start time
         self._lock = threading.Lock()
         if readonly:
             self._db, self._columns = self._open_readonly()
@@ -338,7 +394,8 @@ class SessionStore:
         with self._lock:
             cur = self._db.execute("SELECT found_unclean_at FROM boots WHERE ended_by = ? "
                                    "ORDER BY found_unclean_at", (ENDED_UNCLEAN,))
-            return [float(r[0]) for r in cur.fetchall() if r[0] is not None]
+            found = [_time(r[0]) for r in cur.fetchall()]
+        return [t for t in found if t is not None]
 
     # -- sessions ---------------------------------------------------------------------------
     def begin(self, started_at: float, preset: str) -> int:
@@ -363,13 +420,18 @@ class SessionStore:
                 self._db.commit()
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every session, oldest first; columns an older file lacks are None."""
+        """Every session, oldest first; columns an older file lacks are None, and so is a value
+        not of its column's kind. A session without a usable start time is left out and
+        counted in :attr:`unreadable`."""
         have = self._columns.get("sessions", [])
         cols = [c for c in COLUMNS if c in have]
         with self._lock:
             cur = self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY started_at")
             found = cur.fetchall()
-        return [{c: None for c in COLUMNS} | dict(zip(cols, row)) for row in found]
+        rows = [clean_row({c: None for c in COLUMNS} | dict(zip(cols, row))) for row in found]
+        # a session without a start time cannot be placed or listed: counted, left out
+        self.unreadable = sum(r["started_at"] is None for r in rows)
+        return [r for r in rows if r["started_at"] is not None]
 
     def add_points(self, session_id: int, points: list[TracePoint], commit: bool = True) -> None:
         """Append a session's trace points (a point already there is replaced)."""
@@ -385,7 +447,8 @@ class SessionStore:
                 self._db.commit()
 
     def points(self, session_id: int) -> list[TracePoint]:
-        """A session's trace, oldest first ([] for a file older than traces)."""
+        """A session's trace, oldest first ([] for a file older than traces); a value not of its
+        column's kind reads as None, a point without a usable time is left out."""
         have = self._columns.get("session_points")
         if not have:
             return []
@@ -394,7 +457,16 @@ class SessionStore:
             found = self._db.execute(
                 f"SELECT {', '.join(cols)} FROM session_points WHERE session_id = ? "
                 "ORDER BY t_s", (session_id,)).fetchall()
-        return [TracePoint.from_row(dict(zip(cols, row))) for row in found]
+        points = []
+        for row in found:
+            values = {c: _POINT_CLEAN[c](v) for c, v in zip(cols, row)}
+            if values.get("t_s") is None:
+                continue  # a point without its time cannot be placed
+            for name in ("quality", "usable"):  # the two that are never None
+                if name in values and values[name] is None:
+                    values[name] = 0.0
+            points.append(TracePoint.from_row(values))
+        return points
 
     def export_csv(self, out: IO[str]) -> int:
         rows = self.rows()
@@ -461,6 +533,54 @@ class _Running:
         self.unheard: list[list[float | None]] = []
 
 
+def _damaged(exc: BaseException) -> bool:
+    """SQLite could open the file but not read it as a database: its bytes are wrong (a lock,
+    a permission or a full disk is an ``OperationalError``, and not this)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def _fix(exc: BaseException) -> str:
+    """What a technician can do about a records file that cannot be used."""
+    if _damaged(exc):
+        return "the file is damaged; move it away (the daemon begins a fresh one at its start)"
+    if isinstance(exc, PermissionError) or "unable to open" in str(exc):
+        return ("check that the state folder and sessions.db belong to the daemon's user "
+                "(the unit's StateDirectory= sets this up)")
+    if isinstance(exc, sqlite3.OperationalError):
+        return "check the disk is not full and no other program holds the file"
+    return "the file holds values calmtunes cannot use; move it away to begin a fresh one"
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename a damaged records file (and the journal files beside it) out of the way; None
+    when it cannot be renamed."""
+    from calmtunes.state import move_aside
+
+    try:
+        kept = move_aside(path)
+    except OSError as exc:
+        log.error("sessions: %s is damaged and cannot be moved aside (%s)", path, exc)
+        return None
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        try:
+            if suffix == "-shm":
+                side.unlink(missing_ok=True)  # an index of -wal only, rebuilt from it
+            elif side.exists():
+                os.replace(side, kept.with_name(kept.name + suffix))
+        except OSError as exc:
+            log.warning("sessions: %s could not be moved aside (%s)", side, exc)
+    return kept
+
+
+def read_error(path: Path, exc: BaseException) -> str:
+    """Why ``calmtunes sessions`` or ``report`` cannot read the records, and what to do."""
+    if _damaged(exc):
+        return (f"cannot read {path}: {exc}: the file is damaged (the daemon keeps it aside "
+                "and begins a fresh one at its next start)")
+    return f"cannot read {path}: {exc} (are you in the calmtunes group?)"
+
+
 def _most_played(r: _Running) -> str:
     """The preset most of the trace's steps played (the first one without a trace)."""
     if r.trace is not None and r.trace.preset_steps:
@@ -490,23 +610,48 @@ class SessionRecorder:
         self._last_prune = 0.0
 
     @classmethod
-    def open(cls, config: Config, now: float | None = None) -> SessionRecorder | None:
+    def open(cls, config: Config, now: float | None = None,
+             problems: list[str] | None = None) -> SessionRecorder | None:
         """The recorder for a daemon start (closes what an unclean stop left open, prunes,
-        records the start), or None (with a log line) when disabled or unusable."""
+        records the start), or None (with a log line) when disabled or unusable.
+
+        A damaged file (SQLite: "file is not a database", "malformed") is renamed to
+        ``sessions.db.bad-<UTC time>`` with its ``-wal``/``-journal`` — kept for a technician,
+        never deleted — and a fresh one begun. What went wrong is also appended to
+        ``problems`` (the daemon's status shows it). Nothing here stops the music."""
         if not config.sessions.enabled:
             return None
         now = time.time() if now is None else now
-        store = None
-        try:
-            store = SessionStore.for_config(config)
-            boot_id = store.open_boot(now)
-            unclean = store.unclean_stops()
-        except (OSError, sqlite3.Error) as exc:
-            if store is not None:
-                store.close()
-            log.error("session records unavailable (%s: %s); the music goes on without them",
-                      Path(config.device.state_dir) / DB_NAME, exc)
-            return None
+        path = Path(config.device.state_dir) / DB_NAME
+        for attempt in (1, 2):
+            store = None
+            try:
+                store = SessionStore.for_config(config)
+                boot_id = store.open_boot(now)
+                unclean = store.unclean_stops()
+                break
+            except Exception as exc:  # the records never stop the music
+                if store is not None:
+                    try:
+                        store.close()
+                    except sqlite3.Error:
+                        pass
+                if attempt == 1 and _damaged(exc) and path.is_file():
+                    kept = _set_aside(path)
+                    if kept is not None:
+                        log.error("sessions: %s is damaged (%s); kept as %s for a technician, "
+                                  "and a fresh file begun", path, exc, kept.name)
+                        if problems is not None:
+                            problems.append(f"{path} was damaged ({exc}): kept as {kept.name}, "
+                                            "a fresh file begun")
+                        continue
+                text = f"{type(exc).__name__}: {exc}" if not isinstance(
+                    exc, (OSError, sqlite3.Error)) else str(exc)
+                log.error("session records unavailable (%s: %s); the music goes on without "
+                          "them: %s", path, text, _fix(exc))
+                if problems is not None:
+                    problems.append(f"not kept ({path}: {text}): {_fix(exc)}")
+                return None
         rec = cls(config, store, boot_id, unclean)
         rec._last_prune = now
         return rec
