@@ -71,6 +71,31 @@ HOSTILE = {
     "dev_zero": (lambda tmp: Path("/dev/zero"), ["character device", "--config"]),
     "directory": (lambda tmp: tmp, ["a directory", "--config"]),
     "missing": (lambda tmp: tmp / "nope.yaml", ["file not found", "config.example.yaml"]),
+    # preset names: each is typed in commands, sent over the socket and joined into arm ids
+    "preset_named_by_a_number": (
+        b"music:\n  presets:\n    1: {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "preset name 1", "read by YAML as int", 'quote it ("1":)']),
+    "preset_named_true": (
+        b"music:\n  presets:\n    yes: {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "read by YAML as bool", "quote it"]),
+    "preset_named_null": (
+        b"music:\n  presets:\n    ~: {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "preset name null", "read by YAML as null"]),
+    "preset_name_with_a_slash": (
+        b"music:\n  presets:\n    calm/2: {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "'calm/2'", "letters, digits, '-' or '_'"]),
+    "preset_name_empty": (
+        b"music:\n  presets:\n    '': {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "preset name ''", "1\u201332 letters"]),
+    "preset_named_auto": (
+        b"music:\n  presets:\n    auto: {tempo_bpm: 60, mode: major}\n"
+        b"    calm: {tempo_bpm: 66, mode: major}\n",
+        ["music.presets", "'auto' is reserved", "personaliser"]),
 }
 CLI_CASES = ["latin1_byte", "deep_flow_nesting", "alias_bomb", "fifo", "dev_zero",
              "duplicate_key", "huge_file", "long_string"]
@@ -272,3 +297,11 @@ def test_the_yaml_text_that_loads_is_plain_data(parser):
     data = config_file.parse_yaml("a: &x [1, {b: 2}]\nc: *x\n", "t")
     assert data == {"a": [1, {"b": 2}], "c": [1, {"b": 2}]}
     assert data["a"] is not data["c"] and data["a"][1] is not data["c"][1]
+
+
+@pytest.mark.parametrize("name", ["deep-sleep", "Ruhe_2", "sérénité", "calm2", "x" * 32])
+def test_preset_names_of_letters_digits_dash_and_underscore_load(tmp_path, name):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"music:\n  presets:\n    {name}: {{tempo_bpm: 60, mode: major}}\n"
+                    "    calm: {tempo_bpm: 66, mode: major}\n", encoding="utf-8")
+    assert name in config.load(path).music.presets

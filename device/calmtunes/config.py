@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import reprlib
 import types
 import typing
@@ -236,8 +237,9 @@ class MusicConfig:
     volume_step_db: float = opt(3.0, help="one press of volume up/down, in dB", min=0.5, max=6.0)
     presets: dict = opt(
         DEFAULT_PRESETS,
-        help="mood presets by name; each sets tempo_bpm (50–90), mode (major/minor), density, "
-        "register, brightness, bed_level (0–1), breath_rate (breaths/min) and led",
+        help="mood presets by name (1–32 letters, digits, '-' or '_'; not 'auto'); each sets "
+        "tempo_bpm (50–90), mode (major/minor), density, register, brightness, bed_level (0–1), "
+        "breath_rate (breaths/min) and led",
     )
 
 
@@ -615,6 +617,35 @@ def _parse_section(name: str, cls: type, raw: Any, errors: list[str]) -> Any:
     return section
 
 
+# A preset's name is typed on the command line, sent over the control socket, shown in the
+# status and the clinician's report and joined with a variation as an arm id ("calm/slower"):
+# letters (any script), digits, "-" and "_", starting with a letter or digit.
+PRESET_NAME = re.compile(r"[^\W_][\w-]{0,31}")
+RESERVED_PRESET_NAMES = ("auto",)  # `calmtunes preset auto`: the personaliser chooses
+
+
+def _check_preset_name(name: Any, errors: list[str]) -> bool:
+    if not isinstance(name, str):
+        # YAML reads 1, 1.5, true/false/yes/no and null/~ as numbers, booleans and null
+        shown = {True: "true", False: "false", None: "null"}.get(name, name) \
+            if name is None or isinstance(name, bool) else name
+        kind = "null" if name is None else type(name).__name__
+        errors.append(f"music.presets: the preset name {shown} is read by YAML as {kind}, not "
+                      f"text: quote it (\"{shown}\":) or choose a name of letters")
+        return False
+    if not PRESET_NAME.fullmatch(name):
+        errors.append(
+            f"music.presets: the preset name {_show(name)} must be 1–32 letters, digits, '-' or "
+            "'_', starting with a letter or digit (no spaces or '/': it is typed in commands "
+            "and joined with a variation as 'name/variation')")
+        return False
+    if name in RESERVED_PRESET_NAMES:
+        errors.append(f"music.presets: the preset name {name!r} is reserved (`calmtunes preset "
+                      f"{name}` lets the personaliser choose); choose another name")
+        return False
+    return True
+
+
 def _check_section(name: str, section: Any, errors: list[str]) -> None:
     """Checks that span several options or look inside mappings."""
     if isinstance(section, MusicConfig):
@@ -622,6 +653,8 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
             errors.append("music.presets: at least one preset is needed")
         for pname, preset in section.presets.items():
             ppath = f"music.presets.{pname}"
+            if not _check_preset_name(pname, errors):
+                continue
             if not isinstance(preset, dict):
                 errors.append(f"{ppath}: expected a mapping, got {_show(preset)}")
                 continue

@@ -621,9 +621,14 @@ class Daemon:
                 part.config = old if part not in done else part.config
             self.last_reload = {"ok": False, "error": f"{name}: {exc}"[:500]}
             return "config reload refused: see the journal"
+        # From here the new config runs: what follows is care's, which the music never waits
+        # for, so a failure is logged and the reload still counts (and is reported) as done.
         self.config = new
         if self.care is not None:
-            self.care.reconfigure(new)
+            try:
+                self.care.reconfigure(new)
+            except Exception:
+                log.exception("care: the personaliser could not take the new config")
         if self.choice is not None:  # the session goes on with its arm, on the new config
             try:
                 from calmtunes.care.arms import apply_arm
@@ -633,6 +638,9 @@ class Daemon:
                     part.reconfigure(arm_config)
             except ValueError as exc:  # its preset left the config
                 log.warning("care: %s; the session plays on without its arm", exc)
+            except Exception:
+                log.exception("care: the session's arm could not be applied to the new config; "
+                              "the session plays on without it")
         self.generation += 1
         self.loaded_at = self.clock.time()
         self.last_reload = {"ok": True, "changed": changed, "parts": parts}

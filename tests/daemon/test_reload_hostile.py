@@ -214,3 +214,30 @@ def test_sighup_to_the_running_command_with_bad_files(tmp_path):
     text = log.read_text()
     assert "Traceback" not in text
     assert text.count("config reload refused") == 5
+
+
+def test_a_fault_in_care_after_the_new_config_runs_is_logged_and_the_reload_is_done(
+        tmp_config, tmp_path, caplog, monkeypatch):
+    """Once the parts run the new config, the personaliser's share of a reload (its own config,
+    the session's arm) may fail: that was reported as "reload refused, nothing changed" while the
+    new config ran. The fault is now logged, the session plays on without its arm, and the
+    reload counts — and is reported — as done."""
+    import calmtunes.care.arms as arms
+
+    cfg = tmp_config.replace(care={"enabled": True, "seed": 3, "pinned_arm": "sleep/slower"})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    daemon = virtual_daemon(cfg, config_path=str(path))
+    data = dataclasses.asdict(cfg)
+    data["music"]["volume_step_db"] = 6.0
+    path.write_text(yaml.safe_dump(data))
+
+    def broken(config, arm):
+        raise TypeError("sequence item 0: expected str instance, int found")
+
+    monkeypatch.setattr(arms, "apply_arm", broken)
+    status = run(daemon, 3.0, at=[(1.5, daemon.request_reload), (2.5, daemon.status)])[-1]
+    assert "the session plays on without it" in caplog.text
+    assert daemon.config.music.volume_step_db == 6.0
+    assert status["config"]["generation"] == 2 and status["config"]["last_reload"]["ok"]
+    assert status["components"]["audio"]["state"] == "ok"
