@@ -279,6 +279,11 @@ def cmd_render(args: argparse.Namespace) -> int:
             return 2
     if not _fits_a_wav(args.minutes * 60.0, cfg.audio.sample_rate, "render", "--minutes"):
         return 2
+    if args.midi is not None and _same_file(args.midi, args.out):
+        print(f"calmtunes render: --midi and --out name the same file ({args.out}): the notes "
+              "would overwrite the sound; give the MIDI file its own name (e.g. "
+              f"{Path(args.out).with_suffix('.mid')})", file=sys.stderr)
+        return 2
     cfg = cfg.replace(music=music, sim=sim)
 
     def progress(fraction: float) -> None:
@@ -322,6 +327,16 @@ def _fits_a_wav(seconds: float, sample_rate: int, command: str, option: str) -> 
     print(f"calmtunes {command}: {option} asks for more than one WAV file holds at "
           f"{sample_rate} Hz (at most {shown}); ask for less", file=sys.stderr)
     return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (the same path, or links to one file)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _os_error(exc: OSError) -> str:

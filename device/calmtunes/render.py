@@ -69,23 +69,41 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
                     persist=persist, preset=preset, record=True, max_frames=total)
     if midi is not None:
         daemon.audio.mixer.log = PlayLog()
+    assert daemon.scheduler is not None
     if progress is not None:
         def report(now: float) -> float:
             progress(min(1.0, now / seconds) if seconds else 1.0)
             return 1.0
 
-        assert daemon.scheduler is not None
         daemon.scheduler.add("progress", report)
+
+    def watch_output(now: float) -> float:
+        """A write to the file failed (a full disk, a file too large): the render cannot be
+        whole, so it stops at once rather than render the rest for nothing."""
+        if daemon.audio.sink_failures:
+            daemon.request_stop(1)
+        return 1.0
+
+    daemon.scheduler.add("output", watch_output)
     # The fade-out at the end is part of the file: the loop stops that much before the end.
     fade = daemon.config.audio.fade_out_s
     daemon.run(duration=max(0.0, seconds - fade - 0.05))
     if progress is not None:
         progress(1.0)
     sink = daemon.audio.sink
-    if getattr(sink, "frames_written", 0) < total:  # the file could not be written, or not all
-        error = daemon.audio.sink_error
-        if isinstance(getattr(error, "__cause__", None), OSError):
-            raise error.__cause__  # says which file and why: "Is a directory"
+    error = getattr(sink, "error", None) or daemon.audio.sink_error
+    failed = daemon.audio.sink_failures or getattr(sink, "error", None) is not None
+    if failed or getattr(sink, "frames_written", 0) < total:
+        # the file could not be written, or not all of it (a write failed: a full disk, a
+        # file too large; the output reopened from the start): it is not the render asked for
+        _discard(Path(out))
+        cause = getattr(error, "__cause__", None)
+        if not isinstance(cause, OSError) and isinstance(error, OSError) \
+                and not isinstance(error, HardwareError):
+            cause = error  # a failed write, as the sink's thread met it
+        if isinstance(cause, OSError):  # says which file and why: "No space left on device"
+            raise OSError(cause.errno, cause.strerror or str(cause),
+                          cause.filename or str(out)) from cause
         raise HardwareError(f"{out} was not written ({error or 'the output never opened'})")
     summary: dict[str, Any] = {
         "composer": daemon.composer.composer.name,
@@ -102,10 +120,25 @@ def run_session(config: Config, seconds: float, out: str | Path, *,
     }
     if midi is not None:
         daemon.audio.mixer.log.cut(total / sr)  # what was scheduled past the end was never heard
-        summary["midi_notes"] = write_midi(midi, daemon.audio.mixer.log)
+        try:
+            summary["midi_notes"] = write_midi(midi, daemon.audio.mixer.log)
+        except OSError as exc:  # name the file: a write to a full disk does not
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(midi)) from exc
+            raise
     if daemon.hardware.listener is not None and daemon.trace is not None:
         summary.update(trace=daemon.trace, scenario=daemon.config.sim.scenario)
     return summary
+
+
+def _discard(path: Path) -> None:
+    """Remove a WAV file that was not written whole, so nobody takes it for the render; a
+    device or a FIFO named as the output is left alone."""
+    try:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    except OSError:
+        pass
 
 
 def render_offline(config: Config, minutes: float, out: str | Path, *, preset: str | None = None,

@@ -115,6 +115,59 @@ def test_render_into_a_folder_says_it_cannot_write_and_exits_1(tmp_path):
     assert "Traceback" not in proc.stderr and "wrote" not in proc.stdout
 
 
+def _file_size_limit(limit: int):
+    """A child's RLIMIT_FSIZE (bytes), with SIGXFSZ ignored: a write past it fails with EFBIG,
+    as a write to a full card fails with ENOSPC."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("where", ["limit", "/dev/full"])
+def test_render_that_cannot_write_its_whole_file_fails_and_keeps_no_broken_file(tmp_path, where):
+    """A render whose writes fail part way (a full disk) was reported written, with a file whose
+    header claimed frames it did not hold and tracebacks from the WAV writer. Now it stops at
+    once, exits 1 naming the file and why, and leaves no partial file to be taken for it."""
+    out = tmp_path / "r.wav" if where == "limit" else Path(where)
+    if not out.exists() and where != "limit":
+        pytest.skip(f"no {where} here")
+    t0 = time.monotonic()
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path),
+                          preexec_fn=_file_size_limit(200_000) if where == "limit" else None)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    why = "File too large" if where == "limit" else "No space left on device"
+    assert f"calmtunes render: cannot write {out}: {why}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "wrote" not in proc.stdout
+    if where == "limit":
+        assert not out.exists()
+    assert time.monotonic() - t0 < 60  # it stopped at the first failure, not at the end
+
+
+def test_render_refuses_one_file_for_the_sound_and_the_notes(tmp_path):
+    out = tmp_path / "r.wav"
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(out),
+                           "--midi", str(tmp_path / "." / "r.wav")],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 2
+    assert "--midi and --out name the same file" in proc.stderr and "r.mid" in proc.stderr
+    assert not out.exists()
+
+
+def test_render_with_a_midi_file_on_a_full_disk_names_it(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
+                           str(tmp_path / "r.wav"), "--midi", "/dev/full"],
+                          capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert "calmtunes render: cannot write /dev/full: No space left on device" in proc.stderr
+
+
 def test_render_with_a_midi_file_it_cannot_write_exits_1(tmp_path):
     proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
                            str(tmp_path / "r.wav"), "--midi", str(tmp_path)],

@@ -248,6 +248,7 @@ class AudioComponent(Component):
     def _keep_sink(self, now: float) -> None:
         if self._sink_open and not self.sink.is_alive():
             self.sink_failures += 1
+            self.sink_error = getattr(self.sink, "error", None) or self.sink_error
             log.error("audio output stopped (%s); reopening", self.sink.description)
             self.degrade("audio output lost; reopening")
             self._close_sink()

@@ -115,6 +115,11 @@ class _ThreadSink(Sink):
             self._thread.join(2.0)
             self._thread = None
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the sink stopped (a failed write), or None while it runs or after a clean stop."""
+        return self._error
+
     def is_alive(self) -> bool:
         if self._virtual:
             return self._next_t is not None and self._error is None
@@ -247,18 +252,29 @@ class WavSink(_ThreadSink):
 
     def close(self) -> None:
         super().close()
-        if self._wav is not None:
-            self._flush()
-            if self.max_frames is not None and self.frames_written < self.max_frames:
-                # A file of a stated length: what the output had not yet played is silence.
-                missing = self.max_frames - self.frames_written
-                self._pending.append(bytes(2 * self.ring.channels * missing))
+        wav = self._wav
+        try:
+            if wav is not None and self._error is None:
                 self._flush()
-                self.frames_written = self.max_frames
-            self._wav.close()
-            self._wav = None
-        if self._file is not None:
-            self._file.close()
+                if self.max_frames is not None and self.frames_written < self.max_frames:
+                    # A file of a stated length: what the output had not yet played is silence.
+                    missing = self.max_frames - self.frames_written
+                    self._pending.append(bytes(2 * self.ring.channels * missing))
+                    self._flush()
+                    self.frames_written = self.max_frames
+        except OSError as exc:  # a full disk, a file too large: the file is not whole
+            self._error = exc
+            log.error("%s could not be finished: %s", self.path, exc.strerror or exc)
+        finally:
+            # once, whatever happened: a Wave_write left open retries its header from __del__
+            # and prints a traceback when that fails too
+            self._wav, self._pending, self._pending_frames = None, [], 0
+            for closing in (wav, self._file):
+                try:
+                    if closing is not None:
+                        closing.close()
+                except OSError:
+                    pass
             self._file = None
 
     def _consume(self, block: np.ndarray, real: int) -> None:
