@@ -54,6 +54,11 @@ BAD = {
                  b'"nights": [{"t": 1, "arm": "calm", "cmd": "rm"}]}',
     "latin-1": '{"format": 1, "listener": "ID", "café": 1}'.encode("latin-1"),
     "too big": b" " * (MAX_FILE_BYTES + 1),
+    # an arm the personaliser cannot read turned it off for every later session
+    "unknown variation": b'{"format": 1, "listener": "ID", "created_at": 1, '
+                         b'"nights": [{"t": 1, "arm": "calm/bogus"}]}',
+    "arm of three parts": b'{"format": 1, "listener": "ID", "created_at": 1, '
+                          b'"nights": [{"t": 1, "arm": "calm/slower/x"}]}',
 }
 
 
@@ -97,3 +102,26 @@ def test_links_and_hostile_ids_are_refused(tmp_path):
     assert "no valid listener id" in problem and fresh != listener
     with pytest.raises(ValueError, match="letters, digits"):
         store.path_for("../x")
+
+
+def test_a_folder_in_a_care_files_place_is_kept_aside_with_its_path_named(tmp_path):
+    """A folder where current.json or a listener's file belongs: the message gave a file
+    descriptor number ("Is a directory: 6") and the folder stayed, so the personaliser was off
+    (or nights unsaved) at every session. Now it is named, set aside, and care starts afresh."""
+    store = CareStore(tmp_path)
+    listener = store.new_listener(1000.0)
+    path = store.path_for(listener)
+    path.unlink()
+    path.mkdir()
+    (path / "inside").write_text("kept")
+    rec = store.load(listener)
+    assert rec.nights == [] and str(path) in rec.problem and "a folder" in rec.problem
+    kept = list(store.listeners_dir.glob(f"{listener}.json.bad-*"))
+    assert len(kept) == 1 and (kept[0] / "inside").read_text() == "kept"
+    store.add_night(listener, Night(2000.0, "calm", 1.0))
+    assert len(store.load(listener).nights) == 1
+    store.current_path.unlink()
+    store.current_path.mkdir()
+    fresh, problem = store.current()
+    assert problem and str(store.current_path) in problem and ": 6" not in problem
+    assert fresh and store.current_path.is_file()

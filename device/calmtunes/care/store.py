@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calmtunes.care.arms import parse_arm
 from calmtunes.state import move_aside, write_atomic
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,18 @@ def _read_json(path: Path) -> Any:
         if os.path.islink(path):
             raise CareFileError(f"{path} is a symbolic link, not a file") from None
         raise CareFileError(f"{path} cannot be opened ({exc.strerror})") from None
+    try:
+        # before fdopen: a folder opens read-only, and fdopen then fails with a bare
+        # "Is a directory: <fd number>"
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        raise CareFileError(f"{path} is {kind}, not a care file")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise CareFileError(f"{path} is not a regular file")
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise CareFileError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
@@ -145,6 +154,10 @@ def _check_record(path: Path, data: Any, listener: str) -> ListenerRecord:
             raise bad(f"nights[{i}] is not a night record")
         if not _number(n.get("t")) or not isinstance(n.get("arm"), str) or not n["arm"]:
             raise bad(f"nights[{i}] needs a time t and an arm")
+        try:  # a night the personaliser cannot read would turn it off for every later session
+            parse_arm(n["arm"])
+        except ValueError as exc:
+            raise bad(f"nights[{i}].arm is not an arm ({str(exc)[:160]})") from None
         reward = n.get("reward")
         if reward is not None and not (_number(reward) and abs(reward) <= 100.0):
             raise bad(f"nights[{i}].reward {reward!r} is not a reward (a number within ±100)")
