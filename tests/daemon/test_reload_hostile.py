@@ -241,3 +241,33 @@ def test_a_fault_in_care_after_the_new_config_runs_is_logged_and_the_reload_is_d
     assert daemon.config.music.volume_step_db == 6.0
     assert status["config"]["generation"] == 2 and status["config"]["last_reload"]["ok"]
     assert status["components"]["audio"]["state"] == "ok"
+
+
+def test_a_reload_never_makes_the_music_louder(daemon_on_file, tmp_config):
+    """A reload that raised music.min_volume_db above the volume played jumped the music up to
+    the new floor (−25 → −6 dB) with nobody asking. The volume now stays where it is; a press
+    moves it up one step from there; a lower ceiling still brings it down at once."""
+    daemon, path = daemon_on_file
+    floor = dataclasses.asdict(tmp_config)
+    floor["music"].update(min_volume_db=-6.0, volume_db=-6.0)
+    ceiling = dataclasses.asdict(tmp_config)
+    ceiling["music"].update(max_volume_db=-15.0, volume_db=-20.0)
+    step = tmp_config.music.volume_step_db
+
+    def reload(data):
+        return lambda: (path.write_text(yaml.safe_dump(data)), daemon.request_reload())
+
+    seen = run(daemon, 6.0, at=[
+        (0.5, lambda: daemon.conductor.set_volume_db(-25.0)),
+        (1.0, reload(floor)),
+        (2.0, lambda: (daemon.config.music.min_volume_db, daemon.conductor.volume_db,
+                       daemon.conductor.controls().volume_db)),
+        (2.5, lambda: daemon.handle_request({"cmd": "volume_up"})),
+        (3.0, lambda: daemon.conductor.volume_db),
+        (3.5, lambda: daemon.conductor.set_volume_db(-10.0)),
+        (4.0, reload(ceiling)),
+        (5.0, lambda: daemon.conductor.volume_db),
+    ])
+    assert seen[2] == (-6.0, -25.0, -25.0)
+    assert seen[4] == -25.0 + step
+    assert seen[7] == -15.0

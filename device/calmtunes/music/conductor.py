@@ -248,8 +248,15 @@ class Conductor:
                 log.warning("preset %r is gone from the new config; switching to %r",
                             self.preset, config.music.default_preset)
                 self.preset = config.music.default_preset
-            self.volume_db = _clip(self.volume_db, config.music.min_volume_db,
-                                   config.music.max_volume_db)
+            # A reload never makes the music louder: a lower ceiling brings the volume down to
+            # it, but a higher floor leaves a volume under it where it is (a 19 dB jump at the
+            # bedside from a config file is not a person's choice) until a person changes it
+            # or the daemon next starts.
+            if self.volume_db < config.music.min_volume_db:
+                log.warning("volume %+.1f dB is under the new music.min_volume_db (%+.1f dB); it "
+                            "stays until a person changes it", self.volume_db,
+                            config.music.min_volume_db)
+            self.volume_db = min(self.volume_db, config.music.max_volume_db)
 
     def set_preset(self, name: str) -> bool:
         with self._lock:
@@ -277,14 +284,17 @@ class Conductor:
 
     def set_volume_db(self, db: float) -> float:
         """Set the volume (dB), clamped to ``music.min_volume_db``–``max_volume_db``; a value
-        that is not a finite number is ignored (the volume stays) and the volume returned."""
+        that is not a finite number is ignored (the volume stays) and the volume returned. A
+        volume left under the floor by a reload (see :meth:`reconfigure`) moves up from where it
+        is, a step at a time, not to the floor at once."""
         m = self.config.music
         with self._lock:
             if not _finite(db):
                 log.warning("volume %s is not a finite number of dB; ignored", quote(db))
                 return self.volume_db
+            floor = min(m.min_volume_db, self.volume_db)
             # + 0.0: a request for -0 dB is 0 dB, and status says so (not "-0.0")
-            self.volume_db = _clip(float(db), m.min_volume_db, m.max_volume_db) + 0.0
+            self.volume_db = _clip(float(db), floor, m.max_volume_db) + 0.0
             return self.volume_db
 
     # -- the loop ------------------------------------------------------------------------------
@@ -496,6 +506,7 @@ class Conductor:
             bed_level=_clip(base.bed_level + d_bed, 0.0, 1.0),
             melodic=_clip(base.melodic * (1.0 + f_melodic), 0.0, 1.0),
             breath_rate=round(self._breath, 3),
-            volume_db=_clip(self.volume_db + d_vol, m.min_volume_db, m.max_volume_db),
+            volume_db=_clip(self.volume_db + d_vol, min(m.min_volume_db, self.volume_db),
+                            m.max_volume_db),
         )
 
