@@ -15,7 +15,8 @@ M = CFG.music
 
 
 @pytest.mark.parametrize("arg", ["nan", "inf", "-inf", "1e999", float("nan"), float("inf"),
-                                 True, False, [1], {"db": 1}, "loud", None, "", 10**400])
+                                 True, False, [1], {"db": 1}, "loud", None, "", 10**400,
+                                 "0_0", "-1_2", "infinity", "\u0661\u0662", " ", "0x10"])
 def test_a_volume_that_is_not_a_finite_real_number_is_refused(arg):
     c = check("volume", arg, CFG)
     assert not c.ok
@@ -28,7 +29,8 @@ def test_a_volume_above_the_cap_is_refused_not_played_at_the_cap():
     assert not check("volume", M.min_volume_db - 1, CFG).ok
 
 
-@pytest.mark.parametrize("arg, db", [(-12, -12.0), (-12.5, -12.5), ("-3", -3.0), (0, 0.0)])
+@pytest.mark.parametrize("arg, db", [(-12, -12.0), (-12.5, -12.5), ("-3", -3.0), (0, 0.0),
+                                     (" -6 ", -6.0), ("-1.5e1", -15.0), ("-.5", -0.5)])
 def test_a_good_volume_comes_out_as_a_float(arg, db):
     c = check("volume", arg, CFG)
     assert c.ok and c.arg == db and isinstance(c.arg, float)

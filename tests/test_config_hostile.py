@@ -71,6 +71,9 @@ HOSTILE = {
     "dev_zero": (lambda tmp: Path("/dev/zero"), ["character device", "--config"]),
     "directory": (lambda tmp: tmp, ["a directory", "--config"]),
     "missing": (lambda tmp: tmp / "nope.yaml", ["file not found", "config.example.yaml"]),
+    "exponent_without_a_dot": (b"audio:\n  block_ms: 2e1\nmusic:\n  seed: 1e3\n",
+                               ["audio.block_ms", "YAML reads 2e1 as text: write 20.0",
+                                "music.seed", "write 1000"]),
     # preset names: each is typed in commands, sent over the socket and joined into arm ids
     "preset_named_by_a_number": (
         b"music:\n  presets:\n    1: {tempo_bpm: 60, mode: major}\n"

@@ -124,11 +124,20 @@ def test_a_fifo_in_place_of_the_file_gives_defaults_without_waiting(tmp_path, ca
     assert "not a regular file" in caplog.text
 
 
-def test_a_folder_in_place_of_the_file_is_named_as_such(tmp_path, caplog):
+def test_a_folder_in_place_of_the_file_is_named_kept_aside_and_saving_works(tmp_path, caplog):
+    """A folder could never be replaced by a save: every save failed from then on, and the
+    preset and volume were lost at each power cut. It is now moved aside (contents and all)."""
     path = tmp_path / "state.json"
     path.mkdir()
-    assert StateStore(path, DEFAULTS).load() == DEFAULTS
-    assert f"state file {path} is unreadable (not a regular file)" in caplog.text
+    (path / "inside").write_text("kept")
+    store = StateStore(path, DEFAULTS)
+    assert store.load() == DEFAULTS
+    assert f"state file {path} is unreadable (a folder, not a state file; kept as" in caplog.text
+    [kept] = tmp_path.glob("state.json.bad-*")
+    assert (kept / "inside").read_text() == "kept"
+    store.save({**DEFAULTS, "preset": "uplift"})
+    assert json.loads(path.read_text())["preset"] == "uplift"
+    assert "cannot save" not in caplog.text
 
 
 def test_a_huge_file_is_refused_without_reading_it_whole(tmp_path, caplog):
@@ -165,6 +174,9 @@ def test_a_symbolic_link_in_place_of_the_file_is_not_followed(tmp_path, caplog):
     store.save({**DEFAULTS, "preset": "uplift"})
     assert json.loads(target.read_text())["preset"] == "sleep"  # the link's target untouched
     assert not path.is_symlink() and json.loads(path.read_text())["preset"] == "uplift"
+    assert "a symbolic link, never followed; kept as" in caplog.text
+    [kept] = tmp_path.glob("state.json.bad-*")
+    assert kept.is_symlink() and kept.resolve() == target  # kept for a technician to see
 
 
 def test_a_save_that_keeps_failing_is_said_once_and_its_recovery_too(tmp_path, caplog):

@@ -706,6 +706,19 @@ def positive(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A seed on the command line: a whole number, 0 or more (music.seed's and sim.seed's
+    range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"needs a whole number, 0 or more, got {text[:40]!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"needs a whole number, 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
@@ -726,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run the whole daemon on the emulated sensor and camera")
     s.add_argument("--duration", type=positive, help="stop after this many seconds")
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
-    s.add_argument("--seed", type=int, help="seed of the simulated listener and room and of "
+    s.add_argument("--seed", type=seed, help="seed of the simulated listener and room and of "
                    "the composer (as render --seed)")
     s.add_argument("--out", help="write to this WAV file instead of the sound card")
     s.add_argument("--preset", help="start on this preset")
@@ -748,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset")
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
                    "sleepy, startled, unresponsive, restless)")
-    s.add_argument("--seed", type=int, help="seed of the composer and, with --scenario, of "
+    s.add_argument("--seed", type=seed, help="seed of the composer and, with --scenario, of "
                    "the simulated listener and room: the same seed gives the same samples")
     s.add_argument("--midi", help="also write the notes played to this MIDI file")
     s.add_argument("--progress", action="store_true",

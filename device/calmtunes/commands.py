@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -68,15 +69,20 @@ class Checked:
         return not self.error
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(value: Any) -> float | None:
     """A finite real number from a JSON number or a numeric string; None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and len(value) <= QUOTE_CHARS:
-        try:
-            value = float(value.strip())
-        except ValueError:
+    if isinstance(value, str):
+        # a plain decimal number only: float() also takes "0_0", "infinity" and digits of
+        # every script, which nobody typing a volume means
+        text = value.strip()
+        if len(value) > QUOTE_CHARS or not _DECIMAL.fullmatch(text):
             return None
+        value = float(text)
     if isinstance(value, int):  # Python ints are unbounded: 10**400 is not a float
         try:
             value = float(value)

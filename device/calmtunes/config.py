@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import reprlib
@@ -542,6 +543,16 @@ def _yaml_hint(value: Any, ftype: Any, choices: tuple | None) -> str:
     YAML 1.1 (PyYAML) reads a bare ``null``, ``~`` or nothing as no value, and ``on``/``off``/
     ``yes``/``no`` as true/false: ``backend: null`` or ``entrainment: off`` arrive as None and
     False, not as the words written."""
+    if ftype in (int, float) and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        if math.isfinite(number) and "_" not in value:
+            # YAML 1.1 reads 2e1 and 1e-3 as text: its floats need a dot and a signed exponent
+            shown = int(number) if ftype is int and number == int(number) else number
+            return f"; YAML reads {value} as text: write {shown!r}"
+        return ""
     if ftype is not str or not (value is None or isinstance(value, bool)):
         return ""
     read_as = {None: ("null", "none"), False: ("off", "no", "false"), True: ("on", "yes", "true")}

@@ -16,6 +16,7 @@ or a save works again (the loop saves four times a second).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -113,6 +114,14 @@ class StateStore:
                 data = read_small(self.path, MAX_STATE_BYTES)
             except TooLarge as exc:  # not read, but a save would rename the new state over it
                 raise TooLarge(f"{exc}{self._set_aside()}") from exc
+            except ValueError as exc:  # a folder (no save could ever replace it), a FIFO …
+                kind = "a folder" if self.path.is_dir() else str(exc)
+                raise ValueError(f"{kind}, not a state file{self._set_aside()}") from exc
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                # O_NOFOLLOW: a symbolic link is never followed, and is kept aside for a look
+                raise ValueError(f"a symbolic link, never followed{self._set_aside()}") from exc
             try:
                 saved = json.loads(data.decode("utf-8"))
                 if not isinstance(saved, dict):

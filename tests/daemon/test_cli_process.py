@@ -107,6 +107,17 @@ def test_render_refuses_an_unknown_preset(tmp_path):
     assert "no preset 'disco'" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["render", "simulate"])
+def test_a_negative_seed_is_refused_as_the_option_it_is(tmp_path, command):
+    """It was refused as "music.seed … sim.seed" of a config nobody wrote."""
+    args = ["--minutes", "0.05", "--out", str(tmp_path / "x.wav")] if command == "render" else []
+    proc = subprocess.run([*CALMTUNES, command, *args, "--seed", "-1"], capture_output=True,
+                          text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 2
+    assert "argument --seed: needs a whole number, 0 or more, got -1" in proc.stderr
+    assert "music.seed" not in proc.stderr
+
+
 def test_render_into_a_folder_says_it_cannot_write_and_exits_1(tmp_path):
     proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
