@@ -43,6 +43,8 @@ MAX_WAITING = 128  # connections still sending their request, read by the socket
 BACKLOG = 32  # connections the kernel queues before accept()
 BUSY = "busy: too many connections to the control socket; try again"
 TOO_LONG = f"request longer than {MAX_REQUEST} bytes; refused"
+MORE_THAN_ONE = ("more than one request on one connection; nothing was done: send one JSON "
+                 "request per connection")
 
 
 def socket_path(runtime_dir: str | os.PathLike[str]) -> Path:
@@ -223,6 +225,9 @@ class ControlServer:
         end = data.find(b"\n")
         if (end if end >= 0 else len(data)) > MAX_REQUEST:
             self._answer(selector, waiting, TOO_LONG)
+        elif end >= 0 and data[end + 1:].strip():
+            # a second request behind the first would be dropped unseen: neither is done
+            self._answer(selector, waiting, MORE_THAN_ONE)
         elif end >= 0 or not chunk:
             self._dispatch(selector, waiting, bytes(data if end < 0 else data[:end]))
 

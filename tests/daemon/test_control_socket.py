@@ -307,6 +307,21 @@ def test_a_request_naming_a_key_twice_is_refused_and_changes_nothing(tmp_config)
     assert alive["ok"] is True
 
 
+def test_two_requests_on_one_connection_are_refused_and_neither_is_done(tmp_config):
+    """The second was dropped unseen while the first was done; now neither is, and the client
+    is told to send one per connection (whitespace after the newline is still fine)."""
+    daemon = Daemon(tmp_config)
+    with running(daemon) as path:
+        before = daemon.conductor.volume_db
+        two = raw(path, b'{"cmd": "volume", "arg": -20}\n{"cmd": "preset", "arg": "sleep"}\n')
+        spaced = raw(path, b'{"cmd": "volume", "arg": -21}\n  \n')
+    assert two["ok"] is False and "more than one request" in two["error"]
+    assert "nothing was done" in two["error"]
+    assert spaced == {"ok": True}
+    assert daemon.conductor.preset == "calm" and daemon.conductor.volume_db == -21.0
+    assert before != -21.0
+
+
 def test_reload_refuses_an_argument_as_the_other_commands_do(tmp_config, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(tmp_config)))
