@@ -195,8 +195,9 @@ class Daemon:
         )
         saved = checked_state(self.state.load() if persist else dict(self.state.defaults),
                               config)  # clamped: never saved back as it was
-        if preset is not None:
+        if preset is not None:  # `simulate --preset`: a person's choice, as a press would be
             saved["preset"] = preset
+            saved["manual"] = True
         self.privacy = bool(saved["privacy"])  # camera off by the privacy button
         self.conductor = self._make_conductor(saved)
         self._pulse = self._scene = None

@@ -155,3 +155,18 @@ def test_the_socket_cannot_start_a_new_listener(tmp_config):
     reply = daemon.handle_request({"cmd": "new_listener"})
     assert reply["ok"] is False
     daemon.sessions.close(daemon.clock.time())
+
+
+def test_simulate_preset_is_a_persons_choice_the_personaliser_leaves_alone(tmp_config):
+    """`calmtunes simulate --preset uplift` with care on (the default) played whatever the
+    personaliser drew: the preset asked for was dropped at the session's start."""
+    cfg = care_config(tmp_config, pinned_arm="sleep/slower")
+    daemon = Daemon(cfg, control=False, preset="uplift")
+    try:
+        assert daemon.manual is True and daemon.conductor.preset == "uplift"
+        status = daemon.status()
+        assert status["care"]["manual"] is True
+        assert daemon.conductor.config.music.presets["uplift"]["tempo_bpm"] == \
+            cfg.music.presets["uplift"]["tempo_bpm"]  # not a variation of it
+    finally:
+        daemon.sessions.close(daemon.clock.time())
