@@ -681,3 +681,27 @@ def test_the_daemon_starts_on_a_damaged_file_and_its_status_says_so(tmp_config):
         assert d.status()["records"] == []
     finally:
         d.sessions.close(time.time())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_listing_never_waits_on_a_fifo_or_misreads_a_folder(tmp_path, capsys, kind):
+    """A FIFO in sessions.db's place made `calmtunes sessions` and `report` wait for ever (SQLite
+    opened it and waited for a writer); a folder read as an SQL error."""
+    path = tmp_path / DB_NAME
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    assert _cli(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"{path} is a {'FIFO' if kind == 'fifo' else 'folder'}, not a regular file" in err
+    assert "calmtunes group" not in err
+
+
+@pytest.mark.parametrize("argv", [["listener", "new", "--state-dir", ""],
+                                  ["sessions", "--state-dir", " "],
+                                  ["report", "--state-dir", "", "--out", "r.html"],
+                                  ["report", "--out", ""]])
+def test_an_empty_path_is_refused_not_taken_for_the_devices_folder(argv, capsys):
+    """`listener new --state-dir ""` reset the device's own personaliser (/var/lib/calmtunes)."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert "needs a path, got an empty one" in capsys.readouterr().err

@@ -706,6 +706,16 @@ def positive(text: str) -> float:
     return value
 
 
+def path_arg(text: str) -> str:
+    """A file or folder on the command line: not empty (an empty --state-dir meant the device's
+    own folder, and an empty --out a confusing "cannot write : …")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a path, got an empty one")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("a path cannot hold a NUL byte")
+    return text
+
+
 def seed(text: str) -> int:
     """A seed on the command line: a whole number, 0 or more (music.seed's and sim.seed's
     range)."""
@@ -741,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", help="simulated listener (e.g. stressed, rest, sleepy)")
     s.add_argument("--seed", type=seed, help="seed of the simulated listener and room and of "
                    "the composer (as render --seed)")
-    s.add_argument("--out", help="write to this WAV file instead of the sound card")
+    s.add_argument("--out", type=path_arg, help="write to this WAV file instead of the sound card")
     s.add_argument("--preset", help="start on this preset")
     s.add_argument("--virtual-clock", action="store_true",
                    help="run on a virtual clock, as fast as the CPU allows (needs --duration and "
@@ -752,57 +762,60 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nights", type=int,
                    help="with --listener: this many sessions of --duration s in a row on one "
                    "device state (--state-dir), on the virtual clock")
-    s.add_argument("--state-dir", help="the device state for --nights (sessions.db, care/)")
+    s.add_argument("--state-dir", type=path_arg,
+                   help="the device state for --nights (sessions.db, care/)")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("render", help="render music offline to a WAV file (no hardware)")
     s.add_argument("--minutes", type=positive, required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=path_arg, required=True)
     s.add_argument("--preset")
     s.add_argument("--scenario", help="close the loop with a simulated listener (stressed, rest, "
                    "sleepy, startled, unresponsive, restless)")
     s.add_argument("--seed", type=seed, help="seed of the composer and, with --scenario, of "
                    "the simulated listener and room: the same seed gives the same samples")
-    s.add_argument("--midi", help="also write the notes played to this MIDI file")
+    s.add_argument("--midi", type=path_arg, help="also write the notes played to this MIDI file")
     s.add_argument("--progress", action="store_true",
                    help="show the progress bar even when not a terminal")
     s.set_defaults(func=cmd_render)
 
     s = sub.add_parser("status", help="ask the running daemon how it is")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--runtime-dir", help="where the daemon's socket is")
+    s.add_argument("--runtime-dir", type=path_arg, help="where the daemon's socket is")
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("reload", help="make the running daemon read its config file again "
                        "(as SIGHUP); says what each part did, or why it was refused")
-    s.add_argument("--runtime-dir")
+    s.add_argument("--runtime-dir", type=path_arg)
     s.set_defaults(func=cmd_reload)
 
     s = sub.add_parser("preset", help="switch the running daemon to a preset")
     s.add_argument("value", metavar="NAME")
-    s.add_argument("--runtime-dir")
+    s.add_argument("--runtime-dir", type=path_arg)
     s.set_defaults(func=cmd_send, request="preset")
 
     s = sub.add_parser("sessions", help="list the recorded sessions (summaries only)")
     s.add_argument("--export", choices=("csv",), help="write every session as CSV to stdout")
     s.add_argument("--forget", action="store_true", help="delete every session record")
     s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
-    s.add_argument("--state-dir", help="where sessions.db is (default: the config's)")
+    s.add_argument("--state-dir", type=path_arg,
+                   help="where sessions.db is (default: the config's)")
     s.set_defaults(func=cmd_sessions)
 
     s = sub.add_parser("report", help="the clinician's report: one self-contained HTML file")
-    s.add_argument("--state-dir", help="where sessions.db and care/ are (default: the config's)")
+    s.add_argument("--state-dir", type=path_arg,
+                   help="where sessions.db and care/ are (default: the config's)")
     which = s.add_mutually_exclusive_group()
     which.add_argument("--last", type=int, default=5, metavar="K",
                        help="show the last K sessions in detail (default 5; 0 for all)")
     which.add_argument("--session", type=int, metavar="ID", help="show this session in detail")
-    s.add_argument("--out", required=True, metavar="F.html")
+    s.add_argument("--out", type=path_arg, required=True, metavar="F.html")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("listener", help="start a new listener (fresh personalisation) or show "
                        "what was learnt")
     s.add_argument("action", choices=("new", "show"))
-    s.add_argument("--state-dir", help="where care/ is (default: the config's)")
+    s.add_argument("--state-dir", type=path_arg, help="where care/ is (default: the config's)")
     s.set_defaults(func=cmd_listener)
 
     s = sub.add_parser("fault", help="show that systemd gave up on the daemon: LEDs and a "
@@ -819,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="debug_command", required=True)
     h = dsub.add_parser("hang", parents=[common], help="make a component stop responding")
     h.add_argument("value", metavar="COMPONENT")
-    h.add_argument("--runtime-dir")
+    h.add_argument("--runtime-dir", type=path_arg)
     h.set_defaults(func=cmd_send, request="hang")
     return p
 

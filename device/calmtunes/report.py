@@ -24,6 +24,7 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -464,12 +465,34 @@ def _matplotlib_folder(out: Path) -> Iterator[None]:
             del os.environ["MPLCONFIGDIR"]
 
 
+def _check_output(out: Path) -> None:
+    """The report replaces a regular file or makes a new one, nothing else: written by rename,
+    it would put a file in the place of a device (/dev/full, as root), a FIFO or a symbolic
+    link. ReportError naming what is there."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ReportError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ReportError(f"cannot write {out}: it is a symbolic link; name the file itself or "
+                          "a new file")
+    if stat.S_ISDIR(st.st_mode):
+        raise ReportError(f"cannot write {out}: it is a folder; name a file in it, e.g. "
+                          f"{out / 'report.html'}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ReportError(f"cannot write {out}: it is not a regular file (a device or a FIFO); "
+                          "name a new file")
+
+
 def write_report(config: Config, state_dir: str | Path, out: str | Path, **kw: Any) -> int:
     """Write the report to ``out`` (0640, like the records it shows); its size in bytes.
     Nothing else is left anywhere (:func:`_matplotlib_folder`)."""
     from calmtunes.state import write_atomic
 
     out = Path(out)
+    _check_output(out)
     with _matplotlib_folder(out):
         text = build_report(config, state_dir, **kw).encode("utf-8")
     write_atomic(out, text, 0o640)

@@ -202,6 +202,10 @@ def _secure_file(path: Path) -> None:
             log.info("sessions: %s was %04o, now %04o", p, stat.S_IMODE(st.st_mode), DB_MODE)
 
 
+class NotRegular(OSError):
+    """The records' path holds something other than a regular file."""
+
+
 def _kind(mode: int) -> str:
     """What a file that is not a regular one is, in words."""
     for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
@@ -309,6 +313,12 @@ class SessionStore:
                    readonly=readonly)
 
     def _open_readonly(self) -> tuple[sqlite3.Connection, dict[str, list[str]]]:
+        # SQLite would open a FIFO and wait for a writer for ever, and read a device or a
+        # folder as "not a database"
+        st = os.stat(self.path)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(f"{self.path} is {_kind(st.st_mode)}, not a regular file; move it "
+                             f"out of {self.path.parent}")
         uri = self.path.resolve().as_uri()
         db = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False,
                              timeout=BUSY_TIMEOUT_S)
@@ -578,6 +588,8 @@ def read_error(path: Path, exc: BaseException) -> str:
     if _damaged(exc):
         return (f"cannot read {path}: {exc}: the file is damaged (the daemon keeps it aside "
                 "and begins a fresh one at its next start)")
+    if isinstance(exc, NotRegular):
+        return str(exc)
     return f"cannot read {path}: {exc} (are you in the calmtunes group?)"
 
 

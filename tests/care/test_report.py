@@ -111,6 +111,33 @@ def test_the_command_writes_a_private_file_and_explains_failures(tmp_path, capsy
         build_report(Config(), tmp_path / "none")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "link", "folder", "device"])
+def test_the_report_never_takes_the_place_of_anything_but_a_file(tmp_path, capsys, kind):
+    """Written by rename, the report put a regular file in the place of a device node (as root,
+    /dev/full), a FIFO or a symbolic link. It now refuses them, naming what is there."""
+    known_session(tmp_path)
+    out = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "link":
+        (tmp_path / "target.html").write_text("keep")
+        out.symlink_to(tmp_path / "target.html")
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        os.mknod(out, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # as /dev/full
+    before = os.lstat(out)
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"calmtunes report: cannot write {out}: it is" in err
+    after = os.lstat(out)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    if kind == "link":
+        assert (tmp_path / "target.html").read_text() == "keep"
+
+
 def test_the_listener_command(tmp_path, capsys):
     assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 0
     assert "no listener" in capsys.readouterr().out
