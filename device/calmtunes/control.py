@@ -25,6 +25,7 @@ import math
 import os
 import selectors
 import socket
+import stat
 import struct
 import threading
 import time
@@ -45,6 +46,10 @@ BUSY = "busy: too many connections to the control socket; try again"
 TOO_LONG = f"request longer than {MAX_REQUEST} bytes; refused"
 MORE_THAN_ONE = ("more than one request on one connection; nothing was done: send one JSON "
                  "request per connection")
+
+
+class SocketTaken(RuntimeError):
+    """Another daemon answers on the control socket's path."""
 
 
 def socket_path(runtime_dir: str | os.PathLike[str]) -> Path:
@@ -104,6 +109,7 @@ class ControlServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._waiting: dict[socket.socket, _Waiting] = {}  # in the order they came
+        self._ino: int | None = None  # inode of the socket this server put at path
         self.clients = 0  # requests being served now
         self.refused_busy = 0
         self.timed_out = 0
@@ -133,7 +139,12 @@ class ControlServer:
             os.chmod(tmp, 0o660)
             sock.listen(BACKLOG)
             sock.setblocking(False)
+            if in_use(self.path):
+                # two daemons started at once both found the folder free; the one that comes
+                # second to its socket must not take the other's away
+                raise SocketTaken(f"another calmtunes daemon answers on {self.path}")
             os.replace(tmp, self.path)
+            self._ino = os.lstat(self.path).st_ino
         except BaseException:
             sock.close()
             with contextlib.suppress(OSError):
@@ -150,10 +161,12 @@ class ControlServer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        # only our own socket: another daemon's (or anything someone put there) stays
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if self._ino is not None and st.st_ino == self._ino and stat.S_ISSOCK(st.st_mode):
+                self.path.unlink()
+        self._ino = None
 
     def _serve(self) -> None:
         assert self._sock is not None

@@ -90,7 +90,7 @@ from calmtunes.commands import (
 )
 from calmtunes.component import Component, name_os_threads
 from calmtunes.config import Config
-from calmtunes.control import ControlServer, Peer, in_use, socket_path
+from calmtunes.control import ControlServer, Peer, SocketTaken, in_use, socket_path
 from calmtunes.errors import ConfigError
 from calmtunes.fault import clear_fault
 from calmtunes.hardware import Hardware, resolve
@@ -437,6 +437,11 @@ class Daemon:
             if self.control is not None:
                 try:
                     self.control.start()
+                except SocketTaken as exc:  # started at the same moment as another daemon
+                    raise ConfigError(f"device.runtime_dir {self.config.device.runtime_dir}", [
+                        f"{exc}: it started at the same moment as this one, which stops; "
+                        "give each daemon its own device.runtime_dir and device.state_dir"
+                    ]) from None
                 except OSError as exc:
                     log.error("control socket unavailable (%s); `calmtunes status` will not "
                               "answer", exc)

@@ -30,6 +30,7 @@ from calmtunes.control import (
     MAX_WAITING,
     ControlServer,
     Peer,
+    SocketTaken,
     request,
     socket_path,
 )
@@ -547,6 +548,53 @@ def test_status_against_a_swamped_daemon_says_busy_not_down(tmp_path, capsys):
             client.close()
     err = capsys.readouterr().err
     assert BUSY in err and "not running" not in err
+
+
+def test_two_servers_started_at_once_the_second_never_takes_the_firsts_socket(tmp_path):
+    """Two daemons started at the same moment both found the folder free: the second to bind
+    renamed its socket over the first's, and the first, stopping, unlinked the second's. Now
+    the second refuses, and a server only ever removes its own socket."""
+    path = socket_path(tmp_path)
+    first = ControlServer(path, lambda request, peer: {"ok": True, "who": "first"})
+    first.start()
+    second = ControlServer(path, lambda request, peer: {"ok": True, "who": "second"})
+    try:
+        with pytest.raises(SocketTaken, match="another calmtunes daemon answers"):
+            second.start()
+        assert request(path, "status")["who"] == "first"
+        assert not list(tmp_path.glob(".control.sock.*"))  # its temporary name is gone
+        second.stop()  # never started: leaves the first's socket alone
+        assert request(path, "status")["who"] == "first"
+    finally:
+        first.stop()
+    assert not path.exists()
+    # a socket someone else put at the path after ours is not ours to remove
+    third = ControlServer(path, lambda request, peer: {"ok": True})
+    third.start()
+    path.unlink()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(path))
+    try:
+        third.stop()
+        assert path.exists()
+    finally:
+        other.close()
+
+
+def test_a_folder_at_the_socket_path_leaves_the_daemon_playing_and_stopping_cleanly(tmp_config):
+    """A folder where control.sock belongs: the daemon plays on without its socket (logged),
+    and its stop no longer fails with IsADirectoryError, skipping the rest of the shutdown."""
+    path = socket_path(tmp_config.device.runtime_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir()
+    daemon = Daemon(tmp_config)
+    ended: list = []
+    thread = threading.Thread(target=lambda: ended.append(daemon.run(duration=2.0)))
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert ended == [0]  # a clean stop, not an exception out of the shutdown
+    assert path.is_dir()  # left for a technician to see
 
 
 def test_a_second_daemon_is_refused_and_leaves_the_running_one_reachable(tmp_config):
