@@ -337,3 +337,14 @@ def test_a_program_installed_before_releases_is_adopted_as_current(root):
     before = snapshot(root)
     assert "already installed, nothing changed" in install(root).stdout
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("args", [["--root", ""], ["--root="]])
+def test_an_empty_root_is_refused_not_taken_for_the_running_system(args):
+    """`--root ""` (an unset variable in a build script) left the prefix empty: the install
+    acted on the running system. It is refused before anything runs."""
+    out = subprocess.run([str(SCRIPT), *args, "--dry-run"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "--root needs a folder, got an empty one" in out.stderr
+    assert "target /" not in out.stdout
