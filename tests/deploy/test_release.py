@@ -402,3 +402,31 @@ def test_install_pi_installs_a_bundle_and_a_rerun_changes_nothing(bundles, keys,
     out = install_pi("--bundle", str(bundles["1.0"]))  # the key is on the device now
     assert "already installed, nothing changed" in out.stdout
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("mark", ["{\"version\": ", "[1, 2]", "\x00\xff garbage"])
+def test_an_unreadable_pending_mark_still_has_the_current_release_checked(tmp_path, mark):
+    """A mark cut short by a power cut was dropped as "stale" and confirm exited 0: a release
+    that never came up was never rolled back. It is now taken as naming the current release;
+    status says what it is instead of a traceback."""
+    base = fake_tree(tmp_path, "2.0", "1.0", pending=True)
+    (base / "pending.json").write_text(mark)
+    status = release("status", "--root", str(tmp_path))
+    assert "pending   a mark that cannot be read" in status.stdout
+    (base / "last-rollback.json").write_text(mark)
+    assert "rollback  a record that cannot be read" in release("status", "--root",
+                                                                str(tmp_path)).stdout
+    out = release("confirm", "--root", str(tmp_path), "--deadline", "1", "--poll", "0.2",
+                  "--ready-command", "false", check=False)
+    assert out.returncode == 1 and "unreadable; taking it as naming the current" in out.stdout
+    assert link(tmp_path, "current") == "releases/1.0"  # rolled back
+
+
+@pytest.mark.parametrize("arg", [["--deadline", "inf"], ["--deadline", "nan"],
+                                 ["--poll", "-1"], ["--settle", "-1"], ["--deadline", "0"]])
+def test_confirm_times_must_be_finite_seconds(tmp_path, arg):
+    fake_tree(tmp_path, "2.0", "1.0", pending=True)
+    out = release("confirm", "--root", str(tmp_path), *arg, "--ready-command", "true",
+                  check=False)
+    assert out.returncode == 2 and "needs a finite number of seconds" in out.stderr
+    assert "Traceback" not in out.stderr
