@@ -7,6 +7,7 @@ Exit statuses: 0 success; 1 a check failed (selftest) or the request was refused
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -695,6 +696,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------------
+MAX_DURATION_S = 366 * 86400.0  # s: a year; render --minutes has its own, smaller bound
+
+
 def positive(text: str) -> float:
     """A length of time on the command line: a finite number above 0 (not nan, inf, -1)."""
     try:
@@ -703,6 +707,9 @@ def positive(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"needs a finite number above 0, got {text[:40]!r}")
+    if value > MAX_DURATION_S:  # past what a timer can wait (threading.TIMEOUT_MAX)
+        raise argparse.ArgumentTypeError(f"at most {MAX_DURATION_S:.0f} (a year), got "
+                                         f"{text[:40]!r}")
     return value
 
 
@@ -837,22 +844,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stdout_failed(exc: OSError) -> bool:
+    """Whether ``exc`` is a write to standard output that failed (a full disk behind
+    ``> file``, /dev/full, an I/O error): no file name, and the errors a write gives."""
+    return exc.filename is None and exc.errno in (errno.ENOSPC, errno.EIO, errno.EBADF,
+                                                  errno.EFBIG, errno.EDQUOT)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush finds nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with its standard output closed (`calmtunes sessions >&-`)
+        sys.stdout = open(os.devnull, "w")  # for the life of the process: output goes nowhere
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
         return code
+    except BrokenPipeError:
+        # `calmtunes status | head -1`: the reader has what it wanted.
+        _quiet_stdout()
+        return 0
     except ConfigError as exc:
         print(f"calmtunes: configuration error in {exc}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # `calmtunes status | head -1`: the reader has what it wanted. Point stdout at
-        # /dev/null so the interpreter's last flush finds nowhere to fail.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 0
+    except OSError as exc:
+        if not _stdout_failed(exc):
+            raise
+        print(f"calmtunes: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        _quiet_stdout()
+        return 1
+

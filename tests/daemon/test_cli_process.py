@@ -247,3 +247,30 @@ def test_simulate_says_where_the_sound_goes_as_the_config_has_it():
         "nowhere (audio.backend 'null')")
     assert cli.audio_output(base.replace(audio={"backend": "wav", "wav_path": "/tmp/x.wav"})) == (
         "/tmp/x.wav")
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    """`calmtunes sessions > /dev/full` (a full disk behind a redirection) and with its output
+    closed ended in tracebacks."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    args = [*CALMTUNES, "sessions", "--state-dir", str(tmp_path)]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "calmtunes: cannot write the output: No space left on device"
+    closed = subprocess.run([*args, "--export", "csv"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, timeout=60, env=env_for(tmp_path),
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr
+
+
+@pytest.mark.parametrize("argv", [["fault", "--duration", "1e10"],
+                                  ["simulate", "--duration", "1e300"]])
+def test_a_duration_past_what_a_timer_can_wait_is_refused(argv, capsys):
+    """`fault --duration 1e10` passed the check and the timer's thread died with OverflowError,
+    leaving the LEDs blinking for ever."""
+    with pytest.raises(SystemExit) as info:
+        cli.build_parser().parse_args(argv)
+    assert info.value.code == 2 and "at most 31622400 (a year)" in capsys.readouterr().err
