@@ -179,6 +179,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     if args.listener is not None or args.nights is not None:
         return _simulate_nights(cfg, args)
+    if args.state_dir is not None:  # said, not ignored: the run would not go where asked
+        print("calmtunes simulate: --state-dir is for --listener and --nights; a plain "
+              "simulation keeps its state in $XDG_STATE_HOME/calmtunes-sim (set XDG_STATE_HOME "
+              "to move it)", file=sys.stderr)
+        return 2
     from calmtunes.sim.closed_loop import LISTENERS
     from calmtunes.sim.physiology import SCENARIOS
 
@@ -236,14 +241,27 @@ def _simulate_nights(cfg: config_mod.Config, args: argparse.Namespace) -> int:
         problems.append("--state-dir DIR is needed: the device state the nights share")
     if not args.virtual_clock:
         problems.append("--virtual-clock is needed: nights run as fast as the CPU allows")
+    for name in ("out", "preset", "scenario"):
+        if getattr(args, name) is not None:  # the study synthesises no sound, its arms choose
+            problems.append(f"--{name} has no meaning with --listener (no sound is made; the "
+                            "personaliser chooses the presets and the profile is the listener)")
+    if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
+        problems.append(f"--state-dir {args.state_dir} is not a folder; name a folder (it is "
+                        "made when missing)")
     if problems:
         for p in problems:
             print(f"calmtunes simulate: {p}", file=sys.stderr)
         return 2
     setup_logging(cfg.device.log_level)
-    results = run_study(cfg.replace(care={"enabled": True}), PROFILES[args.listener],
-                        args.nights, args.duration, seed=args.seed or 0,
-                        state_dir=args.state_dir, ppg=True)
+    try:
+        results = run_study(cfg.replace(care={"enabled": True}), PROFILES[args.listener],
+                            args.nights, args.duration, seed=args.seed or 0,
+                            state_dir=args.state_dir, ppg=True)
+    except OSError as exc:  # the state folder cannot be made or written
+        where = exc.filename or args.state_dir
+        print(f"calmtunes simulate: cannot use {where}: {exc.strerror or exc}; choose a "
+              "writable --state-dir", file=sys.stderr)
+        return 1
     composers = ", ".join(sorted({r.composer for r in results}))
     print(f"{args.nights} nights of {args.duration:.0f} s, listener {args.listener!r}, "
           f"state in {args.state_dir}; music written by the {composers} composer "

@@ -274,3 +274,21 @@ def test_a_duration_past_what_a_timer_can_wait_is_refused(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli.build_parser().parse_args(argv)
     assert info.value.code == 2 and "at most 31622400 (a year)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--listener", "prefers-calm", "--nights", "1", "--duration", "60", "--virtual-clock",
+      "--state-dir", "/dev/null"], "--state-dir /dev/null is not a folder"),
+    (["--listener", "prefers-calm", "--nights", "1", "--duration", "60", "--virtual-clock",
+      "--state-dir", "STATE", "--preset", "sleep"], "--preset has no meaning with --listener"),
+    (["--duration", "1", "--state-dir", "STATE"], "--state-dir is for --listener and --nights"),
+])
+def test_simulate_says_which_options_do_not_go_together(tmp_path, extra, words):
+    """A nights study on a state folder that is a file ended in a NotADirectoryError
+    traceback; --state-dir without --listener, and --out/--preset/--scenario with it, were
+    silently ignored."""
+    extra = [str(tmp_path / "state") if a == "STATE" else a for a in extra]
+    proc = subprocess.run([*CALMTUNES, "simulate", *extra], capture_output=True, text=True,
+                          timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 2 and words in proc.stderr
+    assert "Traceback" not in proc.stderr
