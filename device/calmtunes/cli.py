@@ -399,8 +399,8 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
             return {"ok": False, "error": BUSY}
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
-        except ValueError as exc:  # not JSON: not our daemon, or a cut-off reply
-            errors.append(f"{path}: the reply is not JSON ({exc})")
+        except (ValueError, RecursionError) as exc:  # not JSON: not our daemon, cut off
+            errors.append(f"{path}: the reply is not JSON ({str(exc)[:200]})")
     print("calmtunes: the daemon is not running (or its socket is not readable by you):\n  "
           + "\n  ".join(errors)
           + "\n  check `systemctl status calmtunes`; are you in the calmtunes group?",
@@ -419,7 +419,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"calmtunes: {reply.get('error')}", file=sys.stderr)
         return 1
-    print(format_status(reply))
+    try:
+        text = format_status(reply)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        # not the shape this version's daemon answers with: say so, and show it as it is
+        print(f"calmtunes: the daemon's status is not in the form this calmtunes reads "
+              f"({type(exc).__name__}: {str(exc)[:120]}); it is shown as it came "
+              "(`calmtunes status --json`)", file=sys.stderr)
+        print(json.dumps(reply, indent=2)[:20000])
+        return 1
+    print(text)
     return 0
 
 

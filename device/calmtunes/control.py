@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 4096  # bytes in one request line; a longer one is refused
 REQUEST_TIMEOUT_S = 2.0  # s for a client to deliver its whole request (not per recv)
+MAX_REPLY = 1 << 20  # bytes a client reads of a reply before it gives up
 MAX_CLIENTS = 8  # requests served at once (a thread each); one more is answered "busy"
 MAX_WAITING = 128  # connections still sending their request, read by the socket's own thread
 BACKLOG = 32  # connections the kernel queues before accept()
@@ -389,10 +390,12 @@ def request(path: Path, cmd: str, timeout: float = 3.0, **args: Any) -> dict[str
                     raise
                 time.sleep(0.05)
         sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        data = b""
+        data = bytearray()
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
+            if len(data) > MAX_REPLY:  # the daemon's status is a few KB: not our daemon
+                raise ValueError(f"reply longer than {MAX_REPLY} bytes")
     return json.loads(data.decode())

@@ -662,3 +662,38 @@ def test_status_into_a_closed_pipe_ends_quietly(tmp_config):
             os.close(write_end)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+@pytest.mark.parametrize("reply", [
+    b'{"ok": true, "components": {"audio": null}}\n',
+    b'{"ok": true, "pulse": 5, "uptime_s": NaN}\n',
+    b'{"ok": true, "scene": [1], "config": "x", "restarts_unclean": 3}\n',
+    b'[' * 100_000 + b']' * 100_000 + b'\n',
+    b'{"ok": true, "pad": "' + b'x' * (2 << 20) + b'"}\n',
+])
+def test_status_reads_a_reply_of_another_shape_without_a_traceback(tmp_path, capsys, reply):
+    """Something else answering on the socket (another version, a stray server): a reply of
+    another shape, too deep or too long ended in a traceback or was read without limit."""
+    path = socket_path(tmp_path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            with contextlib.suppress(OSError):
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        code = cli.main(["status", "--runtime-dir", str(tmp_path)])
+    finally:
+        server.close()
+        thread.join(5)
+    assert code in (1, 69)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "not in the form" in err or "not JSON" in err
