@@ -195,3 +195,15 @@ def test_a_daemon_without_sound_clears_the_note_only_once_it_gives_up_waiting(tm
         (READY_WITHOUT_SOUND_S + 0.5, lambda: read_fault(state))])
     assert waiting is not None  # not up yet: the note still says why it failed before
     assert up is None
+
+
+def test_a_long_or_escaped_reason_is_kept_short_and_printable(tmp_path):
+    """A 100 KB reason was written but the reader (64 KiB at most) then showed no fault at all;
+    escape sequences in $MONITOR_SERVICE_RESULT reached the technician's terminal raw."""
+    record_fault(tmp_path, "x" * 100_000, "\x1b[2J\x1b[31mboom")
+    note = read_fault(tmp_path)
+    assert note is not None and len(note["reason"]) == 1000 and note["reason"].endswith("…")
+    assert "\x1b" not in note["result"]
+    record_fault(tmp_path, "killed\x1b]0;owned\x07 by\nwatchdog", None)
+    text = format_fault(read_fault(tmp_path))
+    assert "\x1b" not in text and "\n" not in text and "killed?]0;owned? by?watchdog" in text

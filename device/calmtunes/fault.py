@@ -74,9 +74,22 @@ def fault_path(state_dir: str | os.PathLike[str]) -> Path:
 def record_fault(state_dir: str | os.PathLike[str], reason: str, result: str | None,
                  now: float | None = None) -> dict:
     """Write the fault note; returns it."""
-    note = {"time": time.time() if now is None else now, "reason": reason, "result": result}
+    # the reason comes from systemd's $MONITOR_* or the command line: kept to what a reader
+    # takes (MAX_NOTE_BYTES) and to printable text, so `status` never shows escape sequences
+    note = {"time": time.time() if now is None else now, "reason": printable(reason, MAX_REASON),
+            "result": None if result is None else printable(result, 100)}
     write_atomic(fault_path(state_dir), (json.dumps(note) + "\n").encode(), mode=0o640)
     return note
+
+
+MAX_REASON = 1000  # characters of a reason kept in the note
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` with control characters (escape sequences, newlines) shown as "?", at most
+    ``limit`` characters ("…" marks a cut)."""
+    clean = "".join(c if c.isprintable() else "?" for c in str(text))
+    return clean if len(clean) <= limit else clean[:limit - 1] + "…"
 
 
 def read_fault(state_dir: str | os.PathLike[str]) -> dict | None:
@@ -114,8 +127,8 @@ def format_fault(note: dict, now: float | None = None) -> str:
     now = time.time() if now is None else now
     same_day = time.localtime(t)[:3] == time.localtime(now)[:3]
     when = time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.localtime(t))
-    return (f"calmtunes failed at {when}: {note['reason']}; see `journalctl -u calmtunes`; "
-            f"{RETRY}")
+    return (f"calmtunes failed at {when}: {printable(note['reason'], MAX_REASON)}; see "
+            f"`journalctl -u calmtunes`; {RETRY}")
 
 
 class FaultLights:
