@@ -705,3 +705,16 @@ def test_an_empty_path_is_refused_not_taken_for_the_devices_folder(argv, capsys)
         cli.main(argv)
     assert info.value.code == 2
     assert "needs a path, got an empty one" in capsys.readouterr().err
+
+
+def test_an_empty_records_file_lists_no_sessions_and_a_file_as_the_folder_is_named(tmp_path,
+                                                                                   capsys):
+    """An empty sessions.db read as "near FROM: syntax error (are you in the calmtunes
+    group?)"; a state folder that is a file as "no sessions recorded"."""
+    (tmp_path / DB_NAME).write_bytes(b"")
+    assert _cli(tmp_path) == 0
+    assert "no sessions recorded" in capsys.readouterr().out
+    not_a_folder = tmp_path / "state"
+    not_a_folder.write_text("x")
+    assert cli.main(["sessions", "--state-dir", str(not_a_folder)]) == 1
+    assert f"the state folder {not_a_folder} is not a folder" in capsys.readouterr().err

@@ -541,6 +541,10 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.state_dir:
         cfg = cfg.replace(device={"state_dir": args.state_dir})
     path = Path(cfg.device.state_dir) / DB_NAME
+    if path.parent.exists() and not path.parent.is_dir():
+        print(f"calmtunes sessions: the state folder {path.parent} is not a folder; check "
+              "--state-dir or device.state_dir", file=sys.stderr)
+        return 1
     if not path.exists():
         print(f"no sessions recorded ({path} does not exist){sim_sessions_hint(path, 'sessions')}")
         return 0

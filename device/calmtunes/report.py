@@ -353,6 +353,9 @@ def _session_summary(r: dict[str, Any]) -> str:
 
 def load_sessions(state_dir: Path) -> tuple[SessionStore, list[dict[str, Any]]]:
     path = state_dir / DB_NAME
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ReportError(f"the state folder {state_dir} is not a folder; check --state-dir or "
+                          "device.state_dir")
     if not path.exists():
         raise ReportError(f"no sessions recorded ({path} does not exist); check --state-dir",
                           missing=path)

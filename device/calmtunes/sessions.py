@@ -435,6 +435,9 @@ class SessionStore:
         counted in :attr:`unreadable`."""
         have = self._columns.get("sessions", [])
         cols = [c for c in COLUMNS if c in have]
+        if "started_at" not in cols:  # an empty file, or one with no sessions table
+            self.unreadable = 0
+            return []
         with self._lock:
             cur = self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY started_at")
             found = cur.fetchall()
