@@ -23,6 +23,7 @@ class Notifier:
         self._sock: socket.socket | None = None
         self.dropped = 0  # messages the receiver's full queue refused
         self._dropping = False
+        self._failing: str | None = None  # the last failure said (once per kind)
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
         self.watchdog_usec: int | None = None
@@ -52,8 +53,8 @@ class Notifier:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto(message, socket.MSG_DONTWAIT, self._address)
-            if self._dropping:
-                self._dropping = False
+            if self._dropping or self._failing:
+                self._dropping, self._failing = False, None
                 log.info("sd_notify: the service manager takes notifications again")
             return True
         except BlockingIOError:
@@ -65,7 +66,14 @@ class Notifier:
                             fields[0].split("=", 1)[0])
             return False
         except OSError as exc:
-            log.debug("sd_notify failed: %s", exc)
+            # said once per kind of failure: under systemd a watchdog that is never pinged
+            # kills the daemon, and this line is then the only clue why
+            why = exc.strerror or str(exc)
+            if why != self._failing:
+                self._failing = why
+                log.warning("sd_notify to %s failed (%s); the daemon goes on, but systemd may "
+                            "not hear READY or the watchdog", self._address.replace("\0", "@"),
+                            why)
             return False
 
     def ready(self, status: str = "") -> bool:

@@ -156,3 +156,20 @@ def test_a_service_manager_that_does_not_read_never_stalls_the_loop(tmp_path, ca
         notifier.close()
     finally:
         sock.close()
+
+
+def test_a_notify_socket_that_does_not_take_messages_is_said_once(tmp_path, caplog):
+    """A NOTIFY_SOCKET naming nothing was logged at debug level only: a watchdog kill then
+    left no clue why. It is a warning, once per kind of failure, and its recovery is said."""
+    n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody")})
+    with caplog.at_level("INFO", logger="calmtunes.notify"):
+        assert n.ready() is False and n.watchdog() is False and n.watchdog() is False
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and str(tmp_path / "nobody") in warnings[0].getMessage()
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(str(tmp_path / "nobody"))
+        try:
+            assert n.watchdog() is True
+        finally:
+            receiver.close()
+    assert "takes notifications again" in caplog.text
