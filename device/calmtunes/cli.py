@@ -64,10 +64,17 @@ def sim_dirs() -> tuple[str, str]:
     The runtime folder is under ``$XDG_RUNTIME_DIR`` (the user's own, 0700), else under the
     state folder in the user's home: never a guessable name in /tmp, which another user could
     have made first."""
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "calmtunes-sim"
-    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    state = Path(_xdg("XDG_STATE_HOME") or Path.home() / ".local/state") / "calmtunes-sim"
+    xdg_runtime = _xdg("XDG_RUNTIME_DIR")
     runtime = Path(xdg_runtime) / "calmtunes-sim" if xdg_runtime else state / "run"
     return str(state), str(runtime)
+
+
+def _xdg(name: str) -> str | None:
+    """An XDG base folder from the environment, or None: the XDG Base Directory specification
+    makes a relative path invalid (it would name a folder under wherever the command ran)."""
+    value = os.environ.get(name)
+    return value if value and os.path.isabs(value) else None
 
 
 def sim_sessions_hint(missing: Path, command: str) -> str:

@@ -636,6 +636,16 @@ def test_sim_dirs_never_fall_back_to_tmp(monkeypatch, tmp_path):
     assert Path(cli.sim_dirs()[1]) == tmp_path / "xdg" / "calmtunes-sim"
 
 
+def test_relative_xdg_folders_are_ignored_as_the_specification_says(monkeypatch, tmp_path):
+    """A relative XDG_STATE_HOME named a folder under wherever the command ran."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", "state")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "run")
+    state, runtime = cli.sim_dirs()
+    assert Path(state) == tmp_path / ".local/state/calmtunes-sim"
+    assert Path(runtime) == Path(state) / "run"
+
+
 def test_simulate_takes_the_folders_the_config_names(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "st"))
     args = cli.build_parser().parse_args(["simulate"])
