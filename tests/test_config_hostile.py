@@ -31,6 +31,12 @@ def bomb(levels: int = 9, width: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def presets_named(name: str) -> bytes:
+    """A config with a preset of this (YAML) name beside calm."""
+    return (f"music:\n  presets:\n    {name}: {{tempo_bpm: 60, mode: major}}\n"
+            "    calm: {tempo_bpm: 66, mode: major}\n").encode()
+
+
 # name: (file contents as bytes, or a function making the path; words the message must hold)
 HOSTILE = {
     "latin1_byte": (b"# calm music, caf\xe9 style\naudio:\n  backend: null\n",
@@ -75,30 +81,19 @@ HOSTILE = {
                                ["audio.block_ms", "YAML reads 2e1 as text: write 20.0",
                                 "music.seed", "write 1000"]),
     # preset names: each is typed in commands, sent over the socket and joined into arm ids
-    "preset_named_by_a_number": (
-        b"music:\n  presets:\n    1: {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "preset name 1", "read by YAML as int", 'quote it ("1":)']),
-    "preset_named_true": (
-        b"music:\n  presets:\n    yes: {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "read by YAML as bool", "quote it"]),
-    "preset_named_null": (
-        b"music:\n  presets:\n    ~: {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "preset name null", "read by YAML as null"]),
-    "preset_name_with_a_slash": (
-        b"music:\n  presets:\n    calm/2: {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "'calm/2'", "letters, digits, '-' or '_'"]),
-    "preset_name_empty": (
-        b"music:\n  presets:\n    '': {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "preset name ''", "1\u201332 letters"]),
-    "preset_named_auto": (
-        b"music:\n  presets:\n    auto: {tempo_bpm: 60, mode: major}\n"
-        b"    calm: {tempo_bpm: 66, mode: major}\n",
-        ["music.presets", "'auto' is reserved", "personaliser"]),
+    "preset_named_by_a_number": (presets_named("1"),
+                                 ["music.presets", "preset name 1", "read by YAML as int",
+                                  'quote it ("1":)']),
+    "preset_named_true": (presets_named("yes"),
+                          ["music.presets", "read by YAML as bool", "quote it"]),
+    "preset_named_null": (presets_named("~"),
+                          ["music.presets", "preset name null", "read by YAML as null"]),
+    "preset_name_with_a_slash": (presets_named("calm/2"),
+                                 ["music.presets", "'calm/2'", "letters, digits, '-' or '_'"]),
+    "preset_name_empty": (presets_named("''"),
+                          ["music.presets", "preset name ''", "1\u201332 letters"]),
+    "preset_named_auto": (presets_named("auto"),
+                          ["music.presets", "'auto' is reserved", "personaliser"]),
 }
 CLI_CASES = ["latin1_byte", "deep_flow_nesting", "alias_bomb", "fifo", "dev_zero",
              "duplicate_key", "huge_file", "long_string"]
@@ -305,6 +300,5 @@ def test_the_yaml_text_that_loads_is_plain_data(parser):
 @pytest.mark.parametrize("name", ["deep-sleep", "Ruhe_2", "sérénité", "calm2", "x" * 32])
 def test_preset_names_of_letters_digits_dash_and_underscore_load(tmp_path, name):
     path = tmp_path / "c.yaml"
-    path.write_text(f"music:\n  presets:\n    {name}: {{tempo_bpm: 60, mode: major}}\n"
-                    "    calm: {tempo_bpm: 66, mode: major}\n", encoding="utf-8")
+    path.write_bytes(presets_named(name))
     assert name in config.load(path).music.presets
