@@ -90,6 +90,7 @@ from calmtunes.care.reward import RESPONSE_COLUMNS
 from calmtunes.care.trace import POINT_FIELDS, SessionTrace, TracePoint
 from calmtunes.config import Config
 from calmtunes.music.conductor import check_reading
+from calmtunes.state import move_aside
 
 log = logging.getLogger(__name__)
 
@@ -567,8 +568,6 @@ def _fix(exc: BaseException) -> str:
 def _set_aside(path: Path) -> Path | None:
     """Rename a damaged records file (and the journal files beside it) out of the way; None
     when it cannot be renamed."""
-    from calmtunes.state import move_aside
-
     try:
         kept = move_aside(path)
     except OSError as exc:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from calmtunes.care.arms import parse_arm
-from calmtunes.state import move_aside, write_atomic
+from calmtunes.state import TooLarge, move_aside, read_small, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +97,18 @@ def _read_json(path: Path) -> Any:
     """The JSON in ``path``; :class:`CareFileError` for anything but a small regular file
     holding strict JSON. FileNotFoundError passes through."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        data = read_small(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise
+    except TooLarge:
+        raise CareFileError(f"{path} is larger than {MAX_FILE_BYTES} bytes") from None
+    except ValueError:  # a folder (which opens read-only), a FIFO, a device
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        raise CareFileError(f"{path} is {kind}, not a care file") from None
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        if os.path.islink(path):
+        if os.path.islink(path):  # O_NOFOLLOW: a link is never followed
             raise CareFileError(f"{path} is a symbolic link, not a file") from None
         raise CareFileError(f"{path} cannot be opened ({exc.strerror})") from None
-    try:
-        # before fdopen: a folder opens read-only, and fdopen then fails with a bare
-        # "Is a directory: <fd number>"
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        os.close(fd)
-        raise
-    if not regular:
-        os.close(fd)
-        kind = "a folder" if os.path.isdir(path) else "not a regular file"
-        raise CareFileError(f"{path} is {kind}, not a care file")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise CareFileError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
