@@ -179,6 +179,7 @@ class Daemon:
         self.loaded_at = clock.time()
         self.last_reload: dict[str, Any] | None = None
         self.persist = persist
+        self.records_problems: list[str] = []  # what went wrong with the session records
         if control:
             prepare_runtime_dir(config.device.runtime_dir)
             refuse_second_daemon(config.device.runtime_dir)
@@ -247,7 +248,6 @@ class Daemon:
 
         if not self.persist:
             return None
-        self.records_problems: list[str] = []
         recorder = SessionRecorder.open(self.config, self.clock.time(), self.records_problems)
         self.sessions = recorder
         if self.conductor.playing:  # power-on: a session starts
@@ -815,7 +815,7 @@ class Daemon:
             "restarts_unclean": (None if self.sessions is None
                                  else self.sessions.restarts_unclean(self.clock.time())),
             # what went wrong with the session records at the start (none: they are kept)
-            "records": list(getattr(self, "records_problems", [])),
+            "records": list(self.records_problems),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components
