@@ -8,8 +8,10 @@ the component. Each step waits for data (on the INT line when
 them to :class:`calmtunes.pulse.analyser.PulseAnalyser` and publishes a
 :class:`~calmtunes.pulse.reading.PulseReading` on the hub's ``"pulse"`` topic once a second.
 
-A bus error never ends the component: it is degraded with the reason, retried with back-off
-(the driver re-initialises the chip after repeated failures) and marked ok when reads succeed.
+A bus error never ends the component: it is degraded with the reason (logged once for each new
+reason), retried with back-off (the driver re-initialises the chip after repeated failures) and
+marked ok when samples come again. A wired INT line the driver had to let go (stuck, or
+silent) leaves it polling, degraded with that reason: the wire wants a look, the pulse goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calmtunes.clock import SYSTEM
-from calmtunes.component import Component
+from calmtunes.component import DEGRADED, Component
 from calmtunes.config import Config
 from calmtunes.errors import HardwareError
 from calmtunes.hardware import Hardware
@@ -43,6 +45,9 @@ class PulseComponent(Component):
     publish_interval_s = 1.0  # one reading a second
     temperature_interval_s = 60.0  # die temperature, for status only
     max_wait_s = 0.5  # longest block on the INT line, so stop requests are seen
+    #: shortest time between steps, s: a stuck INT line cannot make the thread spin before the
+    #: driver lets it go (a FIFO round is 170 ms at 100 sps)
+    min_step_s = 0.002
 
     def __init__(
         self,
@@ -67,6 +72,7 @@ class PulseComponent(Component):
         self._bus: Any = None
         self._emulator_cpu_s = 0.0  # simulation: CPU s of the emulated buses closed so far
         self._bus_failures = 0
+        self._sensor_error = ""  # the last sensor fault logged (each new one is logged once)
         self._next_publish = 0.0
         self._next_temperature = 0.0
         self._temperature_started = False
@@ -138,12 +144,18 @@ class PulseComponent(Component):
             block = driver.read()
         except HardwareError as exc:
             self._bus_failures += 1
+            if str(exc) != self._sensor_error:
+                self._sensor_error = str(exc)
+                log.warning("pulse: %s (retrying; the music goes on)", exc)
             self.degrade(f"sensor: {exc}")
             return min(self.max_backoff_s, 0.05 * 2 ** min(self._bus_failures, 10))
-        if self._bus_failures:
+        if self._bus_failures and len(block):  # back only once samples come again
             log.info("pulse: sensor reads again after %d failure(s)", self._bus_failures)
             self._bus_failures = 0
+            self._sensor_error = ""
             self.mark_ok()
+        if driver.int_fault and self._state != DEGRADED:
+            self.degrade(f"polling: {driver.int_fault}")
         if len(block) or block.lost:
             self.analyser.feed(block)
         now = self._clock()
@@ -151,8 +163,8 @@ class PulseComponent(Component):
             self._publish(now)
         self._service_temperature(now)
         if driver.uses_interrupt:
-            return 0.0  # the next step waits on the INT line
-        return max(driver.poll_delay(), 0.002)
+            return self.min_step_s  # the next step waits on the INT line
+        return max(driver.poll_delay(), self.min_step_s)
 
     def _publish(self, now: float) -> None:
         reading = self.analyser.reading(now)
@@ -194,6 +206,7 @@ class PulseComponent(Component):
         return {
             "backend": self.config.pulse.backend,
             "mode": "interrupt" if d.uses_interrupt else "polling",
+            **({"int_fault": d.int_fault} if d.int_fault else {}),
             "samples_per_s": round(self._samples_per_s, 1),
             "lost": s.lost,
             "led_red_ma": d.settings.red_ma,

@@ -28,6 +28,14 @@ supply dipped, a loose wire) or one that stopped sampling (no sample for ``stall
 configured again at once: in its power-on state it samples nothing while every transfer
 succeeds. What escapes is a :class:`SensorError` (a :class:`~calmtunes.errors.HardwareError`)
 saying what to check.
+
+Faults that a re-initialisation does not cure are not re-initialised at the chip's pace: a reset
+or a stall seen :attr:`MAX30102.give_up_after` times in a row with no sample between (a supply
+that keeps dipping, a stuck data line), or corrupt data on as many reads in a row, raise a
+:class:`SensorError` naming the fault, so that the caller backs off and says so once. An INT
+line that stays asserted while the FIFO holds less than the almost-full mark (a shorted wire), or
+that never asserts while the FIFO fills (an open one, or the wrong ``int_pin``), is let go after
+as many wakes: the driver polls instead, says why once, and :attr:`MAX30102.int_fault` keeps it.
 """
 
 from __future__ import annotations
@@ -63,6 +71,10 @@ class SensorError(HardwareError):
 
 class SensorCorrupt(SensorError):
     """Bytes came back that the chip cannot have sent (bus noise or a failing chip)."""
+
+
+class _Persistent(SensorError):
+    """A fault that re-initialising did not cure, several times in a row: not retried at once."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,8 @@ class MAX30102:
     #: chip that stopped converting (its configuration lost without the bus failing): it is
     #: configured again, s
     stall_s = 1.0
+    #: the same fault this many times in a row, with no sample between, is given up on (above)
+    give_up_after = 3
 
     def __init__(
         self,
@@ -198,6 +212,11 @@ class MAX30102:
         self.ambient_overflow = False  # ALC_OVF seen in the last read: ambient light leaks in
         self.temperature_c: float | None = None
         self._int_device: Any = None
+        self.int_fault = ""  # why the INT line was let go for polling ("" while trusted)
+        self._int_woken = False  # the last wait ended on INT (not on its timeout)
+        self._int_odd = 0  # INT wakes in a row that the FIFO contradicts
+        self._fruitless = 0  # resets or stalls in a row with no sample between
+        self._corrupt_reads = 0  # reads in a row that met corrupt data and brought no sample
         self._started = False
         self._failures = 0
         self._t_last: float | None = None  # timestamp of the newest sample delivered
@@ -255,11 +274,13 @@ class MAX30102:
         self._last_sample_at = self._last_read
         self._failures = 0
         self._started = True
-        if self.int_pin is not None and self._int_device is None:
+        if self.int_pin is not None and self._int_device is None and not self.int_fault:
             self._open_int_pin()
-        log.info("MAX30102 at 0x%02x: %g sps (%d-bit), red %.1f mA, IR %.1f mA, %s",
-                 self.address, s.fs, s.resolution_bits, s.red_ma, s.ir_ma,
-                 f"INT on GPIO{self.int_pin}" if self.int_pin is not None else "polling")
+        # said once; a re-initialisation that a lasting fault repeats says nothing new
+        (log.debug if self._fruitless else log.info)(
+            "MAX30102 at 0x%02x: %g sps (%d-bit), red %.1f mA, IR %.1f mA, %s",
+            self.address, s.fs, s.resolution_bits, s.red_ma, s.ir_ma,
+            f"INT on GPIO{self.int_pin}" if self.int_pin is not None else "polling")
 
     def _open_int_pin(self) -> None:
         from gpiozero import DigitalInputDevice  # only where an INT line is wired
@@ -340,7 +361,8 @@ class MAX30102:
         """Wait up to ``timeout`` s for data: on the INT line when wired, else until the poll
         deadline. True when samples should be waiting."""
         if self._int_device is not None:
-            if self._int_device.wait_for_active(timeout=timeout):
+            self._int_woken = bool(self._int_device.wait_for_active(timeout=timeout))
+            if self._int_woken:
                 return True
             # INT missed (e.g. the chip was reset behind our back): read once long overdue
             return self.clock() - self._last_read > 2 * self.settings.almost_full * self._period
@@ -358,16 +380,34 @@ class MAX30102:
         if not self._started or self._failures >= self.reinit_after:
             self._reinit()
         last: SensorError | None = None
+        corrupt: SensorCorrupt | None = None
         for attempt in range(1 + self.retries):
             try:
                 block = self._read_fifo()
+            except _Persistent:
+                # re-initialised already, to no avail: the caller backs off before the next try
+                self._failures = 0
+                raise
             except SensorError as exc:
                 # Each round starts again from the pointers, so samples a failed transfer may
                 # have popped show up as a gap in time and are counted as lost.
                 last = exc
+                if isinstance(exc, SensorCorrupt):
+                    corrupt = exc
                 if attempt < self.retries:
                     self.sleep(self.backoff_s * 2**attempt)
                 continue
+            if len(block):
+                self._corrupt_reads = 0
+            elif corrupt is not None:
+                # the retry found the FIFO emptied by the corrupt read: nothing came through
+                self._corrupt_reads += 1
+                if self._corrupt_reads >= self.give_up_after:
+                    last = SensorCorrupt(
+                        f"MAX30102 at 0x{self.address:02x}: every read brings corrupt data "
+                        f"(bus noise or a failing sensor; the samples are dropped); "
+                        f"{WIRING_HINT}")
+                    break
             self._failures = 0
             return block
         assert last is not None
@@ -378,10 +418,15 @@ class MAX30102:
     def _reinit(self, why: str = "") -> None:
         if self._started and not why:
             self.stats.reinits += 1
-            log.warning("MAX30102: re-initialising after %d failed reads", self._failures)
+            # said once while re-initialising brings no sample (a fault it does not cure)
+            (log.debug if self._fruitless else log.warning)(
+                "MAX30102: re-initialising after %d failed reads", self._failures)
+            self._fruitless += 1
         elif why:
             self.stats.resets_seen += 1
-            log.warning("MAX30102: %s; configuring it again", why)
+            # once given up on (see read), the caller says it, once: not at every retry
+            (log.debug if self._fruitless > self.give_up_after else log.warning)(
+                "MAX30102: %s; configuring it again", why)
         if self._t_last is not None:
             self._resume_after = self._t_last
         self._started = False
@@ -404,15 +449,24 @@ class MAX30102:
             n = R.FIFO_DEPTH  # equal pointers with an overflow: full, not empty
         self.stats.reads += 1
         self._last_read = t_read
+        self._judge_int(n, ovf)
         stalled = t_read - self._last_sample_at > max(self.stall_s, 10.0 / self.settings.fs)
         if status1 & R.PWR_RDY or (n == 0 and stalled):
             # Reset behind our back (PWR_RDY: the supply dipped below its lockout and came
             # back, a loose wire or a brown-out), or sampling stopped: the registers are at
             # their power-on values, in which the chip samples nothing, and the bus never
             # fails to say so. What it did not sample meanwhile counts as lost.
-            self._reinit("the sensor was reset (a loose wire or a dip in its supply?)"
-                         if status1 & R.PWR_RDY else
-                         f"no sample for {t_read - self._last_sample_at:.1f} s")
+            reset = bool(status1 & R.PWR_RDY)
+            self._fruitless += 1
+            self._reinit("the sensor was reset (a loose wire or a dip in its supply?)" if reset
+                         else f"no sample for {t_read - self._last_sample_at:.1f} s")
+            if self._fruitless >= self.give_up_after:
+                raise _Persistent(
+                    f"MAX30102 at 0x{self.address:02x}: "
+                    + ("reports a reset at every read (its supply keeps dipping, or a data "
+                       "line is stuck): check VIN and GND, and SDA" if reset else
+                       "takes no samples, even configured again: power-cycle the sensor")
+                    + f"; {WIRING_HINT}")
             return self._block(t_read, np.empty((0, 2)), 0)
         if n == 0:
             return self._block(t_read, np.empty((0, 2)), ovf)
@@ -424,9 +478,32 @@ class MAX30102:
             # the samples are gone: the next block's timestamps leave their gap, counted lost
             self.stats.corrupt += 1
             raise SensorCorrupt(f"FIFO data with unused bits set in {n} samples; dropped them")
+        self._fruitless = 0  # samples again: a fault that comes back is news
         values = ((data[:, :, 0] << 16) | (data[:, :, 1] << 8) | data[:, :, 2]).astype(np.float64)
         self._judge_levels(values[:, 0], values[:, 1])  # finger and LED levels first: the
         return self._block(t_read, values, ovf)  # block carries the finger mark
+
+    def _judge_int(self, n: int, ovf: int) -> None:
+        """Let go of an INT line the FIFO contradicts :attr:`give_up_after` wakes in a row:
+        asserted with less than the almost-full mark waiting (A_FULL is the only source
+        enabled, and reading the status releases it), or silent while the mark was reached."""
+        if self._int_device is None:
+            return
+        woken, self._int_woken = self._int_woken, False
+        full = n >= self.settings.almost_full or ovf > 0
+        self._int_odd = self._int_odd + 1 if woken != full else 0
+        if self._int_odd < self.give_up_after:
+            return
+        self.int_fault = (
+            f"INT on GPIO{self.int_pin} stays asserted with no samples waiting (a shorted or "
+            "stuck INT wire?)" if woken else
+            f"INT on GPIO{self.int_pin} never asserts while the FIFO fills (INT not wired to "
+            "that pin, or a broken wire?)")
+        log.warning("MAX30102: %s; polling the FIFO instead. Check the INT wire, or set "
+                    "pulse.int_pin: -1 where it is not wired", self.int_fault)
+        self._int_device.close()
+        self._int_device = None
+        self._int_odd = 0
 
     def _read_samples(self, n: int) -> bytes:
         nbytes = n * 2 * R.BYTES_PER_CHANNEL  # SpO2 mode: red then IR, 3 bytes each
@@ -606,7 +683,7 @@ class MAX30102:
         return int(value)
 
     def _read_block(self, reg: int, n: int, what: str, retry: bool = True) -> list[int]:
-        data = self._io(what, lambda: list(self.bus.read_i2c_block_data(self.address, reg, n)),
+        data = self._io(what, lambda: _as_list(self.bus.read_i2c_block_data(self.address, reg, n)),
                         n, retry)
         if any(not 0 <= b <= 0xFF for b in data):
             raise SensorCorrupt(f"{what}: values that are not bytes: {data!r}")
@@ -617,3 +694,8 @@ class MAX30102:
 
     def _write_block(self, reg: int, values: list[int], what: str) -> None:
         self._io(what, lambda: self.bus.write_i2c_block_data(self.address, reg, values), None)
+
+
+def _as_list(data: Any) -> list[int] | None:
+    """A block read's bytes as a list; None (nothing came back) stays None: a short read."""
+    return None if data is None else list(data)
