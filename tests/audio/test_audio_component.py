@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -452,3 +453,46 @@ def test_a_stream_that_fails_to_start_lets_go_of_the_card(monkeypatch):
     assert sink.is_alive() and sink.description == "sounddevice:snd_rpi_hifiberry_dac"
     sink.close()
     assert not sd.held
+
+
+class UnsteadySink(DyingSink):
+    """Dies ``life`` s after every open while ``unsteady`` (a loose DAC), then holds."""
+
+    unsteady = True
+
+    def _consume(self, block, real):
+        if self.unsteady and self.clock() - self._opened > self.life:
+            raise OSError("ALSA write failed: Input/output error")
+
+
+def test_an_output_that_keeps_dying_is_reopened_with_back_off_and_said_once(tmp_config,
+                                                                            caplog):
+    caplog.set_level(logging.INFO, logger="calmtunes")
+    clock = VirtualClock()
+    scheduler = Scheduler(clock)
+    composer, audio = build(tmp_config, lambda r, sr: UnsteadySink(r, sr, 0.2, clock), clock)
+    outputs = []
+    audio.hub.subscribe("output", outputs.append)
+    composer.start(scheduler)
+    audio.start(scheduler)
+    try:
+        scheduler.run_until(120.0)
+        unsteady = audio.health()
+        opens = audio.sink.opens
+        said = [r.getMessage() for r in caplog.records
+                if r.name == "calmtunes.audio.component" and r.levelname == "ERROR"]
+        audio.sink.unsteady = False  # the connector is pushed home
+        scheduler.run_until(200.0)
+        steady, heard = audio.health(), audio.status()["heard"]
+    finally:
+        audio.stop()
+        composer.stop()
+    # not reopened at the sink's pace (it died 0.2 s after each open: ~600 opens in 2 min),
+    # but with back-off doubling to audio.reopen_max_s
+    assert 5 <= opens <= 12
+    assert len(said) == 2 and "unsteady" in said[1]
+    assert unsteady.state == "degraded" and "unsteady" in unsteady.detail
+    # the panel and the session record are told the music went unheard
+    assert {"heard": False} in [{"heard": o["heard"]} for o in outputs]
+    assert steady.state == "ok" and heard is True
+    assert "audio output steady again" in caplog.text

@@ -50,6 +50,11 @@ NO_CARD_STEP_S = 0.25
 #: ... moving on at most this much music (s) in one step after a stall, the rest dropped: the
 #: music resumes from where it stopped, not minutes on
 NO_CARD_CATCH_UP_S = 1.0
+#: an output lost within this long of opening is unsteady (a loose DAC, a failing driver): it
+#: is reopened with back-off, not at once, and said once, until it has stayed up this long (s)
+STEADY_S = 30.0
+UNSTEADY = (f"audio output unsteady: lost again and again within {STEADY_S:.0f} s of opening; "
+            "reopened with back-off")
 
 
 class AudioComponent(Component):
@@ -80,6 +85,8 @@ class AudioComponent(Component):
         self._published: bool | None = None  # the output's state last published ("output")
         self._next_reopen = 0.0
         self._reopen_delay = 1.0
+        self._opened_at = 0.0  # when the output last opened (s, the component's clock)
+        self._flaps = 0  # outputs lost in a row within STEADY_S of opening
         self._silent: tuple[float, int] | None = None  # no card since (s), frames kept time for
         self._pending_crossfade = False
         self._crossfade_by: int | None = None  # output frame by which the crossfade must start
@@ -106,6 +113,7 @@ class AudioComponent(Component):
             self._close_sink()
             self.sink = self._sink_factory(config, self.ring)
             self._next_reopen = 0.0
+            self._flaps = 0
             self._reopen_delay = 1.0
             self.wake()
             return "reopened its output"
@@ -246,13 +254,31 @@ class AudioComponent(Component):
             self.played.append((at, phrase, onsets))
 
     def _keep_sink(self, now: float) -> None:
+        if self._sink_open and self._flaps and now - self._opened_at >= STEADY_S:
+            if self._flaps > 1:
+                log.info("audio output steady again (%s)", self.sink.description)
+                self.mark_ok(self.sink.description)
+            self._flaps = 0
+            self._reopen_delay = 1.0
         if self._sink_open and not self.sink.is_alive():
             self.sink_failures += 1
             self.sink_error = getattr(self.sink, "error", None) or self.sink_error
-            log.error("audio output stopped (%s); reopening", self.sink.description)
-            self.degrade("audio output lost; reopening")
+            self._flaps = self._flaps + 1 if now - self._opened_at < STEADY_S else 1
+            if self._flaps > 1:
+                # lost soon after opening, again: reopened with back-off, and said once
+                self._next_reopen = now + self._reopen_delay
+                (log.error if self._flaps == 2 else log.debug)(
+                    "audio output stopped %.1f s after opening (%s: %s); it is unsteady: "
+                    "reopening it with back-off (a loose DAC or a failing driver? see "
+                    "`calmtunes selftest`)", now - self._opened_at, self.sink.description,
+                    self.sink_error)
+                self._reopen_delay = min(self._reopen_delay * 2, self.config.audio.reopen_max_s)
+            else:  # the first loss in a while: reopened at once
+                log.error("audio output stopped (%s); reopening", self.sink.description)
+                self._reopen_delay = 1.0
+                self._next_reopen = now
+            self.degrade(UNSTEADY if self._flaps > 1 else "audio output lost; reopening")
             self._close_sink()
-            self._next_reopen = now
         if not self._sink_open and now >= self._next_reopen:
             try:
                 self.sink.open()
@@ -266,9 +292,15 @@ class AudioComponent(Component):
                 self._reopen_delay = min(self._reopen_delay * 2, self.config.audio.reopen_max_s)
                 return
             self._sink_open = True
-            self._reopen_delay = 1.0
-            self.mark_ok(self.sink.description)
+            self._opened_at = now
+            if self._flaps > 1:
+                self.degrade(UNSTEADY)
+            else:
+                self._reopen_delay = 1.0
+                self.mark_ok(self.sink.description)
             self._publish_output(self.sink.description)
+        elif not self._sink_open:  # waiting out the back-off: the music is not heard
+            self._publish_output(f"no audio output: {self.sink_error or 'output lost'}")
 
     def _publish_output(self, detail: str) -> None:
         """Publish ``"output"`` when whether the music is heard changed."""
