@@ -9,7 +9,8 @@ callable). Each call beats
 the heart; the supervisor pings systemd's watchdog only while every running component's heart is
 fresh. An exception from ``step`` is a passing fault: it is logged (once per distinct message),
 the component is marked degraded and retried with exponential back-off, and it never reaches the
-supervisor.
+supervisor. It has recovered once a step ends without the part marked degraded: a step that
+catches a fault itself and marks it (a bad camera frame) keeps the back-off growing.
 """
 
 from __future__ import annotations
@@ -279,12 +280,12 @@ class Component:
                 if self._state == STARTING or self._failures:
                     self.mark_ok()
             delay = self.step(self.clock())
-            if self._failures:
+            # a step that marked the part degraded itself (a bad frame, a sensor error it
+            # caught) has not recovered it: the fault's count and back-off go on
+            if self._failures and self._state != DEGRADED:
                 log.info("%s: recovered after %d failure(s)", self.name, self._failures)
                 self._failures = 0
                 self._last_error = ""
-                if self._state == DEGRADED:
-                    self.mark_ok()
             return delay
         except Exception as exc:
             self._failures += 1

@@ -206,6 +206,49 @@ def test_faults_in_the_running_task_degrade_then_recover():
     assert hub.latest("camera") == {"active": False, "reason": "stopped"}
 
 
+
+def test_a_camera_that_keeps_sending_bad_frames_backs_off_and_is_said_once(caplog):
+    """A lens covered for good (black frames, every read): reopened with the base's doubling
+    back-off, not every 0.5 s; one error in the log, no false 'recovered' between reopens."""
+    import logging
+
+    from calmtunes.clock import VirtualClock
+    from calmtunes.scheduler import Scheduler
+
+    caplog.set_level(logging.INFO, logger="calmtunes")
+    clock = VirtualClock(start=10.0)
+    config = Config().replace(scene={"backend": "sim", "interval_s": 1.0})
+    camera = SimCamera(config.scene.width, config.scene.height, scenario="day", clock=clock)
+    opens = 0
+    open_camera = camera.open
+
+    def counted_open():
+        nonlocal opens
+        opens += 1
+        open_camera()
+
+    camera.open = counted_open
+    component = SceneComponent(config, Hub(), camera=camera, clock=clock)
+    sched = Scheduler(clock)
+    component.start(sched)
+    try:
+        sched.run_until(12.0)
+        camera.inject("black", 100_000)
+        sched.run_until(612.0)
+        covered = component.health()
+        camera._faults.clear()  # the lens uncovered
+        sched.run_until(660.0)
+        uncovered = component.health()
+    finally:
+        component.stop()
+    assert opens <= 30  # 0.5 s doubling to 30 s: ~25 in 10 min, not ~1,200
+    assert covered.state == DEGRADED and "bad frames" in covered.detail
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([m for m in said if "bad frames in a row" in m]) == 1
+    assert len([m for m in said if "camera" in m and "open" in m]) == 1
+    assert len([m for m in said if "recovered" in m]) <= 1
+    assert uncovered.state == OK
+
 def test_no_frame_outlives_its_step():
     """Nothing the component holds, or published, is anywhere near a frame's size."""
     component, hub, _camera, clock = setup("visitors")

@@ -154,8 +154,10 @@ class SceneComponent(Component):
         self._camera_open = True
         self._bad_frames = 0
         self._analyser.reset()  # no motion against a frame from before the gap
-        log.info("camera %s open, %dx%d every %.1f s", self._camera.name, sc.width, sc.height,
-                 sc.interval_s)
+        # said once; reopening after a fault that lasts says nothing new
+        (log.debug if self._failures else log.info)(
+            "camera %s open, %dx%d every %.1f s", self._camera.name, sc.width, sc.height,
+            sc.interval_s)
 
     def _close_camera(self, reason: str) -> None:
         if self._camera_open and self._camera is not None:
