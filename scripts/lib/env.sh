@@ -8,11 +8,24 @@ EXTRAS=${EXTRAS:-}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Whether the dynamic linker finds a shared library. ldconfig lives in /sbin, which is not on an
+# ordinary user's PATH: looked up there too, or a library that is installed would look missing
+# and every run would call apt-get (and the network). (grep reads the whole list: with -q it
+# would stop early, and under pipefail ldconfig's SIGPIPE would make the library look missing.)
+have_lib() {
+    local ldc
+    for ldc in "$(command -v ldconfig 2>/dev/null || true)" /sbin/ldconfig /usr/sbin/ldconfig; do
+        if [ -n "$ldc" ] && [ -x "$ldc" ]; then
+            "$ldc" -p 2>/dev/null | grep -c "$1" >/dev/null
+            return
+        fi
+    done
+    compgen -G "/usr/lib/*/$1" >/dev/null || compgen -G "/usr/lib/$1" >/dev/null
+}
+
 need_apt=()
 # PortAudio (sounddevice), ALSA's tools (aplay, the file PCM in the tests), sox for checks.
-# (grep reads the whole list: with -q it would stop early, and under pipefail ldconfig's SIGPIPE
-# would make a library that is there look missing)
-ldconfig -p 2>/dev/null | grep -c libportaudio.so.2 >/dev/null || need_apt+=(libportaudio2)
+have_lib libportaudio.so.2 || need_apt+=(libportaudio2)
 command -v aplay >/dev/null || need_apt+=(alsa-utils)
 # strace lets the privacy tests watch every write a simulated session makes.
 command -v strace >/dev/null || need_apt+=(strace)

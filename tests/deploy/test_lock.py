@@ -150,6 +150,27 @@ def test_a_venv_with_more_extras_serves_a_command_that_wants_fewer(tmp_path, sta
     assert (rc == 0) == serves
 
 
+
+def test_an_installed_library_is_found_without_sbin_on_the_path(tmp_path):
+    """ldconfig is in /sbin, off an ordinary user's PATH: a library that is there must not look
+    missing, or every ./scripts/demo would run apt-get (and reach the network)."""
+    env_sh = (REPO / "scripts" / "lib" / "env.sh").read_text()
+    func = re.search(r"^have_lib\(\) \{\n.*?^\}\n", env_sh, re.S | re.M).group(0)
+    ldconfig = next((c for c in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(c).exists()),
+                    None)
+    if ldconfig is None:
+        pytest.skip("no ldconfig on this machine")
+    listed = subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
+    lib = re.search(r"^\s*(libc\.so\.6) ", listed, re.M).group(1)
+
+    def have(name):
+        script = f"set -euo pipefail\n{func}have_lib {name}"
+        return subprocess.run(["bash", "-c", script], capture_output=True,
+                              env={"PATH": "/usr/bin:/bin"}).returncode == 0
+
+    assert have(lib)
+    assert not have("libcalmtunes-none.so.9")
+
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
                     reason="systemd-sysusers (package systemd) is not installed")
 def test_install_pi_dry_run_installs_from_the_lock_of_this_machine():
