@@ -182,6 +182,18 @@ def test_the_daemon_clears_the_note_once_it_is_up(tmp_config):
     assert ready_at is not None and note is None
 
 
+
+def test_a_render_leaves_the_device_note_alone(tmp_config, tmp_path):
+    """`calmtunes render` (and the release's health check, which renders as root with the
+    device's config) keeps no device state: the note of why the service failed must stay."""
+    from calmtunes.render import render_offline
+
+    state = tmp_config.device.state_dir
+    record_fault(state, "restarted too often", "start-limit-hit")
+    render_offline(tmp_config, 0.05, tmp_path / "r.wav")
+    assert (tmp_path / "r.wav").stat().st_size > 44
+    assert read_fault(state) is not None
+
 def test_a_daemon_without_sound_clears_the_note_only_once_it_gives_up_waiting(tmp_config,
                                                                                tmp_path):
     state = tmp_config.device.state_dir

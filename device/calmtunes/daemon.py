@@ -526,7 +526,9 @@ class Daemon:
             log.error("no audio output after %.0f s; running without sound and retrying the "
                       "card (%s)", READY_WITHOUT_SOUND_S, self.audio.health().detail)
             self.notifier.ready("NO SOUND: " + self.audio.health().detail)
-        if self.ready_at is not None:  # up (once): an earlier failure's note no longer holds
+        if self.ready_at is not None and self.persist:
+            # the device up (once): an earlier failure's note no longer holds. A render or a
+            # simulation keeps no device state: the note of the device's own failure stays
             clear_fault(self.config.device.state_dir)
 
     def shutdown(self) -> None:
