@@ -2,7 +2,7 @@
 catches each kind before it is trusted to find none.
 
     python privacy_leaks.py network
-    python privacy_leaks.py files
+    python privacy_leaks.py files [FILE-TO-REMOVE...]
     python privacy_leaks.py telemetry CALMTUNES-ARGS...
 
 ``network`` opens the sockets the daemon must never open: UDP to port 53 on the loopback
@@ -10,7 +10,8 @@ address (a DNS query for a name under .invalid, which can reach no one), an AF_I
 packet socket and a routing netlink socket (the last two may be refused without privileges; the
 attempt is what counts). ``files`` writes where a library would leave traces: ~/.cache,
 ~/.local and /tmp (that one is removed again at once: a file that existed for a moment is
-still a leak). ``telemetry`` runs the real ``calmtunes`` command with onnxruntime's telemetry
+still a leak), and removes the files named after it (another part's file gone is a write too).
+``telemetry`` runs the real ``calmtunes`` command with onnxruntime's telemetry
 switched back on (the variable the package sets is removed again before onnxruntime is
 imported), the exact leak the package's privacy settings exist to stop.
 """
@@ -40,7 +41,9 @@ def network() -> None:
             pass  # refused (no IPv6, no CAP_NET_RAW): the attempt is in the trace all the same
 
 
-def files() -> None:
+def files(victims: list[str]) -> None:
+    for victim in victims:  # another part's file, removed
+        os.unlink(victim)
     home = Path.home()
     for path in (home / ".cache" / "calmtunes-leak" / "events.db",
                  home / ".local" / "share" / "calmtunes-leak.txt"):
@@ -67,7 +70,7 @@ if __name__ == "__main__":
     if mode == "network":
         network()
     elif mode == "files":
-        files()
+        files(sys.argv[2:])
     elif mode == "telemetry":
         raise SystemExit(telemetry(sys.argv[2:]))
     else:

@@ -46,7 +46,8 @@ LEAKS = HERE / "privacy_leaks.py"
 
 TRACED = ("socket", "connect", "sendto", "sendmsg", "sendmmsg",
           "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat",
-          "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat")
+          "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat",
+          "unlink", "unlinkat", "rmdir")
 NETWORK_FAMILIES = ("AF_INET", "AF_INET6", "AF_PACKET")
 # onnxruntime's native module: once it is loaded, its telemetry would have started.
 ORT_LOADED = re.compile(r'"[^"]*onnxruntime[^"]*/onnxruntime_pybind11_state[^"]*\.so"')
@@ -155,7 +156,8 @@ def _calls(text: str):
 
 
 def findings(log: Path, allowed: Allowed, cwd: Path) -> list[str]:
-    """Everything in an ``strace -f -y`` log that reached for the network or left a file.
+    """Everything in an ``strace -f -y`` log that reached for the network, left a file or
+    removed one.
     A call is counted whether or not it succeeded (an attempt is the leak), except a creation
     refused because the thing was already there (EEXIST): nothing was made."""
     found: list[str] = []
@@ -196,6 +198,13 @@ def findings(log: Path, allowed: Allowed, cwd: Path) -> list[str]:
         elif call in ("renameat", "renameat2", "linkat"):
             made = _path(args[2], args[3], cwd)
             path, flags = None, ""
+        elif call in ("unlink", "rmdir", "unlinkat"):
+            # a removal is a write too: another part's file (the device's fault note) gone
+            gone = (_path(None, args[0], cwd) if call != "unlinkat"
+                    else _path(args[0], args[1], cwd))
+            if gone not in allowed:
+                found.append(f"removed outside the run's folders: {gone}   ({line.strip()})")
+            continue
         else:  # symlinkat(target, newdirfd, linkpath)
             made = _path(args[1], args[2], cwd)
             path, flags = None, ""
@@ -326,8 +335,12 @@ def test_checker_catches_sockets_and_a_dns_query(box):
 
 
 def test_checker_catches_files_in_cache_local_and_tmp(box):
-    done = box.call([sys.executable, str(LEAKS), "files"], timeout=60)
+    victim = box.base / "fault.json"  # another part's file, outside the run's folders
+    victim.write_text("{}")
+    done = box.call([sys.executable, str(LEAKS), "files", str(victim)], timeout=60)
     assert done.returncode == 0, done.stderr
+    assert any(f.startswith(f"removed outside the run's folders: {victim} ")
+               for f in box.findings()), box.findings()
     made = [f for f in box.findings() if f.startswith("created outside")]
     for where in (box.home / ".cache" / "calmtunes-leak", box.home / ".cache" / "calmtunes-leak"
                   / "events.db", box.home / ".local" / "share" / "calmtunes-leak.txt"):
