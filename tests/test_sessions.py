@@ -22,6 +22,7 @@ from calmtunes.music.controls import Controls
 from calmtunes.pulse.reading import PulseReading
 from calmtunes.sessions import (
     COLUMNS,
+    DAY_S,
     DB_MODE,
     DB_NAME,
     DIR_MODE,
@@ -718,3 +719,40 @@ def test_an_empty_records_file_lists_no_sessions_and_a_file_as_the_folder_is_nam
     not_a_folder.write_text("x")
     assert cli.main(["sessions", "--state-dir", str(not_a_folder)]) == 1
     assert f"the state folder {not_a_folder} is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jump_s", [100 * DAY_S, -DAY_S])
+def test_a_wall_clock_set_during_a_session_leaves_its_record_whole(tmp_config, jump_s, caplog,
+                                                                    monkeypatch):
+    """A technician sets the date mid-session (a Pi has no battery clock and no network time):
+    the running record is neither pruned (forward 100 days, past the 90-day retention) nor
+    stalled and reversed (back a day); the jump is logged; the next session takes the new
+    date."""
+    from clocked import run, virtual_daemon
+
+    PRUNE_EVERY_S = 120.0  # hourly on the device: two minutes here, for a short run
+    monkeypatch.setattr("calmtunes.sessions.PRUNE_EVERY_S", PRUNE_EVERY_S)
+
+    daemon = virtual_daemon(tmp_config)
+    clock = daemon.clock
+    epoch0 = clock.epoch
+
+    def set_the_date():
+        clock.epoch += jump_s
+
+    def new_session():
+        daemon._set_playing(False)
+        daemon._set_playing(True)
+
+    run(daemon, 3 * PRUNE_EVERY_S, at=[(60.0, set_the_date), (2 * PRUNE_EVERY_S, new_session)])
+    rows = sorted(SessionStore.for_config(tmp_config, readonly=True).rows(),
+                  key=lambda r: r["id"])
+    assert len(rows) == 2, rows
+    first, second = rows
+    assert first["started_at"] == pytest.approx(epoch0, abs=5)
+    # the first session's own time: 4 min of play, whatever the wall clock did
+    assert first["duration_s"] == pytest.approx(2 * PRUNE_EVERY_S, abs=5)
+    assert first["ended_at"] - first["started_at"] == pytest.approx(first["duration_s"], abs=1)
+    assert second["started_at"] == pytest.approx(epoch0 + jump_s + 2 * PRUNE_EVERY_S, abs=5)
+    assert second["duration_s"] == pytest.approx(PRUNE_EVERY_S, abs=5)
+    assert "the wall clock moved" in caplog.text

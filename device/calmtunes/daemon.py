@@ -113,6 +113,8 @@ CONDUCT_EVERY_S = 1.0  # s between conductor updates (the analyser publishes onc
 THREAD_NAMING_S = 5.0  # s between naming new threads for the kernel (top -H, scripts/bench)
 LOOP_TICK_S = 0.25  # s: the loop's own cadence (supervisor, watchdog, saved state)
 ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfades in at once
+#: a wall clock this far from where the monotonic clock says it should be has been set (s)
+WALL_JUMP_S = 60.0
 SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
 SOCKET_BURST = 10  # ... and at once (the socket's commands that change the music, and reload)
 REQUEST_WAIT_S = 2.0  # s a socket request waits for the loop's answer
@@ -180,6 +182,8 @@ class Daemon:
         self.last_reload: dict[str, Any] | None = None
         self.persist = persist
         self.records_problems: list[str] = []  # what went wrong with the session records
+        self._wall_anchor: tuple[float, float] | None = None  # (Unix s, monotonic s)
+        self._wall_jump = 0.0  # the wall clock's jump last said (s)
         if control:
             prepare_runtime_dir(config.device.runtime_dir)
             refuse_second_daemon(config.device.runtime_dir)
@@ -248,10 +252,10 @@ class Daemon:
 
         if not self.persist:
             return None
-        recorder = SessionRecorder.open(self.config, self.clock.time(), self.records_problems)
+        recorder = SessionRecorder.open(self.config, self.record_time(), self.records_problems)
         self.sessions = recorder
         if self.conductor.playing:  # power-on: a session starts
-            self._start_session(self.clock.time())
+            self._start_session(self.record_time())
         return recorder
 
     def _make_care(self):
@@ -266,6 +270,27 @@ class Daemon:
             return None
 
     # -- sessions and the personaliser -------------------------------------------------------
+    def record_time(self) -> float:
+        """Unix time for the session records and the personaliser: the wall clock, except that
+        while a session runs it moves with the monotonic clock. A wall clock set forward or
+        back during a session (a technician's ``date -s``; a Pi has no battery clock, and this
+        device no network time) then neither stretches, reverses nor prunes the record being
+        written; the jump is logged. Between sessions it follows the wall clock again."""
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        anchor = self._wall_anchor
+        if anchor is None or self.sessions is None or not self.sessions.active:
+            self._wall_anchor = (wall, mono)
+            self._wall_jump = 0.0
+            return wall
+        steady = anchor[0] + (mono - anchor[1])
+        jump = wall - steady
+        if abs(jump - self._wall_jump) > WALL_JUMP_S:
+            self._wall_jump = jump
+            log.warning("the wall clock moved %+.0f s against the monotonic clock during a "
+                        "session; the session's record keeps its own time (it ends on the clock "
+                        "it began on), the next one takes the new time", jump)
+        return steady
+
     def _start_session(self, now: float) -> None:
         """A session starts (power-on, play, ``preset auto``): the personaliser chooses its arm
         unless a person chose the preset; the record starts."""
@@ -326,7 +351,7 @@ class Daemon:
             log.warning("new listener (%s): personal care is not running (care.enabled: false, "
                         "or no state folder); nothing to start", source)
             return
-        now = self.clock.time()
+        now = self.record_time()
         try:
             listener = self.care.store.new_listener(now)
         except OSError as exc:
@@ -386,12 +411,12 @@ class Daemon:
         elif kind == "pulse":
             self._pulse = value
             if self.sessions is not None:
-                self.sessions.reading(self.clock.time(), value)
+                self.sessions.reading(self.record_time(), value)
         elif kind == "scene":
             self._scene = value
         elif kind == "output":  # the audio output opened or was lost: its music heard or not
             if self.sessions is not None and isinstance(value, dict):
-                self.sessions.output(self.clock.time(), value.get("heard") is not False)
+                self.sessions.output(self.record_time(), value.get("heard") is not False)
         elif kind == "reload":
             self.reload()
         elif kind == "request":
@@ -541,8 +566,8 @@ class Daemon:
         if self.sessions is not None:  # while the music fades: the last commit syncs the card
             ended = "shutdown" if self.exit_code == EXIT_POWEROFF else "stop"
             if self.choice is not None:
-                self._end_session(self.clock.time(), ended)
-            self.sessions.close(self.clock.time(), ended)
+                self._end_session(self.record_time(), ended)
+            self.sessions.close(self.record_time(), ended)
         self.wait(self.config.audio.fade_out_s + 0.3, lambda: self.audio.faded_out)
         # Let the faded tail already in the ring reach the output (a sound card takes it in
         # about audio.buffer_ms; a late output thread is given up to 0.5 s more).
@@ -683,7 +708,7 @@ class Daemon:
             self.trace.add(now - self.started_at, controls.tempo_bpm, controls.breath_rate,
                            listener.state, self.conductor.mode)
         if self.sessions is not None:
-            wall = self.clock.time()
+            wall = self.record_time()
             self.sessions.controls(wall, controls)
             self.sessions.scene(wall, getattr(self._scene, "label", None))
             self.sessions.tick(wall)
@@ -714,7 +739,7 @@ class Daemon:
         if name == "preset" and arg == AUTO:
             log.info("preset auto (%s): the personaliser chooses from the next session", source)
             self.manual = False
-            now = self.clock.time()
+            now = self.record_time()
             if self.conductor.playing:
                 self._end_session(now, "auto")
                 self._start_session(now)
@@ -772,9 +797,9 @@ class Daemon:
             self.sleep_at = None
         log.info("%s", "playing" if playing else "paused")
         if playing:
-            self._start_session(self.clock.time())
+            self._start_session(self.record_time())
         else:
-            self._end_session(self.clock.time(), why)
+            self._end_session(self.record_time(), why)
 
     def _sleep_timer(self, minutes: float) -> None:
         """``minutes`` as :func:`check` passed it: 0–1440, 0 cancels."""
@@ -815,7 +840,7 @@ class Daemon:
                        "last_reload": self.last_reload},
             "care": self._care_status(),
             "restarts_unclean": (None if self.sessions is None
-                                 else self.sessions.restarts_unclean(self.clock.time())),
+                                 else self.sessions.restarts_unclean(self.record_time())),
             # what went wrong with the session records at the start (none: they are kept)
             "records": list(self.records_problems),
             "components": {

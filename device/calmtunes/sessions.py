@@ -501,26 +501,30 @@ class SessionStore:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in -wal
             return n
 
-    def prune(self, now: float | None = None) -> int:
-        """Delete sessions and starts older than the retention; commits only when there are."""
+    def prune(self, now: float | None = None, keep_from: int | None = None) -> int:
+        """Delete sessions and starts older than the retention; commits only when there are.
+        Sessions from id ``keep_from`` on (this run's) are kept whatever their date: a wall
+        clock set forward by months must not delete the records being written."""
         now = time.time() if now is None else now
         with self._lock:
-            n = self._prune_locked(now)
+            n = self._prune_locked(now, keep_from)
             if n:
                 self._db.commit()
         if n:
             log.info("sessions: %d older than %d days deleted", n, self.retention_days)
         return n
 
-    def _prune_locked(self, now: float) -> int:
+    def _prune_locked(self, now: float, keep_from: int | None = None) -> int:
         """Sessions deleted (starts go with them); no write at all when nothing is old."""
         cutoff = now - self.retention_days * DAY_S
+        keep = (1 << 62) if keep_from is None else keep_from
         old = self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM sessions WHERE started_at < ?), "
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE started_at < ? AND id < ?), "
             "(SELECT COUNT(*) FROM boots WHERE started_at < ? AND ended_by IS NOT NULL)",
-            (cutoff, cutoff)).fetchone()
+            (cutoff, keep, cutoff)).fetchone()
         if old[0]:
-            self._db.execute("DELETE FROM sessions WHERE started_at < ?", (cutoff,))
+            self._db.execute("DELETE FROM sessions WHERE started_at < ? AND id < ?",
+                             (cutoff, keep))
             self._db.execute("DELETE FROM session_points WHERE session_id NOT IN "
                              "(SELECT id FROM sessions)")
         if old[1]:
@@ -622,6 +626,7 @@ class SessionRecorder:
         self._heard = True  # an audio output is open (the "output" topic; assumed at first)
         self._last_flush = 0.0
         self._last_prune = 0.0
+        self._first_id: int | None = None  # this run's first session: never pruned in this run
 
     @classmethod
     def open(cls, config: Config, now: float | None = None,
@@ -688,6 +693,8 @@ class SessionRecorder:
             except sqlite3.Error as exc:
                 log.error("sessions: cannot start a record (%s)", exc)
                 return
+            if self._first_id is None:
+                self._first_id = sid
             self._running = _Running(sid, now, preset, self.config.sessions.trace)
             if not self._heard:  # a session that begins in silence
                 self._running.unheard.append([now, None])
@@ -814,10 +821,10 @@ class SessionRecorder:
             since = now - self._last_flush
             if (r.changed and since >= FLUSH_EVERY_S) or since >= IDLE_FLUSH_EVERY_S:
                 self._flush(now, ended_by=None)
-        if now - self._last_prune >= PRUNE_EVERY_S:
+        if not 0.0 <= now - self._last_prune < PRUNE_EVERY_S:  # hourly, or the clock went back
             self._last_prune = now
             try:
-                self.store.prune(now)
+                self.store.prune(now, keep_from=self._first_id)
             except sqlite3.Error as exc:
                 log.error("sessions: pruning failed (%s)", exc)
 
