@@ -756,3 +756,29 @@ def test_a_wall_clock_set_during_a_session_leaves_its_record_whole(tmp_config, j
     assert second["started_at"] == pytest.approx(epoch0 + jump_s + 2 * PRUNE_EVERY_S, abs=5)
     assert second["duration_s"] == pytest.approx(PRUNE_EVERY_S, abs=5)
     assert "the wall clock moved" in caplog.text
+
+
+def test_the_advice_for_records_that_cannot_be_written_fits_the_cause(tmp_path, monkeypatch):
+    import errno as e
+    import types
+
+    from calmtunes import sessions
+
+    rofs = OSError(e.EROFS, "Read-only file system")
+    assert "read-only file system" in sessions._fix(rofs)
+    assert "read-only" in sessions._fix(sqlite3.OperationalError(
+        "attempt to write a readonly database"))
+    full = OSError(e.ENOSPC, "No space left on device")
+    assert "disk is full" in sessions._fix(full)
+    assert "disk is full" in sessions._fix(sqlite3.OperationalError("database or disk is full"))
+    # the folder's file system mounted read-only (an SD card with errors): SQLite says only
+    # that it is "unable to open", which is otherwise a question of ownership
+    cannot = sqlite3.OperationalError("unable to open database file")
+    assert "belong to the daemon's user" in sessions._fix(cannot, tmp_path)
+    real = os.statvfs
+    monkeypatch.setattr(sessions.os, "statvfs", lambda p: types.SimpleNamespace(
+        f_flag=real(p).f_flag | os.ST_RDONLY))
+    assert "read-only file system" in sessions._fix(cannot, tmp_path / "state" / "calmtunes")
+    # never the advice to move a file away: that cannot help
+    for exc in (rofs, full, cannot):
+        assert "move it away" not in sessions._fix(exc, tmp_path)

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import errno
 import logging
 import math
 import os
@@ -557,15 +558,33 @@ def _damaged(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
-def _fix(exc: BaseException) -> str:
-    """What a technician can do about a records file that cannot be used."""
+def _read_only(folder: Path | None) -> bool:
+    """Whether ``folder`` (or the nearest folder above it that exists) is on a file system
+    mounted read-only."""
+    while folder is not None:
+        try:
+            return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            folder = folder.parent if folder.parent != folder else None
+    return False
+
+
+def _fix(exc: BaseException, folder: Path | None = None) -> str:
+    """What a technician can do about a records file (in ``folder``) that cannot be used."""
+    if (isinstance(exc, OSError) and exc.errno == errno.EROFS) or "readonly" in str(exc) \
+            or _read_only(folder):
+        return ("the state folder is on a read-only file system: check the SD card (a card "
+                "with errors is remounted read-only; `dmesg` says) and that the unit's "
+                "StateDirectory= is writable")
     if _damaged(exc):
         return "the file is damaged; move it away (the daemon begins a fresh one at its start)"
     if isinstance(exc, PermissionError) or "unable to open" in str(exc):
         return ("check that the state folder and sessions.db belong to the daemon's user "
                 "(the unit's StateDirectory= sets this up)")
-    if isinstance(exc, sqlite3.OperationalError):
-        return "check the disk is not full and no other program holds the file"
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc):
+        return "the disk is full: free space on it (`df -h /var/lib/calmtunes`)"
+    if isinstance(exc, (OSError, sqlite3.OperationalError)):
+        return "check the disk is not full or read-only and no other program holds the file"
     return "the file holds values calmtunes cannot use; move it away to begin a fresh one"
 
 
@@ -667,9 +686,9 @@ class SessionRecorder:
                 text = f"{type(exc).__name__}: {exc}" if not isinstance(
                     exc, (OSError, sqlite3.Error)) else str(exc)
                 log.error("session records unavailable (%s: %s); the music goes on without "
-                          "them: %s", path, text, _fix(exc))
+                          "them: %s", path, text, _fix(exc, path.parent))
                 if problems is not None:
-                    problems.append(f"not kept ({path}: {text}): {_fix(exc)}")
+                    problems.append(f"not kept ({path}: {text}): {_fix(exc, path.parent)}")
                 return None
         rec = cls(config, store, boot_id, unclean)
         rec._last_prune = now
