@@ -760,8 +760,11 @@ class Daemon:
                 self._set_playing(True)
         elif name in ("volume_up", "volume_down"):
             change = step if name == "volume_up" else -step
-            db = self.conductor.set_volume_db(self.conductor.volume_db + change)
-            log.info("volume %+.1f dB (%s)", db, source)
+            before = self.conductor.volume_db
+            db = self.conductor.set_volume_db(before + change)
+            # at a limit a press changes nothing: said at debug (a held or stuck button)
+            (log.info if db != before else log.debug)("volume %+.1f dB (%s)%s", db, source,
+                                                      "" if db != before else ", at its limit")
         elif name == "volume":
             db = self.conductor.set_volume_db(arg)
             log.info("volume %+.1f dB (%s)", db, source)

@@ -413,3 +413,42 @@ def test_simulated_pins_remember_a_bounded_history():
         led.close()
     finally:
         factory.reset()
+
+
+@pytest.mark.parametrize("role", ["play_pause", "privacy", "volume_up"])
+def test_a_chattering_button_is_ignored_until_quiet_and_said_once(panel_factory, role, caplog):
+    """A failing switch bouncing at 100 Hz for 30 s: not a session started and ended every
+    0.8 s, not a log line per press; the panel says which button, once, and takes it back once
+    it has been quiet."""
+    from calmtunes.panel.component import CHATTER_QUIET_S
+
+    comp, _, sent, factory = panel_factory()
+    comp.mark_ok()
+    pin = factory.pin(PINS[role])
+    with caplog.at_level("DEBUG", logger="calmtunes"):
+        for _ in range(3000):
+            pin.drive_low()
+            comp.clock.advance(0.005)
+            step(comp)
+            pin.drive_high()
+            comp.clock.advance(0.005)
+            step(comp)
+        chattering = comp.health(), comp.status()
+        step(comp, CHATTER_QUIET_S + 0.5)
+    if role == "volume_up":
+        assert len(sent) <= 3  # what got through before the chatter was seen
+    else:  # the toggle the storm made is undone: play (or privacy) as it was before it
+        assert sent == [(role, None), (role, None)]
+    assert chattering[0].detail.startswith(f"{role} button chattering")
+    assert chattering[1]["chattering"] == [role]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"the {role} button is chattering" in warned[0]
+    assert len(warned) == (1 if role == "volume_up" else 2)
+    assert len([r for r in caplog.records if r.levelname == "INFO"]) <= 2
+    assert comp.health().state == OK and "chattering" not in comp.status()
+    before = len(sent)
+    comp.clock.advance(TOGGLE_GUARD_S)
+    click(comp, role)
+    for _ in range(5):
+        step(comp, VOLUME_INTERVAL_S)
+    assert len(sent) == before + 1  # a person's press counts again

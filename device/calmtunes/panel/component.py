@@ -25,7 +25,11 @@ at once (no added latency). A storm of presses does not queue up: the first pres
 at once and, within :data:`PRESET_GUARD_S` after it, later ones are coalesced so the last one wins;
 volume steps are sent at most one per :data:`VOLUME_INTERVAL_S`, up and down presses cancelling
 out and at most :data:`MAX_VOLUME_BACKLOG` steps waiting; play/pause and privacy presses within
-:data:`TOGGLE_GUARD_S` of the last one sent are dropped.
+:data:`TOGGLE_GUARD_S` of the last one sent are dropped. A button pressed faster than a hand can
+(:data:`CHATTER_PRESSES`, or :data:`CHATTER_TOGGLES` for play/pause and privacy, within
+:data:`CHATTER_WINDOW_S`) is a failing switch or a loose wire: it is ignored until quiet for
+:data:`CHATTER_QUIET_S`, said once, shown in ``status`` and the panel's health, and a play/pause
+or privacy toggle the storm made is undone.
 
 **LEDs.** The active preset's LED (the preset's ``led`` name, else its own name) is lit, from the
 ``"controls"`` topic; while no audio output is open (the ``"output"`` topic: a sound card
@@ -43,11 +47,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calmtunes.clock import SYSTEM
-from calmtunes.component import Component
+from calmtunes.component import DEGRADED, Component
 from calmtunes.config import Config
 from calmtunes.hardware import Hardware, mock_pin_factory, use_local_pins
 from calmtunes.hub import Hub
@@ -60,6 +64,14 @@ PRESET_GUARD_S = 0.5  # s after a preset is sent during which presses coalesce (
 VOLUME_INTERVAL_S = 0.15  # s between volume steps sent
 MAX_VOLUME_BACKLOG = 3  # volume steps that may wait; more presses are dropped
 TOGGLE_GUARD_S = 0.8  # s: play/pause or privacy again this soon is taken as a bounce or a slip
+#: this many accepted presses of one button within CHATTER_WINDOW_S (s) is more than a hand
+#: makes (a fast tapper manages ~7 a second for a moment on volume; nobody toggles play/pause
+#: or privacy six times in two seconds): a failing switch or a loose wire picking up noise.
+#: The button is ignored until it has been quiet for CHATTER_QUIET_S (s).
+CHATTER_PRESSES = 16
+CHATTER_TOGGLES = 6  # play_pause, privacy
+CHATTER_WINDOW_S = 2.0
+CHATTER_QUIET_S = 5.0
 CHORD = ("volume_up", "volume_down")  # held together: a new listener
 CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
@@ -84,6 +96,8 @@ class _ButtonState:
     last_edge: float = -1e9
     pressed_at: float = 0.0
     held: bool = False
+    presses: list[float] = field(default_factory=list)  # accepted presses, last CHATTER_WINDOW_S
+    chattering: bool = False  # ignored until quiet (see CHATTER_PRESSES)
 
 
 class PanelComponent(Component):
@@ -108,6 +122,7 @@ class PanelComponent(Component):
         self._volume_backlog = 0
         self._last_volume_sent = -1e9
         self._last_toggle_sent: dict[str, float] = {}
+        self._toggles_sent: dict[str, list[float]] = {}  # within CHATTER_WINDOW_S, by role
         self._pulse_led_mode: tuple[str, float] = ("", 0.0)
         self._lit_preset: str | None = "?"
         self._lit_unheard = False  # the lit preset LED flashes: no audio output
@@ -203,8 +218,10 @@ class PanelComponent(Component):
         return BUSY_STEP_S if busy else IDLE_STEP_S
 
     def status(self) -> dict:
+        chattering = sorted(r for r, st in self._btn.items() if st.chattering)
         return {"backend": self.config.panel.backend, "buttons": len(self.buttons),
-                "commands": self.commands_sent, "dropped": self.presses_dropped}
+                "commands": self.commands_sent, "dropped": self.presses_dropped,
+                **({"chattering": chattering} if chattering else {})}
 
     # -- buttons (gpiozero's thread) ----------------------------------------------------------
     def _edge(self, role: str, pressed: bool) -> None:
@@ -238,10 +255,13 @@ class PanelComponent(Component):
             st.down, st.last_edge = pressed, t
             if pressed:
                 st.pressed_at, st.held = t, False
+                if self._chatters(role, st, t):
+                    continue
                 if role != "play_pause":
                     self._pressed(role, t)
-            elif role == "play_pause" and not st.held:
+            elif role == "play_pause" and not st.held and not st.chattering:
                 self._pressed(role, t)
+        self._release_quiet(now)
         # A bounce that ended in the other state: believe the pin once it has settled.
         for role, st in self._btn.items():
             b = self.buttons.get(role)
@@ -253,6 +273,38 @@ class PanelComponent(Component):
             hold.held = True
             self._long_press()
         self._check_chord(now)
+
+    def _chatters(self, role: str, st: _ButtonState, t: float) -> bool:
+        """Count a press; True while the button chatters (its presses are then ignored)."""
+        st.presses = [p for p in st.presses if t - p < CHATTER_WINDOW_S]
+        st.presses.append(t)
+        limit = CHATTER_TOGGLES if role in ("play_pause", "privacy") else CHATTER_PRESSES
+        if not st.chattering and len(st.presses) >= limit:
+            st.chattering = True
+            log.warning("panel: the %s button is chattering (%d presses in %.0f s, more than a "
+                        "hand makes): ignored until it is quiet for %.0f s. Check the switch "
+                        "and its wiring", role, len(st.presses), CHATTER_WINDOW_S,
+                        CHATTER_QUIET_S)
+            self.degrade(f"{role} button chattering: ignored (check the switch and its wiring)")
+            if role in ("volume_up", "volume_down"):
+                self._volume_backlog = 0  # what the storm queued is not a person's asking
+            sent = [x for x in self._toggles_sent.get(role, []) if t - x < CHATTER_WINDOW_S]
+            if len(sent) % 2:  # the storm toggled play or privacy: back as it was before it
+                log.warning("panel: the %s toggle the chattering button made is undone", role)
+                self._send(role)
+        if st.chattering:
+            self.presses_dropped += 1
+        return st.chattering
+
+    def _release_quiet(self, now: float) -> None:
+        for role, st in self._btn.items():
+            if st.chattering and now - st.last_edge >= CHATTER_QUIET_S:
+                st.chattering = False
+                st.presses.clear()
+                log.info("panel: the %s button is quiet again; its presses count again", role)
+        if self._state == DEGRADED and "chattering" in self._detail and \
+                not any(st.chattering for st in self._btn.values()):
+            self.mark_ok()
 
     def _check_chord(self, now: float) -> None:
         a, b = (self._btn.get(r) for r in CHORD)
@@ -288,9 +340,12 @@ class PanelComponent(Component):
         else:  # play_pause, privacy
             if t - self._last_toggle_sent.get(role, -1e9) < TOGGLE_GUARD_S:
                 self.presses_dropped += 1
-                log.info("panel: %s pressed again within %.1f s; ignored", role, TOGGLE_GUARD_S)
+                log.debug("panel: %s pressed again within %.1f s; ignored", role,
+                          TOGGLE_GUARD_S)
                 return
             self._last_toggle_sent[role] = t
+            self._toggles_sent[role] = [x for x in self._toggles_sent.get(role, [])
+                                        if t - x < CHATTER_WINDOW_S] + [t]
             self._send(role)
 
     def _long_press(self) -> None:
