@@ -123,6 +123,27 @@ def test_unpinned_manifest_is_refused_unless_trust_is_any(tmp_path, caplog):
     assert "model_trust is 'any'" in caplog.text
 
 
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: [1, 2], "a JSON object expected, not list"),
+    (lambda m: {**m, "state_shape": [1]}, "'state_shape' is [1], not [layers, hidden]"),
+    (lambda m: {**m, "state_shape": "1x320"}, "'state_shape'"),
+    (lambda m: {**m, "tokens": 5}, "'tokens' is not a list of names"),
+    (lambda m: {**m, "controls": [1, 2]}, "'controls' is not a list of names"),
+    (lambda m: {k: v for k, v in m.items() if k != "sha256"}, "no 'sha256'"),
+    (lambda m: {**m, "sha256": None}, "'sha256' is not text"),
+])
+def test_a_malformed_manifest_is_named_with_what_is_wrong(tmp_path, edit, words):
+    """With model_trust: any (developing a model) a manifest of the wrong shape is refused
+    naming the file and the field, not with a bare TypeError from deep inside."""
+    model = tmp_path / SHIPPED.name
+    shutil.copy(SHIPPED, model)
+    model.with_suffix(".json").write_text(json.dumps(edit(json.loads(MANIFEST.read_text()))))
+    with pytest.raises(ModelError) as got:
+        load_manifest(model, trust="any")
+    assert str(model.with_suffix(".json")) in str(got.value)
+    assert words in str(got.value) and "reinstall the model" in str(got.value)
+
 def test_pinned_manifest_loads_quietly(tmp_path, caplog):
     model = tmp_path / SHIPPED.name
     shutil.copy(SHIPPED, model)

@@ -40,6 +40,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,10 +136,9 @@ def load_manifest(model_path: Path, trust: str = "pinned") -> dict:
                     digest)
     try:
         manifest = json.loads(raw)
+        _check_manifest(manifest)
         expected = manifest["sha256"]
-        for key in ("tokens", "controls", "state_shape"):
-            manifest[key]
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"generator manifest {manifest_path} is unreadable ({exc}); "
                          f"reinstall the model") from exc
     actual = file_sha256(model_path)
@@ -146,6 +146,26 @@ def load_manifest(model_path: Path, trust: str = "pinned") -> dict:
         raise ModelError(f"generator model {model_path} is corrupt: SHA-256 {actual[:12]}… "
                          f"differs from the manifest's {expected[:12]}…; reinstall the model")
     return manifest
+
+
+def _check_manifest(m: Any) -> None:
+    """ValueError naming what a manifest lacks or holds of the wrong kind."""
+    if not isinstance(m, dict):
+        raise ValueError(f"a JSON object expected, not {type(m).__name__}")
+    for key in ("sha256", "tokens", "controls", "state_shape"):
+        if key not in m:
+            raise ValueError(f"no {key!r}")
+    if not isinstance(m["sha256"], str):
+        raise ValueError("'sha256' is not text")
+    for key in ("tokens", "controls"):
+        if not isinstance(m[key], list) or not m[key] or \
+                not all(isinstance(t, str) for t in m[key]):
+            raise ValueError(f"{key!r} is not a list of names")
+    shape = m["state_shape"]
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1 << 16
+                    for n in shape)):
+        raise ValueError(f"'state_shape' is {shape!r}, not [layers, hidden]")
 
 
 class TokenTable:
