@@ -433,6 +433,28 @@ def test_report_opens_no_socket_and_leaves_nothing(box):
     box.assert_clean()
 
 
+
+def test_the_technicians_commands_open_no_socket_and_leave_nothing(box):
+    """What a technician types over SSH, against a device state with records in it: each
+    reads what it shows and writes nothing (``status`` only knocks on the local socket)."""
+    study = subprocess.run([*calmtunes_command(), "simulate", "--listener", "prefers-calm",
+                            "--nights", "1", "--duration", "120", "--virtual-clock",
+                            "--state-dir", str(box.state / "calmtunes")],
+                           capture_output=True, text=True, timeout=180, env=box.env(),
+                           cwd=box.work)
+    assert study.returncode == 0, study.stderr[-3000:]
+    config = ["--config", str(box.config)]
+    for args, codes in ((["sessions", *config], (0,)),
+                        (["sessions", "--export", "csv", *config], (0,)),
+                        (["listener", "show", *config], (0,)),
+                        (["status", *config], (0, 69)),  # 69 (EX_UNAVAILABLE): no daemon
+                        (["status", "--json", *config], (0, 69))):
+        done = box.call([*calmtunes_command(), *args], timeout=60)
+        assert done.returncode in codes, (args, done.returncode, done.stderr[-2000:])
+        if args[0] == "sessions":  # the records were there to be read
+            assert "prefers-calm" in done.stdout or done.stdout.count("\n") >= 2, done.stdout
+        box.assert_clean()
+
 # Debian's PortAudio is built with JACK: initialising it (import sounddevice) makes libjack open
 # its port-metadata database (Berkeley DB files, no audio and nothing about the listener) in
 # /dev/shm/jack_db-<uid>/, a path compiled into libjack that no setting moves. It is the one
