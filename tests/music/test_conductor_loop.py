@@ -198,6 +198,27 @@ def test_the_room_the_music_finds_is_taken_at_once_and_later_changes_glide():
     assert late.update(30.0, None, scene(30.0, "quiet_day", people=2)).melodic > 0.95
 
 
+
+@pytest.mark.parametrize("influence", [0.5, 1.0])
+def test_a_preset_pressed_as_the_visitors_leave_does_not_jump_the_volume_up(influence):
+    """Five minutes of a dark room with visitors (the room's cut: −3.5 dB at the default
+    influence, −7 at full), then the lights on and the visitors gone, and a person presses a
+    preset 2 s later: the room's cut glides off as it would have, it does not snap back up."""
+    c = Conductor(Config().replace(conductor={"scene_influence": influence}), "calm", -6.0)
+    for t in range(300):
+        c.update(float(t), None, scene(float(t), "night", people=2))
+    glided = [c.update(float(t), None, scene(float(t), "quiet_day")).volume_db
+              for t in range(300, 302)]
+    assert c.set_preset("sleep")
+    after = [c.update(float(t), None, scene(float(t), "quiet_day")).volume_db
+             for t in range(302, 306)]
+    steps = [b - a for a, b in zip([glided[-1], *after], after)]
+    assert max(steps) <= 0.3  # a glide, ~0.1–0.2 dB a second as before the press (not 3.5–7)
+    # a room found *quieter* at a segment's start is still taken at once
+    d = Conductor(Config().replace(conductor={"scene_influence": influence}), "calm", -6.0)
+    quiet = d.update(0.0, None, scene(0.0, "night", people=2)).volume_db
+    assert quiet <= -6.0 - 3.0 * influence
+
 def test_preset_change_restarts_at_the_heart_rate_and_bad_names_are_refused(caplog):
     c = Conductor(Config(), "calm", -6.0)
     for t in range(0, 600):

@@ -56,3 +56,26 @@ def test_a_quiet_programme_comes_up_to_its_target_gently():
     assert 0 < reached * STEP_S <= 25.0
     assert y.max() <= TARGET + 0.25
 
+
+
+def test_loud_music_after_a_long_quiet_passage_is_brought_down_fast():
+    """40 s of programme 25 dB under the usual (a near-silent bed, a card that played nothing)
+    lets the gain climb to its bound; when the music comes back, the gain in force is what the
+    listener hears: it must come down at the fast rate, not 20 s at the slow one."""
+    from calmtunes.music.normaliser import PRIOR_LUFS, SURGE_LU
+
+    norm = Normaliser(RATE, TARGET)
+    step = int(STEP_S * RATE)
+    out = []
+    for lufs, seconds in ((PRIOR_LUFS, 20.0), (PRIOR_LUFS - 25.0, 40.0), (PRIOR_LUFS, 30.0)):
+        x = programme(lufs, seconds, seed=int(-lufs))
+        for i in range(0, len(x) - step + 1, step):
+            norm.measure(x[i:i + step])
+            start, _ = norm.advance(STEP_S)
+            out.append(lufs + start)
+    loud_again = np.array(out[600:])
+    assert out[599] < TARGET - 10  # the quiet passage was quiet (the gain climbed its bound)
+    assert loud_again.max() <= TARGET + SURGE_LU + 8.0  # the first blocks, before it is heard
+    over = np.flatnonzero(loud_again > TARGET + SURGE_LU)
+    assert over.size * STEP_S <= 3.0  # (with the goal judged: ~20 s over)
+    assert loud_again[-50:].max() <= TARGET + 0.5

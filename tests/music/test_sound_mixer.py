@@ -9,7 +9,7 @@ from calmtunes.music.controls import Controls
 from calmtunes.music.events import NoteEvent, Phrase
 from calmtunes.music.fallback import ProceduralComposer
 from calmtunes.music.loudness import integrated_loudness, true_peak_dbtp
-from calmtunes.music.mixer import Mixer
+from calmtunes.music.mixer import VOLUME_FLOOR_DB, Mixer
 
 SR = 48000
 BLOCK = 960
@@ -79,7 +79,41 @@ def test_volume_is_relative_to_the_target_and_capped():
     mixer.set_volume_db(+20.0)  # the buttons cannot go past max_volume_db
     assert mixer.volume_db == 0.0
     mixer.set_volume_db(-99.0)
-    assert mixer.volume_db == config.music.min_volume_db
+    assert mixer.volume_db == VOLUME_FLOOR_DB  # the conductor keeps music.min_volume_db
+
+
+def test_a_reload_raising_the_volume_floor_leaves_a_quieter_volume_where_it_is():
+    """A person turned it down to −30 dB; a reload raises music.min_volume_db to −8. The
+    conductor keeps −30 until a person presses; the mixer must not pull the sound up to the
+    floor (it did: +22 dB within a second)."""
+    config = Config().replace(music={"min_volume_db": -30.0})
+    mixer, _ = render_preset(config, "calm", 5.0, volume_db=-30.0)
+    mixer.reconfigure(config.replace(music={"min_volume_db": -8.0}))
+    mixer.set_controls(mixer.controls.with_(volume_db=-30.0))  # the conductor's next update
+    after = np.concatenate([mixer.render(BLOCK) for _ in range(int(3 * SR / BLOCK))])
+    assert mixer.volume_db == -30.0 and mixer._volume_now == -30.0
+    assert integrated_loudness(after, SR) < config.music.target_lufs - 25.0
+
+
+def test_the_music_begins_at_the_volume_the_conductor_gives_not_the_configs():
+    """At start the saved volume (−30 dB) comes with the first controls, after the mixer was
+    made at music.volume_db (+6): with no fade-in the first second was 24 dB too loud."""
+    config = Config().replace(music={"volume_db": 6.0, "max_volume_db": 6.0},
+                              audio={"fade_in_s": 0.0})
+    quiet, _ = render_preset(config, "calm", 1.0, volume_db=-30.0)
+    _, y = render_preset(config, "calm", 8.0, volume_db=-30.0)
+    first, later = y[: SR], y[4 * SR:]
+    from calmtunes.music.loudness import LoudnessMeter
+
+    def loudest_momentary(x):
+        meter, worst = LoudnessMeter(SR, 2), -np.inf
+        for i in range(0, len(x) - BLOCK + 1, BLOCK):
+            meter.push(x[i:i + BLOCK])
+            worst = max(worst, meter.momentary)
+        return worst
+
+    assert quiet._volume_now == -30.0
+    assert loudest_momentary(first) <= loudest_momentary(later) + 3.0
 
 
 def test_loud_configuration_still_stays_under_minus_1_dbtp():

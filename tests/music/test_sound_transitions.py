@@ -123,3 +123,38 @@ def test_control_changes_glide():
         s.mixer.set_controls(s.controls)
     y = Session().run(9.0, {4.0: dark_and_loud_bed})
     assert len(find_clicks(y, SR)) == 0
+
+
+def test_entrainment_switched_on_by_a_reload_fades_in():
+    """Off → isochronic on a reload: the tone fades in (it used to wait forever for a fade-out
+    of a tone that was never sounding)."""
+    s = Session()
+    s.run(2.0)
+    s.mixer.reconfigure(s.config.replace(sound={"entrainment": "isochronic"}))
+    y = s.run(4.0)
+    assert s.mixer.entrainment.mode == "isochronic" and s.mixer.entrainment._gain == 1.0
+    assert len(find_clicks(y, SR)) == 0
+
+
+@pytest.mark.parametrize("change", [
+    {"sound": {"entrainment_level_db": -12.0}},
+    {"music": {"target_lufs": -14.0}},
+])
+def test_the_entrainment_tone_glides_up_with_the_music_not_in_one_block(change):
+    """A reload raising the tone's level or the target: the tone rises at the music's slow rate
+    (it stepped up 28–36 dB in one block, 20 dB over the music while the music glided)."""
+    from calmtunes.music.normaliser import SLEW_DB_PER_S
+
+    config = Config().replace(sound={"entrainment": "binaural", "entrainment_level_db": -40.0},
+                              music={"target_lufs": -50.0})
+    s = Session(config)
+    s.run(3.0)
+    before = s.mixer._entrain_lufs
+    s.mixer.reconfigure(config.replace(**change))
+    levels = []
+    for _ in range(10):
+        s.run(1.0)
+        levels.append(s.mixer._entrain_lufs)
+    steps = np.diff([before, *levels])
+    assert steps.max() <= SLEW_DB_PER_S * 1.0 + 0.05
+    assert levels[-1] > before + 4.0  # and it does rise

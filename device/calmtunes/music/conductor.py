@@ -45,7 +45,8 @@ finds it is not a change: the first fresh scene within :data:`SCENE_FOUND_S` of 
 sets the weights at once (as the iso start meets the heart), so a session begun with visitors in
 the room starts softer, where a glide from an empty room would move the music's colour through
 its first minute and a half — a change of character nobody asked for, heard as a section of its
-own. At full weight:
+own. Never louder: a room found quieter than the weights held (a preset pressed as the visitors
+leave) glides as any change does. At full weight:
 
 =============  =====================================================================================
 night          tempo −4·s bpm, density ×(1−0.4·s), brightness −0.25·s, register −0.15·s,
@@ -108,6 +109,11 @@ SCENE_EFFECTS: dict[str, tuple[float, float, float, float, float, float, float]]
     "active": (0.0, -0.3, 0.0, 0.0, 0.0, -0.6, -3.0),
     "quiet_day": (0.0, 0.0, 0.12, 0.0, 0.0, 0.0, 0.0),
 }
+
+
+def _room_volume(weights: dict[str, float]) -> float:
+    """The volume offset (dB, ≤ 0) the scene weights make, before ``scene_influence``."""
+    return sum(SCENE_EFFECTS[label][6] * w for label, w in weights.items())
 
 
 @dataclass(frozen=True)
@@ -451,8 +457,11 @@ class Conductor:
                 want["active"] = 1.0  # visitors: softer and less melodic, whatever the light
         if fresh and not self._scene_found:
             self._scene_found = True
-            if self._segment_start is not None and now - self._segment_start <= SCENE_FOUND_S:
-                self._scene_w = want  # the room as the music finds it: no glide
+            if self._segment_start is not None and now - self._segment_start <= SCENE_FOUND_S \
+                    and _room_volume(want) <= _room_volume(self._scene_w):
+                # the room as the music finds it: no glide, unless that would make it louder
+                # (a preset pressed as visitors leave: the room's cut glides off as ever)
+                self._scene_w = want
                 return
         if dt > 0:
             for k, v in want.items():

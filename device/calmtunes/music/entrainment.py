@@ -58,6 +58,10 @@ class Entrainment:
             raise ValueError(f"entrainment: unknown mode {mode!r}; use one of {', '.join(MODES)}")
         self._next = (mode, clamp(beat_hz, 0.5, 40.0))
         self._on = False  # fade the present one out first
+        if self._gain == 0.0:  # nothing sounding (it was off): the new one fades in now
+            self.mode, self.beat_hz = self._next
+            self._next = None
+            self._on = self.mode != "off"
 
     @property
     def active(self) -> bool:

@@ -50,7 +50,7 @@ from calmtunes.music.events import Phrase
 from calmtunes.music.instruments import BUSES, TIMBRES, Ensemble, NoteRow
 from calmtunes.music.limiter import TruePeakLimiter
 from calmtunes.music.midi import PlayedNote, PlayLog
-from calmtunes.music.normaliser import Normaliser
+from calmtunes.music.normaliser import SLEW_DB_PER_S, SURGE_DB_PER_S, Normaliser
 from calmtunes.music.pacing import BreathPacer
 from calmtunes.music.reverb import FDNReverb
 from calmtunes.music.score import clean_phrase
@@ -63,9 +63,12 @@ CHUNK_S = 0.400  # instrument chunk, s (per-chunk costs are fixed: longer is che
 CHUNK_RANGE_S = (0.02, 1.0)  # chunk_s accepted, s
 VOLUME_SLEW_DB_PER_S = 20.0  # a 3 dB step takes 150 ms: heard as a quick glide, never a click
 CEILING_DBTP = -1.0
+#: the lowest volume the mixer takes, dB: the lowest ``music.min_volume_db`` the config allows
+VOLUME_FLOOR_DB = -60.0
 BED_GAIN = 0.12  # bed behind the music: at level 1.0 ~12 LU under the instruments, at 0.35 ~21
 SENDS = {"pad": 0.55, "melody": 0.4, "harmony": 0.45, "bass": 0.06}  # reverb sends per bus
 REVERB_GAIN = 0.9
+REVERB_GLIDE_PER_S = 0.1  # sound.reverb moves at most this much a second (0 → 1 in 10 s)
 HIGHPASS_HZ = 55.0  # below this a small speaker only rattles: no boom (2nd order, −3 dB here)
 
 _CONTROL_RANGES = {  # Controls field: (min, max) for clamping; NaN keeps the previous value
@@ -127,11 +130,12 @@ class Mixer:
         self._rooms: list[tuple[float, dict[str, float]]] = []
         self._reverb_level = config.sound.reverb
         self._volume_db = self._clamp_volume(config.music.volume_db)
-        self._volume_now = self._volume_db
+        self._volume_now = self._volume_db  # until the conductor's first controls (see them)
         self._fade = 0.0  # 0 silent – 1 full (linear position along the fade)
         self._fade_target = 0.0
         self._fade_rate = 1.0  # per frame
         self._skipping = False  # the last frames were skipped (:meth:`skip`), not rendered
+        self._entrain_lufs: float | None = None  # the entrainment tone's level, gliding
 
     # -- control -------------------------------------------------------------------------------
     def reconfigure(self, config: Config) -> None:
@@ -140,7 +144,9 @@ class Mixer:
         self.config = config
         s = config.sound
         self.normaliser.set_target(config.music.target_lufs)
-        self._volume_db = self._clamp_volume(self._volume_db)
+        # never louder: a lower max brings the volume down, a higher min leaves it (the
+        # conductor raises a volume under the floor only when a person presses)
+        self._volume_db = min(self._volume_db, config.music.max_volume_db)
         self.pacer.depth_db = s.breath_depth_db
         self.pacer.enabled = s.breath_pacing
         if s.bed != old.sound.bed:
@@ -173,11 +179,14 @@ class Mixer:
         self.set_volume_db(controls.volume_db)
 
     def _clamp_volume(self, db: float) -> float:
-        m = self.config.music
-        return float(min(m.max_volume_db, max(m.min_volume_db, db)))
+        """Under ``music.max_volume_db`` and over the lowest floor the config allows: a volume
+        under ``music.min_volume_db`` is the conductor's to keep (a reload that raised the
+        floor leaves it), never the mixer's to raise."""
+        return float(min(self.config.music.max_volume_db, max(VOLUME_FLOOR_DB, db)))
 
     def set_volume_db(self, db: float) -> None:
-        """Volume relative to the loudness target, in dB; clamped to music.min/max_volume_db."""
+        """Volume relative to the loudness target, in dB; clamped to ``music.max_volume_db``
+        and :data:`VOLUME_FLOOR_DB` (the conductor keeps it within its own limits)."""
         try:
             db = float(db)
         except (TypeError, ValueError):
@@ -186,6 +195,10 @@ class Mixer:
             log.warning("volume %r dB is not a number; keeping %.1f dB", db, self._volume_db)
             return
         self._volume_db = self._clamp_volume(db)
+        if self.position == 0 and self._fade == 0.0:
+            # nothing heard yet (the daemon's start: the saved volume arrives with the first
+            # controls): the music begins at this volume, not gliding to it from the config's
+            self._volume_now = self._volume_db
 
     @property
     def volume_db(self) -> float:
@@ -404,7 +417,10 @@ class Mixer:
         buses[mel:mel + 2] *= melodic
         dry = _DRY @ buses
         send = _SEND @ buses
+        # a new sound.reverb glides over seconds (0 → 1 adds ~2.5 dB: not within one chunk)
         goal = float(self.config.sound.reverb)
+        step = REVERB_GLIDE_PER_S * n / self.rate
+        goal = self._reverb_level + clamp(goal - self._reverb_level, -step, step)
         wet_gain = _glide(self._reverb_level, goal, n)
         self._reverb_level = goal
         wet = self.reverb.process(send)
@@ -477,10 +493,15 @@ class Mixer:
             fade = smoothstep(ramp(self._fade, fade1, frames))
             y = x * (ramp(g0, g1, frames) * fade)[:, None]
         if self.entrainment.active:
-            level = self.config.music.target_lufs + self.config.sound.entrainment_level_db
+            # its level glides to the config's as the music's own does (a new target or a new
+            # entrainment level: up at the normaliser's slow rate, down at its fast one), and
             # follows volume and fades, not the normalisation (it is already at its level)
+            goal = self.config.music.target_lufs + self.config.sound.entrainment_level_db
+            e0 = goal if self._entrain_lufs is None else self._entrain_lufs
+            e1 = e0 + clamp(goal - e0, -SURGE_DB_PER_S * seconds, SLEW_DB_PER_S * seconds)
+            self._entrain_lufs = e1
             v0, v1 = 10.0 ** (self._volume_now / 20.0), 10.0 ** (vol1 / 20.0)
-            amp = amplitude_for_lufs(level) * ramp(v0, v1, frames) * fade
+            amp = ramp(amplitude_for_lufs(e0) * v0, amplitude_for_lufs(e1) * v1, frames) * fade
             y = y + self.entrainment.render(frames, amp)
         self._volume_now = vol1
         self._fade = fade1

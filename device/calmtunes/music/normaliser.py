@@ -79,11 +79,13 @@ class Normaliser:
         self._surge = False
         if math.isfinite(short):
             # output = programme + gain + volume, and volume ≤ max_volume_db: bounding
-            # programme + gain by target + SURGE_LU bounds the output by the cap + SURGE_LU
+            # programme + gain by target + SURGE_LU bounds the output by the cap + SURGE_LU.
+            # Judged on the gain in force, not the goal: after a long quiet passage the goal
+            # falls as soon as the loud music is measured, while the gain that climbed in the
+            # quiet would take 20 s at the slow rate to come down
             ceiling = self.target + SURGE_LU
-            if short + goal > ceiling:
-                goal = ceiling - short
-                self._surge = True
+            goal = min(goal, ceiling - short)
+            self._surge = short + self.gain_db > ceiling
         self.goal_db = goal
 
     def advance(self, seconds: float) -> tuple[float, float]:
