@@ -63,6 +63,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import signal
 import stat
 import sys
@@ -128,6 +129,8 @@ HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 HEALTH_PULSE_KEEP = ("t", "finger", "quality", "reason")
 HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate", "tempo_bpm", "mode")
 HEALTH_CONTROLS = ("breath_rate", "tempo_bpm")
+#: the personaliser's figures are built from the heart rate, RMSSD and breathing: they go too
+HEALTH_CARE = ("last_reward", "best")
 #: config sections the loop itself reads (the conductor, commands, state, sessions)
 LOOP_SECTIONS = ("music", "conductor", "sessions", "device", "panel")
 #: options that only a new start can take (the loop refuses a reload that changes them)
@@ -856,6 +859,17 @@ class Daemon:
             if isinstance(status["pulse"], dict):
                 status["pulse"] = {k: v for k, v in status["pulse"].items()
                                    if k in HEALTH_PULSE_KEEP}
+            # the texts keep what went wrong, not the figures in it ("99 bpm measured, 49
+            # reported", "breath count (13 /min) ...", "belief +0.37 ± 3.30")
+            for key, texts in (("pulse", ("reason",)),
+                               ("care", ("why", "last_reward_reason"))):
+                part = status[key]
+                if isinstance(part, dict):
+                    for name in texts:
+                        if isinstance(part.get(name), str):
+                            part[name] = _without_figures(part[name])
+                    for name in HEALTH_CARE if key == "care" else ():
+                        part.pop(name, None)
             for key, hidden in (("conductor", HEALTH_CONDUCTOR), ("controls", HEALTH_CONTROLS)):
                 if isinstance(status[key], dict):
                     status[key] = {k: v for k, v in status[key].items() if k not in hidden}
@@ -1020,6 +1034,11 @@ def with_systemd_dirs(config: Config, environ: Any = None) -> Config:
                      getattr(config.device, key))
             dirs[key] = value
     return config.replace(device=dirs) if dirs else config
+
+
+def _without_figures(text: str) -> str:
+    """``text`` with every number replaced by "…" (status for those who may not see them)."""
+    return re.sub(r"[+\-−]?\d+(?:[.,]\d+)?", "…", text)
 
 
 def _public(record: Any) -> Any:

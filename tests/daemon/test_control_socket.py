@@ -418,6 +418,32 @@ def ask_as(uid: int, path: Path) -> dict:
     return json.loads(reply)
 
 
+
+def test_hidden_status_carries_no_figure_in_its_texts(tmp_config):
+    """The analyser's reasons and the personaliser's "why" hold figures ("99 bpm measured, 49
+    reported", "breath count (13 /min) ..."): those who may not see health figures get the
+    words without the numbers, and no reward or belief."""
+    import dataclasses
+
+    daemon = Daemon(tmp_config)
+    said = dataclasses.replace(READING, reason="99 bpm measured, 49 reported: half the measured "
+                               "rate; breath count (13 /min) and spectrum (6 /min) disagree")
+    daemon.hub.publish("pulse", said)
+    daemon._care_status = lambda: {"enabled": True, "listener": "L20261207-abc123",
+                                   "arm": "calm/slower", "last_reward": 0.42,
+                                   "best": [{"arm": "calm", "mean": 0.3, "sd": 1.2}],
+                                   "why": "Thompson sample +3.69 (belief +0.37 ± 3.30)",
+                                   "last_reward_reason": "heart rate fell 4.5 bpm"}
+    other = daemon.handle_request({"cmd": "status"}, Peer(1, 54321, 54321))
+    me = daemon.handle_request({"cmd": "status"}, Peer(1, os.geteuid(), os.getegid()))
+    assert "half the measured rate" in other["pulse"]["reason"]
+    assert not any(ch.isdigit() for ch in other["pulse"]["reason"])
+    assert other["care"]["arm"] == "calm/slower" and "Thompson sample" in other["care"]["why"]
+    assert not any(ch.isdigit() for ch in other["care"]["why"] + other["care"][
+        "last_reward_reason"])
+    assert "last_reward" not in other["care"] and "best" not in other["care"]
+    assert me["pulse"]["reason"] == said.reason and me["care"]["last_reward"] == 0.42
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
 def test_another_user_gets_no_health_figures_over_the_socket(tmp_config, tmp_path):
     daemon = Daemon(tmp_config)
