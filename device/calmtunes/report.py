@@ -375,11 +375,22 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     state_dir = Path(state_dir)
     store, rows = load_sessions(state_dir)
     try:
+        # One listener's report: the one whose session is asked for, else the current one.
+        # Another patient's nights are never mixed in (a device whose personaliser never ran
+        # has no listener: all its sessions are shown).
+        listener = CareStore(state_dir).peek_current()
         if session_id is not None:
-            chosen = [r for r in rows if r["id"] == session_id]
-            if not chosen:
+            asked = [r for r in rows if r["id"] == session_id]
+            if not asked:
                 raise ReportError(f"no session {session_id} in {state_dir / DB_NAME} (have "
                                   f"{', '.join(str(r['id']) for r in rows[-10:]) or 'none'})")
+            listener = asked[0].get("listener") or listener
+        others = 0
+        if listener is not None:
+            mine = [r for r in rows if r.get("listener") == listener]
+            others, rows = len(rows) - len(mine), mine
+        if session_id is not None:
+            chosen = [r for r in rows if r["id"] == session_id]
         else:
             chosen = rows[-last:] if last else rows
         detail = [SessionData(r, store.points(r["id"])) for r in chosen]
@@ -391,8 +402,11 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
         "<meta name=viewport content='width=device-width, initial-scale=1'>",
         "<title>calmtunes: sessions report</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>calmtunes — listening sessions report</h1>",
-        f"<p>Made {_when(now)} from {html.escape(str(state_dir))}: {len(rows)} session(s) "
-        f"recorded, {len(detail)} shown in detail."
+        f"<p>Made {_when(now)} from {html.escape(str(state_dir))}: "
+        + (f"listener {html.escape(listener)}, " if listener is not None else "")
+        + f"{len(rows)} session(s) recorded, {len(detail)} shown in detail."
+        + (f" {others} session(s) of other listeners, or of none, are not shown." if others
+           else "")
         + (f" {store.unreadable} more have no usable start time and are left out (the file was "
            "changed outside calmtunes)." if store.unreadable else "") + "</p>",
         CAVEATS,
@@ -403,7 +417,7 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
                      "and the reward the personaliser learnt from (coloured by arm).</p>")
         parts.append(f"<figure>{trend_figure(Figure, rows, 'trend')}</figure>")
         parts.append(_summary_table(rows))
-    parts.append(_learned(config, state_dir, Figure))
+    parts.append(_learned(config, state_dir, Figure, listener))
     parts.append("<h2>Sessions in detail</h2>")
     for i, d in enumerate(detail):
         r = d.row
@@ -421,9 +435,8 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     return "\n".join(parts)
 
 
-def _learned(config: Config, state_dir: Path, Figure: Any) -> str:
+def _learned(config: Config, state_dir: Path, Figure: Any, listener: str | None) -> str:
     store = CareStore(state_dir)
-    listener = store.peek_current()
     if listener is None:
         return "<h2>What the personaliser learned</h2><p>No listener record on this device.</p>"
     record: ListenerRecord = store.load(listener, set_aside=False)
@@ -490,14 +503,15 @@ def _check_output(out: Path) -> None:
 
 
 def write_report(config: Config, state_dir: str | Path, out: str | Path, **kw: Any) -> int:
-    """Write the report to ``out`` (0640, like the records it shows); its size in bytes.
-    Nothing else is left anywhere (:func:`_matplotlib_folder`)."""
+    """Write the report to ``out`` (0600: the group of whoever runs it is not the group that may
+    read the records, so it is the writer's alone to pass on); its size in bytes. Nothing else
+    is left anywhere (:func:`_matplotlib_folder`)."""
     from calmtunes.state import write_atomic
 
     out = Path(out)
     _check_output(out)
     with _matplotlib_folder(out):
         text = build_report(config, state_dir, **kw).encode("utf-8")
-    write_atomic(out, text, 0o640)
-    os.chmod(out, 0o640)
+    write_atomic(out, text, 0o600)
+    os.chmod(out, 0o600)
     return len(text)

@@ -100,7 +100,8 @@ def test_the_command_writes_a_private_file_and_explains_failures(tmp_path, capsy
     known_session(tmp_path)
     out = tmp_path / "r.html"
     assert cli.main(["report", "--state-dir", str(tmp_path), "--out", str(out)]) == 0
-    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+    # the writer's alone: their own group may be one that may not read the records
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert cli.main(["report", "--state-dir", str(tmp_path), "--session", "99",
                      "--out", str(out)]) == 1
@@ -110,6 +111,40 @@ def test_the_command_writes_a_private_file_and_explains_failures(tmp_path, capsy
     with pytest.raises(ReportError, match="no sessions"):
         build_report(Config(), tmp_path / "none")
 
+
+
+def test_the_report_shows_one_listeners_nights_never_another_patients(tmp_path):
+    """Two nights of one patient, then a new listener (the next patient) and one night: the
+    report is the current listener's; asked for an earlier session, its listener's."""
+    from calmtunes.care.store import CareStore
+
+    cfg = Config().replace(device={"state_dir": str(tmp_path)})
+    store = CareStore(tmp_path)
+    nights = []
+    for listener, start, hr in ((store.new_listener(T0), T0, 95.0),
+                                (None, T0 + 86400, 96.0),
+                                (store.new_listener(T0 + 2 * 86400), T0 + 2 * 86400, 62.0)):
+        listener = listener or nights[-1][0]
+        rec = SessionRecorder.open(cfg, now=start)
+        rec.start(start, "calm")
+        for k in range(600):
+            rec.reading(start + k, PulseReading(t=k, finger=True, quality=0.9, hr_bpm=hr,
+                                                rmssd_ms=40.0, breathing_rate=12.0,
+                                                stress=0.3, stress_sd=0.05))
+            rec.tick(start + k)
+        rec.note(listener=listener, arm="calm/no-bed")
+        nights.append((listener, rec.session_id))
+        rec.end(start + 600, "pause")
+        rec.close(start + 601)
+    first, second = nights[0][0], nights[2][0]
+    page = build_report(cfg, tmp_path, now=T0 + 3 * 86400)
+    assert f"listener {second}, 1 session(s) recorded" in page
+    assert "2 session(s) of other listeners, or of none, are not shown" in page
+    across = page.split("Across sessions")[1].split("Sessions in detail")[0]
+    table = re.findall(r"<table\b.*?</table>", across, flags=re.S)[0]
+    assert first not in page and table.count("<tr>") == 2  # the header and the one night
+    earlier = build_report(cfg, tmp_path, session_id=nights[0][1], now=T0 + 3 * 86400)
+    assert f"listener {first}, 2 session(s) recorded" in earlier and second not in earlier
 
 @pytest.mark.parametrize("kind", ["fifo", "link", "folder", "device"])
 def test_the_report_never_takes_the_place_of_anything_but_a_file(tmp_path, capsys, kind):
