@@ -548,11 +548,16 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.state_dir:
         cfg = cfg.replace(device={"state_dir": args.state_dir})
     path = Path(cfg.device.state_dir) / DB_NAME
-    if path.parent.exists() and not path.parent.is_dir():
-        print(f"calmtunes sessions: the state folder {path.parent} is not a folder; check "
-              "--state-dir or device.state_dir", file=sys.stderr)
+    try:
+        if path.parent.exists() and not path.parent.is_dir():
+            print(f"calmtunes sessions: the state folder {path.parent} is not a folder; check "
+                  "--state-dir or device.state_dir", file=sys.stderr)
+            return 1
+        exists = path.exists()
+    except PermissionError as exc:  # the state folder is the daemon's and its group's only
+        print(f"calmtunes sessions: {read_error(path, exc)}", file=sys.stderr)
         return 1
-    if not path.exists():
+    if not exists:
         print(f"no sessions recorded ({path} does not exist){sim_sessions_hint(path, 'sessions')}")
         return 0
     if args.forget:
@@ -660,7 +665,12 @@ def cmd_listener(args: argparse.Namespace) -> int:
             return 1
         print(f"new listener {listener}: the personaliser starts afresh from the next session")
         return 0
-    listener = store.peek_current()
+    try:
+        listener = store.peek_current()
+    except PermissionError as exc:
+        print(f"calmtunes listener: cannot read {exc.filename or store.dir}: {exc.strerror} "
+              "(are you in the calmtunes group?)", file=sys.stderr)
+        return 1
     if listener is None:
         print(f"no listener recorded in {store.dir}")
         return 0

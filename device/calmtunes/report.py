@@ -353,12 +353,15 @@ def _session_summary(r: dict[str, Any]) -> str:
 
 def load_sessions(state_dir: Path) -> tuple[SessionStore, list[dict[str, Any]]]:
     path = state_dir / DB_NAME
-    if state_dir.exists() and not state_dir.is_dir():
-        raise ReportError(f"the state folder {state_dir} is not a folder; check --state-dir or "
-                          "device.state_dir")
-    if not path.exists():
-        raise ReportError(f"no sessions recorded ({path} does not exist); check --state-dir",
-                          missing=path)
+    try:
+        if state_dir.exists() and not state_dir.is_dir():
+            raise ReportError(f"the state folder {state_dir} is not a folder; check --state-dir "
+                              "or device.state_dir")
+        if not path.exists():
+            raise ReportError(f"no sessions recorded ({path} does not exist); check --state-dir",
+                              missing=path)
+    except PermissionError as exc:  # not the records' group: say so, not "cannot write"
+        raise ReportError(read_error(path, exc)) from exc
     import sqlite3
 
     try:
@@ -378,7 +381,11 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
         # One listener's report: the one whose session is asked for, else the current one.
         # Another patient's nights are never mixed in (a device whose personaliser never ran
         # has no listener: all its sessions are shown).
-        listener = CareStore(state_dir).peek_current()
+        try:
+            listener = CareStore(state_dir).peek_current()
+        except PermissionError as exc:
+            raise ReportError(f"cannot read the care record in {state_dir}: {exc.strerror} "
+                              "(are you in the calmtunes group?)") from exc
         if session_id is not None:
             asked = [r for r in rows if r["id"] == session_id]
             if not asked:

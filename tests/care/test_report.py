@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +146,62 @@ def test_the_report_shows_one_listeners_nights_never_another_patients(tmp_path):
     assert first not in page and table.count("<tr>") == 2  # the header and the one night
     earlier = build_report(cfg, tmp_path, session_id=nights[0][1], now=T0 + 3 * 86400)
     assert f"listener {first}, 2 session(s) recorded" in earlier and second not in earlier
+
+
+_OUTSIDER = """
+import os, sys
+# everything the command needs is loaded before the rights are dropped
+import csv, locale, plistlib, shutil, sqlite3, tempfile, time, yaml
+import matplotlib
+from calmtunes import cli, config, config_file, report, sessions
+from calmtunes.care import personaliser, store
+from calmtunes.report import _matplotlib
+_matplotlib()
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def as_other_user(argv: list[str]) -> tuple[int, str]:
+    """``calmtunes ARGV`` as uid/gid 65534 (nobody: not in the records' group): its exit code
+    and stderr."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), MPLCONFIGDIR="/nonexistent")
+    proc = subprocess.run([sys.executable, "-c", _OUTSIDER, *argv], capture_output=True,
+                          text=True, timeout=120, env=env)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.parametrize("argv", [["sessions"], ["sessions", "--export", "csv"],
+                                  ["report", "--out", "OUT"], ["listener", "show"]])
+def test_someone_outside_the_group_is_told_so_not_given_a_traceback(tmp_path, argv):
+    """A user who may not read the records: one line naming the group, exit 1; not a
+    traceback, not "cannot write" the report, not "no listener recorded"."""
+    import tempfile
+
+    from calmtunes.care.store import CareStore
+
+    base = Path(tempfile.mkdtemp(prefix="calmtunes-acl-"))  # pytest's own folder is 0700
+    try:
+        os.chmod(base, 0o755)
+        state = base / "state"
+        state.mkdir()
+        known_session(state)
+        CareStore(state).new_listener(T0)
+        os.chmod(state, 0o750)  # the daemon's folder: its user and group only
+        out = base / "out"
+        out.mkdir()
+        os.chmod(out, 0o777)
+        argv = [a.replace("OUT", str(out / "r.html")) for a in argv]
+        code, err = as_other_user([*argv, "--state-dir", str(state)])
+    finally:
+        shutil.rmtree(base)
+    assert code == 1, err
+    assert "are you in the calmtunes group?" in err and "Traceback" not in err
+    assert "cannot write" not in err
+
 
 @pytest.mark.parametrize("kind", ["fifo", "link", "folder", "device"])
 def test_the_report_never_takes_the_place_of_anything_but_a_file(tmp_path, capsys, kind):

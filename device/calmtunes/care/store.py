@@ -93,12 +93,16 @@ def new_listener_id(now: float | None = None) -> str:
     return f"L{stamp}-{secrets.token_hex(3)}"
 
 
+def _unreadable(path: Path, exc: OSError) -> CareFileError:
+    return CareFileError(f"{path} cannot be opened ({exc.strerror})")
+
+
 def _read_json(path: Path) -> Any:
     """The JSON in ``path``; :class:`CareFileError` for anything but a small regular file
     holding strict JSON. FileNotFoundError passes through."""
     try:
         data = read_small(path, MAX_FILE_BYTES)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # absent, or not ours to read: the caller's
         raise
     except TooLarge:
         raise CareFileError(f"{path} is larger than {MAX_FILE_BYTES} bytes") from None
@@ -201,12 +205,15 @@ class CareStore:
             return listener, None
         except FileNotFoundError:
             pass
+        except PermissionError as exc:
+            problem = str(self._set_aside(self.current_path, _unreadable(self.current_path, exc)))
         except CareFileError as exc:
             problem = str(self._set_aside(self.current_path, exc))
         return self.new_listener(now), problem
 
     def peek_current(self) -> str | None:
-        """The current listener without creating or moving anything (None if unknown)."""
+        """The current listener without creating or moving anything (None if unknown);
+        PermissionError when the care folder is not the caller's to read."""
         try:
             data = _read_json(self.current_path)
         except (FileNotFoundError, CareFileError):
@@ -235,7 +242,9 @@ class CareStore:
             return _check_record(path, _read_json(path), listener)
         except FileNotFoundError:
             return ListenerRecord(listener, now)
-        except CareFileError as exc:
+        except (CareFileError, PermissionError) as exc:
+            if isinstance(exc, PermissionError):
+                exc = _unreadable(path, exc)
             problem = self._set_aside(path, exc) if set_aside else exc
             return ListenerRecord(listener, now, problem=str(problem))
 
