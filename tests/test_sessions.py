@@ -782,3 +782,31 @@ def test_the_advice_for_records_that_cannot_be_written_fits_the_cause(tmp_path, 
     # never the advice to move a file away: that cannot help
     for exc in (rofs, full, cannot):
         assert "move it away" not in sessions._fix(exc, tmp_path)
+
+
+def test_records_are_not_kept_where_another_user_could_read_or_change_them(tmp_path,
+                                                                            monkeypatch):
+    """A state folder any user may write (another user's `mkdir -m777`, with a 0666
+    sessions.db of theirs in it), or one another user owns: the daemon does not write the
+    listeners' records there; the music goes on and status says why."""
+    from calmtunes.care.store import CareStore
+
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(state, 0o777)
+    problems: list[str] = []
+    assert SessionRecorder.open(cfg_for(state), now=T0, problems=problems) is None
+    assert "may be written by every user" in problems[0] and "chmod o-w" in problems[0]
+    assert not (state / DB_NAME).exists()
+    with pytest.raises(PermissionError, match="may be written by every user"):
+        CareStore(state).new_listener(T0)
+    os.chmod(state, 0o750)
+    # owned by someone else (here: this process pretends to be uid 4321)
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)
+    problems.clear()
+    assert SessionRecorder.open(cfg_for(state), now=T0, problems=problems) is None
+    assert f"belongs to uid {os.stat(state).st_uid}, not to this user (uid 4321)" in problems[0]
+    monkeypatch.undo()
+    rec = SessionRecorder.open(cfg_for(state), now=T0)  # the daemon's own folder: kept
+    assert rec is not None
+    rec.close(T0 + 1)

@@ -91,7 +91,7 @@ from calmtunes.care.reward import RESPONSE_COLUMNS
 from calmtunes.care.trace import POINT_FIELDS, SessionTrace, TracePoint
 from calmtunes.config import Config
 from calmtunes.music.conductor import check_reading
-from calmtunes.state import move_aside
+from calmtunes.state import NotOurs, move_aside, refuse_foreign
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ def _secure_dir(folder: Path) -> None:
     st = os.stat(folder)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"{folder} is not a folder")
+    refuse_foreign(folder, st)
     mode = stat.S_IMODE(st.st_mode)
     if mode & ~DIR_MODE and st.st_uid == os.geteuid():
         os.chmod(folder, mode & DIR_MODE)
@@ -199,6 +200,7 @@ def _secure_file(path: Path) -> None:
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{p} is {_kind(st.st_mode)}, not a regular file; move it out of "
                           f"{p.parent} for the records to be kept there again")
+        refuse_foreign(p, st)
         if stat.S_IMODE(st.st_mode) != DB_MODE and st.st_uid == os.geteuid():
             os.chmod(p, DB_MODE)
             log.info("sessions: %s was %04o, now %04o", p, stat.S_IMODE(st.st_mode), DB_MODE)
@@ -578,6 +580,8 @@ def _fix(exc: BaseException, folder: Path | None = None) -> str:
                 "StateDirectory= is writable")
     if _damaged(exc):
         return "the file is damaged; move it away (the daemon begins a fresh one at its start)"
+    if isinstance(exc, NotOurs):
+        return "the records are not kept where another user could read or change them"
     if isinstance(exc, PermissionError) or "unable to open" in str(exc):
         return ("check that the state folder and sessions.db belong to the daemon's user "
                 "(the unit's StateDirectory= sets this up)")

@@ -34,6 +34,27 @@ MAX_STATE_BYTES = 64 * 1024  # the state file holds about 100 bytes; a larger on
 BAD_COPIES = 3  # unreadable state files kept aside (state.json.bad-<time>), newest first
 
 
+class NotOurs(PermissionError):
+    """A folder or file for the listeners' records that another user owns, or any user may
+    write: the records are not kept there (see :func:`refuse_foreign`)."""
+
+
+def refuse_foreign(path: Path, st: os.stat_result) -> None:
+    """Raise :class:`NotOurs` when ``path`` (``st`` its lstat) belongs to another user (unless
+    this process is root) or may be written by every user: the listeners' health records are
+    kept only where the daemon's user, and its group for reading, can reach them."""
+    me = os.geteuid()
+    if me != 0 and st.st_uid != me:
+        raise NotOurs(errno.EACCES, f"{path} belongs to uid {st.st_uid}, not to this user (uid "
+                      f"{me}): the listeners' records are kept only in the daemon's own folder; "
+                      f"give it to the daemon's user (chown) or set device.state_dir to another "
+                      f"folder")
+    if stat.S_IMODE(st.st_mode) & 0o002:
+        raise NotOurs(errno.EACCES, f"{path} may be written by every user "
+                      f"({stat.S_IMODE(st.st_mode):04o}): the listeners' records are not kept "
+                      f"there; chmod o-w it or set device.state_dir to another folder")
+
+
 class TooLarge(ValueError):
     """A regular file larger than :func:`read_small` takes."""
 

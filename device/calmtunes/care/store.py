@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from calmtunes.care.arms import parse_arm
-from calmtunes.state import TooLarge, move_aside, read_small, write_atomic
+from calmtunes.state import TooLarge, move_aside, read_small, refuse_foreign, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def _secure_dir(folder: Path) -> None:
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"{folder} is not a folder")
+    refuse_foreign(folder, st)
     if stat.S_IMODE(st.st_mode) != DIR_MODE and st.st_uid == os.geteuid():
         os.chmod(folder, DIR_MODE)
 
@@ -175,6 +176,8 @@ class CareStore:
         self.current_path = self.dir / "current.json"
 
     def _ensure(self) -> None:
+        if self.dir.parent.is_dir():  # the state folder: another user's, or everyone's, is not
+            refuse_foreign(self.dir.parent, os.stat(self.dir.parent))
         _secure_dir(self.dir)
         _secure_dir(self.listeners_dir)
 
