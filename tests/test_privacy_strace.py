@@ -276,6 +276,16 @@ class Sandbox:
                                 stderr=open(self.base / "stderr.log", "w"), text=True,
                                 env=self.env(), cwd=self.work)
 
+    def study(self, listener: str, seconds: int) -> None:
+        """One night of a simulated ``listener`` into the run's state folder (not traced): the
+        records the commands under test then read."""
+        done = subprocess.run([*calmtunes_command(), "simulate", "--listener", listener,
+                               "--nights", "1", "--duration", str(seconds), "--virtual-clock",
+                               "--state-dir", str(self.state / "calmtunes")],
+                              capture_output=True, text=True, timeout=180, env=self.env(),
+                              cwd=self.work)
+        assert done.returncode == 0, done.stderr[-3000:]
+
     def stderr(self) -> str:
         return (self.base / "stderr.log").read_text()
 
@@ -419,12 +429,7 @@ def test_render_opens_no_socket_and_leaves_nothing(box):
 @pytest.mark.slow
 def test_report_opens_no_socket_and_leaves_nothing(box):
     pytest.importorskip("matplotlib")
-    study = subprocess.run([*calmtunes_command(), "simulate", "--listener", "prefers-sleep",
-                            "--nights", "1", "--duration", "300", "--virtual-clock",
-                            "--state-dir", str(box.state / "calmtunes")],
-                           capture_output=True, text=True, timeout=180, env=box.env(),
-                           cwd=box.work)
-    assert study.returncode == 0, study.stderr[-3000:]
+    box.study("prefers-sleep", 300)
     out = box.out("report.html")
     done = box.call([*calmtunes_command(), "report", "--config", str(box.config),
                      "--out", str(out)])
@@ -433,16 +438,10 @@ def test_report_opens_no_socket_and_leaves_nothing(box):
     box.assert_clean()
 
 
-
 def test_the_technicians_commands_open_no_socket_and_leave_nothing(box):
     """What a technician types over SSH, against a device state with records in it: each
     reads what it shows and writes nothing (``status`` only knocks on the local socket)."""
-    study = subprocess.run([*calmtunes_command(), "simulate", "--listener", "prefers-calm",
-                            "--nights", "1", "--duration", "120", "--virtual-clock",
-                            "--state-dir", str(box.state / "calmtunes")],
-                           capture_output=True, text=True, timeout=180, env=box.env(),
-                           cwd=box.work)
-    assert study.returncode == 0, study.stderr[-3000:]
+    box.study("prefers-calm", 120)
     config = ["--config", str(box.config)]
     for args, codes in ((["sessions", *config], (0,)),
                         (["sessions", "--export", "csv", *config], (0,)),
