@@ -144,7 +144,9 @@ class PulseComponent(Component):
             block = driver.read()
         except HardwareError as exc:
             self._bus_failures += 1
-            if str(exc) != self._sensor_error:
+            # a fault that lasts (three reads in a row, each already retried) is said once; a
+            # glitch the next read gets past stays in the degraded detail and the debug log
+            if self._bus_failures >= 3 and str(exc) != self._sensor_error:
                 self._sensor_error = str(exc)
                 log.warning("pulse: %s (retrying; the music goes on)", exc)
             self.degrade(f"sensor: {exc}")
