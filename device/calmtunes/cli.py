@@ -1,7 +1,8 @@
 """The ``calmtunes`` command.
 
 Exit statuses: 0 success; 1 a check failed (selftest) or the request was refused; 2 wrong usage;
-69 the daemon is not running (status and other requests); 78 configuration error.
+69 the daemon is not running (status and other requests); 77 its socket may not be opened by
+this user (not in the calmtunes group); 78 configuration error.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 from calmtunes import __version__  # noqa: E402
 from calmtunes import config as config_mod  # noqa: E402
-from calmtunes.errors import EX_CONFIG, EX_UNAVAILABLE, ConfigError  # noqa: E402
+from calmtunes.errors import EX_CONFIG, EX_NOPERM, EX_UNAVAILABLE, ConfigError  # noqa: E402
 
 log = logging.getLogger("calmtunes")
 
@@ -393,6 +394,7 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
     from calmtunes.control import BUSY, request
 
     errors = []
+    args.denied = False  # a socket there that this user may not open (the caller's exit status)
     for path in _socket_candidates(args):
         try:
             for wait in (0.2, 0.5, 1.0, None):  # a busy daemon is asked again, a few times
@@ -406,20 +408,32 @@ def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
             return {"ok": False, "error": BUSY}
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
+            args.denied |= isinstance(exc, PermissionError)
         except (ValueError, RecursionError) as exc:  # not JSON: not our daemon, cut off
             errors.append(f"{path}: the reply is not JSON ({str(exc)[:200]})")
-    print("calmtunes: the daemon is not running (or its socket is not readable by you):\n  "
-          + "\n  ".join(errors)
-          + "\n  check `systemctl status calmtunes`; are you in the calmtunes group?",
-          file=sys.stderr)
+    if args.denied:
+        print("calmtunes: this user may not open the daemon's socket:\n  " + "\n  ".join(errors)
+              + "\n  only root and the calmtunes group may; a technician is added with "
+              "`sudo usermod -aG calmtunes USER` (then log in again)", file=sys.stderr)
+    else:
+        print("calmtunes: the daemon is not running (or its socket is not readable by you):\n  "
+              + "\n  ".join(errors)
+              + "\n  check `systemctl status calmtunes`; are you in the calmtunes group?",
+              file=sys.stderr)
     return None
+
+
+def _unreachable(args: argparse.Namespace) -> int:
+    """The exit status when no daemon answered: 77 when a socket was there that this user may
+    not open (a daemon may well be running), else 69."""
+    return EX_NOPERM if getattr(args, "denied", False) else EX_UNAVAILABLE
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     reply = _request(args, "status")
     if reply is None:
         _print_fault(args)
-        return EX_UNAVAILABLE
+        return _unreachable(args)
     if args.json:
         print(json.dumps(reply, indent=2))
         return 0 if reply.get("ok") else 1
@@ -505,7 +519,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     """Ask the daemon to reload its config file; say what it did (exit 1 if refused)."""
     reply = _request(args, "reload")
     if reply is None:
-        return EX_UNAVAILABLE
+        return _unreachable(args)
     config = reply.get("config") or {}
     last = config.get("last_reload") or {}
     if not reply.get("ok"):
@@ -522,7 +536,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     extra = {"arg": args.value} if getattr(args, "value", None) is not None else {}
     reply = _request(args, args.request, **extra)
     if reply is None:
-        return EX_UNAVAILABLE
+        return _unreachable(args)
     if not reply.get("ok"):
         print(f"calmtunes: {reply.get('error')}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus names it
 EX_UNAVAILABLE = 69  # sysexits.h: a service the command needs is not there (e.g. no daemon)
+EX_NOPERM = 77  # sysexits.h: not permitted (a socket this user may not open)
 
 
 class CalmtunesError(Exception):

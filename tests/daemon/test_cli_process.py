@@ -236,6 +236,42 @@ def test_status_without_a_daemon_exits_69(tmp_path):
     assert "daemon is not running" in proc.stderr
 
 
+
+_OUTSIDER = """
+import os, sys
+import gettext, json, socket, time  # everything the command needs, before the rights are dropped
+from calmtunes import cli, config, config_file, control, fault
+cli.build_parser()
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+sys.exit(cli.main(["status", "--runtime-dir", sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
+def test_status_from_outside_the_group_exits_77_not_69(tmp_path):
+    """A daemon's socket there that this user may not open: a daemon may well be running, so
+    not "not running" (69) but 77, saying how a technician joins the group."""
+    import shutil
+    import socket
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="calmtunes-perm-"))  # pytest's own folder is 0700
+    try:
+        os.chmod(base, 0o755)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(base / "control.sock"))
+            os.chmod(base / "control.sock", 0o660)  # root's: uid 65534 is not in its group
+            server.listen(1)
+            proc = subprocess.run([sys.executable, "-c", _OUTSIDER, str(base)],
+                                  capture_output=True, text=True, timeout=60,
+                                  env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    finally:
+        shutil.rmtree(base)
+    assert proc.returncode == 77, proc.stderr
+    assert "may not open the daemon's socket" in proc.stderr and "usermod" in proc.stderr
+
 def test_simulate_says_where_the_sound_goes_as_the_config_has_it():
     from calmtunes.config import Config
 
