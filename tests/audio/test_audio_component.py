@@ -496,3 +496,48 @@ def test_an_output_that_keeps_dying_is_reopened_with_back_off_and_said_once(tmp_
     assert {"heard": False} in [{"heard": o["heard"]} for o in outputs]
     assert steady.state == "ok" and heard is True
     assert "audio output steady again" in caplog.text
+
+
+class UnpluggableSink(NullSink):
+    """A null sink on a virtual clock whose card can be pulled out and put back; keeps the peak
+    of every block it plays, with the time."""
+
+    def __init__(self, ring, sample_rate, clock):
+        super().__init__(ring, sample_rate, realtime=True, clock=clock)
+        self.present = True
+        self.heard: list[tuple[float, float]] = []
+
+    def open(self):
+        if not self.present:
+            raise OSError("no card")
+        super().open()
+
+    def _consume(self, block, real):
+        if not self.present:
+            raise OSError("card gone")
+        self.heard.append((self.clock(), float(np.abs(block).max())))
+
+
+def test_every_return_of_the_card_starts_from_silence_not_old_music(tmp_config):
+    """On a virtual clock (render, simulate) the ring was cleared at the first loss only: at
+    the second return ~190 ms of the music from before the loss played at its old level."""
+    clock = VirtualClock()
+    scheduler = Scheduler(clock)
+    composer, audio = build(tmp_config, lambda r, sr: UnpluggableSink(r, sr, clock), clock)
+    sink = audio.sink
+    composer.start(scheduler)
+    audio.start(scheduler)
+    try:
+        for lost, back in ((20.0, 25.0), (40.0, 45.0)):
+            scheduler.run_until(lost)
+            sink.present = False
+            scheduler.run_until(back)
+            sink.present = True
+        scheduler.run_until(60.0)
+    finally:
+        audio.stop()
+        composer.stop()
+    for back in (25.0, 45.0):
+        reopened = min(t for t, _ in sink.heard if t >= back)  # after the reopen's back-off
+        first = [p for t, p in sink.heard if reopened <= t < reopened + 0.25]
+        assert max(first[:3]) < 1e-4, (back, first)  # silence, then the fade-in (no old music)

@@ -146,6 +146,8 @@ class AudioComponent(Component):
     def step(self, now: float) -> float:
         self._keep_sink(now)
         period = self.block / self.sample_rate
+        if self._sink_open:
+            self._silent = None  # heard again: the next loss clears the ring afresh
         if self._sink_open and self.sink.virtual:
             # A virtual clock: the ring full, the sink takes what the output played by now,
             # the ring full again; the next step when the output wants its next block.
@@ -160,7 +162,6 @@ class AudioComponent(Component):
             # when the card is back the music fades in from there.
             self._keep_time(now)
             return NO_CARD_STEP_S
-        self._silent = None
         self._fill()
         if not self.config.audio.realtime:
             self.ring.wait_for_space(self.block, timeout=0.1)  # as fast as the sink drains
