@@ -190,3 +190,20 @@ def test_a_block_read_that_returns_nothing_is_a_sensor_error():
     bus.on = True
     with pytest.raises(SensorError, match="short read"):
         driver.read()
+
+
+def test_a_noisy_bus_does_not_fill_the_log(caplog):
+    """Bus noise that fails a read now and then (each already retried three times) and clears
+    at the next one: neither the failure nor the recovery is news in the journal."""
+    from calmtunes.sim.max30102 import Faults
+
+    clock = ManualClock(10.0)
+    bus = emulated_bus("rest", seed=2, clock=clock)
+    comp, _ = component(clock, bus)
+    with caplog.at_level(logging.INFO, logger="calmtunes"):
+        comp.open()
+        bus.faults = Faults(io_error_rate=0.3, short_read_rate=0.1)
+        drive(comp, clock, 600.0)
+    said = [r for r in caplog.records if r.levelno >= logging.INFO and "sps" not in r.getMessage()]
+    assert len(said) <= 20, [r.getMessage() for r in said][:10]  # ten minutes: was ~26-92/min
+    assert comp.driver.stats.samples > 40_000  # and the pulse still came through

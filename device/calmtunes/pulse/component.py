@@ -152,7 +152,9 @@ class PulseComponent(Component):
             self.degrade(f"sensor: {exc}")
             return min(self.max_backoff_s, 0.05 * 2 ** min(self._bus_failures, 10))
         if self._bus_failures and len(block):  # back only once samples come again
-            log.info("pulse: sensor reads again after %d failure(s)", self._bus_failures)
+            # said where the fault was (a glitch never reported is not news either way)
+            (log.info if self._sensor_error else log.debug)(
+                "pulse: sensor reads again after %d failure(s)", self._bus_failures)
             self._bus_failures = 0
             self._sensor_error = ""
             self.mark_ok()
