@@ -378,27 +378,26 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     state_dir = Path(state_dir)
     store, rows = load_sessions(state_dir)
     try:
-        # One listener's report: the one whose session is asked for, else the current one.
-        # Another patient's nights are never mixed in (a device whose personaliser never ran
-        # has no listener: all its sessions are shown).
+        # One listener's report: the one whose session is asked for (a session of none: the
+        # sessions of none), else the current one. Another patient's nights are never mixed
+        # in (a device whose personaliser never ran has no listener: all its sessions show).
         try:
             listener = CareStore(state_dir).peek_current()
         except PermissionError as exc:
             raise ReportError(f"cannot read the care record in {state_dir}: {exc.strerror} "
                               "(are you in the calmtunes group?)") from exc
-        if session_id is not None:
-            asked = [r for r in rows if r["id"] == session_id]
-            if not asked:
-                raise ReportError(f"no session {session_id} in {state_dir / DB_NAME} (have "
-                                  f"{', '.join(str(r['id']) for r in rows[-10:]) or 'none'})")
-            listener = asked[0].get("listener") or listener
-        others = 0
-        if listener is not None:
-            mine = [r for r in rows if r.get("listener") == listener]
-            others, rows = len(rows) - len(mine), mine
+        chosen = None
         if session_id is not None:
             chosen = [r for r in rows if r["id"] == session_id]
-        else:
+            if not chosen:
+                raise ReportError(f"no session {session_id} in {state_dir / DB_NAME} (have "
+                                  f"{', '.join(str(r['id']) for r in rows[-10:]) or 'none'})")
+            listener = chosen[0].get("listener")
+        others = 0
+        if listener is not None or session_id is not None:
+            mine = [r for r in rows if r.get("listener") == listener]
+            others, rows = len(rows) - len(mine), mine
+        if chosen is None:
             chosen = rows[-last:] if last else rows
         detail = [SessionData(r, store.points(r["id"])) for r in chosen]
     finally:
@@ -445,7 +444,8 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
 def _learned(config: Config, state_dir: Path, Figure: Any, listener: str | None) -> str:
     store = CareStore(state_dir)
     if listener is None:
-        return "<h2>What the personaliser learned</h2><p>No listener record on this device.</p>"
+        return ("<h2>What the personaliser learned</h2><p>No listener record for these sessions: "
+                "the personaliser did not play them.</p>")
     record: ListenerRecord = store.load(listener, set_aside=False)
     head = f"<h2>What the personaliser learned</h2><p>Listener {html.escape(listener)}"
     if record.problem:

@@ -148,6 +148,17 @@ def test_the_report_shows_one_listeners_nights_never_another_patients(tmp_path):
     assert f"listener {first}, 2 session(s) recorded" in earlier and second not in earlier
 
 
+def test_a_session_of_no_listener_asked_for_is_shown_while_a_listener_is_current(tmp_path):
+    """A session recorded with the personaliser off, asked for by its id after a listener was
+    started: its own detail, among the sessions of no listener (it came out empty)."""
+    from calmtunes.care.store import CareStore
+
+    cfg = known_session(tmp_path)
+    CareStore(tmp_path).new_listener(T0 + 86400)
+    page = build_report(cfg, tmp_path, session_id=1, now=T0 + 2 * 86400)
+    assert "1 session(s) recorded, 1 shown in detail" in page and "<h3>Session 1:" in page
+
+
 _OUTSIDER = """
 import os, sys
 # everything the command needs is loaded before the rights are dropped
