@@ -131,6 +131,8 @@ HEALTH_CONDUCTOR = ("hr_bpm", "stress_rise", "breath_rate", "tempo_bpm", "mode")
 HEALTH_CONTROLS = ("breath_rate", "tempo_bpm")
 #: the personaliser's figures are built from the heart rate, RMSSD and breathing: they go too
 HEALTH_CARE = ("last_reward", "best")
+#: texts that may carry a figure: shown with every number left out
+HEALTH_TEXTS = {"pulse": ("reason",), "care": ("why", "last_reward_reason")}
 #: config sections the loop itself reads (the conductor, commands, state, sessions)
 LOOP_SECTIONS = ("music", "conductor", "sessions", "device", "panel")
 #: options that only a new start can take (the loop refuses a reload that changes them)
@@ -861,15 +863,14 @@ class Daemon:
                                    if k in HEALTH_PULSE_KEEP}
             # the texts keep what went wrong, not the figures in it ("99 bpm measured, 49
             # reported", "breath count (13 /min) ...", "belief +0.37 ± 3.30")
-            for key, texts in (("pulse", ("reason",)),
-                               ("care", ("why", "last_reward_reason"))):
+            for key, texts in HEALTH_TEXTS.items():
                 part = status[key]
                 if isinstance(part, dict):
                     for name in texts:
                         if isinstance(part.get(name), str):
                             part[name] = _without_figures(part[name])
-                    for name in HEALTH_CARE if key == "care" else ():
-                        part.pop(name, None)
+            if isinstance(status["care"], dict):
+                status["care"] = {k: v for k, v in status["care"].items() if k not in HEALTH_CARE}
             for key, hidden in (("conductor", HEALTH_CONDUCTOR), ("controls", HEALTH_CONTROLS)):
                 if isinstance(status[key], dict):
                     status[key] = {k: v for k, v in status[key].items() if k not in hidden}

@@ -276,8 +276,7 @@ class PanelComponent(Component):
 
     def _chatters(self, role: str, st: _ButtonState, t: float) -> bool:
         """Count a press; True while the button chatters (its presses are then ignored)."""
-        st.presses = [p for p in st.presses if t - p < CHATTER_WINDOW_S]
-        st.presses.append(t)
+        st.presses = [*_recent(st.presses, t), t]
         limit = CHATTER_TOGGLES if role in ("play_pause", "privacy") else CHATTER_PRESSES
         if not st.chattering and len(st.presses) >= limit:
             st.chattering = True
@@ -288,8 +287,8 @@ class PanelComponent(Component):
             self.degrade(f"{role} button chattering: ignored (check the switch and its wiring)")
             if role in ("volume_up", "volume_down"):
                 self._volume_backlog = 0  # what the storm queued is not a person's asking
-            sent = [x for x in self._toggles_sent.get(role, []) if t - x < CHATTER_WINDOW_S]
-            if len(sent) % 2:  # the storm toggled play or privacy: back as it was before it
+            # the storm toggled play or privacy: back as it was before it
+            if len(_recent(self._toggles_sent.get(role, []), t)) % 2:
                 log.warning("panel: the %s toggle the chattering button made is undone", role)
                 self._send(role)
         if st.chattering:
@@ -344,8 +343,7 @@ class PanelComponent(Component):
                           TOGGLE_GUARD_S)
                 return
             self._last_toggle_sent[role] = t
-            self._toggles_sent[role] = [x for x in self._toggles_sent.get(role, [])
-                                        if t - x < CHATTER_WINDOW_S] + [t]
+            self._toggles_sent[role] = [*_recent(self._toggles_sent.get(role, []), t), t]
             self._send(role)
 
     def _long_press(self) -> None:
@@ -461,3 +459,8 @@ def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -
     hardware = hardware or Hardware(SYSTEM, hub)
     return PanelComponent(config, hub, pin_factory=hardware.pin_factory(config),
                           clock=hardware.clock)
+
+
+def _recent(times: list[float], t: float) -> list[float]:
+    """The times within :data:`CHATTER_WINDOW_S` before ``t``."""
+    return [x for x in times if t - x < CHATTER_WINDOW_S]

@@ -380,7 +380,7 @@ class MAX30102:
         if not self._started or self._failures >= self.reinit_after:
             self._reinit()
         last: SensorError | None = None
-        corrupt: SensorCorrupt | None = None
+        corrupt = False  # a round met corrupt data
         for attempt in range(1 + self.retries):
             try:
                 block = self._read_fifo()
@@ -392,14 +392,13 @@ class MAX30102:
                 # Each round starts again from the pointers, so samples a failed transfer may
                 # have popped show up as a gap in time and are counted as lost.
                 last = exc
-                if isinstance(exc, SensorCorrupt):
-                    corrupt = exc
+                corrupt |= isinstance(exc, SensorCorrupt)
                 if attempt < self.retries:
                     self.sleep(self.backoff_s * 2**attempt)
                 continue
             if len(block):
                 self._corrupt_reads = 0
-            elif corrupt is not None:
+            elif corrupt:
                 # the retry found the FIFO emptied by the corrupt read: nothing came through
                 self._corrupt_reads += 1
                 if self._corrupt_reads >= self.give_up_after:
