@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import os
 import re
@@ -786,17 +787,33 @@ def parse(data: Any, source: str = "config") -> Config:
     return config
 
 
-def load(path: str | os.PathLike[str] | None) -> Config:
+EMPTY_FILE = ("the file has no settings (it is empty, or only comments): a file emptied or cut "
+              "short by an edit would otherwise put every option, loudness included, back to its "
+              "default. Restore it (compare with config.example.yaml); if the defaults are "
+              "meant, write `{}` in it")
+
+
+def load(path: str | os.PathLike[str] | None, *, empty_ok: bool = True) -> Config:
     """Read and validate a YAML file; ``None`` means the defaults.
 
     Whatever the file is (a FIFO, a 100 MB log, Latin-1, an alias bomb), the answer is a
     :class:`Config` or a :class:`ConfigError` with a short message naming the line and the fix:
-    :mod:`calmtunes.config_file` reads it under limits."""
+    :mod:`calmtunes.config_file` reads it under limits. A file with no settings at all (empty,
+    or only comments) is an error unless ``empty_ok``: a reload must not take a file emptied by
+    accident for "all defaults" (louder, if the running file set a lower loudness); at start it
+    gives the defaults, with a warning (the device plays rather than stay silent)."""
     if path is None:
         return Config()
     from calmtunes.config_file import read_yaml
 
-    return parse(read_yaml(path), source=os.fsdecode(path))
+    source = os.fsdecode(path)
+    data = read_yaml(path)
+    if data is None:
+        if not empty_ok:
+            raise ConfigError(source, [EMPTY_FILE])
+        logging.getLogger(__name__).warning("config %s: %s; running on the defaults", source,
+                                            EMPTY_FILE.split(":")[0])
+    return parse(data, source=source)
 
 
 def to_dict(config: Config) -> dict[str, dict[str, Any]]:

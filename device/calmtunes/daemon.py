@@ -613,7 +613,7 @@ class Daemon:
     def _reload(self) -> str:
         old = self.config
         try:
-            new = config_mod.load(self.config_path)
+            new = config_mod.load(self.config_path, empty_ok=False)
             new = resolve(new.replace(**self.overlay) if self.overlay else new)
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config:\n%s", exc)
@@ -634,6 +634,11 @@ class Daemon:
             return "config reload refused: see the journal"
         changed = [name for name in config_mod.SECTIONS
                    if getattr(old, name) != getattr(new, name)]
+        for key, unit in (("target_lufs", "LUFS"), ("max_volume_db", "dB")):
+            before, after = getattr(old.music, key), getattr(new.music, key)
+            if after > before:  # asked for by the file, but never unremarked
+                log.warning("config reload: music.%s %g → %g %s: the music may become up to "
+                            "%.1f dB louder", key, before, after, unit, after - before)
         parts: dict[str, str] = {}
         done: list[Any] = []
         try:

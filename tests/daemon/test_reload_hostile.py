@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +52,10 @@ HOSTILE = {
     "dev_zero": lambda path: (clear(path), path.symlink_to("/dev/zero")),
     "directory": lambda path: (clear(path), path.mkdir()),
     "missing": clear,
+    # a file emptied or cut to nothing by an edit is not "all defaults" (louder, maybe)
+    "empty": writer(b""),
+    "only_comments": writer(b"# music:\n#   target_lufs: -42\n\n"),
+    "null_document": writer(b"---\n...\n"),
 }
 
 
@@ -122,7 +127,7 @@ def test_a_fault_while_loading_is_logged_and_the_daemon_plays_on(daemon_on_file,
     daemon, _ = daemon_on_file
     original = daemon.config
 
-    def broken(path):
+    def broken(path, **kwargs):
         raise MemoryError("cannot allocate")
 
     monkeypatch.setattr(config_mod, "load", broken)
@@ -271,3 +276,26 @@ def test_a_reload_never_makes_the_music_louder(daemon_on_file, tmp_config):
     assert seen[2] == (-6.0, -25.0, -25.0)
     assert seen[4] == -25.0 + step
     assert seen[7] == -15.0
+
+
+def test_a_reload_that_raises_the_loudness_is_taken_and_said(daemon_on_file, tmp_config, caplog):
+    daemon, path = daemon_on_file
+    louder = dataclasses.asdict(tmp_config)
+    louder["music"]["target_lufs"] = tmp_config.music.target_lufs + 6.0
+    run(daemon, 2.0, at=[(1.0, lambda: (path.write_text(yaml.safe_dump(louder)),
+                                        daemon.request_reload()))])
+    assert daemon.config.music.target_lufs == tmp_config.music.target_lufs + 6.0
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+            and "music.target_lufs" in r.getMessage()]
+    assert said and "up to 6.0 dB louder" in said[0], said
+
+
+def test_an_empty_file_at_start_gives_the_defaults_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("# all commented out\n")
+    assert config_mod.load(path) == config_mod.Config()
+    assert "has no settings" in caplog.text
+    with pytest.raises(config_mod.ConfigError, match=re.escape("write `{}`")):
+        config_mod.load(path, empty_ok=False)
+    path.write_text("{}\n")
+    assert config_mod.load(path, empty_ok=False) == config_mod.Config()
