@@ -40,6 +40,8 @@ from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
 from calmtunes.sessions import DB_NAME, SessionStore, read_error
 
+REPORT_HEAD = b"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # a report starts so
+
 POOR_USABLE = 0.5  # a step with fewer usable readings than this is shaded as poor signal
 COLOURS = {"hr": "#b2182b", "tempo": "#2166ac", "breath": "#1b7837", "pace": "#762a83",
            "rmssd": "#e08214", "poor": "#bdbdbd", "window": "#fdf6e3"}
@@ -404,7 +406,7 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
         store.close()
     now = time.time() if now is None else now
     parts = [
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        REPORT_HEAD.decode(),
         "<meta name=viewport content='width=device-width, initial-scale=1'>",
         "<title>calmtunes: sessions report</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>calmtunes — listening sessions report</h1>",
@@ -507,6 +509,19 @@ def _check_output(out: Path) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ReportError(f"cannot write {out}: it is not a regular file (a device or a FIFO); "
                           "name a new file")
+    if st.st_size and not _is_report(out):  # a slip of the tab key must not cost the records
+        raise ReportError(f"cannot write {out}: a file that is not a calmtunes report is "
+                          "there (the report replaces only an earlier report); name a new "
+                          "file, e.g. report.html")
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` starts as :func:`build_report`'s pages do."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(REPORT_HEAD)) == REPORT_HEAD
+    except OSError:
+        return False
 
 
 def write_report(config: Config, state_dir: str | Path, out: str | Path, **kw: Any) -> int:

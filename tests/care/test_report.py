@@ -241,6 +241,29 @@ def test_the_report_never_takes_the_place_of_anything_but_a_file(tmp_path, capsy
         assert (tmp_path / "target.html").read_text() == "keep"
 
 
+def test_the_report_replaces_an_earlier_report_but_never_another_file(tmp_path, capsys):
+    """`report --out` with the records' own file (a tab-completion slip under sudo) wrote HTML
+    over sessions.db. Only an earlier report (or an empty file) is replaced now."""
+    known_session(tmp_path)
+    db = tmp_path / "sessions.db"
+    before = db.read_bytes()
+    for victim in (db, tmp_path / "config.yaml"):
+        if not victim.exists():
+            victim.write_text("music:\n  volume_db: -12\n")
+        kept = victim.read_bytes()
+        assert cli.main(["report", "--state-dir", str(tmp_path), "--out", str(victim)]) == 1
+        err = capsys.readouterr().err
+        assert "not a calmtunes report" in err and "name a new file" in err
+        assert victim.read_bytes() == kept
+    assert db.read_bytes() == before
+    out = tmp_path / "report.html"
+    out.write_bytes(b"")
+    for _ in range(2):  # a new (empty) file, then the report it became
+        assert cli.main(["report", "--state-dir", str(tmp_path), "--out", str(out)]) == 0
+        assert out.read_bytes().startswith(b"<!DOCTYPE html>")
+    capsys.readouterr()
+
+
 def test_the_listener_command(tmp_path, capsys):
     assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 0
     assert "no listener" in capsys.readouterr().out
