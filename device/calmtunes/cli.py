@@ -185,6 +185,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"calmtunes simulate: no preset {args.preset!r} (have: "
               f"{', '.join(shown.music.presets)})", file=sys.stderr)
         return 2
+    refused = _foreign_file(args.out, "WAV", "simulate", "--out")
+    if refused:
+        return refused
     if args.listener is not None or args.nights is not None:
         return _simulate_nights(cfg, args)
     if args.state_dir is not None:  # said, not ignored: the run would not go where asked
@@ -306,6 +309,10 @@ def cmd_render(args: argparse.Namespace) -> int:
             return 2
     if not _fits_a_wav(args.minutes * 60.0, cfg.audio.sample_rate, "render", "--minutes"):
         return 2
+    refused = (_foreign_file(args.out, "WAV", "render", "--out")
+               or _foreign_file(args.midi, "MIDI", "render", "--midi"))
+    if refused:
+        return refused
     if args.midi is not None and _same_file(args.midi, args.out):
         print(f"calmtunes render: --midi and --out name the same file ({args.out}): the notes "
               "would overwrite the sound; give the MIDI file its own name (e.g. "
@@ -364,6 +371,33 @@ def _same_file(a: str, b: str) -> bool:
     except OSError:
         pass
     return os.path.abspath(a) == os.path.abspath(b)
+
+
+MAGIC = {"WAV": b"RIFF", "MIDI": b"MThd"}  # how a file of each kind starts
+
+
+def _foreign_file(path: str | None, kind: str, command: str, option: str) -> int:
+    """0 when ``path`` may be written: nothing there, an empty file, or a ``kind`` file (an
+    output replaces an earlier output, never another file: ``--out
+    /var/lib/calmtunes/sessions.db``, a slip of the tab key under sudo, cost the records).
+    Otherwise says why on stderr: 1 for a folder, 2 for another file."""
+    if not path:
+        return 0
+    try:
+        if os.path.isdir(path):
+            print(f"calmtunes {command}: cannot write {path}: Is a directory (name a file "
+                  f"in it for {option})", file=sys.stderr)
+            return 1
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return 0
+        with open(path, "rb") as f:
+            if f.read(4) == MAGIC[kind]:
+                return 0
+    except OSError:
+        return 0  # unreadable or gone: writing it says why
+    print(f"calmtunes {command}: {option} {path} is there and is not a {kind} file; it is "
+          f"replaced only by a file of its kind: name a new file", file=sys.stderr)
+    return 2
 
 
 def _os_error(exc: OSError) -> str:

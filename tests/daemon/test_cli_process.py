@@ -328,3 +328,29 @@ def test_simulate_says_which_options_do_not_go_together(tmp_path, extra, words):
                           timeout=60, env=env_for(tmp_path))
     assert proc.returncode == 2 and words in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["render", "simulate"])
+def test_an_output_never_replaces_a_file_of_another_kind(tmp_path, command):
+    """`--out /var/lib/calmtunes/sessions.db` wrote sound over the records; a WAV (or MIDI) is
+    now written only where nothing, an empty file or a file of its kind is."""
+    records = tmp_path / "sessions.db"
+    records.write_bytes(b"SQLite format 3\0" + bytes(200))
+    length = ["--minutes", "0.05"] if command == "render" else \
+        ["--virtual-clock", "--duration", "3"]
+    for option, target in (("--out", records), ("--midi", records)):
+        args = ["--out", str(tmp_path / "r.wav"), "--midi", str(target)] if option == "--midi" \
+            else ["--out", str(target)]
+        if option == "--midi" and command == "simulate":
+            continue
+        proc = subprocess.run([*CALMTUNES, command, *length, *args], capture_output=True,
+                              text=True, timeout=120, env=env_for(tmp_path))
+        assert proc.returncode == 2, proc.stderr[-1000:]
+        assert f"{option} {records} is there and is not a" in proc.stderr
+        assert records.read_bytes().startswith(b"SQLite format 3")
+    again = subprocess.run([*CALMTUNES, command, *length, "--out", str(tmp_path / "w.wav")],
+                           capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert again.returncode == 0, again.stderr[-1000:]
+    twice = subprocess.run([*CALMTUNES, command, *length, "--out", str(tmp_path / "w.wav")],
+                           capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
+    assert twice.returncode == 0, twice.stderr[-1000:]  # an earlier output is replaced
