@@ -15,6 +15,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 # One BLAS thread: the daemon's matrix products are small, and idle BLAS workers spinning on the
@@ -216,8 +217,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         log.info("simulation on a virtual clock: scenario %r, %.0f s into %s",
                  shown.sim.scenario, args.duration, args.out)
         try:
+            # today's date on the records (the state persists: a 1970 session would be pruned
+            # as 56 years old by the next run); the music does not read the wall clock
             summary = run_session(cfg, args.duration, args.out, preset=args.preset,
-                                  overlay=overlay, config_path=path, control=True, persist=True)
+                                  overlay=overlay, config_path=path, control=True, persist=True,
+                                  epoch=float(int(time.time())))
         except OSError as exc:  # HardwareError: the file was not written
             print(f"calmtunes simulate: {_os_error(exc)}", file=sys.stderr)
             return 1
@@ -423,7 +427,6 @@ def _socket_candidates(args: argparse.Namespace) -> list[Path]:
 
 
 def _request(args: argparse.Namespace, cmd: str, **extra) -> dict | None:
-    import time
 
     from calmtunes.control import BUSY, request
 
@@ -532,6 +535,9 @@ def format_status(s: dict) -> str:
               "back; the audio component's line says why)") if unheard else ""
     lines.append(f"audio      {audio.get('output', '—')}{closed}, underruns "
                  f"{audio.get('underruns', '—')}")
+    care = s.get("care")
+    if isinstance(care, dict):
+        lines.append(f"care       {format_care(care)}")
     conf = s.get("config") or {}
     if conf:
         lines.append(f"config     {conf.get('path') or 'defaults'}, generation "
@@ -547,6 +553,27 @@ def format_status(s: dict) -> str:
         detail = f"  {c['detail']}" if c.get("detail") else ""
         lines.append(f"  {name:<10} {c.get('state')}{detail}")
     return "\n".join(lines)
+
+
+def format_care(care: dict) -> str:
+    """The personaliser in a line: what plays and why, the clinician's pin and forbids."""
+    if care.get("enabled") is False and not care.get("pinned_arm"):
+        text = "personaliser off (care.enabled: false)"
+    elif care.get("problem") and care.get("arm") is None:
+        text = f"personaliser: {care['problem']}"
+    else:
+        who = f"listener {care['listener']}, " if care.get("listener") else ""
+        arm = care.get("arm") or "no session playing"
+        why = f" — {care['why']}" if care.get("why") else ""
+        text = f"{who}arm {arm}{why}"
+        if care.get("problem"):
+            text += f"; problem: {care['problem']}"
+    oversight = []
+    if care.get("pinned_arm"):
+        oversight.append(f"pinned {care['pinned_arm']}")
+    if care.get("forbidden_arms"):
+        oversight.append("forbidden " + ", ".join(map(str, care["forbidden_arms"])))
+    return text + (f" (clinician: {'; '.join(oversight)})" if oversight else "")
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -581,7 +608,6 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     """List or export read-only (``?mode=ro``: nothing is written); ``--forget`` needs the
     daemon's user, since the technician group may only read the records."""
     import sqlite3
-    import time
 
     from calmtunes.sessions import (
         DB_NAME,

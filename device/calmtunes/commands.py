@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from calmtunes.care.arms import allowed_presets, default_arm, preset_forbidden
 from calmtunes.config import Config
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
         if arg not in m.presets:
             return Checked(name, error=f"no preset {quote(arg)}{suggest(arg, presets)} "
                                        f"(have: {', '.join(presets)})")
+        if preset_forbidden(config, arg):
+            return Checked(name, error=f"preset {arg!r} is forbidden at this bedside by the "
+                                       f"clinician (care.forbidden_arms); choose another: "
+                                       f"{', '.join(allowed_presets(config)) or 'none'}")
         return Checked(name, arg)
     if name == "volume":
         db = _number(arg)
@@ -177,10 +182,16 @@ def checked_state(saved: dict[str, Any], config: Config) -> dict[str, Any]:
         db = m.min_volume_db
     state["volume_db"] = db
     preset = state.get("preset")
+    fallback = default_arm(config).preset  # music.default_preset unless a clinician forbade it
     if not isinstance(preset, str) or preset not in m.presets:
         log.warning("saved preset %s is not in the config; starting with %r (music.default_preset)",
-                    quote(preset), m.default_preset)
-        state["preset"] = m.default_preset
+                    quote(preset), fallback)
+        state["preset"] = fallback
+    elif preset_forbidden(config, preset):
+        log.warning("saved preset %r is forbidden by care.forbidden_arms; starting with %r",
+                    preset, fallback)
+        state["preset"] = fallback
+        state["manual"] = False  # a person's choice the clinician has since forbidden
     for key, default in (("playing", True), ("privacy", False), ("manual", False)):
         if key not in state:  # a state file from before the key existed
             state[key] = default

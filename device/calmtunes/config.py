@@ -759,8 +759,8 @@ def _check_care(config: Config, errors: list[str]) -> None:
                    if p not in forbidden and f"{p}/{v}" not in forbidden
                    and not (v == "standard" and p in forbidden)]
         if not allowed:
-            errors.append("care.forbidden_arms: forbids every arm; leave at least one, or set "
-                          "care.enabled: false")
+            errors.append("care.forbidden_arms: forbids every arm; leave at least one (the "
+                          "forbids hold with care.enabled: false too)")
 
 
 def parse(data: Any, source: str = "config") -> Config:

@@ -201,7 +201,7 @@ class Daemon:
         self.state = StateStore(
             Path(config.device.state_dir) / STATE_FILE,
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
-             "privacy": False, "manual": False},
+             "privacy": False, "manual": False, "manual_listener": ""},
         )
         saved = checked_state(self.state.load() if persist else dict(self.state.defaults),
                               config)  # clamped: never saved back as it was
@@ -240,8 +240,12 @@ class Daemon:
         # rewarded at its end; a preset chosen by a person overrides it until "preset auto".
         self.care = self._make_care()
         self.choice: Any = None  # the running session's arm (a care Choice), when chosen
-        # a person chose the preset: the personaliser stands aside (kept across power cuts)
+        # a person chose the preset: the personaliser stands aside (kept across power cuts) for
+        # the listener it was chosen for; a new listener lets it go
         self.manual = bool(saved.get("manual", False))
+        listener = saved.get("manual_listener")
+        self.manual_listener: str | None = listener if isinstance(listener, str) and listener \
+            else None
         self.sessions = self._make_sessions()
         for topic in ("command", "pulse", "scene", "output"):
             self.hub.subscribe(topic, lambda value, t=topic: self.post(t, value))
@@ -264,7 +268,8 @@ class Daemon:
         return recorder
 
     def _make_care(self):
-        if not (self.persist and self.config.care.enabled):
+        care = self.config.care
+        if not (self.persist and (care.enabled or care.pinned_arm)):  # a pin holds either way
             return None
         from calmtunes.care.personaliser import Personaliser
 
@@ -300,6 +305,8 @@ class Daemon:
         """A session starts (power-on, play, ``preset auto``): the personaliser chooses its arm
         unless a person chose the preset; the record starts."""
         self.choice = None
+        if self.care is not None and self.manual:
+            self._let_go_of_a_previous_listeners_choice(now)
         if self.care is not None and not self.manual:
             try:
                 self.choice = self.care.start_session(now)
@@ -308,10 +315,42 @@ class Daemon:
                               self.conductor.preset)
             if self.choice is not None:
                 self._play_arm(self.choice)
+        elif self.care is not None:  # a person's choice: the listener's session all the same
+            try:
+                self.choice = self.care.person_session(now, self.conductor.preset)
+            except Exception:
+                log.exception("care: the session of a person's choice cannot be noted")
         if self.sessions is not None:
             self.sessions.start(now, self.conductor.preset)
             if self.choice is not None:
                 self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
+
+    def _let_go_of_a_previous_listeners_choice(self, now: float) -> None:
+        """A preset a person chose binds the listener it was chosen for: after a new listener
+        (the panel's chord, or ``calmtunes listener new`` over SSH while the daemon runs) the
+        personaliser chooses again."""
+        try:
+            listener = self.care.store.current(now)[0]
+        except Exception:  # an unreadable record: the choice stays (the music never waits)
+            return
+        if self.manual_listener is None:
+            self.manual_listener = listener
+        elif listener != self.manual_listener:
+            log.info("care: listener %s is new here; the preset chosen by hand for %s no "
+                     "longer binds: the personaliser chooses", listener, self.manual_listener)
+            self.manual, self.manual_listener = False, None
+            self.save_state()
+
+    def _choose_by_hand(self, source: str, preset: str) -> None:
+        """A person chose ``preset``: the personaliser stands aside for this listener until
+        'preset auto', the panel's chord or a new listener."""
+        if self.care is None or self.manual:
+            return
+        self.manual = True
+        self.manual_listener = self.care.listener
+        log.info("care: %s chose preset %s; the personaliser stands aside for this listener "
+                 "until `calmtunes preset auto`, the panel's new-listener chord or a new "
+                 "listener", source, preset)
 
     def _play_arm(self, choice: Any) -> None:
         """Play ``choice``'s arm: its preset, and its variation of the config (tempo target,
@@ -332,18 +371,17 @@ class Daemon:
             return
         choice, self.choice = self.choice, None
         if choice is not None and self.care is not None:
-            if self.manual:
-                self.sessions.note(listener=choice.listener, arm=choice.arm.id)
-                log.info("care: no reward for this session: a person chose the preset")
-            else:
-                try:
-                    response = self.care.end_session(
-                        choice, self.sessions.points(now), now, self.sessions.session_id,
-                        unheard=self.sessions.unheard_spans(now))
-                    self.sessions.note(listener=choice.listener, arm=choice.arm.id,
-                                       **response.columns())
-                except Exception:
-                    log.exception("care: rewarding the session failed; the record goes on")
+            from calmtunes.care.personaliser import PERSON_CHOSE
+
+            try:  # a person's choice: measured and kept as the listener's night, not rewarded
+                response = self.care.end_session(
+                    choice, self.sessions.points(now), now, self.sessions.session_id,
+                    unheard=self.sessions.unheard_spans(now),
+                    unrewarded=PERSON_CHOSE if self.manual else None)
+                self.sessions.note(listener=choice.listener, arm=choice.arm.id,
+                                   **response.columns())
+            except Exception:
+                log.exception("care: measuring the session failed; the record goes on")
             if self.config is not choice.config:  # the next session starts from the file's
                 self._unplay_arm()
         self.sessions.end(now, why)
@@ -364,7 +402,7 @@ class Daemon:
                       "current listener stays. Check %s", source, exc, self.care.store.dir)
             return
         log.info("new listener %s (%s): the personaliser starts afresh", listener, source)
-        self.manual = False
+        self.manual, self.manual_listener = False, None
         if self.conductor.playing:
             self._end_session(now, "new_listener")
             self._start_session(now)
@@ -667,11 +705,8 @@ class Daemon:
         # From here the new config runs: what follows is care's, which the music never waits
         # for, so a failure is logged and the reload still counts (and is reported) as done.
         self.config = new
-        if self.care is not None:
-            try:
-                self.care.reconfigure(new)
-            except Exception:
-                log.exception("care: the personaliser could not take the new config")
+        if old.care != new.care:
+            parts["care"] = self._reload_care()
         if self.choice is not None:  # the session goes on with its arm, on the new config
             try:
                 from calmtunes.care.arms import apply_arm
@@ -684,6 +719,8 @@ class Daemon:
             except Exception:
                 log.exception("care: the session's arm could not be applied to the new config; "
                               "the session plays on without it")
+        if old.care != new.care:
+            self._obey_care_now()
         self.generation += 1
         self.loaded_at = self.clock.time()
         self.last_reload = {"ok": True, "changed": changed, "parts": parts}
@@ -691,6 +728,59 @@ class Daemon:
                  self.generation, ", ".join(f"{k} {v}" for k, v in parts.items()) or "no change")
         self.apply_controls()
         return "config reloaded"
+
+    def _reload_care(self) -> str:
+        """The care section changed: the personaliser takes it (started or stopped as
+        ``care.enabled`` and ``care.pinned_arm`` now ask). What was done, for the reload's
+        answer."""
+        had = self.care is not None
+        if had:
+            try:
+                self.care.reconfigure(self.config)
+            except Exception:
+                log.exception("care: the personaliser could not take the new config")
+        wanted = self.persist and (self.config.care.enabled or bool(self.config.care.pinned_arm))
+        if wanted and not had:
+            self.care = self._make_care()
+            return "personaliser started" if self.care is not None else "personaliser failed"
+        if had and not wanted:
+            self.care = None
+            return "personaliser stopped"
+        return "reconfigured"
+
+    def _obey_care_now(self) -> None:
+        """After a reload of the care section: a session playing a preset or an arm the
+        clinician has just forbidden, or other than the arm just pinned, ends here and a new
+        one starts under the new settings (the music changes preset smoothly, as for a press)."""
+        from calmtunes.care.arms import default_arm, preset_forbidden
+        from calmtunes.care.bandit import is_forbidden
+
+        care = self.config.care
+        arm = self.choice.arm if self.choice is not None else None
+        forbidden = preset_forbidden(self.config, self.conductor.preset) or (
+            arm is not None and not self.manual and is_forbidden(arm, care.forbidden_arms))
+        repinned = (not self.manual and self.care is not None and bool(care.pinned_arm)
+                    and (arm is None or arm.id != care.pinned_arm))
+        if not (forbidden or repinned):
+            return
+        if forbidden and self.manual:
+            log.warning("care: the preset chosen by hand (%s) is now forbidden "
+                        "(care.forbidden_arms); the personaliser chooses", self.conductor.preset)
+            self.manual, self.manual_listener = False, None
+        log.info("care: the session on %s ends: the clinician's new settings %s it",
+                 arm.id if arm is not None else self.conductor.preset,
+                 "forbid" if forbidden else "pin another arm than")
+        now = self.record_time()
+        if self.conductor.playing:
+            self._end_session(now, "reload")
+        if self.care is None and preset_forbidden(self.config, self.conductor.preset):
+            fallback = default_arm(self.config).preset
+            if self.conductor.set_preset(fallback):
+                self.composer.flush()
+                self.audio.change_preset()
+        if self.conductor.playing:
+            self._start_session(now)
+        self.save_state()
 
     # -- the closed loop ---------------------------------------------------------------------------
     def conduct(self, now: float) -> None:
@@ -734,7 +824,7 @@ class Daemon:
             return
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
                          "playing": self.conductor.playing, "privacy": self.privacy,
-                         "manual": self.manual})
+                         "manual": self.manual, "manual_listener": self.manual_listener or ""})
 
     def handle_command(self, command: Command) -> None:
         checked = check(command.name, command.arg, self.config)
@@ -748,7 +838,7 @@ class Daemon:
         step = self.config.music.volume_step_db
         if name == "preset" and arg == AUTO:
             log.info("preset auto (%s): the personaliser chooses from the next session", source)
-            self.manual = False
+            self.manual, self.manual_listener = False, None
             now = self.record_time()
             if self.conductor.playing:
                 self._end_session(now, "auto")
@@ -756,10 +846,7 @@ class Daemon:
             else:
                 self._set_playing(True)
         elif name == "preset":
-            if self.care is not None and not self.manual:
-                self.manual = True
-                log.info("care: %s chose preset %s; the personaliser stands aside until "
-                         "'preset auto'", source, arg)
+            self._choose_by_hand(source, arg)
             if self.conductor.set_preset(arg):
                 log.info("preset %s (%s)", arg, source)
                 self.composer.flush()
@@ -883,16 +970,24 @@ class Daemon:
 
     def _care_status(self) -> dict[str, Any] | None:
         """The personaliser: the arm playing and why, what it has learnt; or why not."""
+        care = self.config.care
+        oversight = {"pinned_arm": care.pinned_arm or None,
+                     "forbidden_arms": list(care.forbidden_arms)}
         if self.care is None:
-            return {"enabled": False} if not self.config.care.enabled else \
-                {"enabled": True, "problem": "not running (see the journal)"}
+            if not care.enabled:
+                return {"enabled": False, **oversight}
+            problem = ("not running: no state folder to keep its record in" if not self.persist
+                       else "not running: it could not start (see the journal)")
+            return {"enabled": True, "problem": problem, **oversight}
         status = self.care.status()
-        status["manual"] = self.manual
+        status.update(oversight, manual=self.manual)
         if self.choice is not None:
             status.update(arm=self.choice.arm.id, why=self.choice.why)
+        else:
+            status.update(arm=None, why=None)
         if self.manual:
-            status["why"] = ("a person chose the preset; `calmtunes preset auto` hands back to "
-                             "the personaliser")
+            status["why"] = ("a person chose the preset; `calmtunes preset auto` or the panel's "
+                             "new-listener chord hands back to the personaliser")
         return status
 
     def may_see_health(self, peer: Peer | None) -> bool:

@@ -83,7 +83,7 @@ def test_auto_is_refused_with_the_fix_when_the_personaliser_is_off(tmp_config):
     daemon = Daemon(tmp_config, control=False)  # care off in the shared test config
     reply = daemon.handle_request({"cmd": "preset", "arg": "auto"})
     assert reply["ok"] is False and "care.enabled" in reply["error"]
-    assert daemon.status()["care"] == {"enabled": False}
+    assert daemon.status()["care"] == {"enabled": False, "pinned_arm": None, "forbidden_arms": []}
     daemon.sessions.close(daemon.clock.time())
 
 
@@ -170,3 +170,135 @@ def test_simulate_preset_is_a_persons_choice_the_personaliser_leaves_alone(tmp_c
             cfg.music.presets["uplift"]["tempo_bpm"]  # not a variation of it
     finally:
         daemon.sessions.close(daemon.clock.time())
+
+
+# -- a clinician's pins and forbids hold on every path ---------------------------------------
+def test_a_forbidden_preset_is_refused_to_a_person_with_the_reason(tmp_config, caplog):
+    """`care.forbidden_arms: [uplift]` forbade the personaliser only: a panel press or
+    `calmtunes preset uplift` played it, said nowhere. Now refused, naming the setting."""
+    cfg = care_config(tmp_config, forbidden_arms=["uplift"])
+    daemon = virtual_daemon(cfg)
+    reply, status = run(daemon, 3.0, at=[
+        (1.0, lambda: daemon.hub.command("preset", "uplift", source="panel")),
+        (1.5, lambda: daemon.handle_request({"cmd": "preset", "arg": "uplift"})),
+        (2.0, daemon.status)])[1:]
+    assert daemon.conductor.preset != "uplift"
+    assert reply["ok"] is False and "forbidden" in reply["error"]
+    assert "care.forbidden_arms" in reply["error"] and "calm" in reply["error"]
+    assert "command refused (panel): preset 'uplift' is forbidden" in caplog.text
+    assert status["care"]["manual"] is False
+    assert status["care"]["forbidden_arms"] == ["uplift"]
+
+
+def test_forbids_hold_with_the_personaliser_off(tmp_config):
+    """With care.enabled false a forbidden default preset played, and a saved forbidden preset
+    came back after a restart. The first allowed preset plays instead."""
+    cfg = tmp_config.replace(care={"enabled": False, "forbidden_arms": ["calm"]})
+    assert cfg.music.default_preset == "calm"
+    daemon = virtual_daemon(cfg)
+    run(daemon, 1.5)
+    assert daemon.conductor.preset == "sleep"  # music.default_preset forbidden: the next one
+    daemon.state.save({**daemon.state.load(), "preset": "calm", "manual": True})
+    again = virtual_daemon(cfg)
+    assert again.conductor.preset == "sleep" and again.manual is False
+    run(again, 1.0)
+
+
+def test_a_pin_holds_with_the_personaliser_off(tmp_config):
+    cfg = tmp_config.replace(care={"enabled": False, "pinned_arm": "sleep/slower"})
+    daemon = virtual_daemon(cfg)
+    status = run(daemon, 2.0, at=[(1.5, daemon.status)])[-1]
+    assert daemon.conductor.preset == "sleep"
+    assert status["care"]["arm"] == "sleep/slower" and "pinned" in status["care"]["why"]
+    assert rows(cfg)[-1]["arm"] == "sleep/slower"
+
+
+def reload_to(daemon: Daemon, path, config: Config):
+    import dataclasses
+
+    import yaml
+
+    def now():
+        path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+        daemon.request_reload()
+    return now
+
+
+def test_a_reload_that_forbids_the_arm_playing_ends_its_session(tmp_config, tmp_path):
+    """A forbid by reload let the pinned arm play to the session's end (all night), status
+    still saying it was pinned; the reload answered 'no change'."""
+    import dataclasses
+
+    import yaml
+
+    cfg = care_config(tmp_config, pinned_arm="sleep")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    daemon = virtual_daemon(cfg, config_path=str(path))
+    forbid = care_config(tmp_config, forbidden_arms=["sleep"])
+    status = run(daemon, 4.0, at=[(2.0, reload_to(daemon, path, forbid)),
+                                  (3.0, daemon.status)])[-1]
+    assert daemon.conductor.preset != "sleep"
+    assert "pinned" not in (status["care"]["why"] or "")
+    assert status["config"]["last_reload"]["parts"]["care"] == "reconfigured"
+    records = rows(cfg)
+    assert [r["arm"] for r in records][-2:][0] == "sleep" and records[-1]["arm"] != "sleep"
+    assert records[-2]["ended_by"] == "reload"
+
+
+def test_a_reload_that_turns_the_personaliser_on_starts_it(tmp_config, tmp_path):
+    import dataclasses
+
+    import yaml
+
+    off = tmp_config.replace(care={"enabled": False})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(off)))
+    daemon = virtual_daemon(off, config_path=str(path))
+    on = care_config(tmp_config, pinned_arm="sleep/no-bed")
+    status = run(daemon, 4.0, at=[(2.0, reload_to(daemon, path, on)), (3.0, daemon.status)])[-1]
+    assert status["config"]["last_reload"]["parts"]["care"] == "personaliser started"
+    assert status["care"]["arm"] == "sleep/no-bed" and daemon.conductor.preset == "sleep"
+
+
+def test_a_session_a_person_chose_is_the_listeners_with_its_figures_but_no_reward(tmp_config):
+    """Sessions of a person's choice had no listener (the report hid them) and lost every
+    figure; status named the arm of an earlier session."""
+    from calmtunes.care.personaliser import PERSON_CHOSE
+
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    status = run(daemon, 4.0, at=[(1.0, lambda: daemon.hub.command("preset", "uplift")),
+                                  (2.0, lambda: daemon.hub.command("play_pause")),
+                                  (2.5, lambda: daemon.hub.command("play_pause")),
+                                  (3.5, daemon.status)])[-1]
+    assert status["care"]["arm"] == "uplift" and status["care"]["manual"] is True
+    records = rows(cfg)
+    listener = status["care"]["listener"]
+    assert listener and all(r["listener"] == listener for r in records)
+    assert records[-1]["arm"] == "uplift" and records[-1]["reward"] is None
+    assert records[-2]["reward_reason"] == PERSON_CHOSE  # the session the person took over
+
+
+def test_a_new_listener_made_over_ssh_lets_go_of_the_previous_persons_choice(tmp_config):
+    from calmtunes.care.store import CareStore
+
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    run(daemon, 2.0, at=[(1.0, lambda: daemon.hub.command("preset", "uplift"))])
+    assert daemon.manual
+    CareStore(cfg.device.state_dir).new_listener(1_800_000_100.0)  # `calmtunes listener new`
+    again = virtual_daemon(cfg)
+    status = run(again, 2.0, at=[(1.5, again.status)])[-1]
+    assert status["care"]["manual"] is False and "Thompson" in status["care"]["why"]
+
+
+def test_plain_status_has_a_care_line(tmp_config):
+    from calmtunes.cli import format_status
+
+    cfg = care_config(tmp_config, pinned_arm="sleep", forbidden_arms=["uplift"])
+    daemon = virtual_daemon(cfg)
+    status = run(daemon, 2.0, at=[(1.5, daemon.status)])[-1]
+    line = [x for x in format_status(status).splitlines() if x.startswith("care")]
+    assert line and "arm sleep" in line[0] and "pinned sleep" in line[0]
+    assert "forbidden uplift" in line[0]

@@ -80,11 +80,34 @@ def arms_for(config: Config) -> tuple[Arm, ...]:
         names.remove(default)
         names.insert(0, default)
     variations = [v for v in VARIATIONS if v in config.care.variations]
-    return tuple(Arm(p, v) for p in names for v in variations)
+    arms = [Arm(p, v) for p in names for v in variations]
+    pinned = config.care.pinned_arm
+    if pinned and pinned.partition("/")[0] in config.music.presets:
+        arm = parse_arm(pinned)
+        if arm not in arms:  # a pinned variation not offered is still learnt from
+            arms.append(arm)
+    return tuple(arms)
+
+
+def preset_forbidden(config: Config, preset: str) -> bool:
+    """Whether ``care.forbidden_arms`` forbids ``preset`` as configured (its bare name, or
+    ``preset/standard``): what a person's choice of the preset would play."""
+    forbidden = config.care.forbidden_arms
+    return preset in forbidden or f"{preset}/standard" in forbidden
+
+
+def allowed_presets(config: Config) -> list[str]:
+    """The presets a person may choose (those not forbidden), the default preset first."""
+    names = [p for p in config.music.presets if not preset_forbidden(config, p)]
+    default = config.music.default_preset
+    return sorted(names, key=lambda p: p != default)
 
 
 def default_arm(config: Config) -> Arm:
-    return Arm(config.music.default_preset)
+    """What plays when nothing else is chosen: the default preset, or, where a clinician
+    forbade it, the first preset that is not forbidden."""
+    allowed = allowed_presets(config)
+    return Arm(allowed[0] if allowed else config.music.default_preset)
 
 
 def apply_arm(config: Config, arm: Arm) -> Config:

@@ -16,6 +16,7 @@ the problem is logged and shown in ``status``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -31,6 +32,9 @@ from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
 
 log = logging.getLogger(__name__)
+
+
+PERSON_CHOSE = "a person chose the preset (not rewarded: the personaliser did not choose it)"
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,28 @@ class Personaliser:
         self.current = Choice(self.listener or "", arm, why, config, now)
         return self.current
 
+    def person_session(self, now: float, preset: str) -> Choice:
+        """A session whose preset a person chose: no arm is chosen, but the session is this
+        listener's (its figures are measured and its night recorded, without a reward)."""
+        try:
+            self._record(now)
+        except (OSError, ValueError) as exc:
+            self.problem = f"care record unusable ({exc})"
+            log.error("care: %s", self.problem)
+        self.current = Choice(self.listener or "", Arm(preset), PERSON_CHOSE, self.config, now)
+        return self.current
+
     def end_session(self, choice: Choice, points: Sequence[TracePoint],
                     now: float | None = None, session_id: int | None = None,
-                    unheard: Sequence[tuple[float, float]] = ()) -> Response:
+                    unheard: Sequence[tuple[float, float]] = (),
+                    unrewarded: str | None = None) -> Response:
         """Reward the session from its trace, learn from it and save the night; ``unheard``,
-        the spans (session seconds) the music went unheard."""
+        the spans (session seconds) the music went unheard. With ``unrewarded`` (why: a person
+        chose the preset) the figures are measured and the night saved, but nothing is learnt."""
         now = time.time() if now is None else now
         response = session_response(points, unheard)
+        if unrewarded is not None:
+            response = dataclasses.replace(response, reward=None, reason=unrewarded)
         self.last = response
         if response.reward is None:
             log.info("care: session on %s gives no reward: %s", choice.arm.id, response.reason)
