@@ -810,3 +810,55 @@ def test_records_are_not_kept_where_another_user_could_read_or_change_them(tmp_p
     rec = SessionRecorder.open(cfg_for(state), now=T0)  # the daemon's own folder: kept
     assert rec is not None
     rec.close(T0 + 1)
+
+
+def test_records_locked_at_start_are_tried_again_and_the_session_recorded(tmp_config):
+    """A 3 s lock (a technician's sqlite3 shell) while the daemon started switched the records
+    off for the whole run, status saying so long after the lock was gone."""
+    from calmtunes.sessions import DB_NAME, OPEN_RETRY_S, SessionStore
+    from clocked import run, virtual_daemon
+
+    first = virtual_daemon(tmp_config)
+    run(first, 1.0)
+    path = Path(tmp_config.device.state_dir) / DB_NAME
+    holder = sqlite3.connect(str(path), timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    daemon = virtual_daemon(tmp_config)
+    assert daemon.sessions is None
+    said = daemon.status()["records"]
+    assert said and "locked by another program" in said[0] and "trying again" in said[0]
+    holder.rollback()
+    holder.close()
+    status = run(daemon, OPEN_RETRY_S + 3.0, at=[(OPEN_RETRY_S + 2.0, daemon.status)])[-1]
+    assert status["records"] == []
+    store = SessionStore(path, 90, readonly=True)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    assert len(rows) == 2 and rows[-1]["ended_by"] == "stop"  # this run's session, ended cleanly
+
+
+def test_a_brief_lock_at_the_stop_does_not_lose_the_sessions_summary(tmp_config):
+    import threading
+
+    from calmtunes.sessions import DB_NAME, SessionStore
+    from clocked import run, virtual_daemon
+
+    daemon = virtual_daemon(tmp_config)
+    run(daemon, 2.0)  # a clean stop: the baseline of what is written
+    path = Path(tmp_config.device.state_dir) / DB_NAME
+    again = virtual_daemon(tmp_config)
+    holder = sqlite3.connect(str(path), timeout=0, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(1.5, lambda: (holder.rollback(), holder.close()))
+    release.start()
+    run(again, 2.0)  # stops (and writes its summary) while the lock is held
+    release.join()
+    store = SessionStore(path, 90, readonly=True)
+    try:
+        rows = store.rows()
+        unclean = store.unclean_stops()
+    finally:
+        store.close()
+    assert [r["ended_by"] for r in rows] == ["stop", "stop"] and not unclean

@@ -187,6 +187,8 @@ class Daemon:
         self.last_reload: dict[str, Any] | None = None
         self.persist = persist
         self.records_problems: list[str] = []  # what went wrong with the session records
+        self._records_locked: str | None = None  # records locked by another program at start
+        self._records_retry_at: float | None = None  # monotonic s of the next try to open them
         self._wall_anchor: tuple[float, float] | None = None  # (Unix s, monotonic s)
         self._wall_jump = 0.0  # the wall clock's jump last said (s)
         if control:
@@ -256,16 +258,39 @@ class Daemon:
         conductor.playing = bool(saved.get("playing", True))
         return conductor
 
-    def _make_sessions(self):
-        from calmtunes.sessions import SessionRecorder
+    def _make_sessions(self, start: bool = True):
+        from calmtunes.sessions import OPEN_RETRY_S, SessionRecorder
 
         if not self.persist:
             return None
-        recorder = SessionRecorder.open(self.config, self.record_time(), self.records_problems)
+        locked: list[str] = []
+        recorder = SessionRecorder.open(self.config, self.record_time(), self.records_problems,
+                                        locked)
+        self._records_locked = locked[0] if locked else None
+        self._records_retry_at = self.clock.monotonic() + OPEN_RETRY_S if locked else None
+        if locked:
+            self.records_problems.append(locked[0])
         self.sessions = recorder
-        if self.conductor.playing:  # power-on: a session starts
+        if self.conductor.playing and start:  # power-on: a session starts
             self._start_session(self.record_time())
         return recorder
+
+    def _retry_records(self) -> None:
+        """Records another program held locked at start: tried again every
+        :data:`~calmtunes.sessions.OPEN_RETRY_S`; once open, the session playing is recorded
+        from now, and the problem leaves ``status``."""
+        if self._records_retry_at is None or self.clock.monotonic() < self._records_retry_at:
+            return
+        said = self._records_locked
+        if said in self.records_problems:
+            self.records_problems.remove(said)
+        self._make_sessions(start=False)
+        if self.sessions is not None:
+            log.info("session records: open now; the session playing is recorded from here")
+            if self.conductor.playing:  # the same session and arm: only its record starts
+                self.sessions.start(self.record_time(), self.conductor.preset)
+                if self.choice is not None:
+                    self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
 
     def _make_care(self):
         care = self.config.care
@@ -794,6 +819,8 @@ class Daemon:
         if now < self._next_conduct:
             return
         self._next_conduct = now + CONDUCT_EVERY_S
+        if self.sessions is None:
+            self._retry_records()
         before = self.conductor.tempo_bpm
         controls = self.conductor.update(now, self._pulse, self._scene)
         if abs(controls.tempo_bpm - before) > ISO_CROSSFADE_BPM:

@@ -103,6 +103,8 @@ RUNNING_JOURNAL = "wal"  # while the daemon has the file open
 RESTING_JOURNAL = "delete"  # after it closed it: readable with read access alone
 WAL_AUTOCHECKPOINT_PAGES = 64  # 256 KiB of -wal at most: it is rewound, not grown, after that
 BUSY_TIMEOUT_S = 1.0  # s a write waits for a reader; a failed flush is retried at the next one
+STOP_BUSY_TIMEOUT_S = 2.5  # s the stop's last write waits (within the unit's TimeoutStopSec=4s)
+OPEN_RETRY_S = 30.0  # s between tries to open records another program held locked at start
 WINDOW_S = 60.0  # s: the "first minute" and the "last minute"
 MIN_TREND_SPAN_S = 120.0  # s between the first and last usable readings for a trend
 FLUSH_EVERY_S = 300.0  # s: a running session whose summary changed is written at most this often
@@ -356,6 +358,15 @@ class SessionStore:
             log.info("sessions: %s, made by an older version, gained the columns %s",
                      self.path, ", ".join(gained))
 
+    def wait_longer(self, seconds: float) -> None:
+        """Let writes wait up to ``seconds`` for another program's lock (the stop's last
+        write: what is not written then is lost)."""
+        with self._lock:
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            except sqlite3.Error as exc:
+                log.debug("sessions: busy timeout not set (%s)", exc)
+
     def close(self) -> None:
         """Close the file, back in its resting journal mode (see the module docstring)."""
         with self._lock:
@@ -560,6 +571,13 @@ def _damaged(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
+def busy(exc: BaseException) -> bool:
+    """Another program holds the file locked (a technician's ``sqlite3`` shell, a backup): it
+    passes; the records are tried again rather than given up for the run."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc))
+
+
 def _read_only(folder: Path | None) -> bool:
     """Whether ``folder`` (or the nearest folder above it that exists) is on a file system
     mounted read-only."""
@@ -653,14 +671,17 @@ class SessionRecorder:
 
     @classmethod
     def open(cls, config: Config, now: float | None = None,
-             problems: list[str] | None = None) -> SessionRecorder | None:
+             problems: list[str] | None = None,
+             locked: list[str] | None = None) -> SessionRecorder | None:
         """The recorder for a daemon start (closes what an unclean stop left open, prunes,
         records the start), or None (with a log line) when disabled or unusable.
 
         A damaged file (SQLite: "file is not a database", "malformed") is renamed to
         ``sessions.db.bad-<UTC time>`` with its ``-wal``/``-journal`` — kept for a technician,
         never deleted — and a fresh one begun. What went wrong is also appended to
-        ``problems`` (the daemon's status shows it). Nothing here stops the music."""
+        ``problems`` (the daemon's status shows it). A file another program holds locked is
+        said in ``locked`` too (the daemon tries again every :data:`OPEN_RETRY_S`). Nothing here
+        stops the music."""
         if not config.sessions.enabled:
             return None
         now = time.time() if now is None else now
@@ -689,6 +710,14 @@ class SessionRecorder:
                         continue
                 text = f"{type(exc).__name__}: {exc}" if not isinstance(
                     exc, (OSError, sqlite3.Error)) else str(exc)
+                if busy(exc) and locked is not None:
+                    log.warning("session records: %s is locked by another program (%s); "
+                                "trying again every %.0f s (close any sqlite3 shell or backup "
+                                "holding it)", path, text, OPEN_RETRY_S)
+                    locked.append(f"locked by another program ({path}: {text}): trying again "
+                                  f"every {OPEN_RETRY_S:.0f} s; close any sqlite3 shell or "
+                                  "backup holding it")
+                    return None
                 log.error("session records unavailable (%s: %s); the music goes on without "
                           "them: %s", path, text, _fix(exc, path.parent))
                 if problems is not None:
@@ -863,6 +892,8 @@ class SessionRecorder:
     def close(self, now: float, ended_by: str = "stop") -> None:
         """A clean stop: end the running session and record the stop (one commit), close the
         file."""
+        if self.store is not None:
+            self.store.wait_longer(STOP_BUSY_TIMEOUT_S)
         if self._running is not None:
             self.end(now, ended_by, commit=self.boot_id is None)
         if self.store is not None:
