@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -47,18 +48,8 @@ BAD = {
     "not json": b"{nights: [",
     "a list": b"[]",
     "NaN": b'{"format": 1, "listener": "ID", "created_at": NaN, "nights": []}',
-    "huge reward": b'{"format": 1, "listener": "ID", "created_at": 1, '
-                   b'"nights": [{"t": 1, "arm": "calm", "reward": 1e300}]}',
-    "other listener": b'{"format": 1, "listener": "Lx", "created_at": 1, "nights": []}',
-    "extra key": b'{"format": 1, "listener": "ID", "created_at": 1, '
-                 b'"nights": [{"t": 1, "arm": "calm", "cmd": "rm"}]}',
     "latin-1": '{"format": 1, "listener": "ID", "café": 1}'.encode("latin-1"),
     "too big": b" " * (MAX_FILE_BYTES + 1),
-    # an arm the personaliser cannot read turned it off for every later session
-    "unknown variation": b'{"format": 1, "listener": "ID", "created_at": 1, '
-                         b'"nights": [{"t": 1, "arm": "calm/bogus"}]}',
-    "arm of three parts": b'{"format": 1, "listener": "ID", "created_at": 1, '
-                          b'"nights": [{"t": 1, "arm": "calm/slower/x"}]}',
 }
 
 
@@ -76,6 +67,87 @@ def test_a_bad_record_is_kept_aside_and_the_listener_starts_afresh(tmp_path, kin
     assert "starting afresh" in caplog.text
     store.add_night(listener, Night(2000.0, "calm", 1.0))  # and life goes on
     assert len(store.load(listener).nights) == 1
+
+
+GOOD_NIGHT = b'{"t": 5, "arm": "sleep", "reward": 1.5}'
+BAD_NIGHTS = {
+    "huge reward": b'{"t": 1, "arm": "calm", "reward": 1e300}',
+    # an arm the personaliser cannot read turned it off for every later session
+    "unknown variation": b'{"t": 1, "arm": "calm/bogus"}',
+    "arm of three parts": b'{"t": 1, "arm": "calm/slower/x"}',
+    "not a mapping": b'[1, 2]',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_NIGHTS))
+def test_a_bad_night_is_left_out_and_the_others_kept(tmp_path, kind, caplog):
+    """One malformed night set the whole record aside: a listener's learning lost for one
+    line. The night is left out, the file as it was kept beside it."""
+    store = CareStore(tmp_path)
+    listener = store.new_listener(1000.0)
+    path = store.path_for(listener)
+    content = (b'{"format": 1, "listener": "' + listener.encode() + b'", "created_at": 1, '
+               b'"nights": [' + BAD_NIGHTS[kind] + b", " + GOOD_NIGHT + b"]}")
+    path.write_bytes(content)
+    rec = store.load(listener)
+    assert [(n.arm, n.reward) for n in rec.nights] == [("sleep", 1.5)]
+    assert rec.problem and "nights[0]" in rec.problem and "kept as" in rec.problem
+    [kept] = store.listeners_dir.glob(f"{listener}.json.bad-*")
+    assert kept.read_bytes() == content
+    assert store.load(listener).problem is None  # the good nights were written back
+
+
+def test_a_record_from_a_newer_release_is_left_as_it_is(tmp_path):
+    """After a rollback, `format: 2` (or a night with a key this release does not know) reset
+    every listener. A newer record is left untouched; unknown keys are ignored."""
+    store = CareStore(tmp_path)
+    listener = store.new_listener(1000.0)
+    path = store.path_for(listener)
+    newer = (b'{"format": 2, "listener": "' + listener.encode() + b'", "created_at": 1, '
+             b'"nights": []}')
+    path.write_bytes(newer)
+    with pytest.raises(ValueError, match="newer calmtunes"):
+        store.load(listener)
+    with pytest.raises(ValueError):
+        store.add_night(listener, Night(2000.0, "calm", 1.0))
+    assert path.read_bytes() == newer and not list(store.listeners_dir.glob("*.bad-*"))
+    assert "newer" in store.load(listener, set_aside=False).problem
+    path.write_bytes(b'{"format": 1, "listener": "' + listener.encode() + b'", "created_at": 1,'
+                     b' "nights": [{"t": 1, "arm": "calm", "mood": "x"}]}')
+    rec = store.load(listener)
+    assert rec.problem is None and [n.arm for n in rec.nights] == ["calm"]
+
+
+def test_a_record_the_daemon_may_not_read_is_left_alone_with_the_fix(tmp_path, monkeypatch):
+    """Files left root's 0600 by a `sudo` edit were renamed .bad and the listener's learning
+    started from zero. They are left alone, nothing is written over them, the fix is named."""
+    from calmtunes.care import store as store_mod
+
+    store = CareStore(tmp_path)
+    listener = store.new_listener(1000.0)
+    store.add_night(listener, Night(1500.0, "sleep", 1.0))
+    path = store.path_for(listener)
+    before = path.read_bytes()
+    real = store_mod.read_small
+    shut = {path}
+
+    def read_small(p, limit):  # as for a file of root's, mode 0600 (the tests run as root)
+        if Path(p) in shut:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, limit)
+
+    monkeypatch.setattr(store_mod, "read_small", read_small)
+    with pytest.raises(PermissionError, match="chown"):
+        store.load(listener)
+    with pytest.raises(PermissionError):
+        store.add_night(listener, Night(2000.0, "calm", 1.0))
+    shut.add(store.current_path)
+    with pytest.raises(PermissionError, match="chown"):
+        store.current()
+    assert path.read_bytes() == before and not list(tmp_path.rglob("*.bad-*"))
+    shut.clear()
+    assert [n.arm for n in store.load(listener).nights] == ["sleep"]
+    assert store.current()[0] == listener
 
 
 def test_a_reader_leaves_a_bad_record_where_it_is(tmp_path):

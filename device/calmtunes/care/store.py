@@ -15,12 +15,14 @@ afresh. Nothing here ever leaves the device.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,6 +100,28 @@ def _unreadable(path: Path, exc: OSError) -> CareFileError:
     return CareFileError(f"{path} cannot be opened ({exc.strerror})")
 
 
+class NotReadable(PermissionError):
+    """A care file the daemon's user may not read (left root's 0600 by a ``sudo`` edit): it is
+    not damaged, so it is left as it is, and nothing is written over it; the message names the
+    fix."""
+
+
+def _not_readable(path: Path, exc: OSError) -> NotReadable:
+    try:
+        st = os.stat(path)
+        whose = f"owned by uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}"
+    except OSError:
+        whose = "its folder not open to the daemon"
+    return NotReadable(errno.EACCES, (
+        f"{path} is not readable by the daemon ({exc.strerror}; {whose}): left as it is. Fix: "
+        f"sudo chown -R calmtunes:calmtunes {path.parent} && sudo chmod 0640 {path}; until "
+        "then the personaliser plays the default preset and learns nothing"), str(path))
+
+
+class NewerFormat(CareFileError):
+    """A record written by a newer calmtunes (after a rollback): left as it is."""
+
+
 def _read_json(path: Path) -> Any:
     """The JSON in ``path``; :class:`CareFileError` for anything but a small regular file
     holding strict JSON. FileNotFoundError passes through."""
@@ -134,8 +158,13 @@ def _check_record(path: Path, data: Any, listener: str) -> ListenerRecord:
 
     if not isinstance(data, dict):
         raise bad("not a JSON object")
-    if data.get("format") != FORMAT:
-        raise bad(f"format {data.get('format')!r} is not {FORMAT}")
+    fmt = data.get("format")
+    if _number(fmt) and fmt > FORMAT:
+        raise NewerFormat(f"{path} was written by a newer calmtunes (format {fmt!r}; this one "
+                          f"reads {FORMAT}): left as it is for that release. Until it is back "
+                          "the personaliser plays the default preset and learns nothing")
+    if fmt != FORMAT:
+        raise bad(f"format {fmt!r} is not {FORMAT} (not a care record this calmtunes wrote)")
     if data.get("listener") != listener:
         raise bad(f"holds listener {data.get('listener')!r}, not {listener!r}")
     if not _number(data.get("created_at")):
@@ -143,28 +172,40 @@ def _check_record(path: Path, data: Any, listener: str) -> ListenerRecord:
     nights_raw = data.get("nights")
     if not isinstance(nights_raw, list):
         raise bad("nights is not a list")
-    nights = []
+    nights, skipped = [], []
     for i, n in enumerate(nights_raw):
-        if not isinstance(n, dict) or set(n) - {"t", "arm", "reward", "reason", "session"}:
-            raise bad(f"nights[{i}] is not a night record")
-        if not _number(n.get("t")) or not isinstance(n.get("arm"), str) or not n["arm"]:
-            raise bad(f"nights[{i}] needs a time t and an arm")
-        try:  # a night the personaliser cannot read would turn it off for every later session
-            parse_arm(n["arm"])
+        try:  # one bad night is left out, not the listener's whole record
+            nights.append(_check_night(n))
         except ValueError as exc:
-            raise bad(f"nights[{i}].arm is not an arm ({str(exc)[:160]})") from None
-        reward = n.get("reward")
-        if reward is not None and not (_number(reward) and abs(reward) <= 100.0):
-            raise bad(f"nights[{i}].reward {reward!r} is not a reward (a number within ±100)")
-        session = n.get("session")
-        if session is not None and (not isinstance(session, int) or isinstance(session, bool)):
-            raise bad(f"nights[{i}].session is not a session number")
-        reason = n.get("reason", "")
-        if not isinstance(reason, str):
-            raise bad(f"nights[{i}].reason is not text")
-        nights.append(Night(float(n["t"]), n["arm"], None if reward is None else float(reward),
-                            reason[:300], session))
-    return ListenerRecord(listener, float(data["created_at"]), nights)
+            skipped.append(f"nights[{i}] {exc}")
+    record = ListenerRecord(listener, float(data["created_at"]), nights)
+    if skipped:
+        record.problem = f"{path}: {len(skipped)} night(s) left out ({'; '.join(skipped)[:300]})"
+    return record
+
+
+def _check_night(n: Any) -> Night:
+    """One night of a record; ValueError saying what is wrong. Keys this release does not know
+    (a newer one's) are ignored."""
+    if not isinstance(n, dict):
+        raise ValueError("is not a night record")
+    if not _number(n.get("t")) or not isinstance(n.get("arm"), str) or not n["arm"]:
+        raise ValueError("needs a time t and an arm")
+    try:  # a night the personaliser cannot read would turn it off for every later session
+        parse_arm(n["arm"])
+    except ValueError as exc:
+        raise ValueError(f"has no arm ({str(exc)[:160]})") from None
+    reward = n.get("reward")
+    if reward is not None and not (_number(reward) and abs(reward) <= 100.0):
+        raise ValueError(f"reward {reward!r} is not a number within ±100")
+    session = n.get("session")
+    if session is not None and (not isinstance(session, int) or isinstance(session, bool)):
+        raise ValueError("session is not a session number")
+    reason = n.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValueError("reason is not text")
+    return Night(float(n["t"]), n["arm"], None if reward is None else float(reward),
+                 reason[:300], session)
 
 
 class CareStore:
@@ -208,8 +249,8 @@ class CareStore:
             return listener, None
         except FileNotFoundError:
             pass
-        except PermissionError as exc:
-            problem = str(self._set_aside(self.current_path, _unreadable(self.current_path, exc)))
+        except PermissionError as exc:  # not damaged: left alone, and no new listener over it
+            raise _not_readable(self.current_path, exc) from None
         except CareFileError as exc:
             problem = str(self._set_aside(self.current_path, exc))
         return self.new_listener(now), problem
@@ -242,14 +283,29 @@ class CareStore:
         path = self.path_for(listener)
         now = time.time() if now is None else now
         try:
-            return _check_record(path, _read_json(path), listener)
+            record = _check_record(path, _read_json(path), listener)
         except FileNotFoundError:
             return ListenerRecord(listener, now)
-        except (CareFileError, PermissionError) as exc:
+        except (NewerFormat, PermissionError) as exc:  # not damaged: never moved or written over
             if isinstance(exc, PermissionError):
-                exc = _unreadable(path, exc)
+                exc = _not_readable(path, exc)
+            if set_aside:
+                raise exc from None
+            return ListenerRecord(listener, now, problem=str(exc))
+        except CareFileError as exc:
             problem = self._set_aside(path, exc) if set_aside else exc
             return ListenerRecord(listener, now, problem=str(problem))
+        if record.problem and set_aside:  # some nights left out: the file as it was is kept
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            kept = path.with_name(f"{path.name}.bad-{stamp}")
+            try:
+                shutil.copy2(path, kept)
+                self.save(record)  # the good nights, so the next read is clean
+                record.problem += f"; the file as it was is kept as {kept.name}"
+            except OSError as exc:
+                record.problem += f"; could not keep a copy ({exc.strerror})"
+            log.error("care: %s", record.problem)
+        return record
 
     def save(self, record: ListenerRecord) -> None:
         self._ensure()
