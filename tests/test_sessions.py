@@ -656,6 +656,27 @@ def test_a_damaged_records_file_is_kept_aside_and_a_fresh_one_begun(tmp_path, ca
     assert len(SessionStore(path, readonly=True).rows()) == 1
 
 
+def test_a_file_of_another_layout_is_kept_aside_like_a_damaged_one(tmp_path, capsys):
+    """A sessions.db whose table is not calmtunes' (another program's, or changed by hand)
+    switched the records off for good with 'check the disk is not full', and `calmtunes
+    sessions` called it empty."""
+    path = tmp_path / DB_NAME
+    db = sqlite3.connect(str(path))
+    db.execute("CREATE TABLE sessions (id TEXT, foo BLOB)")
+    db.execute("INSERT INTO sessions VALUES ('a', x'00')")
+    db.commit()
+    db.close()
+    assert _cli(tmp_path) == 1
+    assert "damaged" in capsys.readouterr().err
+    problems: list[str] = []
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0, problems=problems)
+    assert rec is not None and problems and "damaged" in problems[0]
+    [kept] = tmp_path.glob(DB_NAME + ".bad-*")  # its rows as they were (WAL mode aside)
+    assert sqlite3.connect(str(kept)).execute("SELECT * FROM sessions").fetchall() == [
+        ("a", b"\0")]
+    rec.close(T0 + 10)
+
+
 def test_the_cli_says_a_damaged_file_is_damaged(tmp_path, capsys):
     (tmp_path / DB_NAME).write_bytes(b"\0" * 50 + os.urandom(4000))
     assert _cli(tmp_path) == 1

@@ -451,6 +451,9 @@ class SessionStore:
         have = self._columns.get("sessions", [])
         cols = [c for c in COLUMNS if c in have]
         if "started_at" not in cols:  # an empty file, or one with no sessions table
+            if have:  # a sessions table, but not calmtunes' (another program's, or by hand)
+                raise sqlite3.DatabaseError("table sessions has no column started_at: not laid "
+                                            "out as calmtunes' records")
             self.unreadable = 0
             return []
         with self._lock:
@@ -565,10 +568,18 @@ class _Running:
         self.unheard: list[list[float | None]] = []
 
 
+#: how SQLite says a table is not laid out as calmtunes made it (a file of another program's,
+#: or one changed by hand): no use as records, so kept aside like a damaged one
+WRONG_LAYOUT = ("no such column", "no such table", "has no column")
+
+
 def _damaged(exc: BaseException) -> bool:
-    """SQLite could open the file but not read it as a database: its bytes are wrong (a lock,
-    a permission or a full disk is an ``OperationalError``, and not this)."""
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    """SQLite could open the file but not read it as calmtunes' records: its bytes are wrong,
+    or its tables are not laid out as calmtunes made them (a lock, a permission or a full disk
+    is an ``OperationalError`` too, and not this)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(words in str(exc) for words in WRONG_LAYOUT)
+    return isinstance(exc, sqlite3.DatabaseError)
 
 
 def busy(exc: BaseException) -> bool:
