@@ -302,3 +302,18 @@ def test_preset_names_of_letters_digits_dash_and_underscore_load(tmp_path, name)
     path = tmp_path / "c.yaml"
     path.write_bytes(presets_named(name))
     assert name in config.load(path).music.presets
+
+
+@pytest.mark.parametrize("text, named", [
+    ("music:\n  v\u043elume_db: -12\n", "U+043E CYRILLIC SMALL LETTER O"),
+    ("music:\n  volume\u200b_db: -12\n", "U+200B ZERO WIDTH SPACE"),
+    ("music:\n\u00a0 volume_db: -12\n", "U+00A0 NO-BREAK SPACE"),
+])
+def test_a_key_with_lookalike_or_invisible_characters_names_them(tmp_path, text, named):
+    """'music.vоlume_db: unknown option (did you mean 'volume_db'?)' contradicted itself: the
+    names look the same. The character that differs is named."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert named in str(err.value) and "retype it" in str(err.value)

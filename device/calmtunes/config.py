@@ -518,8 +518,26 @@ SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 
 
 def _suggest(key: str, known: typing.Iterable[Any]) -> str:
+    """" (did you mean 'x'?)", and the characters that are not what they look like: a key
+    typed with a Cyrillic 'о', a zero-width or a no-break space looks right and is not."""
+    odd = _odd_characters(key)
     close = difflib.get_close_matches(key, [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if odd:
+        hint += f"; the name holds {odd}: retype it in plain letters"
+    return hint
+
+
+def _odd_characters(text: str) -> str:
+    """The characters of an option name that are not plain ASCII, named (U+0441 CYRILLIC
+    SMALL LETTER ES); "" if none."""
+    import unicodedata
+
+    seen = []
+    for ch in dict.fromkeys(text):
+        if not (ch.isascii() and ch.isprintable()):
+            seen.append(f"U+{ord(ch):04X} {unicodedata.name(ch, 'an unnamed character')}")
+    return ", ".join(seen[:3])
 
 
 _SHOW = reprlib.Repr()
