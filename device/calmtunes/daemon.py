@@ -815,7 +815,7 @@ class Daemon:
             self.sleep_at = None
             log.info("sleep timer: fading out over %.0f s", SLEEP_FADE_S)
             if self.conductor.playing:
-                self._set_playing(False, fade_s=SLEEP_FADE_S, why="sleep timer")
+                self._set_playing(False, fade_s=SLEEP_FADE_S, why="sleep_timer")
         if now < self._next_conduct:
             return
         self._next_conduct = now + CONDUCT_EVERY_S

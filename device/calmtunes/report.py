@@ -40,6 +40,7 @@ from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
 from calmtunes.sessions import DB_NAME, SessionStore, read_error
 
+ACROSS_MAX = 90  # sessions in the across-sessions table and trend (about three months of nights)
 REPORT_HEAD = b"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # a report starts so
 
 POOR_USABLE = 0.5  # a step with fewer usable readings than this is shaded as poor signal
@@ -218,7 +219,7 @@ def trend_figure(Figure: Any, sessions: Sequence[dict[str, Any]], salt: str) -> 
 
     ax3.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax3.set_ylabel("reward")
-    ax3.set_xlabel("session (oldest first); × = no reward (too little usable signal)")
+    ax3.set_xlabel("session (oldest first); × = no reward (the table's note says why)")
     from matplotlib.patches import Patch
 
     handles = [Patch(color=colour[a], label=a) for a in arms]
@@ -250,7 +251,8 @@ def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
 
 
 def _when(t: float | None) -> str:
-    return "—" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+    # with the time zone: a report is read on other computers, and across DST changes
+    return "—" if t is None else time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(t))
 
 
 STYLE = """
@@ -287,8 +289,11 @@ rate at which the music's ambient bed swells to invite slower breathing.</dd>
 <dt>RMSSD (ms)</dt><dd>root mean square of successive differences between pulse intervals;
 higher values usually go with a calmer, more parasympathetic state.</dd>
 <dt>Signal quality (0–1) and grey shading</dt><dd>grey marks 10-second steps in which fewer than
-{POOR_USABLE:.0%} of the readings were usable (finger off, motion, poor contact); the lines
-skip them.</dd>
+{POOR_USABLE:.0%} of the readings were usable (finger off, motion, poor contact); a line is
+drawn only where the step has some usable reading, and broken where it has none.</dd>
+<dt>Volume (dB)</dt><dd>the level the music played at, relative to the loudness target: the
+volume set at the bedside, lowered by the room (at night, when people are about) and by fades;
+so it can sit a few dB under what the buttons set, never above it.</dd>
 <dt>Baseline and response windows (cream)</dt><dd>baseline: minutes
 {reward_mod.BASELINE_FROM_S / 60:g}–{reward_mod.BASELINE_TO_S / 60:g}; response: minutes
 {reward_mod.RESPONSE_FROM_S / 60:g}–{reward_mod.RESPONSE_TO_S / 60:g}.</dd>
@@ -328,7 +333,8 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
 def _session_summary(r: dict[str, Any]) -> str:
     def pair(a: str, b: str, unit: str, nd: int = 1) -> str:
         va, vb = r.get(a), r.get(b)
-        delta = f" (change {vb - va:+.{nd}f} {unit})" if None not in (va, vb) else ""
+        change = None if None in (va, vb) else round(vb - va, nd) + 0.0  # never "-0"
+        delta = f" (change {change:+.{nd}f} {unit})" if change is not None else ""
         return f"{_fmt(va, nd)} → {_fmt(vb, nd)} {unit}{delta}"
 
     reward = r.get("reward")
@@ -421,10 +427,15 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     ]
     parts.append("<h2>Across sessions</h2>")
     if rows:
+        shown = rows[-ACROSS_MAX:]  # a page a clinician can read, however long the stay
+        earlier = len(rows) - len(shown)
         parts.append("<p>Each night's heart rate and RMSSD in the baseline and in minutes 5–15, "
-                     "and the reward the personaliser learnt from (coloured by arm).</p>")
-        parts.append(f"<figure>{trend_figure(Figure, rows, 'trend')}</figure>")
-        parts.append(_summary_table(rows))
+                     "and the reward the personaliser learnt from (coloured by arm)"
+                     + (f"; the last {len(shown)} sessions ({earlier} earlier ones are not "
+                        "shown: `calmtunes sessions --export csv` has every one)" if earlier
+                        else "") + ".</p>")
+        parts.append(f"<figure>{trend_figure(Figure, shown, 'trend')}</figure>")
+        parts.append(_summary_table(shown))
     parts.append(_learned(config, state_dir, Figure, listener))
     parts.append("<h2>Sessions in detail</h2>")
     for i, d in enumerate(detail):
@@ -433,6 +444,11 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
                      f"{_fmt((r.get('duration_s') or 0) / 60)} min</h3>")
         if d.points:
             parts.append(f"<figure>{session_figure(Figure, d, f's{i}')}</figure>")
+        elif r.get("ended_by") == "unclean":
+            parts.append("<p>No course recorded for this session: the device stopped without "
+                         "a clean stop (a crash, a watchdog restart or a power cut) before its "
+                         "course was written (every 30 minutes); its length is the last time "
+                         "known, so it ran at least that long.</p>")
         else:
             parts.append("<p>No course recorded for this session (recorded before traces were "
                          "kept, or with sessions.trace off); summary only.</p>")

@@ -975,14 +975,15 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         text = f"{'—' if a is None else f'{a:.{nd}f}'}→{'—' if b is None else f'{b:.{nd}f}'}"
         return text if t is None else f"{text} ({t:+.{nd}f})"
 
-    head = (f"{'started':<16}  {'min':>5}  {'ended by':<10}  {'presets':<20}  {'HR bpm':<16}  "
+    head = (f"{'started':<20}  {'min':>5}  {'ended by':<12}  {'presets':<20}  {'HR bpm':<16}  "
             f"{'RMSSD ms':<16}  {'breaths/min':<18}  {'stress':<18}  {'arm':<16}  reward")
     lines = [head]
     for r in rows:
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"]))
+        # with the time zone: a table copied off the device, or read across a DST change
+        started = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(r["started_at"]))
         minutes = (r["duration_s"] or 0.0) / 60.0
         lines.append(
-            f"{started:<16}  {minutes:5.1f}  {r['ended_by'] or 'running':<10}  "
+            f"{started:<20}  {minutes:5.1f}  {r['ended_by'] or 'running':<12}  "
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
             f"{cell(r, 'stress', 2):<18}  {r.get('arm') or '—':<16}  "

@@ -341,3 +341,46 @@ def test_the_command_leaves_nothing_but_the_report(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in work.iterdir()) == ["r.html"]
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_many_sessions_keep_the_report_a_readable_size(tmp_path):
+    """1001 sessions gave a 1001-row table and a 1.25 MB page; the table and trend now show the
+    last ACROSS_MAX and say how many earlier ones the CSV export has."""
+    from calmtunes.report import ACROSS_MAX, build_report
+
+    cfg = Config().replace(device={"state_dir": str(tmp_path)})
+    rec = SessionRecorder.open(cfg, now=T0)
+    for i in range(ACROSS_MAX + 20):
+        t = T0 + 3600.0 * i
+        rec.start(t, "calm")
+        rec.end(t + 120.0, "pause")
+    rec.close(T0 + 3600.0 * (ACROSS_MAX + 21))
+    page = build_report(cfg, tmp_path, last=1)
+    assert "20 earlier ones are not shown" in page and "--export csv" in page
+    table = page.split("<h2>Across sessions</h2>")[1].split("<h2>")[0]
+    assert table.count("<tr><td class=l>") == ACROSS_MAX
+
+
+def test_times_carry_their_zone_and_a_short_session_has_no_settling(monkeypatch):
+    import time as time_mod
+
+    from calmtunes.care.reward import settle_minutes
+    from calmtunes.care.trace import TracePoint
+    from calmtunes.report import _when
+    from calmtunes.sessions import format_rows
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time_mod.tzset()
+    try:
+        assert _when(T0).endswith((" CET", " CEST"))
+        row = {c: None for c in ("duration_s", "ended_by", "presets", "arm", "reward")}
+        row |= {f"{f}_{k}": None for f in ("hr", "rmssd", "breathing", "stress")
+                for k in ("start", "end", "trend")}
+        row |= {"started_at": T0, "ended_by": "sleep_timer", "duration_s": 60.0}
+        line = format_rows([row]).splitlines()[1]
+        assert (" CET " in line or " CEST " in line) and "sleep_timer " in line
+    finally:
+        monkeypatch.delenv("TZ")
+        time_mod.tzset()
+    two_minutes = [TracePoint(t_s=10.0 * k, hr_bpm=70.0, usable=1.0) for k in range(12)]
+    assert settle_minutes(two_minutes) is None  # no 3-minute reference to settle to

@@ -114,6 +114,8 @@ def settle_minutes(points: Sequence[TracePoint]) -> float | None:
         return None
     step = _step(points)
     end = points[-1].t_s + step
+    if end < 180.0 + 60.0:  # the 3-min reference and a minute before it: else nothing to settle
+        return None
     level, secs = _window(points, end - 180.0, end, "hr_bpm")
     if level is None or secs < 60.0:
         return None
