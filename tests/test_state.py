@@ -3,6 +3,7 @@ import logging
 import os
 import resource
 import threading
+from pathlib import Path
 
 from calmtunes.state import MAX_STATE_BYTES, StateStore
 
@@ -191,3 +192,23 @@ def test_a_save_that_keeps_failing_is_said_once_and_its_recovery_too(tmp_path, c
     store.save({**DEFAULTS, "volume_db": -3.0})
     assert json.loads(path.read_text())["volume_db"] == -3.0
     assert f"state saved to {path} again" in caplog.text
+
+
+def test_a_state_folder_that_is_a_file_is_said_once_and_the_music_plays(tmp_config, caplog):
+    """A state_dir that is a file gave four messages in four words (Errno 20, 'File exists', a
+    wrong 'disk full' hint), none saying what was wrong. One error now, naming it and the fix."""
+    import logging
+
+    from clocked import run, virtual_daemon
+
+    blocker = Path(tmp_config.device.state_dir)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("")
+    daemon = virtual_daemon(tmp_config)
+    status = run(daemon, 2.0, at=[(1.5, daemon.status)])[-1]
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(problems) == 1, problems
+    assert "is a file, not a folder" in problems[0] and "sudo mv" in problems[0]
+    assert status["components"]["audio"]["state"] == "ok" and status["playing"]
+    assert any("is a file" in p for p in status["records"])
+    assert blocker.read_text() == ""

@@ -185,8 +185,8 @@ class Daemon:
         self.generation = 1
         self.loaded_at = clock.time()
         self.last_reload: dict[str, Any] | None = None
-        self.persist = persist
         self.records_problems: list[str] = []  # what went wrong with the session records
+        self.persist = persist and self._state_folder_usable(config.device.state_dir)
         self._records_locked: str | None = None  # records locked by another program at start
         self._records_retry_at: float | None = None  # monotonic s of the next try to open them
         self._wall_anchor: tuple[float, float] | None = None  # (Unix s, monotonic s)
@@ -205,7 +205,7 @@ class Daemon:
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
              "privacy": False, "manual": False, "manual_listener": ""},
         )
-        saved = checked_state(self.state.load() if persist else dict(self.state.defaults),
+        saved = checked_state(self.state.load() if self.persist else dict(self.state.defaults),
                               config)  # clamped: never saved back as it was
         if preset is not None:  # `simulate --preset`: a person's choice, as a press would be
             saved["preset"] = preset
@@ -251,6 +251,24 @@ class Daemon:
         self.sessions = self._make_sessions()
         for topic in ("command", "pulse", "scene", "output"):
             self.hub.subscribe(topic, lambda value, t=topic: self.post(t, value))
+
+    def _state_folder_usable(self, state_dir: str) -> bool:
+        """Whether ``device.state_dir`` is a folder (or can become one). One that is a file
+        (or lies under a file) gets one error naming it and the fix, and the device plays
+        without keeping anything, rather than each part failing on it in its own words."""
+        path = Path(state_dir)
+        for above in (path, *path.parents):
+            if above.exists():
+                if above.is_dir():
+                    return True
+                problem = (f"device.state_dir {path} " + ("is a file" if above == path else
+                           f"lies under {above}, a file") + ", not a folder: nothing is kept "
+                           "(volume, preset, sessions, care); move it away (sudo mv "
+                           f"{above} {above}.old) and restart, or set device.state_dir")
+                log.error("%s; the music plays all the same", problem)
+                self.records_problems.append(problem)
+                return False
+        return True
 
     # -- construction (kept apart so the closed loop can extend it) ---------------------------
     def _make_conductor(self, saved: dict) -> Conductor:
