@@ -317,3 +317,22 @@ def test_a_key_with_lookalike_or_invisible_characters_names_them(tmp_path, text,
     with pytest.raises(ConfigError) as err:
         config.load(path)
     assert named in str(err.value) and "retype it" in str(err.value)
+
+
+@pytest.mark.parametrize("text, said", [
+    ("panel:\n  sleep_timer_min: 1:30\n", "'1:30' is read by YAML as the base 60 number 90"),
+    ("panel:\n  sleep_timer_min: 010\n", "'010' is read by YAML as the octal number 8"),
+    ("panel:\n  sleep_timer_min: 0x10\n", "'0x10' is read by YAML as the hexadecimal number 16"),
+    ('audio:\n  wav_path: "a\\0b.wav"\n', "audio.wav_path: holds a NUL character"),
+])
+def test_values_yaml_reads_as_something_else_are_refused_with_what_it_made(tmp_path, text,
+                                                                            said):
+    """`sleep_timer_min: 1:30` was taken as 90 minutes (YAML 1.1's base 60), `010` as 8; a
+    NUL in a path passed and the daemon then ran silent."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert said in str(err.value)
+    path.write_text("panel:\n  sleep_timer_min: 15\n")
+    assert config.load(path).panel.sleep_timer_min == 15

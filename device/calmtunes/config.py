@@ -594,6 +594,9 @@ def _check_value(path: str, value: Any, ftype: Any, meta: dict, errors: list[str
         errors.append(f"{path}: expected {_type_name(ftype)}, got {_show(value)}"
                       + _yaml_hint(value, ftype, meta.get("choices")))
         return None
+    if ftype is str and "\x00" in value:  # no path or name can hold one (the OS refuses it)
+        errors.append(f"{path}: holds a NUL character (\\0); retype the value")
+        return None
     if ftype is float and value != value:  # NaN
         lo, hi = meta.get("min"), meta.get("max")
         span = (f" from {lo!r} to {hi!r}" if lo is not None and hi is not None

@@ -271,6 +271,25 @@ class _SafeConstructor(SafeConstructor):
                                                f"quote it if it is text", node.start_mark) from None
 
 
+def _construct_int(self: SafeConstructor, node: Any) -> int:
+    """YAML 1.1 reads ``1:30`` as 90 (base 60), ``010`` as 8 (octal) and ``0x10`` as 16: a
+    minutes option written as a time, or a number with a leading zero, would be taken as
+    another number without a word. Those forms are refused, naming what YAML made of them."""
+    body = node.value.replace("_", "").lstrip("+-")
+    kind = ("base 60" if ":" in body else "hexadecimal" if body[:2].lower() == "0x"
+            else "binary" if body[:2].lower() == "0b"
+            else "octal" if len(body) > 1 and body.startswith("0") else None)
+    value = SafeConstructor.construct_yaml_int(self, node)
+    if kind is not None:
+        raise _Refused(node.start_mark, f"{_clip(node.value, 20)!r} is read by YAML as the "
+                                        f"{kind} number {value}; write {value} if that is meant "
+                                        "(or quote it if it is text)")
+    return value
+
+
+_SafeConstructor.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 class PyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _LimitedComposer,
                _SafeConstructor, Resolver):
     """The pure-Python parser under the limits."""
