@@ -219,3 +219,17 @@ def test_a_long_or_escaped_reason_is_kept_short_and_printable(tmp_path):
     record_fault(tmp_path, "killed\x1b]0;owned\x07 by\nwatchdog", None)
     text = format_fault(read_fault(tmp_path))
     assert "\x1b" not in text and "\n" not in text and "killed?]0;owned? by?watchdog" in text
+
+
+def test_fault_with_a_broken_config_logs_the_problem_itself(tmp_path):
+    """A config error (the reason systemd gave up, often) was logged as its first line only,
+    '(…: 1 problem:)', the problem itself dropped. The note goes to the unit's StateDirectory=
+    even so."""
+    config = tmp_path / "config.yaml"
+    config.write_text("music:\n  volume_db: loud\n")
+    state = tmp_path / "state"
+    out = subprocess.run([*CALMTUNES, "fault", "--config", str(config), "--reason", "test",
+                          "--duration", "0.2"], capture_output=True, text=True, timeout=60,
+                         env=_env(STATE_DIRECTORY=str(state)))
+    assert "music.volume_db: expected a number" in out.stderr, out.stderr[-800:]
+    assert read_fault(state)["reason"] == "test"

@@ -776,9 +776,12 @@ def cmd_fault(args: argparse.Namespace) -> int:
     try:
         cfg, _ = load_config(args.config)
     except ConfigError as exc:  # the very reason we may be here: carry on with the defaults
-        log.warning("configuration error (%s); using the default state folder and LED pins",
-                    str(exc).splitlines()[0])
+        log.warning("configuration error, so the default state folder and LED pins are "
+                    "used here: %s", "; ".join([exc.source, *exc.problems]))
         cfg = config_mod.Config()
+    from calmtunes.daemon import with_systemd_dirs
+
+    cfg = with_systemd_dirs(cfg)  # the unit's StateDirectory=, where the daemon keeps its state
     env = os.environ
     result = env.get("MONITOR_SERVICE_RESULT")
     reason = args.reason or reason_for(result, env.get("MONITOR_EXIT_CODE"),
