@@ -8,6 +8,7 @@ this user (not in the calmtunes group); 78 configuration error.
 from __future__ import annotations
 
 import argparse
+import collections
 import errno
 import json
 import logging
@@ -751,11 +752,23 @@ def cmd_listener(args: argparse.Namespace) -> int:
     record = store.load(listener, set_aside=False)
     if record.problem:
         print(f"calmtunes listener: {record.problem}", file=sys.stderr)
-        return 1
+        if not record.nights:
+            return 1
+    from calmtunes.care.arms import parse_arm
+    from calmtunes.care.bandit import is_forbidden
+
     rewarded = sum(n.reward is not None for n in record.nights)
-    print(f"listener {listener}: {len(record.nights)} nights, {rewarded} with a reward")
+    print(f"listener {listener}: {len(record.nights)} nights, {rewarded} with a reward "
+          "(the belief learns from those)")
+    played = collections.Counter(n.arm for n in record.nights)
     for b in bandit_for(cfg, record).beliefs():
-        print(f"  {b.arm:<18} expected reward {b.mean:+.2f} ± {b.sd:.2f}  ({b.nights} nights)")
+        marks = []
+        if is_forbidden(parse_arm(b.arm), cfg.care.forbidden_arms):
+            marks.append("forbidden")
+        if b.arm == cfg.care.pinned_arm:
+            marks.append("pinned")
+        print(f"  {b.arm:<18} expected reward {b.mean:+.2f} ± {b.sd:.2f}  ({b.nights} rewarded "
+              f"of {played[b.arm]} nights){'  ' + ', '.join(marks) if marks else ''}")
     return 0
 
 

@@ -384,3 +384,22 @@ def test_times_carry_their_zone_and_a_short_session_has_no_settling(monkeypatch)
         time_mod.tzset()
     two_minutes = [TracePoint(t_s=10.0 * k, hr_bpm=70.0, usable=1.0) for k in range(12)]
     assert settle_minutes(two_minutes) is None  # no 3-minute reference to settle to
+
+
+def test_listener_show_counts_every_night_and_marks_the_clinicians_settings(tmp_path, capsys):
+    """'2 nights, 0 with a reward' then '(0 nights)' on every arm read as a contradiction, and
+    a forbidden arm was listed like any other."""
+    from calmtunes.care.store import CareStore, Night
+
+    store = CareStore(tmp_path)
+    listener = store.new_listener(T0)
+    store.add_night(listener, Night(T0, "sleep", None, "too short"))
+    store.add_night(listener, Night(T0 + 86400, "sleep", 1.0, "ok"))
+    config = tmp_path / "config.yaml"
+    config.write_text("care:\n  forbidden_arms: [uplift]\n  pinned_arm: sleep\n")
+    assert cli.main(["listener", "show", "--state-dir", str(tmp_path), "--config",
+                     str(config)]) == 0
+    out = capsys.readouterr().out
+    [sleep] = [x for x in out.splitlines() if x.strip().startswith("sleep ")]
+    assert "(1 rewarded of 2 nights)" in sleep and "pinned" in sleep
+    assert all("forbidden" in x for x in out.splitlines() if x.strip().startswith("uplift"))
