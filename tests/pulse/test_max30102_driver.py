@@ -151,6 +151,30 @@ def test_clock_drift_is_tracked():
     assert abs(t[-1] - clock()) < 0.05
 
 
+@pytest.mark.parametrize("rate_error", [-0.05, -0.03, 0.05])
+def test_a_slow_or_fast_oscillator_loses_nothing_and_is_measured(rate_error):
+    # Every sample the chip makes stays in the FIFO until read: with no overflow and no failed
+    # read nothing can be lost, whatever the oscillator's error.
+    driver, _bus, clock = make(rate_error=rate_error)
+    driver.start()
+    blocks, t, _ = run(driver, clock, 60.0)
+    assert sum(b.lost for b in blocks) == 0
+    assert abs(driver._period - 0.01 / (1 + rate_error)) < 0.00002  # measured to 0.2 %
+    assert abs(t[-1] - clock()) < 0.02
+    assert np.all(np.diff(t) > 0)
+
+
+def test_real_loss_is_still_counted_on_a_slow_oscillator():
+    driver, _bus, clock = make(settings=Settings(rollover=True), rate_error=-0.05)
+    driver.start()
+    run(driver, clock, 20.0)
+    clock.advance(1.0)  # about 95 made, 32 kept: OVF_COUNTER says so
+    block = driver.read()
+    assert len(block) == 32 and block.lost >= 55
+    blocks, _, _ = run(driver, clock, 5.0)
+    assert sum(b.lost for b in blocks) == 0
+
+
 def test_finger_lifted_and_replaced():
     driver, _bus, clock = make("finger")
     driver.start()

@@ -181,6 +181,18 @@ class MAX30102:
     stall_s = 1.0
     #: the same fault this many times in a row, with no sample between, is given up on (above)
     give_up_after = 3
+    #: the sample period is measured as host time over samples counted since an anchor read;
+    #: each end is known to one period (the newest sample is up to a period old at a read), so
+    #: the error is at most a period over the span: ≤ 1 % after this long at 100 sps, s
+    period_measure_min_s = 1.0
+    #: the anchor moves on after this long (the oscillator drifts with temperature), s; the
+    #: estimate in hand is kept until the new span reaches :attr:`period_remeasure_s`
+    period_window_s = 60.0
+    period_remeasure_s = 10.0
+    #: the measured period is held within this fraction of the nominal one. The datasheet
+    #: gives no tolerance for the sample clock (an on-chip oscillator; parts a few % off are
+    #: normal); a measurement beyond ±10 % is a host clock that jumped, not the chip
+    period_tolerance = 0.10
 
     def __init__(
         self,
@@ -222,6 +234,11 @@ class MAX30102:
         self._t_last: float | None = None  # timestamp of the newest sample delivered
         self._resume_after: float | None = None  # newest timestamp before a re-initialisation
         self._period = 1.0 / self.settings.fs
+        self._anchor: tuple[float, int] | None = None  # (read time, samples since) for _period
+        self._period_measured = False  # _period is a measurement, not the nominal value
+        #: samples may have gone missing since the last block: a failed or corrupt read (it
+        #: may have popped some), or an overflow with rollover off (the drop shows after it)
+        self._loss_possible = False
         self._last_read = clock()
         self._last_sample_at = self._last_read  # when a read last brought samples
         self._led_changed_at = -1e9
@@ -268,7 +285,9 @@ class MAX30102:
         # PWR_RDY is set by the power-on reset (and the soft reset above): read now, it clears,
         # so that seen again later it means the chip was reset behind our back
         self._read_block(R.INT_STATUS_1, 2, "clear interrupt status")
-        self._period = 1.0 / s.fs
+        if not self._period_measured:  # a re-initialisation keeps the oscillator's period
+            self._period = 1.0 / s.fs
+        self._anchor, self._loss_possible = None, False
         self._t_last = None
         self._last_read = self.clock()
         self._last_sample_at = self._last_read
@@ -392,6 +411,7 @@ class MAX30102:
                 # Each round starts again from the pointers, so samples a failed transfer may
                 # have popped show up as a gap in time and are counted as lost.
                 last = exc
+                self._loss_possible = True
                 corrupt |= isinstance(exc, SensorCorrupt)
                 if attempt < self.retries:
                     self.sleep(self.backoff_s * 2**attempt)
@@ -543,50 +563,83 @@ class MAX30102:
         judgement of the latest read.
 
         The newest sample was converted within one period before the read; the older ones
-        follow at the sample period, which a slow phase/frequency loop refines against the
-        clock (the chip's oscillator and the host's clock differ by up to a few %).
+        follow at the sample period, measured against the host clock (:meth:`_measure`: the
+        chip's oscillator and the host's clock differ by a few %), and a slow phase loop keeps
+        the timestamps on the clock.
+
+        Samples are counted lost only where they can have been lost: the FIFO's OVF_COUNTER
+        (the datasheet's count of samples it could not keep), a failed or corrupt read since
+        the last block (it may have popped samples), an overflow with rollover off (the newer
+        samples were dropped) or a re-initialisation. Otherwise every sample the chip made is
+        still in the FIFO, and a gap between the timestamps and the clock is an error of the
+        timestamps (a period not yet measured), corrected, never a loss.
         """
         n = len(values)
-        nominal = 1.0 / self.settings.fs
         p = self._period
         lost = int(ovf)
-        expected_newest = t_read - 0.5 * nominal
+        loss_possible = self._loss_possible or ovf > 0
+        expected_newest = t_read - 0.5 * p
         if ovf and not self.settings.rollover and self._t_last is not None:
             # Rollover off: the FIFO kept its oldest samples and dropped the newer ones, so
             # this block follows on from the last; the drop shows as a gap before the next.
             t = self._t_last + (1 + np.arange(n)) * p
             self._t_last = float(t[-1]) if n else self._t_last
             self.stats.samples += n
+            self._loss_possible = True
+            self._anchor = None  # the count of samples since the anchor is broken
             return SampleBlock(t=t, red=values[:, 0].copy(), ir=values[:, 1].copy(), lost=0,
                                finger=self.finger)
         if n == 0:
             return SampleBlock(t=np.empty(0), red=np.empty(0), ir=np.empty(0), lost=0,
                                finger=self.finger)
+        self._loss_possible = False
         if self._t_last is None:
             t = expected_newest - (n - 1 - np.arange(n)) * p
             if self._resume_after is not None:
                 # the chip was re-initialised: what it would have sampled meanwhile is lost
-                lost += max(0, round((t[0] - self._resume_after) / nominal) - 1)
+                lost += max(0, round((t[0] - self._resume_after) / p) - 1)
                 self._resume_after = None
         else:
             gap = expected_newest - (self._t_last + n * p)
-            missing = round(gap / p) if gap > 1.5 * nominal else 0
-            if gap < -3.0 * nominal:  # more samples than time allows: re-anchor
+            # a gap of more than half a period beyond the phase's own spread (±½ period)
+            missing = round(gap / p) if loss_possible and gap > 1.5 * p else 0
+            if gap < -3.0 * p:  # more samples than time allows: re-anchor
                 t = expected_newest - (n - 1 - np.arange(n)) * p
                 t = np.maximum(t, self._t_last + 1e-6 * (1 + np.arange(n)))
             else:
                 lost = max(lost, missing)
                 t = self._t_last + (missing + 1 + np.arange(n)) * p
                 if not missing:
-                    # phase and frequency tracking: a few % of the error per read
-                    self._period = min(max(p + 0.002 * gap / max(n, 1), 0.95 * nominal),
-                                       1.05 * nominal)
-                    t = t + 0.05 * gap * (np.arange(1, n + 1) / n)
+                    # phase tracking: a few % of the error per read within the phase's own
+                    # spread of ±½ period; more where the timestamps have drifted beyond it
+                    gain = 0.05 if abs(gap) <= p else 0.25
+                    t = t + gain * gap * (np.arange(1, n + 1) / n)
+        if lost or loss_possible:
+            self._anchor = None  # samples went uncounted: measure afresh from here
+        self._measure(t_read, n)
         self._t_last = float(t[-1])
         self.stats.samples += n
         self.stats.lost += lost
         return SampleBlock(t=np.asarray(t, dtype=np.float64), red=values[:, 0].copy(),
                            ir=values[:, 1].copy(), lost=lost, finger=self.finger)
+
+    def _measure(self, t_read: float, n: int) -> None:
+        """Measure the sample period: host time since an anchor read over the samples that
+        arrived after it (each end known to one period, so the error falls as 1/span)."""
+        if self._anchor is None:
+            self._anchor = (t_read, 0)  # this block's samples were made before the anchor
+            return
+        t0, count = self._anchor[0], self._anchor[1] + n
+        self._anchor = (t0, count)
+        span = t_read - t0
+        need = self.period_remeasure_s if self._period_measured else self.period_measure_min_s
+        if span >= need and count > 0:
+            nominal = 1.0 / self.settings.fs
+            tol = self.period_tolerance
+            self._period = min(max(span / count, (1 - tol) * nominal), (1 + tol) * nominal)
+            self._period_measured = True
+        if span >= self.period_window_s:
+            self._anchor = (t_read, 0)
 
     # -- finger and LED current ---------------------------------------------------------------
     def _judge_levels(self, red: np.ndarray, ir: np.ndarray) -> None:
