@@ -270,3 +270,19 @@ def test_motion_bursts_get_no_heart_rate():
             x += a * np.exp(-0.5 * ((t - c) / w) ** 2) * np.sin(2 * np.pi * f * t + seed)
         answered += analyze(x, 100).hr_bpm is not None
     assert answered <= 2  # without looking at the beats' size and fall: 5
+
+
+@pytest.mark.parametrize("hr", [140.0, 155.0, 170.0])
+@pytest.mark.parametrize("am", [0.3, 0.5])
+def test_tachycardia_whose_beats_breathing_weakens_keeps_every_beat(hr, am):
+    # Breathing swings the pulse's size (respiratory amplitude modulation): at a fast rate
+    # every interval is short and steady, so the weakened beats once passed for dicrotic waves
+    # and were dropped (read at ½–⅔ of the rate, or refused). A dicrotic wave is weaker than
+    # the beats on both sides of it; breathing weakens several beats in a row.
+    for seed in range(3):
+        ppg = make_ppg(seconds=10, fs=100, hr=hr, br=15.0, rsa=0.005, jitter=0.004,
+                       dicrotic=0.2, fall=2.0, baseline=0.0, seed=seed)
+        t = np.arange(len(ppg.x)) / ppg.fs
+        x = ppg.x * (1 + am * np.sin(2 * np.pi * 0.25 * t + seed))
+        r = analyze(x, ppg.fs)
+        assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=2.0), (seed, r.reason)

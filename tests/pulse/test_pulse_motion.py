@@ -38,7 +38,9 @@ def motion_window(seed: int, k: int) -> np.ndarray:
 def test_motion_bursts_are_refused(seed, k, said):
     r = analyze(motion_window(seed, k), FS)
     assert r.hr_bpm is None
-    assert said in r.reason
+    # the reason first met; since the dicrotic-wave rule keeps weakened upstrokes that are
+    # not alternating, a burst may first meet another no-pulse test
+    assert said in r.reason or "no pulse" in r.reason, r.reason
 
 
 def test_a_pulse_that_starts_flat_is_a_pulse():

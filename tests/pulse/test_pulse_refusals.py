@@ -93,7 +93,7 @@ def test_noise_without_a_pulse_shape_is_refused(seed):
     # each other and change size, which a pulse's do not both do under such a weak shape
     r = analyze(band_noise(seed), 100)
     assert r.hr_bpm is None
-    assert "no pulse shape" in r.reason and "unlike each other" in r.reason
+    assert r.reason.startswith("no pulse")  # shapeless, or swinging like motion
 
 
 @pytest.mark.parametrize("hr", [70.0, 90.0, 110.0])

@@ -355,16 +355,24 @@ def _dicrotic_pairs(b: Beats) -> np.ndarray | None:
     """The beats to keep when a fair share of ``b`` are dicrotic waves, else None.
 
     A dicrotic wave is tied to its beat: a weaker upstroke (< 0.75 × the 75th percentile)
-    at a steady lag (spread ≤ 60 ms) of at most :data:`DICROTIC_MAX_S` after the beat before
-    it. A premature beat comes at a lag set by the ectopic focus, usually later, and its own
-    pulse follows; a run of them at a steady short lag is read as dicrotic waves.
+    than both the beat it follows and the next beat (waves and beats alternate), at a steady
+    lag (spread ≤ 60 ms) of at most :data:`DICROTIC_MAX_S` after the beat before it.
+    Breathing weakens the beats of a tachycardia (respiratory amplitude modulation) several
+    in a row, each about as strong as its neighbours, and above 133 bpm every interval is
+    under :data:`DICROTIC_MAX_S` and steady: without the alternation those beats were taken
+    for waves. A premature beat comes at a lag set by the ectopic focus, usually later, and
+    its own pulse follows; a run of them at a steady short lag is read as dicrotic waves.
     """
     if len(b.times) < 6:
         return None
     h = b.heights
-    lag = diff(b.times)
-    weak = h[1:] < 0.75 * float(percentile(h, 75))
-    cand = weak & (lag <= DICROTIC_MAX_S)
+    lag = diff(b.times)  # lag[k]: from upstroke k to upstroke k + 1
+    weak = h < 0.75 * float(percentile(h, 75))
+    # a wave is weaker than its own beat before it and than the next beat after it (the last
+    # has no successor to judge by)
+    below_next = np.concatenate((h[1:-1] < h[2:], [True]))
+    alone = weak[1:] & (h[1:] < h[:-1]) & below_next
+    cand = alone & (lag <= DICROTIC_MAX_S)
     if np.count_nonzero(cand) < 0.25 * len(lag) or float(np.std(lag[cand])) > 0.06:
         return None
     return ~np.concatenate(([False], cand))
