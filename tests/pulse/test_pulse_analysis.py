@@ -286,3 +286,24 @@ def test_tachycardia_whose_beats_breathing_weakens_keeps_every_beat(hr, am):
         x = ppg.x * (1 + am * np.sin(2 * np.pi * 0.25 * t + seed))
         r = analyze(x, ppg.fs)
         assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=2.0), (seed, r.reason)
+
+
+@pytest.mark.parametrize("hr", [165.0, 175.0, 190.0])
+def test_a_fast_pulse_is_not_refused_as_a_sine(hr):
+    # From 150 bpm the pulse's 2nd and 3rd harmonics lie above the pulse band's 5 Hz edge: the
+    # harmonic test, run on the band-passed signal, found none and refused the pulse as a sine.
+    for seed in range(3):
+        ppg = make_ppg(seconds=10, fs=100, hr=hr, fall=2.0, dicrotic=0.0, baseline=0.0,
+                       noise=0.01, rsa=0.005, jitter=0.004, seed=seed)
+        r = analyze(ppg.x, ppg.fs)
+        assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=2.0), (seed, r.reason)
+
+
+@pytest.mark.parametrize("hr", [100.0, 170.0])
+def test_a_sine_at_a_pulse_rate_is_still_refused(hr):
+    rng = np.random.default_rng(int(hr))
+    t = np.arange(1000) / 100.0
+    x = np.sin(2 * np.pi * hr / 60.0 * t) + 0.01 * rng.standard_normal(t.size)
+    r = analyze(x, 100.0)
+    # no harmonics on the wider band either: not steady in shape, no pulse
+    assert r.hr_bpm is None and r.reason.startswith("no pulse"), r.reason

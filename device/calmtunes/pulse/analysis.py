@@ -246,8 +246,14 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None,
     # the intervals as corrected (a missed beat put back), none across left-out samples
     rhythmless = beats_mod.looks_rhythmless(ibi_span, skew)
     harm: float | None = None
+
+    def harmonics() -> float:
+        # on a band that keeps them: the pulse band's 5 Hz edge removes the 2nd and 3rd
+        # harmonics of a fast pulse (≥ 150 bpm), which was then refused as a sine
+        return quality.harmonic_ratio(filters.harmonic_band(x, fs)[s0:], fs, period)
+
     if skew < beats_mod.MIN_SLOPE_SKEW or motion:
-        harm = quality.harmonic_ratio(x_up[s0:], fs, period)
+        harm = harmonics()
     weak = quality.MIN_QUALITY <= q < quality.WEAK_QUALITY
     # Orphanidou's template matching, computed once for the two tests that use it
     match = (quality.template_match(x_up, span_beats.index)
@@ -263,7 +269,7 @@ def analyze(signal: object, fs: float, *, hr_span_s: float | None = None,
     if not refused and skew < beats_mod.MOTION_WEAK_SKEW:
         # a weak pulse shape must show harmonics: a wave without them is a sine, not a pulse
         # (a strongly skewed slope has them by its sharp upstroke); last, as it costs a spectrum
-        harm = quality.harmonic_ratio(x_up[s0:], fs, period) if harm is None else harm
+        harm = harmonics() if harm is None else harm
         sine = refused = harm < quality.SINE_HARMONICS
     if refused:
         why = f"signal quality {q:.2f} below {quality.MIN_QUALITY:g}"

@@ -113,6 +113,19 @@ def pulse_band(x: np.ndarray, fs: float) -> np.ndarray:
     return filtfilt(bandpass_sos(design_rate(fs), *PULSE_BAND_HZ), x)
 
 
+#: the band the harmonic test sees, Hz: the pulse band's 5 Hz edge removes the second
+#: harmonic from 150 bpm (2.5 Hz) and the third from 100 bpm; up to 12 Hz holds the third
+#: harmonic of the fastest pulse searched (220 bpm: 3 × 3.67 = 11 Hz)
+HARMONIC_BAND_HZ = (0.5, 12.0)
+
+
+def harmonic_band(x: np.ndarray, fs: float) -> np.ndarray:
+    """Zero-phase band-pass wide enough for a pulse's 2nd and 3rd harmonics (0.5–12 Hz, the
+    top held at 40 % of ``fs`` where that is lower: beyond Nyquist there is nothing to see)."""
+    lo, hi = HARMONIC_BAND_HZ
+    return filtfilt(bandpass_sos(design_rate(fs), lo, min(hi, 0.4 * design_rate(fs))), x)
+
+
 def slow_band(x: np.ndarray, fs: float) -> np.ndarray:
     """Zero-phase low-pass (5 Hz) keeping the baseline, for respiratory modulation."""
     return filtfilt(lowpass_sos(design_rate(fs), SLOW_CUTOFF_HZ), x)
