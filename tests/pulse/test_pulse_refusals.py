@@ -108,3 +108,16 @@ def test_a_weakly_shaped_pulse_swinging_with_breath_is_still_a_pulse(hr):
     assert beats.MIN_SLOPE_SKEW < beats.slope_skewness(up) < beats.SHAPELESS_SKEW
     r = analyze(x, ppg.fs)
     assert r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=1.0), r.reason
+
+
+@pytest.mark.parametrize("rail", ["top", "bottom"])
+def test_a_clipping_window_names_its_rail_and_the_right_cure(rail):
+    # At the bottom rail the sensor needs more light, not less: the advice once always said
+    # "reduce LED current".
+    x = make_ppg(seconds=10, fs=100, hr=70.0, seed=1).x
+    x = np.minimum(x, np.percentile(x, 50)) if rail == "top" else np.maximum(
+        x, np.percentile(x, 50))
+    r = analyze(x, 100)
+    assert r.hr_bpm is None
+    assert f"clips at its {rail} rail" in r.reason, r.reason
+    assert ("reduce the LED current" if rail == "top" else "raise the LED current") in r.reason

@@ -68,10 +68,7 @@ def _artefacts(
     clip = quality.clipped(x, fs)
     bad = quality.widen(clip, margin)
     if mean(bad) > too_much:
-        return x, x_bp, bad, (
-            f"signal clips: {100 * mean(clip):.0f} % of samples sit at one extreme "
-            "(reduce LED current or finger pressure)"
-        )
+        return x, x_bp, bad, _clip_reason(x, clip)
     if bad.any():
         x = _bridge(x, bad)
         x_bp = filters.pulse_band(x, fs)
@@ -85,6 +82,19 @@ def _artefacts(
         x = _bridge(x, bad)
         x_bp = filters.pulse_band(x, fs)
     return x, x_bp, (bad if bad.any() else None), ""
+
+
+def _clip_reason(x: np.ndarray, clip: np.ndarray) -> str:
+    """Why a clipping window is refused, naming the rail and its cure: at the top the sensor
+    gets more light than its range holds (an 18-bit count or a camera channel at its maximum),
+    at the bottom too little to leave the floor."""
+    top = int(np.count_nonzero(clip & (x >= float(x.max()))))
+    share = f"{100 * mean(clip):.0f} % of samples"
+    if top >= np.count_nonzero(clip) - top:
+        return (f"signal clips at its top rail: {share} sit at the highest value (too much "
+                "light: reduce the LED current, or lighten the finger's pressure)")
+    return (f"signal clips at its bottom rail: {share} sit at the lowest value (too little "
+            "light: raise the LED current, or cover the sensor fully with the finger)")
 
 
 def _bridge(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
