@@ -747,6 +747,13 @@ def cmd_listener(args: argparse.Namespace) -> int:
               "(are you in the calmtunes group?)", file=sys.stderr)
         return 1
     if listener is None:
+        if store.current_path.exists() or store.current_path.is_symlink():
+            others = sorted(p.stem for p in store.listeners_dir.glob("*.json"))
+            print(f"calmtunes listener: {store.current_path} does not name a listener (damaged "
+                  "or changed by hand): the daemon keeps it aside and starts a new listener at "
+                  "its next session" + (f"; the records kept: {', '.join(others[-5:])}"
+                                        if others else ""), file=sys.stderr)
+            return 1
         print(f"no listener recorded in {store.dir}")
         return 0
     record = store.load(listener, set_aside=False)

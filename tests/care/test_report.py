@@ -403,3 +403,14 @@ def test_listener_show_counts_every_night_and_marks_the_clinicians_settings(tmp_
     [sleep] = [x for x in out.splitlines() if x.strip().startswith("sleep ")]
     assert "(1 rewarded of 2 nights)" in sleep and "pinned" in sleep
     assert all("forbidden" in x for x in out.splitlines() if x.strip().startswith("uplift"))
+
+
+def test_listener_show_says_when_the_current_listener_file_is_damaged(tmp_path, capsys):
+    from calmtunes.care.store import CareStore
+
+    store = CareStore(tmp_path)
+    listener = store.new_listener(T0)
+    store.current_path.write_text("{garbage")
+    assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "does not name a listener" in err and listener in err
