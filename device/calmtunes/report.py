@@ -481,7 +481,8 @@ def _learned(config: Config, state_dir: Path, Figure: Any, listener: str | None)
     text = (f": {len(record.nights)} night(s), {rewarded} with a reward. Expected reward of each "
             f"arm after these nights (the belief it chooses from; it starts favouring the "
             f"default preset {html.escape(config.music.default_preset)}). "
-            + ("Oversight: " + "; ".join(oversight) + "." if oversight else "") + "</p>")
+            + ("Oversight, as the config says now (earlier sessions may have run under other "
+               "settings): " + "; ".join(oversight) + "." if oversight else "") + "</p>")
     return head + text + f"<figure>{belief_figure(Figure, beliefs, 'belief')}</figure>"
 
 
