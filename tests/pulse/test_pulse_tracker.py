@@ -74,3 +74,24 @@ def test_streaming_recovers_from_a_true_step_change_within_seconds():
     locked = next(t for t, h in after if h is not None and abs(h - 95) < 2) - 30
     assert locked <= 11.0
     assert all(h == pytest.approx(95, abs=2) for t, h in after if t >= 30 + locked)
+
+
+def test_the_true_rate_returning_after_a_believed_halving_is_believed_at_once():
+    # audit finding 1: a halving lasting 3 readings was believed; the true rate coming back
+    # was then read as half of it for two more readings
+    tr = RateTracker()
+    for i in range(4):
+        tr.update(float(i), 140.0)
+    outs = [tr.update(4.0 + i, 70.0).hr_bpm for i in range(5)]
+    assert outs[-1] == pytest.approx(70.0)  # the halving persisted: believed
+    back = [tr.update(9.0 + i, 140.0) for i in range(2)]
+    assert [b.hr_bpm for b in back] == [140.0, 140.0]
+    assert all(b.factor == 1.0 for b in back)
+
+
+def test_a_halving_is_still_held_with_the_memory():
+    # remembering the rate before a halving must not make the halving itself cheap
+    tr = RateTracker()
+    assert _steady(tr, 140.0, 10) == pytest.approx(140.0, abs=1)
+    held = [tr.update(10.0 + i, 70.0).hr_bpm for i in range(2)]
+    assert held == [pytest.approx(140.0), pytest.approx(140.0)]

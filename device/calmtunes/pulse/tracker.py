@@ -14,6 +14,10 @@ So a true change (60 → 90 bpm) is followed at once — the measured candidate 
 once, a harmonic one would pay :data:`HARMONIC_COST` on top — while a sudden halving or
 doubling is read back on the tracked rate until it has persisted for
 ``JUMP_COST / HARMONIC_COST`` readings (3 s at one reading a second), then believed.
+Each path remembers the rate it held before its last suspected halving or doubling (a move by
+a ratio in :data:`SUSPECT_RATIOS`): coming back to that rate costs only the drift since, not a
+jump, so once a halving has been believed the true rate returning is believed at once rather
+than read as half of it for two more readings.
 Cumulative costs are kept relative to the best, so the search is O(1) per reading.
 """
 
@@ -34,6 +38,9 @@ RESET_AFTER_S = 15.0
 FACTORS = (1.0, 2.0, 0.5)
 #: candidates outside this range are not considered, bpm
 RANGE_BPM = (30.0, 220.0)
+#: a move by a ratio in these bands is a suspected halving or doubling (the conductor's
+#: ``music.conductor.SUSPECT_RATIOS``: ½× or 2× within the spread of a misread rhythm)
+SUSPECT_RATIOS = ((0.4, 0.6), (1.67, 2.5))
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,9 @@ class RateTracker:
 
     def __init__(self) -> None:
         self._t: float | None = None
-        self._states: list[tuple[float, float]] = []  # (rate, cumulative cost) per candidate
+        # (rate, cumulative cost, (rate held before the path's last suspected halving or
+        # doubling, its time) or None) per candidate
+        self._states: list[tuple[float, float, tuple[float, float] | None]] = []
 
     def reset(self) -> None:
         self._t = None
@@ -60,20 +69,36 @@ class RateTracker:
             for f in FACTORS
             if RANGE_BPM[0] <= f * hr_bpm <= RANGE_BPM[1]
         ]
+        new: list[tuple[float, float, tuple[float, float] | None]]
         if self._t is None or not self._states or t - self._t > RESET_AFTER_S or t <= self._t:
-            new = [(r, c) for r, c, _ in cands]
+            new = [(r, c, None) for r, c, _ in cands]
         else:
-            dt = t - self._t
-            scale = DRIFT_PER_SQRT_S * math.sqrt(dt)
+            t_old = self._t
             new = []
             for r, c, _ in cands:
-                best = min(
-                    cost + min(JUMP_COST, 0.5 * (math.log(r / old) / scale) ** 2)
-                    for old, cost in self._states
-                )
-                new.append((r, c + best))
-        low = min(c for _, c in new)
-        self._states = [(r, c - low) for r, c in new]
+                best, keep = math.inf, None
+                for old, cost, anchor in self._states:
+                    step = _move(old, r, t - t_old)
+                    if anchor is not None and _move(anchor[0], r, t - anchor[1]) < step:
+                        # back to the rate held before a suspected halving or doubling
+                        step, nxt = _move(anchor[0], r, t - anchor[1]), None
+                    elif any(lo <= r / old <= hi for lo, hi in SUSPECT_RATIOS):
+                        nxt = (old, t_old)
+                    elif step < JUMP_COST:
+                        nxt = anchor  # drift: the path still remembers where it came from
+                    else:
+                        nxt = None  # a true change: nothing to come back to
+                    if cost + step < best:
+                        best, keep = cost + step, nxt
+                new.append((r, c + best, keep))
+        low = min(c for _, c, _ in new)
+        self._states = [(r, c - low, a) for r, c, a in new]
         self._t = t
         k = min(range(len(new)), key=lambda i: new[i][1])
         return Tracked(cands[k][0], cands[k][2])
+
+
+def _move(old: float, new: float, dt: float) -> float:
+    """Cost of the rate moving from ``old`` to ``new`` in ``dt`` s: drift, capped at a jump."""
+    scale = DRIFT_PER_SQRT_S * math.sqrt(max(dt, 1e-9))
+    return min(JUMP_COST, 0.5 * (math.log(new / old) / scale) ** 2)
