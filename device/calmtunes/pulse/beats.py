@@ -351,12 +351,18 @@ def harmonic_check(x_up: np.ndarray, fs: float, period_s: float, found: Beats) -
     return Beats(alt.times[keep], alt.index[keep], alt.heights[keep])
 
 
+#: share of the weak upstrokes that must alternate with stronger ones on both sides for the
+#: window's weak upstrokes to be read as dicrotic waves (a pattern, not a wave at a time)
+DICROTIC_ALTERNATING = 2 / 3
+
+
 def _dicrotic_pairs(b: Beats) -> np.ndarray | None:
     """The beats to keep when a fair share of ``b`` are dicrotic waves, else None.
 
-    A dicrotic wave is tied to its beat: a weaker upstroke (< 0.75 × the 75th percentile)
-    than both the beat it follows and the next beat (waves and beats alternate), at a steady
-    lag (spread ≤ 60 ms) of at most :data:`DICROTIC_MAX_S` after the beat before it.
+    A dicrotic wave is tied to its beat: a weaker upstroke (< 0.75 × the 75th percentile) at a
+    steady lag (spread ≤ 60 ms) of at most :data:`DICROTIC_MAX_S` after the beat before it,
+    and, waves and beats alternating, most of them (:data:`DICROTIC_ALTERNATING`) weaker than
+    both the beat they follow and the next one.
     Breathing weakens the beats of a tachycardia (respiratory amplitude modulation) several
     in a row, each about as strong as its neighbours, and above 133 bpm every interval is
     under :data:`DICROTIC_MAX_S` and steady: without the alternation those beats were taken
@@ -368,12 +374,17 @@ def _dicrotic_pairs(b: Beats) -> np.ndarray | None:
     h = b.heights
     lag = diff(b.times)  # lag[k]: from upstroke k to upstroke k + 1
     weak = h < 0.75 * float(percentile(h, 75))
-    # a wave is weaker than its own beat before it and than the next beat after it (the last
-    # has no successor to judge by)
+    cand = weak[1:] & (lag <= DICROTIC_MAX_S)
+    n = np.count_nonzero(cand)
+    if n < 0.25 * len(lag) or float(np.std(lag[cand])) > 0.06:
+        return None
+    # The pattern is judged over the window: waves alternate with their beats, so most weak
+    # upstrokes are weaker than both the beat before and the next one (a breath may weaken a
+    # beat below a neighbour's wave now and then); breathing weakens a tachycardia's beats in
+    # runs, where few are. The last has no successor to judge by.
     below_next = np.concatenate((h[1:-1] < h[2:], [True]))
-    alone = weak[1:] & (h[1:] < h[:-1]) & below_next
-    cand = alone & (lag <= DICROTIC_MAX_S)
-    if np.count_nonzero(cand) < 0.25 * len(lag) or float(np.std(lag[cand])) > 0.06:
+    alone = cand & (h[1:] < h[:-1]) & below_next
+    if np.count_nonzero(alone) < DICROTIC_ALTERNATING * n:
         return None
     return ~np.concatenate(([False], cand))
 
