@@ -8,7 +8,7 @@ touches of the machine, replaceable in tests); none ever raises: missing hardwar
 with the fix, an unconfigured part a SKIP row with the reason.
 
 Run it as the daemon's user so it sees what the daemon sees: ``sudo -u calmtunes
-/opt/calmtunes/venv/bin/calmtunes selftest --config /etc/calmtunes/config.yaml``.
+/opt/calmtunes/current/venv/bin/calmtunes selftest --config /etc/calmtunes/config.yaml``.
 While the daemon runs it holds the sound card and the GPIO pins; those rows then say so (stop
 it with ``sudo systemctl stop calmtunes`` for the full test).
 """

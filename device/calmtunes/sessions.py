@@ -103,7 +103,7 @@ RUNNING_JOURNAL = "wal"  # while the daemon has the file open
 RESTING_JOURNAL = "delete"  # after it closed it: readable with read access alone
 WAL_AUTOCHECKPOINT_PAGES = 64  # 256 KiB of -wal at most: it is rewound, not grown, after that
 BUSY_TIMEOUT_S = 1.0  # s a write waits for a reader; a failed flush is retried at the next one
-STOP_BUSY_TIMEOUT_S = 2.5  # s the stop's last write waits (within the unit's TimeoutStopSec=4s)
+STOP_BUSY_TIMEOUT_S = 2.5  # s the stop's last write waits (within the unit's TimeoutStopSec=8s)
 OPEN_RETRY_S = 30.0  # s between tries to open records another program held locked at start
 WINDOW_S = 60.0  # s: the "first minute" and the "last minute"
 MIN_TREND_SPAN_S = 120.0  # s between the first and last usable readings for a trend

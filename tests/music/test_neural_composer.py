@@ -56,6 +56,20 @@ def test_env_variable_names_the_model(monkeypatch, tmp_path):
     assert default_model_path() == copy
 
 
+def test_a_release_finds_its_own_model_beside_its_environment(monkeypatch, tmp_path):
+    """A technician's `sudo -u calmtunes /opt/calmtunes/current/venv/bin/calmtunes selftest`
+    (without the unit's CALMTUNES_MODEL) checked /usr/share/calmtunes: PASS on a file the
+    daemon does not load. The release's model/ beside the running venv comes first now."""
+    import sys
+
+    release = tmp_path / "current"
+    (release / "model").mkdir(parents=True)
+    copy = _copy(release / "model")
+    monkeypatch.delenv("CALMTUNES_MODEL", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(release / "venv"))
+    assert default_model_path() == copy
+
+
 @pytest.mark.parametrize("preset", sorted(DEFAULT_PRESETS))
 def test_valid_phrases_under_every_preset(preset):
     composer = NeuralComposer.from_config(_config(SHIPPED), seed=11)

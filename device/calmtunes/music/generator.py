@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,16 @@ MAX_ABS_LOGIT = 200.0
 
 def default_model_path() -> Path:
     """Where the model is looked for when ``music.model_path`` is empty, in order:
-    ``$CALMTUNES_MODEL``, ``/usr/share/calmtunes/calmtunes-generator.onnx``, then the source
+    ``$CALMTUNES_MODEL`` (the unit sets the release's), the release's own ``model/`` beside
+    the virtual environment running (``/opt/calmtunes/current/model/``: so a technician's
+    ``calmtunes selftest`` from that release checks the file the daemon loads, without the
+    unit's environment), ``/usr/share/calmtunes/calmtunes-generator.onnx``, then the source
     tree's ``models/calmtunes-generator.onnx``. The first that exists wins; if none does, the
     last candidate is returned and loading it reports it missing."""
     candidates = []
     if os.environ.get(ENV_MODEL):
         candidates.append(Path(os.environ[ENV_MODEL]))
+    candidates.append(Path(sys.prefix).parent / "model" / MODEL_NAME)
     candidates.append(SYSTEM_MODEL)
     candidates.append(Path(__file__).resolve().parents[3] / "models" / MODEL_NAME)
     for c in candidates:
