@@ -131,3 +131,25 @@ def test_a_stale_pending_mark_is_dropped_without_a_rollback(monkeypatch, tree, c
     assert code == 0 and at == 0 and current(tree) == "2.0"
     assert "stale" in capsys.readouterr().out
     assert not (tree / "opt/calmtunes/pending.json").exists()
+
+
+def test_a_manual_rollback_never_brings_back_a_failed_release_unasked(monkeypatch, tree, capsys):
+    """After the check rolled 2.0 back to 1.0, `rollback` switched straight back to 2.0 with no
+    pending mark: nothing checked it again, and the record of why it failed was overwritten."""
+    device = Device([])
+    assert confirm(monkeypatch, tree, device, "--deadline", "150")[0] == 1
+    rel = load_release()
+    monkeypatch.setattr(rel, "run", device.run)
+    monkeypatch.setattr(rel, "systemd_running", lambda layout: True)
+    monkeypatch.setattr(rel, "hold_lock", lambda layout, wait=False: -1)  # confirm's is held
+    assert rel.main(["rollback", "--root", str(tree)]) != 0
+    assert current(tree) == "1.0" and "failed its check" in capsys.readouterr().err
+    device.systemctl.clear()
+    assert rel.main(["rollback", "--root", str(tree), "--force"]) == 0
+    assert current(tree) == "2.0"
+    pending = json.loads((tree / "opt/calmtunes/pending.json").read_text())
+    assert pending["version"] == "2.0"  # checked again, rolled back again if it fails
+    assert ["systemctl", "restart", "--no-block", "calmtunes-release-check.service"] in \
+        device.systemctl
+    record = json.loads((tree / "opt/calmtunes/last-rollback.json").read_text())
+    assert record["earlier"]["failed"] and "did not reach READY" in record["earlier"]["reason"]
