@@ -348,3 +348,11 @@ def test_an_empty_root_is_refused_not_taken_for_the_running_system(args):
     assert out.returncode == 2
     assert "--root needs a folder, got an empty one" in out.stderr
     assert "target /" not in out.stdout
+
+
+def test_an_image_without_a_program_is_warned(root):
+    """`install-pi --root DIR` enabled a unit whose program nothing installed (pip runs in the
+    target, not here) and said 'installed': the first boot ended in the fault state."""
+    out = install(root)
+    assert "warning: no program in /opt/calmtunes/current" in out.stdout
+    assert "calmtunes.service cannot start" in out.stdout
