@@ -356,3 +356,19 @@ def test_an_image_without_a_program_is_warned(root):
     out = install(root)
     assert "warning: no program in /opt/calmtunes/current" in out.stdout
     assert "calmtunes.service cannot start" in out.stdout
+
+
+def test_a_technician_is_checked_in_the_image_and_added_once(root):
+    """With --root, `id -nG` asked the host: every rerun called gpasswd again and said
+    'installed'; a user missing from the image left a half-done install and no message."""
+    before = snapshot(root)
+    out = install(root, "--technician", "nobody-here", check=False)
+    assert out.returncode == 3 and "no such user" in out.stderr
+    assert snapshot(root) == before  # refused before anything was changed
+    with open(root / "etc/passwd", "a") as f:
+        f.write("tech:x:1001:1001::/home/tech:/bin/bash\n")
+    install(root, "--technician", "tech")
+    assert "tech" in [g for g in (root / "etc/group").read_text().splitlines()
+                      if g.startswith("calmtunes:")][0]
+    again = install(root, "--technician", "tech")
+    assert "already installed, nothing changed" in again.stdout, again.stdout[-800:]
