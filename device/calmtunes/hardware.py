@@ -22,9 +22,12 @@ only for the backend in use.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +168,7 @@ def use_local_pins() -> None:
             "network, which calmtunes never uses; unset it (lgpio is used)")
     if named or Device.pin_factory is not None:
         return
+    _lgpio_work_folder()
     reasons = []
     for name, module, cls in LOCAL_PIN_FACTORIES:
         try:
@@ -173,6 +177,27 @@ def use_local_pins() -> None:
         except Exception as exc:  # each library fails in its own way off a Pi
             reasons.append(f"{name}: {exc}")
     raise BadPinFactory("no GPIO library can drive the pins here (" + "; ".join(reasons) + ")")
+
+
+def _lgpio_work_folder() -> None:
+    """Give lgpio a folder of its own for its notification FIFOs (``.lgd-nfyN``), which it makes
+    in ``$LG_WD``, else in the working folder, and then moves the process into (lgpio 0.2.2,
+    ``lgUtil.c``/``lgNotify.c``). The unit sets ``LG_WD=/run/calmtunes``; a command started by
+    hand (``selftest``, ``fault``, ``run``) would leave the FIFO in the folder it was started
+    from, or fail where that folder is not writable (a technician's home under ``sudo -u
+    calmtunes``). It gets the user's runtime folder (``$XDG_RUNTIME_DIR``, as the lgpio issue
+    joan2937/lg#12 suggests), else a private temporary folder removed at exit."""
+    if os.environ.get("LG_WD"):
+        return
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if not (base and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)):
+        base = None
+    try:
+        folder = tempfile.mkdtemp(prefix="calmtunes-lgpio-", dir=base)
+    except OSError:
+        return  # lgpio's own message then says what it could not do
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["LG_WD"] = folder
 
 
 #: state changes a simulated pin remembers (gpiozero's mock pins remember every one, for tests)

@@ -121,3 +121,29 @@ def test_selftest_reports_the_panel_instead_of_reaching_pigpio(libraries):
     assert built == []
     assert len(results) == 1 and results[0].ok is False
     assert "lgpio" in results[0].detail and "python3-lgpio" in results[0].fix
+
+
+def test_lgpio_gets_a_folder_of_its_own_when_started_by_hand(libraries, monkeypatch, tmp_path):
+    """lgpio makes its FIFO in $LG_WD, else in the working folder (and moves the process
+    there): a hand-started `selftest` left `.lgd-nfy*` where it was started, or failed in a
+    folder its user may not write. The unit sets LG_WD; by hand, a private folder is used."""
+    import os
+
+    seen: list[str] = []
+    libraries(works={"lgpio"})
+    module, cls = MODULES["lgpio"]
+    factory = getattr(sys.modules[module], cls)
+    original = factory.__init__
+    def init(self):
+        seen.append(os.environ.get("LG_WD", ""))
+        original(self)
+
+    monkeypatch.setattr(factory, "__init__", init)
+    monkeypatch.setenv("LG_WD", "")  # unset, as by hand (restored afterwards)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    use_local_pins()
+    assert seen and Path(seen[0]).parent == tmp_path and Path(seen[0]).is_dir()
+    monkeypatch.setattr(Device, "pin_factory", None)
+    monkeypatch.setenv("LG_WD", "/run/calmtunes")  # the unit's: left as it is
+    use_local_pins()
+    assert seen[-1] == "/run/calmtunes"
