@@ -229,6 +229,10 @@ def check_camera(config: Config, probe: Probe) -> Check:
             cam.configure(cam.create_still_configuration(main={"size": (s.width, s.height)}))
             cam.start()
             frame = cam.capture_array()
+        except Exception as exc:  # libcamera: busy, a size it cannot give, a capture timeout
+            return Check("camera", False, f"CSI camera found but gives no frame: {exc}",
+                         "stop what else uses it (the daemon: sudo systemctl stop calmtunes; "
+                         "rpicam apps), check scene.width/height, then `rpicam-hello`")
         finally:
             cam.close()
         return Check("camera", True, f"CSI frame {frame.shape[1]}x{frame.shape[0]} (not saved)")
@@ -491,7 +495,10 @@ def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
     try:
         result = fn()
     except Exception as exc:
-        return [Check(name, False, f"check crashed: {type(exc).__name__}: {exc}")]
+        return [Check(name, False, f"check crashed: {type(exc).__name__}: {exc}",
+                      "a part or a library answered in a way this check did not expect: run "
+                      "the selftest again with the daemon stopped (sudo systemctl stop "
+                      "calmtunes), and keep this output for the maintainer")]
     return result if isinstance(result, list) else [result]
 
 

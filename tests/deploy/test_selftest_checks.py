@@ -103,6 +103,30 @@ def test_a_check_that_raises_becomes_a_fail_row(dev, monkeypatch):
     results = st.run_checks(Config(), probe=probe_for(dev))
     camera = only(results, "camera")
     assert camera.ok is False and "driver exploded" in camera.detail
+    assert camera.fix and "daemon stopped" in camera.fix  # every FAIL row says what to do
+
+
+def test_a_csi_camera_that_gives_no_frame_is_a_fail_with_a_fix(dev, monkeypatch):
+    """picamera2 raising at configure/start/capture (busy, a size it cannot give) crashed the
+    check into a FAIL row with no fix."""
+    import sys
+    import types
+
+    class Busy:
+        def create_still_configuration(self, main):
+            return main
+
+        def configure(self, cfg):
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Busy))
+    cfg = Config().replace(scene={"backend": "picamera2", "enabled": True})
+    row = st.check_camera(cfg, probe_for(dev))
+    assert row.ok is False and "resource busy" in row.detail
+    assert "systemctl stop calmtunes" in row.fix
 
 
 def test_bad_config_is_a_row_and_the_rest_still_runs(dev, tmp_path):
