@@ -169,3 +169,19 @@ def test_breath_count_needs_breaths():
 
     assert respiration.count_breaths(np.zeros(240), top_hz=0.7) is None
     assert respiration.count_breaths(np.ones(8), top_hz=0.7) is None
+
+
+def test_swings_against_the_quietest_stretches_marks_motion_filling_most_of_the_window():
+    # 60 s: a steady pulse for the first 20 s, then 40 s swinging five times as far. The median
+    # stretch is motion, so the plain test marks nothing; the quietest 10 s still hold the pulse.
+    from calmtunes.pulse import quality
+
+    fs = 100.0
+    t = np.arange(int(60 * fs)) / fs
+    x = np.sin(2 * np.pi * 1.2 * t) * np.where(t < 20, 1.0, 5.0)
+    assert not quality.swings(x, fs).any()
+    bad = quality.swings(x, fs, quiet_s=10.0)
+    assert not bad[t < 20].any() and bad[t >= 20].all()
+    # a window of steady pulse has nothing to mark either way
+    steady = np.sin(2 * np.pi * 1.2 * t) * (1 + 0.3 * np.sin(2 * np.pi * t / 5))
+    assert not quality.swings(steady, fs, quiet_s=10.0).any()

@@ -96,12 +96,15 @@ def clipped(x: np.ndarray, fs: float) -> np.ndarray:
     return _runs_at_least(rail, max(2, round(CLIP_RUN_S * fs)))
 
 
-def swings(x_bp: np.ndarray, fs: float) -> np.ndarray:
+def swings(x_bp: np.ndarray, fs: float, quiet_s: float | None = None) -> np.ndarray:
     """Samples in stretches whose swing dwarfs the pulse's: motion or a knock (bool per sample).
 
     The band-passed window is cut into stretches of :data:`SWING_BLOCK_S`; a stretch whose
     peak-to-peak exceeds :data:`ARTEFACT_SWING` × the median stretch's is an artefact. A pulse's
     own swing changes with breathing by tens of per cent, never threefold within seconds.
+    With ``quiet_s``, the reference is the median of the quietest ``quiet_s`` seconds of
+    stretches instead: still the pulse's while motion leaves that much of the window clean
+    (the plain median is the motion's once motion fills half the window).
     """
     m = max(1, int(SWING_BLOCK_S * fs))
     nb = len(x_bp) // m
@@ -110,7 +113,11 @@ def swings(x_bp: np.ndarray, fs: float) -> np.ndarray:
         return out
     blocks = x_bp[: nb * m].reshape(nb, m)
     ptp = blocks.max(axis=1) - blocks.min(axis=1)
-    ref = float(median(ptp))
+    if quiet_s is None:
+        ref = float(median(ptp))
+    else:
+        k = min(nb, max(1, round(quiet_s / SWING_BLOCK_S)))
+        ref = float(median(np.partition(ptp, k - 1)[:k]))
     if ref <= 0:
         return out
     bad = ptp > ARTEFACT_SWING * ref
