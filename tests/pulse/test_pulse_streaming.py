@@ -194,3 +194,34 @@ def test_stress_uncertainty_grows_when_figures_are_missing():
         s2.update(float(i), 60.0 + i % 3, 40.0 + i % 5, 12.0 + i % 2)
     hr_only = s2.update(13.0, 60.0, None, None)[1]
     assert hr_only > full
+
+
+@pytest.mark.parametrize("burst_s", [22.0, 30.0, 40.0])
+def test_motion_longer_than_half_the_hr_window_does_not_block_the_rate_after_it(burst_s):
+    # Motion from 40 s (a 1.1 Hz sway plus jitter, six times the pulse's swing); once it fills
+    # half of the 60 s window it is the swing test's own reference there. The heart rate is
+    # judged on its own 10 s span: back once that span is (nearly) clear, not 40 s later.
+    ppg = make_ppg(seconds=110, fs=100, hr=72, seed=3)
+    a = PulseAnalyser(ppg.fs)
+    rng = np.random.default_rng(5)
+    out, nxt, amp = [], T0 + 1.0, 1000.0  # about the pulse's swing in sensor_blocks' counts
+    for tend, block in sensor_blocks(ppg, t0=T0):
+        rel = block.t - T0
+        m = (rel >= 40.0) & (rel < 40.0 + burst_s)
+        if m.any():
+            sway = 6 * amp * (np.sin(2 * np.pi * 1.1 * rel) + 0.7 * rng.standard_normal(len(rel)))
+            block = SampleBlock(t=block.t, red=block.red + sway * m, ir=block.ir + sway * m)
+        a.feed(block)
+        if tend >= nxt:
+            out.append((tend - T0, a.reading(tend)))
+            nxt += 1.0
+    end = 40.0 + burst_s
+    after = [(t, r) for t, r in out if end + HR_SPAN_S <= t]
+    assert all(r.hr_bpm is not None for _, r in after), [(t, r.reason) for t, r in after]
+    assert all(r.hr_bpm == pytest.approx(ppg.hr_bpm, abs=3) for _, r in after)
+    # where the 60 s window is refused, HRV and breathing are left out, not read from motion
+    alone = [r for _, r in after if "HRV and breathing left out" in r.reason]
+    assert alone and all(r.rmssd_ms is None and r.breathing_rate is None for r in alone)
+    # the span alone is read only where the window around it shows the span clear of motion
+    early = [r.hr_bpm for t, r in out if t < end + HR_SPAN_S and "HRV and breathing" in r.reason]
+    assert all(h == pytest.approx(ppg.hr_bpm, abs=3) for h in early)

@@ -9,7 +9,9 @@ current), an empty sensor only a few thousand; on/off thresholds with hysteresis
 the benchmarks score — on the IR samples since the finger settled (at most the last 60 s), with
 the heart rate taken over the last 10 s, then tracked across readings
 (:class:`~calmtunes.pulse.tracker.RateTracker`: a sudden halving or doubling is read back on
-the tracked rate until it persists, a true change is followed at once). The breathing rate, a
+the tracked rate until it persists, a true change is followed at once). Where the 60 s window
+is refused (motion filling much of it), the heart rate is judged on the last 10 s alone, HRV
+and breathing left out, if the window around shows that span clear of motion. The breathing rate, a
 third of a reading's cost, is measured afresh every :data:`BREATH_EVERY_S` and carried between
 while the segment lasts. The analysis is cached per sample count, so calling ``reading`` more
 often than samples arrive costs nothing. A gap
@@ -25,6 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from calmtunes.pulse import filters, quality
 from calmtunes.pulse import spo2 as spo2_mod
 from calmtunes.pulse.analysis import PulseAnalysis, analyze
 from calmtunes.pulse.finger import FingerDetector
@@ -137,6 +140,18 @@ class PulseAnalyser:
                           reason="; ".join(r for r in (res.reason, why) if r))
         return res
 
+    @staticmethod
+    def _span_clean(ir: np.ndarray, fs: float, k: int) -> bool:
+        """Whether the HR span (``ir[k:]``) is usable as the analysis counts it (at most
+        1 - MIN_USABLE of it swinging like motion), judged against the quietest HR_SPAN_S of
+        the whole window: a span of motion is told from the pulse by the window around it as
+        long as the motion leaves HR_SPAN_S of that window clean (a span judged alone takes
+        its own motion for the reference)."""
+        x = ir / float(np.max(np.abs(ir)))
+        x_bp = filters.pulse_band(x - float(np.mean(x)), fs)
+        bad = quality.swings(x_bp, fs, quiet_s=HR_SPAN_S)[k:]
+        return float(np.mean(bad)) <= 1.0 - quality.MIN_USABLE
+
     # -- output --------------------------------------------------------------------------
     @property
     def finger(self) -> bool:
@@ -169,11 +184,23 @@ class PulseAnalyser:
                 if abs(measured / fs - 1.0) < 0.1:
                     fs = measured  # the sensor's own clock, a few % off nominal
             res = self._analyze(t, ir, fs)
+            t0 = float(t[0])
+            k = len(t) - int(HR_SPAN_S * fs)
+            if res.hr_bpm is None and k > 0.05 * HR_SPAN_S * fs and self._span_clean(ir, fs, k):
+                # The heart rate is judged on its own span: artefacts that fill much of the
+                # longer window (motion > HRV_SPAN_S / 2 becomes the swing test's own
+                # reference, and the usable share is counted over all of it) must not refuse
+                # a clean last HR_SPAN_S. HRV and breathing need that window: left out here.
+                alone = analyze(ir[k:], fs, breathing=False)
+                if alone.hr_bpm is not None:
+                    why = "; ".join(r for r in (alone.reason, f"HRV and breathing left out "
+                                                f"({HRV_SPAN_S:g} s window: {res.reason})") if r)
+                    res = replace(alone, rmssd_ms=None, sdnn_ms=None, reason=why)
+                    t0 = float(t[k])
             spo2 = None
             if res.hr_bpm is not None:
                 k = max(0, len(t) - int(HR_SPAN_S * fs))
                 spo2 = spo2_mod.spo2_percent(spo2_mod.ratio_of_ratios(red[k:], ir[k:], fs))
-            t0 = float(t[0])
             self._cache = (self._count, t0, res, spo2, span)
             self._tracked = (None, "")
             if res.hr_bpm is not None:
