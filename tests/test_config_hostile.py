@@ -336,3 +336,20 @@ def test_values_yaml_reads_as_something_else_are_refused_with_what_it_made(tmp_p
     assert said in str(err.value)
     path.write_text("panel:\n  sleep_timer_min: 15\n")
     assert config.load(path).panel.sleep_timer_min == 15
+
+
+@pytest.mark.parametrize("text", ["music:\n", "music:\naudio:\n", "music: {}\n"])
+def test_a_file_of_section_headers_only_has_no_settings(tmp_path, text):
+    """A file cut down to `music:` passed the empty-file check and a reload took it as all
+    defaults (10 LU louder where the running file set target_lufs -40)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="no settings"):
+        config.load(path, empty_ok=False)
+
+
+def test_base_60_floats_are_refused_too(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("audio:\n  fade_in_s: 0:30.0\n")
+    with pytest.raises(ConfigError, match="base 60 number 30"):
+        config.load(path)

@@ -187,6 +187,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"calmtunes simulate: no preset {args.preset!r} (have: "
               f"{', '.join(shown.music.presets)})", file=sys.stderr)
         return 2
+    if args.preset is not None:
+        from calmtunes.commands import check
+
+        refused = check("preset", args.preset, shown).error
+        if refused:  # a clinician's forbid binds a person's --preset as it does a press
+            print(f"calmtunes simulate: {refused}", file=sys.stderr)
+            return 2
     refused = _foreign_file(args.out, "WAV", "simulate", "--out")
     if refused:
         return refused

@@ -110,8 +110,8 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
     m = config.music
     if name == "preset":
         presets = list(m.presets)
-        if arg == AUTO:  # let the personaliser choose (care.enabled)
-            if not config.care.enabled:
+        if arg == AUTO:  # let the personaliser choose (care.enabled, or a clinician's pin)
+            if not (config.care.enabled or config.care.pinned_arm):
                 return Checked(name, error="preset 'auto' needs the personaliser: set care.enabled "
                                            "true in the config (have: " + ", ".join(presets) + ")")
             return Checked(name, AUTO)

@@ -808,10 +808,10 @@ def parse(data: Any, source: str = "config") -> Config:
     return config
 
 
-EMPTY_FILE = ("the file has no settings (it is empty, or only comments): a file emptied or cut "
-              "short by an edit would otherwise put every option, loudness included, back to its "
-              "default. Restore it (compare with config.example.yaml); if the defaults are "
-              "meant, write `{}` in it")
+EMPTY_FILE = ("the file has no settings (it is empty, only comments or only section headers): a "
+              "file emptied or cut short by an edit would otherwise put every option, loudness "
+              "included, back to its default. Restore it (compare with config.example.yaml); "
+              "if the defaults are meant, write `{}` in it")
 
 
 def load(path: str | os.PathLike[str] | None, *, empty_ok: bool = True) -> Config:
@@ -829,6 +829,9 @@ def load(path: str | os.PathLike[str] | None, *, empty_ok: bool = True) -> Confi
 
     source = os.fsdecode(path)
     data = read_yaml(path)
+    if isinstance(data, dict) and data and all(
+            k in SECTIONS and (v is None or v == {}) for k, v in data.items()):
+        data = None  # only section headers (`music:`): no settings either
     if data is None:
         if not empty_ok:
             raise ConfigError(source, [EMPTY_FILE])

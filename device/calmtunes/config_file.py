@@ -287,7 +287,18 @@ def _construct_int(self: SafeConstructor, node: Any) -> int:
     return value
 
 
+def _construct_float(self: SafeConstructor, node: Any) -> float:
+    """YAML 1.1 reads ``0:30.0`` as 30.0 (base 60): refused as :func:`_construct_int` does."""
+    value = SafeConstructor.construct_yaml_float(self, node)
+    if ":" in node.value:
+        raise _Refused(node.start_mark, f"{_clip(node.value, 20)!r} is read by YAML as the "
+                                        f"base 60 number {value:g}; write {value:g} if that is "
+                                        "meant (or quote it if it is text)")
+    return value
+
+
 _SafeConstructor.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_SafeConstructor.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 class PyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _LimitedComposer,

@@ -210,6 +210,7 @@ class Daemon:
         if preset is not None:  # `simulate --preset`: a person's choice, as a press would be
             saved["preset"] = preset
             saved["manual"] = True
+            saved["manual_listener"] = ""  # for the listener at the bedside when it starts
         self.privacy = bool(saved["privacy"])  # camera off by the privacy button
         self.conductor = self._make_conductor(saved)
         self._pulse = self._scene = None
@@ -242,6 +243,7 @@ class Daemon:
         # rewarded at its end; a preset chosen by a person overrides it until "preset auto".
         self.care = self._make_care()
         self.choice: Any = None  # the running session's arm (a care Choice), when chosen
+        self._by_hand = False  # a person chose the running session's preset, or took it over
         # a person chose the preset: the personaliser stands aside (kept across power cuts) for
         # the listener it was chosen for; a new listener lets it go
         self.manual = bool(saved.get("manual", False))
@@ -350,6 +352,7 @@ class Daemon:
         self.choice = None
         if self.care is not None and self.manual:
             self._let_go_of_a_previous_listeners_choice(now)
+        self._by_hand = self.manual  # a session of a person's choice from its start
         if self.care is not None and not self.manual:
             try:
                 self.choice = self.care.start_session(now)
@@ -385,12 +388,20 @@ class Daemon:
             self.save_state()
 
     def _choose_by_hand(self, source: str, preset: str) -> None:
-        """A person chose ``preset``: the personaliser stands aside for this listener until
-        'preset auto', the panel's chord or a new listener."""
-        if self.care is None or self.manual:
+        """A person chose ``preset``: the personaliser stands aside for this listener (the one
+        at the bedside now, at each press) until 'preset auto', the panel's chord or a new
+        listener; the session playing is a person's, not rewarded."""
+        self._by_hand = True
+        if self.care is None:
+            return
+        try:
+            listener = self.care.store.current(self.record_time())[0]
+        except Exception:  # an unreadable record: the listener the personaliser last knew
+            listener = self.care.listener
+        self.manual_listener = listener
+        if self.manual:
             return
         self.manual = True
-        self.manual_listener = self.care.listener
         log.info("care: %s chose preset %s; the personaliser stands aside for this listener "
                  "until `calmtunes preset auto`, the panel's new-listener chord or a new "
                  "listener", source, preset)
@@ -409,25 +420,26 @@ class Daemon:
         log.info("care: playing %s (%s)", choice.arm.describe(), choice.why)
 
     def _end_session(self, now: float, why: str) -> None:
-        """A session ends: it is rewarded (unless a person took over) and recorded."""
-        if self.sessions is None:
-            return
+        """A session ends: it is rewarded (unless a person chose its preset or took it over)
+        and recorded; its arm's variation is undone either way."""
         choice, self.choice = self.choice, None
-        if choice is not None and self.care is not None:
+        by_hand, self._by_hand = self._by_hand, False
+        if choice is not None and self.care is not None and self.sessions is not None:
             from calmtunes.care.personaliser import PERSON_CHOSE
 
             try:  # a person's choice: measured and kept as the listener's night, not rewarded
                 response = self.care.end_session(
                     choice, self.sessions.points(now), now, self.sessions.session_id,
                     unheard=self.sessions.unheard_spans(now),
-                    unrewarded=PERSON_CHOSE if self.manual else None)
+                    unrewarded=PERSON_CHOSE if by_hand or self.manual else None)
                 self.sessions.note(listener=choice.listener, arm=choice.arm.id,
                                    **response.columns())
             except Exception:
                 log.exception("care: measuring the session failed; the record goes on")
-            if self.config is not choice.config:  # the next session starts from the file's
-                self._unplay_arm()
-        self.sessions.end(now, why)
+        if choice is not None and self.config is not choice.config:  # the next starts afresh
+            self._unplay_arm()
+        if self.sessions is not None:
+            self.sessions.end(now, why)
 
     def _new_listener(self, source: str) -> None:
         """A nurse starts a new listener at this bedside (the panel's chord): the session
@@ -762,8 +774,7 @@ class Daemon:
             except Exception:
                 log.exception("care: the session's arm could not be applied to the new config; "
                               "the session plays on without it")
-        if old.care != new.care:
-            self._obey_care_now()
+        self._obey_care_now()  # a forbidden preset may also come back as music.default_preset
         self.generation += 1
         self.loaded_at = self.clock.time()
         self.last_reload = {"ok": True, "changed": changed, "parts": parts}
@@ -788,40 +799,47 @@ class Daemon:
             return "personaliser started" if self.care is not None else "personaliser failed"
         if had and not wanted:
             self.care = None
+            if self.choice is not None:  # its arm's variation goes with it
+                self.choice = None
+                self._unplay_arm()
             return "personaliser stopped"
         return "reconfigured"
 
     def _obey_care_now(self) -> None:
-        """After a reload of the care section: a session playing a preset or an arm the
-        clinician has just forbidden, or other than the arm just pinned, ends here and a new
-        one starts under the new settings (the music changes preset smoothly, as for a press)."""
+        """After a reload: a session playing a preset or an arm the clinician has forbidden, or
+        other than the arm just pinned, ends here and a new one starts under the new settings
+        (the music changes preset smoothly, as for a press). A forbidden preset is left even
+        while paused, and even where it came back as ``music.default_preset`` (a reload that
+        removed the preset playing)."""
         from calmtunes.care.arms import default_arm, preset_forbidden
         from calmtunes.care.bandit import is_forbidden
 
         care = self.config.care
         arm = self.choice.arm if self.choice is not None else None
+        playing = self.conductor.playing
         forbidden = preset_forbidden(self.config, self.conductor.preset) or (
             arm is not None and not self.manual and is_forbidden(arm, care.forbidden_arms))
-        repinned = (not self.manual and self.care is not None and bool(care.pinned_arm)
-                    and (arm is None or arm.id != care.pinned_arm))
+        repinned = (playing and not self.manual and self.care is not None
+                    and bool(care.pinned_arm) and (arm is None or arm.id != care.pinned_arm))
         if not (forbidden or repinned):
             return
         if forbidden and self.manual:
             log.warning("care: the preset chosen by hand (%s) is now forbidden "
                         "(care.forbidden_arms); the personaliser chooses", self.conductor.preset)
             self.manual, self.manual_listener = False, None
-        log.info("care: the session on %s ends: the clinician's new settings %s it",
+        log.info("care: the %s on %s ends: the clinician's settings %s it",
+                 "session" if playing else "paused preset",
                  arm.id if arm is not None else self.conductor.preset,
                  "forbid" if forbidden else "pin another arm than")
         now = self.record_time()
-        if self.conductor.playing:
+        if playing:
             self._end_session(now, "reload")
-        if self.care is None and preset_forbidden(self.config, self.conductor.preset):
+        if preset_forbidden(self.config, self.conductor.preset):
             fallback = default_arm(self.config).preset
             if self.conductor.set_preset(fallback):
                 self.composer.flush()
                 self.audio.change_preset()
-        if self.conductor.playing:
+        if playing:
             self._start_session(now)
         self.save_state()
 

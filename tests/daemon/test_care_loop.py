@@ -302,3 +302,94 @@ def test_plain_status_has_a_care_line(tmp_config):
     line = [x for x in format_status(status).splitlines() if x.startswith("care")]
     assert line and "arm sleep" in line[0] and "pinned sleep" in line[0]
     assert "forbidden uplift" in line[0]
+
+
+# -- found in review: the person's choice through auto, a new listener and reloads ---------------
+def test_a_session_of_a_persons_choice_is_not_rewarded_when_auto_or_the_chord_ends_it(tmp_config):
+    """`preset auto` and the chord cleared the person's flag before the session ended, so the
+    night of a preset the personaliser never chose was rewarded and learnt from."""
+    from calmtunes.care.personaliser import PERSON_CHOSE
+
+    cfg = care_config(tmp_config)
+    for ending in ("auto", "new_listener"):
+        state = f"{cfg.device.state_dir}-{ending}"
+        daemon = virtual_daemon(cfg.replace(device={"state_dir": state}))
+        end = (lambda d=daemon: d.handle_request({"cmd": "preset", "arg": "auto"})) \
+            if ending == "auto" else (lambda d=daemon: d.hub.command("new_listener"))
+        run(daemon, 3.0, at=[(1.0, lambda d=daemon: d.hub.command("play_pause")),
+                             (1.2, lambda d=daemon: d.hub.command("preset", "uplift")),
+                             (2.0, end)])
+        records = rows(cfg.replace(device={"state_dir": state}))
+        by_hand = [r for r in records if r["arm"] == "uplift"]
+        assert by_hand and all(r["reward_reason"] == PERSON_CHOSE for r in by_hand), by_hand
+
+
+def test_a_press_for_a_new_listener_binds_the_new_listener(tmp_config):
+    from calmtunes.care.store import CareStore
+
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    store = CareStore(cfg.device.state_dir)
+    status = run(daemon, 5.0, at=[
+        (1.0, lambda: daemon.hub.command("preset", "uplift")),
+        (1.5, lambda: store.new_listener(1_800_000_001.0)),  # `calmtunes listener new`
+        (2.0, lambda: daemon.hub.command("preset", "calm")),  # the nurse, for the new patient
+        (2.5, lambda: daemon.hub.command("play_pause")),
+        (3.0, lambda: daemon.hub.command("play_pause")),
+        (4.0, daemon.status)])[-1]
+    assert status["care"]["manual"] is True and daemon.conductor.preset == "calm"
+
+
+def test_simulate_refuses_a_forbidden_preset(tmp_path, capsys):
+    from calmtunes import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text("care:\n  forbidden_arms: [uplift]\n")
+    assert cli.main(["simulate", "--config", str(config), "--preset", "uplift",
+                     "--virtual-clock", "--duration", "2", "--out",
+                     str(tmp_path / "o.wav")]) == 2
+    assert "forbidden" in capsys.readouterr().err
+
+
+def test_turning_care_off_by_reload_undoes_the_arm(tmp_config, tmp_path):
+    import dataclasses
+
+    import yaml
+
+    cfg = care_config(tmp_config, pinned_arm="sleep/slower")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    daemon = virtual_daemon(cfg, config_path=str(path))
+    off = tmp_config.replace(care={"enabled": False})
+    run(daemon, 4.0, at=[(1.5, reload_to(daemon, path, off)),
+                         (2.0, lambda: daemon.hub.command("play_pause")),
+                         (2.5, lambda: daemon.hub.command("play_pause"))])
+    assert daemon.conductor.config.music.presets["sleep"]["tempo_bpm"] == \
+        off.music.presets["sleep"]["tempo_bpm"]
+
+
+def test_a_forbidden_default_never_comes_back_through_a_reload(tmp_config, tmp_path):
+    import dataclasses
+
+    import yaml
+
+    cfg = tmp_config.replace(care={"enabled": False, "forbidden_arms": ["calm"]})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    daemon = virtual_daemon(cfg, config_path=str(path))
+    presets = dict(cfg.music.presets)
+    del presets["uplift"]
+    fewer = cfg.replace(music={"presets": presets})
+    run(daemon, 4.0, at=[(1.0, lambda: daemon.hub.command("preset", "uplift")),
+                         (2.0, reload_to(daemon, path, fewer))])
+    assert daemon.conductor.preset == "sleep"
+    assert daemon.state.load()["preset"] == "sleep"
+
+
+def test_auto_is_taken_with_a_pin_and_care_off(tmp_config):
+    cfg = tmp_config.replace(care={"enabled": False, "pinned_arm": "sleep"})
+    daemon = virtual_daemon(cfg)
+    replies = run(daemon, 3.0, at=[(1.0, lambda: daemon.hub.command("preset", "uplift")),
+                                   (2.0, lambda: daemon.handle_request(
+                                       {"cmd": "preset", "arg": "auto"}))])
+    assert replies[-1] == {"ok": True} and daemon.conductor.preset == "sleep"
