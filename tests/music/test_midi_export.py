@@ -182,3 +182,47 @@ def test_a_phrase_cut_as_it_began_is_heard_as_part_of_its_neighbour(tmp_path):
     assert tempi[1][1] in _bar_lines(signatures, tempi[1][1])
     _, tracks = _notes_by_track(path)
     assert [(round(on, 3), round(off, 3)) for on, off, *_ in tracks["bass"]] == [(5.03, 6.0)]
+
+
+def test_the_files_expression_follows_the_mixs_dynamics(tmp_path):
+    """The MIDI carried no dynamics: velocities 54–57 and no CC7/CC11, where the sound swells by
+    phrase, rests and changes level by section. Every channel now carries CC11 following the
+    mixer's envelope (GM2's curve): where it is low, the sound is quieter."""
+    import wave
+
+    import numpy as np
+
+    wav, mid_path = tmp_path / "r.wav", tmp_path / "r.mid"
+    render_offline(Config().replace(music={"seed": 5}), 2.0, wav, preset="calm", midi=mid_path)
+    mid = mido.MidiFile(str(mid_path))
+    tempi, _ = _tempo_map(mid_path)
+    channels: dict[int, list[tuple[int, int]]] = {}
+    for track in mid.tracks[1:]:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "control_change" and msg.control == 11:
+                channels.setdefault(msg.channel, []).append((tick, msg.value))
+    assert sorted(channels) == [0, 1, 2, 3]  # melody, pad, piano, bass
+    curve = channels[0]
+    assert all(curve == c for c in channels.values())  # one envelope, the mix's
+    values = [v for _, v in curve]
+    assert max(values) - min(values) >= 10  # it moves: ≥ 6 dB on GM2's curve
+
+    def second(tick: int) -> float:
+        i = max(k for k, (_, t, _) in enumerate(tempi) if t <= tick)
+        at_s, t0, bpm = tempi[i]
+        return at_s + (tick - t0) / mid.ticks_per_beat * 60.0 / bpm
+
+    with wave.open(str(wav)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(float)
+
+    def level(t: float) -> float:  # RMS dB of the second of sound around t
+        a = audio[max(0, int((t - 0.5) * rate) * 2):int((t + 0.5) * rate) * 2]
+        return 10 * np.log10(np.mean(a * a) + 1e-9)
+
+    steady = [(second(t), v) for t, v in curve if 5.0 < second(t) < 115.0]
+    low = min(steady, key=lambda e: e[1])
+    high = max(steady, key=lambda e: e[1])
+    assert level(low[0]) < level(high[0])

@@ -5,7 +5,9 @@ in seconds (humanised timing included) and every phrase's tempo — and :func:`w
 it as a format-1 Standard MIDI File (the MIDI Manufacturers Association's SMF 1.0): a tempo-map
 track (tempo at every phrase start, 4/4 but for a cut phrase's last bar), then one track each
 for the melody, the harmony (pad and keyed accompaniment on their own channels) and the bass,
-each with a General MIDI programme.
+each with a General MIDI programme. The mix's own dynamics (the mixer's envelope: phrase
+swells, breaths and rests, section levels) are every channel's CC11 expression, on General MIDI
+2's curve, so a file read back swells and rests as the sound did.
 Ticks count beats of the tempo map, so a bar in the file is a bar of the music: every phrase
 begins on a bar line of the file. Where a phrase was cut short by a crossfade (a preset change,
 the iso start meeting the listener's heart), its last bar is a short one: a time signature gives
@@ -53,6 +55,12 @@ class PlayLog:
     notes: list[PlayedNote] = field(default_factory=list)
     #: (phrase start in seconds, tempo in bpm, phrase length in beats), in order
     phrases: list[tuple[float, float, float]] = field(default_factory=list)
+    #: the music's own dynamics as played: breakpoints (seconds, dB) of the mixer's envelope
+    #: (phrase swells, breaths and rests, section levels), joined by straight lines in dB
+    levels: list[tuple[float, float]] = field(default_factory=list)
+
+    def add_level(self, t_s: float, db: float) -> None:
+        self.levels.append((float(t_s), float(db)))
 
     def add_phrase(self, start_s: float, tempo_bpm: float, beats: float) -> None:
         self.phrases.append((float(start_s), float(tempo_bpm), float(beats)))
@@ -72,6 +80,9 @@ class PlayLog:
         self.notes = kept
         while self.phrases and self.phrases[-1][0] >= at_s:
             self.phrases.pop()
+        if self.levels:  # the envelope ends at the cut, at its value there
+            value = level_at(self.levels, at_s)
+            self.levels = [p for p in self.levels if p[0] < at_s] + [(at_s, value)]
 
     def beat_at(self, t: float) -> float:
         """Beats of the tempo map at ``t`` seconds (each phrase's tempo holds until the next
@@ -82,6 +93,47 @@ class PlayLog:
         i = max(0, bisect.bisect_right(starts, t) - 1)
         beats = sum((starts[j + 1] - starts[j]) * self.phrases[j][1] / 60.0 for j in range(i))
         return beats + (t - starts[i]) * self.phrases[i][1] / 60.0
+
+
+def level_at(levels: list[tuple[float, float]], t: float) -> float:
+    """The envelope's dB at ``t`` seconds (level before the first and after the last point)."""
+    times = [p[0] for p in levels]
+    i = bisect.bisect_right(times, t)
+    if i == 0:
+        return levels[0][1]
+    if i == len(levels):
+        return levels[-1][1]
+    (t0, d0), (t1, d1) = levels[i - 1], levels[i]
+    return d0 if t1 <= t0 else d0 + (d1 - d0) * (t - t0) / (t1 - t0)
+
+
+#: CC11 (expression) for a level of the envelope: 0 dB at :data:`EXPRESSION_0DB`, with the
+#: General MIDI 2 curve (gain = 40·log10(value/127) dB), so the envelope's +6 dB top is 127
+EXPRESSION_HEADROOM_DB = 6.0
+EXPRESSION_STEP_S = 0.25  # where the envelope moves, CC11 follows it this often
+
+
+def expression(db: float) -> int:
+    return min(127, max(1, round(127.0 * 10.0 ** ((db - EXPRESSION_HEADROOM_DB) / 40.0))))
+
+
+def expression_events(levels: list[tuple[float, float]]) -> list[tuple[float, int]]:
+    """(seconds, CC11 value) wherever the value changes, following the envelope's lines."""
+    if not levels:
+        return []
+    out: list[tuple[float, int]] = []
+    t, end = levels[0][0], levels[-1][0]
+    times = sorted({*(p[0] for p in levels)})
+    k = 0
+    while True:
+        value = expression(level_at(levels, t))
+        if not out or out[-1][1] != value:
+            out.append((t, value))
+        if t >= end:
+            return out
+        while k < len(times) and times[k] <= t:
+            k += 1
+        t = min(t + EXPRESSION_STEP_S, times[k] if k < len(times) else end)
 
 
 def _vlq(n: int) -> bytes:
@@ -220,6 +272,11 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
         events: list[tuple[int, int, bytes]] = [(0, 0, _meta(0x03, name.encode()))]
         for ch, program in voices.values():
             events.append((0, 1, bytes([0xC0 | ch, program])))
+            # the mix's dynamics (phrase swells, breaths, section levels) as every channel's
+            # expression, so what is read from the file swells and rests as the sound did
+            for t_s, value in expression_events(log.levels):
+                events.append((max(0, round(tempo_map.beat_at(t_s) * tpb)), 1,
+                               bytes([0xB0 | ch, 11, value])))
         # A key sounds once on a channel: where two notes of the same pitch overlap on one
         # channel (two voices of a chord, a crossfade), the earlier one ends as the next begins,
         # so every note-off closes the note-on it belongs to.

@@ -316,6 +316,8 @@ class Mixer:
             if math.isfinite(x) and math.isfinite(y) and x > max(earliest, self._dyn_x[-1]):
                 self._dyn_x.append(x)
                 self._dyn_y.append(y)
+                if self.log is not None:
+                    self.log.add_level(x / self.rate, y)
 
     def _cut_dynamics(self, cut: float) -> None:
         """A crossfade at ``cut``: the old phrases' envelope ends there, at its value there."""
