@@ -312,6 +312,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"calmtunes render: no preset {args.preset!r} (have: "
               f"{', '.join(cfg.music.presets)})", file=sys.stderr)
         return 2
+    if args.preset is not None:
+        from calmtunes.commands import check
+
+        refused = check("preset", args.preset, cfg).error
+        if refused:  # the config's forbids hold for a render as for the device
+            print(f"calmtunes render: {refused}", file=sys.stderr)
+            return 2
     if args.scenario is not None:
         from calmtunes.sim.listener import SCENARIOS
 

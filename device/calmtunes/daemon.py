@@ -394,9 +394,9 @@ class Daemon:
         self._by_hand = True
         if self.care is None:
             return
-        try:
-            listener = self.care.store.current(self.record_time())[0]
-        except Exception:  # an unreadable record: the listener the personaliser last knew
+        try:  # read only: a press never makes a listener (the next session start may)
+            listener = self.care.store.peek_current() or self.care.listener
+        except OSError:  # an unreadable record: the listener the personaliser last knew
             listener = self.care.listener
         self.manual_listener = listener
         if self.manual:

@@ -393,3 +393,27 @@ def test_auto_is_taken_with_a_pin_and_care_off(tmp_config):
                                    (2.0, lambda: daemon.handle_request(
                                        {"cmd": "preset", "arg": "auto"}))])
     assert replies[-1] == {"ok": True} and daemon.conductor.preset == "sleep"
+
+
+def test_render_refuses_a_forbidden_preset_too(tmp_path, capsys):
+    from calmtunes import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text("care:\n  forbidden_arms: [uplift]\n")
+    assert cli.main(["render", "--config", str(config), "--preset", "uplift", "--minutes",
+                     "0.05", "--out", str(tmp_path / "o.wav")]) == 2
+    assert "forbidden" in capsys.readouterr().err and not (tmp_path / "o.wav").exists()
+
+
+def test_a_press_never_makes_a_listener(tmp_config):
+    """With care/current.json damaged, a press set it aside and made a new listener mid-session
+    (the session playing on for the old one)."""
+    from calmtunes.care.store import CareStore
+
+    cfg = care_config(tmp_config)
+    daemon = virtual_daemon(cfg)
+    store = CareStore(cfg.device.state_dir)
+    run(daemon, 2.0, at=[(1.0, lambda: store.current_path.write_text("{garbage")),
+                         (1.5, lambda: daemon.hub.command("preset", "uplift"))])
+    assert store.current_path.read_text() == "{garbage"
+    assert not list(store.dir.glob("current.json.bad-*"))

@@ -205,6 +205,8 @@ def test_the_files_expression_follows_the_mixs_dynamics(tmp_path):
                 channels.setdefault(msg.channel, []).append((tick, msg.value))
     assert sorted(channels) == [0, 1, 2, 3]  # melody, pad, piano, bass
     curve = channels[0]
+    assert curve[0] == (0, 90)  # from the first note: the envelope's 0 dB (a reader's default
+    # without a CC11 is 127, +6 dB on the curve)
     assert all(curve == c for c in channels.values())  # one envelope, the mix's
     values = [v for _, v in curve]
     assert max(values) - min(values) >= 10  # it moves: ≥ 6 dB on GM2's curve

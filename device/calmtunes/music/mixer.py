@@ -308,6 +308,8 @@ class Mixer:
         points = phrase.meta.get("dynamics") if isinstance(phrase.meta, dict) else None
         if not points:
             points = [(0.0, 0.0), (beats, 0.0)]
+        if self.log is not None and not self.log.levels:  # where the envelope stands now
+            self.log.add_level(self._dyn_x[-1] / self.rate, self._dyn_y[-1])
         for beat, db in points:
             try:
                 x, y = start_i + float(beat) * spb, clamp(float(db), -30.0, 6.0)
