@@ -452,3 +452,30 @@ def test_a_chattering_button_is_ignored_until_quiet_and_said_once(panel_factory,
     for _ in range(5):
         step(comp, VOLUME_INTERVAL_S)
     assert len(sent) == before + 1  # a person's press counts again
+
+
+def test_a_forbidden_preset_press_flickers_its_led_and_the_playing_one_comes_back():
+    """A forbidden preset is refused by the daemon; at the bedside the press looked dead. Its
+    LED now flickers, then the preset playing is lit again."""
+    cfg = Config().replace(panel={"backend": "gpio", "debounce_ms": 10.0},
+                           care={"forbidden_arms": ["uplift"]})
+    hub = Hub()
+    sent = []
+    hub.subscribe("command", lambda c: sent.append((c.name, c.arg)))
+    factory = MockFactory(pin_class=MockPWMPin)
+    comp = PanelComponent(cfg, hub, pin_factory=factory, clock=VirtualClock(start=100.0))
+    comp.open()
+    try:
+        hub.publish("controls", Controls(preset="sleep"))
+        step(comp)
+        assert comp.leds["sleep"].value == 1
+        click(comp, "uplift")
+        step(comp, 0.05)
+        assert ("preset", "uplift") in sent  # the daemon refuses it and says why
+        assert comp.leds["uplift"]._blink_thread is not None
+        step(comp, 1.0)
+        wait_until(lambda: comp.leds["sleep"].value == 1 and comp.leds["uplift"].value == 0,
+                   what="the playing preset lit again, the refused one dark")
+    finally:
+        comp.close()
+        factory.reset()

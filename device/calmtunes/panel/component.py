@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from calmtunes.care.arms import preset_forbidden
 from calmtunes.clock import SYSTEM
 from calmtunes.component import DEGRADED, Component
 from calmtunes.config import Config
@@ -75,6 +76,9 @@ CHATTER_QUIET_S = 5.0
 CHORD = ("volume_up", "volume_down")  # held together: a new listener
 CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
+#: a forbidden preset's LED answers its press with quicker blinks than the chord's (s, count)
+REFUSED_BLINK_S = 0.1
+REFUSED_BLINKS = 4
 #: with no audio output open the lit preset LED flashes this long (s) every NO_OUTPUT_PERIOD_S
 #: (s): unlike the chord's quick blinks and the fault pattern (every LED, twice every 4 s)
 NO_OUTPUT_FLASH_S = 0.2
@@ -326,6 +330,18 @@ class PanelComponent(Component):
         self._confirm_until = now + 2 * CONFIRM_BLINK_S * CONFIRM_BLINKS
         self._lit_preset = "?"  # lit again from the hub once the blinks are over
 
+    def _refuse(self, now: float, preset: str) -> None:
+        """A press of a preset the clinician forbade: its LED flickers
+        (:data:`REFUSED_BLINKS` quick blinks), then the preset playing is lit again, so the
+        nurse sees the press was taken and refused, not a dead button."""
+        role = str(self.config.music.presets[preset].get("led", preset))
+        led = self._preset_leds().get(role)
+        if led is None:
+            return
+        led.blink(on_time=REFUSED_BLINK_S, off_time=REFUSED_BLINK_S, n=REFUSED_BLINKS)
+        self._confirm_until = now + 2 * REFUSED_BLINK_S * REFUSED_BLINKS
+        self._lit_preset = "?"  # lit again from the hub once the blinks are over
+
     def _pressed(self, role: str, t: float) -> None:
         if role in self.config.music.presets:
             self._pending_preset, self._pending_at = role, t  # the last one pressed wins
@@ -363,7 +379,9 @@ class PanelComponent(Component):
             if not (storm and name == self._sent_preset):  # a storm that came back: nothing new
                 self._last_preset_sent = now
                 self._sent_preset = name
-                self._send("preset", name)
+                self._send("preset", name)  # a forbidden one too: the daemon says why
+                if preset_forbidden(self.config, name):
+                    self._refuse(now, name)
         if self._volume_backlog and now - self._last_volume_sent >= VOLUME_INTERVAL_S:
             up = self._volume_backlog > 0
             self._volume_backlog += -1 if up else 1
