@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -187,8 +188,8 @@ def _lgpio_work_folder() -> None:
     from, or fail where that folder is not writable (a technician's home under ``sudo -u
     calmtunes``). It gets the user's runtime folder (``$XDG_RUNTIME_DIR``, as the lgpio issue
     joan2937/lg#12 suggests), else a private temporary folder removed at exit."""
-    if os.environ.get("LG_WD"):
-        return
+    if os.environ.get("LG_WD") or importlib.util.find_spec("lgpio") is None:
+        return  # set by the unit; or no lgpio here, so nothing to make a folder for
     base = os.environ.get("XDG_RUNTIME_DIR")
     if not (base and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)):
         base = None

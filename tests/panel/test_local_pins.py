@@ -141,9 +141,29 @@ def test_lgpio_gets_a_folder_of_its_own_when_started_by_hand(libraries, monkeypa
     monkeypatch.setattr(factory, "__init__", init)
     monkeypatch.setenv("LG_WD", "")  # unset, as by hand (restored afterwards)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real_find_spec(name, *a)
+                        if name != "lgpio" else object())  # lgpio installed, as on a Pi
     use_local_pins()
     assert seen and Path(seen[0]).parent == tmp_path and Path(seen[0]).is_dir()
     monkeypatch.setattr(Device, "pin_factory", None)
     monkeypatch.setenv("LG_WD", "/run/calmtunes")  # the unit's: left as it is
     use_local_pins()
     assert seen[-1] == "/run/calmtunes"
+
+
+def test_without_lgpio_no_folder_is_made(libraries, monkeypatch, tmp_path):
+    """Off a Pi (no lgpio) nothing is made anywhere: a strace of `selftest` in a clean
+    environment showed a folder made and removed in /tmp for a library that is not there."""
+    import importlib.util
+
+    libraries(works={"native"})
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name == "lgpio" else real_find_spec(name, *a))
+    monkeypatch.setenv("LG_WD", "")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    use_local_pins()
+    assert list(tmp_path.iterdir()) == []
