@@ -42,8 +42,9 @@ def panel_factory():
     """Yield a function building a panel on a fresh MockFactory and a virtual clock."""
     made = []
 
-    def build(**panel):
-        cfg = Config().replace(panel={"backend": "gpio", "debounce_ms": 10.0, **panel})
+    def build(care=None, **panel):
+        cfg = Config().replace(panel={"backend": "gpio", "debounce_ms": 10.0, **panel},
+                               care=care or {})
         hub = Hub()
         sent = []
         hub.subscribe("command", lambda c: sent.append((c.name, c.arg)))
@@ -454,28 +455,17 @@ def test_a_chattering_button_is_ignored_until_quiet_and_said_once(panel_factory,
     assert len(sent) == before + 1  # a person's press counts again
 
 
-def test_a_forbidden_preset_press_flickers_its_led_and_the_playing_one_comes_back():
+def test_a_forbidden_preset_press_flickers_its_led_and_the_playing_one_comes_back(panel_factory):
     """A forbidden preset is refused by the daemon; at the bedside the press looked dead. Its
     LED now flickers, then the preset playing is lit again."""
-    cfg = Config().replace(panel={"backend": "gpio", "debounce_ms": 10.0},
-                           care={"forbidden_arms": ["uplift"]})
-    hub = Hub()
-    sent = []
-    hub.subscribe("command", lambda c: sent.append((c.name, c.arg)))
-    factory = MockFactory(pin_class=MockPWMPin)
-    comp = PanelComponent(cfg, hub, pin_factory=factory, clock=VirtualClock(start=100.0))
-    comp.open()
-    try:
-        hub.publish("controls", Controls(preset="sleep"))
-        step(comp)
-        assert comp.leds["sleep"].value == 1
-        click(comp, "uplift")
-        step(comp, 0.05)
-        assert ("preset", "uplift") in sent  # the daemon refuses it and says why
-        assert comp.leds["uplift"]._blink_thread is not None
-        step(comp, 1.0)
-        wait_until(lambda: comp.leds["sleep"].value == 1 and comp.leds["uplift"].value == 0,
-                   what="the playing preset lit again, the refused one dark")
-    finally:
-        comp.close()
-        factory.reset()
+    comp, hub, sent, _ = panel_factory(care={"forbidden_arms": ["uplift"]})
+    hub.publish("controls", Controls(preset="sleep"))
+    step(comp)
+    assert comp.leds["sleep"].value == 1
+    click(comp, "uplift")
+    step(comp, 0.05)
+    assert ("preset", "uplift") in sent  # the daemon refuses it and says why
+    assert comp.leds["uplift"]._blink_thread is not None
+    step(comp, 1.0)
+    wait_until(lambda: comp.leds["sleep"].value == 1 and comp.leds["uplift"].value == 0,
+               what="the playing preset lit again, the refused one dark")
