@@ -183,17 +183,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     overlay = simulation_overlay(cfg, args)
     shown = simulation_config(cfg, args)
     setup_logging(shown.device.log_level)
-    if args.preset is not None and args.preset not in shown.music.presets:
-        print(f"calmtunes simulate: no preset {args.preset!r} (have: "
-              f"{', '.join(shown.music.presets)})", file=sys.stderr)
+    if _preset_refused("simulate", args.preset, shown):
         return 2
-    if args.preset is not None:
-        from calmtunes.commands import check
-
-        refused = check("preset", args.preset, shown).error
-        if refused:  # a clinician's forbid binds a person's --preset as it does a press
-            print(f"calmtunes simulate: {refused}", file=sys.stderr)
-            return 2
     refused = _foreign_file(args.out, "WAV", "simulate", "--out")
     if refused:
         return refused
@@ -308,17 +299,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         # listener and room (as scripts/bench_music seeds its renders)
         music["seed"] = args.seed
         sim["seed"] = args.seed
-    if args.preset is not None and args.preset not in cfg.music.presets:
-        print(f"calmtunes render: no preset {args.preset!r} (have: "
-              f"{', '.join(cfg.music.presets)})", file=sys.stderr)
+    if _preset_refused("render", args.preset, cfg):
         return 2
-    if args.preset is not None:
-        from calmtunes.commands import check
-
-        refused = check("preset", args.preset, cfg).error
-        if refused:  # the config's forbids hold for a render as for the device
-            print(f"calmtunes render: {refused}", file=sys.stderr)
-            return 2
     if args.scenario is not None:
         from calmtunes.sim.listener import SCENARIOS
 
@@ -390,6 +372,23 @@ def _same_file(a: str, b: str) -> bool:
     except OSError:
         pass
     return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _preset_refused(command: str, preset: str | None, cfg: config_mod.Config) -> bool:
+    """Whether ``--preset`` names no preset of the config, or one its clinician forbade (a
+    person's --preset is bound as a press is); says why on stderr."""
+    if preset is None:
+        return False
+    if preset not in cfg.music.presets:
+        print(f"calmtunes {command}: no preset {preset!r} (have: "
+              f"{', '.join(cfg.music.presets)})", file=sys.stderr)
+        return True
+    from calmtunes.commands import check
+
+    refused = check("preset", preset, cfg).error
+    if refused:
+        print(f"calmtunes {command}: {refused}", file=sys.stderr)
+    return bool(refused)
 
 
 MAGIC = {"WAV": b"RIFF", "MIDI": b"MThd"}  # how a file of each kind starts

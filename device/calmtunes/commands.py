@@ -33,7 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calmtunes.care.arms import allowed_presets, default_arm, preset_forbidden
+from calmtunes.care.arms import (
+    allowed_presets,
+    default_arm,
+    personaliser_runs,
+    preset_forbidden,
+)
 from calmtunes.config import Config
 
 log = logging.getLogger(__name__)
@@ -111,7 +116,7 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
     if name == "preset":
         presets = list(m.presets)
         if arg == AUTO:  # let the personaliser choose (care.enabled, or a clinician's pin)
-            if not (config.care.enabled or config.care.pinned_arm):
+            if not personaliser_runs(config):
                 return Checked(name, error="preset 'auto' needs the personaliser: set care.enabled "
                                            "true in the config (have: " + ", ".join(presets) + ")")
             return Checked(name, AUTO)

@@ -313,8 +313,9 @@ class Daemon:
                     self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
 
     def _make_care(self):
-        care = self.config.care
-        if not (self.persist and (care.enabled or care.pinned_arm)):  # a pin holds either way
+        from calmtunes.care.arms import personaliser_runs
+
+        if not (self.persist and personaliser_runs(self.config)):
             return None
         from calmtunes.care.personaliser import Personaliser
 
@@ -793,7 +794,9 @@ class Daemon:
                 self.care.reconfigure(self.config)
             except Exception:
                 log.exception("care: the personaliser could not take the new config")
-        wanted = self.persist and (self.config.care.enabled or bool(self.config.care.pinned_arm))
+        from calmtunes.care.arms import personaliser_runs
+
+        wanted = self.persist and personaliser_runs(self.config)
         if wanted and not had:
             self.care = self._make_care()
             return "personaliser started" if self.care is not None else "personaliser failed"

@@ -89,6 +89,12 @@ def arms_for(config: Config) -> tuple[Arm, ...]:
     return tuple(arms)
 
 
+def personaliser_runs(config: Config) -> bool:
+    """Whether the personaliser runs: it is enabled, or a clinician pinned an arm (a pin holds
+    with ``care.enabled: false`` too)."""
+    return config.care.enabled or bool(config.care.pinned_arm)
+
+
 def preset_forbidden(config: Config, preset: str) -> bool:
     """Whether ``care.forbidden_arms`` forbids ``preset`` as configured (its bare name, or
     ``preset/standard``): what a person's choice of the preset would play."""
