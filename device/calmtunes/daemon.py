@@ -78,6 +78,7 @@ from calmtunes import __version__
 from calmtunes import config as config_mod
 from calmtunes.audio.component import AudioComponent
 from calmtunes.audio.sinks import Sink
+from calmtunes.care.arms import default_arm, personaliser_runs, preset_forbidden
 from calmtunes.clock import SYSTEM, Clock
 from calmtunes.commands import (
     AUTO,
@@ -313,8 +314,6 @@ class Daemon:
                     self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
 
     def _make_care(self):
-        from calmtunes.care.arms import personaliser_runs
-
         if not (self.persist and personaliser_runs(self.config)):
             return None
         from calmtunes.care.personaliser import Personaliser
@@ -794,8 +793,6 @@ class Daemon:
                 self.care.reconfigure(self.config)
             except Exception:
                 log.exception("care: the personaliser could not take the new config")
-        from calmtunes.care.arms import personaliser_runs
-
         wanted = self.persist and personaliser_runs(self.config)
         if wanted and not had:
             self.care = self._make_care()
@@ -814,7 +811,6 @@ class Daemon:
         (the music changes preset smoothly, as for a press). A forbidden preset is left even
         while paused, and even where it came back as ``music.default_preset`` (a reload that
         removed the preset playing)."""
-        from calmtunes.care.arms import default_arm, preset_forbidden
         from calmtunes.care.bandit import is_forbidden
 
         care = self.config.care
