@@ -5,15 +5,17 @@ breaths and swells that the mixer plays after its loudness measurement."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from calmtunes.config import DEFAULT_PRESETS, Config
+from calmtunes.music.arrange import accompany
 from calmtunes.music.controls import Controls
-from calmtunes.music.events import NoteEvent, Phrase
+from calmtunes.music.events import Chord, NoteEvent, Phrase
 from calmtunes.music.fallback import ProceduralComposer
-from calmtunes.music.form import ANSWER_LIFT, ARCH_REGISTER, Form
+from calmtunes.music.form import ANSWER_LIFT, ARCH_REGISTER, FIGURES, Form
 from calmtunes.music.mixer import Mixer
 from calmtunes.music.motifs import MotifMemory, to_pitch, to_steps
 from calmtunes.music.perform import BREATH_BEATS, perform
@@ -118,6 +120,47 @@ def test_procedural_themes_come_back_as_near_repeats():
     assert near >= 1
     for p in returns:  # never a literal loop
         assert [n.pitch for n in p.notes if n.voice == "melody"] != [n.pitch for n in theme]
+
+
+def test_each_section_has_its_own_pulse_figure_and_the_seed_chooses_them():
+    def figures(seed: int, phrases: int = 120) -> list[tuple[int, ...]]:
+        form = Form(seed=seed)
+        plans = [form.next(Controls(tempo_bpm=66.0)) for _ in range(phrases)]
+        by_section = {}
+        for p in plans:
+            assert by_section.setdefault(p.section_index, p.figure) == p.figure  # held
+        return [by_section[i] for i in sorted(by_section)]
+
+    for seed in range(12):
+        f = figures(seed)
+        assert len(f) >= 6 and set(f) <= set(FIGURES)
+        assert all(a != b for a, b in itertools.pairwise(f))  # a new section, a new texture
+    assert len({figures(seed, 2)[0] for seed in range(12)}) >= 2  # the seed varies the opening
+    # the form's other draws do not move for it: the same lengths and transforms as before
+    a, b = Form(seed=5), Form(seed=5)
+    b._draw_figure()
+    pa = [a.next(Controls(tempo_bpm=66.0)) for _ in range(60)]
+    pb = [b.next(Controls(tempo_bpm=66.0)) for _ in range(60)]
+    assert [(p.section_index, p.role, p.transform) for p in pa] == [
+        (p.section_index, p.role, p.transform) for p in pb]
+
+
+@pytest.mark.parametrize("figure", FIGURES)
+def test_the_pulse_plays_the_section_s_figure_one_tone_a_beat(figure):
+    plan = Form(seed=1).next(Controls(tempo_bpm=66.0))
+    plan = replace(plan, figure=figure)
+    notes = accompany([Chord(0.0, 8.0, 0, "maj")], plan, 0, 0.5, 8.0)
+    beats: dict[float, list[int]] = {}
+    for n in notes:
+        if n.voice == "harmony":
+            beats.setdefault(n.start_beat, []).append(n.pitch)
+    assert sorted(beats) == [float(b) for b in range(8)]  # every beat, and nothing between
+    # one tone a beat (with its soft octave above it)
+    assert all(len(p) == 2 and max(p) - min(p) == 12 for p in beats.values())
+    played = [min(beats[b]) for b in sorted(beats)]
+    tones = sorted(set(played))
+    assert len(tones) == 3
+    assert [tones.index(p) for p in played] == list(figure) * 2
 
 
 def test_performance_is_humanised_breathes_and_swells():

@@ -3,7 +3,8 @@
 * **Harmonic rhythm** is set by the preset's density (:func:`bars_per_chord`): a sparse preset
   (sleep, density < 0.3) changes chord once a phrase (0.25 changes a bar), a calm one every
   two bars (0.5), a busier one every bar.
-* **Pulse.** The keyed ``harmony`` voice plays the chord broken, softly, on every beat, all
+* **Pulse.** The keyed ``harmony`` voice plays the chord broken, softly, on every beat, in the
+  section's figure (:data:`calmtunes.music.form.FIGURES`: which chord tone each beat takes), all
   beats nearly alike (the first of the bar a shade stronger), each tone doubled softly an
   octave up so its onset reaches more of the spectrum, as clear as the melody's strong beats:
   a gentle beat at the planned tempo and at no other — nothing accents every other beat, so no
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from calmtunes.music import theory
 from calmtunes.music.events import Chord, NoteEvent
-from calmtunes.music.form import PhrasePlan
+from calmtunes.music.form import FIGURES, PhrasePlan
 
 BEATS_PER_BAR = 4
 BASS_LOW = 33  # A1 (55 Hz): the bass root lies in 33–44
@@ -48,6 +49,7 @@ def accompany(chords: list[Chord], plan: PhrasePlan | None, key_pc: int, registe
     walk = section.walk if section is not None else False
     pulse = section.pulse if section is not None else True
     close = plan is not None and plan.role == "close"
+    figure = plan.figure if plan is not None else FIGURES[0]
     out: list[NoteEvent] = []
     pad_centre = 52 + round(register * 10)  # E3–D4 with the melody's register
     pulse_low = 57 + round(register * 8)
@@ -71,7 +73,7 @@ def accompany(chords: list[Chord], plan: PhrasePlan | None, key_pc: int, registe
             bar += BEATS_PER_BAR
         if pulse:
             tones = sorted(pulse_low + ((pc - pulse_low) % 12) for pc in pcs[:3])
-            pattern = (tones[0], tones[2], tones[1], tones[2]) if len(tones) == 3 else tones
+            pattern = tuple(tones[i] for i in figure) if len(tones) == 3 else tones
             beat = float(int(c.start_beat + 0.999))
             while beat < end:
                 in_bar = beat % BEATS_PER_BAR

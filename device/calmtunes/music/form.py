@@ -125,6 +125,13 @@ MELODY_REACH = 7
 CHARACTER_JUMP = 0.15
 #: the colour a section holds, in this order (see PhrasePlan.character)
 CHARACTER = ("density", "register", "brightness", "melodic", "bed_level")
+# The pulse's figure: which tone of the chord (0 the lowest, 1 the middle, 2 the top) each beat
+# of a bar plays. Every beat still plays one tone at the same strength (see music/arrange.py);
+# the order is the section's own — low-top-middle-top, rising and back, falling and back — drawn
+# per section, never the one the section before had, so a new section is heard in its texture as
+# well as its register and area, and two seeds' pieces differ in their accompaniment, not only
+# in their key and melodies.
+FIGURES = ((0, 2, 1, 2), (0, 1, 2, 1), (2, 1, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,8 @@ class PhrasePlan:
     # the section's arch at the middle of the pair this phrase belongs to: where its register
     # stands (both halves of a pair share it); None: no arch
     pair_arch: float | None = None
+    # the pulse's figure in this section (one of FIGURES)
+    figure: tuple[int, ...] = FIGURES[0]
 
     @property
     def part(self) -> int:
@@ -222,6 +231,9 @@ class Form:
 
     def __init__(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
+        # the figures' own draws, so the form's other draws (lengths, transforms) stay the same
+        self._figure_rng = np.random.default_rng(None if seed is None else [seed, 0x46494755])
+        self.figure = self._draw_figure()
         self.section_index = 0
         self.phrase_index = 0
         self.elapsed_s = 0.0  # in the current section
@@ -238,6 +250,11 @@ class Form:
 
     def _draw_length(self) -> float:
         return float(self.rng.uniform(*SECTION_S))
+
+    def _draw_figure(self, after: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """A figure for the next section: any but the one ``after`` (the section before)."""
+        options = [f for f in FIGURES if f != after]
+        return options[int(self._figure_rng.integers(len(options)))]
 
     def state(self) -> dict:
         """Where the piece stands (section, phrase, themes, the random draws to come): give it
@@ -260,6 +277,7 @@ class Form:
             self.section_index, self.phrase_index, self.elapsed_s = 0, 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
             self._room_moved = False
+            self.figure = self._draw_figure(self.figure)
         self.preset = controls.preset
         seconds = PHRASE_BEATS * 60.0 / max(30.0, float(controls.tempo_bpm))
         if self._closing:
@@ -267,6 +285,7 @@ class Form:
             self.phrase_index, self.elapsed_s = 0, 0.0
             self.length_s, self._closing = self._draw_length(), False
             self._room_moved = False
+            self.figure = self._draw_figure(self.figure)
         asked = tuple(float(getattr(controls, name)) for name in CHARACTER)
         last, self._asked = self._asked, asked
         if (self.phrase_index == 0 or self._character is None or last is None
@@ -279,7 +298,7 @@ class Form:
             self._pair_arch = self._arch(self.elapsed_s + seconds)
         plan = replace(self._plan(seconds), character=self._character,
                        arch=self._arch(self.elapsed_s + seconds / 2.0),
-                       pair_arch=self._pair_arch)
+                       pair_arch=self._pair_arch, figure=self.figure)
         self.phrase_index += 1
         self.elapsed_s += seconds
         return plan
