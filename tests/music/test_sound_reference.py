@@ -17,7 +17,15 @@ from calmtunes.config import Config
 from calmtunes.iir import butter_sos, chunk_for, ellip_lowpass_sos
 from calmtunes.music.chorus import Chorus
 from calmtunes.music.dsp import SosFilter
-from calmtunes.music.instruments import BUSES, TABLE_SIZE, TIMBRES, Ensemble, NoteRow
+from calmtunes.music.instruments import (
+    BUSES,
+    TABLE_SIZE,
+    TIMBRES,
+    Ensemble,
+    NoteRow,
+    TableBank,
+    _table,
+)
 from calmtunes.music.loudness import k_weighting_sos
 from calmtunes.music.mixer import Mixer
 from calmtunes.music.reverb import FDNReverb
@@ -67,6 +75,20 @@ def test_tables_are_the_partials_that_fit_below_nyquist(voice, freq):
         ref = sum(a * np.sin(k * phase) for k, a in enumerate(partials, start=1)
                   if top * k < 0.45 * RATE)
         np.testing.assert_allclose(table[at:at + TABLE_SIZE], ref, atol=1e-6)
+
+
+def test_bands_with_the_same_partials_share_their_tables():
+    """Every band of the bank reads exactly the tables made for it alone, while the bands whose
+    partials all fit (the same tables) are stored once."""
+    bank = TableBank(RATE)
+    for (voice, band), at in bank._offsets.items():
+        top = 20.0 * 2.0 ** (band + 1)
+        for table, partials in ((bank.body, TIMBRES[voice].body),
+                                (bank.shimmer, TIMBRES[voice].shimmer)):
+            alone = _table(partials, top, RATE).astype(np.float32)
+            assert np.array_equal(table[at:at + TABLE_SIZE], alone), (voice, band)
+    stored = bank.body.size // TABLE_SIZE
+    assert stored == len(set(bank._offsets.values())) < len(bank._offsets)
 
 
 def _reference_buses(ens: Ensemble, frames: int) -> np.ndarray:

@@ -72,15 +72,21 @@ TIMBRES: dict[str, Timbre] = {
 BUSES = ("pad", "melody", "harmony", "bass")
 
 
+def _fitting(partials: tuple[float, ...], f0: float, rate: float) -> tuple[tuple[int, float], ...]:
+    """(k, amplitude) of the partials a table for fundamentals up to ``f0`` carries: those
+    sounding below 0.45 × rate (no aliasing)."""
+    return tuple((k, amp) for k, amp in enumerate(partials, start=1)
+                 if amp and f0 * k < 0.45 * rate)
+
+
 def _table(partials: tuple[float, ...], f0: float, rate: float) -> np.ndarray:
     """One cycle of the given partials, those above 0.45 × rate left out (no aliasing).
 
     Made by one inverse FFT (partial k in bin k) rather than a sum of sines: the same values to
     float64 rounding, at a fraction of the cost (the bank builds ~36 tables at start-up)."""
     spec = np.zeros(TABLE_SIZE // 2 + 1, dtype=np.complex128)
-    for k, amp in enumerate(partials, start=1):
-        if amp and f0 * k < 0.45 * rate:
-            spec[k] = -0.5j * amp * TABLE_SIZE  # irfft of −i·N/2 in bin k is sin(2πk·n/N)
+    for k, amp in _fitting(partials, f0, rate):
+        spec[k] = -0.5j * amp * TABLE_SIZE  # irfft of −i·N/2 in bin k is sin(2πk·n/N)
     return np.fft.irfft(spec, n=TABLE_SIZE)
 
 
@@ -90,7 +96,9 @@ class TableBank:
 
     Tables are made per (voice, octave band) so a note only carries partials that fit below
     the Nyquist limit; every band the playable range (MIDI 21–108) needs is built up front, so
-    nothing is computed mid-play."""
+    nothing is computed mid-play. Bands whose tables carry the same partials (all the bands
+    below the one where a voice's top partial first passes the limit) share one place: 12 pairs
+    of tables for the 32 bands at 16 kHz, 0.75 MB instead of 2 MB."""
 
     def __init__(self, rate: float, warm: bool = True) -> None:
         self.rate = rate
@@ -99,6 +107,7 @@ class TableBank:
         self.body = np.zeros(0, dtype=np.float32)
         self.shimmer = np.zeros(0, dtype=np.float32)
         self._offsets: dict[tuple[str, int], int] = {}
+        self._shared: dict[tuple, int] = {}  # the partials a pair of tables carries: its offset
         if warm:
             for voice in TIMBRES:
                 for pitch in range(21, 109, 6):
@@ -114,10 +123,15 @@ class TableBank:
         if key not in self._offsets:
             top = 20.0 * 2.0 ** (key[1] + 1)  # highest fundamental in this band
             timbre = TIMBRES[voice]
-            self._offsets[key] = self._size
-            self._parts.append((_table(timbre.body, top, self.rate).astype(np.float32),
-                                _table(timbre.shimmer, top, self.rate).astype(np.float32)))
-            self._size += TABLE_SIZE
+            # a table is made of the partials that fit (_table): the same ones, the same table
+            carried = (_fitting(timbre.body, top, self.rate),
+                       _fitting(timbre.shimmer, top, self.rate))
+            if carried not in self._shared:
+                self._shared[carried] = self._size
+                self._parts.append((_table(timbre.body, top, self.rate).astype(np.float32),
+                                    _table(timbre.shimmer, top, self.rate).astype(np.float32)))
+                self._size += TABLE_SIZE
+            self._offsets[key] = self._shared[carried]
         return self._offsets[key]
 
     def _join(self) -> None:
