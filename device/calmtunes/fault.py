@@ -135,11 +135,15 @@ class FaultLights:
     """The preset LEDs blinking :data:`PATTERN` together; the other LEDs off."""
 
     def __init__(self, config: Any, pin_factory: Any = None) -> None:
+        from calmtunes.hardware import import_gpiozero
+
+        import_gpiozero()
         from gpiozero import LED  # late: only where there is a panel
 
         p = config.panel
         factory = pin_factory
         if factory is None and p.backend == "mock":
+            import_gpiozero("gpiozero.pins.mock")
             from gpiozero.pins.mock import MockFactory, MockPWMPin
 
             factory = MockFactory(pin_class=MockPWMPin)

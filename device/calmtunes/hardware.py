@@ -28,7 +28,9 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +137,38 @@ class Hardware:
                          realtime=a.realtime, clock=self.clock, max_frames=max_frames)
 
 
+def import_gpiozero(module: str = "gpiozero") -> types.ModuleType:
+    """gpiozero (or its ``module``), imported without ``importlib.metadata``: the daemon's parts
+    import gpiozero here first.
+
+    gpiozero 2.0 imports ``entry_points`` from ``importlib.metadata`` (or the
+    ``importlib_metadata`` backport, which it tries first) as it loads, in ``gpiozero.devices``
+    and ``gpiozero.pins.mock``, for one thing only: to find a pin factory (or mock pin class)
+    named by a string, ``GPIOZERO_PIN_FACTORY``'s. That import brings ``email``, ``zipfile``
+    and some 60 modules more, about 3 MB of the daemon's memory for nothing when no factory is
+    named (the panel sets lgpio itself: :func:`use_local_pins`). While gpiozero loads,
+    ``importlib_metadata`` is a stand-in whose ``entry_points`` imports the real one when first
+    called, so a factory named in the environment is found as before."""
+    if module in sys.modules:
+        return sys.modules[module]
+    if "importlib_metadata" in sys.modules or "importlib.metadata" in sys.modules:
+        return importlib.import_module(module)  # already loaded: nothing to save
+    stand_in = types.ModuleType("importlib_metadata")
+    stand_in.entry_points = _entry_points  # type: ignore[attr-defined]
+    sys.modules["importlib_metadata"] = stand_in
+    try:
+        return importlib.import_module(module)
+    finally:
+        if sys.modules.get("importlib_metadata") is stand_in:
+            del sys.modules["importlib_metadata"]
+
+
+def _entry_points(**params: Any) -> Any:
+    from importlib.metadata import entry_points
+
+    return entry_points(**params)
+
+
 #: gpiozero's pin factories that drive the pins from this process, in gpiozero's own order of
 #: preference: (name, module, class). Its default list also holds pigpio, between RPi.GPIO and
 #: native, whose client drives the pins through the pigpio daemon over TCP ($PIGPIO_ADDR,
@@ -159,6 +193,7 @@ def use_local_pins() -> None:
     factory named by ``GPIOZERO_PIN_FACTORY`` (``mock`` in a test) is gpiozero's to load, unless
     it is pigpio. Raises gpiozero's ``BadPinFactory`` saying why each was refused and what to
     do; the callers run without the panel then."""
+    import_gpiozero()
     from gpiozero import Device
     from gpiozero.exc import BadPinFactory
 
@@ -211,6 +246,7 @@ def mock_pin_factory() -> Any:
     pulse LED changes ~10 times a second, some 300 000 records (~30 MB) over a night."""
     from collections import deque
 
+    import_gpiozero("gpiozero.pins.mock")
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     class BoundedMockPWMPin(MockPWMPin):

@@ -17,19 +17,25 @@ import pytest
 REPORT = """
 import atexit, json, sys
 atexit.register(lambda: print("LOADED " + json.dumps(sorted(
-    m for m in sys.modules if m == "scipy" or m.startswith("scipy.")))))
+    m for m in sys.modules if m.split(".")[0] in sys.argv[1].split(",")))))
 from calmtunes.cli import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[2:]))
 """
 
 
 def loaded_scipy(tmp_path: Path, *args: str) -> list[str]:
+    return loaded(tmp_path, "scipy", *args)
+
+
+def loaded(tmp_path: Path, packages: str, *args: str) -> list[str]:
+    """The modules of ``packages`` (comma-separated top-level names) that ``calmtunes *args``
+    loaded."""
     env = dict(os.environ)
     env.update(XDG_STATE_HOME=str(tmp_path / "state"), XDG_RUNTIME_DIR=str(tmp_path / "run"),
                HOME=str(tmp_path), ORT_DISABLE_TELEMETRY="1")
     env.pop("NOTIFY_SOCKET", None)
-    proc = subprocess.run([sys.executable, "-c", REPORT, *args], capture_output=True, text=True,
-                          timeout=240, env=env)
+    proc = subprocess.run([sys.executable, "-c", REPORT, packages, *args], capture_output=True,
+                          text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [s for s in proc.stdout.splitlines() if s.startswith("LOADED ")][-1]
     return json.loads(line[len("LOADED "):])
@@ -47,3 +53,15 @@ def test_simulated_daemon_loads_no_scipy(tmp_path):
     assert loaded_scipy(tmp_path, "simulate", "--scenario", "stressed", "--duration", "8",
                         "--out", str(tmp_path / "s.wav")) == []
     assert (tmp_path / "s.wav").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_simulated_daemon_loads_no_package_metadata(tmp_path, monkeypatch):
+    # gpiozero imports importlib.metadata (and with it email, zipfile, csv: ~3 MB) only to find
+    # a pin factory named in GPIOZERO_PIN_FACTORY; the panel loads gpiozero through
+    # calmtunes.hardware.import_gpiozero, which leaves that to the first use
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    got = loaded(tmp_path, "gpiozero,importlib,email,zipfile", "simulate", "--duration", "4",
+                 "--out", str(tmp_path / "s.wav"))
+    assert "gpiozero.pins.mock" in got  # the panel ran
+    assert [m for m in got if m.startswith(("importlib.metadata", "email", "zipfile"))] == []

@@ -9,6 +9,8 @@ on a Pi, on this machine, with or without any GPIO library installed.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -167,3 +169,22 @@ def test_without_lgpio_no_folder_is_made(libraries, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     use_local_pins()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gpiozero_loads_without_package_metadata_and_still_finds_a_named_factory(tmp_path):
+    """calmtunes.hardware.import_gpiozero leaves importlib.metadata (~3 MB) unloaded until
+    gpiozero looks a name up: a factory named by GPIOZERO_PIN_FACTORY, or a mock pin class by
+    name, is found as gpiozero finds it. A fresh interpreter: this one has loaded it already."""
+    code = """
+import sys
+from calmtunes.hardware import import_gpiozero
+import_gpiozero("gpiozero.pins.mock")
+print("before", "importlib.metadata" in sys.modules, "importlib_metadata" in sys.modules)
+from gpiozero import LED
+from gpiozero.pins.mock import MockFactory
+print(type(LED(17).pin_factory).__name__, MockFactory(pin_class="mockpwmpin").pin_class.__name__)
+"""
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60, check=True).stdout.split("\n")
+    assert out[:2] == ["before False False", "MockFactory MockPWMPin"]

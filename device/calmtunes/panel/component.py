@@ -54,7 +54,7 @@ from calmtunes.care.arms import preset_forbidden
 from calmtunes.clock import SYSTEM
 from calmtunes.component import DEGRADED, Component
 from calmtunes.config import Config
-from calmtunes.hardware import Hardware, mock_pin_factory, use_local_pins
+from calmtunes.hardware import Hardware, import_gpiozero, mock_pin_factory, use_local_pins
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
@@ -156,6 +156,7 @@ class PanelComponent(Component):
             return
         # DigitalInputDevice, not Button: a Button runs a thread per button that polls 10×/s
         # for holds; the holds here are timed by this component's own step from the edges
+        import_gpiozero()
         from gpiozero import LED, PWMLED, DigitalInputDevice  # late: only where there is a panel
         from gpiozero.exc import BadPinFactory
 

@@ -302,6 +302,9 @@ class MAX30102:
             f"INT on GPIO{self.int_pin}" if self.int_pin is not None else "polling")
 
     def _open_int_pin(self) -> None:
+        from calmtunes.hardware import import_gpiozero
+
+        import_gpiozero()
         from gpiozero import DigitalInputDevice  # only where an INT line is wired
 
         if self.pin_factory is None:
