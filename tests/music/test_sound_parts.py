@@ -8,7 +8,7 @@ import pytest
 from scipy import signal
 
 from calmtunes.music.analysis import find_clicks, measure_frequency
-from calmtunes.music.bed import TEXTURES, Bed, line_cloud
+from calmtunes.music.bed import TEXTURES, Bed, line_cloud, stored_cloud
 from calmtunes.music.chorus import Chorus
 from calmtunes.music.entrainment import Entrainment, amplitude_for_lufs
 from calmtunes.music.loudness import integrated_loudness
@@ -84,6 +84,18 @@ def test_bed_is_smooth_noise_that_adds_no_onsets(texture):
     cloud = line_cloud(float(RATE), lo, hi)
     step = np.abs(np.diff(cloud, axis=1)).max()
     assert np.abs(cloud[:, 0] - cloud[:, -1]).max() <= step  # the loop joins like any sample
+
+
+def test_stored_cloud_is_the_cloud_in_16_bits():
+    """The bed keeps its clouds as int16 and a scale: within about half a step of the cloud,
+    the rounding noise more than 80 dB below it, the peak at full scale."""
+    cloud = line_cloud(float(RATE), 400.0, 2200.0)
+    samples, scale = stored_cloud(float(RATE), 400.0, 2200.0)
+    assert samples.dtype == np.int16 and samples.shape == cloud.shape
+    assert np.abs(samples).max() == 32767
+    error = samples * scale - cloud
+    assert np.abs(error).max() <= 0.51 * scale  # half a step, and float32 rounding
+    assert 20 * np.log10(np.std(error) / np.std(cloud)) < -80.0
 
 
 def test_bed_none_is_silent_and_unknown_texture_refused():
