@@ -201,12 +201,13 @@ class RoomRenderer:
 
     def __init__(self, width: int, height: int, seed: int = 0) -> None:
         self.width, self.height = width, height
-        self._room = srgb_decode(self._draw_room() / 255.0)
+        # the room's reflectances as their 8-bit codes, decoded to linear light (the same float32
+        # values as srgb_decode of code / 255) only while a scene is composed: a quarter of the
+        # memory of the decoded picture (0.2 MB at 320×240, not 0.9), which the emulator holds
+        # all the time and needs only when the scene changes
+        self._room_codes = self._draw_room()
         self._window = self._mask(0.06, 0.10, 0.30, 0.50)
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        lx, ly = 0.86 * width, 0.52 * height
-        d2 = ((xx - lx) ** 2 + (yy - ly) ** 2) / (0.18 * width) ** 2
-        self._lamp_glow = (1.0 / (1.0 + d2))[..., None]
+        self._lamp_glow: np.ndarray | None = None  # made when the lamp is first lit
         self._lamp_shade = self._mask(0.80, 0.40, 0.92, 0.52)
         self.visitors = _visitors(np.random.default_rng(seed))
         # the scene on view: (scene, its coded picture, noise sd); one only, as the room shows one
@@ -214,6 +215,15 @@ class RoomRenderer:
         self._still: tuple[str, np.ndarray, float] | None = None
         self._codes: dict[str, np.ndarray] = {}  # scene: see _people_codes
         self._noise: SensorNoise | None = None
+
+    def _glow(self) -> np.ndarray:
+        """The bedside lamp's glow on the room, (H×W×1) float32."""
+        if self._lamp_glow is None:
+            yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
+            lx, ly = 0.86 * self.width, 0.52 * self.height
+            d2 = ((xx - lx) ** 2 + (yy - ly) ** 2) / (0.18 * self.width) ** 2
+            self._lamp_glow = (1.0 / (1.0 + d2))[..., None]
+        return self._lamp_glow
 
     def _people_codes(self, scene: str) -> np.ndarray:
         """Flat (256 × 3) table: 8-bit reflectance code and BGR channel → coded value under
@@ -253,7 +263,7 @@ class RoomRenderer:
         cv2.rectangle(img, (int(0.05 * w), int(0.09 * h)), (int(0.31 * w), int(0.51 * h)),
                       (200, 200, 200), -1)  # window frame
         cv2.line(img, (0, int(0.90 * h)), (w, int(0.86 * h)), (190, 190, 190), max(1, h // 60))
-        return img.astype(np.float32)
+        return img
 
     def _people_layer(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         import cv2
@@ -273,12 +283,13 @@ class RoomRenderer:
         with the visitors, where the scene has them)."""
         cct, ambient, window, lamp, noise = self.LIGHTS[scene]
         light = illuminant_rgb(cct)[::-1].astype(np.float32)  # BGR
-        out = self._room * (ambient * light)
+        room = _DECODE_LUT[self._room_codes]
+        out = room * (ambient * light)
         if window:
             sky = illuminant_rgb(min(cct + 1000.0, 25000.0))[::-1].astype(np.float32)
             out = np.where(self._window, window * sky, out)
         if lamp:
-            out = out + self._room * (0.08 * self._lamp_glow * light)
+            out = out + room * (0.08 * self._glow() * light)
             out = np.where(self._lamp_shade, 0.5 * light, out)
         if scene == "visitors" and people:
             people, mask = self._people_layer(t)
