@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -145,22 +146,43 @@ def import_gpiozero(module: str = "gpiozero") -> types.ModuleType:
     ``importlib_metadata`` backport, which it tries first) as it loads, in ``gpiozero.devices``
     and ``gpiozero.pins.mock``, for one thing only: to find a pin factory (or mock pin class)
     named by a string, ``GPIOZERO_PIN_FACTORY``'s. That import brings ``email``, ``zipfile``
-    and some 60 modules more, about 3 MB of the daemon's memory for nothing when no factory is
+    and some 30 modules more, 2–3 MB of the daemon's memory for nothing when no factory is
     named (the panel sets lgpio itself: :func:`use_local_pins`). While gpiozero loads,
-    ``importlib_metadata`` is a stand-in whose ``entry_points`` imports the real one when first
-    called, so a factory named in the environment is found as before."""
+    ``importlib_metadata`` is a stand-in (:func:`_metadata_stand_in`) whose ``entry_points``
+    imports the real one when first called, so a factory named in the environment is found as
+    before."""
     if module in sys.modules:
         return sys.modules[module]
     if "importlib_metadata" in sys.modules or "importlib.metadata" in sys.modules:
         return importlib.import_module(module)  # already loaded: nothing to save
-    stand_in = types.ModuleType("importlib_metadata")
-    stand_in.entry_points = _entry_points  # type: ignore[attr-defined]
+    stand_in = _metadata_stand_in()
     sys.modules["importlib_metadata"] = stand_in
     try:
         return importlib.import_module(module)
     finally:
         if sys.modules.get("importlib_metadata") is stand_in:
             del sys.modules["importlib_metadata"]
+
+
+def _metadata_stand_in() -> types.ModuleType:
+    """A module named ``importlib_metadata`` that is ``importlib.metadata`` once used.
+
+    It is in ``sys.modules`` only while gpiozero loads, but every thread sees it then: a library
+    imported by another thread at that moment that tries the backport first gets it and keeps
+    it. So it is the standard library's module in all but when it loads: any name looked up in
+    it (``version``, ``distribution`` …) comes from ``importlib.metadata``, imported then, and it
+    has a module spec like any module (``importlib.util.find_spec`` works on it)."""
+    stand_in = types.ModuleType("importlib_metadata")
+    stand_in.__spec__ = importlib.machinery.ModuleSpec("importlib_metadata", None)
+    stand_in.entry_points = _entry_points  # type: ignore[attr-defined]
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(importlib.import_module("importlib.metadata"), name)
+
+    stand_in.__getattr__ = __getattr__  # type: ignore[attr-defined]  # PEP 562
+    return stand_in
 
 
 def _entry_points(**params: Any) -> Any:

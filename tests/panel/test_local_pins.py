@@ -172,7 +172,7 @@ def test_without_lgpio_no_folder_is_made(libraries, monkeypatch, tmp_path):
 
 
 def test_gpiozero_loads_without_package_metadata_and_still_finds_a_named_factory(tmp_path):
-    """calmtunes.hardware.import_gpiozero leaves importlib.metadata (~3 MB) unloaded until
+    """calmtunes.hardware.import_gpiozero leaves importlib.metadata (2–3 MB) unloaded until
     gpiozero looks a name up: a factory named by GPIOZERO_PIN_FACTORY, or a mock pin class by
     name, is found as gpiozero finds it. A fresh interpreter: this one has loaded it already."""
     code = """
@@ -188,3 +188,27 @@ print(type(LED(17).pin_factory).__name__, MockFactory(pin_class="mockpwmpin").pi
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=60, check=True).stdout.split("\n")
     assert out[:2] == ["before False False", "MockFactory MockPWMPin"]
+
+
+def test_the_metadata_stand_in_is_the_standard_module_to_any_other_importer(tmp_path):
+    """While gpiozero loads, every thread sees the stand-in as ``importlib_metadata``: a library
+    that tries the backport first and keeps what it got must find the standard module's names
+    in it, and find_spec must work on it. A fresh interpreter, with the stand-in in place as
+    import_gpiozero puts it."""
+    code = """
+import importlib.util, sys
+from calmtunes.hardware import _metadata_stand_in
+sys.modules["importlib_metadata"] = _metadata_stand_in()
+import importlib_metadata
+print(importlib.util.find_spec("importlib_metadata").name)
+import importlib.metadata as real
+print(importlib_metadata.version("numpy") == real.version("numpy"),
+      importlib_metadata.PackageNotFoundError is real.PackageNotFoundError)
+try:
+    importlib_metadata.__wrapped__
+except AttributeError:
+    print("dunder: AttributeError")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60, check=True).stdout.split("\n")
+    assert out[:3] == ["importlib_metadata", "True True", "dunder: AttributeError"]
