@@ -17,7 +17,8 @@ import pytest
 REPORT = """
 import atexit, json, sys
 atexit.register(lambda: print("LOADED " + json.dumps(sorted(
-    m for m in sys.modules if m.split(".")[0] in sys.argv[1].split(",")))))
+    m for m, mod in sys.modules.items()
+    if mod is not None and m.split(".")[0] in sys.argv[1].split(",")))))
 from calmtunes.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -30,6 +31,12 @@ def loaded_scipy(tmp_path: Path, *args: str) -> list[str]:
 def loaded(tmp_path: Path, packages: str, *args: str) -> list[str]:
     """The modules of ``packages`` (comma-separated top-level names) that ``calmtunes *args``
     loaded."""
+    return run_reporting(tmp_path, packages, *args)[0]
+
+
+def run_reporting(tmp_path: Path, packages: str,
+                  *args: str) -> tuple[list[str], subprocess.CompletedProcess]:
+    """:func:`loaded`, and the finished process (its log is on stderr)."""
     env = dict(os.environ)
     env.update(XDG_STATE_HOME=str(tmp_path / "state"), XDG_RUNTIME_DIR=str(tmp_path / "run"),
                HOME=str(tmp_path), ORT_DISABLE_TELEMETRY="1")
@@ -38,7 +45,7 @@ def loaded(tmp_path: Path, packages: str, *args: str) -> list[str]:
                           text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [s for s in proc.stdout.splitlines() if s.startswith("LOADED ")][-1]
-    return json.loads(line[len("LOADED "):])
+    return json.loads(line[len("LOADED "):]), proc
 
 
 def test_render_loads_no_scipy(tmp_path):
@@ -65,3 +72,42 @@ def test_simulated_daemon_loads_no_package_metadata(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "s.wav"))
     assert "gpiozero.pins.mock" in got  # the panel ran
     assert [m for m in got if m.startswith(("importlib.metadata", "email", "zipfile"))] == []
+
+
+@pytest.mark.slow
+def test_simulated_daemon_keeps_openssl_out(tmp_path):
+    # numpy.random imports secrets, hmac and hashlib, which would load _hashlib and with it
+    # OpenSSL's libcrypto (3.3 MB of the daemon's RSS) for code it never runs; the generator's
+    # manifest and model are still checked against their SHA-256, by CPython's own _sha256
+    got, proc = run_reporting(tmp_path, "_hashlib,_ssl,ssl,numpy,hashlib,secrets", "simulate",
+                              "--duration", "4", "--out", str(tmp_path / "s.wav"))
+    assert "numpy.random" in got and "secrets" in got  # what would have loaded it, did load
+    assert "hashlib" in got
+    assert [m for m in got if m in ("_hashlib", "_ssl", "ssl")] == []
+    assert "generator loaded" in proc.stderr  # the manifest's and model's digests matched
+
+
+def test_hashes_without_openssl_are_the_same():
+    # what keep_openssl_out leaves the process: hashlib and hmac on CPython's own digests
+    code = """
+import sys
+from calmtunes.cli import keep_openssl_out
+keep_openssl_out()
+import hashlib, hmac, secrets
+import numpy.random
+assert "_hashlib" not in sys.modules or sys.modules["_hashlib"] is None, "OpenSSL loaded"
+print(hashlib.sha256(b"calmtunes").hexdigest(), hmac.new(b"k", b"m", "sha256").hexdigest(),
+      numpy.random.default_rng(1).integers(100))
+"""
+    env = dict(os.environ, ORT_DISABLE_TELEMETRY="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import hashlib
+    import hmac
+
+    import numpy as np
+
+    assert proc.stdout.split() == [hashlib.sha256(b"calmtunes").hexdigest(),
+                                   hmac.new(b"k", b"m", "sha256").hexdigest(),
+                                   str(np.random.default_rng(1).integers(100))]
