@@ -541,3 +541,45 @@ def test_every_return_of_the_card_starts_from_silence_not_old_music(tmp_config):
         reopened = min(t for t, _ in sink.heard if t >= back)  # after the reopen's back-off
         first = [p for t, p in sink.heard if reopened <= t < reopened + 0.25]
         assert max(first[:3]) < 1e-4, (back, first)  # silence, then the fade-in (no old music)
+
+
+def test_a_card_that_stays_missing_is_said_at_once_then_every_ten_minutes(tmp_config, caplog):
+    # Retried every audio.reopen_max_s (30 s) for as long as it is missing: a night without a
+    # card is a few lines in the journal, not one every retry; a new error is said at once, and
+    # so is the card's return
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+
+    def errors():
+        return [r.getMessage() for r in caplog.records
+                if r.name == "calmtunes.audio.component" and r.levelname == "ERROR"]
+
+    now = 0.0
+    while now < 1500.0:  # 25 minutes without a card
+        now += audio.step(now)
+    said = errors()
+    assert audio.sink_failures == 0 and audio.health().state == "degraded"
+    assert len(said) == 3, said  # at once, after 10 minutes, after 20
+    assert said[0].startswith("audio output unavailable: no such card")
+    assert "still unavailable after 10 min" in said[1] and "no such card" in said[1]
+    assert "after 20 min" in said[2]
+    retries = [r for r in caplog.records if r.levelname == "DEBUG"
+               and r.getMessage().startswith("audio output unavailable")]
+    assert len(retries) >= 40  # retried all along (every 30 s), quietly
+
+    def other(self):
+        raise OSError("PortAudio: device busy")
+
+    audio.sink.open = other.__get__(audio.sink)  # a different failure: said at once
+    audio._next_reopen = now
+    audio.step(now)
+    assert errors()[-1].startswith("audio output unavailable: PortAudio: device busy")
+
+    del audio.sink.open
+    audio.sink.present = True
+    audio._next_reopen = now + 1.0
+    audio.step(now + 1.0)
+    assert audio.health().state == "ok"
+    back = [r.getMessage() for r in caplog.records if r.levelname == "INFO"
+            and "audio output open" in r.getMessage()]
+    assert len(back) == 1 and "attempts" in back[0]

@@ -53,6 +53,10 @@ NO_CARD_CATCH_UP_S = 1.0
 #: an output lost within this long of opening is unsteady (a loose DAC, a failing driver): it
 #: is reopened with back-off, not at once, and said once, until it has stayed up this long (s)
 STEADY_S = 30.0
+#: a sound card that stays missing (or failing to open with the same error) is said again at most
+#: this often (s); the retries between are logged at debug level, so a night without a card is a
+#: few lines in the journal instead of one every audio.reopen_max_s (120 an hour at 30 s)
+MISSING_REMINDER_S = 600.0
 UNSTEADY = (f"audio output unsteady: lost again and again within {STEADY_S:.0f} s of opening; "
             "reopened with back-off")
 
@@ -96,6 +100,8 @@ class AudioComponent(Component):
         self.started_at = clock()
         self.sink_failures = 0
         self.sink_error: Exception | None = None  # why the output last failed to open
+        # the output failing to open since (s), how often, what was last said and when next
+        self._missing: tuple[float, int, str, float] | None = None
         #: (start frame, phrase) of every phrase scheduled, when asked for (renders, analysis)
         self.played: list[tuple[int, Any]] | None = None
         self.mixer.fade_in(a.fade_in_s)
@@ -285,8 +291,7 @@ class AudioComponent(Component):
                 self.sink.open()
             except Exception as exc:
                 self.sink_error = exc
-                log.error("audio output unavailable: %s (retrying in %.0f s)", exc,
-                          self._reopen_delay)
+                self._say_missing(now, exc)
                 self.degrade(f"no audio output: {exc}")
                 self._publish_output(f"no audio output: {exc}")
                 self._next_reopen = now + self._reopen_delay
@@ -294,6 +299,11 @@ class AudioComponent(Component):
                 return
             self._sink_open = True
             self._opened_at = now
+            if self._missing is not None:
+                since, tries, _, _ = self._missing
+                log.info("audio output open (%s) after %.0f s without it (%d attempts)",
+                         self.sink.description, now - since, tries)
+                self._missing = None
             if self._flaps > 1:
                 self.degrade(UNSTEADY)
             else:
@@ -302,6 +312,27 @@ class AudioComponent(Component):
             self._publish_output(self.sink.description)
         elif not self._sink_open:  # waiting out the back-off: the music is not heard
             self._publish_output(f"no audio output: {self.sink_error or 'output lost'}")
+
+    def _say_missing(self, now: float, exc: Exception) -> None:
+        """Log a failed open: at once when the output is first missing or its error changes,
+        then at most every :data:`MISSING_REMINDER_S` with how long and how often; the retries
+        between at debug level."""
+        since, tries, said, remind_at = self._missing or (now, 0, "", now)
+        tries += 1
+        text = str(exc)
+        if text != said:
+            log.error("audio output unavailable: %s (retrying in %.0f s)", text,
+                      self._reopen_delay)
+            said, remind_at = text, now + MISSING_REMINDER_S
+        elif now >= remind_at:
+            log.error("audio output still unavailable after %.0f min (%d attempts): %s "
+                      "(retrying every %.0f s)", (now - since) / 60.0, tries, text,
+                      self._reopen_delay)
+            remind_at = now + MISSING_REMINDER_S
+        else:
+            log.debug("audio output unavailable: %s (retrying in %.0f s)", text,
+                      self._reopen_delay)
+        self._missing = (since, tries, said, remind_at)
 
     def _publish_output(self, detail: str) -> None:
         """Publish ``"output"`` when whether the music is heard changed."""
