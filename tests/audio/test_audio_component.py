@@ -583,3 +583,38 @@ def test_a_card_that_stays_missing_is_said_at_once_then_every_ten_minutes(tmp_co
     back = [r.getMessage() for r in caplog.records if r.levelname == "INFO"
             and "audio output open" in r.getMessage()]
     assert len(back) == 1 and "attempts" in back[0]
+
+
+def test_a_card_plugged_back_is_tried_at_once_not_at_the_next_back_off(tmp_config, tmp_path,
+                                                                       caplog):
+    # Retried with back-off up to audio.reopen_max_s (30 s): a DAC reseated or a USB card
+    # plugged in was heard up to half a minute later. A new node in /dev/snd (here a folder of
+    # the test's) is tried within a step.
+    caplog.set_level(logging.INFO, logger="calmtunes")
+    nodes = tmp_path / "snd"
+    nodes.mkdir()
+    (nodes / "timer").touch()
+    (nodes / "controlC0").touch()  # another card, present all along
+
+    def run(plug_node: bool) -> float:
+        _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+        audio.sound_devices = nodes
+        now = 0.0
+        while now < 100.0:  # tried at 0, 1, 3, 7, 15, 31, 61, 91 s: the next try is at 121
+            now += audio.step(now)
+        (nodes / "controlC0").unlink()  # a node going away is no reason to try
+        now += audio.step(now)
+        audio.sink.present = True  # the card is back ...
+        if plug_node:
+            (nodes / "controlC1").touch()  # ... and the kernel made its nodes
+        back = now
+        while audio.health().state != "ok" and now < back + 60.0:
+            now += audio.step(now)
+        for node in ("controlC1",):
+            (nodes / node).unlink(missing_ok=True)
+        (nodes / "controlC0").touch()
+        return now - back
+
+    assert run(plug_node=True) <= 0.5  # within a step or two
+    assert "a new sound device (controlC1)" in caplog.text
+    assert run(plug_node=False) > 15.0  # as before: the back-off's next try finds it

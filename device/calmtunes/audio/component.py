@@ -4,6 +4,8 @@ Its thread takes phrases from the composer when the scheduled music runs short, 
 into the ring until it holds ``audio.buffer_ms``, and checks the sink: a sound card that vanished
 is reopened with back-off while the music keeps its time unheard (so the composer and everything
 upstream keep running, and the music fades in where it would have been when the card is back).
+While it is missing, a new device node in ``/dev/snd`` (a card's driver probing late, a USB card
+plugged in, the DAC back) is tried at once rather than at the back-off's next try.
 
 On a virtual clock the sink has no thread of its own: each step first lets the sink take what
 the output would have played by now (:meth:`~calmtunes.audio.sinks.Sink.catch_up`), then tops the
@@ -21,7 +23,9 @@ component.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from calmtunes.audio.ring import AudioRing
@@ -53,6 +57,12 @@ NO_CARD_CATCH_UP_S = 1.0
 #: an output lost within this long of opening is unsteady (a loose DAC, a failing driver): it
 #: is reopened with back-off, not at once, and said once, until it has stayed up this long (s)
 STEADY_S = 30.0
+#: where the kernel puts a sound card's device nodes (ALSA: controlC0, pcmC0D0p, …). While the
+#: output is missing, a node that appears here is tried at once: a card plugged back is heard
+#: within a step (NO_CARD_STEP_S) of its driver, not up to audio.reopen_max_s later. Listing the
+#: folder takes microseconds; it needs no access to the devices themselves (the unit's
+#: DevicePolicy= governs opening them)
+SOUND_DEVICES = Path("/dev/snd")
 #: a sound card that stays missing (or failing to open with the same error) is said again at most
 #: this often (s); the retries between are logged at debug level, so a night without a card is a
 #: few lines in the journal instead of one every audio.reopen_max_s (120 an hour at 30 s)
@@ -102,6 +112,8 @@ class AudioComponent(Component):
         self.sink_error: Exception | None = None  # why the output last failed to open
         # the output failing to open since (s), how often, what was last said and when next
         self._missing: tuple[float, int, str, float] | None = None
+        self.sound_devices = SOUND_DEVICES
+        self._nodes: frozenset[str] | None = None  # its nodes when the output went missing
         #: (start frame, phrase) of every phrase scheduled, when asked for (renders, analysis)
         self.played: list[tuple[int, Any]] | None = None
         self.mixer.fade_in(a.fade_in_s)
@@ -286,6 +298,9 @@ class AudioComponent(Component):
                 self._next_reopen = now
             self.degrade(UNSTEADY if self._flaps > 1 else "audio output lost; reopening")
             self._close_sink()
+        if not self._sink_open and now < self._next_reopen and self._new_sound_device():
+            self._next_reopen = now  # tried now, and the back-off starts again from 1 s
+            self._reopen_delay = 1.0
         if not self._sink_open and now >= self._next_reopen:
             try:
                 self.sink.open()
@@ -299,6 +314,7 @@ class AudioComponent(Component):
                 return
             self._sink_open = True
             self._opened_at = now
+            self._nodes = None
             if self._missing is not None:
                 since, tries, _, _ = self._missing
                 log.info("audio output open (%s) after %.0f s without it (%d attempts)",
@@ -312,6 +328,20 @@ class AudioComponent(Component):
             self._publish_output(self.sink.description)
         elif not self._sink_open:  # waiting out the back-off: the music is not heard
             self._publish_output(f"no audio output: {self.sink_error or 'output lost'}")
+
+    def _new_sound_device(self) -> bool:
+        """Whether a device node appeared in :attr:`sound_devices` since the output went missing
+        (or since the last call that said so); nodes that went away do not count."""
+        try:
+            nodes = frozenset(os.listdir(self.sound_devices))
+        except OSError:  # no sound devices at all (no ALSA, no card ever)
+            nodes = frozenset()
+        before, self._nodes = self._nodes, nodes
+        if before is None or not nodes - before:
+            return False
+        log.info("a new sound device (%s): trying the audio output now",
+                 ", ".join(sorted(nodes - before)))
+        return True
 
     def _say_missing(self, now: float, exc: Exception) -> None:
         """Log a failed open: at once when the output is first missing or its error changes,
