@@ -590,7 +590,7 @@ def test_a_card_plugged_back_is_tried_at_once_not_at_the_next_back_off(tmp_confi
     # Retried with back-off up to audio.reopen_max_s (30 s): a DAC reseated or a USB card
     # plugged in was heard up to half a minute later. A new node in /dev/snd (here a folder of
     # the test's) is tried within a step.
-    caplog.set_level(logging.INFO, logger="calmtunes")
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
     nodes = tmp_path / "snd"
     nodes.mkdir()
     (nodes / "timer").touch()
@@ -618,3 +618,79 @@ def test_a_card_plugged_back_is_tried_at_once_not_at_the_next_back_off(tmp_confi
     assert run(plug_node=True) <= 0.5  # within a step or two
     assert "a new sound device (controlC1)" in caplog.text
     assert run(plug_node=False) > 15.0  # as before: the back-off's next try finds it
+
+
+class LooseUSBCard(NullSink):
+    """A USB card on a loose cable: there for ``up`` s, gone for ``down`` s, over and over; its
+    node in ``nodes`` comes and goes with it (the test's clock is ``now[0]``)."""
+
+    def __init__(self, ring, sample_rate, nodes, now, up=7.0, down=2.0):
+        super().__init__(ring, sample_rate, realtime=True)
+        self.nodes, self.now, self.up, self.down = nodes, now, up, down
+        self.opens = 0
+
+    def present(self):
+        return self.now[0] % (self.up + self.down) < self.up
+
+    def open(self):
+        if not self.present():
+            raise OSError("no such card")
+        self.opens += 1
+        self._alive = True
+
+    def close(self):
+        self._alive = False
+
+    def is_alive(self):
+        return getattr(self, "_alive", False) and self.present()
+
+    def kernel(self):
+        """What the kernel does with the card's node as it comes and goes."""
+        node = self.nodes / "controlC1"
+        node.touch() if self.present() else node.unlink(missing_ok=True)
+
+
+def test_a_card_that_comes_and_goes_is_not_reopened_at_its_pace_by_its_nodes(tmp_config,
+                                                                              tmp_path, caplog):
+    # An unsteady output is reopened with back-off and said once. A USB card on a loose cable
+    # takes its /dev/snd nodes with it, and their return must not bypass that back-off: it was
+    # reopened every 9 s for as long as the cable was loose, with an error, "a new sound
+    # device" and "audio output open" in the journal each time (1,200 lines an hour)
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    nodes = tmp_path / "snd"
+    nodes.mkdir()
+    (nodes / "timer").touch()
+    now = [0.0]
+    _, audio = build(tmp_config, lambda r, sr: LooseUSBCard(r, sr, nodes, now))
+    audio.sound_devices = nodes
+    while now[0] < 1800.0:  # half an hour
+        audio.sink.kernel()
+        now[0] += min(audio.step(now[0]), NO_CARD_STEP_S)
+        audio.ring.clear()  # the card's part: it takes what is rendered
+    said = [r for r in caplog.records
+            if r.name == "calmtunes.audio.component" and r.levelno >= logging.INFO]
+    assert audio.sink.opens <= 80  # 54 at the back-off's 30 s; 200 at the cable's 9 s pace
+    assert len(said) <= 12, [r.getMessage() for r in said]
+    assert audio.health().state == "degraded"
+
+
+def test_a_device_that_keeps_coming_back_while_the_card_is_missing_is_not_logged_each_time(
+        tmp_config, tmp_path, caplog):
+    # The card stays missing while some USB device's node comes and goes every 4 s (one that
+    # keeps resetting): each return has the output tried, quietly; the journal still gets only
+    # the first failure and the 10-minute reminders, not a line per return
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    nodes = tmp_path / "snd"
+    nodes.mkdir()
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+    audio.sound_devices = nodes
+    now = 0.0
+    while now < 1500.0:
+        node = nodes / "controlC1"
+        node.touch() if now % 4.0 < 2.0 else node.unlink(missing_ok=True)
+        now += audio.step(now)
+    said = [r.getMessage() for r in caplog.records
+            if r.name == "calmtunes.audio.component" and r.levelno >= logging.INFO]
+    assert len(said) == 3, said[:5]  # at once, after 10 minutes, after 20
+    assert "a new sound device (controlC1)" in caplog.text  # (at debug level)
+

@@ -279,6 +279,7 @@ class AudioComponent(Component):
                 self.mark_ok(self.sink.description)
             self._flaps = 0
             self._reopen_delay = 1.0
+            self._missing = None  # its failures to open while unsteady: said, and over
         if self._sink_open and not self.sink.is_alive():
             self.sink_failures += 1
             self.sink_error = getattr(self.sink, "error", None) or self.sink_error
@@ -298,8 +299,12 @@ class AudioComponent(Component):
                 self._next_reopen = now
             self.degrade(UNSTEADY if self._flaps > 1 else "audio output lost; reopening")
             self._close_sink()
-        if not self._sink_open and now < self._next_reopen and self._new_sound_device():
-            self._next_reopen = now  # tried now, and the back-off starts again from 1 s
+        if (not self._sink_open and now < self._next_reopen and self._flaps <= 1
+                and self._new_sound_device()):
+            # tried now, and the back-off starts again from 1 s; not for an unsteady output: a
+            # USB card on a loose cable takes its nodes with it and brings them back, and
+            # reopened at its pace it would bypass the back-off above
+            self._next_reopen = now
             self._reopen_delay = 1.0
         if not self._sink_open and now >= self._next_reopen:
             try:
@@ -315,7 +320,7 @@ class AudioComponent(Component):
             self._sink_open = True
             self._opened_at = now
             self._nodes = None
-            if self._missing is not None:
+            if self._missing is not None and self._flaps <= 1:  # (unsteady: kept till steady)
                 since, tries, _, _ = self._missing
                 log.info("audio output open (%s) after %.0f s without it (%d attempts)",
                          self.sink.description, now - since, tries)
@@ -339,7 +344,7 @@ class AudioComponent(Component):
         before, self._nodes = self._nodes, nodes
         if before is None or not nodes - before:
             return False
-        log.info("a new sound device (%s): trying the audio output now",
+        log.debug("a new sound device (%s): trying the audio output now",
                  ", ".join(sorted(nodes - before)))
         return True
 
