@@ -694,3 +694,30 @@ def test_a_device_that_keeps_coming_back_while_the_card_is_missing_is_not_logged
     assert len(said) == 3, said[:5]  # at once, after 10 minutes, after 20
     assert "a new sound device (controlC1)" in caplog.text  # (at debug level)
 
+
+def test_a_new_output_that_fails_is_said_at_once_with_its_own_figures(tmp_config, caplog):
+    # While the card is missing, a reload gives the output new settings: the new output's first
+    # failure is said at once even when its error reads the same, and its figures (how long,
+    # how many tries) start from the reload, not from when the old output went missing
+    caplog.set_level(logging.DEBUG, logger="calmtunes")
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True))
+    audio._sink_factory = lambda cfg, ring: LateCard(ring, audio.sample_rate, realtime=True)
+    now = 0.0
+    while now < 300.0:  # five minutes without the card
+        now += audio.step(now)
+
+    def errors():
+        return [r.getMessage() for r in caplog.records
+                if r.name == "calmtunes.audio.component" and r.levelname == "ERROR"]
+
+    assert len(errors()) == 1
+    assert audio.reconfigure(tmp_config.replace(audio={"device": "USB"})) == "reopened its output"
+    audio.step(now)
+    assert len(errors()) == 2, errors()  # the new output's failure, said at once
+    audio.sink.present = True
+    now += 1.0
+    while audio.health().state != "ok":
+        now += audio.step(now)
+    back = [r.getMessage() for r in caplog.records if "audio output open" in r.getMessage()]
+    assert back == ["audio output open (null) after 1 s without it (1 attempts)"], back
+

@@ -133,6 +133,8 @@ class AudioComponent(Component):
             self._next_reopen = 0.0
             self._flaps = 0
             self._reopen_delay = 1.0
+            self._missing = None  # the new output's first failure is said at once
+            self._nodes = None
             self.wake()
             return "reopened its output"
         return "reconfigured"
