@@ -721,3 +721,23 @@ def test_a_new_output_that_fails_is_said_at_once_with_its_own_figures(tmp_config
     back = [r.getMessage() for r in caplog.records if "audio output open" in r.getMessage()]
     assert back == ["audio output open (null) after 1 s without it (1 attempts)"], back
 
+
+def test_a_replay_does_not_depend_on_the_hosts_sound_devices(tmp_config, tmp_path):
+    # On a virtual clock (render, simulate --virtual-clock, these tests) a failing output is
+    # retried on the back-off's schedule only: a node appearing in the host's /dev/snd during
+    # the replay (here a folder of the test's) does not move the retry, so the same inputs
+    # give the same samples on any machine
+    nodes = tmp_path / "snd"
+    nodes.mkdir()
+    _, audio = build(tmp_config, lambda r, sr: LateCard(r, sr, realtime=True),
+                     clock=VirtualClock())
+    audio.sound_devices = nodes
+    now = 0.0
+    while now < 100.0:  # tried at 0, 1, 3, 7, 15, 31, 61, 91 s: the next try is at 121
+        now += audio.step(now)
+    audio.sink.present = True
+    (nodes / "controlC1").touch()
+    back = now
+    while audio.health().state != "ok":
+        now += audio.step(now)
+    assert now - back > 15.0

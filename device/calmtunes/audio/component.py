@@ -302,10 +302,11 @@ class AudioComponent(Component):
             self.degrade(UNSTEADY if self._flaps > 1 else "audio output lost; reopening")
             self._close_sink()
         if (not self._sink_open and now < self._next_reopen and self._flaps <= 1
-                and self._new_sound_device()):
+                and not getattr(self.clock, "virtual", False) and self._new_sound_device()):
             # tried now, and the back-off starts again from 1 s; not for an unsteady output: a
             # USB card on a loose cable takes its nodes with it and brings them back, and
-            # reopened at its pace it would bypass the back-off above
+            # reopened at its pace it would bypass the back-off above; nor on a virtual clock,
+            # where a replay must not depend on the host's sound cards
             self._next_reopen = now
             self._reopen_delay = 1.0
         if not self._sink_open and now >= self._next_reopen:
