@@ -58,11 +58,15 @@ NO_CARD_CATCH_UP_S = 1.0
 #: is reopened with back-off, not at once, and said once, until it has stayed up this long (s)
 STEADY_S = 30.0
 #: where the kernel puts a sound card's device nodes (ALSA: controlC0, pcmC0D0p, …). While the
-#: output is missing, a node that appears here is tried at once: a card plugged back is heard
-#: within a step (NO_CARD_STEP_S) of its driver, not up to audio.reopen_max_s later. Listing the
-#: folder takes microseconds; it needs no access to the devices themselves (the unit's
-#: DevicePolicy= governs opening them)
+#: output is missing, a node that appears here has the output tried NODE_SETTLE_S later: a card
+#: plugged back is heard within a second of its driver, not up to audio.reopen_max_s later.
+#: Listing the folder takes microseconds; it needs no access to the devices themselves (the
+#: unit's DevicePolicy= governs opening them)
 SOUND_DEVICES = Path("/dev/snd")
+#: the kernel makes a card's nodes before udev has given them their group and mode and restored
+#: the card's mixer (alsactl): tried at once, the first open would often fail on a permission
+#: and be said as an error (s)
+NODE_SETTLE_S = 0.5
 #: a sound card that stays missing (or failing to open with the same error) is said again at most
 #: this often (s); the retries between are logged at debug level, so a night without a card is a
 #: few lines in the journal instead of one every audio.reopen_max_s (120 an hour at 30 s)
@@ -307,7 +311,7 @@ class AudioComponent(Component):
             # USB card on a loose cable takes its nodes with it and brings them back, and
             # reopened at its pace it would bypass the back-off above; nor on a virtual clock,
             # where a replay must not depend on the host's sound cards
-            self._next_reopen = now
+            self._next_reopen = now + NODE_SETTLE_S
             self._reopen_delay = 1.0
         if not self._sink_open and now >= self._next_reopen:
             try:
