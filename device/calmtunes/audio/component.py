@@ -5,7 +5,7 @@ into the ring until it holds ``audio.buffer_ms``, and checks the sink: a sound c
 is reopened with back-off while the music keeps its time unheard (so the composer and everything
 upstream keep running, and the music fades in where it would have been when the card is back).
 While it is missing, a new device node in ``/dev/snd`` (a card's driver probing late, a USB card
-plugged in, the DAC back) is tried at once rather than at the back-off's next try.
+plugged in, the DAC back) has it tried half a second later, not at the back-off's next try.
 
 On a virtual clock the sink has no thread of its own: each step first lets the sink take what
 the output would have played by now (:meth:`~calmtunes.audio.sinks.Sink.catch_up`), then tops the
@@ -307,9 +307,9 @@ class AudioComponent(Component):
             self._close_sink()
         if (not self._sink_open and now < self._next_reopen and self._flaps <= 1
                 and not getattr(self.clock, "virtual", False) and self._new_sound_device()):
-            # tried now, and the back-off starts again from 1 s; not for an unsteady output: a
-            # USB card on a loose cable takes its nodes with it and brings them back, and
-            # reopened at its pace it would bypass the back-off above; nor on a virtual clock,
+            # tried once the nodes have settled, the back-off again from 1 s; not for an unsteady
+            # output (a USB card on a loose cable takes its nodes with it and brings them back:
+            # reopened at its pace it would bypass the back-off above), nor on a virtual clock,
             # where a replay must not depend on the host's sound cards
             self._next_reopen = now + NODE_SETTLE_S
             self._reopen_delay = 1.0
@@ -351,8 +351,8 @@ class AudioComponent(Component):
         before, self._nodes = self._nodes, nodes
         if before is None or not nodes - before:
             return False
-        log.debug("a new sound device (%s): trying the audio output now",
-                 ", ".join(sorted(nodes - before)))
+        log.debug("a new sound device (%s): trying the audio output in %.1f s",
+                  ", ".join(sorted(nodes - before)), NODE_SETTLE_S)
         return True
 
     def _say_missing(self, now: float, exc: Exception) -> None:
