@@ -135,7 +135,7 @@ class FaultLights:
     """The preset LEDs blinking :data:`PATTERN` together; the other LEDs off."""
 
     def __init__(self, config: Any, pin_factory: Any = None) -> None:
-        from calmtunes.hardware import import_gpiozero
+        from calmtunes.hardware import import_gpiozero, mock_pin_factory, use_local_pins
 
         import_gpiozero()
         from gpiozero import LED  # late: only where there is a panel
@@ -143,13 +143,8 @@ class FaultLights:
         p = config.panel
         factory = pin_factory
         if factory is None and p.backend == "mock":
-            import_gpiozero("gpiozero.pins.mock")
-            from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-            factory = MockFactory(pin_class=MockPWMPin)
+            factory = mock_pin_factory()  # the panel's own simulated pins
         elif factory is None:
-            from calmtunes.hardware import use_local_pins
-
             use_local_pins()
         presets = config.music.presets
         preset_leds = {str(v.get("led", k)) for k, v in presets.items()}
