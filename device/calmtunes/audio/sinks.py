@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 #: 85 ms are the only latency this adds to a press (ring + a block + card ≈ 255 ms at the
 #: defaults, under the 300 ms asked).
 CARD_PERIOD_FRAMES = 2048
+#: ... and this many periods queued in the card. The periods of the null and wav sinks in real
+#: time are emulated against the same card: a sink thread that wakes more than the queued music
+#: (less the period being refilled) late has let the card run dry, and counts an underrun as the
+#: card's driver would (a Python callback waits for the GIL like any thread: an import in
+#: another thread that holds it for 50 ms is a gap in the sound)
+CARD_PERIODS_QUEUED = 2
 
 
 class Sink:
@@ -75,6 +81,7 @@ class _ThreadSink(Sink):
     """Drains the ring from a thread, paced by the clock or as fast as the producer goes."""
 
     block_frames = CARD_PERIOD_FRAMES
+    periods_queued = CARD_PERIODS_QUEUED
     #: on a virtual clock nobody listens while it runs: the sink takes up to this many frames
     #: at a time (85 ms at 48 kHz), so the audio component wakes, renders and hands over
     #: less often (each wake costs a fixed number of Python and numpy calls, whatever its
@@ -161,6 +168,7 @@ class _ThreadSink(Sink):
     def _run(self) -> None:
         block = np.zeros((self.block_frames, self.ring.channels), dtype=np.float32)
         period = self.block_frames / self.sample_rate
+        late = (self.periods_queued - 1) * period  # a wake later than this: the card ran dry
         next_t = self.clock()
         sleep = time.sleep
         try:
@@ -174,8 +182,13 @@ class _ThreadSink(Sink):
                         sleep(delay)
                         if self._stop.is_set():
                             break
-                    elif delay < -1.0:
-                        next_t = self.clock()  # we were suspended; do not catch up
+                    elif delay < -late:
+                        # The emulated card has played all it held: a gap, as the card's
+                        # callback status says for a real one (once the music has begun);
+                        # the music resumes from now.
+                        if self.first_frame_at is not None:
+                            self.ring.underruns += 1
+                        next_t = self.clock()
                     real = self.ring.read_into(block)
                 else:
                     # Not paced by a clock: wait for a whole block of real audio instead.
@@ -334,7 +347,7 @@ class SoundDeviceSink(Sink):
 
     kind = "sounddevice"
     period_frames = CARD_PERIOD_FRAMES
-    periods_queued = 2
+    periods_queued = CARD_PERIODS_QUEUED
 
     def __init__(self, ring: AudioRing, sample_rate: int, device: str = "") -> None:
         super().__init__(ring, sample_rate)
