@@ -60,6 +60,7 @@ a missing DAC is retried in place instead of the service being killed and restar
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import queue
@@ -466,6 +467,32 @@ class Daemon:
         for part in (self.conductor, self.composer, self.audio):
             part.reconfigure(self.config)
 
+    def _load_native_libraries(self) -> None:
+        """Load the compiled libraries the parts will need before the first sound, not after.
+
+        Loading one holds Python's GIL for as long as the dynamic loader reads and relocates it,
+        and the sound card's callback needs the GIL every period (42.7 ms, two queued): OpenCV
+        held it for 20 ms here with its files in the page cache and 95 ms with them on disk,
+        onnxruntime 25-30 ms; a Pi 4 core is about three times slower and its SD card slower
+        still. Loaded while the music plays (the generator's loader thread, the camera's first
+        frame), that is a gap in the sound in the first seconds after power-on; loaded here, it
+        is the same time before the first note (`scripts/bench`: start → first audio). The
+        pure-Python parts (gpiozero, the senses' own modules) let the GIL go every few ms and
+        still load once sound flows. A library that will not load is left for its part to
+        report (the music plays on without it)."""
+        wanted = []
+        if self.config.music.generator == "onnx":
+            wanted.append("onnxruntime")
+        scene = self.config.scene
+        if scene.enabled and scene.backend != "none":
+            wanted.append("cv2")  # the scene's analysis, whichever camera
+        for name in wanted:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # ImportError, or a library's own failure to load
+                log.debug("%s not loaded before the sound (%s); its part will say why", name,
+                          exc)
+
     def _make_senses(self) -> list[Component]:
         from calmtunes.panel.component import make_component as make_panel
         from calmtunes.pulse.component import make_component as make_pulse
@@ -549,6 +576,7 @@ class Daemon:
                  " on a virtual clock" if self.scheduler is not None else "")
         self._loop_thread = threading.get_ident()
         try:
+            self._load_native_libraries()
             self.supervisor.start()
             self._wait_for_sound(SOUND_FIRST_S)
             for part in self._make_senses():

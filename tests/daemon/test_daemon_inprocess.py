@@ -6,6 +6,7 @@ milliseconds, the same every time."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import yaml
 
@@ -162,3 +163,43 @@ def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so
         if daemon.sessions is not None:
             daemon.sessions.close(daemon.clock.time())
     assert "saved volume" in caplog.text and "saved preset 'disco'" in caplog.text
+
+
+def test_compiled_libraries_load_before_the_first_sound(tmp_config, monkeypatch):
+    # Loading OpenCV or onnxruntime holds the GIL for tens of ms (more from a cold SD card),
+    # which the card's callback needs every 42.7 ms: they load before the sound starts, not in
+    # the generator's loader thread or the camera's first frame while it plays
+    import calmtunes.daemon as daemon_mod
+
+    order = []
+    monkeypatch.setattr(daemon_mod, "importlib",
+                        SimpleNamespace(import_module=lambda name: order.append(name)))
+    daemon = virtual_daemon(tmp_config.replace(music={"generator": "onnx"},
+                                               scene={"backend": "sim"}))
+    start = daemon.supervisor.start
+    monkeypatch.setattr(daemon.supervisor, "start", lambda: (order.append("sound"), start()))
+    run(daemon, 0.5)
+    assert order[:3] == ["onnxruntime", "cv2", "sound"]
+
+
+def test_only_the_libraries_a_part_will_use_load_early(tmp_config, monkeypatch):
+    import calmtunes.daemon as daemon_mod
+
+    asked = []
+    monkeypatch.setattr(daemon_mod, "importlib",
+                        SimpleNamespace(import_module=lambda name: asked.append(name)))
+    run(virtual_daemon(tmp_config), 0.5)  # procedural composer, no camera
+    run(virtual_daemon(tmp_config.replace(scene={"backend": "sim", "enabled": False})), 0.5)
+    assert asked == []
+
+
+def test_a_library_that_will_not_load_leaves_the_music_playing(tmp_config, monkeypatch):
+    import calmtunes.daemon as daemon_mod
+
+    def broken(name):
+        raise ImportError(f"libopencv_core.so.406: cannot open shared object file ({name})")
+
+    monkeypatch.setattr(daemon_mod, "importlib", SimpleNamespace(import_module=broken))
+    daemon = virtual_daemon(tmp_config.replace(scene={"backend": "sim"}))
+    run(daemon, 1.0)
+    assert daemon.audio.first_frame_at is not None
