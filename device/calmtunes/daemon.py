@@ -234,8 +234,9 @@ class Daemon:
         if record:
             self.audio.played = []
         self.audio.set_controls(self.conductor.controls())
-        # The senses (pulse, scene, panel) are built once sound flows: their libraries (OpenCV,
-        # gpiozero) take a second or more to import on a Pi, and a nurse waits for sound.
+        # The senses (pulse, scene, panel) are built once sound flows: their modules and gpiozero
+        # take a second or more to import on a Pi, and a nurse waits for sound (the compiled
+        # libraries, which hold the GIL as they load, come before it: _load_native_libraries).
         self.components: list[Component] = [self.composer, self.audio]
         self.supervisor = Supervisor(self.components, self.notifier, clock, self.scheduler)
         self.control = (ControlServer(socket_path(config.device.runtime_dir), self.handle_request)
