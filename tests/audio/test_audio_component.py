@@ -747,3 +747,34 @@ def test_a_replay_does_not_depend_on_the_hosts_sound_devices(tmp_config, tmp_pat
     while audio.health().state != "ok":
         now += audio.step(now)
     assert now - back > 15.0
+
+
+def test_the_output_read_that_drains_the_ring_wakes_the_audio_thread(tmp_config):
+    # The thread sleeps until the output has taken a third of the buffer, woken by the read
+    # that takes it there (on the device, the card's callback), not by a timer of its own
+    from calmtunes.audio.sinks import CARD_PERIOD_FRAMES
+
+    _, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, realtime=True))
+    audio._fill()
+    assert audio.ring.available >= audio.target_fill
+    audio._wake.clear()
+    period = np.zeros((CARD_PERIOD_FRAMES, 2), dtype=np.float32)
+    reads = 0
+    while audio.ring.available - CARD_PERIOD_FRAMES >= audio.low_water:
+        audio.ring.read_into(period)
+        reads += 1
+        assert not audio._wake.is_set()
+    audio.ring.read_into(period)
+    assert audio._wake.is_set() and reads >= 1
+    # its own timer is a card period later than that read was due: a fallback for an output
+    # that stops reading
+    audio._fill()
+    delay = audio.step(time.monotonic())
+    due = (audio.ring.available - audio.low_water) / audio.sample_rate
+    assert delay >= due + CARD_PERIOD_FRAMES / audio.sample_rate - 0.03
+
+
+def test_on_a_virtual_clock_the_reads_wake_nothing(tmp_config):
+    clock = VirtualClock()
+    _, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, True, clock), clock)
+    assert audio.ring._low is None  # the scheduler runs the sink inside the audio task

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +80,15 @@ def test_any_interleaving_preserves_the_stream(ops, capacity):
         read += got
         assert 0 <= ring.available <= capacity
     assert ring.available == written - read
+
+
+def test_a_read_below_the_low_water_mark_sets_the_event():
+    ring = AudioRing(16)
+    event = threading.Event()
+    ring.notify_below(6, event)
+    ring.write(np.ones((12, 2), dtype=np.float32))
+    out = np.zeros((4, 2), dtype=np.float32)
+    ring.read_into(out)  # 8 left
+    assert not event.is_set()
+    ring.read_into(out)  # 4 left
+    assert event.is_set()

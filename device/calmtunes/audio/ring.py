@@ -31,6 +31,8 @@ class AudioRing:
         self.frames_out = 0  # frames handed to the output, silence included
         self._started = False  # a whole read was there once (the start threshold was met)
         self._space = threading.Event()
+        # (frames, event): a read that leaves fewer than ``frames`` sets ``event`` (notify_below)
+        self._low: tuple[int, threading.Event] | None = None
 
     @property
     def available(self) -> int:
@@ -86,7 +88,16 @@ class AudioRing:
         self.frames_out += want
         if not self._space.is_set():  # (an Event's set takes its lock even when set already)
             self._space.set()
+        low = self._low
+        if low is not None and self._written - self._read < low[0] and not low[1].is_set():
+            low[1].set()
         return n
+
+    def notify_below(self, frames: int, event: threading.Event) -> None:
+        """Have every read that leaves fewer than ``frames`` in the ring set ``event``: the
+        producer sleeps until the output has taken what it must replace, and wakes just after a
+        read (on the device, the card's callback), instead of on a timer of its own."""
+        self._low = (int(frames), event)
 
     def wait_for_space(self, frames: int, timeout: float) -> bool:
         """Block the producer until ``frames`` fit or ``timeout`` s pass.
