@@ -778,3 +778,34 @@ def test_on_a_virtual_clock_the_reads_wake_nothing(tmp_config):
     clock = VirtualClock()
     _, audio = build(tmp_config, lambda r, sr: NullSink(r, sr, True, clock), clock)
     assert audio.ring._low is None  # the scheduler runs the sink inside the audio task
+
+
+def test_a_step_that_fails_after_the_output_read_is_retried_with_back_off(tmp_config):
+    # The output's reads wake the audio thread (AudioRing.notify_below). A read during a step
+    # that then fails (a card's callback runs as soon as its stream starts) must not cut the
+    # back-off short: the step would be retried at once, again and again, reopening the output
+    # each time, instead of after 0.5 s, 1 s, 2 s ... up to max_backoff_s.
+    from calmtunes.audio.sinks import CARD_PERIOD_FRAMES, Sink
+
+    class Card(Sink):  # opens and closes at once; its reads are done by the render below
+        def open(self): pass
+        def close(self): pass
+        def is_alive(self): return True
+
+    _, audio = build(tmp_config, lambda r, sr: Card(r, sr))
+    audio._fill()
+    period = np.zeros((CARD_PERIOD_FRAMES, 2), dtype=np.float32)
+    audio.ring.read_into(period)  # a period played: the next step tops the ring up
+
+    def render_after_the_card_read(frames):
+        while audio.ring.available >= audio.low_water:
+            audio.ring.read_into(period)  # the card's callback, in its own thread on the device
+        raise RuntimeError("the mixer failed")
+
+    audio.mixer.render = render_after_the_card_read
+    audio._wake.clear()
+    backoff = audio.run_once()
+    assert backoff >= 0.5 and audio.health().state == "degraded"
+    started = time.monotonic()
+    assert audio._sleep(0.3)
+    assert time.monotonic() - started >= 0.25  # slept, not woken by the failed step's read

@@ -398,6 +398,10 @@ class AudioComponent(Component):
 
     def close(self) -> None:
         self._close_sink()
+        # The output's reads set the wake (AudioRing.notify_below); one made during a step that
+        # failed would end the back-off before it began (the step retried at once, the output
+        # reopened each time). Closed, the output reads no more: what it set is dropped.
+        self._wake.clear()
 
     def status(self) -> dict:
         return {
