@@ -47,3 +47,11 @@ def test_a_sink_thread_late_by_more_than_the_card_holds_is_an_underrun():
 @pytest.mark.parametrize("stall_s", [0.0, 0.5 * PERIOD_S])
 def test_a_wake_within_the_card_buffer_is_not(stall_s):
     assert run_with_a_stall(stall_s) == 0
+
+
+def test_a_wake_from_sleep_late_by_more_than_the_card_holds_is_an_underrun():
+    # The sink thread sleeps until each period is due: a wait for the GIL at the end of that
+    # sleep (an import holding it for 50-85 ms) makes the read that follows late. Measured
+    # only at the next period, one period later, such a read went uncounted unless it was two
+    # periods late, where the card would have run dry after one.
+    assert run_with_a_stall(1.5 * PERIOD_S) == 1

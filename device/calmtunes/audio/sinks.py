@@ -182,7 +182,10 @@ class _ThreadSink(Sink):
                         sleep(delay)
                         if self._stop.is_set():
                             break
-                    elif delay < -late:
+                        # how late this read is: a wake from the sleep can come late too
+                        # (a wait for the GIL), not only a period that ran long
+                        delay = next_t - self.clock()
+                    if delay < -late:
                         # The emulated card has played all it held: a gap, as the card's
                         # callback status says for a real one (once the music has begun);
                         # the music resumes from now.
