@@ -480,7 +480,9 @@ class Daemon:
         is the same time before the first note (`scripts/bench`: start → first audio). The
         pure-Python parts (gpiozero, the senses' own modules) let the GIL go every few ms and
         still load once sound flows. A library that will not load is left for its part to
-        report (the music plays on without it)."""
+        report (the music plays on without it). OpenCV loads with the camera off for privacy
+        too (about 17 MB of the budget the camera's running takes anyway): turned back on by a
+        press, it would otherwise load while the music plays."""
         wanted = []
         if self.config.music.generator == "onnx":
             wanted.append("onnxruntime")

@@ -1,9 +1,11 @@
 """A single-producer, single-consumer ring of stereo float32 frames.
 
 The producer (the music engine's render thread) writes whole blocks; the consumer (the sound
-card's callback) reads into the buffer PortAudio hands it. ``read_into`` never allocates, locks
-or logs: it copies what is there, fills the rest with silence and counts an underrun. The two
-indices are only ever advanced by their own side, so no lock is needed.
+card's callback) reads into the buffer PortAudio hands it. ``read_into`` never allocates or
+logs: it copies what is there, fills the rest with silence and counts an underrun. The two
+indices are only ever advanced by their own side, so no lock guards them; the only lock a read
+takes is an Event's, to wake the producer (space for a block, or the ring below its low-water
+mark: :meth:`AudioRing.notify_below`), and only when that Event is clear.
 
 The output starts as ALSA's start threshold starts a stream: until the ring first holds a
 whole read, a read takes nothing and hands on silence, so the sound begins with a whole period,
