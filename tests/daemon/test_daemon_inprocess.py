@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import yaml
 
+import calmtunes.daemon as daemon_mod
 from calmtunes.control import request, socket_path
 from calmtunes.daemon import Daemon
 from calmtunes.errors import ModelError
@@ -169,8 +170,6 @@ def test_compiled_libraries_load_before_the_first_sound(tmp_config, monkeypatch)
     # Loading OpenCV or onnxruntime holds the GIL for tens of ms (more from a cold SD card),
     # which the card's callback needs every 42.7 ms: they load before the sound starts, not in
     # the generator's loader thread or the camera's first frame while it plays
-    import calmtunes.daemon as daemon_mod
-
     order = []
     monkeypatch.setattr(daemon_mod, "importlib",
                         SimpleNamespace(import_module=lambda name: order.append(name)))
@@ -183,8 +182,6 @@ def test_compiled_libraries_load_before_the_first_sound(tmp_config, monkeypatch)
 
 
 def test_only_the_libraries_a_part_will_use_load_early(tmp_config, monkeypatch):
-    import calmtunes.daemon as daemon_mod
-
     asked = []
     monkeypatch.setattr(daemon_mod, "importlib",
                         SimpleNamespace(import_module=lambda name: asked.append(name)))
@@ -194,8 +191,6 @@ def test_only_the_libraries_a_part_will_use_load_early(tmp_config, monkeypatch):
 
 
 def test_a_library_that_will_not_load_leaves_the_music_playing(tmp_config, monkeypatch):
-    import calmtunes.daemon as daemon_mod
-
     def broken(name):
         raise ImportError(f"libopencv_core.so.406: cannot open shared object file ({name})")
 
