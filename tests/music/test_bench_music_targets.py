@@ -94,6 +94,46 @@ def test_heard_tempo_names_octave_errors():
     assert bench.tempo_kind(161.5, 60.0) == "other"
 
 
+def test_the_tempo_control_is_a_click_track_under_the_same_prior():
+    """The control names what no music can pass with this tracker: a click track at 76 bpm is
+    heard at half time under a prior of 40 (so a 76 bpm minute missed there is "beyond the
+    tracker"), while at 60 bpm, and under 180 at either tempo, the click track is heard at
+    the plan (so a miss there is the music's own)."""
+    bench = load_bench()
+    assert not bench.metronome_heard(76.0, 40.0)
+    assert bench.metronome_heard(60.0, 40.0)
+    assert bench.metronome_heard(60.0, 180.0)
+    assert bench.metronome_heard(76.0, 180.0)
+
+
+def test_the_control_row_judges_only_what_a_click_track_passes():
+    bench = load_bench()
+    rows = {(1, "uplift"): {"tempo_worst": 0.0, "tempo_worst_ctl": 100.0},
+            (1, "sleep"): {"tempo_worst": 40.0, "tempo_worst_ctl": 40.0}}
+    checks = {c[0]: c for c in bench.targets(rows, quick=True)}
+    ctl = [k for k in checks if k.startswith("heard tempo at the plan, every prior, where")]
+    assert len(ctl) == 1
+    assert checks[ctl[0]][3] == "s1 sleep 40" and checks[ctl[0]][4:] == ("1/2", False)
+
+
+def test_a_pulse_at_76_bpm_misheard_under_a_prior_of_40_is_beyond_the_tracker():
+    """Soft plucks every beat at 76 bpm: every prior but 40 hears the plan; under 40 every
+    minute is at half time, as a click track's is, so the strict row reads 0 % and the control
+    row 100 %."""
+    bench = load_bench()
+    sr, plan = 22050, 76.0
+    y = np.zeros(int(sr * 190.0))
+    n = np.arange(int(0.5 * sr))
+    pluck = 0.2 * np.sin(2 * np.pi * 330.0 * n / sr) * np.exp(-n / (0.12 * sr))
+    for t in np.arange(0.0, 189.0, 60.0 / plan):
+        i = int(t * sr)
+        y[i:i + len(n)] += pluck[:len(y) - i]
+    f, _ = bench.audio_figures(np.stack([y, y], axis=1), sr, plan, clicks=False)
+    assert set(f["tempo_kinds"][40.0]) == {"beyond the tracker"}
+    assert all(set(f["tempo_kinds"][p]) == {"ok"} for p in bench.TEMPO_PRIORS if p != 40.0)
+    assert f["tempo_worst"] == 0.0 and f["tempo_worst_ctl"] == 100.0
+
+
 def test_melody_range_reports_the_narrowest_window():
     bench = load_bench()
     wide = [(float(b), b + 1.0, 60 + (b % 2) * 14, 50, 0) for b in range(64)]
