@@ -111,6 +111,9 @@ class ControlServer:
         self._lock = threading.Lock()
         self._waiting: dict[socket.socket, _Waiting] = {}  # in the order they came
         self._ino: int | None = None  # inode of the socket this server put at path
+        # stop() writes a byte here: the serving thread sleeps in select() with no timeout
+        # while no request is under way, instead of waking twice a second to look at a flag
+        self._wake: tuple[int, int] | None = None
         self.clients = 0  # requests being served now
         self.refused_busy = 0
         self.timed_out = 0
@@ -152,13 +155,25 @@ class ControlServer:
                 tmp.unlink()
             raise
         self._sock = sock
+        self._stop.clear()
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            with contextlib.suppress(OSError):  # full (a wake already pending) or closed
+                os.write(self._wake[1], b"x")
         if self._thread is not None:
             self._thread.join(2.0)
+            if not self._thread.is_alive():
+                self._thread = None
+        if self._wake is not None and self._thread is None:
+            for fd in self._wake:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -171,13 +186,18 @@ class ControlServer:
 
     def _serve(self) -> None:
         assert self._sock is not None
+        assert self._wake is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(self._wake[0], selectors.EVENT_READ)
             try:
                 while not self._stop.is_set():
-                    now = time.monotonic()
-                    first = min((w.deadline for w in self._waiting.values()), default=now + 0.5)
-                    for key, _ in selector.select(min(0.5, max(0.0, first - now))):
+                    # asleep until a client, a request's deadline or stop(): no timer of its own
+                    first = min((w.deadline for w in self._waiting.values()), default=None)
+                    timeout = None if first is None else max(0.0, first - time.monotonic())
+                    for key, _ in selector.select(timeout):
+                        if key.fileobj == self._wake[0]:
+                            break  # stop(): the loop's test sees it
                         if key.fileobj is self._sock:
                             self._accept(selector)
                         elif (waiting := self._waiting.get(key.fileobj)) is not None:

@@ -733,3 +733,32 @@ def test_status_reads_a_reply_of_another_shape_without_a_traceback(tmp_path, cap
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "not in the form" in err or "not JSON" in err
+
+
+def _wakes(tid: int) -> int:
+    """Voluntary context switches of one thread of this process: each a sleep that ended."""
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+
+
+def test_an_idle_server_sleeps_until_a_client_or_stop(tmp_path):
+    """With no client the serving thread sleeps in select() with no timeout (it looked at a stop
+    flag twice a second before: two wakes a second of a device that should rest); a client is
+    served at once, and stop() wakes it at once."""
+    path = socket_path(tmp_path / "run")
+    server = ControlServer(path, lambda req, peer: {"ok": True, "cmd": req["cmd"]})
+    server.start()
+    try:
+        assert raw(path, b'{"cmd": "status"}\n') == {"ok": True, "cmd": "status"}
+        tid = server._thread.native_id
+        time.sleep(0.2)
+        before = _wakes(tid)
+        time.sleep(1.6)
+        assert _wakes(tid) - before == 0, "the idle control thread woke on a timer"
+        assert raw(path, b'{"cmd": "status"}\n') == {"ok": True, "cmd": "status"}
+    finally:
+        t0 = time.monotonic()
+        server.stop()
+        stopped_in = time.monotonic() - t0
+    assert stopped_in < 0.3
+    assert server._thread is None and not path.exists()
