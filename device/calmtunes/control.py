@@ -133,7 +133,15 @@ class ControlServer:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        # stop()'s pipe before the socket: once the socket is at its path nothing may fail, or a
+        # daemon that goes on without it (an OSError here is logged, not fatal) leaves a socket
+        # there that listens and never answers ("status" waits, a second daemon is refused)
+        wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        except BaseException:
+            _close_fds(wake)
+            raise
         try:
             old = os.umask(0o117)  # the socket is created 0660
             try:
@@ -151,12 +159,13 @@ class ControlServer:
             self._ino = os.lstat(self.path).st_ino
         except BaseException:
             sock.close()
+            _close_fds(wake)
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
         self._sock = sock
         self._stop.clear()
-        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = wake
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
 
@@ -170,9 +179,7 @@ class ControlServer:
             if not self._thread.is_alive():
                 self._thread = None
         if self._wake is not None and self._thread is None:
-            for fd in self._wake:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            _close_fds(self._wake)
             self._wake = None
         if self._sock is not None:
             self._sock.close()
@@ -329,6 +336,12 @@ class ControlServer:
         finally:
             with self._lock:
                 self.clients -= 1
+
+
+def _close_fds(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class _RepeatedKey(ValueError):

@@ -762,3 +762,56 @@ def test_an_idle_server_sleeps_until_a_client_or_stop(tmp_path):
         stopped_in = time.monotonic() - t0
     assert stopped_in < 0.3
     assert server._thread is None and not path.exists()
+
+
+def test_a_start_that_fails_for_want_of_a_file_leaves_no_socket_at_the_path(tmp_path,
+                                                                          monkeypatch):
+    """The daemon logs an OSError from start() and plays on without the socket: none may be left
+    listening at the path with nobody to answer (``status`` would wait and time out, a second
+    daemon would be refused as if this one answered). stop()'s pipe is made before the socket
+    is put in place."""
+    import errno
+
+    def no_pipe(flags):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(control.os, "pipe2", no_pipe)
+    path = socket_path(tmp_path / "run")
+    server = ControlServer(path, lambda req, peer: {"ok": True})
+    with pytest.raises(OSError):
+        server.start()
+    assert not path.exists(), "a socket left listening at the path that nobody serves"
+    assert not list(path.parent.iterdir()), "a temporary left"
+    assert server._sock is None
+    server.stop()
+
+
+def test_start_and_stop_leave_no_file_descriptor_open(tmp_path):
+    """stop()'s pipe is closed exactly once: stop() before start(), stop() twice, a start after
+    a stop, and a start refused because another server answers."""
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    path = socket_path(tmp_path / "run")
+    path.parent.mkdir()
+    before = open_fds()
+    server = ControlServer(path, lambda req, peer: {"ok": True, "cmd": req["cmd"]})
+    server.stop()  # never started
+    for _ in range(2):
+        server.start()
+        assert raw(path, b'{"cmd": "status"}\n') == {"ok": True, "cmd": "status"}
+        server.stop()
+        server.stop()
+        assert server._wake is None and server._thread is None
+    # a request's own thread closes its connection just after the reply
+    wait_until(lambda: open_fds() == before, timeout=2.0, what="every descriptor closed")
+    first = ControlServer(path, lambda req, peer: {"ok": True})
+    first.start()
+    try:
+        with_first = open_fds()
+        with pytest.raises(SocketTaken):
+            server.start()
+        assert open_fds() == with_first
+    finally:
+        first.stop()
+    wait_until(lambda: open_fds() == before, timeout=2.0, what="every descriptor closed")
