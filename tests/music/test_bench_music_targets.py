@@ -104,6 +104,11 @@ def test_the_tempo_control_is_a_click_track_under_the_same_prior():
     assert bench.metronome_heard(60.0, 40.0)
     assert bench.metronome_heard(60.0, 180.0)
     assert bench.metronome_heard(76.0, 180.0)
+    # a click track that slows as a lead-down's plan does (71 → 69 bpm over the minute) is
+    # heard at its middle tempo under 40, where a steady one at 70 is heard at half time: the
+    # control follows the window's plan
+    assert not bench.metronome_heard(70.0, 40.0)
+    assert bench.metronome_heard(71.0, 40.0, 69.0)
 
 
 def test_the_control_row_judges_only_what_a_click_track_passes():
