@@ -19,6 +19,7 @@ see.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -167,13 +168,22 @@ class ControlServer:
         self._stop.clear()
         self._wake = wake
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:
+            # no thread to be had (the process's or the unit's limit): nothing would answer
+            # the socket, so it goes, and the daemon is told as for any socket it cannot open
+            # (it logs that and plays on) rather than dying at its start
+            self.stop()
+            raise OSError(errno.EAGAIN, f"no thread to serve {self.path} ({exc})") from exc
 
     def stop(self) -> None:
         self._stop.set()
         if self._wake is not None:
             with contextlib.suppress(OSError):  # full (a wake already pending) or closed
                 os.write(self._wake[1], b"x")
+        if self._thread is not None and self._thread.ident is None:
+            self._thread = None  # never started: nothing to join
         if self._thread is not None:
             self._thread.join(2.0)
             if not self._thread.is_alive():

@@ -817,3 +817,35 @@ def test_start_and_stop_leave_no_file_descriptor_open(tmp_path):
     finally:
         first.stop()
     wait_until(lambda: open_fds() == before, timeout=2.0, what="every descriptor closed")
+
+
+def test_a_start_with_no_thread_to_be_had_leaves_no_socket_and_says_so(tmp_path, monkeypatch):
+    """Where the process can start no more threads, start() raises an OSError (the daemon logs
+    it and plays on) and leaves no socket that listens with nobody to answer, no descriptor;
+    stop() then is harmless (it joined a thread never started, and raised)."""
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    path = socket_path(tmp_path / "run")
+    path.parent.mkdir()
+    before = open_fds()
+    start = threading.Thread.start
+
+    def no_thread(self):
+        if self.name == "control":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    server = ControlServer(path, lambda req, peer: {"ok": True})
+    with pytest.raises(OSError, match="no thread to serve"):
+        server.start()
+    assert not path.exists(), "a socket left at the path with no thread to answer it"
+    assert open_fds() == before
+    server.stop()
+    monkeypatch.undo()
+    server.start()  # threads to be had again: it serves
+    try:
+        assert raw(path, b'{"cmd": "status"}\n') == {"ok": True}
+    finally:
+        server.stop()
