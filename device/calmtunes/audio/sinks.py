@@ -310,6 +310,11 @@ class WavSink(_ThreadSink):
         pcm -= u[1]
         pcm *= np.float32(1.0 / 65536.0)
         pcm += np.multiply(block, np.float32(32767.0))
+        # rounded to the nearest step, not truncated (astype): truncation moves every sample
+        # toward zero, by half a step on average, and leaves a signal within a step of zero at
+        # nearly nothing, a crossover distortion of every quiet tail and fade that the dither
+        # is there to prevent; rounded, the error is the dither's alone, whatever the music
+        np.rint(pcm, out=pcm)
         if hi > _NO_CLIP or lo < -_NO_CLIP:  # the mixer's output stays under −1 dBTP: never
             np.clip(pcm, -32768, 32767, out=pcm)
         pcm = pcm.astype("<i2")
