@@ -159,3 +159,22 @@ def test_performed_legato_is_not_reported_as_an_overlap():
     _, _, _, problems = clean_phrase(phrase([NoteEvent(0.0, 4.01, 40, 0.6, "bass"),
                                              NoteEvent(4.0, 4.0, 40, 0.6, "bass")], beats=16.0))
     assert problems == ["shortened 1 note(s) that overlapped the same pitch and voice"]
+
+
+def test_one_non_finite_block_costs_that_block_only(caplog):
+    # The master stage's net: a block that arrives non-finite is silenced before the limiter,
+    # whose release state would otherwise turn NaN and silence every block after it, for good.
+    mixer = Mixer(SR, Config())
+    before = play(mixer, phrase([NoteEvent(0.0, 8.0, 60, 0.6), NoteEvent(0.0, 8.0, 67, 0.5)]),
+                  seconds=1.0)
+    assert np.abs(before).max() > 0
+    bad = np.full((BLOCK, 2), np.nan)
+    bad[::7] = np.inf
+    with caplog.at_level(logging.ERROR, logger="calmtunes.music.mixer"):
+        out = mixer._master(bad)
+        after = np.concatenate([mixer.render(BLOCK) for _ in range(int(2 * SR / BLOCK))])
+    assert np.isfinite(out).all()  # (the limiter's look-ahead still plays the block before)
+    assert caplog.text.count("non-finite") == 1
+    assert np.isfinite(after).all()
+    tail = after[-SR // 2:]
+    assert np.sqrt(np.mean(tail ** 2)) > 0.1 * np.sqrt(np.mean(before[-SR // 2:] ** 2))

@@ -509,10 +509,13 @@ class Mixer:
             y = y + self.entrainment.render(frames, amp)
         self._volume_now = vol1
         self._fade = fade1
-        y = self.limiter.process(y)
-        if not math.isfinite(float(y.sum())):  # one pass, no temporary: |y| ≤ 1 cannot overflow
+        # Checked before the limiter, not after: a NaN reaching it would set its release state
+        # to NaN, and every block after would be NaN too (silenced here, for the rest of the
+        # night). One pass, no temporary; a finite block whose sum overflows is garbage too.
+        if not math.isfinite(float(y.sum())):
             log.error("non-finite output replaced by silence")
-            y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+            y = np.zeros_like(y)
+        y = self.limiter.process(y)  # finite in, finite out: its gain is at most 1
         return y.astype(np.float32)
 
 
