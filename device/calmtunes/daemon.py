@@ -120,9 +120,13 @@ ISO_CROSSFADE_BPM = 3.0  # a tempo step larger than this (the iso start) crossfa
 WALL_JUMP_S = 60.0
 SOCKET_RATE_PER_S = 5.0  # state-changing socket commands per second, on average
 SOCKET_BURST = 10  # ... and at once (the socket's commands that change the music, and reload)
-REQUEST_WAIT_S = 2.0  # s a socket request waits for the loop's answer
+REQUEST_WAIT_S = 2.0  # s a socket request waits for the loop to take and answer it …
+REQUEST_TAKEN_WAIT_S = 0.5  # … and then, once taken, for its answer (within the client's 3 s)
 SLOW_DOWN = "too many requests; slow down"
-LOOP_BUSY = "the daemon's control loop did not answer in time; try again"
+LOOP_BUSY = ("the daemon's control loop was busy and did not take the request in time; nothing "
+             "was done; try again")
+LOOP_LATE = ("the daemon's control loop took the request but did not finish it in time; it may "
+             "still take effect: see `calmtunes status` before trying again")
 HEALTH_HIDDEN = "health figures hidden (ask as the calmtunes user or root)"
 # Figures about the listener's body: withheld from status unless the client may see them.
 # The pulse record keeps only whether a finger is on and how clean the signal is. The conductor's
@@ -143,12 +147,34 @@ START_ONLY = (("device", "state_dir"), ("device", "runtime_dir"), ("device", "ha
 
 @dataclass
 class _Request:
-    """A control-socket request waiting for the loop's answer."""
+    """A control-socket request waiting for the loop's answer.
+
+    The loop takes it (:meth:`take`) or the client's wait gives up first and withdraws it
+    (:meth:`withdraw`), never both: a request the client was told failed is never carried out
+    afterwards (a "try again" would otherwise do it twice: two volume steps for one)."""
 
     request: dict[str, Any]
     peer: Peer | None
     done: threading.Event = field(default_factory=threading.Event)
     reply: dict[str, Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    state: str = "queued"  # queued | taken | withdrawn
+
+    def take(self) -> bool:
+        """The loop's: True if the request is still wanted (it is now taken)."""
+        with self.lock:
+            if self.state == "withdrawn":
+                return False
+            self.state = "taken"
+            return True
+
+    def withdraw(self) -> bool:
+        """The client's wait: True if the loop had not taken the request (it never will)."""
+        with self.lock:
+            if self.state == "taken":
+                return False
+            self.state = "withdrawn"
+            return True
 
 
 class Daemon:
@@ -548,6 +574,8 @@ class Daemon:
         elif kind == "reload":
             self.reload()
         elif kind == "request":
+            if not value.take():
+                return  # its client was told it was not done: it is not done now either
             try:
                 value.reply = self._answer(value.request, value.peer)
             finally:
@@ -1103,8 +1131,12 @@ class Daemon:
             return self._answer(request, peer)
         box = _Request(request, peer)
         self._events.put(("request", box))
-        if not box.done.wait(REQUEST_WAIT_S) or box.reply is None:
-            return {"ok": False, "error": LOOP_BUSY}
+        if not box.done.wait(REQUEST_WAIT_S):
+            if box.withdraw():
+                return {"ok": False, "error": LOOP_BUSY}
+            box.done.wait(REQUEST_TAKEN_WAIT_S)  # taken just now: its answer is on its way
+        if not box.done.is_set() or box.reply is None:
+            return {"ok": False, "error": LOOP_LATE}
         return box.reply
 
     def _answer(self, request: dict[str, Any], peer: Peer | None) -> dict[str, Any]:

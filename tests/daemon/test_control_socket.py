@@ -36,6 +36,7 @@ from calmtunes.control import (
 )
 from calmtunes.daemon import (
     HEALTH_HIDDEN,
+    LOOP_BUSY,
     SLOW_DOWN,
     Daemon,
     prepare_runtime_dir,
@@ -277,6 +278,37 @@ def test_200_play_pause_requests_do_not_make_100_sessions(tmp_config):
     db = Path(tmp_config.device.state_dir) / "sessions.db"
     rows = sqlite3.connect(str(db)).execute("SELECT count(*) FROM sessions").fetchone()[0]
     assert rows <= 6  # the one playing at start, and one per play of the 10 toggles
+
+
+def test_a_request_the_busy_loop_never_took_is_never_done(tmp_config, monkeypatch):
+    # The loop stalls (a session write waiting on a lock another program holds): a request
+    # that waits longer than REQUEST_WAIT_S is told nothing was done, and then nothing is done
+    # when the loop comes free, so the "try again" the client is given steps the volume once.
+    daemon = Daemon(tmp_config)
+    stalled, free = threading.Event(), threading.Event()
+    conduct = daemon.conduct
+
+    def slow_conduct(now):
+        if stalled.is_set() and not free.is_set():
+            free.wait(10)
+        return conduct(now)
+
+    monkeypatch.setattr(daemon, "conduct", slow_conduct)
+    with running(daemon) as path:
+        assert request(path, "volume", arg=-12) == {"ok": True}
+        stalled.set()
+        time.sleep(0.6)  # the loop is in its stall now
+        up = request(path, "volume_up")
+        pause = request(path, "play_pause")
+        playing = daemon.conductor.playing
+        free.set()
+        wait_until(lambda: request(path, "status")["ok"], timeout=5.0, what="the loop back")
+        again = request(path, "volume_up")  # as the client was told
+    assert daemon.conductor.volume_db == -12.0 + tmp_config.music.volume_step_db
+    assert daemon.conductor.playing == playing
+    assert again == {"ok": True}
+    assert up == {"ok": False, "error": LOOP_BUSY} and pause == up
+    assert "nothing was done" in LOOP_BUSY
 
 
 def test_refused_commands_say_why_and_change_nothing(tmp_config):
