@@ -353,3 +353,14 @@ def test_base_60_floats_are_refused_too(tmp_path):
     path.write_text("audio:\n  fade_in_s: 0:30.0\n")
     with pytest.raises(ConfigError, match="base 60 number 30"):
         config.load(path)
+
+
+@pytest.mark.parametrize("key", ["state_dir", "runtime_dir"])
+@pytest.mark.parametrize("folder", ["", ".", "state", "./run", "~/calmtunes"])
+def test_a_relative_state_or_runtime_folder_is_refused(key, folder):
+    # relative, the daemon would make the working directory its own (0750, records, socket):
+    # "/" for a service, wherever a technician stood for a hand-started one
+    with pytest.raises(ConfigError) as err:
+        config.parse({"device": {key: folder}})
+    text = str(err.value)
+    assert f"device.{key}" in text and "not an absolute path" in text

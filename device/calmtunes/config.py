@@ -681,6 +681,14 @@ def _check_preset_name(name: Any, errors: list[str]) -> bool:
 
 def _check_section(name: str, section: Any, errors: list[str]) -> None:
     """Checks that span several options or look inside mappings."""
+    if isinstance(section, DeviceConfig):
+        # the daemon makes these folders its own (mode 0750, records, the socket): a relative
+        # path would be the working directory of whoever started it, "/" for a service
+        for key in ("state_dir", "runtime_dir"):
+            folder = getattr(section, key)
+            if not folder.startswith("/"):
+                errors.append(f"device.{key}: {_show(folder)} is not an absolute path; give "
+                              f"the whole path from / (default {DeviceConfig().__dict__[key]})")
     if isinstance(section, MusicConfig):
         if not section.presets:
             errors.append("music.presets: at least one preset is needed")
