@@ -883,3 +883,105 @@ def test_a_brief_lock_at_the_stop_does_not_lose_the_sessions_summary(tmp_config)
     finally:
         store.close()
     assert [r["ended_by"] for r in rows] == ["stop", "stop"] and not unclean
+
+
+def _rows(tmp_path) -> list[dict]:
+    store = SessionStore(tmp_path / DB_NAME, 90, readonly=True)
+    try:
+        return store.rows()
+    finally:
+        store.close()
+
+
+def _locked(tmp_path) -> sqlite3.Connection:
+    """Another program holding the records file (a sqlite3 shell, a backup)."""
+    holder = sqlite3.connect(str(tmp_path / DB_NAME), timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_a_session_begun_while_the_file_is_locked_is_written_once_it_is_free(tmp_path):
+    from calmtunes.sessions import RETRY_EVERY_S
+
+    rec = SessionRecorder.open(cfg_for(tmp_path), T0)
+    rec.start(T0, "calm")
+    rec.end(T0 + 60, "pause")  # a first session, written
+    holder = _locked(tmp_path)
+    rec.start(T0 + 100, "sleep")  # its row cannot be written now
+    assert rec.unwritten and "not yet written" in rec.unwritten
+    for k in range(240):  # four minutes of readings, the lock let go after the first
+        t = T0 + 100 + k
+        rec.reading(t, reading(80 - k / 24, 0.6))
+        if k == 60:
+            holder.rollback()
+            holder.close()
+        rec.tick(t)
+    assert rec.unwritten is None  # retried within RETRY_EVERY_S of the lock's end
+    assert RETRY_EVERY_S <= 120
+    rec.end(T0 + 340, "pause")
+    rec.close(T0 + 341)
+    rows = _rows(tmp_path)
+    assert [r["ended_by"] for r in rows] == ["pause", "pause"]
+    last = rows[-1]
+    assert last["started_at"] == T0 + 100 and last["presets"] == "sleep"
+    assert last["duration_s"] == 240.0 and last["hr_start"] > last["hr_end"]
+
+
+def test_a_session_ended_while_the_file_is_locked_is_not_left_for_an_unclean_stop(tmp_path):
+    from calmtunes.sessions import RETRY_EVERY_S
+
+    rec = SessionRecorder.open(cfg_for(tmp_path), T0)
+    rec.start(T0, "calm")
+    for k in range(120):
+        rec.reading(T0 + k, reading(75, 0.5))
+    holder = _locked(tmp_path)
+    rec.end(T0 + 120, "pause")  # the end cannot be written now
+    assert rec.unwritten and "end" in rec.unwritten
+    holder.rollback()
+    holder.close()
+    rec.tick(T0 + 120 + RETRY_EVERY_S)
+    assert rec.unwritten is None
+    rec.close(T0 + 200)
+    rows = _rows(tmp_path)
+    assert len(rows) == 1
+    assert rows[0]["ended_by"] == "pause" and rows[0]["duration_s"] == 120.0
+    assert rows[0]["hr_end"] == 75.0
+    again = SessionRecorder.open(cfg_for(tmp_path), T0 + 300)
+    assert again.restarts_unclean(T0 + 300)["total"] == 0
+    again.close(T0 + 301)
+
+
+def test_an_end_still_unwritten_at_the_stop_is_written_with_it(tmp_path):
+    rec = SessionRecorder.open(cfg_for(tmp_path), T0)
+    rec.start(T0, "calm")
+    holder = _locked(tmp_path)
+    rec.end(T0 + 90, "pause")
+    holder.rollback()
+    holder.close()
+    rec.close(T0 + 95)  # no tick in between: the stop writes it
+    assert [r["ended_by"] for r in _rows(tmp_path)] == ["pause"]
+
+
+def test_the_daemons_status_says_a_session_waits_to_be_written(tmp_config):
+    from clocked import run, virtual_daemon
+
+    daemon = virtual_daemon(tmp_config)
+    path = Path(tmp_config.device.state_dir) / DB_NAME
+    held: list[sqlite3.Connection] = []
+
+    def lock_and_pause():
+        holder = sqlite3.connect(str(path), timeout=0, check_same_thread=False)
+        holder.execute("BEGIN EXCLUSIVE")
+        held.append(holder)
+        daemon._do_command("play_pause", None, "test")  # the session's end cannot be written
+
+    def unlock():
+        held[0].rollback()
+        held[0].close()
+
+    said = run(daemon, 70.0, at=[(2.0, lock_and_pause), (3.0, lambda: daemon.status()["records"]),
+                                 (4.0, unlock), (68.0, lambda: daemon.status()["records"])])
+    assert said[1] and "not yet written" in said[1][0]
+    assert said[3] == []
+    rows = _rows(path.parent)
+    assert rows and rows[0]["ended_by"] not in (None, "unclean")

@@ -1062,8 +1062,11 @@ class Daemon:
             "care": self._care_status(),
             "restarts_unclean": (None if self.sessions is None
                                  else self.sessions.restarts_unclean(self.record_time())),
-            # what went wrong with the session records at the start (none: they are kept)
-            "records": list(self.records_problems),
+            # what went wrong with the session records (none: they are kept), and what waits
+            # in memory to be written
+            "records": list(self.records_problems) + (
+                [self.sessions.unwritten] if self.sessions is not None
+                and self.sessions.unwritten else []),
             "components": {
                 c.name: {"state": c.health().state, "detail": c.health().detail, **c.status()}
                 for c in self.components

@@ -113,6 +113,7 @@ IDLE_FLUSH_EVERY_S = 1800.0  # s: ... and at least this often, to keep its last 
 # rewrites whole 4 KiB pages, so few large batches wear the card far less than many small ones
 POINTS_EVERY_S = 1800.0
 PRUNE_EVERY_S = 3600.0
+RETRY_EVERY_S = 60.0  # s: a session's start or end the file would not take is retried this often
 DAY_S = 86400.0
 FIGURES = ("hr", "rmssd", "breathing", "stress")
 _READING_FIELD = {"hr": "hr_bpm", "rmssd": "rmssd_ms", "breathing": "breathing_rate",
@@ -551,8 +552,9 @@ class SessionStore:
 
 
 class _Running:
-    def __init__(self, session_id: int, started_at: float, preset: str, trace: bool) -> None:
-        self.id = session_id
+    def __init__(self, session_id: int | None, started_at: float, preset: str,
+                 trace: bool) -> None:
+        self.id = session_id  # None until its row is in the file (a begin that failed is retried)
         self.trace = SessionTrace(started_at) if trace else None  # holds unwritten points
         self.points_at = started_at  # when points were last written
         self.notes: dict[str, Any] = {}  # columns given by note()
@@ -566,6 +568,7 @@ class _Running:
         self.changed = False  # a reading or a preset since the last write
         #: [start, end or None] of each stretch with no audio output open (Unix s)
         self.unheard: list[list[float | None]] = []
+        self.begin_failed = False  # its row could not be written at its start (said once)
 
 
 #: how SQLite says a table is not laid out as calmtunes made it (a file of another program's,
@@ -679,6 +682,11 @@ class SessionRecorder:
         self._last_flush = 0.0
         self._last_prune = 0.0
         self._first_id: int | None = None  # this run's first session: never pruned in this run
+        # sessions ended whose end the file would not take yet: (session, ended at, ended by)
+        self._ending: list[tuple[_Running, float, str]] = []
+        self._last_retry = 0.0
+        #: what waits to be written, for the daemon's status (None: nothing)
+        self.unwritten: str | None = None
 
     @classmethod
     def open(cls, config: Config, now: float | None = None,
@@ -748,20 +756,46 @@ class SessionRecorder:
         return count_restarts(self._unclean, now)
 
     def start(self, now: float, preset: str) -> None:
+        """A session begins: its row is written now, or, when the file cannot take it (a lock
+        another program holds, a full disk), kept in memory and written at the next tick that
+        can, with everything the session gathered meanwhile."""
         with self._lock:
             if self._running is not None:
                 return
-            try:
-                sid = self.store.begin(now, preset)
-            except sqlite3.Error as exc:
-                log.error("sessions: cannot start a record (%s)", exc)
-                return
-            if self._first_id is None:
-                self._first_id = sid
-            self._running = _Running(sid, now, preset, self.config.sessions.trace)
+            r = _Running(None, now, preset, self.config.sessions.trace)
+            self._running = r
             if not self._heard:  # a session that begins in silence
-                self._running.unheard.append([now, None])
+                r.unheard.append([now, None])
             self._last_flush = now
+        if not self._begin(r):
+            r.changed = True  # the next tick writes it
+
+    def _begin(self, r: _Running) -> bool:
+        """Give ``r`` its row in the file if it has none; False when the file would not take
+        it (said once per session, and in the daemon's status, until it does)."""
+        if r.id is not None:
+            return True
+        try:
+            sid = self.store.begin(r.started_at, r.presets[0])
+        except sqlite3.Error as exc:
+            if not r.begin_failed:
+                log.error("sessions: cannot start a record (%s); the session is kept in memory "
+                          "and written once the file takes it", exc)
+            r.begin_failed = True
+            self.unwritten = f"a session not yet written ({exc}): retried every minute"
+            return False
+        r.id = sid
+        if r.begin_failed:
+            log.info("sessions: the record held in memory is written now")
+        if self._first_id is None:
+            self._first_id = sid
+        self._settled()
+        return True
+
+    def _settled(self) -> None:
+        """Nothing waits to be written any more: the status no longer says so."""
+        if (self._running is None or self._running.id is not None) and not self._ending:
+            self.unwritten = None
 
     def preset(self, name: str) -> None:
         with self._lock:
@@ -869,7 +903,7 @@ class SessionRecorder:
                 r.trace.finish(now)
             pending = list(r.trace.points)
         try:
-            written = self.store.points(r.id)
+            written = [] if r.id is None else self.store.points(r.id)
         except sqlite3.Error as exc:
             log.error("sessions: cannot read the trace back (%s)", exc)
             written = []
@@ -878,9 +912,16 @@ class SessionRecorder:
     def tick(self, now: float) -> None:
         """Call now and then (the daemon's loop): writes a running session every
         :data:`FLUSH_EVERY_S` when its summary changed (every :data:`IDLE_FLUSH_EVERY_S`
-        otherwise) and prunes hourly."""
+        otherwise), retries what could not be written (a session's start or end) every
+        :data:`RETRY_EVERY_S`, and prunes hourly."""
         r = self._running
-        if r is not None:
+        if (self._ending or (r is not None and r.id is None)) and (
+                not 0.0 <= now - self._last_retry < RETRY_EVERY_S):
+            self._last_retry = now
+            self._retry_ends()
+            if r is not None and r.id is None:
+                self._flush(now, ended_by=None)
+        if r is not None and r.id is not None:
             since = now - self._last_flush
             if (r.changed and since >= FLUSH_EVERY_S) or since >= IDLE_FLUSH_EVERY_S:
                 self._flush(now, ended_by=None)
@@ -892,19 +933,35 @@ class SessionRecorder:
                 log.error("sessions: pruning failed (%s)", exc)
 
     def end(self, now: float, ended_by: str, commit: bool = True) -> None:
+        """The running session ends. A session whose end the file would not take is kept and
+        written at a later tick: left unwritten, the next start would count it an unclean stop
+        with no figures."""
         with self._lock:
             r = self._running
             if r is not None and r.trace is not None:
                 r.trace.finish(now)
-        self._flush(now, ended_by=ended_by, commit=commit)
+        if r is not None and not self._flush(now, ended_by=ended_by, commit=commit):
+            self._ending.append((r, now, ended_by))
+            self.unwritten = "a session's end not yet written: retried every minute"
         with self._lock:
             self._running = None
+        self._settled()
+
+    def _retry_ends(self, commit: bool = True) -> None:
+        for ending in list(self._ending):
+            r, at, by = ending
+            if self._write(r, at, by, commit=commit):
+                self._ending.remove(ending)
+                log.info("sessions: the end of a session held in memory is written now")
+        self._settled()
 
     def close(self, now: float, ended_by: str = "stop") -> None:
         """A clean stop: end the running session and record the stop (one commit), close the
         file."""
         if self.store is not None:
             self.store.wait_longer(STOP_BUSY_TIMEOUT_S)
+        if self._ending:
+            self._retry_ends()
         if self._running is not None:
             self.end(now, ended_by, commit=self.boot_id is None)
         if self.store is not None:
@@ -917,32 +974,42 @@ class SessionRecorder:
 
     def summary(self, now: float) -> dict[str, Any] | None:
         with self._lock:
-            r = self._running
-            if r is None:
-                return None
-            out: dict[str, Any] = {
-                "duration_s": round(now - r.started_at, 1),
-                "presets": ",".join(r.presets),
-                "preset": _most_played(r),
-                "readings": r.readings,
-            }
-            span_ok = (r.first_t is not None and r.last_t is not None
-                       and r.last_t - r.first_t >= MIN_TREND_SPAN_S)
-            for f in FIGURES:
-                start = _mean(r.first[f])
-                end = _mean([v[f] for _, v in r.last if f in v])
-                out[f"{f}_start"] = start
-                out[f"{f}_end"] = end
-                out[f"{f}_trend"] = (end - start) if span_ok and None not in (start, end) else None
-            out.update(r.notes)
-            return out
+            return self._summary(self._running, now)
 
-    def _flush(self, now: float, ended_by: str | None, commit: bool = True) -> None:
+    def _summary(self, r: _Running | None, now: float) -> dict[str, Any] | None:
+        """``r``'s figures at ``now`` (the caller holds the lock)."""
+        if r is None:
+            return None
+        out: dict[str, Any] = {
+            "duration_s": round(now - r.started_at, 1),
+            "presets": ",".join(r.presets),
+            "preset": _most_played(r),
+            "readings": r.readings,
+        }
+        span_ok = (r.first_t is not None and r.last_t is not None
+                   and r.last_t - r.first_t >= MIN_TREND_SPAN_S)
+        for f in FIGURES:
+            start = _mean(r.first[f])
+            end = _mean([v[f] for _, v in r.last if f in v])
+            out[f"{f}_start"] = start
+            out[f"{f}_end"] = end
+            out[f"{f}_trend"] = (end - start) if span_ok and None not in (start, end) else None
+        out.update(r.notes)
+        return out
+
+    def _flush(self, now: float, ended_by: str | None, commit: bool = True) -> bool:
+        """Write the running session (its end with ``ended_by``); False if the file would not
+        take it (what changed is written at a later tick)."""
         self._last_flush = now
-        values = self.summary(now)
         r = self._running
-        if values is None or r is None:
-            return
+        return True if r is None else self._write(r, now, ended_by, commit)
+
+    def _write(self, r: _Running, now: float, ended_by: str | None, commit: bool = True) -> bool:
+        if not self._begin(r):
+            return False
+        with self._lock:
+            values = self._summary(r, now)
+        assert values is not None  # r is a session
         values["last_seen_at"] = now  # an unclean stop closes the session here
         if ended_by is not None:
             values["ended_at"] = now
@@ -961,6 +1028,8 @@ class SessionRecorder:
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
             log.error("sessions: cannot write the record (%s)", exc)
+            return False
+        return True
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
