@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 QUOTE_CHARS = 40  # longest quote of a value in an error or log line, in characters
 MAX_SLEEP_MIN = 24 * 60  # the sleep timer's longest setting, in minutes
 NO_ARG = ("volume_up", "volume_down", "play_pause", "stop", "shutdown", "new_listener")
-COMMANDS = ("preset", "volume", "sleep_timer", "privacy", *NO_ARG)
+COMMANDS = ("preset", "volume", "sleep_timer", "privacy", "undo_volume", *NO_ARG)
+#: ``undo_volume S``: the panel's, when a button turns out to be chattering: the volume goes
+#: back as it was before the panel's volume steps of the last S seconds (0 < S ≤ this)
+UNDO_VOLUME_MAX_S = 60.0
 # What a client of the control socket may ask for (stop, shutdown, privacy and new_listener are
 # the panel's; over SSH a technician has `calmtunes listener new`).
 AUTO = "auto"  # ``preset auto``: the personaliser chooses the session's arm (calmtunes.care)
@@ -140,6 +143,12 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
                                        f"{m.max_volume_db:g} dB (music.min_volume_db–"
                                        f"music.max_volume_db)")
         return Checked(name, db)
+    if name == "undo_volume":
+        seconds = _number(arg)
+        if seconds is None or not 0 < seconds <= UNDO_VOLUME_MAX_S:
+            return Checked(name, error=f"undo_volume needs a number of seconds over 0, at most "
+                                       f"{UNDO_VOLUME_MAX_S:g}, got {quote(arg)}")
+        return Checked(name, seconds)
     if name == "sleep_timer":
         if arg is None:
             return Checked(name, float(config.panel.sleep_timer_min))

@@ -60,6 +60,7 @@ a missing DAC is retried in place instead of the service being killed and restar
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import os
@@ -84,6 +85,7 @@ from calmtunes.clock import SYSTEM, Clock
 from calmtunes.commands import (
     AUTO,
     SOCKET_COMMANDS,
+    UNDO_VOLUME_MAX_S,
     TokenBucket,
     check,
     checked_state,
@@ -214,6 +216,8 @@ class Daemon:
         self.loaded_at = clock.time()
         self.last_reload: dict[str, Any] | None = None
         self.records_problems: list[str] = []  # what went wrong with the session records
+        # the panel's volume steps, (monotonic s, volume before): a chattering button's undone
+        self._panel_volume_steps: collections.deque[tuple[float, float]] = collections.deque()
         self.persist = persist and self._state_folder_usable(config.device.state_dir)
         self._records_locked: str | None = None  # records locked by another program at start
         self._records_retry_at: float | None = None  # monotonic s of the next try to open them
@@ -954,6 +958,19 @@ class Daemon:
             return
         self._do_command(checked.name, checked.arg, command.source)
 
+    def _undo_panel_volume(self, seconds: float, source: str) -> None:
+        """Put the volume back as it was before the panel's volume steps of the last
+        ``seconds`` (a chattering button's: the panel saw the storm only once it had sent some)."""
+        since = self.clock.monotonic() - seconds
+        steps = self._panel_volume_steps
+        undone = [(t, before) for t, before in steps if t >= since]
+        if not undone:
+            return
+        self._panel_volume_steps = collections.deque((t, b) for t, b in steps if t < since)
+        db = self.conductor.set_volume_db(undone[0][1])
+        log.warning("volume %+.1f dB again: the %d volume steps of a chattering button undone "
+                    "(%s)", db, len(undone), source)
+
     def _do_command(self, name: str, arg: Any, source: str) -> None:
         """A command :func:`check` accepted (``arg`` is clean)."""
         step = self.config.music.volume_step_db
@@ -980,12 +997,20 @@ class Daemon:
             change = step if name == "volume_up" else -step
             before = self.conductor.volume_db
             db = self.conductor.set_volume_db(before + change)
+            if source == "panel" and db != before:  # kept a while: a storm's are undone
+                now = self.clock.monotonic()
+                steps = self._panel_volume_steps
+                while steps and now - steps[0][0] > UNDO_VOLUME_MAX_S:
+                    steps.popleft()
+                steps.append((now, before))
             # at a limit a press changes nothing: said at debug (a held or stuck button)
             (log.info if db != before else log.debug)("volume %+.1f dB (%s)%s", db, source,
                                                       "" if db != before else ", at its limit")
         elif name == "volume":
             db = self.conductor.set_volume_db(arg)
             log.info("volume %+.1f dB (%s)", db, source)
+        elif name == "undo_volume":
+            self._undo_panel_volume(arg, source)
         elif name == "play_pause":
             self._set_playing(not self.conductor.playing)
         elif name == "stop":

@@ -436,15 +436,15 @@ def test_a_chattering_button_is_ignored_until_quiet_and_said_once(panel_factory,
             step(comp)
         chattering = comp.health(), comp.status()
         step(comp, CHATTER_QUIET_S + 0.5)
-    if role == "volume_up":
-        assert len(sent) <= 3  # what got through before the chatter was seen
+    if role == "volume_up":  # what got through before the chatter was seen, then undone
+        assert 0 < len(sent) - 1 <= 3 and sent[-1][0] == "undo_volume"
     else:  # the toggle the storm made is undone: play (or privacy) as it was before it
         assert sent == [(role, None), (role, None)]
     assert chattering[0].detail.startswith(f"{role} button chattering")
     assert chattering[1]["chattering"] == [role]
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert f"the {role} button is chattering" in warned[0]
-    assert len(warned) == (1 if role == "volume_up" else 2)
+    assert len(warned) == 2  # and the undoing
     assert len([r for r in caplog.records if r.levelname == "INFO"]) <= 2
     assert comp.health().state == OK and "chattering" not in comp.status()
     before = len(sent)
@@ -469,3 +469,53 @@ def test_a_forbidden_preset_press_flickers_its_led_and_the_playing_one_comes_bac
     step(comp, 1.0)
     wait_until(lambda: comp.leds["sleep"].value == 1 and comp.leds["uplift"].value == 0,
                what="the playing preset lit again, the refused one dark")
+
+
+def _storm(comp, role, every, seconds):
+    """Noise on ``role``'s line: a press every ``every`` s for ``seconds`` s."""
+    pin = comp.factory.pin(PINS[role])
+    for _ in range(int(seconds / every)):
+        pin.drive_low()
+        step(comp, 0.03)
+        pin.drive_high()
+        step(comp, every - 0.03)
+
+
+@pytest.mark.parametrize("every", [0.2, 0.3, 0.4])
+def test_a_slower_volume_storm_is_caught_and_its_steps_undone(panel_factory, every, caplog):
+    """Noise a little slower than the 2 s test catches: a press every 0.2–0.4 s went on for
+    ever, each a volume step, up to the configured maximum."""
+    from calmtunes.panel.component import CHATTER_LONG_WINDOW_S
+
+    comp, _, sent, _ = panel_factory()
+    with caplog.at_level("WARNING", logger="calmtunes"):
+        _storm(comp, "volume_up", every, 30.0)
+    steps = [s for s in sent if s[0] == "volume_up"]
+    undo = [s for s in sent if s[0] == "undo_volume"]
+    assert comp.status()["chattering"] == ["volume_up"]
+    assert 0 < len(steps) <= CHATTER_LONG_WINDOW_S / every  # caught within the long window
+    assert len(undo) == 1 and sent.index(undo[0]) == len(sent) - 1  # nothing after it
+    # far enough back to reach the storm's first step, not much further
+    first_step_ago = (len(steps) - 1) * every
+    assert first_step_ago < undo[0][1] <= first_step_ago + 2 * every + 1.0
+    assert "volume steps the chattering button made are undone" in caplog.text
+
+
+def test_play_pause_every_second_is_caught_and_left_as_it_was(panel_factory):
+    comp, _, sent, _ = panel_factory()
+    _storm(comp, "play_pause", 0.9, 30.0)
+    toggles = [s for s in sent if s[0] == "play_pause"]
+    assert comp.status()["chattering"] == ["play_pause"]
+    assert 0 < len(toggles) <= 9 and len(toggles) % 2 == 0  # played and paused as often
+
+
+def test_a_person_raising_the_volume_is_not_a_storm(panel_factory):
+    # least to most in three bursts of presses, quick for a hand (4 a second)
+    comp, _, sent, _ = panel_factory()
+    for _ in range(3):
+        _storm(comp, "volume_up", 0.25, 1.0)
+        step(comp, 1.0)
+    for _ in range(10):
+        step(comp, VOLUME_INTERVAL_S)
+    assert "chattering" not in comp.status()
+    assert [s[0] for s in sent] == ["volume_up"] * 12

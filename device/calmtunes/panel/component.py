@@ -27,9 +27,12 @@ volume steps are sent at most one per :data:`VOLUME_INTERVAL_S`, up and down pre
 out and at most :data:`MAX_VOLUME_BACKLOG` steps waiting; play/pause and privacy presses within
 :data:`TOGGLE_GUARD_S` of the last one sent are dropped. A button pressed faster than a hand can
 (:data:`CHATTER_PRESSES`, or :data:`CHATTER_TOGGLES` for play/pause and privacy, within
-:data:`CHATTER_WINDOW_S`) is a failing switch or a loose wire: it is ignored until quiet for
-:data:`CHATTER_QUIET_S`, said once, shown in ``status`` and the panel's health, and a play/pause
-or privacy toggle the storm made is undone.
+:data:`CHATTER_WINDOW_S`), or longer than a hand would (:data:`CHATTER_LONG_PRESSES` or
+:data:`CHATTER_LONG_TOGGLES` within :data:`CHATTER_LONG_WINDOW_S`: noise a little slower than
+the short test catches), is a failing switch or a loose wire: it is ignored until quiet for
+:data:`CHATTER_QUIET_S`, said once, shown in ``status`` and the panel's health, and what the
+storm did is undone: a play/pause or privacy toggle, and the volume steps it sent (the daemon
+puts the volume back as it was before them: ``undo_volume``).
 
 **LEDs.** The active preset's LED (the preset's ``led`` name, else its own name) is lit, from the
 ``"controls"`` topic; while no audio output is open (the ``"output"`` topic: a sound card
@@ -72,7 +75,16 @@ TOGGLE_GUARD_S = 0.8  # s: play/pause or privacy again this soon is taken as a b
 CHATTER_PRESSES = 16
 CHATTER_TOGGLES = 6  # play_pause, privacy
 CHATTER_WINDOW_S = 2.0
+#: ... or this many within CHATTER_LONG_WINDOW_S (s): a volume button pressed every 0.2–0.4 s
+#: for ten seconds, or play/pause every second, is noise too (a person raising the volume from
+#: its least to its most presses about ten times; nobody toggles play eight times in 10 s)
+CHATTER_LONG_PRESSES = 24
+CHATTER_LONG_TOGGLES = 8
+CHATTER_LONG_WINDOW_S = 10.0
 CHATTER_QUIET_S = 5.0
+#: s added to how far back the daemon undoes a storm's volume steps: the steps and the undo
+#: reach its loop a little after the panel sent them
+UNDO_SLACK_S = 0.5
 CHORD = ("volume_up", "volume_down")  # held together: a new listener
 CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
@@ -100,7 +112,7 @@ class _ButtonState:
     last_edge: float = -1e9
     pressed_at: float = 0.0
     held: bool = False
-    presses: list[float] = field(default_factory=list)  # accepted presses, last CHATTER_WINDOW_S
+    presses: list[float] = field(default_factory=list)  # presses, last CHATTER_LONG_WINDOW_S
     chattering: bool = False  # ignored until quiet (see CHATTER_PRESSES)
 
 
@@ -126,7 +138,8 @@ class PanelComponent(Component):
         self._volume_backlog = 0
         self._last_volume_sent = -1e9
         self._last_toggle_sent: dict[str, float] = {}
-        self._toggles_sent: dict[str, list[float]] = {}  # within CHATTER_WINDOW_S, by role
+        self._toggles_sent: dict[str, list[float]] = {}  # within CHATTER_LONG_WINDOW_S, by role
+        self._volume_sent: list[float] = []  # volume steps sent, within CHATTER_LONG_WINDOW_S
         self._pulse_led_mode: tuple[str, float] = ("", 0.0)
         self._lit_preset: str | None = "?"
         self._lit_unheard = False  # the lit preset LED flashes: no audio output
@@ -281,19 +294,32 @@ class PanelComponent(Component):
 
     def _chatters(self, role: str, st: _ButtonState, t: float) -> bool:
         """Count a press; True while the button chatters (its presses are then ignored)."""
-        st.presses = [*_recent(st.presses, t), t]
-        limit = CHATTER_TOGGLES if role in ("play_pause", "privacy") else CHATTER_PRESSES
-        if not st.chattering and len(st.presses) >= limit:
+        st.presses = [*_recent(st.presses, t, CHATTER_LONG_WINDOW_S), t]
+        toggle = role in ("play_pause", "privacy")
+        short = _recent(st.presses, t)
+        storm = None  # (its presses, the window they came in)
+        if len(short) >= (CHATTER_TOGGLES if toggle else CHATTER_PRESSES):
+            storm = short, CHATTER_WINDOW_S
+        elif len(st.presses) >= (CHATTER_LONG_TOGGLES if toggle else CHATTER_LONG_PRESSES):
+            storm = st.presses, CHATTER_LONG_WINDOW_S
+        if not st.chattering and storm is not None:
+            presses, window = storm
             st.chattering = True
             log.warning("panel: the %s button is chattering (%d presses in %.0f s, more than a "
                         "hand makes): ignored until it is quiet for %.0f s. Check the switch "
-                        "and its wiring", role, len(st.presses), CHATTER_WINDOW_S,
-                        CHATTER_QUIET_S)
+                        "and its wiring", role, len(presses), window, CHATTER_QUIET_S)
             self.degrade(f"{role} button chattering: ignored (check the switch and its wiring)")
+            began = presses[0]
             if role in ("volume_up", "volume_down"):
                 self._volume_backlog = 0  # what the storm queued is not a person's asking
+                steps = [x for x in self._volume_sent if x >= began]
+                if steps:  # ... nor what it sent: the volume goes back to before them
+                    log.warning("panel: the %d volume steps the chattering button made are "
+                                "undone", len(steps))
+                    self._send("undo_volume", round(t - steps[0] + UNDO_SLACK_S, 3))
+                    self._volume_sent.clear()
             # the storm toggled play or privacy: back as it was before it
-            if len(_recent(self._toggles_sent.get(role, []), t)) % 2:
+            if sum(x >= began for x in self._toggles_sent.get(role, [])) % 2:
                 log.warning("panel: the %s toggle the chattering button made is undone", role)
                 self._send(role)
         if st.chattering:
@@ -360,7 +386,8 @@ class PanelComponent(Component):
                           TOGGLE_GUARD_S)
                 return
             self._last_toggle_sent[role] = t
-            self._toggles_sent[role] = [*_recent(self._toggles_sent.get(role, []), t), t]
+            self._toggles_sent[role] = [
+                *_recent(self._toggles_sent.get(role, []), t, CHATTER_LONG_WINDOW_S), t]
             self._send(role)
 
     def _long_press(self) -> None:
@@ -387,6 +414,7 @@ class PanelComponent(Component):
             up = self._volume_backlog > 0
             self._volume_backlog += -1 if up else 1
             self._last_volume_sent = now
+            self._volume_sent = [*_recent(self._volume_sent, now, CHATTER_LONG_WINDOW_S), now]
             self._send("volume_up" if up else "volume_down")
         held = any(st.down for st in self._btn.values())
         return held or self._pending_preset is not None or self._volume_backlog != 0
@@ -480,6 +508,6 @@ def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -
                           clock=hardware.clock)
 
 
-def _recent(times: list[float], t: float) -> list[float]:
-    """The times within :data:`CHATTER_WINDOW_S` before ``t``."""
-    return [x for x in times if t - x < CHATTER_WINDOW_S]
+def _recent(times: list[float], t: float, window: float = CHATTER_WINDOW_S) -> list[float]:
+    """The times within ``window`` s before ``t``."""
+    return [x for x in times if t - x < window]
