@@ -762,6 +762,39 @@ def _check_arm_id(path: str, arm: Any, presets: dict, errors: list[str]) -> bool
     return ok
 
 
+#: what a panel button may do besides choosing a preset
+PANEL_ACTIONS = ("volume_up", "volume_down", "play_pause", "privacy")
+#: what a panel LED may show besides a preset (its ``led`` name, else its own)
+PANEL_INDICATORS = ("pulse", "camera")
+
+
+def _check_panel_roles(config: Config, errors: list[str]) -> None:
+    """The panel's buttons and LEDs name presets of the music section, or the panel's own
+    actions and indicators: a misspelt one would be a button that does nothing (and, as the
+    mapping replaces the default one, every other button gone) with only a log line to say so.
+    The default panel's own names are let be (presets replaced, a default button may name none:
+    it does nothing, and the panel says so when it starts)."""
+    presets, panel, default = config.music.presets, config.panel, PanelConfig()
+    buttons = (*presets, *PANEL_ACTIONS)
+    for role in panel.buttons:
+        if role not in buttons and role not in default.buttons:
+            errors.append(f"panel.buttons.{role}: no preset or action of that name"
+                          f"{_suggest(str(role), buttons)} (have: {', '.join(buttons)})")
+    leds = sorted({str(p.get("led", name)) for name, p in presets.items()
+                   if isinstance(p, dict)} | set(PANEL_INDICATORS))
+    for role in panel.leds:
+        if role not in leds and role not in default.leds:
+            errors.append(f"panel.leds.{role}: nothing shows on an LED of that name"
+                          f"{_suggest(str(role), leds)} (have: {', '.join(leds)})")
+    for name, p in presets.items():
+        led = p.get("led") if isinstance(p, dict) else None
+        if led is not None and led not in panel.leds and led not in default.leds:
+            errors.append(f"music.presets.{name}.led: no LED named {led!r} in panel.leds"
+                          f"{_suggest(str(led), panel.leds)} (have: "
+                          f"{', '.join(map(str, panel.leds)) or 'none'}); name one of them, or "
+                          "leave led out")
+
+
 def _check_care(config: Config, errors: list[str]) -> None:
     """The care section names presets of the music section: checked once both are parsed."""
     care, presets = config.care, config.music.presets
@@ -811,6 +844,7 @@ def parse(data: Any, source: str = "config") -> Config:
         raise ConfigError(source, errors)
     config = Config(**parsed)
     _check_care(config, errors)
+    _check_panel_roles(config, errors)
     if errors:
         raise ConfigError(source, errors)
     return config

@@ -315,10 +315,33 @@ def test_pulse_led_blinks_with_a_reliable_pulse_only(panel_factory):
     assert len(led_pin.states) == changes
 
 
-def test_unknown_button_roles_are_skipped_with_a_log_line(panel_factory, caplog):
-    comp, _, _, _ = panel_factory(buttons={"calm": 5, "disco": 6})
-    assert "disco" in caplog.text
-    assert set(comp.buttons) == {"calm"}
+def test_a_default_button_whose_preset_is_gone_is_skipped_with_a_log_line(caplog):
+    # the presets replaced by the config's own two; the default panel keeps its uplift button
+    presets = {k: v for k, v in Config().music.presets.items() if k != "uplift"}
+    cfg = Config().replace(music={"presets": presets}, panel={"backend": "mock"})
+    comp = PanelComponent(cfg, Hub(), clock=VirtualClock())
+    comp.open()
+    try:
+        assert "panel.buttons.uplift: no preset or action of that name" in caplog.text
+        assert "uplift" not in comp.buttons and {"calm", "sleep"} <= set(comp.buttons)
+    finally:
+        comp.close()
+
+
+def test_a_misspelt_button_or_led_is_refused_with_the_config():
+    from calmtunes.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Config().replace(panel={"buttons": {"calm": 5, "volume_upp": 16}, "leds": {"pluse": 23}})
+    text = str(err.value)
+    assert "panel.buttons.volume_upp: no preset or action of that name (did you mean " \
+           "'volume_up'?)" in text
+    assert "panel.leds.pluse: nothing shows on an LED of that name (did you mean 'pulse'?)" in text
+    with pytest.raises(ConfigError) as err:
+        Config().replace(music={"presets": {**Config().music.presets,
+                                            "focus": {"tempo_bpm": 70, "mode": "major",
+                                                      "led": "focus"}}})
+    assert "music.presets.focus.led: no LED named 'focus' in panel.leds" in str(err.value)
 
 
 def test_backend_none_disables_the_panel():

@@ -56,14 +56,14 @@ from typing import Any
 from calmtunes.care.arms import preset_forbidden
 from calmtunes.clock import SYSTEM
 from calmtunes.component import DEGRADED, Component
-from calmtunes.config import Config
+from calmtunes.config import PANEL_ACTIONS, Config
 from calmtunes.hardware import Hardware, import_gpiozero, mock_pin_factory, use_local_pins
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
 
 log = logging.getLogger(__name__)
 
-ACTION_BUTTONS = ("volume_up", "volume_down", "play_pause", "privacy")
+ACTION_BUTTONS = PANEL_ACTIONS
 PRESET_GUARD_S = 0.5  # s after a preset is sent during which presses coalesce (last wins)
 VOLUME_INTERVAL_S = 0.15  # s between volume steps sent
 MAX_VOLUME_BACKLOG = 3  # volume steps that may wait; more presses are dropped
