@@ -233,3 +233,23 @@ def test_fault_with_a_broken_config_logs_the_problem_itself(tmp_path):
                          env=_env(STATE_DIRECTORY=str(state)))
     assert "music.volume_db: expected a number" in out.stderr, out.stderr[-800:]
     assert read_fault(state)["reason"] == "test"
+
+
+def test_no_note_on_a_read_only_state_folder_is_nothing_to_warn_about(tmp_path, monkeypatch,
+                                                                        caplog):
+    # unlink() on a read-only file system says EROFS even where there is no file
+    import errno
+    from pathlib import Path
+
+    from calmtunes import fault
+
+    def rofs(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "unlink", rofs)
+    with caplog.at_level("WARNING"):
+        fault.clear_fault(tmp_path)
+        assert "cannot remove the fault note" not in caplog.text
+        fault.fault_path(tmp_path).write_text("{}")  # a note there, that cannot go: said
+        fault.clear_fault(tmp_path)
+    assert "cannot remove the fault note" in caplog.text

@@ -792,6 +792,8 @@ def test_the_advice_for_records_that_cannot_be_written_fits_the_cause(tmp_path, 
     full = OSError(e.ENOSPC, "No space left on device")
     assert "disk is full" in sessions._fix(full)
     assert "disk is full" in sessions._fix(sqlite3.OperationalError("database or disk is full"))
+    # the folder the records are in, not the default one
+    assert "`df -h /srv/bedside/state`" in sessions._fix(full, Path("/srv/bedside/state"))
     # the folder's file system mounted read-only (an SD card with errors): SQLite says only
     # that it is "unable to open", which is otherwise a question of ownership
     cannot = sqlite3.OperationalError("unable to open database file")

@@ -113,12 +113,15 @@ def read_fault(state_dir: str | os.PathLike[str]) -> dict | None:
 
 def clear_fault(state_dir: str | os.PathLike[str]) -> None:
     """Remove the fault note (the daemon is up again)."""
+    path = fault_path(state_dir)
     try:
-        fault_path(state_dir).unlink()
+        path.unlink()
         log.info("cleared the fault note of an earlier failure")
     except FileNotFoundError:
         pass
     except OSError as exc:
+        if not os.path.lexists(path):  # a read-only disk says EROFS even for no file
+            return
         log.warning("cannot remove the fault note %s (%s)", fault_path(state_dir), exc)
 
 

@@ -80,6 +80,7 @@ import errno
 import logging
 import math
 import os
+import shlex
 import sqlite3
 import stat
 import threading
@@ -618,7 +619,8 @@ def _fix(exc: BaseException, folder: Path | None = None) -> str:
         return ("check that the state folder and sessions.db belong to the daemon's user "
                 "(the unit's StateDirectory= sets this up)")
     if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc):
-        return "the disk is full: free space on it (`df -h /var/lib/calmtunes`)"
+        where = shlex.quote(str(folder)) if folder is not None else "/var/lib/calmtunes"
+        return f"the disk is full: free space on it (`df -h {where}`)"
     if isinstance(exc, (OSError, sqlite3.OperationalError)):
         return "check the disk is not full or read-only and no other program holds the file"
     return "the file holds values calmtunes cannot use; move it away to begin a fresh one"
