@@ -8,6 +8,7 @@ import pytest
 from calmtunes.music.loudness import (
     LoudnessMeter,
     integrated_loudness,
+    k_weighting_sos,
     true_peak_dbtp,
 )
 
@@ -92,3 +93,20 @@ def test_true_peak_finds_the_peak_between_samples():
 def test_meter_refuses_wrong_channel_count():
     with pytest.raises(ValueError, match="channels"):
         LoudnessMeter(FS, 2).push(np.zeros((100, 3)))
+
+
+@pytest.mark.parametrize("fs", [14700.0, 16000.0, 44100.0, 96000.0])
+def test_k_weighting_reads_the_same_at_any_rate(fs):
+    # Where the bilinear transform's warping is nothing (100–500 Hz, far under Nyquist) the K
+    # filter's gain at another rate must be its gain at 48 kHz: the normaliser meters at 16 kHz
+    # (14.7 kHz for 44.1 kHz output), and the standard's high-pass numerator (1, −2, 1, not
+    # divided by a0) made it read 0.09 dB high there.
+    def gain_db(rate, f):
+        z = np.exp(-2j * np.pi * f / rate)
+        h = 1.0
+        for b0, b1, b2, _, a1, a2 in k_weighting_sos(rate):
+            h *= (b0 + b1 * z + b2 * z * z) / (1 + a1 * z + a2 * z * z)
+        return 20 * np.log10(abs(h))
+
+    for f in (100.0, 200.0, 500.0):
+        assert abs(gain_db(fs, f) - gain_db(48000.0, f)) < 0.01, f

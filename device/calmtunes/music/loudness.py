@@ -40,11 +40,20 @@ def k_weighting_sos(fs: float) -> np.ndarray:
         (vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
         1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0,
     ]
-    # RLB high-pass: f0 ≈ 38.14 Hz, Q ≈ 0.5003; numerator 1, −2, 1 as in the standard.
+    # RLB high-pass: f0 ≈ 38.14 Hz, Q ≈ 0.5003. The standard's numerator is 1, −2, 1 at 48 kHz,
+    # not divided by a0 as a bilinear design's would be: its passband gain is a0(48 kHz), +0.043
+    # dB, which the −0.691 offset takes in. At another rate a0 differs (+0.129 dB at the
+    # normaliser's 16 kHz): the numerator is scaled so the passband gain is the standard's.
     f0, q = 38.13547087602444, 0.5003270373238773
+
+    def a0_at(rate: float) -> float:
+        k = math.tan(math.pi * f0 / rate)
+        return 1.0 + k / q + k * k
+
     k = math.tan(math.pi * f0 / fs)
-    a0 = 1.0 + k / q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    a0 = a0_at(fs)
+    g = a0_at(48000.0) / a0
+    highpass = [g, -2.0 * g, g, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
     return np.array([shelf, highpass], dtype=np.float64)
 
 
