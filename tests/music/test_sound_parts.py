@@ -156,6 +156,14 @@ def test_isochronic_pulses_at_the_beat_and_keeps_its_loudness():
     assert len(find_clicks(y, 48000)) == 0
 
 
+@pytest.mark.parametrize("mode", ["binaural", "isochronic"])
+def test_the_tone_measures_the_level_asked(mode):
+    # the K filter takes 0.27 dB off a 200 Hz tone: left out, every tone read that much low
+    ent = Entrainment(48000, mode, 8.0)
+    y = np.concatenate([ent.render(960, amplitude_for_lufs(-30.0)) for _ in range(600)])[96000:]
+    assert integrated_loudness(y, 48000) == pytest.approx(-30.0, abs=0.05)
+
+
 def test_entrainment_is_off_by_default_and_checks_its_settings():
     assert not Entrainment(48000).active
     with pytest.raises(ValueError, match="beat"):

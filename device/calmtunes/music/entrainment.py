@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from calmtunes.music.dsp import clamp, ramp
+from calmtunes.music.loudness import k_weighting_sos
 
 CARRIER_HZ = 200.0
 MODES = ("off", "isochronic", "binaural")
@@ -31,11 +32,23 @@ MODES = ("off", "isochronic", "binaural")
 ISOCHRONIC_MAKEUP = math.sqrt(8.0 / 3.0)
 
 
-def amplitude_for_lufs(lufs: float) -> float:
-    """Peak amplitude of a steady 200 Hz tone in both channels that measures ``lufs`` (±0.1 LU).
+def _k_gain_db(f: float, fs: float = 48000.0) -> float:
+    """The K filter's gain at ``f`` Hz (dB)."""
+    z = complex(math.cos(-2 * math.pi * f / fs), math.sin(-2 * math.pi * f / fs))
+    h = 1.0 + 0j
+    for b0, b1, b2, _, a1, a2 in k_weighting_sos(fs):
+        h *= (b0 + b1 * z + b2 * z * z) / (1.0 + a1 * z + a2 * z * z)
+    return 20.0 * math.log10(abs(h))
 
-    K-weighting is within 0.1 dB of flat at 200 Hz, so loudness = −0.691 + 10·log10(2 · A²/2)."""
-    return 10.0 ** ((lufs + 0.691) / 20.0)
+
+#: the K filter at the carrier: its high-pass takes 0.27 dB off a 200 Hz tone
+CARRIER_K_DB = _k_gain_db(CARRIER_HZ)
+
+
+def amplitude_for_lufs(lufs: float) -> float:
+    """Peak amplitude of a steady 200 Hz tone in both channels that measures ``lufs``:
+    loudness = −0.691 + K(200 Hz) + 10·log10(2 · A²/2)."""
+    return 10.0 ** ((lufs + 0.691 - CARRIER_K_DB) / 20.0)
 
 
 class Entrainment:
