@@ -122,6 +122,19 @@ def test_breath_pacing_swells_at_the_asked_rate():
     assert freqs[np.argmax(spectrum)] * 60 == pytest.approx(6.0, abs=0.5)  # breaths/min
 
 
+@pytest.mark.parametrize("block", [640, 4800, 19200])  # 40 ms, 0.4 s, 1.6 s at 12 kHz
+@pytest.mark.parametrize("depth", [3.0, 9.0])
+def test_the_breath_swell_follows_its_curve_whatever_the_block(block, depth):
+    # an offline render synthesises in 0.4 s chunks: joined linearly from the chunk's ends the
+    # swell was 0.18 dB off its curve at 20 breaths a minute, 0.6 dB at 9 dB depth
+    rate, fs = 20.0, RATE
+    pacer = BreathPacer(rate, depth_db=depth)
+    g = np.concatenate([pacer.gains(block, fs, rate) for _ in range(int(30 * fs / block))])
+    phase = np.arange(len(g)) * rate / 60.0 / fs
+    exact = depth * (breath_shape(phase) - 0.5)
+    assert np.abs(20 * np.log10(g) - exact).max() < 0.015
+
+
 def test_breath_shape_inhales_shorter_than_it_exhales():
     p = np.linspace(0, 1, 1001)
     s = breath_shape(p)
