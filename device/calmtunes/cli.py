@@ -912,7 +912,14 @@ def seed(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="calmtunes", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="calmtunes",
+        description="The bedside calming-music device: its daemon, and the commands a "
+        "technician or clinician uses over SSH.",
+        epilog="Exit statuses: 0 success; 1 a check failed (selftest) or the request was "
+        "refused; 2 wrong usage; 69 the daemon is not running; 77 its socket may not be "
+        "opened by this user (not in the calmtunes group); 78 configuration error. "
+        "`calmtunes COMMAND --help` says more of each command.")
     p.add_argument("--version", action="version", version=f"calmtunes {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

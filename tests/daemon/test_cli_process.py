@@ -354,3 +354,14 @@ def test_an_output_never_replaces_a_file_of_another_kind(tmp_path, command):
     twice = subprocess.run([*CALMTUNES, command, *length, "--out", str(tmp_path / "w.wav")],
                            capture_output=True, text=True, timeout=120, env=env_for(tmp_path))
     assert twice.returncode == 0, twice.stderr[-1000:]  # an earlier output is replaced
+
+
+def test_help_says_what_the_command_is_and_its_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "``" not in out  # no markup from a docstring
+    assert "bedside calming-music device" in out
+    for status in ("69 the daemon is not running", "77 its socket", "78 configuration error"):
+        assert status in out

@@ -113,7 +113,7 @@ class Mixer:
                                        config.sound.entrainment_hz)
         self._highpass = SosFilter(
             butter_sos(2, HIGHPASS_HZ, "highpass", fs=self.rate), 2)
-        # image rejection for the ×3 upsampling: flat (±0.05 dB) to 6.5 kHz, −70 dB from 11 kHz
+        # image rejection for the ×3 upsampling: flat (0 to −0.1 dB) to 6.5 kHz, −70 dB from 11 kHz
         self._upsample = SosFilter(
             ellip_lowpass_sos(6500.0, fs=sample_rate), 2)
 
