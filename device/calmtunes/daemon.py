@@ -164,18 +164,17 @@ class _Request:
 
     def take(self) -> bool:
         """The loop's: True if the request is still wanted (it is now taken)."""
-        with self.lock:
-            if self.state == "withdrawn":
-                return False
-            self.state = "taken"
-            return True
+        return self._settle("taken", unless="withdrawn")
 
     def withdraw(self) -> bool:
         """The client's wait: True if the loop had not taken the request (it never will)."""
+        return self._settle("withdrawn", unless="taken")
+
+    def _settle(self, state: str, unless: str) -> bool:
         with self.lock:
-            if self.state == "taken":
+            if self.state == unless:
                 return False
-            self.state = "withdrawn"
+            self.state = state
             return True
 
 
