@@ -11,7 +11,7 @@ import pytest
 
 from calmtunes.care.arms import Arm
 from calmtunes.care.personaliser import Personaliser
-from calmtunes.care.store import CareStore
+from calmtunes.care.store import CareStore, Night
 from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
 from calmtunes.sessions import DB_NAME, SessionStore
@@ -81,6 +81,25 @@ def test_an_unusable_state_folder_never_stops_the_music(tmp_path):
     assert choice.arm == Arm("calm") and "unusable" in care.status()["problem"]
     assert care.end_session(choice, falling(), 1900.0).reward > 0  # nothing saved or raised
     assert "unusable" in care.status()["problem"]
+
+
+def test_care_files_in_a_folder_every_user_may_write_are_not_believed(tmp_path):
+    # anyone could have planted them: a listener whose twenty nights all loved uplift
+    state = tmp_path / "state"
+    care = Personaliser(cfg(state))
+    care.start_session(1000.0)  # the folders made, the daemon's own
+    planted = CareStore(state)
+    for k in range(20):
+        planted.add_night(care.listener, Night(2000.0 + k * 86400, "uplift", 3.0))
+    state.chmod(0o777)
+    try:
+        fooled = Personaliser(cfg(state))
+        choice = fooled.start_session(3_000_000.0)
+        assert choice.arm == Arm("calm")  # the default preset, nothing learnt believed
+        problem = fooled.status()["problem"]
+        assert "may be written by every user" in problem and str(state) in problem
+    finally:
+        state.chmod(0o750)
 
 
 def test_profiles_answer_best_to_their_preset():

@@ -222,6 +222,17 @@ class CareStore:
         _secure_dir(self.dir)
         _secure_dir(self.listeners_dir)
 
+    def _refuse_foreign_folders(self) -> None:
+        """NotOurs (an OSError) when the state folder or the care folders are another user's or
+        may be written by every user: what is in them is not the daemon's to believe (a file
+        planted there would steer the choice of music), as it is not the place to write."""
+        for folder in (self.dir.parent, self.dir, self.listeners_dir):
+            try:
+                st = os.stat(folder)
+            except FileNotFoundError:
+                continue
+            refuse_foreign(folder, st)
+
     def _set_aside(self, path: Path, error: CareFileError) -> CareFileError:
         try:
             kept = move_aside(path)
@@ -239,7 +250,9 @@ class CareStore:
 
     # -- which listener ------------------------------------------------------------------------
     def current(self, now: float | None = None) -> tuple[str, str | None]:
-        """The listener at this bedside (a new one if none is recorded) and a problem met."""
+        """The listener at this bedside (a new one if none is recorded) and a problem met;
+        the daemon's own reading: NotOurs when the folders are not safely its own."""
+        self._refuse_foreign_folders()
         problem = None
         try:
             data = _read_json(self.current_path)
