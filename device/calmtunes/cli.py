@@ -898,6 +898,12 @@ def path_arg(text: str) -> str:
     return text
 
 
+def folder_arg(text: str) -> str:
+    """A folder on the command line (--state-dir, --runtime-dir), made absolute: the config
+    takes only absolute folders, and "state" typed in a shell means the one where it stands."""
+    return os.path.abspath(path_arg(text))
+
+
 def seed(text: str) -> int:
     """A seed on the command line: a whole number, 0 or more (music.seed's and sim.seed's
     range)."""
@@ -951,7 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nights", type=int,
                    help="with --listener: this many sessions of --duration s in a row on one "
                    "device state (--state-dir), on the virtual clock")
-    s.add_argument("--state-dir", type=path_arg,
+    s.add_argument("--state-dir", type=folder_arg,
                    help="the device state for --nights (sessions.db, care/)")
     s.set_defaults(func=cmd_simulate)
 
@@ -970,29 +976,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="ask the running daemon how it is")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--runtime-dir", type=path_arg, help="where the daemon's socket is")
+    s.add_argument("--runtime-dir", type=folder_arg, help="where the daemon's socket is")
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("reload", help="make the running daemon read its config file again "
                        "(as SIGHUP); says what each part did, or why it was refused")
-    s.add_argument("--runtime-dir", type=path_arg)
+    s.add_argument("--runtime-dir", type=folder_arg)
     s.set_defaults(func=cmd_reload)
 
     s = sub.add_parser("preset", help="switch the running daemon to a preset")
     s.add_argument("value", metavar="NAME")
-    s.add_argument("--runtime-dir", type=path_arg)
+    s.add_argument("--runtime-dir", type=folder_arg)
     s.set_defaults(func=cmd_send, request="preset")
 
     s = sub.add_parser("sessions", help="list the recorded sessions (summaries only)")
     s.add_argument("--export", choices=("csv",), help="write every session as CSV to stdout")
     s.add_argument("--forget", action="store_true", help="delete every session record")
     s.add_argument("--yes", action="store_true", help="with --forget: do not ask")
-    s.add_argument("--state-dir", type=path_arg,
+    s.add_argument("--state-dir", type=folder_arg,
                    help="where sessions.db is (default: the config's)")
     s.set_defaults(func=cmd_sessions)
 
     s = sub.add_parser("report", help="the clinician's report: one self-contained HTML file")
-    s.add_argument("--state-dir", type=path_arg,
+    s.add_argument("--state-dir", type=folder_arg,
                    help="where sessions.db and care/ are (default: the config's)")
     which = s.add_mutually_exclusive_group()
     which.add_argument("--last", type=int, default=5, metavar="K",
@@ -1004,7 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("listener", help="start a new listener (fresh personalisation) or show "
                        "what was learnt")
     s.add_argument("action", choices=("new", "show"))
-    s.add_argument("--state-dir", type=path_arg, help="where care/ is (default: the config's)")
+    s.add_argument("--state-dir", type=folder_arg, help="where care/ is (default: the config's)")
     s.set_defaults(func=cmd_listener)
 
     s = sub.add_parser("fault", help="show that systemd gave up on the daemon: LEDs and a "
@@ -1021,7 +1027,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="debug_command", required=True)
     h = dsub.add_parser("hang", parents=[common], help="make a component stop responding")
     h.add_argument("value", metavar="COMPONENT")
-    h.add_argument("--runtime-dir", type=path_arg)
+    h.add_argument("--runtime-dir", type=folder_arg)
     h.set_defaults(func=cmd_send, request="hang")
     return p
 

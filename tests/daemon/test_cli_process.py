@@ -365,3 +365,14 @@ def test_help_says_what_the_command_is_and_its_exit_statuses(capsys):
     assert "bedside calming-music device" in out
     for status in ("69 the daemon is not running", "77 its socket", "78 configuration error"):
         assert status in out
+
+
+def test_a_relative_state_folder_on_the_command_line_is_where_the_shell_stands(tmp_path,
+                                                                               monkeypatch):
+    # the config takes only absolute folders; typed in a shell, "nights" means ./nights
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser().parse_args(["sessions", "--state-dir", "nights"])
+    assert args.state_dir == str(tmp_path / "nights")
+    args = cli.build_parser().parse_args(["status", "--runtime-dir", "./run"])
+    assert args.runtime_dir == str(tmp_path / "run")
+    assert cli.main(["sessions", "--state-dir", "nights"]) == 0
