@@ -448,11 +448,17 @@ def _socket_candidates(args: argparse.Namespace) -> list[Path]:
     if args.runtime_dir:
         return [socket_path(args.runtime_dir)]
     paths = []
+    # the config read only to find the socket: what is wrong with the file is the daemon's to
+    # say (a reload's reply), not said here as if the client were running on it
+    quiet = logging.getLogger(config_mod.__name__)
+    was, quiet.disabled = quiet.disabled, True
     try:
         cfg, _ = load_config(args.config)
         paths.append(socket_path(cfg.device.runtime_dir))
     except ConfigError:
         paths.append(socket_path(config_mod.DeviceConfig().runtime_dir))
+    finally:
+        quiet.disabled = was
     paths.append(socket_path(sim_dirs()[1]))
     return paths
 

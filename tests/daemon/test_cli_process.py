@@ -376,3 +376,15 @@ def test_a_relative_state_folder_on_the_command_line_is_where_the_shell_stands(t
     args = cli.build_parser().parse_args(["status", "--runtime-dir", "./run"])
     assert args.runtime_dir == str(tmp_path / "run")
     assert cli.main(["sessions", "--state-dir", "nights"]) == 0
+
+
+def test_reload_of_an_emptied_file_does_not_say_the_client_runs_on_the_defaults(tmp_path):
+    # the client reads the config only to find the socket; the file's problem is the
+    # daemon's to say, in its refusal
+    empty = tmp_path / "config.yaml"
+    empty.write_text("# emptied by an edit\n")
+    done = subprocess.run([*CALMTUNES, "reload", "--config", str(empty)], env=env_for(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    err = done.stderr
+    assert done.returncode == 69, err  # no daemon here
+    assert "running on the defaults" not in err and "no settings" not in err
