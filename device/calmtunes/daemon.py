@@ -789,11 +789,6 @@ class Daemon:
             return "config reload refused: see the journal"
         changed = [name for name in config_mod.SECTIONS
                    if getattr(old, name) != getattr(new, name)]
-        for key, unit in (("target_lufs", "LUFS"), ("max_volume_db", "dB")):
-            before, after = getattr(old.music, key), getattr(new.music, key)
-            if after > before:  # asked for by the file, but never unremarked
-                log.warning("config reload: music.%s %g → %g %s: the music may become up to "
-                            "%.1f dB louder", key, before, after, unit, after - before)
         parts: dict[str, str] = {}
         done: list[Any] = []
         try:
@@ -821,6 +816,11 @@ class Daemon:
             return "config reload refused: see the journal"
         # From here the new config runs: what follows is care's, which the music never waits
         # for, so a failure is logged and the reload still counts (and is reported) as done.
+        for key, unit in (("target_lufs", "LUFS"), ("max_volume_db", "dB")):
+            before, after = getattr(old.music, key), getattr(new.music, key)
+            if after > before:  # asked for by the file, but never unremarked (once it runs)
+                log.warning("config reload: music.%s %g → %g %s: the music may become up to "
+                            "%.1f dB louder", key, before, after, unit, after - before)
         self.config = new
         if old.care != new.care:
             parts["care"] = self._reload_care()

@@ -154,9 +154,11 @@ def test_a_part_that_cannot_take_the_new_config_puts_every_part_back(daemon_on_f
     mixer.reconfigure = refuse_new
     data = dataclasses.asdict(tmp_config)
     data["music"]["volume_step_db"] = 6.0
+    data["music"]["target_lufs"] = tmp_config.music.target_lufs + 3.0
     path.write_text(yaml.safe_dump(data))
     run(daemon, 2.5, at=[(1.5, daemon.request_reload)])
     assert "config reload undone" in caplog.text
+    assert "louder" not in caplog.text  # the louder file never ran: nothing to warn of
     assert "audio could not take the new one (cannot crossfade to that bed)" in caplog.text
     assert daemon.config is original and daemon.conductor.config is original
     assert all(getattr(c, "config", original) is original for c in daemon.components)
