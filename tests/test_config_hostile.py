@@ -364,3 +364,13 @@ def test_a_relative_state_or_runtime_folder_is_refused(key, folder):
         config.parse({"device": {key: folder}})
     text = str(err.value)
     assert f"device.{key}" in text and "not an absolute path" in text
+
+
+@pytest.mark.parametrize(("pin", "said"), [(19, "taken by I2S LRCK"), (2, "taken by I2C SDA"),
+                                           (16, "already used by panel.buttons.volume_up"),
+                                           (23, "already used by panel.leds.pulse")])
+def test_the_pulse_sensors_int_pin_needs_a_gpio_of_its_own(pin, said):
+    with pytest.raises(ConfigError) as err:
+        config.parse({"pulse": {"int_pin": pin}})
+    assert f"pulse.int_pin: GPIO{pin} is {said}" in str(err.value)
+    assert config.parse({"pulse": {"int_pin": 4}}).pulse.int_pin == 4

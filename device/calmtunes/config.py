@@ -733,11 +733,10 @@ def _check_section(name: str, section: Any, errors: list[str]) -> None:
                 if pin in used:
                     errors.append(f"{path}: GPIO{pin} is already used by {used[pin]}")
                 used[pin] = path
-        # GPIO2/3 carry I2C to the MAX30102; GPIO18/19/21 carry I2S to the DAC.
-        reserved = {2: "I2C SDA", 3: "I2C SCL", 18: "I2S BCK", 19: "I2S LRCK", 21: "I2S DOUT"}
         for pin, path in used.items():
-            if pin in reserved:
-                errors.append(f"{path}: GPIO{pin} is taken by {reserved[pin]}; choose another pin")
+            if pin in RESERVED_PINS:
+                errors.append(f"{path}: GPIO{pin} is taken by {RESERVED_PINS[pin]}; choose "
+                              "another pin")
     if isinstance(section, ConductorConfig) and section.start_tempo_min >= section.start_tempo_max:
         errors.append("conductor.start_tempo_min: must be below conductor.start_tempo_max")
     if isinstance(section, ConductorConfig) and (
@@ -760,6 +759,27 @@ def _check_arm_id(path: str, arm: Any, presets: dict, errors: list[str]) -> bool
                       f"{', '.join(ARM_VARIATIONS)}{_suggest(variation, ARM_VARIATIONS)}")
         ok = False
     return ok
+
+
+#: GPIO2/3 carry I2C to the MAX30102; GPIO18/19/21 carry I2S to the DAC
+RESERVED_PINS = {2: "I2C SDA", 3: "I2C SCL", 18: "I2S BCK", 19: "I2S LRCK", 21: "I2S DOUT"}
+
+
+def _check_int_pin(config: Config, errors: list[str]) -> None:
+    """The pulse sensor's INT line needs a GPIO of its own: one the bus or the sound card
+    carries, or a panel button or LED, would read their signal as the sensor's."""
+    pin = config.pulse.int_pin
+    if pin < 0:
+        return
+    if pin in RESERVED_PINS:
+        errors.append(f"pulse.int_pin: GPIO{pin} is taken by {RESERVED_PINS[pin]}; choose "
+                      "another pin, or -1 to poll")
+        return
+    for kind, mapping in (("buttons", config.panel.buttons), ("leds", config.panel.leds)):
+        for role, used in mapping.items():
+            if used == pin:
+                errors.append(f"pulse.int_pin: GPIO{pin} is already used by "
+                              f"panel.{kind}.{role}; choose another pin, or -1 to poll")
 
 
 #: what a panel button may do besides choosing a preset
@@ -845,6 +865,7 @@ def parse(data: Any, source: str = "config") -> Config:
     config = Config(**parsed)
     _check_care(config, errors)
     _check_panel_roles(config, errors)
+    _check_int_pin(config, errors)
     if errors:
         raise ConfigError(source, errors)
     return config
