@@ -72,7 +72,8 @@ def test_harmony_is_read_over_pad_piano_and_bass_in_every_bar():
         b = 16.0 + 4 * i
         rest += [(b, b + 4, 60 + root, 50, 2), (b, b + 4, 64 + root, 50, 2),
                  (b, b + 4, 67 + root, 50, 2), (b, b + 4, 36 + root, 50, 3)]
-    midi = {"tracks": {"harmony": c_major[:3] + [n for n in rest if n[4] == 2],
+    midi = {"tracks": {"harmony pad": c_major[:3],
+                       "harmony piano": [n for n in rest if n[4] == 2],
                        "bass": [c_major[3]] + [n for n in rest if n[4] == 3]},
             "tempi": [(0.0, 60.0)], "bars": [(0.0, 4.0)]}
     f = bench.midi_figures(midi)

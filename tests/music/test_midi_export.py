@@ -73,14 +73,18 @@ def _bar_lines(signatures, end_tick, tpb=480):
     return lines
 
 
-def test_render_writes_the_played_notes_on_three_tracks_with_the_tempo_map(tmp_path):
+def test_render_writes_the_played_notes_on_four_tracks_with_the_tempo_map(tmp_path):
     cfg = Config().replace(music={"generator": "procedural", "seed": 4})
     wav, mid_path = tmp_path / "s.wav", tmp_path / "s.mid"
     summary = render_offline(cfg, 0.75, wav, preset="calm", scenario="stressed", midi=mid_path)
     mid, tracks = _notes_by_track(mid_path)
     assert mid.type == 1
-    assert [t.name for t in mid.tracks[1:]] == ["melody", "harmony", "bass"]
-    assert all(tracks[name] for name in ("melody", "harmony", "bass"))
+    names = ["melody", "harmony pad", "harmony piano", "bass"]
+    assert [t.name for t in mid.tracks[1:]] == names
+    assert all(tracks[name] for name in names)
+    # one channel a track: a reader that groups a track's notes by channel finds one group
+    for track in mid.tracks[1:]:
+        assert len({m.channel for m in track if hasattr(m, "channel")}) == 1
     assert sum(len(v) for v in tracks.values()) == summary["midi_notes"]
     # the tempo map follows the closed loop's phrases (iso start near the heart rate)
     # and every phrase begins on a bar line of the file, at its own tempo, at its own time,
@@ -125,6 +129,71 @@ def test_a_crossfade_keeps_only_what_was_heard(tmp_path):
     assert [(round(a, 3), round(b, 3), p, v) for a, b, p, v in tracks["bass"]] == \
         [(4.0, 5.0, 67, 127)]
 
+
+
+def test_a_note_before_the_first_phrase_keeps_the_rest_of_its_track_in_time(tmp_path):
+    # humanised timing may start a note a few ms before the first phrase: at a negative tick
+    # it set the track's running tick below zero, and every later event of it came late
+    log = PlayLog()
+    log.add_phrase(0.0, 60.0, 8.0)
+    log.add_note(PlayedNote(-0.02, 1.0, 60, 0.5, "melody"))
+    log.add_note(PlayedNote(2.0, 3.0, 62, 0.5, "melody"))
+    log.add_note(PlayedNote(2.0, 3.0, 43, 0.5, "bass"))
+    path = tmp_path / "x.mid"
+    write_midi(path, log)
+    _, tracks = _notes_by_track(path)
+    assert [(round(a, 3), round(b, 3)) for a, b, *_ in tracks["melody"]] == [(0.0, 1.0),
+                                                                            (2.0, 3.0)]
+    assert [(round(a, 3), round(b, 3)) for a, b, *_ in tracks["bass"]] == [(2.0, 3.0)]
+
+
+def test_one_key_struck_twice_at_once_is_one_note(tmp_path):
+    # two voices of a chord on one key at one tick: one note, the longer and louder
+    log = PlayLog()
+    log.add_phrase(0.0, 60.0, 8.0)
+    log.add_note(PlayedNote(1.0, 2.0, 60, 0.3, "harmony"))
+    log.add_note(PlayedNote(1.0, 3.0, 60, 0.6, "harmony"))
+    path = tmp_path / "x.mid"
+    write_midi(path, log)
+    mid, tracks = _notes_by_track(path)
+    assert [(round(a, 3), round(b, 3), p, v) for a, b, p, v in tracks["harmony piano"]] == \
+        [(1.0, 3.0, 60, 76)]
+    ons = [m for t in mid.tracks for m in t if m.type == "note_on" and m.velocity > 0]
+    assert len(ons) == 1
+
+
+def test_a_midi_file_that_cannot_be_written_whole_leaves_the_one_before(tmp_path,
+                                                                        monkeypatch):
+    import os
+
+    log = PlayLog()
+    log.add_phrase(0.0, 60.0, 8.0)
+    log.add_note(PlayedNote(0.0, 1.0, 60, 0.5, "melody"))
+    path = tmp_path / "x.mid"
+    write_midi(path, log)
+    before = path.read_bytes()
+    log.add_note(PlayedNote(1.0, 2.0, 62, 0.5, "melody"))
+    real = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:100])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+    with pytest.raises(OSError):
+        write_midi(path, log)
+    assert path.read_bytes() == before  # as it was, not cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mid"]  # no part left beside it
 
 
 def test_phrases_a_sample_off_the_bar_line_stay_on_it_and_a_cut_one_has_a_short_bar():
@@ -228,3 +297,17 @@ def test_the_files_expression_follows_the_mixs_dynamics(tmp_path):
     low = min(steady, key=lambda e: e[1])
     high = max(steady, key=lambda e: e[1])
     assert level(low[0]) < level(high[0])
+
+
+def test_music21_reads_each_track_to_the_files_end(tmp_path):
+    # music21 groups a track's notes by channel: with the pad and the piano on one track it
+    # read the harmony 50 beats longer than the piece (170.5 against 120)
+    music21 = pytest.importorskip("music21")
+    cfg = Config().replace(music={"generator": "procedural", "seed": 3})
+    wav, mid_path = tmp_path / "s.wav", tmp_path / "s.mid"
+    render_offline(cfg, 1.0, wav, preset="sleep", midi=mid_path)
+    mid = mido.MidiFile(str(mid_path))
+    end_beats = max(sum(m.time for m in t) for t in mid.tracks) / mid.ticks_per_beat
+    score = music21.converter.parse(str(mid_path), quantizePost=False)
+    for part in score.parts:
+        assert part.highestTime == pytest.approx(end_beats, abs=1.0), part.partName

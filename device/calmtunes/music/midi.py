@@ -4,10 +4,12 @@
 in seconds (humanised timing included) and every phrase's tempo — and :func:`write_midi` writes
 it as a format-1 Standard MIDI File (the MIDI Manufacturers Association's SMF 1.0): a tempo-map
 track (tempo at every phrase start, 4/4 but for a cut phrase's last bar), then one track each
-for the melody, the harmony (pad and keyed accompaniment on their own channels) and the bass,
-each with a General MIDI programme. The mix's own dynamics (the mixer's envelope: phrase
-swells, breaths and rests, section levels) are every channel's CC11 expression, on General MIDI
-2's curve, so a file read back swells and rests as the sound did.
+for the melody, the harmony's pad, the harmony's keyed accompaniment and the bass, each on a
+channel of its own with a General MIDI programme (one channel a track: readers such as music21
+group a track's notes by channel and misplace them when a track holds two). The mix's own
+dynamics (the mixer's envelope: phrase swells, breaths and rests, section levels) are every
+channel's CC11 expression, on General MIDI 2's curve, so a file read back swells and rests as
+the sound did.
 Ticks count beats of the tempo map, so a bar in the file is a bar of the music: every phrase
 begins on a bar line of the file. Where a phrase was cut short by a crossfade (a preset change,
 the iso start meeting the listener's heart), its last bar is a short one: a time signature gives
@@ -24,8 +26,11 @@ No dependency: an SMF is a few chunks of big-endian integers and variable-length
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import math
+import os
+import secrets
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +39,12 @@ TICKS_PER_BEAT = 480
 #: track name -> the voices it holds, each voice with (channel, General MIDI programme 0–127)
 TRACKS: dict[str, dict[str, tuple[int, int]]] = {
     "melody": {"melody": (0, 46)},  # orchestral harp (the keyed voice is between harp and piano)
-    "harmony": {"pad": (1, 89), "harmony": (2, 0)},  # warm pad; acoustic grand piano
+    "harmony pad": {"pad": (1, 89)},  # warm pad
+    "harmony piano": {"harmony": (2, 0)},  # acoustic grand piano
     "bass": {"bass": (3, 32)},  # acoustic bass
 }
+#: the tracks that hold the harmony
+HARMONY_TRACKS = ("harmony pad", "harmony piano")
 
 
 @dataclass(frozen=True)
@@ -285,13 +293,21 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
             if n.voice not in voices:
                 continue
             ch = voices[n.voice][0]
-            on = round(tempo_map.beat_at(n.on_s) * tpb)
+            # nothing before the file's first tick: a delta time cannot be negative, and one
+            # clamped to 0 would move every later event of the track late
+            on = max(0, round(tempo_map.beat_at(n.on_s) * tpb))
             off = max(on + 1, round(tempo_map.beat_at(n.off_s) * tpb))
             vel = min(127, max(1, round(n.velocity * 127)))
             pitch = min(127, max(0, int(n.pitch)))
             keyed.setdefault((ch, pitch), []).append((on, off, vel))
-        for (ch, pitch), notes in keyed.items():
-            notes.sort()
+        for (ch, pitch), struck in keyed.items():
+            struck.sort()
+            notes = []  # two strikes of one key at one tick are one note: the longer, louder
+            for on, off, vel in struck:
+                if notes and notes[-1][0] == on:
+                    notes[-1] = (on, max(off, notes[-1][1]), max(vel, notes[-1][2]))
+                else:
+                    notes.append((on, off, vel))
             for i, (on, off, vel) in enumerate(notes):
                 if i + 1 < len(notes) and notes[i + 1][0] < off:
                     off = max(on + 1, notes[i + 1][0])
@@ -300,5 +316,27 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
                 written += 1
         chunks.append(_track(events))
     header = b"MThd" + struct.pack(">IHHH", 6, 1, len(chunks), tpb)
-    Path(path).write_bytes(header + b"".join(chunks))
+    _write_whole(Path(path), header + b"".join(chunks))
     return written
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` whole or not at all: written beside it and renamed over it, so a
+    write that fails (a full disk, a file-size limit) leaves no cut file, and an earlier file
+    of that name as it was. A path that is not a regular file (/dev/null, a FIFO) is written
+    to directly."""
+    if path.exists() and not path.is_file():
+        path.write_bytes(data)
+        return
+    target = path.resolve()  # a link is written through, as write_bytes would
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    # 0666 less the umask, as any file the command writes
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
