@@ -336,6 +336,8 @@ def cmd_render(args: argparse.Namespace) -> int:
               "would overwrite the sound; give the MIDI file its own name (e.g. "
               f"{Path(args.out).with_suffix('.mid')})", file=sys.stderr)
         return 2
+    if _folder_refused(args.midi, "MIDI", "render"):
+        return 1
     cfg = cfg.replace(music=music, sim=sim)
 
     def progress(fraction: float) -> None:
@@ -355,7 +357,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(f"wrote {args.out}: {summary['seconds']:.0f} s by the {summary['composer']} composer")
     if args.midi:
-        print(f"wrote {args.midi}: {summary['midi_notes']} notes (melody, harmony, bass tracks)")
+        print(f"wrote {args.midi}: {summary['midi_notes']} notes (melody, harmony pad, harmony "
+              "piano and bass tracks)")
     trace = summary.get("trace")
     if trace is not None:
         print(f"closed loop, listener {args.scenario!r}:")
@@ -382,13 +385,31 @@ def _fits_a_wav(seconds: float, sample_rate: int, command: str, option: str) -> 
 
 
 def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file (the same path, or links to one file)."""
+    """Whether two paths name one file (the same path, or links to one file, made yet or not:
+    a link to a file not there yet is followed to where it would be)."""
     try:
         if os.path.exists(a) and os.path.exists(b):
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return os.path.abspath(a) == os.path.abspath(b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _folder_refused(path: str | None, what: str, command: str) -> bool:
+    """Whether the folder ``path`` is to be written in is missing or not writable: said now,
+    not after a render of many minutes (whose other file would then stand alone)."""
+    if path is None:
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        problem = "there is no such folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = "this user may not write in that folder"
+    else:
+        return False
+    print(f"calmtunes {command}: cannot write the {what} file {path}: {problem} ({folder})",
+          file=sys.stderr)
+    return True
 
 
 def _preset_refused(command: str, preset: str | None, cfg: config_mod.Config) -> bool:

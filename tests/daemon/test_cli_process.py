@@ -169,6 +169,30 @@ def test_render_refuses_one_file_for_the_sound_and_the_notes(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("link", ["r.mid", "r.wav"])
+def test_render_refuses_a_link_that_makes_the_two_files_one(tmp_path, link):
+    # a link to a file not there yet: the notes would have been written over the sound
+    other = {"r.mid": "r.wav", "r.wav": "r.mid"}[link]
+    (tmp_path / link).symlink_to(tmp_path / other)
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
+                           str(tmp_path / "r.wav"), "--midi", str(tmp_path / "r.mid")],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "--midi and --out name the same file" in proc.stderr
+    assert not (tmp_path / other).exists()
+
+
+def test_render_into_a_midi_folder_that_is_not_there_says_so_before_rendering(tmp_path):
+    out = tmp_path / "r.wav"
+    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(out),
+                           "--midi", str(tmp_path / "no" / "r.mid")],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    assert proc.returncode == 1
+    assert "cannot write the MIDI file" in proc.stderr and "there is no such folder" in \
+        proc.stderr
+    assert not out.exists()  # nothing rendered for a file that could not be written
+
+
 def test_render_with_a_midi_file_on_a_full_disk_names_it(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
