@@ -89,8 +89,11 @@ def test_unit_has_what_the_device_needs():
                        "RestrictAddressFamilies": "AF_UNIX", "ProtectSystem": "strict",
                        "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
                        "CapabilityBoundingSet": "", "DevicePolicy": "closed",
-                       "StateDirectory": "calmtunes", "RuntimeDirectory": "calmtunes"}.items():
+                       "StateDirectory": "calmtunes", "RuntimeDirectory": "calmtunes",
+                       # libjack's metadata folder and server lookup stay inside the unit
+                       "TemporaryFileSystem": "/dev/shm"}.items():
         assert one[key] == value, key
+    assert "PYTHONDONTWRITEBYTECODE=1" in d["Environment"]
     assert d["SystemCallFilter"][0] == "@system-service"
 
 
