@@ -3,6 +3,7 @@ catches each kind before it is trusted to find none.
 
     python privacy_leaks.py network
     python privacy_leaks.py files [FILE-TO-REMOVE...]
+    python privacy_leaks.py others FILE SOCKET
     python privacy_leaks.py telemetry CALMTUNES-ARGS...
 
 ``network`` opens the sockets the daemon must never open: UDP to port 53 on the loopback
@@ -11,6 +12,8 @@ packet socket and a routing netlink socket (the last two may be refused without 
 attempt is what counts). ``files`` writes where a library would leave traces: ~/.cache,
 ~/.local and /tmp (that one is removed again at once: a file that existed for a moment is
 still a leak), and removes the files named after it (another part's file gone is a write too).
+``others`` reaches past its own files without writing one: it changes the mode and times of
+FILE, connects to another program's Unix socket SOCKET and starts a program (``true``).
 ``telemetry`` runs the real ``calmtunes`` command with onnxruntime's telemetry
 switched back on (the variable the package sets is removed again before onnxruntime is
 imported), the exact leak the package's privacy settings exist to stop.
@@ -54,6 +57,16 @@ def files(victims: list[str]) -> None:
     os.unlink(name)
 
 
+def others(victim: str, peer: str) -> None:
+    import subprocess
+
+    os.chmod(victim, 0o666)
+    os.utime(victim)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(peer)
+    subprocess.run(["true"], check=True)
+
+
 def telemetry(args: list[str]) -> int:
     import calmtunes  # sets ORT_DISABLE_TELEMETRY=1 …
 
@@ -71,7 +84,9 @@ if __name__ == "__main__":
         network()
     elif mode == "files":
         files(sys.argv[2:])
+    elif mode == "others":
+        others(sys.argv[2], sys.argv[3])
     elif mode == "telemetry":
         raise SystemExit(telemetry(sys.argv[2:]))
     else:
-        raise SystemExit(f"unknown mode {mode!r}: network, files or telemetry")
+        raise SystemExit(f"unknown mode {mode!r}: network, files, others or telemetry")

@@ -7,15 +7,21 @@ XDG folders but the run's own. One checker reads each trace and fails on
 
 - any AF_INET, AF_INET6 or AF_PACKET socket and any routing netlink socket (what resolvers and
   network probes open), whether or not the kernel granted it;
-- any connect, sendto, sendmsg or sendmmsg to port 53 (a DNS lookup);
-- any file or folder created (also in /dev/shm), or any existing file opened for writing
-  (devices and /proc aside), outside the run's state and runtime folders and its output file
-  (with that file's temporaries beside it, ``.<name>.*``): ~/.cache, ~/.local, /tmp and the
-  working folder are all watched. The one exception, by name, is PortAudio's JACK metadata
-  folder (see JACK_METADATA below and docs/SOUP.md).
+- any connect, sendto, sendmsg or sendmmsg to port 53 (a DNS lookup), and any connection to
+  another program's Unix socket (all but the run's own, systemd's notify socket, the name
+  service cache and a JACK server's);
+- any file or folder created (also in /dev/shm), any existing file opened for writing, removed,
+  or with its mode, owner, length, times or attributes changed (devices and /proc aside),
+  outside the run's state and runtime folders and its output file (with that file's
+  temporaries beside it, ``.<name>.*``): ~/.cache, ~/.local, /tmp, the working folder and the
+  package's own folder (its bytecode is compiled before, as an installed package's is) are all
+  watched. The one exception, by name, is PortAudio's JACK metadata folder (see JACK_METADATA
+  below and docs/SOUP.md);
+- any program started but those named in PROGRAMS.
 
 The checker is first shown to catch each kind of leak (tests/privacy_leaks.py): sockets, files
-in ~/.cache, ~/.local and /tmp, and the real ``calmtunes simulate`` with onnxruntime's
+in ~/.cache, ~/.local and /tmp, a file changed, another program's socket, a program started,
+and the real ``calmtunes simulate`` with onnxruntime's
 telemetry switched back on, which writes under ~/.cache/Microsoft and looks up
 mobile.events.data.microsoft.com about 9 s after onnxruntime is imported.
 
@@ -47,7 +53,23 @@ LEAKS = HERE / "privacy_leaks.py"
 TRACED = ("socket", "connect", "sendto", "sendmsg", "sendmmsg",
           "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat",
           "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat",
-          "unlink", "unlinkat", "rmdir")
+          "unlink", "unlinkat", "rmdir",
+          # a file's mode, owner, length, times or attributes changed is a write too
+          "chmod", "fchmod", "fchmodat", "chown", "fchown", "fchownat", "lchown", "truncate",
+          "utimensat", "setxattr", "lsetxattr", "fsetxattr",
+          "execve")
+# what a command may start, by name: ctypes.util.find_library runs `ldconfig -p` (sounddevice
+# looks PortAudio up so), selftest reads the watchdog settings with `systemctl show`, and the
+# report's matplotlib lists the system's fonts with `fc-list`
+PROGRAMS = ("ldconfig", "ldconfig.real", "systemctl", "fc-list")
+# the Unix sockets a command may connect to beyond its own run folder: systemd's notify socket
+# (the daemon's READY=1 and watchdog), the name service cache, and a JACK server's (libjack
+# looks for one as PortAudio starts: see JACK_METADATA)
+UNIX_PEERS = re.compile(r'^(?:/run/systemd/notify|/(?:var/)?run/nscd/socket|'
+                        r'/dev/shm/jack_[\w.-]+|@.*)$')
+_CHANGED_PATH = ("chmod", "chown", "lchown", "truncate", "setxattr", "lsetxattr")
+_CHANGED_AT = ("fchmodat", "fchownat", "utimensat")
+_CHANGED_FD = ("fchmod", "fchown", "fsetxattr")
 NETWORK_FAMILIES = ("AF_INET", "AF_INET6", "AF_PACKET")
 # onnxruntime's native module: once it is loaded, its telemetry would have started.
 ORT_LOADED = re.compile(r'"[^"]*onnxruntime[^"]*/onnxruntime_pybind11_state[^"]*\.so"')
@@ -119,6 +141,7 @@ def _path(dirfd: str | None, arg: str, cwd: Path) -> Path | None:
 class Allowed:
     folders: list[Path]
     files: list[Path]
+    programs: tuple[str, ...] = ()  # the command itself (its first execve)
 
     def __contains__(self, path: Path) -> bool:
         """In an allowed folder, an output, or an output's temporary (``.<name>.*`` beside it,
@@ -177,6 +200,30 @@ def findings(log: Path, allowed: Allowed, cwd: Path) -> list[str]:
         if call in ("connect", "sendto", "sendmsg", "sendmmsg"):
             if "htons(53)" in m.group(2):
                 found.append(f"DNS (port 53): {line.strip()}")
+            peer = re.search(r'sun_path=(@?"[^"]*"|@[^,}]*)', m.group(2))
+            if peer:  # a Unix socket: the run's own, or one of the few named
+                where = peer.group(1).replace('"', "")
+                if not (Path(where) in allowed or UNIX_PEERS.match(where)):
+                    found.append(f"connected to another program's socket: {where}   "
+                                 f"({line.strip()})")
+            continue
+        if call == "execve":
+            program = _unquote(args[0]) or args[0]
+            if program not in allowed.programs and Path(program).name not in PROGRAMS:
+                found.append(f"ran a program: {program}   ({line.strip()})")
+            continue
+        if call in _CHANGED_PATH or call in _CHANGED_AT or call in _CHANGED_FD:
+            if call in _CHANGED_PATH:
+                changed = _path(None, args[0], cwd)
+            elif call in _CHANGED_AT and args[1] != "NULL":
+                changed = _path(args[0], args[1], cwd)
+            else:  # a file descriptor: its path, which -y shows
+                fd = _FD.match(args[0])
+                changed = Path(fd.group(1)) if fd and fd.group(1) else None
+            if changed is not None and not str(changed).startswith(("/dev/", "/proc/")) \
+                    and changed not in allowed:
+                found.append(f"changed outside the run's folders: {changed}   "
+                             f"({line.strip()})")
             continue
         made: Path | None = None
         written: Path | None = None
@@ -253,9 +300,11 @@ class Sandbox:
     def env(self) -> dict[str, str]:
         """Only what a login shell would give, with a fresh HOME: no ORT_* or other telemetry
         variable, no XDG folder but the run's state and runtime ones (``calmtunes simulate``
-        may take its folders from there), no bytecode cache written beside the sources."""
+        may take its folders from there). Bytecode may be written as it would be for a user:
+        the sources are compiled before (:func:`compiled_sources`), as an installed package's
+        are, so a write the program makes of its own is seen."""
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-                "LANG": "C.UTF-8", "PYTHONPATH": str(DEVICE), "PYTHONDONTWRITEBYTECODE": "1",
+                "LANG": "C.UTF-8", "PYTHONPATH": str(DEVICE),
                 "XDG_STATE_HOME": str(self.state), "XDG_RUNTIME_DIR": str(self.run)}
 
     def out(self, name: str) -> Path:
@@ -311,7 +360,13 @@ class Sandbox:
             proc.kill()
 
     def allowed(self) -> Allowed:
-        return Allowed(folders=[self.state, self.run, *self.tolerated], files=list(self.outputs))
+        return Allowed(folders=[self.state, self.run, *self.tolerated], files=list(self.outputs),
+                       programs=self.programs())
+
+    def programs(self) -> tuple[str, ...]:
+        """What the trace began with: the command strace was given to start."""
+        first = re.search(r'execve\("([^"]+)"', self.log.read_text(errors="replace"))
+        return (first.group(1),) if first else ()
 
     def findings(self) -> list[str]:
         assert self.log.stat().st_size > 0  # strace saw the process
@@ -324,8 +379,18 @@ class Sandbox:
         assert sorted(self.work.iterdir()) == sorted(p for p in self.outputs if p.exists())
 
 
+@pytest.fixture(scope="session")
+def compiled_sources() -> None:
+    """The package's bytecode, as an installed package has it (pip compiles at install): the
+    traced commands run without PYTHONDONTWRITEBYTECODE, so a .pyc written at run time (a
+    module compiled on the fly, a cache of the program's own) is a finding."""
+    import compileall
+
+    assert compileall.compile_dir(str(DEVICE), quiet=1, workers=1)
+
+
 @pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
+def box(tmp_path: Path, compiled_sources: None) -> Sandbox:
     probe = subprocess.run(["strace", "-qq", "-o", str(tmp_path / "probe.log"), "true"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -356,6 +421,28 @@ def test_checker_catches_files_in_cache_local_and_tmp(box):
                   / "events.db", box.home / ".local" / "share" / "calmtunes-leak.txt"):
         assert any(f"outside the run's folders: {where} " in f for f in made), (where, made)
     assert any("/tmp/calmtunes-leak-" in f for f in made), made  # removed again: still caught
+
+
+def test_checker_catches_a_file_changed_a_program_run_and_another_programs_socket(box):
+    import socket as sockets
+
+    victim = box.base / "fault.json"  # another part's file, outside the run's folders
+    victim.write_text("{}")
+    peer = box.base / "other.sock"  # another program's server
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as server:
+        server.bind(str(peer))
+        server.listen(1)
+        done = box.call([sys.executable, str(LEAKS), "others", str(victim), str(peer)],
+                        timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = box.findings()
+    for call in ("chmod(", "utimensat("):
+        assert any(f.startswith(f"changed outside the run's folders: {victim} ") and call in f
+                   for f in found), (call, found)
+    assert any(f.startswith(f"connected to another program's socket: {peer} ")
+               for f in found), found
+    ran = [f for f in found if f.startswith("ran a program: ")]
+    assert ran and all(f.split()[3].endswith("/true") for f in ran), ran  # not the command
 
 
 def test_checker_allows_the_run_folders_and_the_output():
