@@ -66,7 +66,7 @@ PROGRAMS = ("ldconfig", "ldconfig.real", "systemctl", "fc-list")
 # (the daemon's READY=1 and watchdog), the name service cache, and a JACK server's (libjack
 # looks for one as PortAudio starts: see JACK_METADATA)
 UNIX_PEERS = re.compile(r'^(?:/run/systemd/notify|/(?:var/)?run/nscd/socket|'
-                        r'/dev/shm/jack_[\w.-]+|@.*)$')
+                        r'/dev/shm/jack_[\w.-]+)$')
 _CHANGED_PATH = ("chmod", "chown", "lchown", "truncate", "setxattr", "lsetxattr")
 _CHANGED_AT = ("fchmodat", "fchownat", "utimensat")
 _CHANGED_FD = ("fchmod", "fchown", "fsetxattr")
