@@ -987,3 +987,34 @@ def test_the_daemons_status_says_a_session_waits_to_be_written(tmp_config):
     assert said[3] == []
     rows = _rows(path.parent)
     assert rows and rows[0]["ended_by"] not in (None, "unclean")
+
+
+def test_the_stress_index_has_a_first_minute_of_its_own(tmp_path):
+    # it needs three minutes of pulse before its first value: counted from the session's first
+    # reading, its "first minute" was always empty, and no session had a stress start or trend
+    rec = SessionRecorder.open(cfg_for(tmp_path), T0)
+    rec.start(T0, "calm")
+    for k in range(600):
+        stress = None if k < 180 else 0.8 - 0.4 * (k - 180) / 420
+        rec.reading(T0 + k, PulseReading(t=0.0, finger=True, quality=0.9, hr_bpm=80.0 - k / 60,
+                                         rmssd_ms=40.0, breathing_rate=12.0, stress=stress,
+                                         stress_sd=0.05 if stress is not None else None))
+    s = rec.summary(T0 + 600)
+    assert s["stress_start"] == pytest.approx(0.8 - 0.4 * 30 / 420, abs=0.01)  # 180–240 s
+    assert s["stress_trend"] == pytest.approx(s["stress_end"] - s["stress_start"])
+    assert s["hr_start"] == pytest.approx(79.5, abs=0.01)  # the others as before: 0–60 s
+    rec.close(T0 + 601)
+
+
+def test_the_table_says_what_a_running_session_is_and_whose_it_is(tmp_path):
+    row = {c: None for c in COLUMNS}
+    row |= {"id": 1, "started_at": T0, "presets": "calm", "duration_s": 0.0,
+            "last_seen_at": T0 + 222.0, "listener": "L20260105-6759f9",
+            "hr_start": 86.456, "hr_end": 69.823, "hr_trend": -16.634,
+            "rmssd_start": 30.2, "rmssd_end": 30.4, "rmssd_trend": 0.2}
+    lines = format_rows([row]).splitlines()
+    assert "listener" in lines[0]
+    assert "  3.7  running " in lines[1] and "L20260105-6759f9" in lines[1]
+    assert "86→70 (-16)" in lines[1]  # the trend of the numbers shown
+    assert "30→30 (+0)" in lines[1] and "(-0)" not in lines[1]
+    assert any(line.startswith("running: no end recorded yet") for line in lines[2:])

@@ -901,6 +901,17 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 MAX_DURATION_S = 366 * 86400.0  # s: a year; render --minutes has its own, smaller bound
 
 
+def count(text: str) -> int:
+    """A whole number, 0 or more (``--last -3`` would have shown all but the first three)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"needs 0 or more, got {value}")
+    return value
+
+
 def positive(text: str) -> float:
     """A length of time on the command line: a finite number above 0 (not nan, inf, -1)."""
     try:
@@ -1028,7 +1039,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", type=folder_arg,
                    help="where sessions.db and care/ are (default: the config's)")
     which = s.add_mutually_exclusive_group()
-    which.add_argument("--last", type=int, default=5, metavar="K",
+    which.add_argument("--last", type=count, default=5, metavar="K",
                        help="show the last K sessions in detail (default 5; 0 for all)")
     which.add_argument("--session", type=int, metavar="ID", help="show this session in detail")
     s.add_argument("--out", type=path_arg, required=True, metavar="F.html")

@@ -464,8 +464,11 @@ def _learned(config: Config, state_dir: Path, Figure: Any, listener: str | None)
     if listener is None:
         return ("<h2>What the personaliser learned</h2><p>No listener record for these sessions: "
                 "the personaliser did not play them.</p>")
-    record: ListenerRecord = store.load(listener, set_aside=False)
-    head = f"<h2>What the personaliser learned</h2><p>Listener {html.escape(listener)}"
+    head = f"<h2>What the personaliser learned</h2><p>Listener {html.escape(str(listener))}"
+    try:
+        record: ListenerRecord = store.load(listener, set_aside=False)
+    except ValueError as exc:  # an id no listener has (the records file changed by hand)
+        return head + f": the record cannot be read ({html.escape(str(exc))}).</p>"
     if record.problem:
         return head + f": the record cannot be read ({html.escape(record.problem)}).</p>"
     rewarded = sum(1 for n in record.nights if n.reward is not None)

@@ -4,8 +4,10 @@ A session runs from play to pause (or sleep timer, stop, shutdown). Per session 
 kept: start and end (Unix time, s), the presets used in order, and heart rate (bpm), RMSSD (ms),
 breathing rate (breaths/min) and stress index (0–1) averaged over the first and the last minute of
 usable pulse readings, with their trend (last minus first; only when those minutes lie at least
-:data:`MIN_TREND_SPAN_S` apart). Raw PPG samples, beat times and camera images never reach this
-module: it is fed the once-a-second :class:`~calmtunes.pulse.reading.PulseReading` only.
+:data:`MIN_TREND_SPAN_S` apart). Each figure's first minute begins where it is first given: the
+stress index needs three minutes of pulse before its first value. Raw PPG samples, beat times
+and camera images never reach this module: it is fed the once-a-second
+:class:`~calmtunes.pulse.reading.PulseReading` only.
 
 With ``sessions.trace`` (the default) a session's course is kept too, for the clinician's report
 (``calmtunes report``): one row in ``session_points`` per 10 s of session time holding the means
@@ -563,6 +565,9 @@ class _Running:
         self.presets = [preset]
         self.readings = 0
         self.first_t: float | None = None
+        #: when each figure was first given: its "first minute" starts there (the stress index
+        #: needs three minutes of pulse before it gives one, after the other figures' first)
+        self.first_at: dict[str, float] = {}
         self.first: dict[str, list[float]] = {f: [] for f in FIGURES}
         self.last: collections.deque[tuple[float, dict[str, float]]] = collections.deque()
         self.last_t: float | None = None
@@ -829,8 +834,8 @@ class SessionRecorder:
             r.changed = True
             if r.first_t is None:
                 r.first_t = now
-            if now - r.first_t <= WINDOW_S:
-                for f, v in values.items():
+            for f, v in values.items():
+                if now - r.first_at.setdefault(f, now) <= WINDOW_S:
                     r.first[f].append(v)
             r.last.append((now, values))
             while r.last and now - r.last[0][0] > WINDOW_S:
@@ -988,11 +993,12 @@ class SessionRecorder:
             "preset": _most_played(r),
             "readings": r.readings,
         }
-        span_ok = (r.first_t is not None and r.last_t is not None
-                   and r.last_t - r.first_t >= MIN_TREND_SPAN_S)
         for f in FIGURES:
             start = _mean(r.first[f])
             end = _mean([v[f] for _, v in r.last if f in v])
+            since = r.first_at.get(f)
+            span_ok = (since is not None and r.last_t is not None
+                       and r.last_t - since >= MIN_TREND_SPAN_S)
             out[f"{f}_start"] = start
             out[f"{f}_end"] = end
             out[f"{f}_trend"] = (end - start) if span_ok and None not in (start, end) else None
@@ -1035,7 +1041,9 @@ class SessionRecorder:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    """A table for ``calmtunes sessions``: first minute → last minute (trend)."""
+    """A table for ``calmtunes sessions``: first minute → last minute (trend). A session with
+    no end is running, or was cut by a crash the next start has not closed yet: its length is
+    to the last time it was written, and a line under the table says so."""
     if not rows:
         return "no sessions recorded"
 
@@ -1044,22 +1052,40 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         if a is None and b is None:
             return "—"
         text = f"{'—' if a is None else f'{a:.{nd}f}'}→{'—' if b is None else f'{b:.{nd}f}'}"
-        return text if t is None else f"{text} ({t:+.{nd}f})"
+        if t is None or a is None or b is None:
+            return text
+        # the trend of the two numbers shown, so the three agree (86→70 is -16, not -17)
+        shown = round(round(b, nd) - round(a, nd), nd) + 0.0  # + 0.0: no "-0"
+        return f"{text} ({shown:+.{nd}f})"
 
-    head = (f"{'started':<20}  {'min':>5}  {'ended by':<12}  {'presets':<20}  {'HR bpm':<16}  "
-            f"{'RMSSD ms':<16}  {'breaths/min':<18}  {'stress':<18}  {'arm':<16}  reward")
+    head = (f"{'started':<20}  {'min':>5}  {'ended by':<12}  {'listener':<16}  "
+            f"{'presets':<20}  {'HR bpm':<16}  {'RMSSD ms':<16}  {'breaths/min':<18}  "
+            f"{'stress':<18}  {'arm':<16}  reward")
     lines = [head]
+    open_rows = []
     for r in rows:
         # with the time zone: a table copied off the device, or read across a DST change
         started = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(r["started_at"]))
-        minutes = (r["duration_s"] or 0.0) / 60.0
+        seconds = r["duration_s"] or 0.0
+        if r["ended_by"] is None:
+            seen = r.get("last_seen_at")
+            if isinstance(seen, (int, float)) and seen >= r["started_at"]:
+                seconds = max(seconds, seen - r["started_at"])
+            open_rows.append(r)
         lines.append(
-            f"{started:<20}  {minutes:5.1f}  {r['ended_by'] or 'running':<12}  "
+            f"{started:<20}  {seconds / 60.0:5.1f}  {r['ended_by'] or 'running':<12}  "
+            f"{(r.get('listener') or '—')[:16]:<16}  "
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
             f"{cell(r, 'stress', 2):<18}  {r.get('arm') or '—':<16}  "
             f"{'—' if r.get('reward') is None else format(r['reward'], '+.2f')}"
         )
+    if open_rows:
+        lines.append("running: no end recorded yet, so still playing, or stopped by a crash or "
+                     "power cut that the next start closes as 'unclean'; its minutes and figures "
+                     "are as last written (every 5 minutes)")
+    lines.append("figures: the session's first minute of each → its last minute (the stress "
+                 "index begins after three minutes of pulse)")
     return "\n".join(lines)
 
 

@@ -414,3 +414,21 @@ def test_listener_show_says_when_the_current_listener_file_is_damaged(tmp_path, 
     assert cli.main(["listener", "show", "--state-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "does not name a listener" in err and listener in err
+
+
+def test_a_negative_last_is_refused_not_read_from_the_end(tmp_path, capsys):
+    known_session(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["report", "--state-dir", str(tmp_path), "--last=-3",
+                  "--out", str(tmp_path / "r.html")])
+    assert done.value.code == 2 and "needs 0 or more, got -3" in capsys.readouterr().err
+
+
+def test_a_listener_id_changed_by_hand_is_said_not_a_traceback(tmp_path):
+    import sqlite3
+
+    known_session(tmp_path)
+    with sqlite3.connect(str(tmp_path / "sessions.db")) as db:
+        db.execute("UPDATE sessions SET listener = ?", ('<i>L"x',))
+    page = build_report(Config(), tmp_path, session_id=1)
+    assert "the record cannot be read" in page and "<i>L" not in page
