@@ -319,7 +319,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
         reason = r.get("reward_reason") or ""
         out.append(
             f"<tr><td class=l>{_when(r['started_at'])}</td>"
-            f"<td>{_fmt((r.get('duration_s') or 0) / 60)}</td>"
+            f"<td>{_fmt(_minutes(r))}</td>"
             f"<td class=l>{_fmt(r.get('arm'))}</td><td class=l>{_fmt(r.get('preset'))}</td>"
             f"<td>{_fmt(r.get('hr_base'))} → {_fmt(r.get('hr_resp'))}</td>"
             f"<td>{_fmt(r.get('rmssd_base'), 0)} → {_fmt(r.get('rmssd_resp'), 0)}</td>"
@@ -330,6 +330,19 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return "<table>" + "".join(out) + "</table>"
 
 
+def _minutes(r: dict[str, Any]) -> float:
+    """The session's length: to its end, or, not ended, to the last time it was written (its
+    length is written every 5 minutes, its last-seen time with it)."""
+    seconds = r.get("duration_s") or 0.0
+    seen = r.get("last_seen_at")
+    if r.get("ended_by") is None and isinstance(seen, (int, float)):
+        seconds = max(seconds, seen - r["started_at"])
+    return seconds / 60.0
+
+
+NOT_ENDED = "not ended: running, or stopped by a crash that the next start closes as unclean"
+
+
 def _session_summary(r: dict[str, Any]) -> str:
     def pair(a: str, b: str, unit: str, nd: int = 1) -> str:
         va, vb = r.get(a), r.get(b)
@@ -337,9 +350,16 @@ def _session_summary(r: dict[str, Any]) -> str:
         delta = f" (change {change:+.{nd}f} {unit})" if change is not None else ""
         return f"{_fmt(va, nd)} → {_fmt(vb, nd)} {unit}{delta}"
 
+    ended = _fmt(r.get("ended_by")) if r.get("ended_by") else NOT_ENDED
     reward = r.get("reward")
-    reward_text = (f"{reward:+.2f} reward units" if reward is not None
-                   else f"none — {html.escape(r.get('reward_reason') or 'not computed')}")
+    if reward is not None:
+        reward_text = f"{reward:+.2f} reward units"
+    elif r.get("ended_by") is None:
+        reward_text = "none yet — given when the session ends"
+    elif r.get("ended_by") == "unclean":
+        reward_text = "none — the device stopped uncleanly before the session could be measured"
+    else:
+        reward_text = f"none — {html.escape(r.get('reward_reason') or 'not computed')}"
     return (
         "<table>"
         f"<tr><th class=l>arm (preset played)</th><td class=l>{_fmt(r.get('arm'))} "
@@ -351,11 +371,15 @@ def _session_summary(r: dict[str, Any]) -> str:
         f"<tr><th class=l>breathing, baseline → minutes 5–15</th><td class=l>"
         f"{pair('breath_base', 'breath_resp', 'breaths/min')}; paced at "
         f"{_fmt(r.get('pace_rate'))} breaths/min</td></tr>"
+        f"<tr><th class=l>first minute → last minute: heart rate; RMSSD; breathing</th>"
+        f"<td class=l>{pair('hr_start', 'hr_end', 'bpm')}; "
+        f"{pair('rmssd_start', 'rmssd_end', 'ms', 0)}; "
+        f"{pair('breathing_start', 'breathing_end', 'breaths/min')}</td></tr>"
         f"<tr><th class=l>minutes to settle</th><td class=l>{_fmt(r.get('settle_min'))}</td></tr>"
         f"<tr><th class=l>usable signal</th><td class=l>{_fmt(r.get('usable_base_s'), 0)} s "
         f"in the baseline, {_fmt(r.get('usable_resp_s'), 0)} s in minutes 5–15</td></tr>"
         f"<tr><th class=l>reward</th><td class=l>{reward_text}</td></tr>"
-        f"<tr><th class=l>ended by</th><td class=l>{_fmt(r.get('ended_by'))}</td></tr>"
+        f"<tr><th class=l>ended by</th><td class=l>{ended}</td></tr>"
         "</table>")
 
 
@@ -441,9 +465,13 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     for i, d in enumerate(detail):
         r = d.row
         parts.append(f"<h3>Session {r['id']}: {_when(r['started_at'])}, "
-                     f"{_fmt((r.get('duration_s') or 0) / 60)} min</h3>")
+                     f"{_fmt(_minutes(r))} min</h3>")
         if d.points:
             parts.append(f"<figure>{session_figure(Figure, d, f's{i}')}</figure>")
+        elif r.get("ended_by") is None:
+            parts.append("<p>No course written yet: the session is running, or the device "
+                         "stopped without a clean stop and has not started since (its course "
+                         "is written every 30 minutes, its summary every 5).</p>")
         elif r.get("ended_by") == "unclean":
             parts.append("<p>No course recorded for this session: the device stopped without "
                          "a clean stop (a crash, a watchdog restart or a power cut) before its "

@@ -432,3 +432,21 @@ def test_a_listener_id_changed_by_hand_is_said_not_a_traceback(tmp_path):
         db.execute("UPDATE sessions SET listener = ?", ('<i>L"x',))
     page = build_report(Config(), tmp_path, session_id=1)
     assert "the record cannot be read" in page and "<i>L" not in page
+
+
+def test_a_session_not_ended_reads_as_running_with_its_figures(tmp_path):
+    # it was shown as 0 minutes, 'recorded before traces were kept', every figure '—'
+    cfg = Config().replace(device={"state_dir": str(tmp_path)})
+    rec = SessionRecorder.open(cfg, now=T0)
+    rec.start(T0, "calm")
+    for k in range(400):
+        rec.reading(T0 + k, PulseReading(t=k, finger=True, quality=0.9, hr_bpm=87.0 - k / 40,
+                                         rmssd_ms=30.0, breathing_rate=14.0, stress=None,
+                                         stress_sd=None))
+        rec.tick(T0 + k)  # written at 300 s, and not ended: a crash, or still playing
+    rec.store.close()
+    page = build_report(cfg, tmp_path, session_id=1)
+    assert "No course written yet: the session is running" in page
+    assert "not ended: running" in page and "none yet" in page
+    assert "5.0 min</h3>" in page  # to its last write
+    assert "86.2 → 80.2 bpm" in page  # its first and last minute, as written at 300 s
