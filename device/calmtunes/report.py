@@ -319,7 +319,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
         reason = r.get("reward_reason") or ""
         out.append(
             f"<tr><td class=l>{_when(r['started_at'])}</td>"
-            f"<td>{_fmt(_minutes(r))}</td>"
+            f"<td>{_fmt(_session_minutes(r))}</td>"
             f"<td class=l>{_fmt(r.get('arm'))}</td><td class=l>{_fmt(r.get('preset'))}</td>"
             f"<td>{_fmt(r.get('hr_base'))} → {_fmt(r.get('hr_resp'))}</td>"
             f"<td>{_fmt(r.get('rmssd_base'), 0)} → {_fmt(r.get('rmssd_resp'), 0)}</td>"
@@ -330,7 +330,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return "<table>" + "".join(out) + "</table>"
 
 
-def _minutes(r: dict[str, Any]) -> float:
+def _session_minutes(r: dict[str, Any]) -> float:
     """The session's length: to its end, or, not ended, to the last time it was written (its
     length is written every 5 minutes, its last-seen time with it)."""
     seconds = r.get("duration_s") or 0.0
@@ -465,7 +465,7 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     for i, d in enumerate(detail):
         r = d.row
         parts.append(f"<h3>Session {r['id']}: {_when(r['started_at'])}, "
-                     f"{_fmt(_minutes(r))} min</h3>")
+                     f"{_fmt(_session_minutes(r))} min</h3>")
         if d.points:
             parts.append(f"<figure>{session_figure(Figure, d, f's{i}')}</figure>")
         elif r.get("ended_by") is None:
