@@ -1133,9 +1133,14 @@ class Daemon:
             status.update(arm=self.choice.arm.id, why=self.choice.why)
         else:
             status.update(arm=None, why=None)
-        if self.manual:
-            status["why"] = ("a person chose the preset; `calmtunes preset auto` or the panel's "
-                             "new-listener chord hands back to the personaliser")
+        if self.manual:  # what plays is the person's preset, whatever arm the session began
+            status["arm"] = self.conductor.preset
+            status["why"] = (f"a person chose the preset {self.conductor.preset}"
+                             + (f", over the clinician's pin ({care.pinned_arm}), which a "
+                                "person's choice overrides as a forbid does not"
+                                if care.pinned_arm else "")
+                             + "; `calmtunes preset auto` or the panel's new-listener chord "
+                             "hands back to the personaliser")
         return status
 
     def may_see_health(self, peer: Peer | None) -> bool:

@@ -50,6 +50,11 @@ def test_a_person_chooses_and_the_personaliser_stands_aside_until_auto(tmp_confi
                                   (2.0, daemon.status)])[-1]
     assert daemon.conductor.preset == "uplift"
     assert manual["care"]["manual"] is True and "preset auto" in manual["care"]["why"]
+    # what plays is the person's preset, over the pin, and status says so (it named the arm
+    # the session began with, as if the person had chosen that)
+    assert manual["care"]["arm"] == "uplift"
+    assert "a person chose the preset uplift, over the clinician's pin (sleep)" in \
+        manual["care"]["why"]
     # a power cut does not undo a person's choice
     again = Daemon(cfg, control=False)
     assert again.conductor.preset == "uplift" and again.manual is True
