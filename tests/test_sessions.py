@@ -297,15 +297,18 @@ def test_the_arm_and_response_noted_are_written_and_exported(tmp_path):
     rec.start(T0, "sleep")
     for k in range(60):
         rec.reading(T0 + k, reading(80, 0.5))
-    rec.note(listener="L1", arm="sleep/slower", reward=1.25, reward_reason="ok", hr_fall=6.0)
+    rec.note(listener="L1", arm="sleep/slower", reward=1.25, reward_reason="ok", hr_fall=6.0,
+             chosen_by="clinician pin")
     with pytest.raises(ValueError, match="not care columns"):
         rec.note(hr_start=3.0)
     rec.end(T0 + 60, "pause")
     out = io.StringIO()
     rec.store.export_csv(out)
     [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert (row["preset"], row["arm"], row["reward"], row["hr_fall"], row["listener"]) == (
-        "sleep", "sleep/slower", "1.25", "6.0", "L1")
+    assert (row["preset"], row["arm"], row["reward"], row["hr_fall"], row["listener"],
+            row["chosen_by"]) == ("sleep", "sleep/slower", "1.25", "6.0", "L1", "clinician pin")
+    table = format_rows(rec.store.rows()).splitlines()
+    assert "chosen by" in table[0] and "sleep/slower      clinician pin" in table[1]
 
 
 def test_retention_deletes_old_sessions(tmp_path):

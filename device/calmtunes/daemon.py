@@ -341,8 +341,7 @@ class Daemon:
             log.info("session records: open now; the session playing is recorded from here")
             if self.conductor.playing:  # the same session and arm: only its record starts
                 self.sessions.start(self.record_time(), self.conductor.preset)
-                if self.choice is not None:
-                    self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
+                self._note_choice()
 
     def _make_care(self):
         if not (self.persist and personaliser_runs(self.config)):
@@ -399,8 +398,19 @@ class Daemon:
                 log.exception("care: the session of a person's choice cannot be noted")
         if self.sessions is not None:
             self.sessions.start(now, self.conductor.preset)
-            if self.choice is not None:
-                self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id)
+            self._note_choice()
+
+    def _note_choice(self) -> None:
+        """The session record's listener, arm and who chose it."""
+        from calmtunes.care.personaliser import chosen_by
+
+        assert self.sessions is not None
+        by = chosen_by(self.choice, self._by_hand)
+        if self.choice is not None:
+            self.sessions.note(listener=self.choice.listener, arm=self.choice.arm.id,
+                               chosen_by=by)
+        else:
+            self.sessions.note(chosen_by=by)
 
     def _let_go_of_a_previous_listeners_choice(self, now: float) -> None:
         """A preset a person chose binds the listener it was chosen for: after a new listener
@@ -467,6 +477,8 @@ class Daemon:
                                    **response.columns())
             except Exception:
                 log.exception("care: measuring the session failed; the record goes on")
+        if (by_hand or self.manual) and self.sessions is not None:
+            self.sessions.note(chosen_by="person")  # a person took it over: theirs from then
         if choice is not None and self.config is not choice.config:  # the next starts afresh
             self._unplay_arm()
         if self.sessions is not None:

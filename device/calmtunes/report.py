@@ -299,9 +299,12 @@ so it can sit a few dB under what the buttons set, never above it.</dd>
 {reward_mod.RESPONSE_FROM_S / 60:g}–{reward_mod.RESPONSE_TO_S / 60:g}.</dd>
 <dt>Minutes to settle</dt><dd>when the 1-minute heart rate first came within
 {reward_mod.SETTLE_BAND_BPM:g} bpm of its level over the session's last 3 minutes.</dd>
-<dt>Arm and reward</dt><dd>the arm is what the personaliser chose to play (a preset, or a safe
+<dt>Arm, chosen by, and reward</dt><dd>the arm is what the session played (a preset, or a safe
 variation: "slower" = target tempo 4 bpm lower, "no-bed" = no ambient bed, "no-pacing" = no
-breathing swell). Reward = heart-rate fall / {reward_mod.HR_UNIT_BPM:g} bpm + RMSSD rise /
+breathing swell); "chosen by" says who chose it: the personaliser, the clinician's pin, a person
+(a preset pressed or asked for, at the start or during the session: measured, not rewarded) or
+the config's default preset (the personaliser off, or its record unusable).
+Reward = heart-rate fall / {reward_mod.HR_UNIT_BPM:g} bpm + RMSSD rise /
 {reward_mod.RMSSD_UNIT_MS:g} ms + breathing change toward the paced rate /
 {reward_mod.BREATH_UNIT:g} breaths/min, each term limited to ±{reward_mod.TERM_LIMIT:g}.
 A session with too little usable signal gets no reward and teaches nothing.</dd>
@@ -310,8 +313,9 @@ A session with too little usable signal gets no reward and teaches nothing.</dd>
 
 
 def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("<tr><th class=l>started</th><th>min</th><th class=l>arm</th><th class=l>preset"
-            "</th><th>HR bpm<br>baseline → 5–15</th><th>RMSSD ms<br>baseline → 5–15</th>"
+    head = ("<tr><th class=l>started</th><th>min</th><th class=l>arm</th><th class=l>chosen "
+            "by</th><th class=l>preset</th><th>HR bpm<br>baseline → 5–15</th>"
+            "<th>RMSSD ms<br>baseline → 5–15</th>"
             "<th>breaths/min<br>baseline → 5–15 (paced)</th><th>settle<br>min</th>"
             "<th>reward</th><th class=l>note</th></tr>")
     out = [head]
@@ -320,7 +324,8 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
         out.append(
             f"<tr><td class=l>{_when(r['started_at'])}</td>"
             f"<td>{_fmt(_session_minutes(r))}</td>"
-            f"<td class=l>{_fmt(r.get('arm'))}</td><td class=l>{_fmt(r.get('preset'))}</td>"
+            f"<td class=l>{_fmt(r.get('arm'))}</td><td class=l>{_fmt(r.get('chosen_by'))}</td>"
+            f"<td class=l>{_fmt(r.get('preset'))}</td>"
             f"<td>{_fmt(r.get('hr_base'))} → {_fmt(r.get('hr_resp'))}</td>"
             f"<td>{_fmt(r.get('rmssd_base'), 0)} → {_fmt(r.get('rmssd_resp'), 0)}</td>"
             f"<td>{_fmt(r.get('breath_base'))} → {_fmt(r.get('breath_resp'))} "
@@ -364,6 +369,7 @@ def _session_summary(r: dict[str, Any]) -> str:
         "<table>"
         f"<tr><th class=l>arm (preset played)</th><td class=l>{_fmt(r.get('arm'))} "
         f"({_fmt(r.get('preset'))}); presets in order: {_fmt(r.get('presets'))}</td></tr>"
+        f"<tr><th class=l>chosen by</th><td class=l>{_fmt(r.get('chosen_by'))}</td></tr>"
         f"<tr><th class=l>heart rate, baseline → minutes 5–15</th><td class=l>"
         f"{pair('hr_base', 'hr_resp', 'bpm')}</td></tr>"
         f"<tr><th class=l>RMSSD, baseline → minutes 5–15</th><td class=l>"

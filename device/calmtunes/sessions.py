@@ -122,7 +122,7 @@ FIGURES = ("hr", "rmssd", "breathing", "stress")
 _READING_FIELD = {"hr": "hr_bpm", "rmssd": "rmssd_ms", "breathing": "breathing_rate",
                   "stress": "stress"}
 ENDED_UNCLEAN = "unclean"
-_CARE_COLUMNS = {"preset": "TEXT", "listener": "TEXT", "arm": "TEXT",
+_CARE_COLUMNS = {"preset": "TEXT", "listener": "TEXT", "arm": "TEXT", "chosen_by": "TEXT",
                  **{c: ("TEXT" if c == "reward_reason" else "REAL") for c in RESPONSE_COLUMNS}}
 COLUMNS = ("id", "started_at", "ended_at", "duration_s", "ended_by", "presets", "readings",
            *(f"{f}_{w}" for f in FIGURES for w in ("start", "end", "trend")), "last_seen_at",
@@ -1060,7 +1060,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
     head = (f"{'started':<20}  {'min':>5}  {'ended by':<12}  {'listener':<16}  "
             f"{'presets':<20}  {'HR bpm':<16}  {'RMSSD ms':<16}  {'breaths/min':<18}  "
-            f"{'stress':<18}  {'arm':<16}  reward")
+            f"{'stress':<18}  {'arm':<16}  {'chosen by':<13}  reward")
     lines = [head]
     open_rows = []
     for r in rows:
@@ -1078,6 +1078,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
             f"{cell(r, 'stress', 2):<18}  {r.get('arm') or '—':<16}  "
+            f"{(r.get('chosen_by') or '—')[:13]:<13}  "
             f"{'—' if r.get('reward') is None else format(r['reward'], '+.2f')}"
         )
     if open_rows:

@@ -52,7 +52,7 @@ def known_session(state_dir):
         rec.scene(t, "night" if k >= 480 else None)
         rec.tick(t)
     response = session_response(rec.points(T0 + 900))  # as the daemon does at the end
-    rec.note(arm="calm/no-bed", **response.columns())
+    rec.note(arm="calm/no-bed", chosen_by="personaliser", **response.columns())
     rec.end(T0 + 900, "pause")
     rec.close(T0 + 901)
     return cfg
@@ -450,3 +450,11 @@ def test_a_session_not_ended_reads_as_running_with_its_figures(tmp_path):
     assert "not ended: running" in page and "none yet" in page
     assert "5.0 min</h3>" in page  # to its last write
     assert "86.2 → 80.2 bpm" in page  # its first and last minute, as written at 300 s
+
+
+def test_the_report_says_who_chose_each_sessions_arm(tmp_path):
+    # a session the clinician pinned read the same as one the personaliser chose
+    known_session(tmp_path)
+    page = build_report(Config(), tmp_path)
+    assert "chosen by" in page and "<td class=l>personaliser</td>" in page
+    assert "the clinician's pin" in page  # the glossary says what the values mean

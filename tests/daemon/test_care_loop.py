@@ -39,6 +39,7 @@ def test_a_pinned_arm_is_played_from_power_on_and_recorded(tmp_config):
     assert playing == planned
     [row] = rows(cfg)
     assert row["arm"] == "sleep/slower"
+    assert row["chosen_by"] == "clinician pin"  # not to be read as the personaliser's choice
     # a 3 s session has no minutes 5-15: no reward, and the record says why
     assert row["reward"] is None and row["reward_reason"]
 
@@ -69,6 +70,10 @@ def test_a_person_chooses_and_the_personaliser_stands_aside_until_auto(tmp_confi
     assert third.conductor.preset == "sleep"
     presets = [r["arm"] for r in rows(cfg)]
     assert presets[-1] == "sleep"  # the session after "auto" carries the chosen arm
+    # who chose each: the pin; a person over it (the same session, taken over); a person
+    # from power-on; the pin again after "auto"
+    assert [r["chosen_by"] for r in rows(cfg)] == ["person", "person", "person",
+                                                   "clinician pin"]
 
 
 def test_the_loop_keeps_where_the_music_went_unheard_for_the_reward(tmp_config):

@@ -48,6 +48,25 @@ class Choice:
     started_at: float
 
 
+#: who chose a session's arm, as the session record keeps it (``chosen_by``)
+CHOOSERS = ("personaliser", "clinician pin", "person", "config")
+
+
+def chosen_by(choice: Choice | None, by_hand: bool) -> str:
+    """Who chose what the session played: a person (a preset pressed or asked for), the
+    clinician's pin, the personaliser, or the config's default preset (no personaliser, or its
+    record unusable)."""
+    if by_hand or (choice is not None and choice.why == PERSON_CHOSE):
+        return "person"
+    if choice is None:
+        return "config"
+    if choice.why.startswith("pinned by the clinician"):
+        return "clinician pin"
+    if choice.why.endswith("playing the default preset"):
+        return "config"
+    return "personaliser"
+
+
 def bandit_for(config: Config, record: ListenerRecord,
                rng: np.random.Generator | None = None) -> Bandit:
     """The bandit's belief after this listener's rewarded nights."""

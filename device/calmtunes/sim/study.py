@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from calmtunes.care.arms import Arm, apply_arm
-from calmtunes.care.personaliser import Choice, Personaliser
+from calmtunes.care.personaliser import Choice, Personaliser, chosen_by
 from calmtunes.care.reward import Response, session_response
 from calmtunes.care.store import CareStore
 from calmtunes.care.trace import SessionTrace, TracePoint
@@ -244,7 +244,7 @@ def run_study(config: Config, p: Profile, nights: int, duration_s: float, seed: 
             response = care.end_session(choice, points, start + duration_s, sid)
             if recorder is not None:
                 recorder.note(listener=choice.listener, arm=choice.arm.id,
-                              **response.columns())
+                              chosen_by=chosen_by(choice, False), **response.columns())
                 recorder.end(start + duration_s, "sleep_timer")
             results.append(NightResult(n, choice.arm.id, choice.why, response,
                                        composer.name if composer is not None else "none"))
