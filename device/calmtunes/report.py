@@ -47,6 +47,12 @@ POOR_USABLE = 0.5  # a step with fewer usable readings than this is shaded as po
 COLOURS = {"hr": "#b2182b", "tempo": "#2166ac", "breath": "#1b7837", "pace": "#762a83",
            "rmssd": "#e08214", "poor": "#bdbdbd", "window": "#fdf6e3"}
 PRESET_COLOURS = ("#9ecae1", "#c7e9c0", "#fdd0a2", "#dadaeb", "#fcbba1", "#d9d9d9")
+# the reward bars' arms: ten light colours told apart in hue (ColorBrewer's Set3), each with a
+# hatch of its own as well, so the arms are told apart without colour (printed in grey, or by
+# a reader who does not see red from green)
+ARM_COLOURS = ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69",
+               "#fccde5", "#d9d9d9", "#bc80bd")
+ARM_HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "--", "++", "||", "**")
 
 
 class ReportError(Exception):
@@ -107,14 +113,24 @@ def _series(points: Sequence[TracePoint], attr: str) -> list[float]:
     return [math.nan if getattr(p, attr) is None else float(getattr(p, attr)) for p in points]
 
 
-def _shade(ax: Any, points: Sequence[TracePoint], step_min: float) -> None:
+def _windows(end_min: float) -> list[tuple[float, float, str]]:
+    """The baseline and response windows (minutes), cut at the session's end: a window the
+    session never reached is not drawn (cream out to 15 minutes looked like signal lost)."""
+    out = []
+    for a, b, name in ((reward_mod.BASELINE_FROM_S, reward_mod.BASELINE_TO_S, "baseline"),
+                       (reward_mod.RESPONSE_FROM_S, reward_mod.RESPONSE_TO_S, "response")):
+        a, b = a / 60.0, min(b / 60.0, end_min)
+        if b > a:
+            out.append((a, b, name))
+    return out
+
+
+def _shade(ax: Any, points: Sequence[TracePoint], step_min: float, end_min: float) -> None:
     poor = [p.t_s / 60.0 for p in points if p.usable < POOR_USABLE]
     for m in poor:
         ax.axvspan(m, m + step_min, color=COLOURS["poor"], alpha=0.45, lw=0)
-    ax.axvspan(reward_mod.BASELINE_FROM_S / 60, reward_mod.BASELINE_TO_S / 60,
-               color=COLOURS["window"], zorder=-2, lw=0)
-    ax.axvspan(reward_mod.RESPONSE_FROM_S / 60, reward_mod.RESPONSE_TO_S / 60,
-               color=COLOURS["window"], zorder=-2, lw=0)
+    for a, b, _ in _windows(end_min):
+        ax.axvspan(a, b, color=COLOURS["window"], zorder=-2, lw=0)
 
 
 def session_figure(Figure: Any, data: SessionData, salt: str) -> str:
@@ -125,15 +141,16 @@ def session_figure(Figure: Any, data: SessionData, salt: str) -> str:
     axes = fig.subplots(5, 1, sharex=True,
                         gridspec_kw={"height_ratios": [3, 2.4, 2, 1.2, 1.0], "hspace": 0.25})
     hr, br, rm, q, tl = axes
+    end = x[-1] + step if x else step  # the session's length: the axis ends there
     for ax in axes[:3]:
-        _shade(ax, pts, step)
+        _shade(ax, pts, step, end)
+    tl.set_xlim(0.0, end)
     hr.plot(x, _series(pts, "hr_bpm"), color=COLOURS["hr"], lw=1.4, label="heart rate (pulse)")
     hr.plot(x, _series(pts, "tempo_bpm"), color=COLOURS["tempo"], lw=1.2, ls="--",
             label="music tempo")
     hr.set_ylabel("bpm")
-    for a, b, name in ((reward_mod.BASELINE_FROM_S, reward_mod.BASELINE_TO_S, "baseline"),
-                       (reward_mod.RESPONSE_FROM_S, reward_mod.RESPONSE_TO_S, "response")):
-        hr.text((a + b) / 120.0, 1.02, name, ha="center", va="bottom", fontsize=7,
+    for a, b, name in _windows(end):
+        hr.text((a + b) / 2.0, 1.02, name, ha="center", va="bottom", fontsize=7,
                 color="#8c6d1f", transform=hr.get_xaxis_transform())
     hr.legend(loc="upper right", frameon=False, ncols=2)
     br.plot(x, _series(pts, "breathing_rate"), color=COLOURS["breath"], lw=1.4,
@@ -142,8 +159,13 @@ def session_figure(Figure: Any, data: SessionData, salt: str) -> str:
             label="paced breathing")
     br.set_ylabel("breaths/min")
     br.legend(loc="upper right", frameon=False, ncols=2)
-    rm.plot(x, _series(pts, "rmssd_ms"), color=COLOURS["rmssd"], lw=1.4, label="RMSSD")
+    rmssd = _series(pts, "rmssd_ms")
+    rm.plot(x, rmssd, color=COLOURS["rmssd"], lw=1.4, label="RMSSD")
     rm.set_ylabel("RMSSD, ms")
+    if all(math.isnan(v) for v in rmssd):
+        rm.set_yticks([])
+        rm.text(0.5, 0.5, "no RMSSD in this session (too little clean pulse)", ha="center",
+                va="center", fontsize=8, color="#636363", transform=rm.transAxes)
     q.fill_between(x, [p.quality for p in pts], step="post", color="#636363", alpha=0.5,
                    label="signal quality")
     q.plot(x, [p.usable for p in pts], drawstyle="steps-post", color="black", lw=0.8,
@@ -198,20 +220,31 @@ def trend_figure(Figure: Any, sessions: Sequence[dict[str, Any]], salt: str) -> 
     def col(name: str) -> list[float]:
         return [math.nan if r.get(name) is None else float(r[name]) for r in sessions]
 
-    ax1.plot(n, col("hr_base"), "o-", color="#f4a582", ms=3, lw=1, label="baseline (min 0.5–3)")
+    # baseline and response told apart by line and marker, not only by their shade
+    ax1.plot(n, col("hr_base"), "s--", color="#f4a582", ms=3, lw=1,
+             label="baseline (min 0.5–3)")
     ax1.plot(n, col("hr_resp"), "o-", color=COLOURS["hr"], ms=3, lw=1, label="minutes 5–15")
     ax1.set_ylabel("heart rate, bpm")
     ax1.legend(frameon=False, ncols=2, fontsize=7)
-    ax2.plot(n, col("rmssd_base"), "o-", color="#fdb863", ms=3, lw=1, label="baseline")
+    ax2.plot(n, col("rmssd_base"), "s--", color="#fdb863", ms=3, lw=1, label="baseline")
     ax2.plot(n, col("rmssd_resp"), "o-", color=COLOURS["rmssd"], ms=3, lw=1,
              label="minutes 5–15")
     ax2.set_ylabel("RMSSD, ms")
     ax2.legend(frameon=False, ncols=2, fontsize=7)
     rewards = col("reward")
     arms = sorted({r.get("arm") or "—" for r in sessions})
-    colour = {a: PRESET_COLOURS[i % len(PRESET_COLOURS)] for i, a in enumerate(arms)}
-    ax3.bar(n, [0 if math.isnan(v) else v for v in rewards],
-            color=[colour[r.get("arm") or "—"] for r in sessions], edgecolor="#636363", lw=0.5)
+    # beyond ten arms colour and hatch repeat: the bars carry their arm's number then too
+    look = {a: (ARM_COLOURS[i % len(ARM_COLOURS)], ARM_HATCHES[i % len(ARM_HATCHES)])
+            for i, a in enumerate(arms)}
+    bars = ax3.bar(n, [0 if math.isnan(v) else v for v in rewards],
+                   color=[look[r.get("arm") or "—"][0] for r in sessions],
+                   edgecolor="#636363", lw=0.5)
+    for bar, r in zip(bars, sessions, strict=True):
+        bar.set_hatch(look[r.get("arm") or "—"][1])
+    if len(arms) > len(ARM_COLOURS):
+        for i, r in zip(n, sessions, strict=True):
+            ax3.text(i, 0, str(arms.index(r.get("arm") or "—") + 1), ha="center",
+                     va="top", fontsize=6)
     for i, v in zip(n, rewards):
         if math.isnan(v):
             ax3.text(i, 0, "×", ha="center", va="bottom", fontsize=8, color="#b2182b")
@@ -222,22 +255,43 @@ def trend_figure(Figure: Any, sessions: Sequence[dict[str, Any]], salt: str) -> 
     ax3.set_xlabel("session (oldest first); × = no reward (the table's note says why)")
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=colour[a], label=a) for a in arms]
+    handles = [Patch(facecolor=look[a][0], hatch=look[a][1], edgecolor="#636363",
+                     label=f"{k}: {a}" if len(arms) > len(ARM_COLOURS) else a)
+               for k, a in enumerate(arms, 1)]
     ax3.legend(handles=handles, frameon=False, ncols=min(5, len(arms)), fontsize=7,
                loc="upper left", bbox_to_anchor=(0, -0.45))
     return _svg(fig, salt)
 
 
-def belief_figure(Figure: Any, beliefs: Sequence[Any], salt: str) -> str:
+def belief_figure(Figure: Any, beliefs: Sequence[Any], salt: str,
+                  played: dict[str, int] | None = None, forbidden: Sequence[str] = (),
+                  pinned: str = "") -> str:
+    """The belief of each arm; ``played``: nights each arm played (rewarded or not); the
+    clinician's forbidden arms (a preset forbids its variations) and pin marked."""
+    def mark(arm: str) -> str:
+        if arm == pinned:
+            return f"{arm} (pinned)"
+        if arm in forbidden or arm.partition("/")[0] in forbidden:
+            return f"{arm} (forbidden)"
+        return arm
+
     fig = Figure(figsize=(8.0, 0.35 * len(beliefs) + 1.0))
     ax = fig.subplots()
-    names = [b.arm for b in beliefs][::-1]
-    means = [b.mean for b in beliefs][::-1]
-    sds = [b.sd for b in beliefs][::-1]
-    ax.barh(names, means, xerr=[1.96 * s for s in sds], color="#9ecae1", ecolor="#636363",
-            capsize=2)
-    for i, b in enumerate(beliefs[::-1]):
-        ax.text(0.0, i, f" {b.nights} nights", va="center", fontsize=7)
+    shown = beliefs[::-1]
+    names = [mark(b.arm) for b in shown]
+    means = [b.mean for b in shown]
+    sds = [b.sd for b in shown]
+    bars = ax.barh(names, means, xerr=[1.96 * s for s in sds], color="#9ecae1",
+                   ecolor="#636363", capsize=2)
+    for bar, b in zip(bars, shown, strict=True):
+        if mark(b.arm).endswith("(forbidden)"):  # never chosen: drawn pale and hatched
+            bar.set_color("#f0f0f0")
+            bar.set_edgecolor("#969696")
+            bar.set_hatch("xx")
+    for i, b in enumerate(shown):
+        of = (played or {}).get(b.arm)
+        count = f" {b.nights} rewarded" + (f" of {of} played" if of is not None else "")
+        ax.text(0.0, i, count, va="center", fontsize=7)
     ax.set_xlabel("expected reward (reward units), with a 95 % interval")
     return _svg(fig, salt)
 
@@ -460,14 +514,19 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
         shown = rows[-ACROSS_MAX:]  # a page a clinician can read, however long the stay
         earlier = len(rows) - len(shown)
         parts.append("<p>Each night's heart rate and RMSSD in the baseline and in minutes 5–15, "
-                     "and the reward the personaliser learnt from (coloured by arm)"
+                     "and the reward the personaliser learnt from (each arm its colour and "
+                     "hatching)"
                      + (f"; the last {len(shown)} sessions ({earlier} earlier ones are not "
                         "shown: `calmtunes sessions --export csv` has every one)" if earlier
                         else "") + ".</p>")
         parts.append(f"<figure>{trend_figure(Figure, shown, 'trend')}</figure>")
         parts.append(_summary_table(shown))
+    else:
+        parts.append("<p>No sessions yet.</p>")
     parts.append(_learned(config, state_dir, Figure, listener))
     parts.append("<h2>Sessions in detail</h2>")
+    if not detail:
+        parts.append("<p>No sessions yet.</p>")
     for i, d in enumerate(detail):
         r = d.row
         parts.append(f"<h3>Session {r['id']}: {_when(r['started_at'])}, "
@@ -520,7 +579,11 @@ def _learned(config: Config, state_dir: Path, Figure: Any, listener: str | None)
             f"default preset {html.escape(config.music.default_preset)}). "
             + ("Oversight, as the config says now (earlier sessions may have run under other "
                "settings): " + "; ".join(oversight) + "." if oversight else "") + "</p>")
-    return head + text + f"<figure>{belief_figure(Figure, beliefs, 'belief')}</figure>"
+    played: dict[str, int] = {}
+    for n in record.nights:
+        played[n.arm] = played.get(n.arm, 0) + 1
+    figure = belief_figure(Figure, beliefs, "belief", played, c.forbidden_arms, c.pinned_arm)
+    return head + text + f"<figure>{figure}</figure>"
 
 
 @contextlib.contextmanager

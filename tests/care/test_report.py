@@ -458,3 +458,34 @@ def test_the_report_says_who_chose_each_sessions_arm(tmp_path):
     page = build_report(Config(), tmp_path)
     assert "chosen by" in page and "<td class=l>personaliser</td>" in page
     assert "the clinician's pin" in page  # the glossary says what the values mean
+
+
+def test_a_short_sessions_windows_end_with_it():
+    # a 9-minute session showed the response window's cream out to 15 minutes, as if the
+    # signal had been lost; a 2-minute one showed a response it never reached
+    from calmtunes.report import _windows
+
+    assert _windows(9.0) == [(0.5, 3.0, "baseline"), (5.0, 9.0, "response")]
+    assert _windows(2.0) == [(0.5, 2.0, "baseline")]
+    assert _windows(30.0)[-1] == (5.0, 15.0, "response")
+
+
+def test_arms_are_told_apart_without_colour_and_the_clinicians_marks_are_shown(tmp_path):
+    from calmtunes.care.bandit import Belief
+    from calmtunes.report import ARM_COLOURS, ARM_HATCHES, belief_figure, trend_figure
+
+    assert len(set(ARM_COLOURS)) == len(ARM_COLOURS) == len(set(ARM_HATCHES))
+    from calmtunes.report import _matplotlib
+
+    _, Figure = _matplotlib()
+    sessions = [{"arm": arm, "reward": 0.5, "hr_base": 80.0, "hr_resp": 75.0,
+                 "rmssd_base": 30.0, "rmssd_resp": 35.0}
+                for arm in ("calm", "uplift/slower", "sleep", "uplift")]
+    svg = trend_figure(Figure, sessions, "t")
+    assert svg.count("<pattern") >= 3  # every arm but the first hatched its own way
+    beliefs = [Belief("calm", 1.0, 0.5, 2), Belief("sleep", 0.5, 0.5, 1),
+               Belief("calm/no-bed", 0.2, 0.9, 0)]
+    svg = belief_figure(Figure, beliefs, "b", {"calm": 3, "sleep": 1}, ["calm/no-bed"],
+                        "sleep")
+    assert "calm/no-bed (forbidden)" in svg and "sleep (pinned)" in svg
+    assert "2 rewarded of 3 played" in svg
