@@ -1021,3 +1021,22 @@ def test_the_table_says_what_a_running_session_is_and_whose_it_is(tmp_path):
     assert "86→70 (-16)" in lines[1]  # the trend of the numbers shown
     assert "30→30 (+0)" in lines[1] and "(-0)" not in lines[1]
     assert any(line.startswith("running: no end recorded yet") for line in lines[2:])
+
+
+def test_forget_forgets_the_personalisers_nights_too(tmp_path, capsys):
+    # the session records went, but each night's arm, reward and reason stayed in the care
+    # record, and the next report said "0 sessions ... Listener L…: 1 night"
+    from calmtunes.care.store import CareStore, Night
+
+    rec = SessionRecorder.open(cfg_for(tmp_path), now=T0)
+    record_session(rec, minutes=2)
+    rec.close(T0 + 999)
+    care = CareStore(tmp_path)
+    listener = care.new_listener(T0)
+    care.add_night(listener, Night(T0, "calm", 1.5, "ok", 1))
+    assert _cli(tmp_path, "--forget", "--yes") == 0
+    said = capsys.readouterr().out
+    assert "deleted 1 session record(s)" in said
+    assert "deleted the personaliser's record of 1 listener(s)" in said
+    assert list(care.listeners_dir.iterdir()) == [] and not care.current_path.exists()
+    assert care.peek_current() is None

@@ -732,6 +732,11 @@ def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:
     except (OSError, sqlite3.Error) as exc:
         print(f"calmtunes sessions: cannot open {path}: {exc}", file=sys.stderr)
         return 1
+    from calmtunes.care.store import CareStore
+
+    care = CareStore(path.parent)  # the listeners' nights: rewards and arms of these sessions
+    listeners = (len(list(care.listeners_dir.glob("*.json")))
+                 if care.listeners_dir.is_dir() else 0)
     try:
         n = len(store.rows())
         if not yes:
@@ -739,7 +744,9 @@ def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:
                 print("calmtunes sessions --forget: not a terminal; add --yes to confirm",
                       file=sys.stderr)
                 return 2
-            answer = input(f"delete all {n} session record(s) in {path}? [y/N] ")
+            answer = input(f"delete all {n} session record(s) in {path}, and the personaliser's "
+                           f"record of {listeners} listener(s) (their nights and what was "
+                           "learnt)? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1
@@ -748,6 +755,15 @@ def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:
         except sqlite3.Error as exc:
             print(f"{refused} ({exc})", file=sys.stderr)
             return 1
+        try:
+            forgotten = care.forget()
+        except OSError as exc:
+            print(f"calmtunes sessions --forget: the session records are deleted, but not the "
+                  f"personaliser's in {care.dir}: {exc.strerror or exc}; {refused}",
+                  file=sys.stderr)
+            return 1
+        print(f"deleted the personaliser's record of {forgotten} listener(s); the next session "
+              "starts a new listener")
         return 0
     finally:
         store.close()

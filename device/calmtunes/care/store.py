@@ -15,6 +15,7 @@ afresh. Nothing here ever leaves the device.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -287,6 +288,21 @@ class CareStore:
         write_atomic(self.current_path, json.dumps({"listener": listener}).encode(), FILE_MODE)
         log.info("care: new listener %s", listener)
         return listener
+
+    def forget(self) -> int:
+        """Delete every listener's record (their nights and what was learnt from them), the
+        damaged ones kept aside included, and which listener is current; the number of
+        listeners forgotten. The next session starts a new listener."""
+        gone = 0
+        if self.listeners_dir.is_dir():
+            for path in sorted(self.listeners_dir.iterdir()):
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+                    gone += path.name.endswith(".json")
+        for path in (self.current_path, *self.dir.glob("current.json.bad-*")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return gone
 
     # -- one listener's nights -------------------------------------------------------------------
     def load(self, listener: str, now: float | None = None, *,
