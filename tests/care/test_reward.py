@@ -59,6 +59,9 @@ def test_too_short_or_too_little_signal_gives_no_reward_and_says_why():
     off = session_response(course(usable=lambda t: 0.0 if 330 <= t < 900 else 1.0))
     assert off.reward is None and "minutes 5–15" in off.reason
     assert session_response([]).reward is None
+    # no pulse at all (pulse.backend: none, or no finger all session) is not "poor signal"
+    none = session_response(course(usable=lambda t: 0.0))
+    assert none.reward is None and none.reason.startswith("no pulse reading at all: no sensor")
 
 
 def test_music_nobody_heard_earns_no_reward():

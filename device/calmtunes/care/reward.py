@@ -152,6 +152,9 @@ def session_response(points: Sequence[TracePoint],
         return Response(None, f"the music went unheard for {silent:.0f} s of the rewarded "
                               f"minutes (no audio output): the response is not the music's",
                         **figures)
+    if not any(p.hr_bpm is not None for p in points):
+        return Response(None, "no pulse reading at all: no sensor fitted, or no finger on it",
+                        **figures)
     if base_s < MIN_BASELINE_S:
         return Response(None, f"too little usable pulse in the first minutes ({base_s:.0f} s of "
                               f"{MIN_BASELINE_S:.0f} s needed): finger off or poor signal",
