@@ -159,11 +159,16 @@ def test_render_that_cannot_write_its_whole_file_fails_and_keeps_no_broken_file(
     assert time.monotonic() - t0 < 60  # it stopped at the first failure, not at the end
 
 
+def render_both(tmp_path: Path, out: Path, midi: Path | str) -> subprocess.CompletedProcess:
+    """``calmtunes render`` of 3 s into ``out`` and ``midi``."""
+    return subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(out),
+                           "--midi", str(midi)],
+                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+
+
 def test_render_refuses_one_file_for_the_sound_and_the_notes(tmp_path):
     out = tmp_path / "r.wav"
-    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(out),
-                           "--midi", str(tmp_path / "." / "r.wav")],
-                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    proc = render_both(tmp_path, out, tmp_path / "." / "r.wav")
     assert proc.returncode == 2
     assert "--midi and --out name the same file" in proc.stderr and "r.mid" in proc.stderr
     assert not out.exists()
@@ -174,9 +179,7 @@ def test_render_refuses_a_link_that_makes_the_two_files_one(tmp_path, link):
     # a link to a file not there yet: the notes would have been written over the sound
     other = {"r.mid": "r.wav", "r.wav": "r.mid"}[link]
     (tmp_path / link).symlink_to(tmp_path / other)
-    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out",
-                           str(tmp_path / "r.wav"), "--midi", str(tmp_path / "r.mid")],
-                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    proc = render_both(tmp_path, tmp_path / "r.wav", tmp_path / "r.mid")
     assert proc.returncode == 2, proc.stderr
     assert "--midi and --out name the same file" in proc.stderr
     assert not (tmp_path / other).exists()
@@ -184,9 +187,7 @@ def test_render_refuses_a_link_that_makes_the_two_files_one(tmp_path, link):
 
 def test_render_into_a_midi_folder_that_is_not_there_says_so_before_rendering(tmp_path):
     out = tmp_path / "r.wav"
-    proc = subprocess.run([*CALMTUNES, "render", "--minutes", "0.05", "--out", str(out),
-                           "--midi", str(tmp_path / "no" / "r.mid")],
-                          capture_output=True, text=True, timeout=60, env=env_for(tmp_path))
+    proc = render_both(tmp_path, out, tmp_path / "no" / "r.mid")
     assert proc.returncode == 1
     assert "cannot write the MIDI file" in proc.stderr and "there is no such folder" in \
         proc.stderr
