@@ -13,11 +13,10 @@ XDG folders but the run's own. One checker reads each trace and fails on
 - any file or folder created (also in /dev/shm), any existing file opened for writing, removed,
   or with its mode, owner, length, times or attributes changed (devices and /proc aside),
   outside the run's state and runtime folders and its output file (with that file's
-  temporaries beside it, ``.<name>.*``): ~/.cache, ~/.local, /tmp, the working folder and the
-  package's own folder (its bytecode is compiled before, as an installed package's is) are all
-  watched. The one exception, by name, is PortAudio's JACK metadata folder (see JACK_METADATA
+  temporaries beside it, ``.<name>.*``): ~/.cache, ~/.local, /tmp and the working folder are
+  all watched. The one exception, by name, is PortAudio's JACK metadata folder (see JACK_METADATA
   below and docs/SOUP.md);
-- any program started but those named in PROGRAMS.
+- any program started but those named in PROGRAMS (and their own sockets, PROGRAM_PEERS).
 
 The checker is first shown to catch each kind of leak (tests/privacy_leaks.py): sockets, files
 in ~/.cache, ~/.local and /tmp, a file changed, another program's socket, a program started,
@@ -56,20 +55,27 @@ TRACED = ("socket", "connect", "sendto", "sendmsg", "sendmmsg",
           "unlink", "unlinkat", "rmdir",
           # a file's mode, owner, length, times or attributes changed is a write too
           "chmod", "fchmod", "fchmodat", "chown", "fchown", "fchownat", "lchown", "truncate",
-          "utimensat", "setxattr", "lsetxattr", "fsetxattr",
-          "execve")
+          "fchmodat2", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "removexattr",
+          "lremovexattr", "fremovexattr",
+          "execve", "execveat")
 # what a command may start, by name: ctypes.util.find_library runs `ldconfig -p` (sounddevice
-# looks PortAudio up so), selftest reads the watchdog settings with `systemctl show`, and the
-# report's matplotlib lists the system's fonts with `fc-list`
-PROGRAMS = ("ldconfig", "ldconfig.real", "systemctl", "fc-list")
+# looks PortAudio up so; where that finds nothing, gcc or ld, then objdump), selftest reads the
+# watchdog settings with `systemctl show`, and the report's matplotlib lists the system's fonts
+# with `fc-list`
+PROGRAMS = ("ldconfig", "ldconfig.real", "systemctl", "fc-list", "gcc", "cc", "ld", "objdump")
+# ... and the sockets such a program may use: systemctl asks systemd (its private socket as
+# root, else through the system bus) on a machine booted with it
+PROGRAM_PEERS = {"systemctl": ("/run/systemd/private", "/run/dbus/system_bus_socket",
+                               "/var/run/dbus/system_bus_socket")}
 # the Unix sockets a command may connect to beyond its own run folder: systemd's notify socket
 # (the daemon's READY=1 and watchdog), the name service cache, and a JACK server's (libjack
 # looks for one as PortAudio starts: see JACK_METADATA)
 UNIX_PEERS = re.compile(r'^(?:/run/systemd/notify|/(?:var/)?run/nscd/socket|'
                         r'/dev/shm/jack_[\w.-]+)$')
-_CHANGED_PATH = ("chmod", "chown", "lchown", "truncate", "setxattr", "lsetxattr")
-_CHANGED_AT = ("fchmodat", "fchownat", "utimensat")
-_CHANGED_FD = ("fchmod", "fchown", "fsetxattr")
+_CHANGED_PATH = ("chmod", "chown", "lchown", "truncate", "setxattr", "lsetxattr", "removexattr",
+                 "lremovexattr")
+_CHANGED_AT = ("fchmodat", "fchmodat2", "fchownat", "utimensat")
+_CHANGED_FD = ("fchmod", "fchown", "fsetxattr", "fremovexattr")
 NETWORK_FAMILIES = ("AF_INET", "AF_INET6", "AF_PACKET")
 # onnxruntime's native module: once it is loaded, its telemetry would have started.
 ORT_LOADED = re.compile(r'"[^"]*onnxruntime[^"]*/onnxruntime_pybind11_state[^"]*\.so"')
@@ -184,10 +190,12 @@ def findings(log: Path, allowed: Allowed, cwd: Path) -> list[str]:
     A call is counted whether or not it succeeded (an attempt is the leak), except a creation
     refused because the thing was already there (EEXIST): nothing was made."""
     found: list[str] = []
+    programs: dict[str, str] = {}  # pid -> the program it runs (its last execve that worked)
     for line in _calls(log.read_text(errors="replace")):
         m = _LINE.match(line)
         if not m or m.group(1) not in TRACED:
             continue  # a signal or an exit
+        pid = line.split(None, 1)[0] if line[:1].isdigit() else ""
         call, args = m.group(1), _split_args(m.group(2))
         if re.search(r"\) += -1 EEXIST\b", line):
             continue
@@ -203,13 +211,18 @@ def findings(log: Path, allowed: Allowed, cwd: Path) -> list[str]:
             peer = re.search(r'sun_path=(@?"[^"]*"|@[^,}]*)', m.group(2))
             if peer:  # a Unix socket: the run's own, or one of the few named
                 where = peer.group(1).replace('"', "")
-                if not (Path(where) in allowed or UNIX_PEERS.match(where)):
+                own = PROGRAM_PEERS.get(Path(programs.get(pid, "")).name, ())
+                if not (Path(where) in allowed or UNIX_PEERS.match(where) or where in own):
                     found.append(f"connected to another program's socket: {where}   "
                                  f"({line.strip()})")
             continue
-        if call == "execve":
-            program = _unquote(args[0]) or args[0]
-            if program not in allowed.programs and Path(program).name not in PROGRAMS:
+        if call in ("execve", "execveat"):
+            program = _unquote(args[0] if call == "execve" else args[1]) or args[0]
+            if re.search(r"\) += 0\b", line):
+                programs[pid] = program
+            name = Path(program).name
+            if program not in allowed.programs and name not in PROGRAMS and not name.endswith(
+                    ("-gcc", "-ld", "-objdump")):
                 found.append(f"ran a program: {program}   ({line.strip()})")
             continue
         if call in _CHANGED_PATH or call in _CHANGED_AT or call in _CHANGED_FD:
@@ -300,11 +313,11 @@ class Sandbox:
     def env(self) -> dict[str, str]:
         """Only what a login shell would give, with a fresh HOME: no ORT_* or other telemetry
         variable, no XDG folder but the run's state and runtime ones (``calmtunes simulate``
-        may take its folders from there). Bytecode may be written as it would be for a user:
-        the sources are compiled before (:func:`compiled_sources`), as an installed package's
-        are, so a write the program makes of its own is seen."""
+        may take its folders from there), and no bytecode written, as the unit has it
+        (``PYTHONDONTWRITEBYTECODE``: a venv installed without compiling, as uv makes it, would
+        otherwise compile site-packages at the first run)."""
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-                "LANG": "C.UTF-8", "PYTHONPATH": str(DEVICE),
+                "LANG": "C.UTF-8", "PYTHONPATH": str(DEVICE), "PYTHONDONTWRITEBYTECODE": "1",
                 "XDG_STATE_HOME": str(self.state), "XDG_RUNTIME_DIR": str(self.run)}
 
     def out(self, name: str) -> Path:
@@ -379,18 +392,8 @@ class Sandbox:
         assert sorted(self.work.iterdir()) == sorted(p for p in self.outputs if p.exists())
 
 
-@pytest.fixture(scope="session")
-def compiled_sources() -> None:
-    """The package's bytecode, as an installed package has it (pip compiles at install): the
-    traced commands run without PYTHONDONTWRITEBYTECODE, so a .pyc written at run time (a
-    module compiled on the fly, a cache of the program's own) is a finding."""
-    import compileall
-
-    assert compileall.compile_dir(str(DEVICE), quiet=1, workers=1)
-
-
 @pytest.fixture
-def box(tmp_path: Path, compiled_sources: None) -> Sandbox:
+def box(tmp_path: Path) -> Sandbox:
     probe = subprocess.run(["strace", "-qq", "-o", str(tmp_path / "probe.log"), "true"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -443,6 +446,23 @@ def test_checker_catches_a_file_changed_a_program_run_and_another_programs_socke
                for f in found), found
     ran = [f for f in found if f.startswith("ran a program: ")]
     assert ran and all(f.split()[3].endswith("/true") for f in ran), ran  # not the command
+
+
+def test_a_programs_own_socket_is_allowed_to_it_alone(tmp_path):
+    # systemctl asks systemd over the system bus on a machine booted with it; the command
+    # itself reaching the same bus is another program's socket
+    log = tmp_path / "strace.log"
+    bus = '{sa_family=AF_UNIX, sun_path="/run/dbus/system_bus_socket"}'
+    log.write_text(
+        '100 execve("/usr/bin/python3", ["python3"], 0x1 /* 3 vars */) = 0\n'
+        '101 execve("/usr/bin/systemctl", ["systemctl", "show"], 0x1 /* 3 vars */) = 0\n'
+        f"101 connect(3<socket:[1]>, {bus}, 110) = 0\n"
+        f"100 connect(4<socket:[2]>, {bus}, 110) = 0\n")
+    found = findings(log, Allowed(folders=[], files=[], programs=("/usr/bin/python3",)),
+                     tmp_path)
+    assert len(found) == 1 and found[0].startswith(
+        "connected to another program's socket: /run/dbus/system_bus_socket") and \
+        "100 connect" in found[0]
 
 
 def test_checker_allows_the_run_folders_and_the_output():
