@@ -398,9 +398,9 @@ def _same_file(a: str, b: str) -> bool:
 def _folder_refused(path: str | None, what: str, command: str) -> bool:
     """Whether the folder ``path`` is to be written in is missing or not writable: said now,
     not after a render of many minutes (whose other file would then stand alone)."""
-    if path is None:
-        return False
-    folder = os.path.dirname(os.path.abspath(path))
+    if path is None or (os.path.exists(path) and not os.path.isfile(path)):
+        return False  # /dev/null, a FIFO: written to as they are (a folder is said later)
+    folder = os.path.dirname(os.path.realpath(path))  # where a link's file is written
     if not os.path.isdir(folder):
         problem = "there is no such folder"
     elif not os.access(folder, os.W_OK | os.X_OK):

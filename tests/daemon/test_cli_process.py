@@ -384,7 +384,7 @@ def test_an_output_never_replaces_a_file_of_another_kind(tmp_path, command):
 def test_help_says_what_the_command_is_and_its_exit_statuses(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # wrapped to the terminal's width
     assert done.value.code == 0
     assert "``" not in out  # no markup from a docstring
     assert "bedside calming-music device" in out
@@ -413,3 +413,19 @@ def test_reload_of_an_emptied_file_does_not_say_the_client_runs_on_the_defaults(
     err = done.stderr
     assert done.returncode == 69, err  # no daemon here
     assert "running on the defaults" not in err and "no settings" not in err
+
+
+def test_render_notes_to_dev_null_need_no_writable_dev(tmp_path, monkeypatch):
+    # the early check of the MIDI file's folder took /dev for the folder of /dev/null and
+    # refused anyone but root
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == "/dev" else real(p, mode))
+    assert cli._folder_refused("/dev/null", "MIDI", "render") is False
+    link = tmp_path / "notes.mid"
+    (tmp_path / "real").mkdir()
+    link.symlink_to(tmp_path / "real" / "n.mid")
+    (tmp_path / "real").chmod(0o500)
+    try:  # a link is written where it points: that folder is the one checked
+        assert cli._folder_refused(str(link), "MIDI", "render") is (os.geteuid() != 0)
+    finally:
+        (tmp_path / "real").chmod(0o700)

@@ -91,7 +91,8 @@ def test_unit_has_what_the_device_needs():
                        "CapabilityBoundingSet": "", "DevicePolicy": "closed",
                        "StateDirectory": "calmtunes", "RuntimeDirectory": "calmtunes",
                        # libjack's metadata folder and server lookup stay inside the unit
-                       "TemporaryFileSystem": "/dev/shm"}.items():
+                       # (1777 as /dev/shm is: the daemon's user makes its folder there)
+                       "TemporaryFileSystem": "/dev/shm:mode=1777,nosuid,nodev,noexec"}.items():
         assert one[key] == value, key
     assert "PYTHONDONTWRITEBYTECODE=1" in d["Environment"]
     assert d["SystemCallFilter"][0] == "@system-service"
