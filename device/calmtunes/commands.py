@@ -47,9 +47,9 @@ QUOTE_CHARS = 40  # longest quote of a value in an error or log line, in charact
 MAX_SLEEP_MIN = 24 * 60  # the sleep timer's longest setting, in minutes
 NO_ARG = ("volume_up", "volume_down", "play_pause", "stop", "shutdown", "new_listener")
 COMMANDS = ("preset", "volume", "sleep_timer", "privacy", "undo_volume", *NO_ARG)
-#: ``undo_volume S``: the panel's, when a button turns out to be chattering: the volume goes
-#: back as it was before the panel's volume steps of the last S seconds (0 < S ≤ this)
-UNDO_VOLUME_MAX_S = 60.0
+#: ``undo_volume N``: the panel's, when a button turns out to be chattering: its last N volume
+#: steps are taken back (1 ≤ N ≤ this), never making the music louder than it is
+UNDO_VOLUME_MAX_STEPS = 200
 # What a client of the control socket may ask for (stop, shutdown, privacy and new_listener are
 # the panel's; over SSH a technician has `calmtunes listener new`).
 AUTO = "auto"  # ``preset auto``: the personaliser chooses the session's arm (calmtunes.care)
@@ -144,11 +144,11 @@ def check(name: Any, arg: Any, config: Config) -> Checked:
                                        f"music.max_volume_db)")
         return Checked(name, db)
     if name == "undo_volume":
-        seconds = _number(arg)
-        if seconds is None or not 0 < seconds <= UNDO_VOLUME_MAX_S:
-            return Checked(name, error=f"undo_volume needs a number of seconds over 0, at most "
-                                       f"{UNDO_VOLUME_MAX_S:g}, got {quote(arg)}")
-        return Checked(name, seconds)
+        if isinstance(arg, bool) or not isinstance(arg, int) \
+                or not 1 <= arg <= UNDO_VOLUME_MAX_STEPS:
+            return Checked(name, error=f"undo_volume needs a whole number of steps, 1 to "
+                                       f"{UNDO_VOLUME_MAX_STEPS}, got {quote(arg)}")
+        return Checked(name, arg)
     if name == "sleep_timer":
         if arg is None:
             return Checked(name, float(config.panel.sleep_timer_min))

@@ -85,7 +85,7 @@ from calmtunes.clock import SYSTEM, Clock
 from calmtunes.commands import (
     AUTO,
     SOCKET_COMMANDS,
-    UNDO_VOLUME_MAX_S,
+    UNDO_VOLUME_MAX_STEPS,
     TokenBucket,
     check,
     checked_state,
@@ -215,8 +215,10 @@ class Daemon:
         self.loaded_at = clock.time()
         self.last_reload: dict[str, Any] | None = None
         self.records_problems: list[str] = []  # what went wrong with the session records
-        # the panel's volume steps, (monotonic s, volume before): a chattering button's undone
-        self._panel_volume_steps: collections.deque[tuple[float, float]] = collections.deque()
+        # the volume before each of the panel's last volume steps (those at a limit too, which
+        # change nothing): a chattering button's are taken back by count (undo_volume N)
+        self._panel_volume_steps: collections.deque[float] = collections.deque(
+            maxlen=UNDO_VOLUME_MAX_STEPS)
         self.persist = persist and self._state_folder_usable(config.device.state_dir)
         self._records_locked: str | None = None  # records locked by another program at start
         self._records_retry_at: float | None = None  # monotonic s of the next try to open them
@@ -969,18 +971,26 @@ class Daemon:
             return
         self._do_command(checked.name, checked.arg, command.source)
 
-    def _undo_panel_volume(self, seconds: float, source: str) -> None:
-        """Put the volume back as it was before the panel's volume steps of the last
-        ``seconds`` (a chattering button's: the panel saw the storm only once it had sent some)."""
-        since = self.clock.monotonic() - seconds
-        steps = self._panel_volume_steps
-        undone = [(t, before) for t, before in steps if t >= since]
-        if not undone:
+    def _undo_panel_volume(self, steps: int, source: str) -> None:
+        """Take back the panel's last ``steps`` volume steps (a chattering button's: the panel
+        sees a storm only once it has sent some), counted, not timed: the volume goes back to
+        what it was before the first of them, or stays where it is if that is quieter. An undo
+        never makes the music louder: a storm on volume down stays quieter until a person
+        presses volume up."""
+        log_ = self._panel_volume_steps
+        taken = [log_.pop() for _ in range(min(steps, len(log_)))]
+        if not taken:
             return
-        self._panel_volume_steps = collections.deque((t, b) for t, b in steps if t < since)
-        db = self.conductor.set_volume_db(undone[0][1])
-        log.warning("volume %+.1f dB again: the %d volume steps of a chattering button undone "
-                    "(%s)", db, len(undone), source)
+        before = taken[-1]
+        now_db = self.conductor.volume_db
+        if before < now_db:
+            db = self.conductor.set_volume_db(before)
+            log.warning("volume %+.1f dB again: the %d volume steps of a chattering button "
+                        "taken back (%s)", db, len(taken), source)
+        else:
+            log.warning("a chattering button's %d volume steps left as they are: taking them "
+                        "back would make the music louder (%+.1f dB now, %+.1f before them)",
+                        len(taken), now_db, before)
 
     def _do_command(self, name: str, arg: Any, source: str) -> None:
         """A command :func:`check` accepted (``arg`` is clean)."""
@@ -1008,12 +1018,8 @@ class Daemon:
             change = step if name == "volume_up" else -step
             before = self.conductor.volume_db
             db = self.conductor.set_volume_db(before + change)
-            if source == "panel" and db != before:  # kept a while: a storm's are undone
-                now = self.clock.monotonic()
-                steps = self._panel_volume_steps
-                while steps and now - steps[0][0] > UNDO_VOLUME_MAX_S:
-                    steps.popleft()
-                steps.append((now, before))
+            if source == "panel":  # kept: a storm's are taken back
+                self._panel_volume_steps.append(before)
             # at a limit a press changes nothing: said at debug (a held or stuck button)
             (log.info if db != before else log.debug)("volume %+.1f dB (%s)%s", db, source,
                                                       "" if db != before else ", at its limit")

@@ -200,47 +200,47 @@ def test_a_library_that_will_not_load_leaves_the_music_playing(tmp_config, monke
     assert daemon.audio.first_frame_at is not None
 
 
-def test_a_chattering_buttons_volume_steps_are_undone_and_no_one_elses(tmp_config, caplog):
-    """The panel sees a storm only once it has sent some of its steps; `undo_volume` puts the
-    volume back as it was before the panel's steps of the last seconds — steps over the socket,
-    or the panel's before that, stay — and never above where it was."""
+def test_a_chattering_buttons_volume_steps_are_taken_back_and_no_one_elses(tmp_config,
+                                                                           caplog):
+    """The panel sees a storm only once it has sent some of its steps; `undo_volume N` takes
+    back the panel's last N steps (at the limit too: they were sent), by count, not by time, so
+    a person's step just before the storm and a nurse's over the socket stay."""
     daemon = virtual_daemon(tmp_config)
-    clock = daemon.clock
-    daemon.hub.command("volume", -12.0, source="panel")
-    daemon.hub.command("volume_up", source="panel")  # a person, long before the storm
-    clock.advance(30.0)
-    daemon.hub.command("volume_down", source="socket")  # a script over SSH
-    assert daemon.conductor.volume_db == -12.0
-    clock.advance(5.0)
-    for _ in range(6):  # the storm: up to the maximum
+    daemon.hub.command("volume", -15.0, source="panel")
+    daemon.hub.command("volume_up", source="panel")  # a person: -12
+    daemon.hub.command("volume_down", source="socket")  # a script over SSH: -15
+    daemon.hub.command("volume_up", source="socket")  # and back: -12
+    for _ in range(6):  # the storm: to the maximum, then steps that change nothing
         daemon.hub.command("volume_up", source="panel")
-        clock.advance(0.3)
     assert daemon.conductor.volume_db == tmp_config.music.max_volume_db
     with caplog.at_level("WARNING", logger="calmtunes.daemon"):
-        daemon.hub.command("undo_volume", 2.0, source="panel")
+        daemon.hub.command("undo_volume", 6, source="panel")
     assert daemon.conductor.volume_db == -12.0
     assert "volume -12.0 dB again" in caplog.text
-    daemon.hub.command("undo_volume", 60.0, source="panel")  # once only: nothing more to undo
-    assert daemon.conductor.volume_db == -12.0
+    daemon.hub.command("undo_volume", 6, source="panel")  # the person's step: never louder,
+    assert daemon.conductor.volume_db == -15.0  # ... and taken back only when asked for
 
 
-def test_a_storm_on_volume_down_is_undone_too(tmp_config):
-    # the music turned down to near silence by a loose wire is a surprise too
+def test_a_storm_on_volume_down_is_never_undone_louder(tmp_config, caplog):
+    # a patient hammering "quieter" must not get the loudest change the device can make
     daemon = virtual_daemon(tmp_config)
-    daemon.hub.command("volume", -9.0, source="panel")
-    for _ in range(10):
+    daemon.hub.command("volume", -6.0, source="panel")
+    for _ in range(12):
         daemon.hub.command("volume_down", source="panel")
-        daemon.clock.advance(0.2)
-    assert daemon.conductor.volume_db == tmp_config.music.min_volume_db
-    daemon.hub.command("undo_volume", 2.5, source="panel")
-    assert daemon.conductor.volume_db == -9.0
+    quiet = daemon.conductor.volume_db
+    assert quiet == tmp_config.music.min_volume_db
+    with caplog.at_level("WARNING", logger="calmtunes.daemon"):
+        daemon.hub.command("undo_volume", 12, source="panel")
+    assert daemon.conductor.volume_db == quiet
+    assert "would make the music louder" in caplog.text
 
 
 def test_undo_volume_refuses_what_it_cannot_use(tmp_config, caplog):
     daemon = virtual_daemon(tmp_config)
     daemon.hub.command("volume", -9.0, source="panel")
+    daemon.hub.command("volume_up", source="panel")
     with caplog.at_level("WARNING"):
-        for bad in (None, -1.0, 0.0, 1e9, float("nan"), "ten", True):
+        for bad in (None, -1, 0, 10**9, float("nan"), "2", True, 2.5):
             daemon.hub.command("undo_volume", bad, source="panel")
-    assert daemon.conductor.volume_db == -9.0
-    assert caplog.text.count("undo_volume needs a number of seconds") == 7
+    assert daemon.conductor.volume_db == -6.0
+    assert caplog.text.count("undo_volume needs a whole number of steps") == 8

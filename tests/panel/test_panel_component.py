@@ -460,7 +460,7 @@ def test_a_chattering_button_is_ignored_until_quiet_and_said_once(panel_factory,
         chattering = comp.health(), comp.status()
         step(comp, CHATTER_QUIET_S + 0.5)
     if role == "volume_up":  # what got through before the chatter was seen, then undone
-        assert 0 < len(sent) - 1 <= 3 and sent[-1][0] == "undo_volume"
+        assert 0 < len(sent) - 1 <= 3 and sent[-1] == ("undo_volume", len(sent) - 1)
     else:  # the toggle the storm made is undone: play (or privacy) as it was before it
         assert sent == [(role, None), (role, None)]
     assert chattering[0].detail.startswith(f"{role} button chattering")
@@ -517,11 +517,30 @@ def test_a_slower_volume_storm_is_caught_and_its_steps_undone(panel_factory, eve
     undo = [s for s in sent if s[0] == "undo_volume"]
     assert comp.status()["chattering"] == ["volume_up"]
     assert 0 < len(steps) <= CHATTER_LONG_WINDOW_S / every  # caught within the long window
-    assert len(undo) == 1 and sent.index(undo[0]) == len(sent) - 1  # nothing after it
-    # far enough back to reach the storm's first step, not much further
-    first_step_ago = (len(steps) - 1) * every
-    assert first_step_ago < undo[0][1] <= first_step_ago + 2 * every + 1.0
+    assert undo == [("undo_volume", len(steps))]  # every step it sent taken back, by count
+    assert sent[-1] == undo[0]  # nothing after it
     assert "volume steps the chattering button made are undone" in caplog.text
+
+
+def test_noise_that_speeds_up_is_one_storm(panel_factory):
+    # slow presses, then fast ones: the 2 s test fires, but the steps before it were the
+    # same noise and are taken back too
+    comp, _, sent, _ = panel_factory()
+    _storm(comp, "volume_up", 0.5, 3.0)
+    _storm(comp, "volume_up", 0.1, 2.0)
+    steps = [s for s in sent if s[0] == "volume_up"]
+    assert sent[-1] == ("undo_volume", len(steps))
+
+
+def test_a_person_with_fine_volume_steps_is_not_a_storm(panel_factory):
+    # 1 dB steps from -30 to 0 dB: thirty presses, at 2.5 a second
+    comp, _, sent, _ = panel_factory()
+    comp.config = comp.config.replace(music={"volume_step_db": 1.0})
+    _storm(comp, "volume_up", 0.4, 12.0)
+    for _ in range(10):
+        step(comp, VOLUME_INTERVAL_S)
+    assert "chattering" not in comp.status()
+    assert all(name == "volume_up" for name, _ in sent) and len(sent) == 30
 
 
 def test_play_pause_every_second_is_caught_and_left_as_it_was(panel_factory):

@@ -31,8 +31,8 @@ out and at most :data:`MAX_VOLUME_BACKLOG` steps waiting; play/pause and privacy
 :data:`CHATTER_LONG_TOGGLES` within :data:`CHATTER_LONG_WINDOW_S`: noise a little slower than
 the short test catches), is a failing switch or a loose wire: it is ignored until quiet for
 :data:`CHATTER_QUIET_S`, said once, shown in ``status`` and the panel's health, and what the
-storm did is undone: a play/pause or privacy toggle, and the volume steps it sent (the daemon
-puts the volume back as it was before them: ``undo_volume``).
+storm did is undone: a play/pause or privacy toggle, and the volume steps it sent (``undo_volume
+N``: the daemon takes back the panel's last N steps, never making the music louder than it is).
 
 **LEDs.** The active preset's LED (the preset's ``led`` name, else its own name) is lit, from the
 ``"controls"`` topic; while no audio output is open (the ``"output"`` topic: a sound card
@@ -48,6 +48,7 @@ finger. The ``camera`` LED follows the
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,13 +79,10 @@ CHATTER_WINDOW_S = 2.0
 #: ... or this many within CHATTER_LONG_WINDOW_S (s): a volume button pressed every 0.2–0.4 s
 #: for ten seconds, or play/pause every second, is noise too (a person raising the volume from
 #: its least to its most presses about ten times; nobody toggles play eight times in 10 s)
-CHATTER_LONG_PRESSES = 24
+CHATTER_LONG_PRESSES = 24  # at least; more where the volume range takes more steps
 CHATTER_LONG_TOGGLES = 8
 CHATTER_LONG_WINDOW_S = 10.0
 CHATTER_QUIET_S = 5.0
-#: s added to how far back the daemon undoes a storm's volume steps: the steps and the undo
-#: reach its loop a little after the panel sent them
-UNDO_SLACK_S = 0.5
 CHORD = ("volume_up", "volume_down")  # held together: a new listener
 CONFIRM_BLINKS = 3  # preset LEDs blink this many times when the chord is taken
 CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
@@ -300,7 +298,7 @@ class PanelComponent(Component):
         storm = None  # (its presses, the window they came in)
         if len(short) >= (CHATTER_TOGGLES if toggle else CHATTER_PRESSES):
             storm = short, CHATTER_WINDOW_S
-        elif len(st.presses) >= (CHATTER_LONG_TOGGLES if toggle else CHATTER_LONG_PRESSES):
+        elif len(st.presses) >= (CHATTER_LONG_TOGGLES if toggle else self._long_presses()):
             storm = st.presses, CHATTER_LONG_WINDOW_S
         if not st.chattering and storm is not None:
             presses, window = storm
@@ -309,14 +307,16 @@ class PanelComponent(Component):
                         "hand makes): ignored until it is quiet for %.0f s. Check the switch "
                         "and its wiring", role, len(presses), window, CHATTER_QUIET_S)
             self.degrade(f"{role} button chattering: ignored (check the switch and its wiring)")
-            began = presses[0]
+            # the storm began with the first press of the long window, whichever test saw it
+            # (noise that sped up is one storm)
+            began = st.presses[0]
             if role in ("volume_up", "volume_down"):
                 self._volume_backlog = 0  # what the storm queued is not a person's asking
-                steps = [x for x in self._volume_sent if x >= began]
-                if steps:  # ... nor what it sent: the volume goes back to before them
+                steps = sum(1 for x in self._volume_sent if x >= began)
+                if steps:  # ... nor what it sent: the daemon takes those steps back
                     log.warning("panel: the %d volume steps the chattering button made are "
-                                "undone", len(steps))
-                    self._send("undo_volume", round(t - steps[0] + UNDO_SLACK_S, 3))
+                                "undone", steps)
+                    self._send("undo_volume", steps)
                     self._volume_sent.clear()
             # the storm toggled play or privacy: back as it was before it
             if sum(x >= began for x in self._toggles_sent.get(role, [])) % 2:
@@ -325,6 +325,13 @@ class PanelComponent(Component):
         if st.chattering:
             self.presses_dropped += 1
         return st.chattering
+
+    def _long_presses(self) -> int:
+        """Presses of a volume button within CHATTER_LONG_WINDOW_S taken for noise: more than a
+        person needs to go from the least volume to the most, with room to spare."""
+        m = self.config.music
+        return max(CHATTER_LONG_PRESSES,
+                   math.ceil((m.max_volume_db - m.min_volume_db) / m.volume_step_db) + 10)
 
     def _release_quiet(self, now: float) -> None:
         for role, st in self._btn.items():
