@@ -265,6 +265,12 @@ class Daemon:
         if record:
             self.audio.played = []
         self.audio.set_controls(self.conductor.controls())
+        if not self.conductor.playing:
+            # paused when it stopped (a pause, the sleep timer's end), as the saved state says:
+            # a power blip or a restart at 3 a.m. does not start the music by itself, and what
+            # is heard agrees with `status` (the audio faded in regardless; the first press of
+            # play then seemed to do nothing)
+            self.audio.fade_out(0.0)
         # The senses (pulse, scene, panel) are built once sound flows: their modules and gpiozero
         # take a second or more to import on a Pi, and a nurse waits for sound (the compiled
         # libraries, which hold the GIL as they load, come before it: _load_native_libraries).

@@ -244,3 +244,17 @@ def test_undo_volume_refuses_what_it_cannot_use(tmp_config, caplog):
             daemon.hub.command("undo_volume", bad, source="panel")
     assert daemon.conductor.volume_db == -6.0
     assert caplog.text.count("undo_volume needs a whole number of steps") == 8
+
+
+def test_paused_at_a_power_cut_is_silent_after_it_and_play_plays(tmp_config):
+    # the saved state said paused and `status` said so, but the music faded in all the same
+    daemon = virtual_daemon(tmp_config)
+    run(daemon, 2.0, at=[(1.0, lambda: daemon.hub.command("play_pause"))])
+    assert daemon.conductor.playing is False
+    again = virtual_daemon(tmp_config)
+    heard = run(again, 6.0, at=[
+        (2.0, lambda: (again.status()["playing"], again.audio.faded_out)),
+        (3.0, lambda: again.hub.command("play_pause")),
+        (5.5, lambda: (again.status()["playing"], again.audio.faded_out))])
+    assert heard[0] == (False, True)  # paused, and silent
+    assert heard[2] == (True, False)  # play fades in
