@@ -633,12 +633,15 @@ class Daemon:
             self._load_native_libraries()
             self.supervisor.start()
             self._wait_for_sound(SOUND_FIRST_S)
-            for part in self._make_senses():
-                self.components.append(part)
-                self.supervisor.add(part)
-            self.hub.publish("privacy", self.privacy)  # the saved switch, before a frame is taken
+            senses = self._make_senses()
+            # the saved switch, once the senses listen and before any of them runs: a camera
+            # switched off for privacy is never opened at a start (it was, for a frame)
+            self.hub.publish("privacy", self.privacy)
             if self.privacy:
                 log.info("camera off for privacy (saved state)")
+            for part in senses:
+                self.components.append(part)
+                self.supervisor.add(part)
             if self.control is not None:
                 try:
                     self.control.start()

@@ -143,6 +143,27 @@ def test_privacy_survives_a_restart_and_is_reapplied(tmp_config):
     assert seen2 == [True]  # published before the camera could take a frame
 
 
+def test_a_camera_off_for_privacy_is_never_opened_at_a_start(tmp_config, monkeypatch):
+    # in real time the scene's thread ran as soon as it was added, before the saved switch
+    # was published: the camera opened and a frame was taken and analysed at every start
+    from calmtunes.scene.component import SceneComponent
+
+    cfg = tmp_config.replace(scene={"backend": "sim"})
+    daemon = virtual_daemon(cfg)
+    run(daemon, 2.0, at=[(1.0, lambda: daemon.hub.command("privacy"))])
+    assert daemon.privacy is True
+    opened = []
+    real_open = SceneComponent._open_camera
+    monkeypatch.setattr(SceneComponent, "_open_camera",
+                        lambda self: (opened.append(1), real_open(self)))
+    again = Daemon(cfg, control=False)  # the system clock: the parts in their own threads
+    thread = threading.Thread(target=again.run, kwargs={"duration": 2.5}, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert again.privacy is True and opened == []
+
+
 def test_a_corrupt_saved_volume_starts_at_the_first_start_volume_and_is_saved_so(tmp_config,
                                                                                   caplog):
     import json

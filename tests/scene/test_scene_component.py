@@ -85,6 +85,23 @@ def test_privacy_command_turns_the_camera_off_and_on():
     assert component.health().state == OK
 
 
+def test_privacy_pressed_while_the_camera_opens_takes_no_frame():
+    # opening a camera takes a moment (up to the open timeout): the switch pressed then is
+    # obeyed before the first frame, not after it
+    component, hub, camera, clock = setup()
+    real_open = camera.open
+
+    def slow_open():
+        real_open()
+        hub.publish("privacy", True)
+
+    camera.open = slow_open
+    clock.now += 1.0
+    component.step(clock.now)
+    assert component.frames_analysed == 0 and hub.latest("scene") is None
+    assert not camera.is_open and component.health().state == DISABLED
+
+
 def test_the_component_obeys_the_privacy_state_and_never_toggles_it():
     component, hub, _, _clock = setup()
     hub.publish("privacy", True)

@@ -100,6 +100,11 @@ class SceneComponent(Component):
             return IDLE_S
         if not self._camera_open:
             self._open_camera()
+            off = self._off_reason()  # privacy pressed while it opened: no frame is taken
+            if off:
+                self._close_camera(off)
+                self.disable(off)
+                return IDLE_S
         assert self._camera is not None and self._analyser is not None
         started = time.thread_time()
         try:
