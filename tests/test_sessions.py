@@ -1040,3 +1040,25 @@ def test_forget_forgets_the_personalisers_nights_too(tmp_path, capsys):
     assert "deleted the personaliser's record of 1 listener(s)" in said
     assert list(care.listeners_dir.iterdir()) == [] and not care.current_path.exists()
     assert care.peek_current() is None
+
+
+def test_a_start_whose_commit_failed_is_written_once(tmp_path):
+    # with the rollback journal (WAL not to be had), a reader holding the file lets the
+    # insert through but not its commit: the insert stayed in the open transaction and the
+    # retry inserted the session again
+    from calmtunes.sessions import RETRY_EVERY_S
+
+    rec = SessionRecorder.open(cfg_for(tmp_path), T0)
+    rec.store._db.execute("PRAGMA journal_mode=DELETE")
+    reader = sqlite3.connect(str(tmp_path / DB_NAME), timeout=0)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sessions").fetchone()  # a shared lock, held
+    rec.start(T0 + 100, "sleep")
+    assert rec.unwritten
+    reader.rollback()
+    reader.close()
+    rec.tick(T0 + 100 + RETRY_EVERY_S)
+    rec.end(T0 + 200, "pause")
+    rec.close(T0 + 201)
+    rows = _rows(tmp_path)
+    assert [(r["started_at"], r["ended_by"]) for r in rows] == [(T0 + 100, "pause")]

@@ -429,11 +429,26 @@ class SessionStore:
     # -- sessions ---------------------------------------------------------------------------
     def begin(self, started_at: float, preset: str) -> int:
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO sessions (started_at, presets, last_seen_at) VALUES (?, ?, ?)",
-                (started_at, preset, started_at))
-            self._db.commit()
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO sessions (started_at, presets, last_seen_at) VALUES (?, ?, ?)",
+                    (started_at, preset, started_at))
+                self._db.commit()
+            except sqlite3.Error:
+                self._rollback()  # an insert whose commit failed is not left to a later one
+                raise
             return int(cur.lastrowid)
+
+    def rollback(self) -> None:
+        """Drop what a failed write left uncommitted (it is written again whole, later)."""
+        with self._lock:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self._db.rollback()
+        except sqlite3.Error as exc:
+            log.warning("sessions: could not roll back a failed write (%s)", exc)
 
     def write(self, session_id: int, values: dict[str, Any], commit: bool = True) -> None:
         """Update one session's columns (one commit, or none with ``commit=False``: the next
@@ -1035,6 +1050,7 @@ class SessionRecorder:
                     del r.trace.points[:len(points)]  # in the file now: memory stays small
         except sqlite3.Error as exc:
             r.changed = changed  # retried at the next tick
+            self.store.rollback()  # the points and the summary go again together
             log.error("sessions: cannot write the record (%s)", exc)
             return False
         return True
