@@ -311,3 +311,29 @@ def test_music21_reads_each_track_to_the_files_end(tmp_path):
     score = music21.converter.parse(str(mid_path), quantizePost=False)
     for part in score.parts:
         assert part.highestTime == pytest.approx(end_beats, abs=1.0), part.partName
+
+
+def test_rewriting_a_midi_file_keeps_its_mode_and_works_in_a_folder_not_ours(tmp_path):
+    import os
+    import stat
+
+    log = PlayLog()
+    log.add_phrase(0.0, 60.0, 8.0)
+    log.add_note(PlayedNote(0.0, 1.0, 60, 0.5, "melody"))
+    path = tmp_path / "x.mid"
+    write_midi(path, log)
+    path.chmod(0o600)  # a therapist's private file stays private
+    write_midi(path, log)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    kept = folder / "y.mid"
+    write_midi(kept, log)
+    folder.chmod(0o500)  # the file writable, its folder not (no file can be made beside it)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes in any folder (root)")
+        log.add_note(PlayedNote(1.0, 2.0, 62, 0.5, "melody"))
+        assert write_midi(kept, log) == 2
+    finally:
+        folder.chmod(0o700)

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import itertools
 import math
 import os
 import secrets
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,20 +325,34 @@ def write_midi(path: str | Path, log: PlayLog, title: str = "calmtunes session")
 def _write_whole(path: Path, data: bytes) -> None:
     """``data`` to ``path`` whole or not at all: written beside it and renamed over it, so a
     write that fails (a full disk, a file-size limit) leaves no cut file, and an earlier file
-    of that name as it was. A path that is not a regular file (/dev/null, a FIFO) is written
-    to directly."""
+    of that name as it was (its mode kept). A path that is not a regular file (/dev/null, a
+    FIFO), or a file in a folder this user may not write in, is written to directly; an error
+    names ``path``, not the file beside it."""
     if path.exists() and not path.is_file():
         path.write_bytes(data)
         return
     target = path.resolve()  # a link is written through, as write_bytes would
     temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    # 0666 less the umask, as any file the command writes
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None  # a new file: 0666 less the umask, as any file the command writes
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if mode is not None and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            path.write_bytes(data)  # the folder is not ours to write in; the file is
+            return
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            if mode is not None:
+                os.fchmod(out.fileno(), mode)
         os.replace(temp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # said of the user's file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
