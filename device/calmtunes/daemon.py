@@ -601,6 +601,11 @@ class Daemon:
                 return  # its client was told it was not done: it is not done now either
             try:
                 value.reply = self._answer(value.request, value.peer)
+            except Exception as exc:  # said to the client as what it is, not as "too slow"
+                log.exception("control loop: answering a %r request failed",
+                              value.request.get("cmd"))
+                value.reply = {"ok": False, "error": f"the daemon failed to carry out the "
+                               f"request ({type(exc).__name__}); see its journal"}
             finally:
                 value.done.set()
         elif kind == "stop":

@@ -1100,7 +1100,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     if open_rows:
         lines.append("running: no end recorded yet, so still playing, or stopped by a crash or "
                      "power cut that the next start closes as 'unclean'; its minutes and figures "
-                     "are as last written (every 5 minutes)")
+                     "are as last written (every 5 minutes, every 30 when nothing changed)")
     lines.append("figures: the session's first minute of each → its last minute (the stress "
                  "index begins after three minutes of pulse)")
     return "\n".join(lines)

@@ -881,3 +881,18 @@ def test_a_start_with_no_thread_to_be_had_leaves_no_socket_and_says_so(tmp_path,
         assert raw(path, b'{"cmd": "status"}\n') == {"ok": True}
     finally:
         server.stop()
+
+
+def test_a_request_that_fails_in_the_loop_says_so_not_that_it_was_slow(tmp_config, monkeypatch):
+    daemon = Daemon(tmp_config)
+
+    def broken(request, peer):
+        raise RuntimeError("a bug")
+
+    with running(daemon) as path:
+        monkeypatch.setattr(daemon, "_answer", broken)
+        reply = request(path, "status")
+        monkeypatch.undo()
+        assert request(path, "status")["ok"]  # the loop lives on
+    assert reply == {"ok": False, "error": "the daemon failed to carry out the request "
+                                           "(RuntimeError); see its journal"}
