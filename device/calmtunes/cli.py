@@ -693,6 +693,12 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print(f"no sessions recorded ({path} does not exist){sim_sessions_hint(path, 'sessions')}")
         return 0
     if args.forget:
+        if _daemon_keeps(path.parent, cfg):
+            print(f"calmtunes sessions --forget: the daemon is running on {path.parent} and "
+                  "would write the playing session and its listener back; stop it first "
+                  "(sudo systemctl stop calmtunes), forget, then start it again",
+                  file=sys.stderr)
+            return 1
         return _forget_sessions(path, cfg.sessions.retention_days, args.yes)
     try:
         store = SessionStore(path, cfg.sessions.retention_days, readonly=True)
@@ -715,6 +721,18 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+
+
+def _daemon_keeps(state_dir: Path, cfg: config_mod.Config) -> bool:
+    """Whether a daemon that runs keeps its records in ``state_dir``: the device's (the
+    config's folders) or a simulation's."""
+    from calmtunes.control import in_use, socket_path
+
+    here = os.path.realpath(state_dir)
+    for state, runtime in ((cfg.device.state_dir, cfg.device.runtime_dir), sim_dirs()):
+        if os.path.realpath(state) == here and in_use(socket_path(runtime)):
+            return True
+    return False
 
 
 def _forget_sessions(path: Path, retention_days: int, yes: bool) -> int:

@@ -896,3 +896,15 @@ def test_a_request_that_fails_in_the_loop_says_so_not_that_it_was_slow(tmp_confi
         assert request(path, "status")["ok"]  # the loop lives on
     assert reply == {"ok": False, "error": "the daemon failed to carry out the request "
                                            "(RuntimeError); see its journal"}
+
+
+def test_forget_is_refused_while_the_daemon_keeps_those_records(tmp_config, tmp_path, capsys):
+    # the playing session's end, and its listener's night, would be written back at once
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump({"device": {
+        "state_dir": tmp_config.device.state_dir, "runtime_dir": tmp_config.device.runtime_dir}}))
+    daemon = Daemon(tmp_config)
+    with running(daemon):
+        code = cli.main(["sessions", "--config", str(config_file), "--forget", "--yes"])
+    assert code == 1 and "stop it first" in capsys.readouterr().err
+    assert cli.main(["sessions", "--config", str(config_file), "--forget", "--yes"]) == 0
