@@ -492,7 +492,8 @@ _READER = """
 import os, sys
 # everything the command needs is loaded before the rights are dropped
 import csv, locale, shutil, sqlite3, time, yaml
-from calmtunes import cli, config, config_file, sessions  # config_file: read late by load()
+from calmtunes import cli, config, config_file, control, sessions  # read late: config_file by
+import calmtunes.care.store  # load(), control and care.store by --forget
 if os.geteuid() == 0:
     os.setgroups([])
     os.setgid(65534)
