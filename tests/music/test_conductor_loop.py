@@ -166,7 +166,7 @@ def test_scene_influence_is_bounded_and_directed():
     assert none == base
 
 
-def test_scene_changes_glide_and_fade_when_stale():
+def test_scene_changes_glide_and_are_held_when_stale():
     c = Conductor(Config(), "calm", -6.0)
     prev = c.update(0.0, None, scene(0.0, "quiet_day"))
     for t in range(1, 200):
@@ -176,9 +176,26 @@ def test_scene_changes_glide_and_fade_when_stale():
         assert abs(now.melodic - prev.melodic) < 0.02
         prev = now
     old = scene(199.0, "night")
-    for t in range(200, 600):
-        last = c.update(float(t), None, old)  # the camera went quiet: influence fades out
-    assert last == Conductor(Config(), "calm", -6.0).controls()
+    for t in range(200, 230):  # the last scene, fresh for SCENE_STALE_S more
+        seen = c.update(float(t), None, old)
+    for t in range(230, 600):
+        last = c.update(float(t), None, old)  # the camera went quiet: the room is held
+    room = ("volume_db", "brightness", "density", "register", "bed_level", "melodic")
+    assert [getattr(last, k) for k in room] == [getattr(seen, k) for k in room]
+
+
+def test_privacy_or_a_lost_camera_never_makes_the_music_louder():
+    # at night with visitors the room holds the music under the set volume; pressing privacy
+    # (the scene withdrawn) faded that out: 2-4 dB louder for a button unrelated to sound
+    c = Conductor(Config(), "sleep", -6.0)
+    for t in range(0, 300):
+        held = c.update(float(t), None, scene(float(t), "night", people=1))
+    assert held.volume_db < -8.0
+    for t in range(300, 1200):
+        now = c.update(float(t), None, None)
+        assert now.volume_db <= held.volume_db + 1e-9
+    back = c.update(1200.0, None, scene(1200.0, "night", people=1))  # the camera back: as before
+    assert back.volume_db == pytest.approx(held.volume_db, abs=0.05)
 
 
 def test_the_room_the_music_finds_is_taken_at_once_and_later_changes_glide():

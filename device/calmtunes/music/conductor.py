@@ -39,11 +39,12 @@ Without a usable reading the conductor does not react to anything the pulse says
 gliding toward the preset (shifted by the scene) at the glide rate.
 
 **Scene** (``conductor.scene_influence`` = *s*, 0–1). Each label's weight follows the camera's
-label with a time constant of :data:`SCENE_TAU_S` (so a label change glides in over a minute or so),
-and falls back to zero when the scene is stale or the camera is off. The room as the music
-finds it is not a change: the first fresh scene within :data:`SCENE_FOUND_S` of a segment's start
-sets the weights at once (as the iso start meets the heart), so a session begun with visitors in
-the room starts softer, where a glide from an empty room would move the music's colour through
+label with a time constant of :data:`SCENE_TAU_S` (so a label change glides in over a minute or
+so), and is held as last seen when there is no scene (stale, the camera lost or off for privacy:
+the room has not changed, and fading it out would make the music louder by itself). The room as the
+music finds it is not a change: the first fresh scene within :data:`SCENE_FOUND_S` of a segment's
+start sets the weights at once (as the iso start meets the heart), so a session begun with visitors
+in the room starts softer, where a glide from an empty room would move the music's colour through
 its first minute and a half — a change of character nobody asked for, heard as a section of its
 own. Never louder: a room found quieter than the weights held (a preset pressed as the visitors
 leave) glides as any change does. At full weight:
@@ -463,6 +464,12 @@ class Conductor:
                 # (a preset pressed as visitors leave: the room's cut glides off as ever)
                 self._scene_w = want
                 return
+        if not fresh:
+            # No scene now (the camera off for privacy, lost, or gone quiet): the room is held
+            # as last seen, not faded out. It has not changed because the camera stopped
+            # looking, and fading its effects out would make the music louder by itself (up to
+            # 4 dB at night) for a press of the privacy button.
+            return
         if dt > 0:
             for k, v in want.items():
                 w = _ema(self._scene_w[k], v, dt, SCENE_TAU_S)
