@@ -206,6 +206,10 @@ def checked_state(saved: dict[str, Any], config: Config) -> dict[str, Any]:
                     preset, fallback)
         state["preset"] = fallback
         state["manual"] = False  # a person's choice the clinician has since forbidden
+    until = state.get("sleep_until", 0.0)
+    if isinstance(until, str) or _number(until) is None:
+        log.warning("saved sleep timer end %s is not a time; no sleep timer", quote(until))
+        state["sleep_until"] = 0.0
     for key, default in (("playing", True), ("privacy", False), ("manual", False)):
         if key not in state:  # a state file from before the key existed
             state[key] = default

@@ -236,7 +236,8 @@ class Daemon:
         self.state = StateStore(
             Path(config.device.state_dir) / STATE_FILE,
             {"preset": m.default_preset, "volume_db": m.volume_db, "playing": True,
-             "privacy": False, "manual": False, "manual_listener": ""},
+             "privacy": False, "manual": False, "manual_listener": "",
+             "sleep_until": 0.0},  # Unix time the sleep timer ends; 0: none
         )
         saved = checked_state(self.state.load() if self.persist else dict(self.state.defaults),
                               config)  # clamped: never saved back as it was
@@ -249,6 +250,9 @@ class Daemon:
         self._pulse = self._scene = None
         self._next_conduct = 0.0
         self.sleep_at: float | None = None  # clock time the sleep timer ends
+        until = saved.get("sleep_until")  # a timer that ran when the power went: it runs on
+        if until and self.conductor.playing and until > clock.time():
+            self.sleep_at = clock.monotonic() + (until - clock.time())
         self.trace = None
         if record:
             from calmtunes.sim.listener import LoopTrace
@@ -974,9 +978,12 @@ class Daemon:
     def save_state(self) -> None:
         if not self.persist:
             return
+        until = (0.0 if self.sleep_at is None
+                 else float(round(self.clock.time() + (self.sleep_at - self.clock.monotonic()))))
         self.state.save({"preset": self.conductor.preset, "volume_db": self.conductor.volume_db,
                          "playing": self.conductor.playing, "privacy": self.privacy,
-                         "manual": self.manual, "manual_listener": self.manual_listener or ""})
+                         "manual": self.manual, "manual_listener": self.manual_listener or "",
+                         "sleep_until": until})
 
     def handle_command(self, command: Command) -> None:
         checked = check(command.name, command.arg, self.config)
@@ -1047,6 +1054,11 @@ class Daemon:
         elif name == "stop":
             self.request_stop(0)
         elif name == "sleep_timer":
+            if source == "panel" and self.sleep_at is not None:
+                self._sleep_timer(0)  # the long press again: the timer is cancelled
+                return
+            if not self.conductor.playing:  # asked for while paused: it plays until then
+                self._set_playing(True)
             self._sleep_timer(arg)
             return
         elif name == "shutdown":
@@ -1083,9 +1095,11 @@ class Daemon:
         if minutes == 0:
             self.sleep_at = None
             log.info("sleep timer cancelled")
+            self.hub.publish("sleep_timer", None)  # the panel's LEDs answer
             return
         self.sleep_at = self.clock.monotonic() + minutes * 60.0
         log.info("sleep timer: music fades out in %.0f min", minutes)
+        self.hub.publish("sleep_timer", minutes)
 
     def summary(self) -> str:
         c = self.conductor

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 import calmtunes.daemon as daemon_mod
@@ -279,3 +280,27 @@ def test_paused_at_a_power_cut_is_silent_after_it_and_play_plays(tmp_config):
         (5.5, lambda: (again.status()["playing"], again.audio.faded_out))])
     assert heard[0] == (False, True)  # paused, and silent
     assert heard[2] == (True, False)  # play fades in
+
+
+def test_the_sleep_timer_from_the_panel_is_answered_cancelled_and_kept_across_a_power_cut(
+        tmp_config):
+    # a long press showed nothing, a second one restarted the timer, one while paused set a
+    # timer on silence, and a power cut lost it (the music then played all night)
+    daemon = virtual_daemon(tmp_config)
+    answers = []
+    daemon.hub.subscribe("sleep_timer", answers.append)
+    daemon.hub.command("play_pause", source="panel")  # paused
+    daemon.hub.command("sleep_timer", 30.0, source="panel")  # the long press while paused
+    assert daemon.conductor.playing is True and daemon.sleep_at is not None
+    daemon.hub.command("sleep_timer", 30.0, source="panel")  # the long press again
+    assert daemon.sleep_at is None
+    assert answers == [30.0, None]
+    daemon.hub.command("sleep_timer", 30.0, source="panel")
+    daemon.save_state()
+    left = daemon.sleep_at - daemon.clock.monotonic()
+    again = virtual_daemon(tmp_config)  # the power went, and came back at once
+    assert again.sleep_at is not None
+    assert again.sleep_at - again.clock.monotonic() == pytest.approx(left, abs=2.0)
+    daemon.hub.command("sleep_timer", 30.0, source="socket")  # a script: set, never toggled
+    daemon.hub.command("sleep_timer", 30.0, source="socket")
+    assert daemon.sleep_at is not None

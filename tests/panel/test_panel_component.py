@@ -561,3 +561,24 @@ def test_a_person_raising_the_volume_is_not_a_storm(panel_factory):
         step(comp, VOLUME_INTERVAL_S)
     assert "chattering" not in comp.status()
     assert [s[0] for s in sent] == ["volume_up"] * 12
+
+
+@pytest.mark.parametrize(("minutes", "blinks"), [(30.0, 2), (None, 1)])
+def test_the_sleep_timer_is_answered_on_the_preset_leds(panel_factory, minutes, blinks):
+    # a long press showed nothing: two slow blinks say the timer is set, one long one that it
+    # is cancelled, then the preset playing is lit again
+    from calmtunes.panel.component import TIMER_BLINK_S
+
+    comp, hub, _, factory = panel_factory()
+    hub.publish("controls", Controls(preset="sleep"))
+    step(comp)
+    assert comp.leds["sleep"].value == 1
+    hub.publish("sleep_timer", minutes)
+    step(comp)
+    assert comp.leds["sleep"]._blink_thread is not None
+    pin = factory.pin(LEDS["calm"])
+    wait_until(lambda: sum(1 for t, v in pin.states[1:] if v) >= blinks, timeout=5.0,
+               what=f"{blinks} blinks")
+    step(comp, 4 * TIMER_BLINK_S + 0.1)
+    wait_until(lambda: comp.leds["sleep"].value == 1 and comp.leds["calm"].value == 0,
+               timeout=5.0, what="the playing preset lit again")

@@ -89,6 +89,8 @@ CONFIRM_BLINK_S = 0.25  # s on, then s off, per blink
 #: a forbidden preset's LED answers its press with quicker blinks than the chord's (s, count)
 REFUSED_BLINK_S = 0.1
 REFUSED_BLINKS = 4
+#: the sleep timer's answer: two slow blinks when set, one long one when cancelled (s)
+TIMER_BLINK_S = 0.5
 #: with no audio output open the lit preset LED flashes this long (s) every NO_OUTPUT_PERIOD_S
 #: (s): unlike the chord's quick blinks and the fault pattern (every LED, twice every 4 s)
 NO_OUTPUT_FLASH_S = 0.2
@@ -144,11 +146,13 @@ class PanelComponent(Component):
         self._camera_lit: bool | None = None
         self._chord_fired = False
         self._confirm_until = -1e9  # the preset LEDs blink the chord's answer until then
+        self._timer_answer: str | None = None  # "set" or "cancelled": the LEDs say so
         self.commands_sent = 0
         self.presses_dropped = 0
         hub.subscribe("controls", self._on_controls)
         hub.subscribe("camera", self._on_camera)
         hub.subscribe("output", self._on_output)
+        hub.subscribe("sleep_timer", self._on_sleep_timer)
 
     def reconfigure(self, config: Config) -> str:
         """New pins, buttons or presets: the buttons and LEDs are made again; anything else
@@ -230,6 +234,8 @@ class PanelComponent(Component):
             return 60.0
         self._take_events(now)
         busy = self._dispatch(now)
+        if self._timer_answer is not None:
+            self._answer_timer(now)
         self._update_leds(now)
         return BUSY_STEP_S if busy else IDLE_STEP_S
 
@@ -254,6 +260,11 @@ class PanelComponent(Component):
         active = bool(camera.get("active")) if isinstance(camera, dict) else False
         if active != self._camera_lit:
             self.wake()
+
+    def _on_sleep_timer(self, minutes: Any) -> None:
+        # Runs in the loop's thread: noted here, answered on the LEDs by our own step.
+        self._timer_answer = "set" if minutes else "cancelled"
+        self.wake()
 
     def _on_output(self, output: Any) -> None:
         if _unheard(output) != self._lit_unheard:
@@ -362,6 +373,17 @@ class PanelComponent(Component):
         for led in self._preset_leds().values():
             led.blink(on_time=CONFIRM_BLINK_S, off_time=CONFIRM_BLINK_S, n=CONFIRM_BLINKS)
         self._confirm_until = now + 2 * CONFIRM_BLINK_S * CONFIRM_BLINKS
+        self._lit_preset = "?"  # lit again from the hub once the blinks are over
+
+    def _answer_timer(self, now: float) -> None:
+        """The long press taken: every preset LED blinks slowly twice when the sleep timer is
+        set, once, long, when it is cancelled (unlike the chord's three quick blinks), then
+        the preset playing is lit again."""
+        answer, self._timer_answer = self._timer_answer, None
+        on, n = (TIMER_BLINK_S, 2) if answer == "set" else (2 * TIMER_BLINK_S, 1)
+        for led in self._preset_leds().values():
+            led.blink(on_time=on, off_time=TIMER_BLINK_S, n=n)
+        self._confirm_until = now + (on + TIMER_BLINK_S) * n
         self._lit_preset = "?"  # lit again from the hub once the blinks are over
 
     def _refuse(self, now: float, preset: str) -> None:
