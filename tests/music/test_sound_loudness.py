@@ -101,12 +101,10 @@ def test_k_weighting_reads_the_same_at_any_rate(fs):
     # filter's gain at another rate must be its gain at 48 kHz: the normaliser meters at 16 kHz
     # (14.7 kHz for 44.1 kHz output), and the standard's high-pass numerator (1, −2, 1, not
     # divided by a0) made it read 0.09 dB high there.
+    from calmtunes.iir import sos_response
+
     def gain_db(rate, f):
-        z = np.exp(-2j * np.pi * f / rate)
-        h = 1.0
-        for b0, b1, b2, _, a1, a2 in k_weighting_sos(rate):
-            h *= (b0 + b1 * z + b2 * z * z) / (1 + a1 * z + a2 * z * z)
-        return 20 * np.log10(abs(h))
+        return 20 * np.log10(abs(sos_response(k_weighting_sos(rate), [f], rate)[0]))
 
     for f in (100.0, 200.0, 500.0):
         assert abs(gain_db(fs, f) - gain_db(48000.0, f)) < 0.01, f

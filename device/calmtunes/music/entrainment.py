@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from calmtunes.iir import sos_response
 from calmtunes.music.dsp import clamp, ramp
 from calmtunes.music.loudness import k_weighting_sos
 
@@ -32,17 +33,9 @@ MODES = ("off", "isochronic", "binaural")
 ISOCHRONIC_MAKEUP = math.sqrt(8.0 / 3.0)
 
 
-def _k_gain_db(f: float, fs: float = 48000.0) -> float:
-    """The K filter's gain at ``f`` Hz (dB)."""
-    z = complex(math.cos(-2 * math.pi * f / fs), math.sin(-2 * math.pi * f / fs))
-    h = 1.0 + 0j
-    for b0, b1, b2, _, a1, a2 in k_weighting_sos(fs):
-        h *= (b0 + b1 * z + b2 * z * z) / (1.0 + a1 * z + a2 * z * z)
-    return 20.0 * math.log10(abs(h))
-
-
-#: the K filter at the carrier: its high-pass takes 0.27 dB off a 200 Hz tone
-CARRIER_K_DB = _k_gain_db(CARRIER_HZ)
+#: the K filter at the carrier (dB): its high-pass takes 0.27 dB off a 200 Hz tone
+CARRIER_K_DB = 20.0 * math.log10(abs(sos_response(k_weighting_sos(48000.0), [CARRIER_HZ],
+                                                  48000.0)[0]))
 
 
 def amplitude_for_lufs(lufs: float) -> float:
