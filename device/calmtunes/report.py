@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from calmtunes.care import reward as reward_mod
+from calmtunes.care.arms import parse_arm
+from calmtunes.care.bandit import is_forbidden
 from calmtunes.care.personaliser import bandit_for
 from calmtunes.care.store import CareStore, ListenerRecord
 from calmtunes.care.trace import TracePoint
 from calmtunes.config import Config
-from calmtunes.sessions import DB_NAME, SessionStore, read_error
+from calmtunes.sessions import DB_NAME, SessionStore, read_error, session_seconds
 
 ACROSS_MAX = 90  # sessions in the across-sessions table and trend (about three months of nights)
 REPORT_HEAD = b"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"  # a report starts so
@@ -271,7 +273,7 @@ def belief_figure(Figure: Any, beliefs: Sequence[Any], salt: str,
     def mark(arm: str) -> str:
         if arm == pinned:
             return f"{arm} (pinned)"
-        if arm in forbidden or arm.partition("/")[0] in forbidden:
+        if is_forbidden(parse_arm(arm), forbidden):
             return f"{arm} (forbidden)"
         return arm
 
@@ -377,7 +379,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
         reason = r.get("reward_reason") or ""
         out.append(
             f"<tr><td class=l>{_when(r['started_at'])}</td>"
-            f"<td>{_fmt(_session_minutes(r))}</td>"
+            f"<td>{_fmt(session_seconds(r) / 60.0)}</td>"
             f"<td class=l>{_fmt(r.get('arm'))}</td><td class=l>{_fmt(r.get('chosen_by'))}</td>"
             f"<td class=l>{_fmt(r.get('preset'))}</td>"
             f"<td>{_fmt(r.get('hr_base'))} → {_fmt(r.get('hr_resp'))}</td>"
@@ -387,16 +389,6 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
             f"<td>{_fmt(r.get('reward'), 2)}</td>"
             f"<td class=l>{html.escape(reason if reason != 'ok' else '')}</td></tr>")
     return "<table>" + "".join(out) + "</table>"
-
-
-def _session_minutes(r: dict[str, Any]) -> float:
-    """The session's length: to its end, or, not ended, to the last time it was written (its
-    length is written every 5 minutes, its last-seen time with it)."""
-    seconds = r.get("duration_s") or 0.0
-    seen = r.get("last_seen_at")
-    if r.get("ended_by") is None and isinstance(seen, (int, float)):
-        seconds = max(seconds, seen - r["started_at"])
-    return seconds / 60.0
 
 
 NOT_ENDED = "not ended: running, or stopped by a crash that the next start closes as unclean"
@@ -530,7 +522,7 @@ def build_report(config: Config, state_dir: str | Path, *, last: int | None = 5,
     for i, d in enumerate(detail):
         r = d.row
         parts.append(f"<h3>Session {r['id']}: {_when(r['started_at'])}, "
-                     f"{_fmt(_session_minutes(r))} min</h3>")
+                     f"{_fmt(session_seconds(r) / 60.0)} min</h3>")
         if d.points:
             parts.append(f"<figure>{session_figure(Figure, d, f's{i}')}</figure>")
         elif r.get("ended_by") is None:

@@ -579,7 +579,6 @@ class _Running:
         self.started_at = started_at
         self.presets = [preset]
         self.readings = 0
-        self.first_t: float | None = None
         #: when each figure was first given: its "first minute" starts there (the stress index
         #: needs three minutes of pulse before it gives one, after the other figures' first)
         self.first_at: dict[str, float] = {}
@@ -847,8 +846,6 @@ class SessionRecorder:
                 return
             r.readings += 1
             r.changed = True
-            if r.first_t is None:
-                r.first_t = now
             for f, v in values.items():
                 if now - r.first_at.setdefault(f, now) <= WINDOW_S:
                     r.first[f].append(v)
@@ -1056,6 +1053,16 @@ class SessionRecorder:
         return True
 
 
+def session_seconds(row: dict[str, Any]) -> float:
+    """A recorded session's length (s): to its end, or, not ended (running, or cut by a crash
+    the next start has not closed yet), to the last time it was written."""
+    seconds = row.get("duration_s") or 0.0
+    seen = row.get("last_seen_at")
+    if row.get("ended_by") is None and isinstance(seen, (int, float)):
+        seconds = max(seconds, seen - row["started_at"])
+    return seconds
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """A table for ``calmtunes sessions``: first minute → last minute (trend). A session with
     no end is running, or was cut by a crash the next start has not closed yet: its length is
@@ -1078,18 +1085,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{'presets':<20}  {'HR bpm':<16}  {'RMSSD ms':<16}  {'breaths/min':<18}  "
             f"{'stress':<18}  {'arm':<16}  {'chosen by':<13}  reward")
     lines = [head]
-    open_rows = []
     for r in rows:
         # with the time zone: a table copied off the device, or read across a DST change
         started = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(r["started_at"]))
-        seconds = r["duration_s"] or 0.0
-        if r["ended_by"] is None:
-            seen = r.get("last_seen_at")
-            if isinstance(seen, (int, float)) and seen >= r["started_at"]:
-                seconds = max(seconds, seen - r["started_at"])
-            open_rows.append(r)
         lines.append(
-            f"{started:<20}  {seconds / 60.0:5.1f}  {r['ended_by'] or 'running':<12}  "
+            f"{started:<20}  {session_seconds(r) / 60.0:5.1f}  {r['ended_by'] or 'running':<12}  "
             f"{(r.get('listener') or '—')[:16]:<16}  "
             f"{(r['presets'] or '')[:20]:<20}  "
             f"{cell(r, 'hr', 0):<16}  {cell(r, 'rmssd', 0):<16}  {cell(r, 'breathing', 1):<18}  "
@@ -1097,7 +1097,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{(r.get('chosen_by') or '—')[:13]:<13}  "
             f"{'—' if r.get('reward') is None else format(r['reward'], '+.2f')}"
         )
-    if open_rows:
+    if any(r["ended_by"] is None for r in rows):
         lines.append("running: no end recorded yet, so still playing, or stopped by a crash or "
                      "power cut that the next start closes as 'unclean'; its minutes and figures "
                      "are as last written (every 5 minutes, every 30 when nothing changed)")
