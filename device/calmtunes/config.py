@@ -788,6 +788,11 @@ PANEL_ACTIONS = ("volume_up", "volume_down", "play_pause", "privacy")
 PANEL_INDICATORS = ("pulse", "camera")
 
 
+def preset_led_roles(presets: dict[str, Any]) -> set[str]:
+    """The LED roles the presets light: each preset's ``led`` name, else its own."""
+    return {str(v.get("led", k)) for k, v in presets.items() if isinstance(v, dict)}
+
+
 def _check_panel_roles(config: Config, errors: list[str]) -> None:
     """The panel's buttons and LEDs name presets of the music section, or the panel's own
     actions and indicators: a misspelt one would be a button that does nothing (and, as the
@@ -800,8 +805,7 @@ def _check_panel_roles(config: Config, errors: list[str]) -> None:
         if role not in buttons and role not in default.buttons:
             errors.append(f"panel.buttons.{role}: no preset or action of that name"
                           f"{_suggest(str(role), buttons)} (have: {', '.join(buttons)})")
-    leds = sorted({str(p.get("led", name)) for name, p in presets.items()
-                   if isinstance(p, dict)} | set(PANEL_INDICATORS))
+    leds = sorted(preset_led_roles(presets) | set(PANEL_INDICATORS))
     for role in panel.leds:
         if role not in leds and role not in default.leds:
             errors.append(f"panel.leds.{role}: nothing shows on an LED of that name"

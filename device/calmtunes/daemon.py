@@ -998,8 +998,8 @@ class Daemon:
         what it was before the first of them, or stays where it is if that is quieter. An undo
         never makes the music louder: a storm on volume down stays quieter until a person
         presses volume up."""
-        log_ = self._panel_volume_steps
-        taken = [log_.pop() for _ in range(min(steps, len(log_)))]
+        kept = self._panel_volume_steps
+        taken = [kept.pop() for _ in range(min(steps, len(kept)))]
         if not taken:
             return
         before = taken[-1]

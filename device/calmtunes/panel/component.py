@@ -57,7 +57,7 @@ from typing import Any
 from calmtunes.care.arms import preset_forbidden
 from calmtunes.clock import SYSTEM
 from calmtunes.component import DEGRADED, Component
-from calmtunes.config import PANEL_ACTIONS, Config
+from calmtunes.config import PANEL_ACTIONS, PANEL_INDICATORS, Config, preset_led_roles
 from calmtunes.hardware import Hardware, import_gpiozero, mock_pin_factory, use_local_pins
 from calmtunes.hub import Hub
 from calmtunes.music.conductor import check_reading
@@ -180,7 +180,7 @@ class PanelComponent(Component):
             factory = mock_pin_factory()
         self.factory = factory
         presets = self.config.music.presets
-        led_roles = preset_led_roles(presets) | {"pulse", "camera"}
+        led_roles = preset_led_roles(presets) | set(PANEL_INDICATORS)
         try:
             if factory is None:
                 use_local_pins()
@@ -370,9 +370,15 @@ class PanelComponent(Component):
 
     def _confirm(self, now: float) -> None:
         """Blink every preset LED: the chord was taken."""
-        for led in self._preset_leds().values():
-            led.blink(on_time=CONFIRM_BLINK_S, off_time=CONFIRM_BLINK_S, n=CONFIRM_BLINKS)
-        self._confirm_until = now + 2 * CONFIRM_BLINK_S * CONFIRM_BLINKS
+        self._blink(now, self._preset_leds().values(), CONFIRM_BLINK_S, CONFIRM_BLINK_S,
+                    CONFIRM_BLINKS)
+
+    def _blink(self, now: float, leds: Any, on: float, off: float, n: int) -> None:
+        """Blink ``leds`` ``n`` times (``on`` s lit, ``off`` s dark), then light the preset
+        playing again (the LED step leaves them alone until then)."""
+        for led in leds:
+            led.blink(on_time=on, off_time=off, n=n)
+        self._confirm_until = now + (on + off) * n
         self._lit_preset = "?"  # lit again from the hub once the blinks are over
 
     def _answer_timer(self, now: float) -> None:
@@ -381,10 +387,7 @@ class PanelComponent(Component):
         the preset playing is lit again."""
         answer, self._timer_answer = self._timer_answer, None
         on, n = (TIMER_BLINK_S, 2) if answer == "set" else (2 * TIMER_BLINK_S, 1)
-        for led in self._preset_leds().values():
-            led.blink(on_time=on, off_time=TIMER_BLINK_S, n=n)
-        self._confirm_until = now + (on + TIMER_BLINK_S) * n
-        self._lit_preset = "?"  # lit again from the hub once the blinks are over
+        self._blink(now, self._preset_leds().values(), on, TIMER_BLINK_S, n)
 
     def _refuse(self, now: float, preset: str) -> None:
         """A press of a preset the clinician forbade: its LED flickers
@@ -394,9 +397,7 @@ class PanelComponent(Component):
         led = self._preset_leds().get(role)
         if led is None:
             return
-        led.blink(on_time=REFUSED_BLINK_S, off_time=REFUSED_BLINK_S, n=REFUSED_BLINKS)
-        self._confirm_until = now + 2 * REFUSED_BLINK_S * REFUSED_BLINKS
-        self._lit_preset = "?"  # lit again from the hub once the blinks are over
+        self._blink(now, [led], REFUSED_BLINK_S, REFUSED_BLINK_S, REFUSED_BLINKS)
 
     def _pressed(self, role: str, t: float) -> None:
         if role in self.config.music.presets:
@@ -456,7 +457,7 @@ class PanelComponent(Component):
     def _preset_leds(self) -> dict[str, Any]:
         """The LEDs that show a preset, by role (the pulse and camera LEDs have their own)."""
         return {role: self.leds[role] for role in preset_led_roles(self.config.music.presets)
-                if role in self.leds and role not in ("pulse", "camera")}
+                if role in self.leds and role not in PANEL_INDICATORS}
 
     def _update_leds(self, now: float) -> None:
         controls = self.hub.latest("controls")
@@ -524,11 +525,6 @@ def _unheard(output: Any) -> bool:
     """Whether the ``"output"`` topic says no audio output is open (nothing published yet, or
     anything not from the audio component: heard, the LED steady as before)."""
     return isinstance(output, dict) and output.get("heard") is False
-
-
-def preset_led_roles(presets: dict[str, dict]) -> set[str]:
-    """The LED roles the presets light: each preset's ``led`` name, else its own."""
-    return {str(v.get("led", k)) for k, v in presets.items()}
 
 
 def make_component(config: Config, hub: Hub, hardware: Hardware | None = None) -> Component:
