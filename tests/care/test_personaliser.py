@@ -197,3 +197,17 @@ def test_a_paused_phrase_is_silence_to_the_listener():
     music = ComposedMusic(ProceduralComposer(1), lookahead_s=4.0)
     music.write_ahead(0.0, Controls(playing=False))
     assert music(1.0) is None
+
+
+def test_who_chose_is_kept_with_the_choice_not_read_from_its_words(tmp_path):
+    # "personaliser off ...: the default preset" read as the personaliser's choice (who chose
+    # was read from the words of why, and these did not match)
+    from calmtunes.care.personaliser import chosen_by
+
+    pinned = Personaliser(cfg(tmp_path / "a", pinned_arm="sleep")).start_session(1000.0)
+    assert chosen_by(pinned, False) == "clinician pin"
+    free = Personaliser(cfg(tmp_path / "b")).start_session(1000.0)
+    assert chosen_by(free, False) == "personaliser" and chosen_by(free, True) == "person"
+    off = Personaliser(cfg(tmp_path / "c", enabled=False)).start_session(1000.0)
+    assert "personaliser off" in off.why
+    assert chosen_by(off, False) == "config"

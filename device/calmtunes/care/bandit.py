@@ -70,6 +70,7 @@ class Bandit:
         self.enabled = enabled
         self.pinned = pinned
         self.forbidden = tuple(forbidden)
+        self.chosen_by = "personaliser"  # who chose the last arm choose() gave (see there)
         self.reward_sd = float(reward_sd)
         self.rng = rng if rng is not None else np.random.default_rng()
         self._index = {a.id: i for i, a in enumerate(self.arms)}
@@ -146,14 +147,18 @@ class Bandit:
         return sorted(out, key=lambda b: -b.mean)
 
     def choose(self) -> tuple[Arm, str]:
-        """This session's arm and why it was chosen."""
+        """This session's arm and why it was chosen; :attr:`chosen_by` says who chose it: the
+        clinician's pin, the config's default preset, or the personaliser."""
         if self.pinned is not None:
+            self.chosen_by = "clinician pin"
             return self.pinned, f"pinned by the clinician (care.pinned_arm: {self.pinned.id})"
+        self.chosen_by = "config"
         if not self.enabled:
             return self.default, "personaliser off (care.enabled: false): the default preset"
         allowed = self.allowed()
         if not allowed:
             return self.default, "every arm is forbidden: the default preset"
+        self.chosen_by = "personaliser"
         theta = self.rng.multivariate_normal(self._mean, self._cov, method="cholesky")
         draws = [(float(self.features(a) @ theta), a) for a in allowed]
         draws.sort(key=lambda d: -d[0])

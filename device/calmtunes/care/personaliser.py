@@ -46,25 +46,18 @@ class Choice:
     why: str
     config: Config
     started_at: float
-
-
-#: who chose a session's arm, as the session record keeps it (``chosen_by``)
-CHOOSERS = ("personaliser", "clinician pin", "person", "config")
+    #: who chose it, as the session record keeps it (``chosen_by``): "personaliser",
+    #: "clinician pin", "person", or "config" (the default preset: the personaliser off, every
+    #: arm forbidden, or its record unusable)
+    by: str = "personaliser"
 
 
 def chosen_by(choice: Choice | None, by_hand: bool) -> str:
-    """Who chose what the session played: a person (a preset pressed or asked for), the
-    clinician's pin, the personaliser, or the config's default preset (no personaliser, or its
-    record unusable)."""
-    if by_hand or (choice is not None and choice.why == PERSON_CHOSE):
+    """Who chose what the session played: a person when one chose or took over its preset,
+    else whoever made ``choice``, else (no personaliser) the config's default preset."""
+    if by_hand:
         return "person"
-    if choice is None:
-        return "config"
-    if choice.why.startswith("pinned by the clinician"):
-        return "clinician pin"
-    if choice.why.endswith("playing the default preset"):
-        return "config"
-    return "personaliser"
+    return "config" if choice is None else choice.by
 
 
 def bandit_for(config: Config, record: ListenerRecord,
@@ -108,19 +101,20 @@ class Personaliser:
             record = self._record(now)
             bandit = bandit_for(self.config, record, self.rng)
             arm, why = bandit.choose()
+            by = bandit.chosen_by
             self._beliefs = bandit.beliefs()
         except (OSError, ValueError) as exc:
             self.problem = f"care record unusable ({exc}); playing the default preset"
             log.error("care: %s", self.problem)
-            arm, why = default_arm(self.config), self.problem
+            arm, why, by = default_arm(self.config), self.problem, "config"
         try:
             config = apply_arm(self.config, arm)
         except ValueError as exc:  # the arm's preset left the config since
-            arm = default_arm(self.config)
+            arm, by = default_arm(self.config), "config"
             why = f"{exc}; playing the default preset"
             config = apply_arm(self.config, arm)
         log.info("care: listener %s, arm %s: %s", self.listener, arm.id, why)
-        self.current = Choice(self.listener or "", arm, why, config, now)
+        self.current = Choice(self.listener or "", arm, why, config, now, by)
         return self.current
 
     def person_session(self, now: float, preset: str) -> Choice:
@@ -131,7 +125,8 @@ class Personaliser:
         except (OSError, ValueError) as exc:
             self.problem = f"care record unusable ({exc})"
             log.error("care: %s", self.problem)
-        self.current = Choice(self.listener or "", Arm(preset), PERSON_CHOSE, self.config, now)
+        self.current = Choice(self.listener or "", Arm(preset), PERSON_CHOSE, self.config, now,
+                              "person")
         return self.current
 
     def end_session(self, choice: Choice, points: Sequence[TracePoint],
